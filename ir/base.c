@@ -1,0 +1,244 @@
+/* base.c: allocation hook, arenas and growable buffers shared by every library. */
+#include "ir/base.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+long rb_alloc_fail_after = -1;
+
+static int alloc_should_fail(void) {
+  if (rb_alloc_fail_after < 0) return 0;
+  if (rb_alloc_fail_after == 0) return 1;
+  rb_alloc_fail_after--;
+  return 0;
+}
+
+void *rb_malloc(size_t n) { return alloc_should_fail() ? NULL : malloc(n ? n : 1); }
+void *rb_calloc(size_t n, size_t size) { return alloc_should_fail() ? NULL : calloc(n ? n : 1, size ? size : 1); }
+void *rb_realloc(void *p, size_t n) { return alloc_should_fail() ? NULL : realloc(p, n ? n : 1); }
+void rb_free(void *p) { free(p); }
+
+char *rb_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = rb_malloc(n);
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+/* ---- arena ---- */
+
+struct RbChunk {
+  RbChunk *next;
+  size_t used, cap;
+  _Alignas(16) unsigned char data[];
+};
+
+void *rb_arena_alloc(RbArena *a, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  RbChunk *c = a->head;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = n > 65536 ? n : 65536;
+    c = rb_malloc(sizeof(RbChunk) + cap);
+    if (!c) {
+      a->oom = 1;
+      return NULL;
+    }
+    c->used = 0;
+    c->cap = cap;
+    c->next = a->head;
+    a->head = c;
+  }
+  void *p = c->data + c->used;
+  c->used += n;
+  memset(p, 0, n);
+  return p;
+}
+
+char *rb_arena_strndup(RbArena *a, const char *s, size_t n) {
+  char *p = rb_arena_alloc(a, n + 1);
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+char *rb_arena_strdup(RbArena *a, const char *s) { return rb_arena_strndup(a, s, strlen(s)); }
+
+char *rb_arena_printf(RbArena *a, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *p = rb_arena_alloc(a, (size_t)n + 1);
+  if (!p) return NULL;
+  va_start(ap, fmt);
+  vsnprintf(p, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return p;
+}
+
+void rb_arena_free(RbArena *a) {
+  for (RbChunk *c = a->head, *next; c; c = next) {
+    next = c->next;
+    rb_free(c);
+  }
+  a->head = NULL;
+}
+
+/* ---- buffer ---- */
+
+static int buf_reserve(RbBuf *b, size_t extra) {
+  if (b->oom) return 0;
+  if (b->len + extra + 1 <= b->cap) return 1;
+  size_t cap = b->cap ? b->cap * 2 : 256;
+  while (cap < b->len + extra + 1) cap *= 2;
+  char *p = rb_realloc(b->data, cap);
+  if (!p) {
+    b->oom = 1;
+    return 0;
+  }
+  b->data = p;
+  b->cap = cap;
+  return 1;
+}
+
+void rb_buf_put(RbBuf *b, const void *p, size_t n) {
+  if (!buf_reserve(b, n)) return;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = 0;
+}
+
+void rb_buf_puts(RbBuf *b, const char *s) { rb_buf_put(b, s, strlen(s)); }
+
+void rb_buf_vprintf(RbBuf *b, const char *fmt, va_list ap) {
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap2);
+  va_end(ap2);
+  if (n < 0 || !buf_reserve(b, (size_t)n)) return;
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  b->len += (size_t)n;
+}
+
+void rb_buf_printf(RbBuf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  rb_buf_vprintf(b, fmt, ap);
+  va_end(ap);
+}
+
+void rb_buf_free(RbBuf *b) {
+  rb_free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+int rb_read_file(const char *path, RbBuf *out) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f) return -1;
+  char tmp[65536];
+  size_t n;
+  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) rb_buf_put(out, tmp, n);
+  int err = ferror(f);
+  if (f != stdin) fclose(f);
+  if (err) {
+    errno = EIO;
+    return -1;
+  }
+  if (out->oom) {
+    errno = ENOMEM;
+    return -1;
+  }
+  rb_buf_put(out, "", 0); /* ensure data is non-NULL and terminated */
+  return 0;
+}
+
+/* ---- string map ---- */
+
+static size_t str_hash(const char *s) {
+  size_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+int rb_map_get(const RbMap *m, const char *key, int *val) {
+  if (!m->cap) return 0;
+  for (size_t i = str_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    if (!m->keys[i]) return 0;
+    if (strcmp(m->keys[i], key) == 0) {
+      if (val) *val = m->vals[i];
+      return 1;
+    }
+  }
+}
+
+int rb_map_put(RbMap *m, const char *key, int val) {
+  if ((m->n + 1) * 2 > m->cap) { /* keep the load under one half */
+    RbMap big = {0};
+    big.cap = m->cap ? m->cap * 2 : 64;
+    big.keys = rb_calloc(big.cap, sizeof *big.keys);
+    big.vals = rb_calloc(big.cap, sizeof *big.vals);
+    if (!big.keys || !big.vals) {
+      rb_free(big.keys);
+      rb_free(big.vals);
+      return RB_EINTERNAL;
+    }
+    for (size_t i = 0; i < m->cap; i++)
+      if (m->keys[i]) rb_map_put(&big, m->keys[i], m->vals[i]); /* cannot grow: fits */
+    rb_map_free(m);
+    *m = big;
+  }
+  size_t i = str_hash(key) & (m->cap - 1);
+  while (m->keys[i] && strcmp(m->keys[i], key) != 0) i = (i + 1) & (m->cap - 1);
+  if (!m->keys[i]) m->n++;
+  m->keys[i] = key;
+  m->vals[i] = val;
+  return RB_OK;
+}
+
+void rb_map_free(RbMap *m) {
+  rb_free(m->keys);
+  rb_free(m->vals);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- half precision ---- */
+
+uint16_t rb_f16_from_f32(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t mag = x & 0x7fffffffu;
+  if (mag >= 0x7f800000u) /* inf or nan */
+    return (uint16_t)(sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0));
+  if (mag >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow -> inf */
+  if (mag < 0x38800000u) {                                  /* subnormal or zero */
+    if (mag < 0x33000000u) return (uint16_t)sign;
+    uint32_t e = mag >> 23, m = (mag & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126 - e; /* 14..24: half's subnormal unit is 2^-24 */
+    uint32_t half = m >> shift;
+    uint32_t rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t h = ((mag - 0x38000000u) >> 13);
+  uint32_t rem = mag & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+  return (uint16_t)(sign | h);
+}
+
+float rb_f32_from_f16(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu, x;
+  if (e == 0) {
+    if (m == 0) x = sign;
+    else { /* subnormal: normalize */
+      e = 113;
+      while (!(m & 0x400u)) { m <<= 1; e--; }
+      x = sign | (e << 23) | ((m & 0x3ffu) << 13);
+    }
+  } else if (e == 31) x = sign | 0x7f800000u | (m << 13);
+  else x = sign | ((e + 112) << 23) | (m << 13);
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}

@@ -1,0 +1,77 @@
+/* base.h: the few utilities every library shares (prefix rb_).
+ * All heap memory goes through rb_malloc/rb_realloc so that tests can make
+ * allocation fail on purpose; arenas hold a compilation's data and are freed
+ * at once; RbBuf is a growable byte/string buffer. */
+#ifndef RABIT_BASE_H
+#define RABIT_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation hook. rb_malloc returns NULL on failure (callers check). Tests set
+ * rb_alloc_fail_after = n to make the (n+1)-th allocation fail; -1 disables. */
+extern long rb_alloc_fail_after;
+void *rb_malloc(size_t n);
+void *rb_calloc(size_t n, size_t size);
+void *rb_realloc(void *p, size_t n);
+void rb_free(void *p);
+char *rb_strdup(const char *s);
+
+/* Arena: bump allocation in chunks, freed together. Allocation failure makes
+ * rb_arena_alloc return NULL and sets arena->oom. */
+typedef struct RbChunk RbChunk;
+typedef struct {
+  RbChunk *head;
+  int oom;
+} RbArena;
+
+void *rb_arena_alloc(RbArena *a, size_t n);     /* zeroed, 16-byte aligned */
+char *rb_arena_strdup(RbArena *a, const char *s);
+char *rb_arena_strndup(RbArena *a, const char *s, size_t n);
+char *rb_arena_printf(RbArena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void rb_arena_free(RbArena *a);
+
+/* Growable buffer, always NUL-terminated when len > 0. On allocation failure
+ * it sets oom and drops further writes; check buf.oom once at the end. */
+typedef struct {
+  char *data;
+  size_t len, cap;
+  int oom;
+} RbBuf;
+
+void rb_buf_put(RbBuf *b, const void *p, size_t n);
+void rb_buf_puts(RbBuf *b, const char *s);
+void rb_buf_printf(RbBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rb_buf_vprintf(RbBuf *b, const char *fmt, va_list ap);
+void rb_buf_free(RbBuf *b);
+
+/* String -> int hash map (open addressing). Keys are not copied: they must
+ * outlive the map. It keeps passes linear on graphs of 100k ops. */
+typedef struct {
+  const char **keys;
+  int *vals;
+  size_t cap, n;
+} RbMap;
+
+int rb_map_get(const RbMap *m, const char *key, int *val); /* 1 when found */
+int rb_map_put(RbMap *m, const char *key, int val);        /* RB_OK or RB_EINTERNAL */
+void rb_map_free(RbMap *m);
+
+/* Read a whole file ("-" is stdin). Returns 0 on success, else -1 with errno set. */
+int rb_read_file(const char *path, RbBuf *out);
+
+/* Status codes shared by the libraries: 0 ok, RB_EUSER for bad input (the
+ * caller shows the diagnostics), RB_EINTERNAL for bugs and resource failures. */
+enum { RB_OK = 0, RB_EUSER = 1, RB_EINTERNAL = 2 };
+
+/* IEEE half <-> float on the CPU (round to nearest even), for weight files,
+ * references and tests. */
+#ifndef RABIT_HALF_DEFINED
+#define RABIT_HALF_DEFINED
+uint16_t rb_f16_from_f32(float f);
+float rb_f32_from_f16(uint16_t h);
+#endif
+
+#endif

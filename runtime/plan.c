@@ -1,0 +1,441 @@
+/* plan.c: the plan file, the versioned contract between rabitc and the
+ * runtime and trainer. A line-oriented text format, so that it diffs and
+ * reads well:
+ *
+ *   rabit-plan 1
+ *   model smollm2-135m
+ *   ir-hash <32 hex>          XXH3-128 of the IR text
+ *   arch sm_90
+ *   compiler nvrtc 13.0 builtins <hex>
+ *   rabitc 0.1.0
+ *   counts kernels=26 steps=123 values=250
+ *   kernel 0 key=<32 hex> entry=<name> block=128,1,1 smem=17408 tuning=default kind=linear ...
+ *   step 0 op=embed line=13 layer=-1 paths=0 kernels=5 in=0 out=1 weights=model.embed_tokens ...
+ *
+ * Every kernel line carries its whole spec (floats in C's exact %a form), so
+ * a missing cubin is rebuilt from the plan alone. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "ir/ir.h"
+#include "runtime/runtime.h"
+
+static const char *const strategy_names[] = {"none", "xor", "mma"};
+static const char *const epilogue_names[] = {"none", "add", "swiglu"};
+
+/* ---- building ---- */
+
+int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char *arch,
+                 const CgKernelSet *ks, const RtBuilt *built) {
+  RtPlan *p = rb_calloc(1, sizeof *p);
+  if (!p) return RB_EINTERNAL;
+  p->version = RT_PLAN_VERSION;
+  snprintf(p->model, sizeof p->model, "%s", g->model ? g->model : "unnamed");
+  snprintf(p->arch, sizeof p->arch, "%s", arch);
+  snprintf(p->compiler, sizeof p->compiler, "%s", rt_nvrtc_id());
+  snprintf(p->tool, sizeof p->tool, "%s", RABIT_VERSION);
+  XXH128_hash_t h = XXH3_128bits(ir_text, strlen(ir_text));
+  p->ir_hash.hi = h.high64;
+  p->ir_hash.lo = h.low64;
+  p->nkernels = ks->n;
+  p->kernels = rb_calloc((size_t)ks->n + 1, sizeof *p->kernels);
+  int *value_id = rb_calloc((size_t)g->nvalues + 1, sizeof(int));
+  p->steps = rb_calloc((size_t)g->nnodes + 1, sizeof *p->steps);
+  if (!p->kernels || !value_id || !p->steps) goto oom;
+  for (int i = 0; i < ks->n; i++) {
+    RtPlanKernel *k = &p->kernels[i];
+    k->spec = ks->k[i].spec;
+    k->key = built[i].key;
+    snprintf(k->entry, sizeof k->entry, "%s", built[i].entry);
+    CgLaunch l = cg_launch(&k->spec, k->spec.kind == CG_REPACK ? 0 : 1);
+    memcpy(k->block, l.block, sizeof k->block);
+    k->smem = l.smem;
+    snprintf(k->tuning, sizeof k->tuning, "default");
+  }
+  /* Values are numbered in definition order, graph inputs first. */
+  for (int i = 0; i < g->nvalues; i++) value_id[i] = -1;
+  for (int i = 0; i < g->ninputs; i++) value_id[g->inputs[i]] = p->nvalues++;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    RtPlanStep *s = &p->steps[p->nsteps++];
+    snprintf(s->op, sizeof s->op, "%s", ir_ops[n->op].name);
+    s->line = n->line;
+    s->layer = n->layer;
+    s->paths = ir_node_paths(n);
+    s->nkernels = ks->node[i].n;
+    memcpy(s->kernel, ks->node[i].k, sizeof s->kernel);
+    s->nin = n->nin;
+    for (int j = 0; j < n->nin; j++) s->in[j] = value_id[n->in[j]];
+    s->nout = n->nout;
+    for (int j = 0; j < n->nout; j++) s->out[j] = value_id[n->out[j]] = p->nvalues++;
+    s->nweights = n->nweights;
+    for (int j = 0; j < n->nweights; j++)
+      if (!(s->weights[j] = rb_strdup(n->weights[j]))) goto oom;
+    if (s->paths && s->nkernels == CG_MAX_NODE_KERNELS) {
+      s->layout_bytes[0] = cg_linear_bits_bytes(&p->kernels[s->kernel[3]].spec);
+      s->layout_bytes[1] = cg_linear_bits_bytes(&p->kernels[s->kernel[4]].spec);
+    }
+  }
+  rb_free(value_id);
+  *out = p;
+  return RB_OK;
+oom:
+  rb_free(value_id);
+  rt_plan_free(p);
+  return RB_EINTERNAL;
+}
+
+void rt_plan_free(RtPlan *p) {
+  if (!p) return;
+  for (int i = 0; i < p->nsteps; i++)
+    for (int j = 0; j < p->steps[i].nweights; j++) rb_free(p->steps[i].weights[j]);
+  rb_free(p->steps);
+  rb_free(p->kernels);
+  rb_free(p);
+}
+
+/* ---- text ---- */
+
+static void put_list(RbBuf *b, const char *key, const int *v, int n) {
+  rb_buf_printf(b, " %s=", key);
+  if (!n) rb_buf_puts(b, "-");
+  for (int i = 0; i < n; i++) rb_buf_printf(b, "%s%d", i ? "," : "", v[i]);
+}
+
+static void put_spec(RbBuf *b, const CgSpec *s) {
+  rb_buf_printf(b, " kind=%s strategy=%s batch=%d K=%d N=", cg_kind_name(s->kind),
+                strategy_names[s->strategy], s->batch_max, s->K);
+  if (!s->nseg) rb_buf_puts(b, "-");
+  for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "," : "", s->N[i]);
+  rb_buf_printf(b, " paths=%d epilogue=%s tile=%d,%d,%d,%d dim=%d vocab=%d heads=%d kv_heads=%d"
+                   " head_dim=%d max_ctx=%d eps=%a rope_theta=%a",
+                s->paths, epilogue_names[s->epilogue], s->tile[0], s->tile[1], s->tile[2], s->tile[3],
+                s->dim, s->vocab, s->heads, s->kv_heads, s->head_dim, s->max_ctx, (double)s->eps,
+                (double)s->rope_theta);
+}
+
+void rt_plan_format(const RtPlan *p, RbBuf *b) {
+  char hex[33];
+  rt_key_hex(p->ir_hash, hex);
+  rb_buf_printf(b, "rabit-plan %d\nmodel %s\nir-hash %s\narch %s\ncompiler %s\nrabitc %s\n", p->version,
+                p->model, hex, p->arch, p->compiler, p->tool);
+  rb_buf_printf(b, "counts kernels=%d steps=%d values=%d\n", p->nkernels, p->nsteps, p->nvalues);
+  for (int i = 0; i < p->nkernels; i++) {
+    const RtPlanKernel *k = &p->kernels[i];
+    rt_key_hex(k->key, hex);
+    rb_buf_printf(b, "kernel %d key=%s entry=%s block=%u,%u,%u smem=%u tuning=%s", i, hex, k->entry,
+                  k->block[0], k->block[1], k->block[2], k->smem, k->tuning);
+    put_spec(b, &k->spec);
+    rb_buf_puts(b, "\n");
+  }
+  for (int i = 0; i < p->nsteps; i++) {
+    const RtPlanStep *s = &p->steps[i];
+    rb_buf_printf(b, "step %d op=%s line=%d layer=%d paths=%d", i, s->op, s->line, s->layer, s->paths);
+    put_list(b, "kernels", s->kernel, s->nkernels);
+    put_list(b, "in", s->in, s->nin);
+    put_list(b, "out", s->out, s->nout);
+    rb_buf_puts(b, " weights=");
+    if (!s->nweights) rb_buf_puts(b, "-");
+    for (int j = 0; j < s->nweights; j++) rb_buf_printf(b, "%s%s", j ? "," : "", s->weights[j]);
+    rb_buf_printf(b, " layout=%zu,%zu\n", s->layout_bytes[0], s->layout_bytes[1]);
+  }
+}
+
+/* A weight name must survive the format: no spaces, commas or '='. */
+static const char *bad_weight_name(const RtPlan *p) {
+  for (int i = 0; i < p->nsteps; i++)
+    for (int j = 0; j < p->steps[i].nweights; j++)
+      if (strpbrk(p->steps[i].weights[j], " \t\n,=") || !p->steps[i].weights[j][0])
+        return p->steps[i].weights[j];
+  return NULL;
+}
+
+int rt_plan_write(const char *path, const IrGraph *g, const char *ir_text, const char *arch,
+                  const CgKernelSet *ks, const RtBuilt *built, RbBuf *err) {
+  RtPlan *p;
+  if (rt_plan_make(&p, g, ir_text, arch, ks, built) != RB_OK) return RB_EINTERNAL;
+  const char *bad = bad_weight_name(p);
+  if (bad) {
+    rb_buf_printf(err, "weight name \"%s\" cannot go into a plan (spaces, commas and '=' are not allowed)", bad);
+    rt_plan_free(p);
+    return RB_EUSER;
+  }
+  RbBuf text = {0};
+  rt_plan_format(p, &text);
+  rt_plan_free(p);
+  if (text.oom) {
+    rb_buf_free(&text);
+    return RB_EINTERNAL;
+  }
+  /* Temp file and rename: a failed write never leaves a truncated plan. */
+  RbBuf tmp = {0};
+  rb_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp.data, "w");
+  int ok = f && fwrite(text.data, 1, text.len, f) == text.len;
+  ok = (f && fclose(f) == 0) && ok;
+  if (ok && rename(tmp.data, path) != 0) ok = 0;
+  if (!ok) {
+    rb_buf_printf(err, "cannot write plan '%s': %s", path, strerror(errno));
+    unlink(tmp.data);
+  }
+  rb_buf_free(&tmp);
+  rb_buf_free(&text);
+  return ok ? RB_OK : RB_EUSER;
+}
+
+/* ---- parsing ---- */
+
+typedef struct {
+  const char *path;
+  int line;
+  RbBuf *err;
+  int failed;
+} Cursor;
+
+static void perr(Cursor *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void perr(Cursor *c, const char *fmt, ...) {
+  if (c->failed++) return;
+  va_list ap;
+  va_start(ap, fmt);
+  rb_buf_printf(c->err, "%s:%d: error: ", c->path, c->line);
+  rb_buf_vprintf(c->err, fmt, ap);
+  va_end(ap);
+}
+
+/* The value of key=... among the words of a line (NULL when absent). */
+static const char *field(char **words, int n, const char *key, char *buf, size_t len) {
+  size_t k = strlen(key);
+  for (int i = 0; i < n; i++)
+    if (strncmp(words[i], key, k) == 0 && words[i][k] == '=') {
+      snprintf(buf, len, "%s", words[i] + k + 1);
+      return buf;
+    }
+  return NULL;
+}
+
+static long get_int(Cursor *c, char **w, int n, const char *key, long lo, long hi) {
+  char buf[64], *end;
+  if (!field(w, n, key, buf, sizeof buf)) {
+    perr(c, "missing field '%s'", key);
+    return lo;
+  }
+  errno = 0;
+  long v = strtol(buf, &end, 10);
+  if (*end || errno || v < lo || v > hi) {
+    perr(c, "field '%s' must be an integer in %ld..%ld, got '%s'", key, lo, hi, buf);
+    return lo;
+  }
+  return v;
+}
+
+static double get_float(Cursor *c, char **w, int n, const char *key) {
+  char buf[64], *end;
+  if (!field(w, n, key, buf, sizeof buf)) {
+    perr(c, "missing field '%s'", key);
+    return 0;
+  }
+  double v = strtod(buf, &end);
+  if (*end) perr(c, "field '%s' must be a number, got '%s'", key, buf);
+  return v;
+}
+
+/* An integer list "1,2,3" or "-" into v (at most max). Returns the count. */
+static int get_list(Cursor *c, char **w, int n, const char *key, int *v, int max, long lo, long hi) {
+  char buf[256];
+  if (!field(w, n, key, buf, sizeof buf)) {
+    perr(c, "missing field '%s'", key);
+    return 0;
+  }
+  if (strcmp(buf, "-") == 0) return 0;
+  int count = 0;
+  for (char *s = buf, *end;; s = end + 1) {
+    long x = strtol(s, &end, 10);
+    if (end == s || x < lo || x > hi || count == max || (*end && *end != ',')) {
+      perr(c, "field '%s' must be a list of at most %d integers in %ld..%ld, got '%s'", key, max, lo, hi, buf);
+      return 0;
+    }
+    v[count++] = (int)x;
+    if (!*end) break;
+  }
+  return count;
+}
+
+static int get_name(Cursor *c, char **w, int n, const char *key, const char *const *names, int count) {
+  char buf[32];
+  if (!field(w, n, key, buf, sizeof buf)) {
+    perr(c, "missing field '%s'", key);
+    return 0;
+  }
+  for (int i = 0; i < count; i++)
+    if (strcmp(buf, names[i]) == 0) return i;
+  perr(c, "unknown %s '%s'", key, buf);
+  return 0;
+}
+
+static int parse_key(const char *hex, RtKey *k) {
+  if (strlen(hex) != 32) return 0;
+  char a[17], b[17], *end;
+  memcpy(a, hex, 16);
+  memcpy(b, hex + 16, 16);
+  a[16] = b[16] = 0;
+  k->hi = strtoull(a, &end, 16);
+  if (*end) return 0;
+  k->lo = strtoull(b, &end, 16);
+  return !*end;
+}
+
+static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
+  char buf[128];
+  static const char *kinds[CG_NKIND];
+  for (int i = 0; i < CG_NKIND; i++) kinds[i] = cg_kind_name((CgKind)i);
+  if (!field(w, n, "key", buf, sizeof buf) || !parse_key(buf, &k->key)) perr(c, "bad or missing key");
+  if (!field(w, n, "entry", k->entry, sizeof k->entry)) perr(c, "missing field 'entry'");
+  if (!field(w, n, "tuning", k->tuning, sizeof k->tuning)) perr(c, "missing field 'tuning'");
+  int block[3] = {1, 1, 1};
+  if (get_list(c, w, n, "block", block, 3, 1, 1024) != 3) perr(c, "field 'block' needs 3 sizes");
+  for (int i = 0; i < 3; i++) k->block[i] = (unsigned)block[i];
+  k->smem = (unsigned)get_int(c, w, n, "smem", 0, 1 << 20);
+  CgSpec *s = &k->spec;
+  memset(s, 0, sizeof *s);
+  s->kind = (CgKind)get_name(c, w, n, "kind", kinds, CG_NKIND);
+  s->strategy = (CgStrategy)get_name(c, w, n, "strategy", strategy_names, 3);
+  s->epilogue = (CgEpilogue)get_name(c, w, n, "epilogue", epilogue_names, 3);
+  s->batch_max = (int)get_int(c, w, n, "batch", 0, 1 << 20);
+  s->K = (int)get_int(c, w, n, "K", 0, 1 << 24);
+  s->nseg = get_list(c, w, n, "N", s->N, CG_MAX_SEG, 1, 1 << 24);
+  s->paths = (int)get_int(c, w, n, "paths", 0, 4);
+  if (get_list(c, w, n, "tile", s->tile, CG_MAX_TILE, 0, 1 << 16) != CG_MAX_TILE) perr(c, "field 'tile' needs 4 values");
+  s->dim = (int)get_int(c, w, n, "dim", 0, 1 << 24);
+  s->vocab = (int)get_int(c, w, n, "vocab", 0, 1 << 24);
+  s->heads = (int)get_int(c, w, n, "heads", 0, 1 << 16);
+  s->kv_heads = (int)get_int(c, w, n, "kv_heads", 0, 1 << 16);
+  s->head_dim = (int)get_int(c, w, n, "head_dim", 0, 1 << 16);
+  s->max_ctx = (int)get_int(c, w, n, "max_ctx", 0, 1 << 24);
+  s->eps = (float)get_float(c, w, n, "eps");
+  s->rope_theta = (float)get_float(c, w, n, "rope_theta");
+}
+
+static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *p) {
+  char buf[4096];
+  if (!field(w, n, "op", s->op, sizeof s->op) || ir_op_lookup(s->op) == IR_NOP) perr(c, "bad or missing op");
+  s->line = (int)get_int(c, w, n, "line", 0, 1 << 30);
+  s->layer = (int)get_int(c, w, n, "layer", -1, 1 << 30);
+  s->paths = (int)get_int(c, w, n, "paths", 0, 4);
+  s->nkernels = get_list(c, w, n, "kernels", s->kernel, RT_PLAN_MAX_STEP_KERNELS, 0, p->nkernels - 1);
+  s->nin = get_list(c, w, n, "in", s->in, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
+  s->nout = get_list(c, w, n, "out", s->out, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
+  if (!field(w, n, "weights", buf, sizeof buf)) perr(c, "missing field 'weights'");
+  else if (strcmp(buf, "-") != 0)
+    for (char *t = strtok(buf, ","); t && !c->failed; t = strtok(NULL, ",")) {
+      if (s->nweights == RT_PLAN_MAX_VALUES) perr(c, "too many weights");
+      else if (!(s->weights[s->nweights++] = rb_strdup(t))) perr(c, "out of memory");
+    }
+  int lay[2] = {0, 0};
+  if (get_list(c, w, n, "layout", lay, 2, 0, 2147483647) != 2) perr(c, "field 'layout' needs 2 sizes");
+  s->layout_bytes[0] = (size_t)lay[0];
+  s->layout_bytes[1] = (size_t)lay[1];
+}
+
+/* A header value, refused rather than truncated when it does not fit. */
+static void header_value(Cursor *c, char *dst, size_t size, const char *val, const char *what) {
+  size_t n = strlen(val);
+  if (n >= size) {
+    perr(c, "'%s' is longer than %zu characters", what, size - 1);
+    return;
+  }
+  memcpy(dst, val, n + 1);
+}
+
+int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) {
+  Cursor c = {path, 0, err, 0};
+  RtPlan *p = rb_calloc(1, sizeof *p);
+  char *copy = rb_strdup(text);
+  if (!p || !copy) {
+    rb_free(p);
+    rb_free(copy);
+    return RB_EINTERNAL;
+  }
+  int nk = 0, ns = 0, header = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(copy, "\n", &save); line && !c.failed; line = strtok_r(NULL, "\n", &save)) {
+    c.line++;
+    char *words[64];
+    int n = 0;
+    char *rest = line, *ws = NULL;
+    for (char *t = strtok_r(rest, " ", &ws); t && n < 64; t = strtok_r(NULL, " ", &ws)) words[n++] = t;
+    if (!n) continue;
+    const char *what = words[0];
+    /* Header values are the rest of the line, re-joined. */
+    char val[256] = "";
+    for (int i = 1, used = 0; i < n && used < (int)sizeof val; i++)
+      used += snprintf(val + used, sizeof val - (size_t)used, "%s%s", i > 1 ? " " : "", words[i]);
+    if (c.line == 1) {
+      if (strcmp(what, "rabit-plan") != 0) perr(&c, "not a rabit plan (no 'rabit-plan' header)");
+      else if (atoi(val) != RT_PLAN_VERSION)
+        perr(&c, "plan version %s is not supported (this runtime reads version %d)", val, RT_PLAN_VERSION);
+      p->version = RT_PLAN_VERSION;
+      continue;
+    }
+    if (strcmp(what, "model") == 0) header_value(&c, p->model, sizeof p->model, val, what);
+    else if (strcmp(what, "arch") == 0) header_value(&c, p->arch, sizeof p->arch, val, what);
+    else if (strcmp(what, "compiler") == 0) header_value(&c, p->compiler, sizeof p->compiler, val, what);
+    else if (strcmp(what, "rabitc") == 0) header_value(&c, p->tool, sizeof p->tool, val, what);
+    else if (strcmp(what, "ir-hash") == 0) {
+      if (!parse_key(val, &p->ir_hash)) perr(&c, "bad ir-hash '%s'", val);
+    } else if (strcmp(what, "counts") == 0) {
+      p->nkernels = (int)get_int(&c, words, n, "kernels", 0, 1 << 20);
+      p->nsteps = (int)get_int(&c, words, n, "steps", 0, 1 << 22);
+      p->nvalues = (int)get_int(&c, words, n, "values", 0, 1 << 24);
+      p->kernels = rb_calloc((size_t)p->nkernels + 1, sizeof *p->kernels);
+      p->steps = rb_calloc((size_t)p->nsteps + 1, sizeof *p->steps);
+      if (!p->kernels || !p->steps) perr(&c, "out of memory");
+      header = 1;
+    } else if (strcmp(what, "kernel") == 0 || strcmp(what, "step") == 0) {
+      int is_k = what[0] == 'k';
+      if (!header) {
+        perr(&c, "'%s' before 'counts'", what);
+        break;
+      }
+      if (n < 2 || atoi(words[1]) != (is_k ? nk : ns) || (is_k ? nk == p->nkernels : ns == p->nsteps)) {
+        perr(&c, "%s %s out of order or beyond its count", what, n > 1 ? words[1] : "?");
+        break;
+      }
+      if (is_k) parse_kernel(&c, words + 2, n - 2, &p->kernels[nk++]);
+      else parse_step(&c, words + 2, n - 2, &p->steps[ns++], p);
+    } else perr(&c, "unknown record '%s'", what);
+  }
+  if (!c.failed && (!header || nk != p->nkernels || ns != p->nsteps)) {
+    c.line++;
+    perr(&c, "the plan is truncated: %d of %d kernels and %d of %d steps", nk, p->nkernels, ns, p->nsteps);
+  }
+  if (!c.failed && (!p->arch[0] || !p->compiler[0])) perr(&c, "the header lacks 'arch' or 'compiler'");
+  rb_free(copy);
+  if (c.failed) {
+    p->nsteps = ns; /* free only what was filled */
+    rt_plan_free(p);
+    return RB_EUSER;
+  }
+  *out = p;
+  return RB_OK;
+}
+
+int rt_plan_load(const char *path, RtPlan **out, RbBuf *err) {
+  RbBuf text = {0};
+  if (rb_read_file(path, &text) != 0) {
+    rb_buf_printf(err, "cannot read plan '%s': %s", path, strerror(errno));
+    rb_buf_free(&text);
+    return RB_EUSER;
+  }
+  int rc = text.len && memchr(text.data, 0, text.len) ? RB_EUSER : RB_OK;
+  if (rc) rb_buf_printf(err, "%s: error: not a text file", path);
+  else rc = rt_plan_parse(path, text.data, out, err);
+  rb_buf_free(&text);
+  return rc;
+}

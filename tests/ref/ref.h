@@ -1,0 +1,35 @@
+/* ref.h: CPU references for every kernel kind, written from the equations in
+ * DESIGN.md and independent of codegen. Everything is float64 or float32 on
+ * unpacked inputs; the tests pack inputs into the canonical format themselves. */
+#ifndef RABIT_REF_H
+#define RABIT_REF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Residual binary linear, one segment:
+ * y[b, n] = sum_p g[p, n] * sum_j s(p, n, j) * h[p, j] * x[b, j]
+ * where s = -1 if bit j of row (p, n) in canonical bits (paths, N, ceil(K/32)) is set, else +1.
+ * x (batch, K) float, g (paths, N), h (paths, K) float, y (batch, N) double. */
+void ref_linear(double *y, const float *x, const uint32_t *bits, const float *g, const float *h,
+                int batch, int N, int K, int paths);
+
+/* Pack signs (paths, N, K) of +1/-1 into canonical words (paths, N, ceil(K/32)); pad bits 0. */
+void ref_pack_signs(uint32_t *bits, const int8_t *signs, int paths, int N, int K);
+
+double ref_silu(double v);
+
+/* Row-wise decoder ops, float64 out. */
+void ref_rmsnorm(double *y, const float *x, const float *w, int T, int D, float eps);
+void ref_embed(double *y, const int *tokens, const float *table, int T, int D);
+/* Hugging Face rotate-half RoPE of one head vector v (head_dim) at position pos. */
+void ref_rope(double *out, const float *v, int head_dim, int pos, float theta);
+/* Causal GQA attention with RoPE, over a full sequence of T tokens starting at
+ * position 0: q (T, heads*hd), k, v (T, kv_heads*hd), out (T, heads*hd). */
+void ref_attention(double *out, const float *q, const float *k, const float *v, int T, int heads,
+                   int kv_heads, int head_dim, float theta);
+
+/* Relative L2 error ||a - b|| / ||b||. */
+double ref_rel_l2(const double *a, const double *b, size_t n);
+
+#endif

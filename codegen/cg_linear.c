@@ -3,24 +3,33 @@
  * batch 1, mma for batches of 2 and more). Every shape, path count and tile
  * parameter is a compile-time constant of the emitted source.
  *
- * Kernel bit layouts (what CG_REPACK writes; cg_linear_bits_bytes is their size):
- *   xor: (paths, Ntot, W) words, W = ceil(K/32): the canonical layout with the
- *        segments concatenated along N for each path.
- *   mma: (paths, TT, C64, 32) words. TT counts 16-row tiles (each segment padded
- *        to a multiple of 16 rows, so no tile straddles two segments' h), C64 =
- *        ceil(K/64). Word (p, T, c, lane) holds exactly the 32 signs lane needs
- *        for the four m16n8k16 A fragments of tile T over columns 64c..64c+63:
- *        bit r and bit r+16 (r = 4s + q, s = k16 step, q = A register) are the
- *        even and odd column of register q, so one shift and one LOP3 decode a
- *        register. Pad rows and columns are 0.
+ * Kernel bit layout (what CG_REPACK writes, the same for both strategies;
+ * cg_linear_bits_bytes is its size): (paths, TT, C256, 32, 4) words. TT counts
+ * 16-row tiles (each segment padded to a multiple of 16 rows, so no tile
+ * straddles two segments' h), C256 = ceil(K/256). Lane l of tile T owns the 16
+ * bytes (T, c, l, 0..3): word j holds exactly the 32 signs lane l needs for the
+ * four m16n8k16 A fragments over the 64 columns 256c + 64j .. +63, so a lane
+ * streams its bits with one 16-byte load per tile and 256 columns.
+ *   Inside a 64-column step the columns are permuted so that a lane's B
+ *   fragments are contiguous in x and h: lane (gid, tig) covers columns
+ *   16 tig .. 16 tig + 15; in k16 step s, A register q (rows gid + 8 (q & 1))
+ *   takes columns 16 tig + 4 s + 2 (q >> 1) + {0, 1}, as bit r and bit r + 16
+ *   (r = 4 s + q), so one shift and one LOP3 decode a register to +-g.
+ *   Pad rows and columns are 0.
  *
- * Tile parameters (0 = default):
- *   xor: tile[0] rows per warp (1..8), tile[1] warps per block (1..16),
- *        tile[2] words of K staged per chunk (multiple of 32).
- *   mma: tile[0] 16-row tiles per block, tile[1] warps splitting K inside the
- *        block (split-K with a deterministic shared-memory reduction),
- *        tile[2] columns of K staged per chunk (multiple of 64),
- *        tile[3] batch rows per block (8, 16, 32, 64); larger batches tile the grid's y. */
+ * Two kernel designs read it:
+ *   reg (strategy xor, the batch-1 bucket, and mma with batch tiles of 8 or 16):
+ *     no shared staging. A warp owns RT row tiles and every KS-th 256-column
+ *     group of K; it streams its bits with 16-byte loads one group ahead,
+ *     builds its B fragments from two 16-byte loads of x and of h_p (HMUL2),
+ *     decodes, and accumulates with mma.sync. The KS warps of a block reduce
+ *     through shared memory in a fixed order (deterministic).
+ *     tile[0] row tiles per block (RT), tile[1] warps splitting K (KS),
+ *     tile[3] batch rows per block (8, 16).
+ *   staged (mma with batch tiles of 32 or 64): u = h .* x staged in shared
+ *     memory per K chunk, see emit_mma. tile[0] 16-row tiles per block,
+ *     tile[1] warps splitting K inside the block, tile[2] columns of K staged
+ *     per chunk (multiple of 64), tile[3] batch rows per block (32, 64). */
 #include <stdio.h>
 #include <string.h>
 
@@ -30,13 +39,13 @@
 
 /* Everything the emitters derive from a spec, resolved once. */
 typedef struct {
-  int W, C64, ntot, nsb;      /* nsb: segments one block works on (2 for swiglu) */
+  int W, C64, C256, ntot, nsb; /* nsb: segments one block works on (2 for swiglu) */
   int row0[CG_MAX_SEG];       /* first row of each segment in Ntot */
   int ntile[CG_MAX_SEG], tile0[CG_MAX_SEG], TT; /* mma 16-row tiles */
   int ngroup;                 /* block groups: segments, or 1 (gate+up) for swiglu */
   int blk0[CG_MAX_SEG + 1];   /* first block of each group, then the total */
-  int R, NW, KCW;             /* xor */
-  int RT, KS, KC, BT;         /* mma */
+  int reg;                    /* 1: the register design (xor, mma batch tiles 8/16); 0: staged */
+  int RT, KS, KC, BT;
   unsigned threads, smem;
 } Plan;
 
@@ -85,6 +94,7 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
   pl->ntot = (int)ntot;
   pl->W = div_up(s->K, 32);
   pl->C64 = div_up(s->K, 64);
+  pl->C256 = div_up(s->K, 256);
   pl->nsb = s->epilogue == CG_EPI_SWIGLU ? 2 : 1;
   pl->ngroup = s->epilogue == CG_EPI_SWIGLU ? 1 : s->nseg;
   for (int i = 0; i < s->nseg; i++) {
@@ -93,30 +103,44 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
     pl->TT += pl->ntile[i];
   }
 
-  if (s->strategy == CG_STRAT_XOR) {
-    pl->R = s->tile[0] ? s->tile[0] : 4;
-    pl->NW = s->tile[1] ? s->tile[1] : 8; /* 8 beat 4 on H100 at 4096x4096 and 12288x4096 */
-    int kcw = div_up(pl->W, 32) * 32;
-    pl->KCW = s->tile[2] ? s->tile[2] : (kcw < 128 ? kcw : 128);
-    if (pl->R < 1 || pl->R > 8 || pl->NW < 1 || pl->NW > 16 || pl->KCW < 32 || pl->KCW % 32) {
-      rb_buf_printf(err, "linear xor: bad tile %d,%d,%d (rows/warp 1..8, warps 1..16, words multiple of 32)",
-                    pl->R, pl->NW, pl->KCW);
+  int bt = s->batch_max <= 8 ? 8 : s->batch_max <= 16 ? 16 : s->batch_max <= 32 ? 32 : 64;
+  if (s->strategy == CG_STRAT_XOR) bt = 8; /* the batch-1 bucket: larger batches tile the grid's y */
+  pl->BT = s->tile[3] ? s->tile[3] : bt;
+  pl->reg = pl->BT <= 16;
+  if (pl->reg) {
+    /* Register design. Default: 2 row tiles per block; KS warps over the 256-column
+     * groups, as many as fill 16 warps with little imbalance (43 groups: 15 warps). */
+    pl->RT = s->tile[0] ? s->tile[0] : 2;
+    int ks = s->tile[1];
+    if (!ks) {
+      int kmax = pl->C256 < 16 ? pl->C256 : 16;
+      double best = 0;
+      for (int k = kmax; k >= 1 && k >= kmax / 2; k--) {
+        double eff = (double)pl->C256 / (double)(div_up(pl->C256, k) * k);
+        if (eff > best + 0.03) best = eff, ks = k;
+      }
+      /* Many bit registers per lane (paths x segments x tiles): a smaller block. */
+      if (s->paths * pl->nsb * pl->RT > 4 && ks > 8) ks = 8;
+      /* The reduction buffer stays under the default shared-memory limit. */
+      while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * (pl->BT / 8) * 512u > SMEM_LIMIT) ks--;
+    }
+    pl->KS = ks;
+    if ((pl->BT != 8 && pl->BT != 16) || pl->RT < 1 || pl->RT > 8 || pl->KS < 1 || pl->KS > 32 || s->tile[2]) {
+      rb_buf_printf(err, "linear %s: bad tile %d,%d,%d,%d (row tiles 1..8, k-split 1..32, tile[2] unused: 0, batch 8 or 16)",
+                    s->strategy == CG_STRAT_XOR ? "xor" : "mma", pl->RT, pl->KS, s->tile[2], pl->BT);
       return RB_EUSER;
     }
-    pl->threads = (unsigned)pl->NW * 32;
-    pl->smem = (unsigned)pl->nsb * 32 * (pl->KCW + 1) * 4;
-    int rows = pl->R * pl->NW;
-    for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(s->N[gi], rows);
+    pl->threads = (unsigned)(pl->KS * 32);
+    pl->smem = (unsigned)(pl->KS * pl->RT * pl->nsb * (pl->BT / 8) * 512);
+    for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
   } else {
-    int bt = s->batch_max <= 8 ? 8 : s->batch_max <= 16 ? 16 : s->batch_max <= 32 ? 32 : 64;
-    pl->BT = s->tile[3] ? s->tile[3] : bt;
     pl->KS = s->tile[1] ? s->tile[1] : (pl->BT <= 16 ? 4 : 2);
     pl->RT = s->tile[0] ? s->tile[0] : (pl->BT <= 16 ? 2 : 4);
     if (s->tile[2]) {
       pl->KC = s->tile[2];
     } else {
       /* The largest chunk whose u tile fits in 40 KB, capped at 1024 and at K. */
-      int kc = (40960 / (pl->nsb * pl->BT * 2) - 8) / 64 * 64;
+      int kc = (40960 / (pl->nsb * pl->BT * 2) - 4) / 64 * 64;
       if (kc > 1024) kc = 1024;
       if (kc > pl->C64 * 64) kc = pl->C64 * 64;
       if (kc < 64) kc = 64;
@@ -130,7 +154,7 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
       return RB_EUSER;
     }
     pl->threads = (unsigned)(pl->RT * pl->KS * 32);
-    unsigned u = (unsigned)(pl->nsb * pl->BT * (pl->KC + 8) * 2);
+    unsigned u = (unsigned)(pl->nsb * pl->BT * (pl->KC + 4) * 2);
     unsigned red = (unsigned)((pl->KS - 1) * pl->RT * pl->nsb * (pl->BT / 8) * 4 * 32 * 4);
     pl->smem = u > red ? u : red;
     for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
@@ -232,122 +256,234 @@ static void emit_store(RbBuf *b, const CgSpec *s, const char *ind, const char *v
   }
 }
 
-/* ---- xor strategy ---- */
+/* ---- the register design (strategy xor, and mma with batch tiles of 8 or 16) ---- */
 
-static void emit_xor(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entry) {
+static const char mma_helpers[] =
+    "__device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) {\n"
+    "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 \"\n"
+    "               \"{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\"\n"
+    "               : \"+f\"(c[0]), \"+f\"(c[1]), \"+f\"(c[2]), \"+f\"(c[3])\n"
+    "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
+    "}\n\n";
+
+static void emit_reg(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
-      "/* Strategy xor: each lane takes whole 32-bit words of R weight rows and\n"
-      " * applies each sign by XORing it into the sign bit of u = h .* x (shift,\n"
-      " * LOP3, FADD per bit). u is staged per K chunk in shared memory transposed,\n"
-      " * us[j][w] = u[32 w + j], so lane l reading word w = l + 32 i finds column\n"
-      " * 32 w + j at a conflict-free address, and each read serves R rows.\n"
-      " * Paths accumulate separately in fp32 and are scaled by g_p; the warp reduces\n"
-      " * with shuffles. Batch rows are processed one after another. */\n\n");
+      "/* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group\n"
+      " * of K. Per group it streams one 16-byte word set per tile and path (loaded one\n"
+      " * group ahead), builds the B fragments of u_p = h_p .* x from two 16-byte loads\n"
+      " * of x and of h_p per 64 columns (HMUL2; the layout permutes columns so that a\n"
+      " * lane's fragments are contiguous), decodes each A register to +-g_p with one\n"
+      " * shift and one LOP3, and accumulates every path in one fp32 mma accumulator\n"
+      " * set. The KS warps of a block reduce through shared memory in a fixed order. */\n\n");
   rb_buf_puts(b, prelude);
+  rb_buf_puts(b, mma_helpers);
   rb_buf_printf(b, "#define K     %d  /* input width */\n", s->K);
-  rb_buf_printf(b, "#define W     %d  /* 32-bit words per bit-row */\n", pl->W);
+  rb_buf_printf(b, "#define C256  %d  /* 256-column groups of K */\n", pl->C256);
   rb_buf_printf(b, "#define PATHS %d\n", s->paths);
   rb_buf_printf(b, "#define NTOT  %d  /* rows of all segments */\n", pl->ntot);
+  rb_buf_printf(b, "#define TT    %d  /* 16-row tiles of all segments */\n", pl->TT);
   rb_buf_printf(b, "#define NSB   %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
-  rb_buf_printf(b, "#define R     %d  /* rows per warp */\n", pl->R);
-  rb_buf_printf(b, "#define NW    %d  /* warps per block */\n", pl->NW);
-  rb_buf_printf(b, "#define KCW   %d  /* words of K staged per chunk */\n", pl->KCW);
-  rb_buf_puts(b, "#define LDU   (KCW + 1)  /* padded: the transposing stores are conflict-free too */\n\n");
-  emit_segment_tables(b, s, pl, 0);
+  rb_buf_printf(b, "#define RT    %d  /* row tiles per block (every warp works on all of them) */\n", pl->RT);
+  rb_buf_printf(b, "#define KS    %d  /* warps splitting K */\n", pl->KS);
+  rb_buf_printf(b, "#define BT    %d  /* batch rows per block */\n", pl->BT);
+  rb_buf_puts(b, "#define NB    (BT / 8)  /* n8 tiles of the batch */\n");
+  rb_buf_puts(b, "#define NT    (KS * 32)  /* threads per block */\n\n");
+  emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
+  rb_buf_puts(b,
+      "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */\n"
+      "__device__ __forceinline__ void ld8(unsigned *v, const half_t *row, int col, bool vec) {\n"
+      "  if (K % 8 == 0 && vec) {\n"
+      "    if (col < K) {\n"
+      "      asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+      "          : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(row + col));\n"
+      "    } else {\n"
+      "      v[0] = v[1] = v[2] = v[3] = 0u;\n"
+      "    }\n"
+      "  } else {\n"
+      "#pragma unroll\n"
+      "    for (int i = 0; i < 4; ++i) {\n"
+      "      const unsigned lo = col + 2 * i < K ? row[col + 2 * i] : 0u;\n"
+      "      const unsigned hi = col + 2 * i + 1 < K ? row[col + 2 * i + 1] : 0u;\n"
+      "      v[i] = lo | hi << 16;\n"
+      "    }\n"
+      "  }\n"
+      "}\n\n"
+      "/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */\n"
+      "__device__ __forceinline__ void ldbits(unsigned *v, const unsigned *p) {\n"
+      "  asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+      "      : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(p));\n"
+      "}\n\n"
+      "__device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {\n"
+      "  unsigned d;\n"
+      "  asm(\"mul.rn.f16x2 %0, %1, %2;\" : \"=r\"(d) : \"r\"(a), \"r\"(b));\n"
+      "  return d;\n"
+      "}\n\n"
+      "/* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */\n"
+      "template <int NBU>\n"
+      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][4], const half_t *x,\n"
+      "                                      const unsigned *bits, const half_t *g, const half_t *h,\n"
+      "                                      int batch, int seg0, int tb, int b0, bool vec) {\n"
+      "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
+      "  const int gid = lane >> 2, tig = lane & 3;\n"
+      "  const int nrows = seg_rows(seg0), ntile = (nrows + 15) / 16;\n"
+      "  /* g_p of this lane's rows gid and gid + 8 as half pairs; 0 past the segment. */\n"
+      "  unsigned g2[PATHS][NSB][RT][2];\n"
+      "  const unsigned *bp[NSB][RT];\n"
+      "#pragma unroll\n"
+      "  for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "    for (int rt = 0; rt < RT; ++rt) {\n"
+      "      const int tl = tb + rt < ntile ? tb + rt : ntile - 1; /* a dead tile reads a live one, g = 0 */\n"
+      "      bp[sb][rt] = bits + (size_t)(seg_tile0(seg0 + sb) + tl) * C256 * 128 + lane * 4;\n"
+      "#pragma unroll\n"
+      "      for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "        for (int hi = 0; hi < 2; ++hi) {\n"
+      "          const int n = (tb + rt) * 16 + gid + 8 * hi;\n"
+      "          const unsigned gv = n < nrows ? g[(size_t)p * NTOT + seg_row0(seg0 + sb) + n] : 0u;\n"
+      "          g2[p][sb][rt][hi] = gv | gv << 16;\n"
+      "        }\n"
+      "    }\n"
+      "  const half_t *xr[NBU];\n"
+      "  bool xok[NBU];\n"
+      "#pragma unroll\n"
+      "  for (int nb = 0; nb < NBU; ++nb) {\n"
+      "    const int row = b0 + nb * 8 + gid;\n"
+      "    xok[nb] = row < batch;\n"
+      "    xr[nb] = x + (size_t)(xok[nb] ? row : 0) * K;\n"
+      "  }\n"
+      "\n"
+      "  unsigned wc[PATHS][NSB][RT][4], wn[PATHS][NSB][RT][4];\n"
+      "  int c = ks;\n"
+      "  if (c < C256)\n"
+      "#pragma unroll\n"
+      "    for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "      for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "        for (int rt = 0; rt < RT; ++rt)\n"
+      "          ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);\n"
+      "  for (; c < C256; c += KS) {\n"
+      "    if (c + KS < C256) /* the next group's bits, in flight while this one computes */\n"
+      "#pragma unroll\n"
+      "      for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "        for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "          for (int rt = 0; rt < RT; ++rt)\n"
+      "            ldbits(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);\n"
+      "#pragma unroll\n"
+      "    for (int j = 0; j < 4; ++j) { /* 64-column steps */\n"
+      "      const int col = c * 256 + j * 64 + tig * 16;\n"
+      "      unsigned xv[NBU][8];\n"
+      "#pragma unroll\n"
+      "      for (int nb = 0; nb < NBU; ++nb) {\n"
+      "        if (xok[nb]) {\n"
+      "          ld8(xv[nb], xr[nb], col, vec);\n"
+      "          ld8(xv[nb] + 4, xr[nb], col + 8, vec);\n"
+      "        } else {\n"
+      "#pragma unroll\n"
+      "          for (int m = 0; m < 8; ++m) xv[nb][m] = 0u;\n"
+      "        }\n"
+      "      }\n"
+      "#pragma unroll\n"
+      "      for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "        for (int sb = 0; sb < NSB; ++sb) {\n"
+      "          const half_t *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
+      "          unsigned hv[8], u[NBU][8];\n"
+      "          ld8(hv, hp, col, vec);\n"
+      "          ld8(hv + 4, hp, col + 8, vec);\n"
+      "#pragma unroll\n"
+      "          for (int nb = 0; nb < NBU; ++nb)\n"
+      "#pragma unroll\n"
+      "            for (int m = 0; m < 8; ++m) u[nb][m] = hmul2(xv[nb][m], hv[m]);\n"
+      "#pragma unroll\n"
+      "          for (int rt = 0; rt < RT; ++rt) {\n"
+      "            const unsigned w = wc[p][sb][rt][j];\n"
+      "#pragma unroll\n"
+      "            for (int s = 0; s < 4; ++s) { /* k16 steps */\n"
+      "              /* Register q takes bits 4s+q and 4s+q+16 to the fp16 sign bits 15 and 31 of +-g. */\n"
+      "              unsigned a[4];\n"
+      "#pragma unroll\n"
+      "              for (int q = 0; q < 4; ++q)\n"
+      "                a[q] = ((w << (15 - (4 * s + q))) & 0x80008000u) ^ g2[p][sb][rt][q & 1];\n"
+      "#pragma unroll\n"
+      "              for (int nb = 0; nb < NBU; ++nb) mma16816(acc[rt][sb][nb], a, u[nb][2 * s], u[nb][2 * s + 1]);\n"
+      "            }\n"
+      "          }\n"
+      "        }\n"
+      "    }\n"
+      "#pragma unroll\n"
+      "    for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "      for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "        for (int rt = 0; rt < RT; ++rt)\n"
+      "#pragma unroll\n"
+      "          for (int i = 0; i < 4; ++i) wc[p][sb][rt][i] = wn[p][sb][rt][i];\n"
+      "  }\n"
+      "}\n\n");
   rb_buf_printf(b,
-      "extern \"C\" __global__ void __launch_bounds__(NW * 32)\n"
+      "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(half_t *y, const half_t *x, const unsigned *bits, const half_t *g, const half_t *h,\n"
       "    const half_t *res, int batch) {\n",
       entry);
   rb_buf_puts(b,
-      "  extern __shared__ float us[]; /* (NSB, 32, LDU): us[sb][j][w] = u at column 32 (w0 + w) + j */\n"
-      "  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;\n"
+      "  extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */\n"
+      "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
       "  int seg0, first;\n"
       "  block_segment(blockIdx.x, &seg0, &first);\n"
       "  const int nrows = seg_rows(seg0);\n"
-      "  const int n0 = ((int)blockIdx.x - first) * (NW * R) + warp * R; /* this warp's first row in the segment */\n"
+      "  const int tb = ((int)blockIdx.x - first) * RT; /* the block's first tile within the segment */\n"
+      "  const int b0 = blockIdx.y * BT;\n"
+      "  /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */\n"
+      "  const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;\n"
       "\n"
-      "  for (int brow = 0; brow < batch; ++brow) {\n"
-      "    const half_t *xb = x + (size_t)brow * K;\n"
-      "    float tot[NSB][R];\n"
+      "  float acc[RT][NSB][NB][4];\n"
+      "#pragma unroll\n"
+      "  for (int rt = 0; rt < RT; ++rt)\n"
       "#pragma unroll\n"
       "    for (int sb = 0; sb < NSB; ++sb)\n"
       "#pragma unroll\n"
-      "      for (int r = 0; r < R; ++r) tot[sb][r] = 0.0f;\n"
-      "\n"
-      "    for (int p = 0; p < PATHS; ++p) {\n"
-      "      float acc[NSB][R];\n"
+      "      for (int nb = 0; nb < NB; ++nb)\n"
       "#pragma unroll\n"
-      "      for (int sb = 0; sb < NSB; ++sb)\n"
-      "#pragma unroll\n"
-      "        for (int r = 0; r < R; ++r) acc[sb][r] = 0.0f;\n"
-      "\n"
-      "      for (int w0 = 0; w0 < W; w0 += KCW) {\n"
-      "        __syncthreads(); /* the previous chunk's readers are done */\n"
-      "        /* Stage u_p = h_p .* x for this chunk; columns past K are 0 (x has only K). */\n"
-      "        /* A fixed, unrolled trip count lets the loads of several iterations overlap. */\n"
-      "#pragma unroll 8\n"
-      "        for (int it = 0; it < (NSB * KCW * 32 + NW * 32 - 1) / (NW * 32); ++it) {\n"
-      "          const int i = threadIdx.x + it * NW * 32;\n"
-      "          if (NSB * KCW * 32 % (NW * 32) != 0 && i >= NSB * KCW * 32) break;\n"
-      "          const int sb = i / (KCW * 32), c = i % (KCW * 32), col = 32 * w0 + c;\n"
-      "          const half_t *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
-      "          us[(sb * 32 + (c & 31)) * LDU + (c >> 5)] = col < K ? h2f(hp[col]) * h2f(xb[col]) : 0.0f;\n"
-      "        }\n"
-      "        __syncthreads();\n"
-      "\n"
-      "#pragma unroll\n"
-      "        for (int i = 0; i < KCW / 32; ++i) {\n"
-      "          const int w = lane + 32 * i;\n"
-      "          unsigned word[NSB][R];\n"
-      "#pragma unroll\n"
-      "          for (int sb = 0; sb < NSB; ++sb) {\n"
-      "            const unsigned *rowp = bits + ((size_t)p * NTOT + seg_row0(seg0 + sb) + n0) * W + w0 + w;\n"
-      "#pragma unroll\n"
-      "            for (int r = 0; r < R; ++r)\n"
-      "              word[sb][r] = (n0 + r < nrows && w0 + w < W) ? rowp[(size_t)r * W] : 0u;\n"
-      "          }\n"
-      "#pragma unroll\n"
-      "          for (int j = 0; j < 32; ++j) {\n"
-      "#pragma unroll\n"
-      "            for (int sb = 0; sb < NSB; ++sb) {\n"
-      "              const unsigned u = __float_as_uint(us[(sb * 32 + j) * LDU + w]);\n"
-      "#pragma unroll\n"
-      "              for (int r = 0; r < R; ++r) /* sign bit j -> bit 31, XORed into u */\n"
-      "                acc[sb][r] += __uint_as_float(u ^ ((word[sb][r] << (31 - j)) & 0x80000000u));\n"
-      "            }\n"
-      "          }\n"
-      "        }\n"
-      "      }\n"
-      "\n"
-      "      /* Scale this path by g_p (a lane's partial sum scales like the total). */\n"
-      "#pragma unroll\n"
-      "      for (int sb = 0; sb < NSB; ++sb)\n"
-      "#pragma unroll\n"
-      "        for (int r = 0; r < R; ++r)\n"
-      "          if (n0 + r < nrows)\n"
-      "            tot[sb][r] += h2f(g[(size_t)p * NTOT + seg_row0(seg0 + sb) + n0 + r]) * acc[sb][r];\n"
-      "    }\n"
-      "\n"
-      "#pragma unroll\n"
-      "    for (int sb = 0; sb < NSB; ++sb)\n"
-      "#pragma unroll\n"
-      "      for (int r = 0; r < R; ++r)\n"
-      "#pragma unroll\n"
-      "        for (int off = 16; off > 0; off >>= 1) tot[sb][r] += __shfl_xor_sync(0xffffffffu, tot[sb][r], off);\n"
-      "\n"
-      "    /* Epilogue: lane r stores row n0 + r. */\n"
-      "#pragma unroll\n"
-      "    for (int r = 0; r < R; ++r) {\n"
-      "      const int n = n0 + r;\n"
-      "      if (lane == r && n < nrows) {\n");
-  emit_store(b, s, "        ", "tot[0][r]", "tot[NSB - 1][r]");
+      "        for (int e = 0; e < 4; ++e) acc[rt][sb][nb][e] = 0.0f;\n");
+  if (pl->BT > 8)
+    rb_buf_puts(b,
+        "  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */\n"
+        "    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n"
+        "  else\n"
+        "    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
+  else
+    rb_buf_puts(b, "  kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
   rb_buf_puts(b,
-      "      }\n"
-      "    }\n"
-      "  }\n"
-      "}\n");
+      "\n"
+      "#pragma unroll\n"
+      "  for (int rt = 0; rt < RT; ++rt)\n"
+      "#pragma unroll\n"
+      "    for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "      for (int nb = 0; nb < NB; ++nb)\n"
+      "#pragma unroll\n"
+      "        for (int e = 0; e < 4; ++e)\n"
+      "          red[((((ks * RT + rt) * NSB + sb) * NB + nb) * 4 + e) * 32 + lane] = acc[rt][sb][nb][e];\n"
+      "  __syncthreads();\n"
+      "  /* Thread t sums element t over the KS warps in order and stores it. Accumulator e of\n"
+      "   * lane l is row (l >> 2) + 8 (e >> 1), batch column 2 (l & 3) + (e & 1). */\n"
+      "  for (int t = threadIdx.x; t < RT * NB * 128; t += NT) {\n"
+      "    const int rt = t / (NB * 128), nb = t / 128 % NB, e = t / 32 % 4, l = t % 32;\n"
+      "    const int n = (tb + rt) * 16 + (l >> 2) + 8 * (e >> 1), brow = b0 + nb * 8 + 2 * (l & 3) + (e & 1);\n"
+      "    if (n >= nrows || brow >= batch) continue;\n"
+      "    float v[NSB];\n"
+      "#pragma unroll\n"
+      "    for (int sb = 0; sb < NSB; ++sb) {\n"
+      "      v[sb] = 0.0f;\n"
+      "      for (int k = 0; k < KS; ++k) v[sb] += red[((((k * RT + rt) * NSB + sb) * NB + nb) * 4 + e) * 32 + l];\n"
+      "    }\n");
+  emit_store(b, s, "    ", "v[0]", "v[NSB - 1]");
+  rb_buf_puts(b, "  }\n}\n\n");
 }
 
 /* ---- mma strategy ---- */
@@ -359,19 +495,14 @@ static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
       " * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):\n"
       " * folding g_p (already fp16) into A keeps the products exact and lets all\n"
       " * paths share one fp32 accumulator set. B fragments come from u_p = h_p .* x,\n"
-      " * staged in fp16 in shared memory per K chunk (row pitch KC + 8 halves:\n"
+      " * staged in fp16 in shared memory per K chunk (row pitch KC + 4 halves:\n"
       " * conflict-free fragment reads). KS warps split K inside the block and hand\n"
       " * their sums to warp ks = 0 in a fixed order, so results are deterministic. */\n\n");
   rb_buf_puts(b, prelude);
-  rb_buf_puts(b,
-      "__device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) {\n"
-      "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 \"\n"
-      "               \"{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\"\n"
-      "               : \"+f\"(c[0]), \"+f\"(c[1]), \"+f\"(c[2]), \"+f\"(c[3])\n"
-      "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
-      "}\n\n");
+  rb_buf_puts(b, mma_helpers);
   rb_buf_printf(b, "#define K     %d  /* input width */\n", s->K);
   rb_buf_printf(b, "#define C64   %d  /* 64-column steps of K (one bit word per lane each) */\n", pl->C64);
+  rb_buf_printf(b, "#define C256  %d  /* 256-column groups of the bit layout */\n", pl->C256);
   rb_buf_printf(b, "#define PATHS %d\n", s->paths);
   rb_buf_printf(b, "#define NTOT  %d  /* rows of all segments */\n", pl->ntot);
   rb_buf_printf(b, "#define TT    %d  /* 16-row tiles of all segments */\n", pl->TT);
@@ -380,7 +511,7 @@ static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
   rb_buf_printf(b, "#define KS    %d  /* warps splitting K */\n", pl->KS);
   rb_buf_printf(b, "#define KC    %d  /* columns of K staged per chunk */\n", pl->KC);
   rb_buf_puts(b, "#define CPC   (KC / 64)\n");
-  rb_buf_puts(b, "#define LDU   (KC + 8)  /* u row pitch in halves */\n");
+  rb_buf_puts(b, "#define LDU   (KC + 4)  /* u row pitch in halves: 2 words mod 32, conflict-free 8-byte fragment reads */\n");
   rb_buf_printf(b, "#define BT    %d  /* batch rows per block */\n", pl->BT);
   rb_buf_puts(b, "#define NB    (BT / 8)  /* n8 tiles of the batch */\n");
   rb_buf_puts(b, "#define NT    (RT * KS * 32)  /* threads per block */\n\n");
@@ -425,7 +556,7 @@ static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
       "        const unsigned gv = (live && n < nrows) ? g[(size_t)p * NTOT + seg_row0(seg0 + sb) + n] : 0u;\n"
       "        g2[sb][hi] = gv | gv << 16;\n"
       "      }\n"
-      "      bp[sb] = bits + ((size_t)p * TT + seg_tile0(seg0 + sb) + tl) * C64 * 32 + lane;\n"
+      "      bp[sb] = bits + ((size_t)p * TT + seg_tile0(seg0 + sb) + tl) * C256 * 128 + lane * 4;\n"
       "    }\n"
       "\n"
       "    for (int c0 = 0; c0 < C64; c0 += CPC) {\n"
@@ -461,7 +592,7 @@ static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
       "        if (c0 + cs >= C64) break;\n"
       "        unsigned wb[NSB];\n"
       "#pragma unroll\n"
-      "        for (int sb = 0; sb < NSB; ++sb) wb[sb] = bp[sb][(size_t)(c0 + cs) * 32];\n"
+      "        for (int sb = 0; sb < NSB; ++sb) wb[sb] = bp[sb][(size_t)((c0 + cs) >> 2) * 128 + ((c0 + cs) & 3)];\n"
       "#pragma unroll\n"
       "        for (int s = 0; s < 4; ++s) { /* k16 steps */\n"
       "#pragma unroll\n"
@@ -474,8 +605,9 @@ static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
       "              a[q] = ((wb[sb] << (15 - (4 * s + q))) & 0x80008000u) ^ g2[sb][q & 1];\n"
       "#pragma unroll\n"
       "            for (int nb = 0; nb < NB; ++nb) {\n"
-      "              const unsigned *ur = us + (sb * BT + nb * 8 + gid) * (LDU / 2) + (cs * 64 + s * 16) / 2 + tig;\n"
-      "              mma16816(acc[sb][nb], a, ur[0], ur[4]);\n"
+      "              /* permuted columns: b0 = 16 tig + 4 s + {0, 1}, b1 = + {2, 3} */\n"
+      "              const unsigned *ur = us + (sb * BT + nb * 8 + gid) * (LDU / 2) + cs * 32 + tig * 8 + 2 * s;\n"
+      "              mma16816(acc[sb][nb], a, ur[0], ur[1]);\n"
       "            }\n"
       "          }\n"
       "        }\n"
@@ -533,12 +665,12 @@ int cg_emit_linear(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
    * that change with a future version also change the name. */
   RbBuf key = {0}, desc = {0};
   cg_spec_describe(s, &desc);
-  rb_buf_printf(&key, "%s|%d,%d,%d|%d,%d,%d,%d|epi%d", desc.data ? desc.data : "", pl.R, pl.NW, pl.KCW,
+  rb_buf_printf(&key, "%s|%s|%d,%d,%d,%d|epi%d", desc.data ? desc.data : "", pl.reg ? "reg2" : "staged2",
                 pl.RT, pl.KS, pl.KC, pl.BT, (int)s->epilogue);
   make_entry("rabit_linear", s, &key, entry);
   rb_buf_printf(src, "/* rabit %s */\n", desc.data ? desc.data : "");
-  if (s->strategy == CG_STRAT_XOR)
-    emit_xor(s, &pl, src, entry);
+  if (pl.reg)
+    emit_reg(s, &pl, src, entry);
   else
     emit_mma(s, &pl, src, entry);
   int oom = key.oom || desc.oom;
@@ -558,46 +690,35 @@ int cg_emit_repack(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
   layout_describe(s, &key);
   make_entry("rabit_repack", s, &key, entry);
   rb_buf_printf(src, "/* rabit %s */\n", key.data ? key.data : "");
-  int mma = s->strategy == CG_STRAT_MMA;
   rb_buf_puts(src,
-      mma ? "/* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C64, 32): one\n"
-            " * thread gathers the 32 signs one lane's A fragments need for 64 columns. */\n\n"
-          : "/* Canonical bits (paths, N[seg], W) of one segment -> (paths, Ntot, W). */\n\n");
+      "/* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one\n"
+      " * thread gathers the 32 signs one lane's A fragments need for 64 columns. */\n\n");
   rb_buf_printf(src, "#define K     %d\n#define W     %d\n#define PATHS %d\n#define NTOT  %d\n", s->K,
                 pl.W, s->paths, pl.ntot);
-  if (mma) rb_buf_printf(src, "#define C64   %d\n#define TT    %d\n", pl.C64, pl.TT);
+  rb_buf_printf(src, "#define C256  %d\n#define TT    %d\n", pl.C256, pl.TT);
   rb_buf_puts(src, "\n");
-  emit_segment_tables(src, s, &pl, mma);
+  emit_segment_tables(src, s, &pl, 1);
   rb_buf_printf(src, "extern \"C\" __global__ void %s(unsigned *dst, const unsigned *src, int seg) {\n",
                 entry);
-  if (!mma) {
-    rb_buf_puts(src,
-        "  const int nrows = seg_rows(seg);\n"
-        "  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
-        "  if (i >= (size_t)PATHS * nrows * W) return;\n"
-        "  const size_t w = i % W, t = i / W, n = t % nrows, p = t / nrows;\n"
-        "  dst[(p * NTOT + seg_row0(seg) + n) * W + w] = src[i];\n"
-        "}\n");
-  } else {
-    rb_buf_puts(src,
-        "  const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;\n"
-        "  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
-        "  if (i >= (size_t)PATHS * ntile * C64 * 32) return;\n"
-        "  const int lane = (int)(i % 32), c = (int)(i / 32 % C64);\n"
-        "  const int tl = (int)(i / 32 / C64 % ntile), p = (int)(i / 32 / C64 / ntile);\n"
-        "  const int gid = lane >> 2, tig = lane & 3;\n"
-        "  unsigned word = 0;\n"
-        "  for (int bit = 0; bit < 32; ++bit) {\n"
-        "    /* bit r / r + 16 (r = 4 s + q): even / odd column of A register q in k16 step s */\n"
-        "    const int r = bit & 15, s = r >> 2, q = r & 3;\n"
-        "    const int n = tl * 16 + gid + 8 * (q & 1);\n"
-        "    const int col = c * 64 + s * 16 + 2 * tig + 8 * (q >> 1) + (bit >> 4);\n"
-        "    if (n < nrows && col < K)\n"
-        "      word |= (src[((size_t)p * nrows + n) * W + (col >> 5)] >> (col & 31) & 1u) << bit;\n"
-        "  }\n"
-        "  dst[(((size_t)p * TT + seg_tile0(seg) + tl) * C64 + c) * 32 + lane] = word;\n"
-        "}\n");
-  }
+  rb_buf_puts(src,
+      "  const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;\n"
+      "  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
+      "  if (i >= (size_t)PATHS * ntile * C256 * 128) return;\n"
+      "  const int j = (int)(i % 4), lane = (int)(i / 4 % 32), c = (int)(i / 128 % C256);\n"
+      "  const int tl = (int)(i / 128 / C256 % ntile), p = (int)(i / 128 / C256 / ntile);\n"
+      "  const int gid = lane >> 2, tig = lane & 3;\n"
+      "  unsigned word = 0;\n"
+      "  for (int bit = 0; bit < 32; ++bit) {\n"
+      "    /* bit r / r + 16 (r = 4 s + q): even / odd column of A register q in k16 step s,\n"
+      "     * at the permuted column 16 tig + 4 s + 2 (q >> 1) of the 64-column step */\n"
+      "    const int r = bit & 15, s = r >> 2, q = r & 3;\n"
+      "    const int n = tl * 16 + gid + 8 * (q & 1);\n"
+      "    const int col = c * 256 + j * 64 + tig * 16 + 4 * s + 2 * (q >> 1) + (bit >> 4);\n"
+      "    if (n < nrows && col < K)\n"
+      "      word |= (src[((size_t)p * nrows + n) * W + (col >> 5)] >> (col & 31) & 1u) << bit;\n"
+      "  }\n"
+      "  dst[(((size_t)p * TT + seg_tile0(seg) + tl) * C256 + c) * 128 + lane * 4 + j] = word;\n"
+      "}\n");
   int oom = key.oom;
   rb_buf_free(&key);
   return oom || src->oom ? RB_EINTERNAL : RB_OK;
@@ -616,9 +737,7 @@ CgLaunch cg_launch_linear(const CgSpec *s, int n) {
   l.grid[1] = l.grid[2] = l.block[1] = l.block[2] = 1;
   if (s->kind == CG_REPACK) {
     int seg = n < 0 ? 0 : n >= s->nseg ? s->nseg - 1 : n;
-    size_t words = s->strategy == CG_STRAT_XOR
-                       ? (size_t)s->paths * s->N[seg] * pl.W
-                       : (size_t)s->paths * pl.ntile[seg] * pl.C64 * 32;
+    size_t words = (size_t)s->paths * pl.ntile[seg] * pl.C256 * 128;
     l.block[0] = 256;
     l.grid[0] = (unsigned)((words + 255) / 256);
     return l;
@@ -626,7 +745,7 @@ CgLaunch cg_launch_linear(const CgSpec *s, int n) {
   l.block[0] = pl.threads;
   l.grid[0] = (unsigned)pl.blk0[pl.ngroup];
   l.smem = pl.smem;
-  if (s->strategy == CG_STRAT_MMA) l.grid[1] = (unsigned)div_up(n < 1 ? 1 : n, pl.BT);
+  l.grid[1] = (unsigned)div_up(n < 1 ? 1 : n, pl.BT);
   return l;
 }
 
@@ -637,6 +756,5 @@ size_t cg_linear_bits_bytes(const CgSpec *s) {
   int st = plan_make(s, &pl, &err);
   rb_buf_free(&err);
   if (st) return 0;
-  if (s->strategy == CG_STRAT_XOR) return (size_t)s->paths * pl.ntot * pl.W * 4;
-  return (size_t)s->paths * pl.TT * pl.C64 * 32 * 4;
+  return (size_t)s->paths * pl.TT * pl.C256 * 128 * 4;
 }

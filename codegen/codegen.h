@@ -75,12 +75,14 @@ typedef struct CgSpec {
  *    kernel layout for the whole fused spec. Launched once per segment.
  * CG_EMBED   (half *y, const int *tokens, const half *table, int T)      table (vocab, dim)
  * CG_RMSNORM (half *y, const half *x, const half *w, int T)             y = x * rsqrt(mean(x^2) + eps) * w
- * CG_ROPE_KV (half *q, int ldq, const half *k, const half *v, int ldkv,
- *             half *kcache, half *vcache, int pos0, int T)
+ * CG_ROPE_KV (half *q, int ldq, const half *k, int ldk, const half *v, int ldv,
+ *             half *kcache, half *vcache, const int *pos0, int T)
  *    Rotates q in place and k into the cache (Hugging Face rotate-half), for
- *    positions pos0..pos0+T-1; caches are (kv_heads, max_ctx, head_dim).
+ *    positions *pos0..*pos0+T-1; caches are (kv_heads, max_ctx, head_dim).
+ *    pos0 lives in device memory so that a captured decode step replays at
+ *    every position without touching the graph.
  * CG_ATTENTION (half *out, const half *q, int ldq, const half *kcache,
- *             const half *vcache, int pos0, int T)
+ *             const half *vcache, const int *pos0, int T)
  *    causal GQA: query t attends to cache positions 0..pos0+t. out (T, heads*head_dim)
  * CG_SWIGLU  (half *y, const half *gu, int ld, int T)  y = silu(gu[:, :dim]) * gu[:, dim:2dim]
  * CG_ADD     (half *y, const half *a, const half *b, int n)

@@ -102,6 +102,12 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTargetOptions *opt, CgKernel
     case IR_LINEAR_ADD:
     case IR_LINEAR_SWIGLU:
       if (ir_node_paths(n)) rc = linear_kernels(g, i, ks);
+      else if (n->op == IR_LINEAR_SWIGLU) {
+        /* Dense: cuBLAS computes gate and up side by side, this kernel the product. */
+        s.kind = CG_SWIGLU;
+        s.dim = (int)n->ints[0];
+        rc = add_use(ks, &s, i, n->line);
+      }
       break; /* dense linears run on cuBLAS */
     case IR_EMBED:
       s.kind = CG_EMBED;

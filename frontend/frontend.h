@@ -117,6 +117,7 @@ int fe_parse(const FeToken *toks, int ntoks, RbArena *a, IrDiag *d, FeProgram *p
 
 typedef struct {
   int paths; /* --paths k: overrides the file's default, not an op's own quant; 0 = no override */
+  int dense; /* every linear unquantized, whatever the file says: the fp16 baseline */
 } FeOptions;
 
 #define FE_DEFAULT_PATHS 2 /* quant default when a file names none: 2-bit */

@@ -425,6 +425,7 @@ static int lower_call(Lower *L, const FeExpr *e, int *outs) {
     n.attr_set |= IR_BIT(IR_A_QUANT);
     n.attr[IR_A_QUANT].paths = L->default_paths;
   }
+  if (op->quantizable && L->opt && L->opt->dense) n.attr[IR_A_QUANT].paths = 0;
   if (L->g->nnodes >= FE_MAX_NODES) {
     ir_diag_error(L->d, e->line, e->col, "the graph has more than %d ops after unrolling", FE_MAX_NODES);
     return -1;

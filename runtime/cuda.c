@@ -38,6 +38,7 @@
   X(MemcpyHtoD, 12000, PFN_cuMemcpyHtoD_v3020)                           \
   X(MemcpyDtoH, 12000, PFN_cuMemcpyDtoH_v3020)                           \
   X(MemsetD8, 12000, PFN_cuMemsetD8_v3020)                               \
+  X(MemcpyDtoDAsync, 12000, PFN_cuMemcpyDtoDAsync_v3020)                 \
   X(LaunchKernel, 12000, PFN_cuLaunchKernel_v4000)                       \
   X(StreamCreate, 12000, PFN_cuStreamCreate_v2000)                       \
   X(StreamDestroy, 12000, PFN_cuStreamDestroy_v4000)                     \
@@ -342,6 +343,12 @@ int rt_memcpy_htod(RtGpu *g, RtDevPtr dst, const void *src, size_t bytes) {
 int rt_memcpy_dtoh(RtGpu *g, void *dst, RtDevPtr src, size_t bytes) {
   CU_BIND(g);
   CU_CHECK(g, cu.MemcpyDtoH(dst, (CUdeviceptr)src, bytes));
+  return RB_OK;
+}
+
+int rt_memcpy_dtod(RtGpu *g, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream s) {
+  CU_BIND(g);
+  CU_CHECK(g, cu.MemcpyDtoDAsync((CUdeviceptr)dst, (CUdeviceptr)src, bytes, (CUstream)s));
   return RB_OK;
 }
 

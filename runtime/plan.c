@@ -9,6 +9,7 @@
  *   compiler nvrtc 13.0 builtins <hex>
  *   rabitc 0.1.0
  *   counts kernels=26 steps=123 values=250
+ *   return value=249 dtype=f32
  *   kernel 0 key=<32 hex> entry=<name> block=128,1,1 smem=17408 tuning=default kind=linear ...
  *   step 0 op=embed line=13 layer=-1 paths=0 kernels=5 in=0 out=1 weights=model.embed_tokens ...
  *
@@ -74,15 +75,25 @@ int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char
     s->nin = n->nin;
     for (int j = 0; j < n->nin; j++) s->in[j] = value_id[n->in[j]];
     s->nout = n->nout;
-    for (int j = 0; j < n->nout; j++) s->out[j] = value_id[n->out[j]] = p->nvalues++;
+    for (int j = 0; j < n->nout; j++) {
+      s->out[j] = value_id[n->out[j]] = p->nvalues++;
+      s->width[j] = (int)g->values[n->out[j]].type.dim[1].n;
+    }
     s->nweights = n->nweights;
     for (int j = 0; j < n->nweights; j++)
       if (!(s->weights[j] = rb_strdup(n->weights[j]))) goto oom;
+    if (n->attr_set & IR_BIT(IR_A_TIED)) {
+      s->tied = 1;
+      s->nweights = 1;
+      if (!(s->weights[0] = rb_strdup(n->attr[IR_A_TIED].s))) goto oom;
+    }
     if (s->paths && s->nkernels == CG_MAX_NODE_KERNELS) {
       s->layout_bytes[0] = cg_linear_bits_bytes(&p->kernels[s->kernel[3]].spec);
       s->layout_bytes[1] = cg_linear_bits_bytes(&p->kernels[s->kernel[4]].spec);
     }
   }
+  p->ret = g->ret >= 0 ? value_id[g->ret] : -1;
+  p->ret_f32 = g->ret_type.dtype == IR_F32;
   rb_free(value_id);
   *out = p;
   return RB_OK;
@@ -127,6 +138,7 @@ void rt_plan_format(const RtPlan *p, RbBuf *b) {
   rb_buf_printf(b, "rabit-plan %d\nmodel %s\nir-hash %s\narch %s\ncompiler %s\nrabitc %s\n", p->version,
                 p->model, hex, p->arch, p->compiler, p->tool);
   rb_buf_printf(b, "counts kernels=%d steps=%d values=%d\n", p->nkernels, p->nsteps, p->nvalues);
+  rb_buf_printf(b, "return value=%d dtype=%s\n", p->ret, p->ret_f32 ? "f32" : "f16");
   for (int i = 0; i < p->nkernels; i++) {
     const RtPlanKernel *k = &p->kernels[i];
     rt_key_hex(k->key, hex);
@@ -141,6 +153,8 @@ void rt_plan_format(const RtPlan *p, RbBuf *b) {
     put_list(b, "kernels", s->kernel, s->nkernels);
     put_list(b, "in", s->in, s->nin);
     put_list(b, "out", s->out, s->nout);
+    put_list(b, "width", s->width, s->nout);
+    rb_buf_printf(b, " tied=%d", s->tied);
     rb_buf_puts(b, " weights=");
     if (!s->nweights) rb_buf_puts(b, "-");
     for (int j = 0; j < s->nweights; j++) rb_buf_printf(b, "%s%s", j ? "," : "", s->weights[j]);
@@ -331,6 +345,9 @@ static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *
   s->nkernels = get_list(c, w, n, "kernels", s->kernel, RT_PLAN_MAX_STEP_KERNELS, 0, p->nkernels - 1);
   s->nin = get_list(c, w, n, "in", s->in, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
   s->nout = get_list(c, w, n, "out", s->out, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
+  if (get_list(c, w, n, "width", s->width, RT_PLAN_MAX_VALUES, 1, 1 << 24) != s->nout)
+    perr(c, "field 'width' needs one width per output");
+  s->tied = (int)get_int(c, w, n, "tied", 0, 1);
   if (!field(w, n, "weights", buf, sizeof buf)) perr(c, "missing field 'weights'");
   else if (strcmp(buf, "-") != 0)
     for (char *t = strtok(buf, ","); t && !c->failed; t = strtok(NULL, ",")) {
@@ -397,6 +414,11 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
       p->steps = rb_calloc((size_t)p->nsteps + 1, sizeof *p->steps);
       if (!p->kernels || !p->steps) perr(&c, "out of memory");
       header = 1;
+    } else if (strcmp(what, "return") == 0) {
+      static const char *const rdt[] = {"f16", "f32"};
+      if (!header) perr(&c, "'return' before 'counts'");
+      p->ret = (int)get_int(&c, words, n, "value", 0, p->nvalues > 0 ? p->nvalues - 1 : 0);
+      p->ret_f32 = get_name(&c, words, n, "dtype", rdt, 2);
     } else if (strcmp(what, "kernel") == 0 || strcmp(what, "step") == 0) {
       int is_k = what[0] == 'k';
       if (!header) {

@@ -108,7 +108,14 @@ int rabit_plan_linear_shape(const RabitPlan *plan, int step, int *nseg, int N[4]
 /* ---- sessions ---- */
 
 int rabit_session_open(const RabitPlan *plan, int device, RabitSession **out, char *err, size_t errlen) {
-  const RtPlan *p = plan->p;
+  RbBuf e = {0};
+  int rc = rt_session_open_plan(plan->p, device, out, &e);
+  if (rc) say(err, errlen, "%s", e.data ? e.data : "out of memory");
+  rb_buf_free(&e);
+  return rc;
+}
+
+int rt_session_open_plan(const RtPlan *p, int device, RabitSession **out, RbBuf *err) {
   RbBuf e = {0};
   RabitSession *s = rb_calloc(1, sizeof *s);
   CgSpec *specs = rb_calloc((size_t)p->nkernels + 1, sizeof *specs);
@@ -152,7 +159,7 @@ int rabit_session_open(const RabitPlan *plan, int device, RabitSession **out, ch
   *out = s;
   return RB_OK;
 fail:
-  say(err, errlen, "%s", e.data ? e.data : "out of memory");
+  rb_buf_puts(err, e.data ? e.data : "out of memory");
   if (built) rt_built_free(built, p->nkernels);
   rb_free(built);
   rb_free(specs);
@@ -175,6 +182,7 @@ void rabit_session_close(RabitSession *s) {
 int rabit_session_cache_hits(const RabitSession *s) { return s->hits; }
 
 RtGpu *rt_session_gpu(RabitSession *s) { return s->gpu; }
+const RtPlan *rt_session_plan(const RabitSession *s) { return s->plan; }
 
 void rt_session_times(const RabitSession *s, double *ms_build, double *ms_load) {
   *ms_build = s->ms_build;
@@ -195,6 +203,11 @@ static int launch(RabitSession *s, int kernel, int n, void **args, void *stream)
   CgLaunch l = cg_launch(&s->plan->kernels[kernel].spec, n);
   if (!l.grid[0]) return RB_EUSER;
   return rt_launch(s->gpu, s->fn[kernel], l.grid, l.block, l.smem, stream, args);
+}
+
+int rt_session_launch(RabitSession *s, int kernel, int n, void **args, RtStream st) {
+  if (kernel < 0 || kernel >= s->plan->nkernels) return RB_EUSER;
+  return launch(s, kernel, n, args, st);
 }
 
 int rabit_step_launch(RabitSession *s, int step, int j, int n, void **args, void *stream) {

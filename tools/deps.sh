@@ -3,7 +3,7 @@
 # Sourced by quickstart.sh and test.sh; safe to run again.
 set -e
 need=""
-for pkg in gcc make cmake pkg-config libxxhash-dev; do
+for pkg in gcc make cmake pkg-config libxxhash-dev libcjson-dev libpcre2-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

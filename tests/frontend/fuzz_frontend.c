@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   IrDiag d;
   ir_diag_init(&d, "fuzz.ir", src);
   IrGraph *g = NULL;
-  FeOptions opt = {size % 5}; /* exercise --paths 0..4 */
+  FeOptions opt = {size % 5, size % 7 == 0}; /* exercise --paths 0..4 and dense */
   if (fe_compile("fuzz.ir", src, &opt, &d, &g) == RB_OK && ir_graph_verify(g, &d) == RB_OK) {
     char *p1 = print(g);
     IrDiag d2;

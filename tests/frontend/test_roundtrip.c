@@ -24,7 +24,7 @@ static int failures, checks;
 static IrGraph *compile(const char *path, const char *src, int paths) {
   IrDiag d;
   ir_diag_init(&d, path, src);
-  FeOptions o = {paths};
+  FeOptions o = {paths, 0};
   IrGraph *g = NULL;
   int rc = fe_compile(path, src, &o, &d, &g);
   if (rc == RB_OK) rc = ir_graph_verify(g, &d);

@@ -299,9 +299,11 @@ static void test_rope(const Shape *m, int T, int pos0) {
   rand_f16(vf, vh, T * ldkv, 2.0);
   RtDevPtr dq = dupload(qh, T * ldq * 2), dk = dupload(kh, T * ldkv * 2), dv = dupload(vh, T * ldkv * 2);
   RtDevPtr kc = dpoison(ncache * 2), vc = dpoison(ncache * 2);
-  int ldqi = (int)ldq, ldkvi = (int)ldkv, p0 = pos0, Ti = T;
-  void *args[] = {&dq, &ldqi, &dk, &dv, &ldkvi, &kc, &vc, &p0, &Ti};
+  int ldqi = (int)ldq, ldkvi = (int)ldkv, Ti = T;
+  RtDevPtr p0 = dupload(&pos0, sizeof pos0); /* the kernels read pos0 on the device */
+  void *args[] = {&dq, &ldqi, &dk, &ldkvi, &dv, &ldkvi, &kc, &vc, &p0, &Ti};
   kernel_run(&k, T, args);
+  rt_mem_free(gpu, p0);
 
   double *gq = xmalloc(T * ldq * 8), *rq = xmalloc(T * ldq * 8);
   double *gk = xmalloc(T * ldkv * 8), *rk = xmalloc(T * ldkv * 8);
@@ -370,10 +372,12 @@ static void test_attention(const Shape *m, int T, int steps) {
     int pos0 = s == 0 ? 0 : T + s - 1, n = s == 0 ? T : 1;
     RtDevPtr q = dq + (RtDevPtr)pos0 * qw * 2, k = dk + (RtDevPtr)pos0 * kw * 2;
     RtDevPtr v = dv + (RtDevPtr)pos0 * kw * 2, out = dout + (RtDevPtr)pos0 * qw * 2;
-    void *rargs[] = {&q, &ldq, &k, &v, &ldkv, &kc, &vc, &pos0, &n};
+    RtDevPtr p0 = dupload(&pos0, sizeof pos0); /* the kernels read pos0 on the device */
+    void *rargs[] = {&q, &ldq, &k, &ldkv, &v, &ldkv, &kc, &vc, &p0, &n};
     kernel_run(&rope, n, rargs);
-    void *aargs[] = {&out, &q, &ldq, &kc, &vc, &pos0, &n};
+    void *aargs[] = {&out, &q, &ldq, &kc, &vc, &p0, &n};
     kernel_run(&att, n, aargs);
+    rt_mem_free(gpu, p0);
     size_t nan = download(got + (size_t)pos0 * qw, out, n * qw);
     if (s == 0)
       snprintf(what, sizeof what, "attention %s prefill T=%d", m->name, T);

@@ -29,6 +29,35 @@ void ref_rope(double *out, const float *v, int head_dim, int pos, float theta);
 void ref_attention(double *out, const float *q, const float *k, const float *v, int T, int heads,
                    int kv_heads, int head_dim, float theta);
 
+/* ---- a whole Llama-style decoder (ref_model.c) ---- */
+
+/* One linear: residual binary (paths > 0: canonical bits, g, h) or dense (W, N x K). */
+typedef struct {
+  int N, K, paths;
+  const uint32_t *bits;
+  const float *g, *h, *dense;
+} RefLinear;
+
+typedef struct {
+  const float *attn_norm, *ffn_norm; /* (D) */
+  RefLinear q, k, v, o, gate, up, down;
+} RefLayer;
+
+typedef struct {
+  int V, D, F, L, H, HKV, HD;
+  float eps, theta;
+  const float *embed;      /* (V, D) */
+  const float *final_norm; /* (D) */
+  const float *lm_head;    /* (V, D); the embedding when tied */
+  const RefLayer *layer;   /* L of them */
+} RefModel;
+
+/* Logits (T, V) of tokens[0..T) at positions 0..T-1, all in float64 from the
+ * equations: embedding, then per layer RMSNorm, q/k/v, RoPE + causal GQA,
+ * o + residual, RMSNorm, SiLU(gate) * up, down + residual; final RMSNorm and
+ * the lm_head. Independent of the IR, the plan and the kernels. */
+void ref_model_forward(const RefModel *m, const int *tokens, int T, double *logits);
+
 /* Relative L2 error ||a - b|| / ||b||. */
 double ref_rel_l2(const double *a, const double *b, size_t n);
 

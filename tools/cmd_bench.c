@@ -1,0 +1,121 @@
+/* cmd_bench.c: rabit bench: prefill and decode speed of a model, 2-bit and
+ * fp16 side by side. Decode is timed as the peers time it: the step is one
+ * CUDA graph, replayed back to back at a fixed context, host clock around
+ * many replays. Random weights need no files. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/commands.h"
+#include "tools/load.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: rabit bench MODEL.ir [--random-weights | --weights W [--fp16-weights W16]] [options]\n"
+          "\n"
+          "  --ctx LIST         decode contexts (default 128,1024)\n"
+          "  --prefill N        prefill length (default 512)\n"
+          "  --steps N          decode steps timed per context (default 200)\n"
+          "  --only 2bit|fp16   run one side only\n");
+}
+
+typedef struct {
+  double prefill_tps, decode_ms[8];
+  size_t bytes;
+} Result;
+
+static int bench_one(LoadOptions *o, const int *ctxs, int nctx, int prefill, int steps, Result *r) {
+  Loaded L;
+  int rc = load_model(o, &L);
+  if (rc) return rc;
+  r->bytes = rt_model_total_bytes(L.model);
+  int V = rt_model_vocab(L.model);
+  int32_t *tok = malloc((size_t)prefill * sizeof *tok);
+  for (int i = 0; i < prefill; i++) tok[i] = (int32_t)((i * 7919u) % (unsigned)V);
+  /* Prefill: one warm-up, then the best of 5. */
+  double best = 1e30;
+  for (int rep = 0; !rc && rep < 6; rep++) {
+    double t0 = now_ms();
+    rc = rt_model_forward(L.model, tok, prefill, 0) || rt_model_sync(L.model);
+    double t = now_ms() - t0;
+    if (rep && t < best) best = t;
+  }
+  r->prefill_tps = prefill / (best / 1e3);
+  for (int c = 0; !rc && c < nctx; c++) {
+    /* Fill the cache up to the context, then time decode steps there. */
+    for (int at = 0; !rc && at < ctxs[c]; at += prefill) {
+      int T = ctxs[c] - at < prefill ? ctxs[c] - at : prefill;
+      rc = rt_model_forward(L.model, tok, T, at);
+    }
+    if (!rc) rc = rt_model_decode(L.model, tok[0], ctxs[c]) || rt_model_decode_replay(L.model, 5) || rt_model_sync(L.model);
+    double t0 = now_ms();
+    if (!rc) rc = rt_model_decode_replay(L.model, steps) || rt_model_sync(L.model);
+    r->decode_ms[c] = (now_ms() - t0) / steps;
+  }
+  free(tok);
+  load_free(&L);
+  return rc ? 2 : 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+  LoadOptions o = {0};
+  o.tool = "rabit bench";
+  const char *w16 = NULL, *only = NULL;
+  int ctxs[8] = {128, 1024}, nctx = 2, prefill = 512, steps = 200;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int needs = !strcmp(a, "--weights") || !strcmp(a, "--fp16-weights") || !strcmp(a, "--ctx") ||
+                !strcmp(a, "--prefill") || !strcmp(a, "--steps") || !strcmp(a, "--only");
+    if (needs && i + 1 >= argc) {
+      fprintf(stderr, "rabit bench: %s needs a value\n", a);
+      return 1;
+    }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--random-weights")) o.random = 1;
+    else if (!strcmp(a, "--weights")) o.weights = argv[++i];
+    else if (!strcmp(a, "--fp16-weights")) w16 = argv[++i];
+    else if (!strcmp(a, "--prefill")) prefill = atoi(argv[++i]);
+    else if (!strcmp(a, "--steps")) steps = atoi(argv[++i]);
+    else if (!strcmp(a, "--only")) only = argv[++i];
+    else if (!strcmp(a, "--ctx")) {
+      nctx = 0;
+      for (char *s = argv[++i], *end; *s && nctx < 8; s = *end ? end + 1 : end) {
+        ctxs[nctx++] = (int)strtol(s, &end, 10);
+        if (end == s) break;
+      }
+    } else if (a[0] == '-') {
+      fprintf(stderr, "rabit bench: unknown option '%s' (see rabit bench --help)\n", a);
+      return 1;
+    } else o.ir = a;
+  }
+  if (!o.ir || (!o.random && !o.weights) || prefill < 1 || steps < 1) {
+    usage(stderr);
+    return 1;
+  }
+  int maxc = prefill;
+  for (int c = 0; c < nctx; c++)
+    if (ctxs[c] + 1 > maxc) maxc = ctxs[c] + 1;
+  o.max_ctx = maxc < 2048 ? 2048 : maxc;
+  o.max_tokens = prefill;
+  Result q = {0}, h = {0};
+  int rc = 0;
+  if (!only || !strcmp(only, "2bit")) rc = bench_one(&o, ctxs, nctx, prefill, steps, &q);
+  if (!rc && (!only || !strcmp(only, "fp16"))) {
+    LoadOptions f = o;
+    f.fp16 = 1;
+    if (w16) f.weights = w16;
+    rc = bench_one(&f, ctxs, nctx, prefill, steps, &h);
+  }
+  if (rc) return rc;
+  printf("%-24s %14s %14s %8s\n", o.ir, "2-bit", "fp16", "speed-up");
+  printf("%-24s %12.0f/s %12.0f/s %7.2fx\n", "prefill tokens", q.prefill_tps, h.prefill_tps,
+         h.prefill_tps ? q.prefill_tps / h.prefill_tps : 0);
+  for (int c = 0; c < nctx; c++)
+    printf("decode ctx %-13d %9.3f ms %9.3f ms %7.2fx   (%.0f vs %.0f tok/s)\n", ctxs[c], q.decode_ms[c],
+           h.decode_ms[c], q.decode_ms[c] ? h.decode_ms[c] / q.decode_ms[c] : 0,
+           q.decode_ms[c] ? 1e3 / q.decode_ms[c] : 0, h.decode_ms[c] ? 1e3 / h.decode_ms[c] : 0);
+  printf("%-24s %11.1f MB %11.1f MB\n", "GPU memory", q.bytes / 1e6, h.bytes / 1e6);
+  return 0;
+}

@@ -1,0 +1,130 @@
+/* cmd_ppl.c: rabit ppl: perplexity of a model on a text file. The text is
+ * tokenized whole and cut into non-overlapping windows of --ctx tokens; in
+ * each window every token after the first is predicted from the ones before
+ * it (the KV cache starts empty per window), and the perplexity is
+ * exp(mean negative log-likelihood) over all predicted tokens. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/commands.h"
+#include "tools/load.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: rabit ppl MODEL.ir --weights W.safetensors --tokenizer MODEL.gguf --text FILE [options]\n"
+          "\n"
+          "  --ctx N            window length in tokens (default 1024)\n"
+          "  --max-windows N    stop after N windows (default: the whole text)\n"
+          "  --fp16             every linear in fp16 with cuBLAS (the unquantized baseline)\n"
+          "  --paths K          residual paths for linears without their own quant\n"
+          "  --quiet            no progress bar\n");
+}
+
+/* -log softmax(logits)[target], in double. */
+static double nll(const float *logits, int V, int target) {
+  float mx = logits[0];
+  for (int i = 1; i < V; i++)
+    if (logits[i] > mx) mx = logits[i];
+  double sum = 0;
+  for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+  return log(sum) + mx - logits[target];
+}
+
+int cmd_ppl(int argc, char **argv) {
+  LoadOptions o = {0};
+  o.tool = "rabit ppl";
+  const char *text_path = NULL, *tok_path = NULL;
+  int ctx = 1024, max_windows = 0, quiet = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int needs = !strcmp(a, "--weights") || !strcmp(a, "--tokenizer") || !strcmp(a, "--text") ||
+                !strcmp(a, "--ctx") || !strcmp(a, "--max-windows") || !strcmp(a, "--paths");
+    if (needs && !v) {
+      fprintf(stderr, "rabit ppl: %s needs a value\n", a);
+      return 1;
+    }
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--weights")) o.weights = argv[++i];
+    else if (!strcmp(a, "--tokenizer")) tok_path = argv[++i];
+    else if (!strcmp(a, "--text")) text_path = argv[++i];
+    else if (!strcmp(a, "--ctx")) ctx = atoi(argv[++i]);
+    else if (!strcmp(a, "--max-windows")) max_windows = atoi(argv[++i]);
+    else if (!strcmp(a, "--paths")) o.paths = atoi(argv[++i]);
+    else if (!strcmp(a, "--fp16")) o.fp16 = 1;
+    else if (!strcmp(a, "--quiet")) quiet = 1;
+    else if (a[0] == '-') {
+      fprintf(stderr, "rabit ppl: unknown option '%s' (see rabit ppl --help)\n", a);
+      return 1;
+    } else if (!o.ir) o.ir = a;
+    else {
+      fprintf(stderr, "rabit ppl: one model, got '%s' too\n", a);
+      return 1;
+    }
+  }
+  if (!o.ir || !o.weights || !text_path || ctx < 2) {
+    usage(stderr);
+    return 1;
+  }
+  RbBuf text = {0};
+  if (rb_read_file(text_path, &text)) {
+    fprintf(stderr, "rabit ppl: cannot read '%s'\n", text_path);
+    return 1;
+  }
+  RtTokenizer *tok = load_tokenizer(tok_path, "rabit ppl");
+  if (!tok) return 1;
+  int32_t *ids = NULL;
+  size_t nt = 0;
+  if (rt_tok_encode(tok, text.data, text.len, &ids, &nt)) {
+    fprintf(stderr, "rabit ppl: cannot tokenize '%s'\n", text_path);
+    return 1;
+  }
+  rb_buf_free(&text);
+  o.max_ctx = ctx;
+  o.max_tokens = ctx < 512 ? ctx : 512;
+  Loaded L;
+  int rc = load_model(&o, &L);
+  if (rc) return rc;
+  int V = rt_model_vocab(L.model), chunk = rt_model_max_tokens(L.model);
+  size_t windows = nt / (size_t)ctx;
+  if (max_windows > 0 && (size_t)max_windows < windows) windows = (size_t)max_windows;
+  if (!windows) {
+    fprintf(stderr, "rabit ppl: '%s' has %zu tokens, fewer than one window of %d\n", text_path, nt, ctx);
+    load_free(&L);
+    return 1;
+  }
+  float *logits = malloc((size_t)chunk * V * sizeof *logits);
+  double total = 0;
+  size_t count = 0;
+  double t0 = now_ms();
+  for (size_t w = 0; !rc && w < windows; w++) {
+    const int32_t *win = ids + w * (size_t)ctx;
+    for (int at = 0; !rc && at < ctx; at += chunk) {
+      int T = ctx - at < chunk ? ctx - at : chunk;
+      rc = rt_model_forward(L.model, win + at, T, at);
+      if (!rc) rc = rt_model_logits(L.model, 0, T, logits);
+      for (int r = 0; !rc && r < T; r++)
+        if (at + r + 1 < ctx) {
+          total += nll(logits + (size_t)r * V, V, win[at + r + 1]);
+          count++;
+        }
+    }
+    if (!quiet) {
+      int bar = (int)(30 * (w + 1) / windows);
+      fprintf(stderr, "\r  [%.*s%*s] window %zu/%zu  ppl %.3f  %.0f tok/s", bar, "##############################",
+              30 - bar, "", w + 1, windows, exp(total / count), (w + 1) * ctx / ((now_ms() - t0) / 1e3));
+    }
+  }
+  if (!quiet) fprintf(stderr, "\n");
+  if (!rc)
+    printf("perplexity %.4f over %zu tokens (%zu windows of %d) of %s, %s\n", exp(total / count), count, windows, ctx,
+           text_path, o.fp16 ? "fp16" : "quantized");
+  free(logits);
+  rb_free(ids);
+  rt_tok_free(tok);
+  load_free(&L);
+  return rc ? 2 : 0;
+}

@@ -1,0 +1,13 @@
+/* commands.h: the subcommands of the `rabit` driver, one file each
+ * (cmd_<name>.c). Each takes the arguments after its name and returns the
+ * exit status: 0 ok, 1 user error, 2 internal error. */
+#ifndef RABIT_COMMANDS_H
+#define RABIT_COMMANDS_H
+
+int cmd_import(int argc, char **argv);   /* rabit import model.gguf -o DIR */
+int cmd_quantize(int argc, char **argv); /* rabit quantize --paths k IN -o OUT */
+int cmd_run(int argc, char **argv);      /* rabit run model.ir --weights W --prompt ... */
+int cmd_ppl(int argc, char **argv);      /* rabit ppl model.ir --weights W --text FILE */
+int cmd_bench(int argc, char **argv);    /* rabit bench model.ir [--random-weights] */
+
+#endif

@@ -1,0 +1,113 @@
+/* load.c: the IR of a model compiled in process and opened on the GPU, for
+ * the run, ppl and bench commands. Same pipeline as rabitc: parse, verify,
+ * fuse, kernel set, build through the cache, plan; then a session and the
+ * executor with the weights bound. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "frontend/frontend.h"
+#include "tools/load.h"
+
+double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* IR -> plan, with every kernel built (so the session finds them cached). */
+static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, int *kernels, int *hits) {
+  RbBuf src = {0}, err = {0};
+  IrDiag d;
+  IrGraph *g = NULL;
+  CgKernelSet ks = {0};
+  RtCache *cache = NULL;
+  RtBuilt *built = NULL;
+  if (rb_read_file(o->ir, &src)) {
+    fprintf(stderr, "%s: cannot read '%s'\n", o->tool, o->ir);
+    return 1;
+  }
+  ir_diag_init(&d, o->ir, src.data);
+  FeOptions fe = {o->paths, o->fp16};
+  int rc = fe_compile(o->ir, src.data, &fe, &d, &g);
+  if (!rc) rc = ir_graph_verify(g, &d);
+  if (!rc) {
+    ir_fuse(g);
+    rc = ir_graph_verify(g, &d);
+  }
+  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : 2048};
+  if (!rc) rc = cg_kernels_from_graph(g, &topt, &ks);
+  if (!rc) rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &err);
+  if (!rc) {
+    CgSpec *specs = rb_calloc((size_t)ks.n + 1, sizeof *specs);
+    built = rb_calloc((size_t)ks.n + 1, sizeof *built);
+    if (!specs || !built) rc = RB_EINTERNAL;
+    for (int i = 0; !rc && i < ks.n; i++) specs[i] = ks.k[i].spec;
+    RtBuildOptions bo = {arch, cache, 0};
+    if (!rc) rc = rt_build_kernels(specs, ks.n, &bo, built);
+    for (int i = 0; i < ks.n && built; i++) {
+      *hits += built[i].hit;
+      if (built[i].rc) fprintf(stderr, "%s: kernel %s failed: %s\n", o->tool, built[i].entry, built[i].log.data ? built[i].log.data : "");
+    }
+    *kernels = ks.n;
+    rb_free(specs);
+  }
+  if (!rc) rc = rt_plan_make(plan, g, src.data, arch, &ks, built);
+  if (d.out.data) fputs(d.out.data, stderr);
+  if (err.data) fprintf(stderr, "%s: %s", o->tool, err.data);
+  if (built) rt_built_free(built, ks.n);
+  rb_free(built);
+  rt_cache_close(cache);
+  cg_kernel_set_free(&ks);
+  ir_graph_free(g);
+  ir_diag_free(&d);
+  rb_buf_free(&src);
+  rb_buf_free(&err);
+  return rc;
+}
+
+int load_model(const LoadOptions *o, Loaded *out) {
+  memset(out, 0, sizeof *out);
+  RbBuf err = {0};
+  RtGpu *gpu = NULL;
+  if (rt_gpu_open(&gpu, 0, &err)) {
+    fprintf(stderr, "%s: %s", o->tool, err.data ? err.data : "no GPU\n");
+    rb_buf_free(&err);
+    return 1;
+  }
+  char arch[16];
+  snprintf(arch, sizeof arch, "%s", rt_gpu_arch(gpu));
+  rt_gpu_close(gpu);
+  double t0 = now_ms();
+  int rc = compile_plan(o, &out->plan, arch, &out->kernels, &out->hits);
+  if (!rc) rc = rt_session_open_plan(out->plan, 0, &out->session, &err);
+  out->ms_compile = now_ms() - t0;
+  RtModelOptions mo = {o->max_tokens, o->random, 0};
+  if (!rc) rc = rt_model_open(out->session, o->weights, &mo, &out->model, &err);
+  out->ms_weights = now_ms() - t0 - out->ms_compile;
+  if (rc) {
+    if (err.data) fprintf(stderr, "%s: %s\n", o->tool, err.data);
+    load_free(out);
+  }
+  rb_buf_free(&err);
+  return rc ? (rc == RB_EUSER ? 1 : 2) : 0;
+}
+
+void load_free(Loaded *l) {
+  rt_model_close(l->model);
+  rabit_session_close(l->session);
+  rt_plan_free(l->plan);
+  memset(l, 0, sizeof *l);
+}
+
+RtTokenizer *load_tokenizer(const char *gguf, const char *tool) {
+  RbBuf err = {0};
+  RtGguf *g = NULL;
+  RtTokenizer *t = NULL;
+  if (!gguf) fprintf(stderr, "%s: --tokenizer FILE.gguf is needed to turn text into tokens\n", tool);
+  else if (rt_gguf_open(gguf, &g, &err) || rt_tok_from_gguf(g, &t, &err))
+    fprintf(stderr, "%s: %s\n", tool, err.data ? err.data : "cannot load the tokenizer");
+  rt_gguf_close(g);
+  rb_buf_free(&err);
+  return t;
+}

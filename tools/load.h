@@ -1,0 +1,39 @@
+/* load.h: what run, ppl and bench share: a model's IR compiled in process
+ * (parse, verify, fuse, kernels through the cache, plan), opened on the GPU
+ * with its weights; and the tokenizer. */
+#ifndef RABIT_TOOLS_LOAD_H
+#define RABIT_TOOLS_LOAD_H
+
+#include "runtime/rabit.h"
+#include "runtime/runtime.h"
+
+typedef struct {
+  const char *ir;       /* model.ir */
+  const char *weights;  /* safetensors; NULL with random */
+  int fp16;             /* every linear dense fp16 (cuBLAS): the baseline */
+  int random;           /* random weights of the model's shapes */
+  int max_ctx;          /* KV cache length; 0 = 2048 */
+  int max_tokens;       /* prefill chunk; 0 = 512 */
+  int paths;            /* --paths override; 0 = the file's */
+  const char *tool;     /* "rabit run", for messages */
+} LoadOptions;
+
+typedef struct {
+  RtPlan *plan;
+  RabitSession *session;
+  RtModel *model;
+  double ms_compile;    /* parse + kernels (cache or NVRTC) */
+  double ms_weights;    /* binding weights */
+  int kernels, hits;
+} Loaded;
+
+/* Returns an exit status (0 ok) after printing any error. */
+int load_model(const LoadOptions *o, Loaded *out);
+void load_free(Loaded *l);
+
+/* The tokenizer of a GGUF file (the model's source). NULL after an error message. */
+RtTokenizer *load_tokenizer(const char *gguf, const char *tool);
+
+double now_ms(void);
+
+#endif

@@ -19,6 +19,7 @@ static void usage(FILE *f) {
           "  --max-windows N    stop after N windows (default: the whole text)\n"
           "  --fp16             every linear in fp16 with cuBLAS (the unquantized baseline)\n"
           "  --paths K          residual paths for linears without their own quant\n"
+          "  --ids-out FILE     write the evaluated token ids (int32, window after window) to FILE\n"
           "  --quiet            no progress bar\n");
 }
 
@@ -35,12 +36,13 @@ static double nll(const float *logits, int V, int target) {
 int cmd_ppl(int argc, char **argv) {
   LoadOptions o = {0};
   o.tool = "rabit ppl";
-  const char *text_path = NULL, *tok_path = NULL;
+  const char *text_path = NULL, *tok_path = NULL, *ids_out = NULL;
   int ctx = 1024, max_windows = 0, quiet = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int needs = !strcmp(a, "--weights") || !strcmp(a, "--tokenizer") || !strcmp(a, "--text") ||
-                !strcmp(a, "--ctx") || !strcmp(a, "--max-windows") || !strcmp(a, "--paths");
+                !strcmp(a, "--ctx") || !strcmp(a, "--max-windows") || !strcmp(a, "--paths") ||
+                !strcmp(a, "--ids-out");
     if (needs && !v) {
       fprintf(stderr, "rabit ppl: %s needs a value\n", a);
       return 1;
@@ -54,6 +56,7 @@ int cmd_ppl(int argc, char **argv) {
     else if (!strcmp(a, "--ctx")) ctx = atoi(argv[++i]);
     else if (!strcmp(a, "--max-windows")) max_windows = atoi(argv[++i]);
     else if (!strcmp(a, "--paths")) o.paths = atoi(argv[++i]);
+    else if (!strcmp(a, "--ids-out")) ids_out = argv[++i];
     else if (!strcmp(a, "--fp16")) o.fp16 = 1;
     else if (!strcmp(a, "--quiet")) quiet = 1;
     else if (a[0] == '-') {
@@ -95,6 +98,15 @@ int cmd_ppl(int argc, char **argv) {
     fprintf(stderr, "rabit ppl: '%s' has %zu tokens, fewer than one window of %d\n", text_path, nt, ctx);
     load_free(&L);
     return 1;
+  }
+  if (ids_out) {
+    FILE *f = fopen(ids_out, "wb");
+    size_t n = windows * (size_t)ctx;
+    if (!f || fwrite(ids, sizeof *ids, n, f) != n || fclose(f)) {
+      fprintf(stderr, "rabit ppl: cannot write '%s'\n", ids_out);
+      load_free(&L);
+      return 1;
+    }
   }
   float *logits = malloc((size_t)chunk * V * sizeof *logits);
   double total = 0;

@@ -22,6 +22,8 @@ static void usage(FILE *f) {
           "  --random-weights   random weights of the model's shapes (no --weights needed)\n"
           "  --max-ctx N        KV-cache length (default 2048)\n"
           "  --tokens IDS       comma-separated prompt token ids instead of --prompt\n"
+          "  --logits-out FILE  write the prompt's logits (tokens x vocab, float32) to FILE\n"
+          "  --ids-out FILE     write the prompt and generated token ids, one per line, to FILE\n"
           "  --quiet            print only the generated text\n");
 }
 
@@ -77,12 +79,13 @@ static int sample(const float *logits, int V, float temp, int top_k, float top_p
 int cmd_run(int argc, char **argv) {
   LoadOptions o = {0};
   o.tool = "rabit run";
-  const char *prompt = NULL, *tok_path = NULL, *ids = NULL;
+  const char *prompt = NULL, *tok_path = NULL, *ids = NULL, *logits_out = NULL, *ids_out = NULL;
   int n = 128, chat = 0, top_k = 0, quiet = 0;
   float temp = 0, top_p = 1;
   unsigned long long seed = 1;
   static const char *const with_value[] = {"--weights", "--tokenizer", "--prompt", "--tokens", "-n", "--temp",
-                                           "--top-k", "--top-p", "--seed", "--max-ctx"};
+                                           "--top-k", "--top-p", "--seed", "--max-ctx",
+                                           "--logits-out", "--ids-out"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
     for (size_t j = 0; j < sizeof with_value / sizeof with_value[0]; j++)
@@ -106,6 +109,8 @@ int cmd_run(int argc, char **argv) {
     else if (!strcmp(a, "--top-p")) top_p = (float)atof(v);
     else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
     else if (!strcmp(a, "--max-ctx")) o.max_ctx = atoi(v);
+    else if (!strcmp(a, "--logits-out")) logits_out = v;
+    else if (!strcmp(a, "--ids-out")) ids_out = v;
     else if (!strcmp(a, "--chat")) chat = 1;
     else if (!strcmp(a, "--fp16")) o.fp16 = 1;
     else if (!strcmp(a, "--random-weights")) o.random = 1;
@@ -164,12 +169,23 @@ int cmd_run(int argc, char **argv) {
   float *logits = malloc((size_t)V * sizeof *logits);
   Cand *cand = malloc((size_t)V * sizeof *cand);
   rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
+  FILE *lf = logits_out ? fopen(logits_out, "wb") : NULL, *idf = ids_out ? fopen(ids_out, "w") : NULL;
+  if ((logits_out && !lf) || (ids_out && !idf)) {
+    fprintf(stderr, "rabit run: cannot write '%s'\n", logits_out && !lf ? logits_out : ids_out);
+    rc = 1;
+  }
+  for (size_t i = 0; idf && i < nt; i++) fprintf(idf, "%d\n", tokens[i]);
   double t0 = now_ms();
   for (size_t at = 0; !rc && at < nt; at += (size_t)chunk) { /* prefill in chunks */
     int T = (int)(nt - at) < chunk ? (int)(nt - at) : chunk;
     rc = rt_model_forward(L.model, tokens + at, T, (int)at);
+    for (int r = 0; !rc && lf && r < T; r++) { /* every row, for comparing with a reference */
+      rc = rt_model_logits(L.model, r, 1, logits);
+      if (!rc && fwrite(logits, sizeof *logits, (size_t)V, lf) != (size_t)V) rc = 1;
+    }
     if (!rc && at + (size_t)T == nt) rc = rt_model_logits(L.model, T - 1, 1, logits);
   }
+  if (lf && fclose(lf)) rc = 1;
   double t_prefill = now_ms() - t0;
   if (tok && !quiet && prompt) printf("%s", chat ? "" : prompt);
   fflush(stdout);
@@ -178,6 +194,7 @@ int cmd_run(int argc, char **argv) {
   for (int i = 0; !rc && i < n; i++) {
     int next = sample(logits, V, temp, top_k, top_p, cand);
     generated++;
+    if (idf) fprintf(idf, "%d\n", next);
     if (next == eos) break;
     if (tok) {
       RbBuf piece = {0};
@@ -192,7 +209,9 @@ int cmd_run(int argc, char **argv) {
     }
   }
   double t_decode = now_ms() - t1;
+  if (idf) fclose(idf);
   printf("\n");
+  fflush(stdout); /* the text before the statistics on stderr */
   if (!quiet && !rc)
     fprintf(stderr, "rabit run: prompt %zu tokens in %.1f ms (%.0f tok/s); generated %d tokens at %.1f tok/s\n", nt,
             t_prefill, nt / (t_prefill / 1e3), generated, generated > 1 ? (generated - 1) / (t_decode / 1e3) : 0.0);

@@ -2,9 +2,11 @@
  * the run, ppl and bench commands. Same pipeline as rabitc: parse, verify,
  * fuse, kernel set, build through the cache, plan; then a session and the
  * executor with the weights bound. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "frontend/frontend.h"
 #include "tools/load.h"
@@ -69,6 +71,15 @@ static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, i
 int load_model(const LoadOptions *o, Loaded *out) {
   memset(out, 0, sizeof *out);
   RbBuf err = {0};
+  /* Input files first: a typo should not wait for a GPU, or need one. */
+  if (!o->random && o->weights && access(o->weights, R_OK) != 0) {
+    fprintf(stderr, "%s: cannot read weights '%s': %s\n", o->tool, o->weights, strerror(errno));
+    return 1;
+  }
+  if (access(o->ir, R_OK) != 0) {
+    fprintf(stderr, "%s: cannot read '%s': %s\n", o->tool, o->ir, strerror(errno));
+    return 1;
+  }
   RtGpu *gpu = NULL;
   if (rt_gpu_open(&gpu, 0, &err)) {
     fprintf(stderr, "%s: %s", o->tool, err.data ? err.data : "no GPU\n");

@@ -22,6 +22,7 @@ typedef struct {
   int dump;
   int emit;
   int compile;
+  int list; /* --list-kernels: the kernel table, nothing compiled */
   int jobs;
   int max_ctx;
   const char *arch;
@@ -45,6 +46,7 @@ static void usage(FILE *f) {
           "                         write one .cu file per kernel into the directory PATH\n"
           "  --emit=plan|cuda       what -o writes (default: plan)\n"
           "  --no-compile           stop after the layer table\n"
+          "  --list-kernels         print the distinct kernels and the IR lines they serve; no compile\n"
           "  -j N                   compile N kernels at once (default: all cores)\n"
           "  --dump-ir=STAGE        print the graph as IR text after STAGE and stop:\n"
           "                         after-parse, after-verify or after-fusion\n"
@@ -219,6 +221,25 @@ done:
   return rc;
 }
 
+/* The kernel list alone: what the fusion pass and kernel selection produce. */
+static int list_kernels(const IrGraph *g, const Options *o) {
+  CgTargetOptions topt = {o->max_ctx};
+  CgKernelSet ks;
+  if (cg_kernels_from_graph(g, &topt, &ks) != RB_OK) return RB_EINTERNAL;
+  printf("\n%-58s %-16s %5s\n", "kernel", "IR lines", "uses");
+  for (int i = 0; i < ks.n; i++) {
+    RbBuf d = {0};
+    char lines[256];
+    cg_spec_describe(&ks.k[i].spec, &d);
+    lines_str(&ks.k[i], "", lines, sizeof lines);
+    printf("%-58s %-16s %5d\n", d.data ? d.data : "?", lines + 1, ks.k[i].uses);
+    rb_buf_free(&d);
+  }
+  printf("%d kernels\n", ks.n);
+  cg_kernel_set_free(&ks);
+  return RB_OK;
+}
+
 /* Compile one file; returns an exit code. */
 static int compile_file(const char *path, const Options *o) {
   const char *shown = strcmp(path, "-") == 0 ? "<stdin>" : path;
@@ -262,7 +283,8 @@ static int compile_file(const char *path, const Options *o) {
     if (t.data) fputs(t.data, stdout);
     rb_buf_free(&t);
     fflush(stdout);
-    if (o->compile || o->out) rc = compile_kernels(g, shown, src.data, o);
+    if (o->list) rc = list_kernels(g, o);
+    else if (o->compile || o->out) rc = compile_kernels(g, shown, src.data, o);
   }
 done:
   if (d.out.data) fputs(d.out.data, stderr);
@@ -323,7 +345,7 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "cache") == 0) return cache_command(argc, argv);
-  Options o = {{0}, DUMP_NONE, EMIT_PLAN, 1, 0, 2048, NULL, NULL};
+  Options o = {{0, 0}, DUMP_NONE, EMIT_PLAN, 1, 0, 0, 2048, NULL, NULL};
   const char *files[256];
   int nfiles = 0;
   for (int i = 1; i < argc; i++) {
@@ -365,6 +387,8 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(a, "--no-compile") == 0) {
       o.compile = 0;
+    } else if (strcmp(a, "--list-kernels") == 0) {
+      o.list = 1;
     } else if (strncmp(a, "--dump-ir=", 10) == 0) {
       o.dump = parse_dump(a + 10);
       if (o.dump < 0) {

@@ -4,6 +4,10 @@
 #          compute-sanitizer memcheck over the kernel tests
 #   bench  per-shape kernel timings, the 32-layer chain, compile and load
 #          times, and the peers (cuBLAS fp16, torch int4, read floor) in the same call
+#   real1  stores the first half of the SmolLM2 GGUF (.carry/m1) in /tmp/rabit-model
+#   real2  joins it with the second half (.carry/m2), then: import, PTQ k=2 and 3,
+#          fp16 logits and greedy tokens against Hugging Face transformers,
+#          perplexity (fp16, PTQ k=2, k=3) on the held-out text, chat, bench
 #   model  the executor against the reference decoder, then whole-model decode
 #          and prefill speed (rabit bench, random weights) beside the PyTorch
 #          fp16 decode peer
@@ -36,6 +40,36 @@ if [ "$mode" = tests ]; then
   for t in test_ops test_plan_api test_linear; do
     run "memcheck_$t" timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$B/tests/gpu/gpu_$t" samples
   done
+elif [ "$mode" = real1 ]; then
+  mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model
+elif [ "$mode" = real2 ]; then
+  M=/tmp/rabit-model G=/tmp/rabit-model/smollm2.gguf R="$B/tools/rabit" IR=samples/smollm2-135m.ir
+  [ -f $M/part-aa ] && [ -f .carry/m2/part-ab ] || { echo "real2: the first half is missing (run real1 just before)"; exit 1; }
+  cat $M/part-aa .carry/m2/part-ab > $G
+  echo "$(cat .carry/m2/sha256)  $G" | sha256sum -c || exit 1
+  TEXT=.carry/m2/heldout.txt
+  run test_model "$B/tests/gpu/gpu_test_model" samples
+  run import "$R" import $G -o $M/hf
+  run quantize_k2 "$R" quantize --paths 2 $M/hf/model.safetensors -o $M/k2.safetensors
+  run quantize_k3 "$R" quantize --paths 3 $M/hf/model.safetensors -o $M/k3.safetensors
+  PROMPT="The King James Bible begins: In the beginning God created"
+  run run_fp16 "$R" run $IR --fp16 --weights $M/hf/model.safetensors --tokenizer $G --prompt "$PROMPT" -n 32 \
+      --logits-out $M/logits.bin --ids-out $M/ids.txt
+  run ppl_fp16 "$R" ppl $IR --fp16 --weights $M/hf/model.safetensors --tokenizer $G --text $TEXT --ctx 1024 \
+      --max-windows 40 --ids-out $M/ppl_ids.bin --quiet
+  run ppl_k2 "$R" ppl $IR --paths 2 --weights $M/k2.safetensors --tokenizer $G --text $TEXT --ctx 1024 --max-windows 40 --quiet
+  run ppl_k3 "$R" ppl $IR --paths 3 --weights $M/k3.safetensors --tokenizer $G --text $TEXT --ctx 1024 --max-windows 40 --quiet
+  ours=$(sed -n 's/^perplexity \([0-9.]*\).*/\1/p' "$OUT/ppl_fp16.log")
+  np=$(wc -l < $M/ids.txt); plen=$((np - 32))
+  run hf_oracle python3 tests/bench/hf_oracle.py $M/hf --logits $M/logits.bin --ids $M/ids.txt --prompt-len $plen \
+      --ppl-ids $M/ppl_ids.bin --ctx 1024 --ours-ppl "$ours"
+  run chat_k2 "$R" run $IR --weights $M/k2.safetensors --tokenizer $G --chat --prompt "What is the capital of France?" -n 48
+  run chat_fp16 "$R" run $IR --fp16 --weights $M/hf/model.safetensors --tokenizer $G --chat --prompt "What is the capital of France?" -n 48
+  run bench_real "$R" bench $IR --weights $M/k2.safetensors --fp16-weights $M/hf/model.safetensors
+  tail -3 "$OUT/run_fp16.log"; cat "$OUT/hf_oracle.log"
+  grep -h "^perplexity" "$OUT"/ppl_*.log
+  tail -4 "$OUT/quantize_k2.log" "$OUT/quantize_k3.log"
+  cat "$OUT/chat_k2.log" "$OUT/chat_fp16.log" "$OUT/bench_real.log"
 elif [ "$mode" = model ]; then
   run test_ops "$B/tests/gpu/gpu_test_ops" samples
   run test_model "$B/tests/gpu/gpu_test_model" samples

@@ -469,7 +469,7 @@ static int case_real(const char *srcdata) {
   /* import, then compare the written q/k against the GGUF rows put back in
    * HF order by this test's own index map */
   make_tmpdir();
-  char out[400], args[8800], st_path[500];
+  char out[400], args[17000], st_path[500];
   snprintf(out, sizeof out, "%s/smol", tmpdir);
   snprintf(args, sizeof args, "import '%s' -o '%s'", path, out);
   RbBuf log = {0};

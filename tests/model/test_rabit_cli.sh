@@ -1,0 +1,48 @@
+#!/bin/sh
+# test_rabit_cli.sh RABIT SAMPLES: the rabit driver's help and error paths,
+# which need no GPU: bad usage, missing files, and a clear message when a
+# command needs the GPU (on a GPU machine those commands run instead).
+rabit=$1 samples=$2
+pass=0 fail=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+export RABIT_CACHE_DIR="$tmp/cache"
+
+expect() { # NAME WANT_RC PATTERN CMD...
+  name=$1 want=$2 pat=$3; shift 3
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -eq "$want" ] && printf '%s\n' "$out" | grep -q -- "$pat"; then pass=$((pass + 1))
+  else fail=$((fail + 1)); echo "FAIL $name: rc=$rc (want $want)"; printf '%s\n' "$out" | head -5; fi
+}
+# Either the GPU runs it, or the message says plainly that a GPU is needed.
+expect_gpu() { # NAME PATTERN_WHEN_RUN CMD...
+  name=$1 pat=$2; shift 2
+  out=$("$@" 2>&1); rc=$?
+  if printf '%s\n' "$out" | grep -q "needs an NVIDIA GPU and driver"; then
+    [ "$rc" -eq 1 ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL $name: no-GPU exit status $rc, want 1"; }
+  elif [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q -- "$pat"; then pass=$((pass + 1))
+  else fail=$((fail + 1)); echo "FAIL $name: rc=$rc"; printf '%s\n' "$out" | head -5; fi
+}
+
+expect help 0 "usage: rabit COMMAND" "$rabit" --help
+expect version 0 "^rabit [0-9]" "$rabit" --version
+expect no-command 1 "usage: rabit COMMAND" "$rabit"
+expect unknown-command 1 "unknown command 'fly'" "$rabit" fly
+for c in import quantize run ppl bench; do
+  expect "$c-help" 0 "usage: rabit $c" "$rabit" "$c" --help
+done
+expect run-usage 1 "usage: rabit run" "$rabit" run "$samples/tiny.ir"
+expect run-bad-option 1 "unknown option '--frob'" "$rabit" run "$samples/tiny.ir" --frob
+expect run-missing-weights 1 "cannot read weights '$tmp/none.safetensors'" \
+  "$rabit" run "$samples/tiny.ir" --weights "$tmp/none.safetensors" --tokens 1,2
+expect run-missing-ir 1 "cannot read '$tmp/none.ir'" "$rabit" run "$tmp/none.ir" --random-weights --tokens 1,2
+expect run-tokenizer 1 "cannot read\|No such file" "$rabit" run "$samples/tiny.ir" --random-weights \
+  --tokenizer "$tmp/none.gguf" --prompt hi
+expect ppl-missing-text 1 "cannot read '$tmp/none.txt'" "$rabit" ppl "$samples/tiny.ir" --weights x --text "$tmp/none.txt"
+expect bench-usage 1 "usage: rabit bench" "$rabit" bench "$samples/tiny.ir"
+expect import-missing 1 "none.gguf" "$rabit" import "$tmp/none.gguf" -o "$tmp/out"
+expect quantize-missing 1 "none.safetensors" "$rabit" quantize --paths 2 "$tmp/none.safetensors" -o "$tmp/q.safetensors"
+expect_gpu run-random "generated" "$rabit" run "$samples/tiny.ir" --random-weights --tokens 1,2,3 -n 4
+expect_gpu bench-random "decode ctx" "$rabit" bench "$samples/tiny.ir" --random-weights --ctx 16 --prefill 16 --steps 5
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

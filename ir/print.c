@@ -21,8 +21,10 @@ static void print_double(RbBuf *b, double v) {
 
 static void print_string(RbBuf *b, const char *s) {
   rb_buf_puts(b, "\"");
-  for (; *s; s++) {
+  for (; *s; s++) { /* the escapes the lexer reads back; a raw newline would end the string */
     if (*s == '"' || *s == '\\') rb_buf_printf(b, "\\%c", *s);
+    else if (*s == '\n') rb_buf_puts(b, "\\n");
+    else if (*s == '\t') rb_buf_puts(b, "\\t");
     else rb_buf_put(b, s, 1);
   }
   rb_buf_puts(b, "\"");

@@ -128,6 +128,17 @@ void rb_buf_printf(RbBuf *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+void rb_buf_json_str(RbBuf *b, const char *s) {
+  rb_buf_puts(b, "\"");
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') rb_buf_printf(b, "\\%c", c);
+    else if (c < 0x20) rb_buf_printf(b, "\\u%04x", c);
+    else rb_buf_put(b, &c, 1);
+  }
+  rb_buf_puts(b, "\"");
+}
+
 void rb_buf_free(RbBuf *b) {
   rb_free(b->data);
   memset(b, 0, sizeof *b);

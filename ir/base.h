@@ -46,6 +46,9 @@ void rb_buf_puts(RbBuf *b, const char *s);
 void rb_buf_printf(RbBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rb_buf_vprintf(RbBuf *b, const char *fmt, va_list ap);
 void rb_buf_free(RbBuf *b);
+/* Append s as a JSON string: quotes and backslashes escaped, control bytes
+ * as \u escapes, UTF-8 passed through. */
+void rb_buf_json_str(RbBuf *b, const char *s);
 
 /* String -> int hash map (open addressing). Keys are not copied: they must
  * outlive the map. It keeps passes linear on graphs of 100k ops. */

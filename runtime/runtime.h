@@ -168,6 +168,12 @@ void rt_plan_format(const RtPlan *p, RbBuf *out);
 /* Build the in-memory plan without writing it. */
 int rt_plan_make(RtPlan **out, const struct IrGraph *g, const char *ir_text, const char *arch,
                  const CgKernelSet *ks, const RtBuilt *built);
+/* The whole back end for a verified, fused graph: select its kernels,
+ * fetch or compile each through the cache (in parallel), and make the plan
+ * for arch. Kernel failures are appended to err. *nkernels and *hits
+ * (either may be NULL) count the kernels and those the cache held. */
+int rt_plan_compile(const struct IrGraph *g, const char *ir_text, const char *arch, int max_ctx, RtPlan **out,
+                    int *nkernels, int *hits, RbBuf *err);
 /* Load and validate a plan file; errors name the file and line. */
 int rt_plan_load(const char *path, RtPlan **out, RbBuf *err);
 int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err);

@@ -659,19 +659,6 @@ void rt_st_writer_free(RtStWriter *w) {
   rb_free(w);
 }
 
-/* Appends s as a JSON string. Non-ASCII passes through (it is valid UTF-8,
- * checked on the way in); control bytes become \u escapes. */
-static void json_str(RbBuf *b, const char *s) {
-  rb_buf_puts(b, "\"");
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') rb_buf_printf(b, "\\%c", c);
-    else if (c < 0x20) rb_buf_printf(b, "\\u%04x", c);
-    else rb_buf_put(b, &c, 1);
-  }
-  rb_buf_puts(b, "\"");
-}
-
 /* Builds the header, written by hand rather than by cJSON: cJSON prints
  * integers past 10^15 in exponent form, which strict readers refuse. */
 static void build_header(const RtStWriter *w, RbBuf *h) {
@@ -681,9 +668,9 @@ static void build_header(const RtStWriter *w, RbBuf *h) {
     rb_buf_puts(h, "\"__metadata__\":{");
     for (int i = 0; i < w->nmeta; i++) {
       if (i) rb_buf_puts(h, ",");
-      json_str(h, w->mkey[i]);
+      rb_buf_json_str(h, w->mkey[i]);
       rb_buf_puts(h, ":");
-      json_str(h, w->mval[i]);
+      rb_buf_json_str(h, w->mval[i]);
     }
     rb_buf_puts(h, "}");
     first = 0;
@@ -693,7 +680,7 @@ static void build_header(const RtStWriter *w, RbBuf *h) {
     const WTensor *t = &w->t[i];
     if (!first) rb_buf_puts(h, ",");
     first = 0;
-    json_str(h, t->name);
+    rb_buf_json_str(h, t->name);
     rb_buf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", dtypes[t->dtype].name);
     for (int d = 0; d < t->rank; d++) rb_buf_printf(h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
     rb_buf_printf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,

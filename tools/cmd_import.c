@@ -276,17 +276,6 @@ static void put_float(RbBuf *b, float v) {
   rb_buf_puts(b, s);
 }
 
-static void json_string(RbBuf *b, const char *s) {
-  rb_buf_puts(b, "\"");
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') rb_buf_printf(b, "\\%c", c);
-    else if (c < 0x20) rb_buf_printf(b, "\\u%04x", c);
-    else rb_buf_put(b, &c, 1);
-  }
-  rb_buf_puts(b, "\"");
-}
-
 static void config_json(const Hparams *hp, RbBuf *b) {
   rb_buf_puts(b, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n");
   rb_buf_printf(b, "  \"hidden_size\": %" PRIu64 ",\n", hp->dim);
@@ -311,7 +300,7 @@ static void config_json(const Hparams *hp, RbBuf *b) {
   if (hp->has_pad) rb_buf_printf(b, "  \"pad_token_id\": %" PRIu64 ",\n", hp->pad);
   if (hp->name) {
     rb_buf_puts(b, "  \"_name_or_path\": ");
-    json_string(b, hp->name);
+    rb_buf_json_str(b, hp->name);
     rb_buf_puts(b, ",\n");
   }
   rb_buf_puts(b, "  \"torch_dtype\": \"float16\"\n}\n");

@@ -22,9 +22,6 @@ static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, i
   RbBuf src = {0}, err = {0};
   IrDiag d;
   IrGraph *g = NULL;
-  CgKernelSet ks = {0};
-  RtCache *cache = NULL;
-  RtBuilt *built = NULL;
   if (rb_read_file(o->ir, &src)) {
     fprintf(stderr, "%s: cannot read '%s'\n", o->tool, o->ir);
     return 1;
@@ -37,30 +34,9 @@ static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, i
     ir_fuse(g);
     rc = ir_graph_verify(g, &d);
   }
-  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : 2048};
-  if (!rc) rc = cg_kernels_from_graph(g, &topt, &ks);
-  if (!rc) rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &err);
-  if (!rc) {
-    CgSpec *specs = rb_calloc((size_t)ks.n + 1, sizeof *specs);
-    built = rb_calloc((size_t)ks.n + 1, sizeof *built);
-    if (!specs || !built) rc = RB_EINTERNAL;
-    for (int i = 0; !rc && i < ks.n; i++) specs[i] = ks.k[i].spec;
-    RtBuildOptions bo = {arch, cache, 0};
-    if (!rc) rc = rt_build_kernels(specs, ks.n, &bo, built);
-    for (int i = 0; i < ks.n && built; i++) {
-      *hits += built[i].hit;
-      if (built[i].rc) fprintf(stderr, "%s: kernel %s failed: %s\n", o->tool, built[i].entry, built[i].log.data ? built[i].log.data : "");
-    }
-    *kernels = ks.n;
-    rb_free(specs);
-  }
-  if (!rc) rc = rt_plan_make(plan, g, src.data, arch, &ks, built);
+  if (!rc) rc = rt_plan_compile(g, src.data, arch, o->max_ctx ? o->max_ctx : 2048, plan, kernels, hits, &err);
   if (d.out.data) fputs(d.out.data, stderr);
   if (err.data) fprintf(stderr, "%s: %s", o->tool, err.data);
-  if (built) rt_built_free(built, ks.n);
-  rb_free(built);
-  rt_cache_close(cache);
-  cg_kernel_set_free(&ks);
   ir_graph_free(g);
   ir_diag_free(&d);
   rb_buf_free(&src);

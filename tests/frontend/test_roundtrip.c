@@ -7,19 +7,8 @@
 #include <string.h>
 
 #include "frontend/frontend.h"
+#include "tests/common/check.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                  \
-  do {                                                    \
-    checks++;                                             \
-    if (!(cond)) {                                        \
-      failures++;                                         \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-      printf(__VA_ARGS__);                                \
-      printf("\n");                                       \
-    }                                                     \
-  } while (0)
 
 static IrGraph *compile(const char *path, const char *src, int paths) {
   IrDiag d;
@@ -162,6 +151,5 @@ int main(int argc, char **argv) {
   }
   closedir(dp);
   CHECK(nsamples >= 4, "expected at least 4 samples in %s, found %d", dir, nsamples);
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures != 0;
+  return CHECK_SUMMARY();
 }

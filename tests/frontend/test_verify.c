@@ -5,19 +5,8 @@
 #include <string.h>
 
 #include "frontend/frontend.h"
+#include "tests/common/check.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    checks++;                                     \
-    if (!(cond)) {                                \
-      failures++;                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
 
 static const char *SRC =
     "rabit 1\n"
@@ -150,6 +139,5 @@ int main(void) {
   expect_error("bad_arity", bad_arity, "'add' takes 2 tensor inputs, got 1");
   expect_error("tied_missing", tied_missing, "tied weight 'emb' is not bound by any 'embed'");
   test_fusion();
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures != 0;
+  return CHECK_SUMMARY();
 }

@@ -28,42 +28,30 @@ static uint64_t rnd(void) {
 }
 static double unif(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
 
-/* Compile path's IR into a plan at out, through the same calls rabitc makes. */
+/* Compile path's IR into a plan file at out, as rabitc -o does. */
 static int write_plan(const char *path, const char *out, const char *arch) {
-  RbBuf src = {0}, err = {0};
+  RbBuf src = {0}, err = {0}, text = {0};
   IrDiag d;
   IrGraph *g = NULL;
+  RtPlan *plan = NULL;
   int rc = rb_read_file(path, &src) ? RB_EUSER : RB_OK;
   ir_diag_init(&d, path, src.data);
   if (!rc) rc = fe_compile(path, src.data, NULL, &d, &g);
   if (!rc) rc = ir_graph_verify(g, &d);
-  CgKernelSet ks = {0};
-  RtCache *cache = NULL;
-  RtBuilt *built = NULL;
+  if (!rc) ir_fuse(g), rc = rt_plan_compile(g, src.data, arch, 1024, &plan, NULL, NULL, &err);
   if (!rc) {
-    ir_fuse(g);
-    CgTargetOptions topt = {1024};
-    rc = cg_kernels_from_graph(g, &topt, &ks);
+    rt_plan_format(plan, &text);
+    FILE *f = fopen(out, "w");
+    rc = !f || fwrite(text.data, 1, text.len, f) != text.len;
+    if (f && fclose(f)) rc = 1;
   }
-  if (!rc) rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &err);
-  if (!rc) {
-    built = rb_calloc((size_t)ks.n, sizeof *built);
-    CgSpec *specs = rb_calloc((size_t)ks.n, sizeof *specs);
-    for (int i = 0; i < ks.n; i++) specs[i] = ks.k[i].spec;
-    RtBuildOptions bo = {arch, cache, 0};
-    rc = rt_build_kernels(specs, ks.n, &bo, built);
-    rb_free(specs);
-  }
-  if (!rc) rc = rt_plan_write(out, g, src.data, arch, &ks, built, &err);
   if (rc) printf("plan for %s failed: %s%s\n", path, d.out.data ? d.out.data : "", err.data ? err.data : "");
-  if (built) rt_built_free(built, ks.n);
-  rb_free(built);
-  rt_cache_close(cache);
-  cg_kernel_set_free(&ks);
+  rt_plan_free(plan);
   ir_graph_free(g);
   ir_diag_free(&d);
   rb_buf_free(&src);
   rb_buf_free(&err);
+  rb_buf_free(&text);
   return rc;
 }
 

@@ -26,8 +26,13 @@ static void check(int ok, const char *what, double v) {
   printf("%s %-58s %.3e\n", ok ? "ok  " : "FAIL", what, v);
 }
 
+/* Every allocation of the model, freed at the end (the sanitizer build checks). */
+static void *owned[256];
+static int nowned;
+static void *own(void *p) { return owned[nowned++] = p; }
+
 static float *randf(size_t n, double lo, double hi) {
-  float *p = malloc(n * sizeof *p);
+  float *p = own(malloc(n * sizeof *p));
   for (size_t i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * unif());
   return p;
 }
@@ -36,10 +41,10 @@ static float *randf(size_t n, double lo, double hi) {
 static RefLinear quant(int N, int K, int paths, RefLinear *dense) {
   int8_t *s = malloc((size_t)paths * N * K);
   for (size_t i = 0; i < (size_t)paths * N * K; i++) s[i] = unif() < 0.5 ? -1 : 1;
-  uint32_t *bits = calloc((size_t)paths * N * ((K + 31) / 32), 4);
+  uint32_t *bits = own(calloc((size_t)paths * N * ((K + 31) / 32), 4));
   ref_pack_signs(bits, s, paths, N, K);
   float *g = randf((size_t)paths * N, 0.5 / sqrt(K), 1.5 / sqrt(K)), *h = randf((size_t)paths * K, 0.5, 1.5);
-  float *w = calloc((size_t)N * K, sizeof *w);
+  float *w = own(calloc((size_t)N * K, sizeof *w));
   for (int p = 0; p < paths; p++)
     for (int n = 0; n < N; n++)
       for (int k = 0; k < K; k++) w[(size_t)n * K + k] += g[p * N + n] * s[((size_t)p * N + n) * K + k] * h[p * K + k];
@@ -77,7 +82,7 @@ int main(void) {
   e = ref_rel_l2(full, dense, (size_t)T * V);
   check(e < 1e-6, "binary paths equal the dense reconstruction W_hat", e);
   float *keep = (float *)q[1].o.g;
-  float *zero = calloc((size_t)q[1].o.paths * q[1].o.N, sizeof *zero);
+  float *zero = own(calloc((size_t)q[1].o.paths * q[1].o.N, sizeof *zero));
   q[1].o.g = zero;
   ref_model_forward(&mq, tok, T, dense); /* reuse the buffer: dense is no longer needed */
   q[1].o.g = keep;
@@ -86,6 +91,8 @@ int main(void) {
   double mx = 0;
   for (int i = 0; i < T * V; i++) mx = fmax(mx, fabs(full[i]));
   check(isfinite(mx) && mx > 0, "logits are finite and not all zero", mx);
+  free(full), free(pre), free(dense);
+  while (nowned) free(owned[--nowned]);
   printf("%d passed, %d failed\n", pass, fail);
   return fail != 0;
 }

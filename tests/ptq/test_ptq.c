@@ -11,19 +11,8 @@
 
 #include "tests/ref/ref.h"
 #include "trainer/trainer.h"
+#include "tests/common/check.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    checks++;                                     \
-    if (!(cond)) {                                \
-      failures++;                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
 
 static const int shapes[][2] = {{37, 70}, {64, 33}, {256, 512}};
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
@@ -433,6 +422,5 @@ int main(int argc, char **argv) {
     printf("unknown case '%s'\n", argv[1]);
     return 2;
   }
-  printf("%d checks, %d failures\n", checks, failures);
-  return failures != 0;
+  return CHECK_SUMMARY();
 }

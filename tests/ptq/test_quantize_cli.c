@@ -13,19 +13,8 @@
 #include <unistd.h>
 
 #include "runtime/runtime.h"
+#include "tests/common/check.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    checks++;                                     \
-    if (!(cond)) {                                \
-      failures++;                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
 
 static const char *rabit;
 static char dir[64];
@@ -327,6 +316,5 @@ int main(int argc, char **argv) {
   }
   snprintf(args, sizeof args, "rm -rf '%s'", dir);
   if (system(args)) printf("could not remove %s\n", dir);
-  printf("%d checks, %d failures\n", checks, failures);
-  return failures != 0;
+  return CHECK_SUMMARY();
 }

@@ -7,19 +7,8 @@
 
 #include "frontend/frontend.h"
 #include "runtime/runtime.h"
+#include "tests/common/check.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    checks++;                                     \
-    if (!(cond)) {                                \
-      failures++;                                 \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
 
 static RtPlan *make_plan(const char *path, char **text_out) {
   RbBuf src = {0};
@@ -137,6 +126,5 @@ int main(int argc, char **argv) {
   CHECK(rt_plan_load("/nonexistent/model.rplan", &p, &err) == RB_EUSER && strstr(err.data, "cannot read plan"),
         "missing file not reported");
   rb_buf_free(&err);
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures != 0;
+  return CHECK_SUMMARY();
 }

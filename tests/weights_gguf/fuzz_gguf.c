@@ -1,9 +1,8 @@
 /* fuzz_gguf: libFuzzer target over the GGUF reader. Beyond "never crash",
  * every accepted file must keep its promises: tensor data inside the input,
  * names findable, every metadata accessor safe on every key, dequantization
- * of each supported tensor. Built with GGUF_FUZZ_REPLAY it is a plain
- * program that replays the files in the given directories (CI). */
-#include <dirent.h>
+ * of each supported tensor. tests/common/fuzz_replay_main.c turns it into a
+ * plain program that replays the corpus (CI). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,36 +66,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   return 0;
 }
 
-#ifdef GGUF_FUZZ_REPLAY
-int main(int argc, char **argv) {
-  int files = 0;
-  for (int i = 1; i < argc; i++) {
-    DIR *dp = opendir(argv[i]);
-    if (!dp) {
-      printf("cannot open %s\n", argv[i]);
-      return 1;
-    }
-    struct dirent *e;
-    while ((e = readdir(dp))) {
-      if (e->d_name[0] == '.') continue;
-      char path[4096];
-      snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
-      RbBuf b = {0};
-      if (rb_read_file(path, &b) == 0) {
-        /* an exact-size heap copy, so ASan sees reads past the end */
-        uint8_t *copy = malloc(b.len ? b.len : 1);
-        if (copy) {
-          memcpy(copy, b.data, b.len);
-          LLVMFuzzerTestOneInput(copy, b.len);
-          free(copy);
-          files++;
-        }
-      }
-      rb_buf_free(&b);
-    }
-    closedir(dp);
-  }
-  printf("replayed %d inputs without a crash\n", files);
-  return files ? 0 : 1;
-}
-#endif

@@ -176,7 +176,7 @@ static unsigned long long fnv1a(const char *p, size_t n) {
 
 /* The layout description: what a repack kernel depends on (not tiles, batch or epilogue). */
 static void layout_describe(const CgSpec *s, RbBuf *b) {
-  rb_buf_printf(b, "repack %s N=", s->strategy == CG_STRAT_XOR ? "xor" : "mma");
+  rb_buf_puts(b, "repack N="); /* one layout serves both strategies */
   for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "+" : "", s->N[i]);
   rb_buf_printf(b, " K=%d k=%d", s->K, s->paths);
 }
@@ -726,7 +726,7 @@ int cg_emit_repack(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
   if (st) return st;
   RbBuf key = {0};
   layout_describe(s, &key);
-  make_entry("rabit_repack", s, &key, entry);
+  snprintf(entry, 64, "rabit_repack_%016llx", fnv1a(key.data ? key.data : "", key.len));
   rb_buf_printf(src, "/* rabit %s */\n", key.data ? key.data : "");
   rb_buf_puts(src,
       "/* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one\n"

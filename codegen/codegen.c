@@ -45,7 +45,8 @@ void cg_spec_describe(const CgSpec *s, RbBuf *out) {
   switch (s->kind) {
   case CG_LINEAR:
   case CG_REPACK: /* a repack depends only on the layout: no batch, tile or epilogue */
-    rb_buf_printf(out, "%s %s N=", epilogue_name(s->epilogue), strategy_name(s->strategy));
+    if (s->kind == CG_LINEAR) rb_buf_printf(out, "%s %s", epilogue_name(s->epilogue), strategy_name(s->strategy));
+    rb_buf_puts(out, " N=");
     for (int i = 0; i < s->nseg; i++) rb_buf_printf(out, "%s%d", i ? "+" : "", s->N[i]);
     rb_buf_printf(out, " K=%d k=%d", s->K, s->paths);
     if (s->kind == CG_LINEAR)

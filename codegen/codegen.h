@@ -72,7 +72,8 @@ typedef struct CgSpec {
  *    y    (batch, Ntot), or (batch, N[0]) for CG_EPI_SWIGLU
  * CG_REPACK  (uint32_t *dst, const uint32_t *src, int seg)
  *    src is segment seg's canonical bits (paths, N[seg], ceil(K/32)); dst the
- *    kernel layout for the whole fused spec. Launched once per segment.
+ *    kernel layout for the whole fused spec, one layout for every strategy
+ *    (so a layer's bits are held once). Launched once per segment.
  * CG_EMBED   (half *y, const int *tokens, const half *table, int T)      table (vocab, dim)
  * CG_RMSNORM (half *y, const half *x, const half *w, int T)             y = x * rsqrt(mean(x^2) + eps) * w
  * CG_ROPE_KV (half *q, int ldq, const half *k, int ldk, const half *v, int ldv,
@@ -134,10 +135,11 @@ typedef struct {
   int uses;     /* how many graph nodes use it */
 } CgKernelUse;
 
-#define CG_MAX_NODE_KERNELS 5
+#define CG_MAX_NODE_KERNELS 4
 
 /* The kernels of one graph node, as indices into the set: a quantized linear
- * has xor (b<=1), mma (b<=16), mma (b<=512), then the xor and mma repacks;
+ * has xor (b<=1), mma (b<=16), mma (b<=512), then the repack of the bit layout
+ * all three read;
  * attention has rope_kv then attention; other ops one kernel. */
 typedef struct {
   int n;

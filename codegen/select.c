@@ -70,7 +70,8 @@ static int linear_kernels(const IrGraph *g, int node, CgKernelSet *ks) {
     s.batch_max = buckets[b].batch;
     if (add_use(ks, &s, node, n->line)) return RB_EINTERNAL;
   }
-  /* The repack depends only on the layout: strategy, segments, K and paths. */
+  /* The repack depends only on the layout (segments, K, paths), which every
+   * strategy shares: one copy of a layer's bits serves all batch sizes. */
   CgSpec r;
   memset(&r, 0, sizeof r);
   r.kind = CG_REPACK;
@@ -79,11 +80,8 @@ static int linear_kernels(const IrGraph *g, int node, CgKernelSet *ks) {
   r.nseg = s.nseg;
   memcpy(r.N, s.N, sizeof r.N);
   r.batch_max = 1;
-  for (int st = CG_STRAT_XOR; st <= CG_STRAT_MMA; st++) {
-    r.strategy = (CgStrategy)st;
-    if (add_use(ks, &r, node, n->line)) return RB_EINTERNAL;
-  }
-  return RB_OK;
+  r.strategy = CG_STRAT_XOR;
+  return add_use(ks, &r, node, n->line);
 }
 
 int cg_kernels_from_graph(const IrGraph *g, const CgTargetOptions *opt, CgKernelSet *ks) {

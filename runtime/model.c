@@ -195,7 +195,7 @@ static int bind_linear(RtModel *m, int step, RtSafetensors *f, const char *path,
     rc = RB_EINTERNAL;
   }
   for (int i = 0; i < nseg; i++) {
-    if (!rc) m->weight_bytes += (size_t)k * N[i] * ((K + 31) / 32) * 4 * 2 + (size_t)k * (N[i] + K) * 2;
+    if (!rc) m->weight_bytes += (size_t)k * (N[i] * ((K + 31) / 32) * 4 + (N[i] + K) * 2);
     rb_free(bits[i]), rb_free(g[i]), rb_free(h[i]);
   }
   return rc;

@@ -88,8 +88,7 @@ int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char
       if (!(s->weights[0] = rb_strdup(n->attr[IR_A_TIED].s))) goto oom;
     }
     if (s->paths && s->nkernels == CG_MAX_NODE_KERNELS) {
-      s->layout_bytes[0] = cg_linear_bits_bytes(&p->kernels[s->kernel[3]].spec);
-      s->layout_bytes[1] = cg_linear_bits_bytes(&p->kernels[s->kernel[4]].spec);
+      s->layout_bytes = cg_linear_bits_bytes(&p->kernels[s->kernel[3]].spec);
     }
   }
   p->ret = g->ret >= 0 ? value_id[g->ret] : -1;
@@ -187,7 +186,7 @@ void rt_plan_format(const RtPlan *p, RbBuf *b) {
     rb_buf_puts(b, " weights=");
     if (!s->nweights) rb_buf_puts(b, "-");
     for (int j = 0; j < s->nweights; j++) rb_buf_printf(b, "%s%s", j ? "," : "", s->weights[j]);
-    rb_buf_printf(b, " layout=%zu,%zu\n", s->layout_bytes[0], s->layout_bytes[1]);
+    rb_buf_printf(b, " layout=%zu\n", s->layout_bytes);
   }
 }
 
@@ -383,10 +382,7 @@ static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *
       if (s->nweights == RT_PLAN_MAX_VALUES) perr(c, "too many weights");
       else if (!(s->weights[s->nweights++] = rb_strdup(t))) perr(c, "out of memory");
     }
-  int lay[2] = {0, 0};
-  if (get_list(c, w, n, "layout", lay, 2, 0, 2147483647) != 2) perr(c, "field 'layout' needs 2 sizes");
-  s->layout_bytes[0] = (size_t)lay[0];
-  s->layout_bytes[1] = (size_t)lay[1];
+  s->layout_bytes = (size_t)get_int(c, w, n, "layout", 0, (1L << 40));
 }
 
 /* A header value, refused rather than truncated when it does not fit. */

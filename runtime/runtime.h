@@ -129,7 +129,7 @@ typedef struct {
   char tuning[32];     /* where its tile parameters came from: "default" until autotuned */
 } RtPlanKernel;
 
-#define RT_PLAN_MAX_STEP_KERNELS 5
+#define RT_PLAN_MAX_STEP_KERNELS 4
 #define RT_PLAN_MAX_VALUES 4
 
 /* One op of the fused graph: which kernels serve it, the weights it binds,
@@ -137,14 +137,14 @@ typedef struct {
 typedef struct {
   char op[16];
   int line, layer;
-  int nkernels, kernel[RT_PLAN_MAX_STEP_KERNELS]; /* linears: xor, mma<=16, mma<=512, repack xor, repack mma */
+  int nkernels, kernel[RT_PLAN_MAX_STEP_KERNELS]; /* linears: xor, mma<=16, mma<=512, repack */
   int nin, in[RT_PLAN_MAX_VALUES], nout, out[RT_PLAN_MAX_VALUES];
   int width[RT_PLAN_MAX_VALUES]; /* each output's row width (T is dynamic) */
   int paths;            /* 0 = none */
   int tied;             /* a dense linear reusing the embedding named in weights[0] */
   int nweights;
   char *weights[RT_PLAN_MAX_VALUES];
-  size_t layout_bytes[2]; /* linears: repacked bits in the xor and mma layouts */
+  size_t layout_bytes; /* linears: the repacked bits, one layout for every kernel */
 } RtPlanStep;
 
 typedef struct RtPlan {

@@ -31,7 +31,7 @@ static double now_ms(void) {
 
 struct RabitLinear {
   int step;
-  RtDevPtr bits[2]; /* xor layout, mma layout */
+  RtDevPtr bits; /* the kernel layout, read by every batch bucket */
   RtDevPtr g, h;
 };
 
@@ -245,17 +245,14 @@ int rabit_linear_bind(RabitSession *s, int step, const uint32_t *const *bits, co
       (rc = rt_mem_alloc(s->gpu, &src, maxseg)) || (rc = rt_memcpy_htod(s->gpu, w->g, gcat, (size_t)k * ntot * 2)))
     goto done;
   for (int i = 0; i < sp->nseg && !rc; i++) rc = rt_memcpy_htod(s->gpu, w->h + hseg * i, h[i], hseg);
-  /* Each layout: clear (pad rows and columns must be 0), then repack every segment. */
-  for (int lay = 0; lay < 2 && !rc; lay++) {
-    size_t bytes = st->layout_bytes[lay];
-    int kernel = st->kernel[3 + lay];
-    if ((rc = rt_mem_alloc(s->gpu, &w->bits[lay], bytes)) || (rc = rt_memset8(s->gpu, w->bits[lay], 0, bytes))) break;
-    for (int i = 0; i < sp->nseg && !rc; i++) {
-      if ((rc = rt_memcpy_htod(s->gpu, src, bits[i], (size_t)k * sp->N[i] * W * 4))) break;
-      void *args[] = {&w->bits[lay], &src, &i};
-      rc = launch(s, kernel, i, args, NULL);
-      if (!rc) rc = rt_sync(s->gpu); /* src is reused by the next segment */
-    }
+  /* Clear (pad rows and columns must be 0), then repack every segment. */
+  if (!rc && !(rc = rt_mem_alloc(s->gpu, &w->bits, st->layout_bytes)))
+    rc = rt_memset8(s->gpu, w->bits, 0, st->layout_bytes);
+  for (int i = 0; i < sp->nseg && !rc; i++) {
+    if ((rc = rt_memcpy_htod(s->gpu, src, bits[i], (size_t)k * sp->N[i] * W * 4))) break;
+    void *args[] = {&w->bits, &src, &i};
+    rc = launch(s, st->kernel[3], i, args, NULL);
+    if (!rc) rc = rt_sync(s->gpu); /* src is reused by the next segment */
   }
 done:
   if (src) rt_mem_free(s->gpu, src);
@@ -271,8 +268,7 @@ done:
 
 void rabit_linear_free(RabitSession *s, RabitLinear *w) {
   if (!w) return;
-  for (int i = 0; i < 2; i++)
-    if (w->bits[i]) rt_mem_free(s->gpu, w->bits[i]);
+  if (w->bits) rt_mem_free(s->gpu, w->bits);
   if (w->g) rt_mem_free(s->gpu, w->g);
   if (w->h) rt_mem_free(s->gpu, w->h);
   rb_free(w);
@@ -283,7 +279,6 @@ int rabit_linear_run(RabitSession *s, const RabitLinear *w, int batch, rabit_dev
   const RtPlanStep *st = &s->plan->steps[w->step];
   /* Buckets: the xor kernel for one row, mma up to 16 rows, the large mma beyond. */
   int which = batch <= 1 ? 0 : batch <= CG_BUCKET_SMALL ? 1 : 2;
-  RtDevPtr bits = w->bits[which == 0 ? 0 : 1];
-  void *args[] = {&y, &x, &bits, (void *)&w->g, (void *)&w->h, &res, &batch};
+  void *args[] = {&y, &x, (void *)&w->bits, (void *)&w->g, (void *)&w->h, &res, &batch};
   return launch(s, st->kernel[which], batch, args, stream);
 }

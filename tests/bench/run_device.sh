@@ -8,6 +8,7 @@
 #   real2  joins it with the second half (.carry/m2), then: import, PTQ k=2 and 3,
 #          fp16 logits and greedy tokens against Hugging Face transformers,
 #          perplexity (fp16, PTQ k=2, k=3) on the held-out text, chat, bench
+#   all    tests (memcheck on the model-level tests only), bench and model in one call
 #   model  the executor against the reference decoder, then whole-model decode
 #          and prefill speed (rabit bench, random weights) beside the PyTorch
 #          fp16 decode peer
@@ -32,7 +33,30 @@ run() { # run NAME CMD...: log to $OUT/NAME.log, record the exit status and tail
   printf '%-28s rc=%-3s %6.1fs  %s\n' "$name" "$rc" "$secs" "$(grep -E 'passed|ERROR SUMMARY|chain batch|kernels for' "$OUT/$name.log" | tail -1)" >> "$summary"
 }
 
-if [ "$mode" = tests ]; then
+if [ "$mode" = all ]; then
+  run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
+  run test_linear "$B/tests/gpu/gpu_test_linear" samples
+  run test_ops "$B/tests/gpu/gpu_test_ops" samples
+  run test_plan_api "$B/tests/gpu/gpu_test_plan_api" samples
+  run test_model "$B/tests/gpu/gpu_test_model" samples
+  for t in test_model test_plan_api; do
+    run "memcheck_$t" timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$B/tests/gpu/gpu_$t" samples
+  done
+  rm -rf "$RABIT_CACHE_DIR"
+  run rabitc_cold "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
+  run rabitc_warm "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
+  run bench_chain "$B/tests/bench/bench_chain" /tmp/llama.rplan
+  run bench_linear "$B/tests/gpu/gpu_test_linear" --bench-only
+  run peer_graph_bench python3 .carry/peers/graph_bench.py
+  run peer_baseline python3 .carry/peers/baseline_device.py
+  run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  grep -E "session open|chain batch" "$OUT/bench_chain.log"
+  grep -E "^bench" "$OUT/bench_linear.log" | sed "s/ of bits//"
+  grep -iE "chain" "$OUT/peer_baseline.log"
+  cat "$OUT/bench_llama.log" "$OUT/bench_smollm2.log" "$OUT/peer_fp16_decode.log"
+elif [ "$mode" = tests ]; then
   run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
   run test_linear "$B/tests/gpu/gpu_test_linear" samples
   run test_ops "$B/tests/gpu/gpu_test_ops" samples
@@ -93,3 +117,6 @@ else
 fi
 echo "== $mode summary"
 cat "$summary"
+# At most 8 files come back from the device: fold the logs into one.
+for f in "$OUT"/*.log; do [ -f "$f" ] && { echo "==== $(basename "$f")"; cat "$f"; }; done > "$OUT/logs-$mode.txt"
+rm -f "$OUT"/*.log

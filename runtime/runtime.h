@@ -406,6 +406,17 @@ void rt_blas_close(RtBlas *b);
 int rt_blas_linear(RtBlas *b, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy,
                    int y_f32, int accumulate);
 
+/* ==== sample.c: choosing the next token ==== */
+
+typedef struct RtSampler RtSampler;
+
+/* temp <= 0 is greedy (argmax). Otherwise softmax(logits / temp), kept to the
+ * top_k most likely tokens (0: all), then to the smallest most-likely set that
+ * holds top_p of their mass, sampled with a generator seeded by seed. */
+RtSampler *rt_sampler_new(int vocab, float temp, int top_k, float top_p, uint64_t seed);
+void rt_sampler_free(RtSampler *s);
+int rt_sample(RtSampler *s, const float *logits);
+
 struct RabitSession;
 
 /* ==== model.c: the executor: a plan's steps over weights, with a KV cache ==== */

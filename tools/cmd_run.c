@@ -1,6 +1,5 @@
 /* cmd_run.c: rabit run: generate text from a prompt, streaming tokens, with
  * greedy, temperature, top-k and top-p sampling from a seeded generator. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,55 +24,6 @@ static void usage(FILE *f) {
           "  --logits-out FILE  write the prompt's logits (tokens x vocab, float32) to FILE\n"
           "  --ids-out FILE     write the prompt and generated token ids, one per line, to FILE\n"
           "  --quiet            print only the generated text\n");
-}
-
-typedef struct {
-  float p;
-  int id;
-} Cand;
-
-static int by_prob(const void *a, const void *b) {
-  float x = ((const Cand *)a)->p, y = ((const Cand *)b)->p;
-  return x < y ? 1 : x > y ? -1 : ((const Cand *)a)->id - ((const Cand *)b)->id;
-}
-
-static uint64_t rng_state;
-static double uniform(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return (rng_state >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* Pick the next token from logits (V). temp 0 is argmax. */
-static int sample(const float *logits, int V, float temp, int top_k, float top_p, Cand *c) {
-  int best = 0;
-  for (int i = 1; i < V; i++)
-    if (logits[i] > logits[best]) best = i;
-  if (temp <= 0) return best;
-  double sum = 0;
-  for (int i = 0; i < V; i++) {
-    c[i].id = i;
-    c[i].p = expf((logits[i] - logits[best]) / temp);
-  }
-  qsort(c, (size_t)V, sizeof *c, by_prob);
-  int n = top_k > 0 && top_k < V ? top_k : V;
-  for (int i = 0; i < n; i++) sum += c[i].p;
-  double acc = 0;
-  int keep = n;
-  for (int i = 0; i < n; i++) { /* the smallest prefix holding top_p of the mass */
-    acc += c[i].p / sum;
-    if (acc >= top_p) {
-      keep = i + 1;
-      break;
-    }
-  }
-  double total = 0;
-  for (int i = 0; i < keep; i++) total += c[i].p;
-  double r = uniform() * total;
-  for (int i = 0; i < keep; i++)
-    if ((r -= c[i].p) <= 0) return c[i].id;
-  return c[keep - 1].id;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -167,8 +117,7 @@ int cmd_run(int argc, char **argv) {
             o.fp16 ? "fp16" : "2-bit", L.kernels, L.hits, L.ms_compile, L.ms_weights,
             rt_model_total_bytes(L.model) / 1e6);
   float *logits = malloc((size_t)V * sizeof *logits);
-  Cand *cand = malloc((size_t)V * sizeof *cand);
-  rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
+  RtSampler *sampler = rt_sampler_new(V, temp, top_k, top_p, seed);
   FILE *lf = logits_out ? fopen(logits_out, "wb") : NULL, *idf = ids_out ? fopen(ids_out, "w") : NULL;
   if ((logits_out && !lf) || (ids_out && !idf)) {
     fprintf(stderr, "rabit run: cannot write '%s'\n", logits_out && !lf ? logits_out : ids_out);
@@ -192,7 +141,7 @@ int cmd_run(int argc, char **argv) {
   int generated = 0, eos = tok ? rt_tok_eos(tok) : -1;
   double t1 = now_ms();
   for (int i = 0; !rc && i < n; i++) {
-    int next = sample(logits, V, temp, top_k, top_p, cand);
+    int next = rt_sample(sampler, logits);
     generated++;
     if (idf) fprintf(idf, "%d\n", next);
     if (next == eos) break;
@@ -216,7 +165,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "rabit run: prompt %zu tokens in %.1f ms (%.0f tok/s); generated %d tokens at %.1f tok/s\n", nt,
             t_prefill, nt / (t_prefill / 1e3), generated, generated > 1 ? (generated - 1) / (t_decode / 1e3) : 0.0);
   free(logits);
-  free(cand);
+  rt_sampler_free(sampler);
   free(tokens);
   rt_tok_free(tok);
   load_free(&L);

@@ -66,8 +66,12 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
     rb_buf_printf(err, "linear: nseg must be 1..%d, got %d", CG_MAX_SEG, s->nseg);
     return RB_EUSER;
   }
-  if (s->K < 1 || s->K > (1 << 20) || s->batch_max < 1) {
-    rb_buf_printf(err, "linear: bad K=%d or batch_max=%d", s->K, s->batch_max);
+  if (s->K < 1 || s->K > (1 << 20)) {
+    rb_buf_printf(err, "linear: K = %d is outside the supported 1..%d", s->K, 1 << 20);
+    return RB_EUSER;
+  }
+  if (s->batch_max < 1) {
+    rb_buf_printf(err, "linear: batch bucket %d must be at least 1", s->batch_max);
     return RB_EUSER;
   }
   long ntot = 0;

@@ -158,7 +158,7 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
   rc = rt_build_kernels(specs, ks.n, &bo, built);
   double wall = now_ms() - t0;
 
-  int hits = 0;
+  int hits = 0, failed = 0;
   printf("\n%-58s %-16s %5s %9s\n", "kernel", "IR lines", "cache", "ms");
   for (int i = 0; i < ks.n; i++) {
     RbBuf d = {0};
@@ -167,12 +167,13 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
     lines_str(&ks.k[i], "", lines, sizeof lines);
     const RtBuilt *b = &built[i];
     hits += b->rc == RB_OK && b->hit;
+    failed += b->rc != RB_OK;
     printf("%-58s %-16s %5s %9.1f\n", d.data ? d.data : "?", lines + 1,
            b->rc != RB_OK ? "FAIL" : b->hit ? "hit" : "miss", b->ms);
     rb_buf_free(&d);
   }
-  printf("%d kernels for %s: %d compiled, %d from the cache, %.2f s wall\n", ks.n, arch,
-         ks.n - hits, hits, wall / 1e3);
+  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall\n", ks.n, arch,
+         ks.n - hits - failed, hits, failed, wall / 1e3);
 
   /* Failures: the log, the .cu to read, the IR the kernel serves. */
   for (int i = 0; i < ks.n; i++) {
@@ -184,9 +185,14 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
     char file[4096], lines[256];
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     lines_str(&ks.k[i], path, lines, sizeof lines);
-    int dumped = b->source.data && write_cuda(dir, path, &ks.k[i], b, file, sizeof file) == 0;
-    fprintf(stderr, "%s: error: kernel '%s' failed to compile%s%s\n%s", lines, b->entry,
-            dumped ? "; source in " : "", dumped ? file : "", b->log.data ? b->log.data : "");
+    RbBuf d = {0};
+    cg_spec_describe(&ks.k[i].spec, &d);
+    int dumped = b->source.len && write_cuda(dir, path, &ks.k[i], b, file, sizeof file) == 0;
+    const char *log = b->log.data ? b->log.data : "";
+    fprintf(stderr, "%s: error: kernel '%s' cannot be built%s%s\n%s%s", lines, d.data ? d.data : b->entry,
+            dumped ? "; its source is in " : "", dumped ? file : "", log,
+            *log && log[strlen(log) - 1] != '\n' ? "\n" : "");
+    rb_buf_free(&d);
   }
   if (rc != RB_OK) goto done;
 

@@ -464,24 +464,25 @@ static int gguf_cstr(const RtGguf *g, const char *key, int required, char **out,
   return RB_OK;
 }
 
-int rt_tok_from_gguf(const RtGguf *g, RtTokenizer **out, RbBuf *err) {
-  RtTokVocab v = {0};
+/* The arrays of a GGUF's tokenizer metadata, gathered into a vocabulary; the
+ * pointers it holds are freed by vocab_release. */
+static int vocab_from_gguf(const RtGguf *g, RtTokVocab *v, RbBuf *err) {
   const char **toks = NULL, **merges = NULL;
   size_t *tlen = NULL, *mlen = NULL;
   int32_t *types = NULL;
   char *model = NULL, *pre = NULL;
-  *out = NULL;
+  memset(v, 0, sizeof *v);
   int rc = gguf_cstr(g, "tokenizer.ggml.model", 1, &model, err);
   if (!rc) rc = gguf_cstr(g, "tokenizer.ggml.pre", 0, &pre, err);
-  if (!rc) rc = gguf_strings(g, "tokenizer.ggml.tokens", 1, &toks, &tlen, &v.ntokens, err);
-  if (!rc) rc = gguf_strings(g, "tokenizer.ggml.merges", 1, &merges, &mlen, &v.nmerges, err);
+  if (!rc) rc = gguf_strings(g, "tokenizer.ggml.tokens", 1, &toks, &tlen, &v->ntokens, err);
+  if (!rc) rc = gguf_strings(g, "tokenizer.ggml.merges", 1, &merges, &mlen, &v->nmerges, err);
   if (!rc) {
     int et;
     uint64_t cnt;
     if (rt_gguf_arr(g, "tokenizer.ggml.token_type", &et, &cnt)) {
-      if (cnt != (uint64_t)v.ntokens) {
+      if (cnt != (uint64_t)v->ntokens) {
         if (err) rb_buf_printf(err, "tokenizer: tokenizer.ggml.token_type has %llu entries for %d tokens\n",
-                               (unsigned long long)cnt, v.ntokens);
+                               (unsigned long long)cnt, v->ntokens);
         rc = RB_EUSER;
       } else if (!(types = rb_malloc((cnt ? cnt : 1) * sizeof *types))) {
         rc = RB_EINTERNAL;
@@ -496,22 +497,76 @@ int rt_tok_from_gguf(const RtGguf *g, RtTokenizer **out, RbBuf *err) {
       }
     }
   }
-  if (!rc) {
-    uint64_t x;
-    v.bos = rt_gguf_u64(g, "tokenizer.ggml.bos_token_id", &x) && x < (uint64_t)v.ntokens ? (int)x : -1;
-    v.eos = rt_gguf_u64(g, "tokenizer.ggml.eos_token_id", &x) && x < (uint64_t)v.ntokens ? (int)x : -1;
-    v.model = model, v.pre = pre;
-    v.tokens = toks, v.token_lens = tlen, v.token_types = types;
-    v.merges = merges, v.merge_lens = mlen;
-    rc = rt_tok_create(&v, out, err);
+  uint64_t x;
+  v->bos = !rc && rt_gguf_u64(g, "tokenizer.ggml.bos_token_id", &x) && x < (uint64_t)v->ntokens ? (int)x : -1;
+  v->eos = !rc && rt_gguf_u64(g, "tokenizer.ggml.eos_token_id", &x) && x < (uint64_t)v->ntokens ? (int)x : -1;
+  v->model = model, v->pre = pre;
+  v->tokens = toks, v->token_lens = tlen, v->token_types = types;
+  v->merges = merges, v->merge_lens = mlen;
+  return rc;
+}
+
+static void vocab_release(RtTokVocab *v) {
+  rb_free((void *)v->model);
+  rb_free((void *)v->pre);
+  rb_free((void *)v->tokens);
+  rb_free((void *)v->token_lens);
+  rb_free((void *)v->merges);
+  rb_free((void *)v->merge_lens);
+  rb_free((void *)v->token_types);
+  memset(v, 0, sizeof *v);
+}
+
+int rt_tok_from_gguf(const RtGguf *g, RtTokenizer **out, RbBuf *err) {
+  RtTokVocab v;
+  *out = NULL;
+  int rc = vocab_from_gguf(g, &v, err);
+  if (!rc) rc = rt_tok_create(&v, out, err);
+  vocab_release(&v);
+  return rc;
+}
+
+/* One token or merge, escaped the way rt_tok_load_vocab reads it back. */
+static void put_escaped(RbBuf *b, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\\') rb_buf_puts(b, "\\\\");
+    else if (c == '\t') rb_buf_puts(b, "\\t");
+    else if (c == '\n') rb_buf_puts(b, "\\n");
+    else if (c == '\r') rb_buf_puts(b, "\\r");
+    else if (c == ' ') rb_buf_puts(b, "\\s");
+    else if (c < 0x20 || c == 0x7F) rb_buf_printf(b, "\\x%02X", c);
+    else rb_buf_put(b, &c, 1);
   }
-  rb_free(model);
-  rb_free(pre);
-  rb_free(toks);
-  rb_free(tlen);
-  rb_free(merges);
-  rb_free(mlen);
-  rb_free(types);
+  rb_buf_puts(b, "\n");
+}
+
+int rt_tok_save_vocab(const RtGguf *g, const char *path, RbBuf *err) {
+  RtTokVocab v;
+  RbBuf b = {0};
+  int rc = vocab_from_gguf(g, &v, err);
+  if (!rc) {
+    rb_buf_printf(&b, "rabit-vocab 1\nmodel %s\npre %s\nbos %d\neos %d\ntokens %d\n", v.model,
+                  v.pre ? v.pre : "default", v.bos, v.eos, v.ntokens);
+    for (int i = 0; i < v.ntokens; i++) {
+      rb_buf_printf(&b, "%d ", v.token_types ? v.token_types[i] : 1);
+      put_escaped(&b, v.tokens[i], v.token_lens[i]);
+    }
+    rb_buf_printf(&b, "merges %d\n", v.nmerges);
+    for (int i = 0; i < v.nmerges; i++) put_escaped(&b, v.merges[i], v.merge_lens[i]);
+    rc = b.oom ? RB_EINTERNAL : RB_OK;
+  }
+  if (!rc) {
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(b.data, 1, b.len, f) == b.len;
+    if (f && fclose(f)) ok = 0;
+    if (!ok) {
+      rb_buf_printf(err, "cannot write '%s': %s\n", path, strerror(errno));
+      rc = RB_EUSER;
+    }
+  }
+  rb_buf_free(&b);
+  vocab_release(&v);
   return rc;
 }
 

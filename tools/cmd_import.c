@@ -514,6 +514,17 @@ int cmd_import(int argc, char **argv) {
   if (!quiet)
     printf("wrote %s (%d tensors, %.1f MB) and %s\n", st_path, j.ntensors,
            (double)j.bytes_out / 1e6, cfg_path);
+  /* The tokenizer goes beside the weights, where rabit run and ppl look first. */
+  int et;
+  uint64_t ntok;
+  if (rt_gguf_arr(g, "tokenizer.ggml.tokens", &et, &ntok)) {
+    char tok_path[4096];
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.txt", outdir);
+    if ((rc = rt_tok_save_vocab(g, tok_path, &err))) goto done;
+    if (!quiet) printf("wrote %s (%llu tokens)\n", tok_path, (unsigned long long)ntok);
+  } else if (!quiet) {
+    printf("note: the GGUF has no tokenizer; rabit run and ppl will need --tokenizer\n");
+  }
   rc = RB_OK;
 
 done:

@@ -13,9 +13,10 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: rabit ppl MODEL.ir --weights W.safetensors --tokenizer MODEL.gguf --text FILE [options]\n"
+          "usage: rabit ppl MODEL.ir --weights W.safetensors --text FILE [options]\n"
           "\n"
           "  --ctx N            window length in tokens (default 1024)\n"
+          "  --tokenizer FILE   the model's .gguf or a tokenizer.txt (default: beside the weights)\n"
           "  --max-windows N    stop after N windows (default: the whole text)\n"
           "  --fp16             every linear in fp16 with cuBLAS (the unquantized baseline)\n"
           "  --paths K          residual paths for linears without their own quant\n"
@@ -77,7 +78,7 @@ int cmd_ppl(int argc, char **argv) {
     fprintf(stderr, "rabit ppl: cannot read '%s'\n", text_path);
     return 1;
   }
-  RtTokenizer *tok = load_tokenizer(tok_path, "rabit ppl");
+  RtTokenizer *tok = load_tokenizer(tok_path, o.weights, "rabit ppl");
   if (!tok) return 1;
   int32_t *ids = NULL;
   size_t nt = 0;

@@ -232,6 +232,26 @@ static int add_job(RtStWriter *w, const Job *j, int paths) {
 }
 
 /* See commands.h. */
+/* rabit import leaves tokenizer.txt beside the weights; keep it beside the
+ * quantized ones too, so that rabit run finds it. A failure only warns. */
+static void copy_tokenizer(const char *in, const char *out) {
+  char from[4096], to[4096];
+  const char *a = strrchr(in, '/'), *b = strrchr(out, '/');
+  snprintf(from, sizeof from, "%.*stokenizer.txt", a ? (int)(a - in + 1) : 0, in);
+  snprintf(to, sizeof to, "%.*stokenizer.txt", b ? (int)(b - out + 1) : 0, out);
+  RbBuf text = {0};
+  if (strcmp(from, to) == 0 || access(to, F_OK) == 0 || rb_read_file(from, &text) != 0) {
+    rb_buf_free(&text);
+    return;
+  }
+  FILE *f = fopen(to, "wb");
+  int ok = f && fwrite(text.data, 1, text.len, f) == text.len;
+  if (f && fclose(f)) ok = 0;
+  if (!ok) fprintf(stderr, "rabit quantize: warning: could not copy %s to %s\n", from, to);
+  else printf("copied %s beside the output\n", from);
+  rb_buf_free(&text);
+}
+
 int cmd_quantize(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *skip = NULL;
   int paths = 2, rounds = 2, threads = 0;
@@ -482,6 +502,7 @@ int cmd_quantize(int argc, char **argv) {
   printf("%.3f bits per quantized weight; %s: %.1f MB -> %s: %.1f MB; %.1f s\n",
          params_q ? bytes_q * 8.0 / params_q : 0.0, in, bytes_in / 1e6, out, bytes_out / 1e6,
          (now_ms() - t0) / 1e3);
+  copy_tokenizer(in, out);
   status = 0;
 
 out:

@@ -9,9 +9,11 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: rabit run MODEL.ir --weights W.safetensors --tokenizer MODEL.gguf --prompt TEXT [options]\n"
+          "usage: rabit run MODEL.ir --weights W.safetensors --prompt TEXT [options]\n"
           "\n"
           "  -n N               tokens to generate (default 128)\n"
+          "  --tokenizer FILE   the model's .gguf or a tokenizer.txt (default: tokenizer.txt beside\n"
+          "                     the weights, as rabit import writes it)\n"
           "  --chat             wrap the prompt in the Instruct model's chat template\n"
           "  --temp T           temperature; 0 is greedy (default 0)\n"
           "  --top-k K          sample among the K most likely tokens (default 0: all)\n"
@@ -79,9 +81,9 @@ int cmd_run(int argc, char **argv) {
     return 1;
   }
   RtTokenizer *tok = NULL;
-  if (prompt || tok_path) { /* --tokens alone needs no tokenizer: ids are printed */
-    tok = load_tokenizer(tok_path, "rabit run");
-    if (!tok) return 1;
+  if (prompt || tok_path || o.weights) { /* --tokens with random weights needs none: ids are printed */
+    tok = load_tokenizer(tok_path, o.weights, "rabit run");
+    if (!tok && (prompt || tok_path)) return 1;
   }
   /* The prompt's tokens. */
   int32_t *tokens = NULL;

@@ -87,12 +87,22 @@ void load_free(Loaded *l) {
   memset(l, 0, sizeof *l);
 }
 
-RtTokenizer *load_tokenizer(const char *gguf, const char *tool) {
+RtTokenizer *load_tokenizer(const char *path, const char *weights, const char *tool) {
   RbBuf err = {0};
   RtGguf *g = NULL;
   RtTokenizer *t = NULL;
-  if (!gguf) fprintf(stderr, "%s: --tokenizer FILE.gguf is needed to turn text into tokens\n", tool);
-  else if (rt_gguf_open(gguf, &g, &err) || rt_tok_from_gguf(g, &t, &err))
+  char beside[4096];
+  if (!path && weights) { /* rabit import writes tokenizer.txt beside the weights */
+    const char *slash = strrchr(weights, '/');
+    snprintf(beside, sizeof beside, "%.*stokenizer.txt", slash ? (int)(slash - weights + 1) : 0, weights);
+    if (access(beside, R_OK) == 0) path = beside;
+  }
+  size_t n = path ? strlen(path) : 0;
+  if (!path)
+    fprintf(stderr, "%s: no tokenizer: give --tokenizer (the model's .gguf, or the tokenizer.txt that "
+                    "rabit import writes), or keep tokenizer.txt beside the weights\n", tool);
+  else if (n > 5 && !strcmp(path + n - 5, ".gguf") ? rt_gguf_open(path, &g, &err) || rt_tok_from_gguf(g, &t, &err)
+                                                  : rt_tok_load_vocab(path, &t, &err))
     fprintf(stderr, "%s: %s\n", tool, err.data ? err.data : "cannot load the tokenizer");
   rt_gguf_close(g);
   rb_buf_free(&err);

@@ -31,8 +31,9 @@ typedef struct {
 int load_model(const LoadOptions *o, Loaded *out);
 void load_free(Loaded *l);
 
-/* The tokenizer of a GGUF file (the model's source). NULL after an error message. */
-RtTokenizer *load_tokenizer(const char *gguf, const char *tool);
+/* The tokenizer at path (a .gguf, or a tokenizer.txt vocabulary); with no
+ * path, the tokenizer.txt beside the weights. NULL after an error message. */
+RtTokenizer *load_tokenizer(const char *path, const char *weights, const char *tool);
 
 double now_ms(void);
 

@@ -432,6 +432,10 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
     else if (strcmp(what, "ir-hash") == 0) {
       if (!parse_key(val, &p->ir_hash)) perr(&c, "bad ir-hash '%s'", val);
     } else if (strcmp(what, "counts") == 0) {
+      if (header) {
+        perr(&c, "'counts' appears twice");
+        break;
+      }
       p->nkernels = (int)get_int(&c, words, n, "kernels", 0, 1 << 20);
       p->nsteps = (int)get_int(&c, words, n, "steps", 0, 1 << 22);
       p->nvalues = (int)get_int(&c, words, n, "values", 0, 1 << 24);

@@ -92,7 +92,7 @@ elif [ "$mode" = real2 ]; then
   run bench_real "$R" bench $IR --weights $M/k2.safetensors --fp16-weights $M/hf/model.safetensors
   tail -3 "$OUT/run_fp16.log"; cat "$OUT/hf_oracle.log"
   grep -h "^perplexity" "$OUT"/ppl_*.log
-  tail -4 "$OUT/quantize_k2.log" "$OUT/quantize_k3.log"
+  tail -n 4 "$OUT/quantize_k2.log" "$OUT/quantize_k3.log"
   cat "$OUT/chat_k2.log" "$OUT/chat_fp16.log" "$OUT/bench_real.log"
 elif [ "$mode" = model ]; then
   run test_ops "$B/tests/gpu/gpu_test_ops" samples

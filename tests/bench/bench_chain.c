@@ -9,14 +9,8 @@
 
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
+#include "tests/common/rng.h"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
 
 typedef struct {
   int step;
@@ -26,6 +20,7 @@ typedef struct {
 } Layer;
 
 int main(int argc, char **argv) {
+  test_rng = 0x9E3779B97F4A7C15ull;
   if (argc < 2) {
     fprintf(stderr, "usage: bench_chain PLAN\n");
     return 1;

@@ -16,19 +16,11 @@
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
 #include "tests/ref/ref.h"
+#include "tests/common/rng.h"
 
 enum { V = 256, D = 64, F = 160, L = 2, H = 4, HKV = 2, HD = 16 };
 static const double TOL = 2e-2; /* fp16 activations through 2 layers vs float64 */
 static int npass, nfail;
-static uint64_t rng = 0xD1B54A32D192ED03ull;
-
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-static float unif(void) { return (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)); }
 static float fp16(float v) { return rb_f32_from_f16(rb_f16_from_f32(v)); }
 
 static void check(const char *what, const double *got, const double *want, size_t n) {
@@ -172,6 +164,7 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
 }
 
 int main(int argc, char **argv) {
+  test_rng = 0xD1B54A32D192ED03ull;
   const char *samples = argc > 1 ? argv[1] : "samples";
   RtGpu *gpu = NULL;
   RbBuf err = {0};

@@ -16,17 +16,9 @@
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
 #include "tests/ref/ref.h"
+#include "tests/common/rng.h"
 
 static int npass, nfail;
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-static double unif(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
 
 /* Compile path's IR into a plan file at out, as rabitc -o does. */
 static int write_plan(const char *path, const char *out, const char *arch) {
@@ -174,6 +166,7 @@ static void run_plan(const char *plan_path, const char *tag, int want_hits_all, 
 }
 
 int main(int argc, char **argv) {
+  test_rng = 0x2545F4914F6CDD1Dull;
   const char *samples = argc > 1 ? argv[1] : "samples";
   RtGpu *gpu = NULL;
   RbBuf err = {0};

@@ -10,16 +10,10 @@
 #include <string.h>
 
 #include "tests/ref/ref.h"
+#include "tests/common/rng.h"
 
 enum { V = 96, D = 32, F = 48, L = 2, H = 4, HKV = 2, HD = 8, T = 9 };
 static int pass, fail;
-static uint64_t rng = 0x853C49E6748FEA9Bull;
-static double unif(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (rng >> 11) * (1.0 / 9007199254740992.0);
-}
 
 static void check(int ok, const char *what, double v) {
   ok ? pass++ : fail++;
@@ -54,6 +48,7 @@ static RefLinear quant(int N, int K, int paths, RefLinear *dense) {
 }
 
 int main(void) {
+  test_rng = 0x853C49E6748FEA9Bull;
   RefLayer q[L], d[L];
   for (int l = 0; l < L; l++) {
     float *n1 = randf(D, 0.5, 1.5), *n2 = randf(D, 0.5, 1.5);

@@ -4,6 +4,7 @@
  * programs are independent, so distinct kernels compile concurrently. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,13 +25,26 @@ typedef struct {
   RbBuf *log;
 } Compile;
 
-static char options_string[512];
+/* The options in the key: the defaults, then $RABIT_NVRTC_OPTIONS (extra
+ * NVRTC options separated by spaces, for kernel experiments such as
+ * -maxrregcount=64; they change the key, so they never mix with plain builds). */
+#define MAX_EXTRA 16
+static char options_string[1024], extra_store[512];
+static const char *extra[MAX_EXTRA];
+static int nextra;
 
 static void options_init(void) {
   size_t used = 0;
   for (int i = 0; i < rt_nvrtc_default_nopts; i++)
     used += (size_t)snprintf(options_string + used, sizeof options_string - used, "%s%s", i ? " " : "",
                              rt_nvrtc_default_opts[i]);
+  const char *env = getenv("RABIT_NVRTC_OPTIONS");
+  snprintf(extra_store, sizeof extra_store, "%s", env ? env : "");
+  for (char *save = NULL, *t = strtok_r(extra_store, " ", &save); t && nextra < MAX_EXTRA;
+       t = strtok_r(NULL, " ", &save)) {
+    extra[nextra++] = t;
+    used += (size_t)snprintf(options_string + used, sizeof options_string - used, " %s", t);
+  }
 }
 
 const char *rt_build_options_string(void) {
@@ -41,7 +55,7 @@ const char *rt_build_options_string(void) {
 
 static int compile_cb(void *ctx, void **data, size_t *len) {
   Compile *c = ctx;
-  return rt_nvrtc_compile(c->source, c->entry, c->arch, NULL, 0, data, len, c->log);
+  return rt_nvrtc_compile(c->source, c->entry, c->arch, extra, nextra, data, len, c->log);
 }
 
 static double now_ms(void) {

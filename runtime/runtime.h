@@ -112,7 +112,8 @@ typedef struct {
 int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuilt *out);
 void rt_built_free(RtBuilt *b, int n);
 
-/* The options string that goes into the key: the default NVRTC options joined. */
+/* The options string that goes into the key: the default NVRTC options, then
+ * any from $RABIT_NVRTC_OPTIONS (read once per process), joined. */
 const char *rt_build_options_string(void);
 
 /* ==== plan.c: the versioned plan, the contract between rabitc and its users ==== */

@@ -55,6 +55,8 @@ static void usage(FILE *f) {
           "\n"
           "The kernel cache lives in $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else\n"
           "~/.cache/rabit. 'rabitc cache stats' shows it; 'rabitc cache clear' empties it.\n"
+          "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
+          "its cache key.\n"
           "\n"
           "exit status: 0 ok, 1 bad input or usage, 2 internal error\n");
 }

@@ -2,9 +2,11 @@
 #include "ir/base.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 long rb_alloc_fail_after = -1;
 
@@ -142,6 +144,83 @@ void rb_buf_json_str(RbBuf *b, const char *s) {
 void rb_buf_free(RbBuf *b) {
   rb_free(b->data);
   memset(b, 0, sizeof *b);
+}
+
+/* ---- files ---- */
+
+static int write_all(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n) {
+    size_t chunk = n > ((size_t)1 << 30) ? (size_t)1 << 30 : n;
+    ssize_t k = write(fd, p, chunk);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (k == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+/* The rename is durable only once the directory entry is. */
+static void fsync_parent(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+  int fd = open(dir, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+int rb_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n, RbBuf *err) {
+  static unsigned counter;
+  size_t tlen = strlen(path) + 48;
+  char *tmp = rb_malloc(tlen);
+  if (!tmp) {
+    if (err) rb_buf_puts(err, "out of memory");
+    return RB_EINTERNAL;
+  }
+  const char *step = "cannot create temp file";
+  int fd = -1;
+  /* O_EXCL with a per-process, per-call name: concurrent writers of the same
+   * path never share a temp file. Mode 0666 lets the umask decide. */
+  for (int tries = 0; fd < 0 && tries < 16; tries++) {
+    snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  int created = fd >= 0;
+  if (fd < 0) goto fail;
+  step = "cannot write";
+  for (int i = 0; i < n; i++)
+    if (write_all(fd, parts[i], lens[i]) != 0) goto fail;
+  step = "cannot sync";
+  if (fsync(fd) != 0) goto fail;
+  step = "cannot close"; /* NFS and friends report write errors here */
+  int r = close(fd);
+  fd = -1;
+  if (r != 0) goto fail;
+  step = "cannot rename temp file into place";
+  if (rename(tmp, path) != 0) goto fail;
+  fsync_parent(path);
+  rb_free(tmp);
+  return RB_OK;
+fail:;
+  int e = errno;
+  if (fd >= 0) close(fd);
+  if (created) unlink(tmp);
+  rb_free(tmp);
+  if (err) rb_buf_printf(err, "%s: %s", step, strerror(e));
+  errno = e;
+  return e == ENOENT || e == EACCES || e == ENOTDIR || e == EROFS || e == EPERM ? RB_EUSER : RB_EINTERNAL;
 }
 
 int rb_read_file(const char *path, RbBuf *out) {

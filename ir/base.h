@@ -62,6 +62,16 @@ int rb_map_get(const RbMap *m, const char *key, int *val); /* 1 when found */
 int rb_map_put(RbMap *m, const char *key, int val);        /* RB_OK or RB_EINTERNAL */
 void rb_map_free(RbMap *m);
 
+/* Write the concatenation of n parts to path so that readers see the old
+ * file or the whole new one: a uniquely named temp file in the same
+ * directory, every byte written, fsync, close, rename, fsync of the
+ * directory. On failure the temp file is gone, an old file at path is
+ * untouched, errno tells why, and "step: reason" is appended to err (if
+ * non-NULL) for the caller to put after the path.
+ * Returns RB_OK, RB_EUSER (missing directory, no permission, read-only) or
+ * RB_EINTERNAL (full disk, I/O error...). */
+int rb_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n, RbBuf *err);
+
 /* Read a whole file ("-" is stdin). Returns 0 on success, else -1 with errno set. */
 int rb_read_file(const char *path, RbBuf *out);
 

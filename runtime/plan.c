@@ -217,19 +217,13 @@ int rt_plan_write(const char *path, const IrGraph *g, const char *ir_text, const
     return RB_EINTERNAL;
   }
   /* Temp file and rename: a failed write never leaves a truncated plan. */
-  RbBuf tmp = {0};
-  rb_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp.data, "w");
-  int ok = f && fwrite(text.data, 1, text.len, f) == text.len;
-  ok = (f && fclose(f) == 0) && ok;
-  if (ok && rename(tmp.data, path) != 0) ok = 0;
-  if (!ok) {
-    rb_buf_printf(err, "cannot write plan '%s': %s", path, strerror(errno));
-    unlink(tmp.data);
-  }
-  rb_buf_free(&tmp);
+  RbBuf why = {0};
+  const void *part = text.data;
+  int rc = rb_write_atomic(path, &part, &text.len, 1, &why);
+  if (rc) rb_buf_printf(err, "cannot write plan '%s': %s", path, why.data ? why.data : "");
+  rb_buf_free(&why);
   rb_buf_free(&text);
-  return ok ? RB_OK : RB_EUSER;
+  return rc;
 }
 
 /* ---- parsing ---- */

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -695,45 +694,7 @@ static void build_header(const RtStWriter *w, RbBuf *h) {
   rb_buf_put(h, "       ", (8 - h->len % 8) % 8);
 }
 
-/* Writes all of buf, going on after short writes and EINTR; chunks keep each
- * call under Linux's 2 GB per-write limit. -1 with errno set on failure. */
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n) {
-    size_t chunk = n > ((size_t)1 << 30) ? (size_t)1 << 30 : n;
-    ssize_t k = write(fd, p, chunk);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (k == 0) {
-      errno = EIO;
-      return -1;
-    }
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
-}
 
-/* Syncs the directory holding path so that the rename survives a crash.
- * Best effort: the file is complete and in place either way. */
-static void fsync_parent(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir = slash ? rb_malloc((size_t)(slash - path) + 2) : rb_strdup(".");
-  if (!dir) return;
-  if (slash) {
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    memcpy(dir, path, n);
-    dir[n] = 0;
-  }
-  int fd = open(dir, O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-  rb_free(dir);
-}
 
 /* Writes every tensor added to path (temp file in the same directory, fsync,
  * rename) and frees w. On failure nothing is left at path or beside it, and
@@ -751,58 +712,27 @@ int rt_st_writer_finish(RtStWriter *w, const char *path, RbBuf *err) {
   }
   RbBuf h = {0};
   build_header(w, &h);
-  static atomic_uint counter;
-  size_t tlen = strlen(path) + 64;
-  char *tmp = rb_malloc(tlen);
-  if (h.oom || !tmp) {
+  const void **parts = rb_malloc(((size_t)w->n + 2) * sizeof *parts);
+  size_t *lens = rb_malloc(((size_t)w->n + 2) * sizeof *lens);
+  if (h.oom || !parts || !lens) {
     rb_buf_free(&h);
-    rb_free(tmp);
+    rb_free(parts);
+    rb_free(lens);
     rt_st_writer_free(w);
     return st_fail(err, path, NULL, RB_EINTERNAL, "out of memory building the header");
   }
   unsigned char len8[8];
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-
-  const char *step = "cannot create temp file";
-  int fd = -1;
-  /* O_EXCL with a per-process, per-call name: concurrent writers of the same
-   * path never share a temp file. Mode 0666 lets the umask decide, as for any
-   * file a tool creates. */
-  for (int tries = 0; fd < 0 && tries < 16; tries++) {
-    snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  int created = fd >= 0;
-  if (fd < 0) goto fail;
-  step = "cannot write";
-  if (write_all(fd, len8, 8) != 0 || write_all(fd, h.data, h.len) != 0) goto fail;
-  for (int i = 0; i < w->n; i++)
-    if (write_all(fd, w->t[i].data, (size_t)w->t[i].nbytes) != 0) goto fail;
-  step = "cannot sync";
-  if (fsync(fd) != 0) goto fail;
-  step = "cannot close"; /* NFS and friends report write errors here */
-  int r = close(fd);
-  fd = -1;
-  if (r != 0) goto fail;
-  step = "cannot rename temp file into place";
-  if (rename(tmp, path) != 0) goto fail;
-  fsync_parent(path);
+  parts[0] = len8, lens[0] = 8;
+  parts[1] = h.data, lens[1] = h.len;
+  for (int i = 0; i < w->n; i++) parts[i + 2] = w->t[i].data, lens[i + 2] = (size_t)w->t[i].nbytes;
+  RbBuf why = {0};
+  int code = rb_write_atomic(path, parts, lens, w->n + 2, &why);
+  if (code) st_fail(err, path, NULL, code, "%s", why.data ? why.data : "cannot write");
+  rb_buf_free(&why);
   rb_buf_free(&h);
-  rb_free(tmp);
-  rt_st_writer_free(w);
-  return RB_OK;
-
-fail:;
-  int e = errno;
-  if (fd >= 0) close(fd);
-  if (created) unlink(tmp);
-  /* A missing directory or no permission is the user's to fix; the rest
-   * (ENOSPC, EIO...) is the system's. Both name the path and the reason. */
-  int code = e == ENOENT || e == EACCES || e == ENOTDIR || e == EROFS || e == EPERM ? RB_EUSER : RB_EINTERNAL;
-  st_fail(err, path, NULL, code, "%s: %s", step, strerror(e));
-  rb_buf_free(&h);
-  rb_free(tmp);
+  rb_free(parts);
+  rb_free(lens);
   rt_st_writer_free(w);
   return code;
 }

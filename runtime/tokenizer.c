@@ -557,13 +557,11 @@ int rt_tok_save_vocab(const RtGguf *g, const char *path, RbBuf *err) {
     rc = b.oom ? RB_EINTERNAL : RB_OK;
   }
   if (!rc) {
-    FILE *f = fopen(path, "wb");
-    int ok = f && fwrite(b.data, 1, b.len, f) == b.len;
-    if (f && fclose(f)) ok = 0;
-    if (!ok) {
-      rb_buf_printf(err, "cannot write '%s': %s\n", path, strerror(errno));
-      rc = RB_EUSER;
-    }
+    RbBuf why = {0};
+    const void *part = b.data;
+    if ((rc = rb_write_atomic(path, &part, &b.len, 1, &why)))
+      rb_buf_printf(err, "cannot write '%s': %s\n", path, why.data ? why.data : "");
+    rb_buf_free(&why);
   }
   rb_buf_free(&b);
   vocab_release(&v);

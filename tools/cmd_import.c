@@ -306,22 +306,6 @@ static void config_json(const Hparams *hp, RbBuf *b) {
   rb_buf_puts(b, "  \"torch_dtype\": \"float16\"\n}\n");
 }
 
-/* Write data to path through a temp file and rename, so a failure leaves
- * any old file whole. Returns 0 or -1 with errno set. */
-static int write_atomic(const char *path, const char *data, size_t len) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return -1;
-  int ok = fwrite(data, 1, len, f) == len;
-  ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok &= fclose(f) == 0;
-  if (ok && rename(tmp, path) == 0) return 0;
-  int e = errno;
-  unlink(tmp);
-  errno = e ? e : EIO;
-  return -1;
-}
 
 /* mkdir -p: each missing component made with mode 0777 (umask applies). */
 static int make_dirs(const char *dir) {
@@ -506,7 +490,8 @@ int cmd_import(int argc, char **argv) {
     rc = RB_EINTERNAL;
     goto done;
   }
-  if (write_atomic(cfg_path, cfg.data, cfg.len) != 0) {
+  const void *part = cfg.data;
+  if (rb_write_atomic(cfg_path, &part, &cfg.len, 1, NULL) != RB_OK) {
     rb_buf_printf(&err, "rabit import: cannot write '%s': %s\n", cfg_path, strerror(errno));
     rc = RB_EUSER;
     goto done;

@@ -244,10 +244,9 @@ static void copy_tokenizer(const char *in, const char *out) {
     rb_buf_free(&text);
     return;
   }
-  FILE *f = fopen(to, "wb");
-  int ok = f && fwrite(text.data, 1, text.len, f) == text.len;
-  if (f && fclose(f)) ok = 0;
-  if (!ok) fprintf(stderr, "rabit quantize: warning: could not copy %s to %s\n", from, to);
+  const void *part = text.data;
+  if (rb_write_atomic(to, &part, &text.len, 1, NULL) != RB_OK)
+    fprintf(stderr, "rabit quantize: warning: could not copy %s to %s: %s\n", from, to, strerror(errno));
   else printf("copied %s beside the output\n", from);
   rb_buf_free(&text);
 }

@@ -41,6 +41,14 @@ expect ppl-missing-text 1 "cannot read '$tmp/none.txt'" "$rabit" ppl "$samples/t
 expect bench-usage 1 "usage: rabit bench" "$rabit" bench "$samples/tiny.ir"
 expect import-missing 1 "none.gguf" "$rabit" import "$tmp/none.gguf" -o "$tmp/out"
 expect quantize-missing 1 "none.safetensors" "$rabit" quantize --paths 2 "$tmp/none.safetensors" -o "$tmp/q.safetensors"
+# The tokenizer.txt beside the weights is found without --tokenizer (the run
+# then stops at the GPU, or at the empty weights file on a GPU machine).
+mkdir -p "$tmp/m" && cp "$samples/../tests/tokenizer/data/vocab.txt" "$tmp/m/tokenizer.txt" && : > "$tmp/m/w.safetensors"
+out=$("$rabit" run "$samples/tiny.ir" --weights "$tmp/m/w.safetensors" --prompt "hello" 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && ! printf '%s\n' "$out" | grep -q "no tokenizer" && \
+   printf '%s\n' "$out" | grep -q "needs an NVIDIA GPU\|w.safetensors"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL tokenizer-beside-weights: rc=$rc"; printf '%s\n' "$out" | head -3; fi
+expect run-no-tokenizer 1 "no tokenizer: give --tokenizer" "$rabit" run "$samples/tiny.ir" --weights "$samples/tiny.ir" --prompt hi
 expect_gpu run-random "generated" "$rabit" run "$samples/tiny.ir" --random-weights --tokens 1,2,3 -n 4
 expect_gpu bench-random "decode ctx" "$rabit" bench "$samples/tiny.ir" --random-weights --ctx 16 --prefill 16 --steps 5
 

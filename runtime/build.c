@@ -108,6 +108,21 @@ int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuil
   return worst;
 }
 
+int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built) {
+  CgSpec *specs = rb_calloc((size_t)ks->n + 1, sizeof *specs);
+  *built = rb_calloc((size_t)ks->n + 1, sizeof **built);
+  if (!specs || !*built) {
+    rb_free(specs);
+    rb_free(*built);
+    *built = NULL;
+    return RB_EINTERNAL;
+  }
+  for (int i = 0; i < ks->n; i++) specs[i] = ks->k[i].spec;
+  int rc = rt_build_kernels(specs, ks->n, o, *built);
+  rb_free(specs);
+  return rc;
+}
+
 void rt_built_free(RtBuilt *b, int n) {
   for (int i = 0; i < n; i++) {
     rb_free(b[i].cubin);

@@ -108,14 +108,12 @@ int rt_plan_compile(const IrGraph *g, const char *ir_text, const char *arch, int
   CgKernelSet ks;
   RtCache *cache = NULL;
   if (cg_kernels_from_graph(g, &topt, &ks) != RB_OK) return RB_EINTERNAL;
-  CgSpec *specs = rb_calloc((size_t)ks.n + 1, sizeof *specs);
-  RtBuilt *built = rb_calloc((size_t)ks.n + 1, sizeof *built);
-  int rc = !specs || !built ? RB_EINTERNAL : rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, err);
+  RtBuilt *built = NULL;
+  int rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, err);
   if (!rc) {
-    for (int i = 0; i < ks.n; i++) specs[i] = ks.k[i].spec;
     RtBuildOptions bo = {arch, cache, 0};
-    rc = rt_build_kernels(specs, ks.n, &bo, built);
-    for (int i = 0; i < ks.n; i++) {
+    rc = rt_build_kernel_set(&ks, &bo, &built);
+    for (int i = 0; built && i < ks.n; i++) {
       if (hits) *hits += built[i].hit;
       if (built[i].rc)
         rb_buf_printf(err, "kernel %s failed to build: %s", built[i].entry, built[i].log.data ? built[i].log.data : "\n");
@@ -125,7 +123,6 @@ int rt_plan_compile(const IrGraph *g, const char *ir_text, const char *arch, int
   if (!rc) rc = rt_plan_make(out, g, ir_text, arch, &ks, built);
   if (built) rt_built_free(built, ks.n);
   rb_free(built);
-  rb_free(specs);
   rt_cache_close(cache);
   cg_kernel_set_free(&ks);
   return rc;

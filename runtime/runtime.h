@@ -111,6 +111,9 @@ typedef struct {
  * built, else the worst rc; every out[i] is filled either way. */
 int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuilt *out);
 void rt_built_free(RtBuilt *b, int n);
+/* The same for every kernel of a set: *built (rb_malloc'ed, ks->n entries,
+ * free with rt_built_free and rb_free) describes ks->k[i]. */
+int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built);
 
 /* The options string that goes into the key: the default NVRTC options, then
  * any from $RABIT_NVRTC_OPTIONS (read once per process), joined. */

@@ -150,15 +150,12 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
   if (warn.data) fprintf(stderr, "rabitc: %s", warn.data);
   rb_buf_free(&warn);
 
-  CgSpec *specs = rb_calloc((size_t)ks.n + 1, sizeof *specs);
-  RtBuilt *built = rb_calloc((size_t)ks.n + 1, sizeof *built);
-  int rc = RB_EINTERNAL;
-  if (!specs || !built) goto done;
-  for (int i = 0; i < ks.n; i++) specs[i] = ks.k[i].spec;
+  RtBuilt *built = NULL;
   RtBuildOptions bo = {arch, cache, o->jobs};
   double t0 = now_ms();
-  rc = rt_build_kernels(specs, ks.n, &bo, built);
+  int rc = rt_build_kernel_set(&ks, &bo, &built);
   double wall = now_ms() - t0;
+  if (!built) goto done;
 
   int hits = 0, failed = 0;
   printf("\n%-58s %-16s %5s %9s\n", "kernel", "IR lines", "cache", "ms");
@@ -223,7 +220,6 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
 done:
   if (built) rt_built_free(built, ks.n);
   rb_free(built);
-  rb_free(specs);
   rt_cache_close(cache);
   cg_kernel_set_free(&ks);
   return rc;

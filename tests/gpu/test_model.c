@@ -16,11 +16,13 @@
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
 #include "tests/ref/ref.h"
+#include "tests/common/gpu.h"
 #include "tests/common/rng.h"
 
 enum { V = 256, D = 64, F = 160, L = 2, H = 4, HKV = 2, HD = 16 };
 static const double TOL = 2e-2; /* fp16 activations through 2 layers vs float64 */
 static int npass, nfail;
+static char arch[16]; /* the GPU's, found once in main */
 static float fp16(float v) { return rb_f32_from_f16(rb_f16_from_f32(v)); }
 
 static void check(const char *what, const double *got, const double *want, size_t n) {
@@ -88,15 +90,10 @@ static int open_model(const char *ir_path, int dense, const char *weights, int m
   RbBuf src = {0}, err = {0};
   IrDiag d;
   IrGraph *g = NULL;
-  RtGpu *gpu = NULL;
   rb_read_file(ir_path, &src);
   ir_diag_init(&d, ir_path, src.data);
   FeOptions fe = {0, dense};
-  int rc = rt_gpu_open(&gpu, 0, &err);
-  char arch[16] = "";
-  if (!rc) snprintf(arch, sizeof arch, "%s", rt_gpu_arch(gpu));
-  rt_gpu_close(gpu);
-  if (!rc) rc = fe_compile(ir_path, src.data, &fe, &d, &g) || ir_graph_verify(g, &d);
+  int rc = fe_compile(ir_path, src.data, &fe, &d, &g) || ir_graph_verify(g, &d);
   if (!rc) ir_fuse(g), rc = rt_plan_compile(g, src.data, arch, 64, plan, NULL, NULL, &err);
   if (!rc) rc = rt_session_open_plan(*plan, 0, s, &err);
   RtModelOptions mo = {max_tokens, 0, 0};
@@ -166,15 +163,8 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
 int main(int argc, char **argv) {
   test_rng = 0xD1B54A32D192ED03ull;
   const char *samples = argc > 1 ? argv[1] : "samples";
-  RtGpu *gpu = NULL;
   RbBuf err = {0};
-  if (rt_gpu_open(&gpu, 0, &err) != RB_OK) {
-    printf("SKIP: %s", err.data ? err.data : "no GPU\n");
-    rb_buf_free(&err);
-    return 77;
-  }
-  rt_gpu_close(gpu);
-  rb_buf_free(&err);
+  gpu_arch_or_skip(arch);
   char dir[] = "/tmp/rabit-model-XXXXXX";
   if (!mkdtemp(dir)) return 1;
   char cache[600];

@@ -16,6 +16,7 @@
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
 #include "tests/ref/ref.h"
+#include "tests/common/gpu.h"
 #include "tests/common/rng.h"
 
 static int npass, nfail;
@@ -168,17 +169,8 @@ static void run_plan(const char *plan_path, const char *tag, int want_hits_all, 
 int main(int argc, char **argv) {
   test_rng = 0x2545F4914F6CDD1Dull;
   const char *samples = argc > 1 ? argv[1] : "samples";
-  RtGpu *gpu = NULL;
-  RbBuf err = {0};
-  if (rt_gpu_open(&gpu, 0, &err) != RB_OK) {
-    printf("SKIP: %s", err.data ? err.data : "no GPU\n");
-    rb_buf_free(&err);
-    return 77;
-  }
-  rb_buf_free(&err);
   char arch[16];
-  snprintf(arch, sizeof arch, "%s", rt_gpu_arch(gpu));
-  rt_gpu_close(gpu);
+  gpu_arch_or_skip(arch);
   char dir[] = "/tmp/rabit-plan-api-XXXXXX";
   if (!mkdtemp(dir)) return 1;
   char cache[600], path[600], plan[600];

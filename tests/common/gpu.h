@@ -1,0 +1,25 @@
+/* gpu.h: for GPU tests that only need to know the GPU's architecture (they
+ * open sessions themselves): prints "SKIP: <reason>" and exits 77, which
+ * ctest counts as skipped, when there is no GPU or driver. */
+#ifndef RABIT_TEST_GPU_H
+#define RABIT_TEST_GPU_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "runtime/runtime.h"
+
+static void gpu_arch_or_skip(char arch[16]) {
+  RtGpu *gpu = NULL;
+  RbBuf err = {0};
+  if (rt_gpu_open(&gpu, 0, &err) != RB_OK) {
+    printf("SKIP: %s", err.data ? err.data : "no GPU\n");
+    rb_buf_free(&err);
+    exit(77);
+  }
+  snprintf(arch, 16, "%s", rt_gpu_arch(gpu));
+  rt_gpu_close(gpu);
+  rb_buf_free(&err);
+}
+
+#endif

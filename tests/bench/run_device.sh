@@ -33,15 +33,17 @@ run() { # run NAME CMD...: log to $OUT/NAME.log, record the exit status and tail
   printf '%-28s rc=%-3s %6.1fs  %s\n' "$name" "$rc" "$secs" "$(grep -E 'passed|ERROR SUMMARY|chain batch|kernels for' "$OUT/$name.log" | tail -1)" >> "$summary"
 }
 
-if [ "$mode" = all ]; then
+# Correctness: the GPU tests named in $1, then memcheck over those in $2.
+gpu_tests() {
   run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
-  run test_linear "$B/tests/gpu/gpu_test_linear" samples
-  run test_ops "$B/tests/gpu/gpu_test_ops" samples
-  run test_plan_api "$B/tests/gpu/gpu_test_plan_api" samples
-  run test_model "$B/tests/gpu/gpu_test_model" samples
-  for t in test_model test_plan_api; do
-    run "memcheck_$t" timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$B/tests/gpu/gpu_$t" samples
+  for t in $1; do run "$t" "$B/tests/gpu/gpu_$t" samples; done
+  for t in $2; do
+    run "memcheck_$t" timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$B/tests/gpu/gpu_$t" samples
   done
+}
+
+# Kernels: compile and load times, per-shape timings, the 32-layer chain, and the peers.
+kernel_bench() {
   rm -rf "$RABIT_CACHE_DIR"
   run rabitc_cold "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
   run rabitc_warm "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
@@ -49,24 +51,22 @@ if [ "$mode" = all ]; then
   run bench_linear "$B/tests/gpu/gpu_test_linear" --bench-only
   run peer_graph_bench python3 .carry/peers/graph_bench.py
   run peer_baseline python3 .carry/peers/baseline_device.py
+  grep -E "session open|chain batch" "$OUT/bench_chain.log"
+  grep -E "^bench" "$OUT/bench_linear.log" | sed "s/ of bits//"
+  tail -n 6 "$OUT/peer_graph_bench.log"
+  grep -iE "chain|copy" "$OUT/peer_baseline.log"
+}
+
+# Whole models with random weights, beside the PyTorch fp16 decode peer.
+model_bench() {
   run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
   run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
-  grep -E "session open|chain batch" "$OUT/bench_chain.log"
-  grep -E "^bench" "$OUT/bench_linear.log" | sed "s/ of bits//"
-  grep -iE "chain" "$OUT/peer_baseline.log"
   cat "$OUT/bench_llama.log" "$OUT/bench_smollm2.log" "$OUT/peer_fp16_decode.log"
-elif [ "$mode" = tests ]; then
-  run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
-  run test_linear "$B/tests/gpu/gpu_test_linear" samples
-  run test_ops "$B/tests/gpu/gpu_test_ops" samples
-  run test_plan_api "$B/tests/gpu/gpu_test_plan_api" samples
-  for t in test_ops test_plan_api test_linear; do
-    run "memcheck_$t" timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 "$B/tests/gpu/gpu_$t" samples
-  done
-elif [ "$mode" = real1 ]; then
-  mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model
-elif [ "$mode" = real2 ]; then
+}
+
+# The real model: import, PTQ, Hugging Face as the oracle, perplexity, chat, speed.
+real_model() {
   M=/tmp/rabit-model G=/tmp/rabit-model/smollm2.gguf R="$B/tools/rabit" IR=samples/smollm2-135m.ir
   [ -f $M/part-aa ] && [ -f .carry/m2/part-ab ] || { echo "real2: the first half is missing (run real1 just before)"; exit 1; }
   cat $M/part-aa .carry/m2/part-ab > $G
@@ -94,27 +94,17 @@ elif [ "$mode" = real2 ]; then
   grep -h "^perplexity" "$OUT"/ppl_*.log
   tail -n 4 "$OUT/quantize_k2.log" "$OUT/quantize_k3.log"
   cat "$OUT/chat_k2.log" "$OUT/chat_fp16.log" "$OUT/bench_real.log"
-elif [ "$mode" = model ]; then
-  run test_ops "$B/tests/gpu/gpu_test_ops" samples
-  run test_model "$B/tests/gpu/gpu_test_model" samples
-  run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
-  run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights
-  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
-  grep -E "FAIL" "$OUT/test_model.log" | head
-  cat "$OUT/bench_llama.log" "$OUT/bench_smollm2.log" "$OUT/peer_fp16_decode.log"
-else
-  rm -rf "$RABIT_CACHE_DIR"
-  run rabitc_cold "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
-  run rabitc_warm "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
-  run bench_chain "$B/tests/bench/bench_chain" /tmp/llama.rplan
-  run bench_linear "$B/tests/gpu/gpu_test_linear" --bench-only
-  run peer_graph_bench python3 .carry/peers/graph_bench.py
-  run peer_baseline python3 .carry/peers/baseline_device.py
-  grep -E "session open|chain batch" "$OUT/bench_chain.log"
-  grep -E "^(bench|  )" "$OUT/bench_linear.log" | head -60
-  cat "$OUT/peer_graph_bench.log" | tail -6
-  grep -iE "chain|copy" "$OUT/peer_baseline.log"
-fi
+}
+
+case $mode in
+  tests) gpu_tests "test_linear test_ops test_plan_api test_model" "test_ops test_plan_api test_linear" ;;
+  bench) kernel_bench ;;
+  model) gpu_tests "test_ops test_model" ""; model_bench ;;
+  all) gpu_tests "test_linear test_ops test_plan_api test_model" "test_model test_plan_api"; kernel_bench; model_bench ;;
+  real1) mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model ;;
+  real2) real_model ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2)"; exit 2 ;;
+esac
 echo "== $mode summary"
 cat "$summary"
 # At most 8 files come back from the device: fold the logs into one.

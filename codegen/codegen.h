@@ -108,7 +108,7 @@ CgLaunch cg_launch(const CgSpec *s, int n);
  * It names the spec in plans, tables and the header of dumped .cu files. */
 void cg_spec_describe(const CgSpec *s, RbBuf *out);
 
-/* Words per bit-row of the kernel layout and total bytes of the repacked bits. */
+/* Bytes of the repacked bits of a linear (or repack) spec: the kernel layout every bucket reads. */
 size_t cg_linear_bits_bytes(const CgSpec *s);
 
 const char *cg_kind_name(CgKind k);

@@ -161,11 +161,4 @@ int cg_kernels_from_graph(const struct IrGraph *g, const CgTargetOptions *opt, C
 void cg_kernel_set_free(CgKernelSet *ks);
 int cg_spec_equal(const CgSpec *a, const CgSpec *b);
 
-/* Emitters, one per file (cg_linear.c, cg_ops.c). Each returns RB_OK or RB_EUSER. */
-int cg_emit_linear(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err);
-int cg_emit_repack(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err);
-int cg_emit_op(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err);
-CgLaunch cg_launch_linear(const CgSpec *s, int n);
-CgLaunch cg_launch_op(const CgSpec *s, int n);
-
 #endif

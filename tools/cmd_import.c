@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
+#include "runtime/text/text.h"
 #include "tools/commands.h"
 
 /* Written into __metadata__; bump when the layout of imported files changes. */

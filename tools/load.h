@@ -6,6 +6,7 @@
 
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
+#include "runtime/text/text.h"
 
 typedef struct {
   const char *ir;       /* model.ir */

@@ -13,6 +13,8 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
+#include "runtime/cuda/gpu.h"
 
 enum { DUMP_NONE, DUMP_PARSE, DUMP_VERIFY, DUMP_FUSION };
 enum { EMIT_NONE, EMIT_PLAN, EMIT_CUDA };

@@ -9,6 +9,7 @@
 
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
+#include "runtime/cuda/gpu.h"
 #include "tests/common/rng.h"
 
 

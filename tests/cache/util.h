@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 
 extern int tu_failures;
 

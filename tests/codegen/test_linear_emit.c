@@ -9,7 +9,8 @@
 #include <time.h>
 
 #include "codegen/codegen.h"
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
+#include "codegen/cuda/cuda.h"
 
 static int npass, nfail;
 

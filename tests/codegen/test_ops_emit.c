@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 
 static int npass, nfail;
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "runtime/runtime.h"
+#include "runtime/cuda/gpu.h"
 
 static void gpu_arch_or_skip(char arch[16]) {
   RtGpu *gpu = NULL;

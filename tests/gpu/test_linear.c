@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
+#include "runtime/cuda/gpu.h"
+#include "codegen/cuda/cuda.h"
 #include "tests/ref/ref.h"
 
 static RtGpu *gpu;

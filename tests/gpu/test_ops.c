@@ -13,7 +13,8 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
+#include "runtime/cuda/gpu.h"
 #include "tests/ref/ref.h"
 
 #define TOL_EW 2e-3

@@ -15,6 +15,7 @@
 #include "frontend/frontend.h"
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 #include "tests/ref/ref.h"
 #include "tests/common/gpu.h"
 #include "tests/common/rng.h"

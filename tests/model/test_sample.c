@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "runtime/runtime.h"
+#include "runtime/text/text.h"
 #include "tests/common/check.h"
 
 enum { DRAWS = 200000 };

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
+#include "runtime/cuda/gpu.h"
 
 #define SKIP 77
 #define N (1u << 20)

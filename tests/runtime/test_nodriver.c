@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/runtime.h"
+#include "runtime/cuda/gpu.h"
 
 int main(void) {
   /* ctest sets this too; setting it here keeps the test meaningful by hand. */

@@ -6,7 +6,7 @@
 
 #include <nvrtc.h>
 
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 
 static int failures;
 

@@ -7,6 +7,7 @@
 
 #include "frontend/frontend.h"
 #include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 #include "tests/common/check.h"
 
 

@@ -10,7 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
+#include "runtime/text/text.h"
 
 static int failures;
 

@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
 #include "tests/weights_gguf/gguf_builder.h"
 
 static int failures;

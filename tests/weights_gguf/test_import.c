@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
 #include "tests/weights_gguf/gguf_builder.h"
 
 static int failures;

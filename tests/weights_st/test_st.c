@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
 
 static const char *dir;
 static int failures;

@@ -11,7 +11,7 @@
 #define XXH_INLINE_ALL /* header-only, like every xxHash use here */
 #include <xxhash.h>
 
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 
 /* Options every kernel is compiled with, in a fixed order (they are part of
  * the cache key, so the order matters too). Each numerics flag is spelled out

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "codegen/cuda/cuda.h"
 
 #define SMEM_LIMIT 49152u /* default dynamic shared memory limit: no opt-in needed */
 

@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
 
 /* A header this long is not a weight file; refusing it early bounds the copy
  * and the parse (the reference implementation uses the same limit). */

@@ -9,7 +9,7 @@
 
 #include <cudaTypedefs.h>
 
-#include "runtime/runtime.h"
+#include "runtime/cuda/gpu.h"
 
 /* Every entry point we use: name without the "cu" prefix, the ABI version we
  * ask cuGetProcAddress for, and the matching PFN type from cudaTypedefs.h.

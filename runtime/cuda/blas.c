@@ -8,7 +8,7 @@
 
 #include <cublas_api.h>
 
-#include "runtime/runtime.h"
+#include "runtime/cuda/gpu.h"
 
 #define BLAS_WORKSPACE (32u << 20) /* a fixed workspace: GEMMs captured in graphs cannot allocate */
 

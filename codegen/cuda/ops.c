@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "codegen/cuda/cuda.h"
 
 /* ==== emission helpers ==== */
 

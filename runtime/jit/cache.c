@@ -21,7 +21,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 
 /* Entry file layout, all integers little-endian:
  *   0  magic "RABITCB\0"   8 bytes

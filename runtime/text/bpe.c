@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/runtime.h"
+#include "runtime/text/text.h"
 
 /* GGUF token types that HF loads as added tokens, matched before the split. */
 enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER = 4 };

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "codegen/codegen.h"
-#include "runtime/runtime.h"
+#include "runtime/jit/jit.h"
 
 typedef struct {
   const CgSpec *specs;

@@ -12,6 +12,7 @@
 #include "ir/ir.h"
 #include "runtime/rabit.h"
 #include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
 
 #define MAX_BUFS 4096
 

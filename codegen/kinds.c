@@ -1,5 +1,6 @@
 /* codegen.c: dispatch from a spec to its emitter, and the spec's stable description. */
 #include "codegen/codegen.h"
+#include "codegen/cuda/cuda.h"
 
 static const char *const kind_names[] = {
 #define X(e, s) s,

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/runtime.h"
+#include "runtime/formats/formats.h"
 
 /* File layout (all little-endian; v2 and v3 are identical, v3 only adds
  * big-endian files, which announce themselves by a byte-swapped version):

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "runtime/runtime.h"
+#include "runtime/text/text.h"
 
 typedef struct {
   float p;

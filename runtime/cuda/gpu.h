@@ -1,0 +1,73 @@
+/* gpu.h: the CUDA driver API loaded with dlopen (prefix rt_), and cuBLAS for
+ * dense linears. Nothing links libcuda: the tools start on machines with no
+ * GPU and say plainly when running needs one. */
+#ifndef RABIT_RUNTIME_CUDA_GPU_H
+#define RABIT_RUNTIME_CUDA_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/base.h"
+
+/* ==== driver.c: the driver API, through dlopen("libcuda.so.1") + cuGetProcAddress ==== */
+
+typedef struct RtGpu RtGpu;
+typedef struct RtModule RtModule;
+typedef void *RtFunction; /* CUfunction */
+typedef void *RtStream;   /* CUstream; NULL is the default stream */
+typedef uint64_t RtDevPtr;/* CUdeviceptr */
+
+/* Open device ordinal on its primary context. With no driver or no device it
+ * returns RB_EUSER and appends to err a message that says running needs an
+ * NVIDIA GPU and driver, with the loader's reason. */
+int rt_gpu_open(RtGpu **out, int ordinal, RbBuf *err);
+void rt_gpu_close(RtGpu *g);
+const char *rt_gpu_name(const RtGpu *g);
+const char *rt_gpu_arch(const RtGpu *g); /* "sm_90" */
+int rt_gpu_sm_count(const RtGpu *g);
+
+/* Every failing driver call is reported on stderr as
+ * "file:line: CUDA error NAME (code) in `statement` on device N (name)". */
+int rt_module_load(RtGpu *g, const void *cubin, size_t len, RtModule **out);
+int rt_module_function(RtModule *m, const char *name, RtFunction *fn);
+void rt_module_unload(RtModule *m);
+
+int rt_mem_alloc(RtGpu *g, RtDevPtr *p, size_t bytes);
+void rt_mem_free(RtGpu *g, RtDevPtr p);
+int rt_memcpy_htod(RtGpu *g, RtDevPtr dst, const void *src, size_t bytes);
+int rt_memcpy_dtoh(RtGpu *g, void *dst, RtDevPtr src, size_t bytes);
+int rt_memset8(RtGpu *g, RtDevPtr dst, unsigned char v, size_t bytes);
+/* Ordered on stream s (capturable). */
+int rt_memcpy_dtod(RtGpu *g, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream s);
+
+/* args: an array of pointers to each kernel argument, as cuLaunchKernel wants. */
+int rt_launch(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3],
+              unsigned smem, RtStream stream, void **args);
+int rt_sync(RtGpu *g);
+
+int rt_stream_create(RtGpu *g, RtStream *s);
+void rt_stream_destroy(RtGpu *g, RtStream s);
+
+/* Timing: capture a sequence of launches on stream s into a graph, replay it,
+ * and time the replays with events. */
+typedef struct RtGraph RtGraph;
+int rt_capture_begin(RtGpu *g, RtStream s);
+int rt_capture_end(RtGpu *g, RtStream s, RtGraph **out);
+int rt_graph_launch(RtGpu *g, RtGraph *gr, RtStream s);
+void rt_graph_destroy(RtGpu *g, RtGraph *gr);
+int rt_time_graph(RtGpu *g, RtGraph *gr, RtStream s, int reps, float *median_ms);
+
+/* ==== blas.c: cuBLAS through dlopen, for dense (unquantized, fp16) linears ==== */
+
+typedef struct RtBlas RtBlas;
+
+/* Load libcublas on g's primary context, bound to stream s, with a fixed
+ * workspace so that GEMMs can be captured in a graph. */
+int rt_blas_open(RtGpu *g, RtStream s, RtBlas **out, RbBuf *err);
+void rt_blas_close(RtBlas *b);
+/* y (M, ldy) = x (M, K) W^T [+ y when accumulate], W (N, K) row-major fp16;
+ * fp32 accumulation; y fp16, or fp32 when y_f32. */
+int rt_blas_linear(RtBlas *b, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy,
+                   int y_f32, int accumulate);
+
+#endif

@@ -1,0 +1,122 @@
+/* jit.h: kernels from source to binary (prefix rt_): NVRTC, the on-disk cache
+ * of cubins under an XXH3-128 key, and the parallel build of a kernel set.
+ * Target-neutral above nvrtc.c; nothing here touches a GPU. */
+#ifndef RABIT_RUNTIME_JIT_H
+#define RABIT_RUNTIME_JIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codegen/codegen.h"
+#include "ir/base.h"
+
+/* ==== cache.c: cubins on disk under an XXH3-128 key ==== */
+
+#define RT_CACHE_FORMAT 1
+
+typedef struct {
+  uint64_t hi, lo;
+} RtKey;
+
+/* Everything that changes a binary. */
+typedef struct {
+  const char *source;       /* canonical kernel source */
+  const char *options;      /* NVRTC options, joined by spaces */
+  const char *arch;         /* exact target: "sm_90", "sm_90a" */
+  const char *compiler_id;  /* rt_nvrtc_id(): NVRTC version + builtins identity */
+  const char *tool_version; /* RABIT_VERSION */
+} RtKeyParts;
+
+RtKey rt_key_make(const RtKeyParts *p); /* also mixes in RT_CACHE_FORMAT */
+void rt_key_hex(RtKey k, char out[33]);
+
+typedef struct RtCache RtCache;
+
+typedef struct {
+  uint64_t entries, bytes, max_bytes;
+  const char *dir; /* NULL when memory-only */
+} RtCacheStats;
+
+#define RT_CACHE_DEFAULT_MAX (1ull << 30)
+
+/* Open the cache in dir, or when dir is NULL in $RABIT_CACHE_DIR, else
+ * $XDG_CACHE_HOME/rabit, else ~/.cache/rabit (created with mode 0700).
+ * If the directory cannot be created or written, the cache lives in memory
+ * for this process and a warning naming the directory and the reason is
+ * appended to warn. Returns RB_OK, or RB_EINTERNAL on allocation failure. */
+int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *warn);
+void rt_cache_close(RtCache *c);
+
+/* Look a key up. Returns 1 on a hit with *data (rb_malloc'ed) and *len set,
+ * 0 on a miss. An entry with a bad magic, version, key, length or checksum is
+ * a miss: it is removed, never loaded. A hit refreshes the entry's LRU time. */
+int rt_cache_get(RtCache *c, RtKey key, void **data, size_t *len);
+
+/* Store an entry: temp file in the same directory, fsync, rename, fsync of the
+ * directory; then evict least-recently-used entries beyond max_bytes.
+ * Returns RB_OK or RB_EINTERNAL (with the reason appended to err if non-NULL);
+ * a failed put leaves no partial entry. */
+int rt_cache_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *err);
+
+/* Get-or-build under a per-key lock file, so that concurrent processes
+ * compile one kernel once. build() fills *data and *len (rb_malloc'ed) and
+ * returns RB_OK, or an error code that is passed back. *hit says whether the
+ * entry came from the cache. */
+typedef int (*RtBuildFn)(void *ctx, void **data, size_t *len);
+int rt_cache_fetch(RtCache *c, RtKey key, RtBuildFn build, void *ctx, void **data, size_t *len,
+                   int *hit, RbBuf *err);
+
+int rt_cache_stats(RtCache *c, RtCacheStats *st);
+int rt_cache_clear(RtCache *c); /* removes every entry and lock file */
+
+/* ==== nvrtc.c: run-time compilation ==== */
+
+/* Compile source for arch ("sm_90") into a cubin (nvrtcGetCUBIN, never PTX).
+ * name is the program name NVRTC puts in its messages. opts are extra NVRTC
+ * options. On failure returns RB_EUSER with the NVRTC log appended to log. */
+int rt_nvrtc_compile(const char *source, const char *name, const char *arch,
+                     const char *const *opts, int nopts, void **cubin, size_t *len, RbBuf *log);
+
+/* "nvrtc 13.0 builtins <hex digest of libnvrtc-builtins>", computed once.
+ * nvrtcVersion gives only major.minor, so the builtins library's contents
+ * identify the exact compiler. */
+const char *rt_nvrtc_id(void);
+
+/* The NVRTC options every kernel is compiled with, in a fixed order. */
+extern const char *const rt_nvrtc_default_opts[];
+extern const int rt_nvrtc_default_nopts;
+
+/* ==== build.c: a model's kernels compiled in parallel through the cache ==== */
+
+typedef struct {
+  const char *arch; /* exact target, "sm_90" */
+  RtCache *cache;
+  int jobs;         /* worker threads; 0 = the online CPUs */
+} RtBuildOptions;
+
+typedef struct {
+  char entry[64];
+  RtKey key;
+  int hit;     /* the cubin came from the cache */
+  double ms;   /* wall time to obtain it: compile, or load from the cache */
+  void *cubin; /* rb_malloc'ed */
+  size_t len;
+  int rc;      /* RB_OK, RB_EUSER (the spec or NVRTC rejected it), RB_EINTERNAL */
+  RbBuf source;/* the canonical source */
+  RbBuf log;   /* NVRTC's log on failure, and cache warnings */
+} RtBuilt;
+
+/* Emit, key, and fetch-or-compile each of the n specs, spreading them over
+ * worker threads. out[i] describes specs[i]. Returns RB_OK when all of them
+ * built, else the worst rc; every out[i] is filled either way. */
+int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuilt *out);
+void rt_built_free(RtBuilt *b, int n);
+/* The same for every kernel of a set: *built (rb_malloc'ed, ks->n entries,
+ * free with rt_built_free and rb_free) describes ks->k[i]. */
+int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built);
+
+/* The options string that goes into the key: the default NVRTC options, then
+ * any from $RABIT_NVRTC_OPTIONS (read once per process), joined. */
+const char *rt_build_options_string(void);
+
+#endif

@@ -7,6 +7,9 @@
 #ifndef RABIT_CODEGEN_H
 #define RABIT_CODEGEN_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "ir/base.h"
 
 #define CG_MAX_SEG 4  /* fused linears: q/k/v, gate/up */
@@ -160,5 +163,47 @@ typedef struct CgKernelSet {
 int cg_kernels_from_graph(const struct IrGraph *g, const CgTargetOptions *opt, CgKernelSet *out);
 void cg_kernel_set_free(CgKernelSet *ks);
 int cg_spec_equal(const CgSpec *a, const CgSpec *b);
+
+
+/* ==== stats.c: the layer table ==== */
+
+/* Print the table of layers rabitc will compile: op, shape, paths, count,
+ * parameters; and the model's parameter total. */
+void cg_graph_summary(const struct IrGraph *g, RbBuf *out);
+uint64_t cg_graph_params(const struct IrGraph *g);
+
+
+/* ==== packed.c: the canonical packed format, owned once ==== */
+
+/* For each quantized weight <base> (N x K) with k paths, on disk and in
+ * every API that takes canonical weights:
+ *   <base>.bits  I32 [k, N, ceil(K/32)]  bit j of word w: the sign of column 32w + j (-1 -> 1), pad bits 0
+ *   <base>.g     F16 [k, N]              row scales
+ *   <base>.h     F16 [k, K]              column scales
+ * A full-precision weight keeps <base>.weight. Nothing outside packed.c
+ * spells these names or computes the word count. */
+#define CG_MAX_PATHS 4
+
+typedef enum { CG_PACKED_BITS, CG_PACKED_G, CG_PACKED_H, CG_PACKED_NPART } CgPackedPart;
+
+int64_t cg_packed_words(int64_t K);           /* 32-bit words per row of signs: ceil(K/32) */
+uint32_t cg_packed_pad_mask(int64_t K);       /* the bits of a row's last word that hold columns */
+const char *cg_packed_suffix(CgPackedPart part); /* ".bits", ".g", ".h" */
+const char *cg_packed_dtype(CgPackedPart part);  /* safetensors spelling: "I32", "F16" */
+/* "<base><suffix>" and "<base>.weight" into out; -1 when it does not fit. */
+int cg_packed_name(char *out, size_t n, const char *base, CgPackedPart part);
+int cg_dense_name(char *out, size_t n, const char *base);
+/* A part's shape; returns its rank (3 for bits, 2 for g and h). */
+int cg_packed_shape(CgPackedPart part, int k, int64_t N, int64_t K, int64_t shape[3]);
+uint64_t cg_packed_count(CgPackedPart part, int k, int64_t N, int64_t K);      /* elements */
+uint64_t cg_packed_part_bytes(CgPackedPart part, int k, int64_t N, int64_t K); /* bytes as stored */
+uint64_t cg_packed_bytes(int k, int64_t N, int64_t K);                         /* bits + g + h */
+/* Check a stored tensor (dtype in safetensors spelling) against the part's
+ * dtype and shape. RB_OK, or RB_EUSER with "'name' must be I32 [2, 576, 18]
+ * (paths, N, ceil(K/32)), found ..." appended to err. */
+int cg_packed_check(CgPackedPart part, const char *dtype, int rank, const int64_t *shape, int k, int64_t N,
+                    int64_t K, const char *name, RbBuf *err);
+/* k as a .bits tensor's shape says it (1..4), or 0 when the shape is not one. */
+int cg_packed_paths(int rank, const int64_t *shape);
 
 #endif

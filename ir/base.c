@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 long rb_alloc_fail_after = -1;
@@ -331,4 +333,42 @@ float rb_f32_from_f16(uint16_t h) {
   float f;
   memcpy(&f, &x, 4);
   return f;
+}
+
+/* ---- directories and time ---- */
+
+int rb_mkdir_p(const char *path, unsigned mode) {
+  size_t n = strlen(path);
+  char *p = rb_malloc(n + 1);
+  if (!p) {
+    errno = ENOMEM;
+    return -1;
+  }
+  memcpy(p, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (p[i] != '/' && p[i] != 0) continue;
+    char saved = p[i];
+    p[i] = 0;
+    if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+      int e = errno;
+      rb_free(p);
+      errno = e;
+      return -1;
+    }
+    p[i] = saved;
+  }
+  rb_free(p);
+  struct stat st;
+  if (stat(path, &st) != 0) return -1;
+  if (!S_ISDIR(st.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return 0;
+}
+
+double rb_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }

@@ -75,6 +75,14 @@ int rb_write_atomic(const char *path, const void *const *parts, const size_t *le
 /* Read a whole file ("-" is stdin). Returns 0 on success, else -1 with errno set. */
 int rb_read_file(const char *path, RbBuf *out);
 
+/* mkdir -p: every missing component of path made with mode (the umask
+ * applies). Returns 0, or -1 with errno set (ENOTDIR when path exists and is
+ * not a directory). The one directory maker: the cache, import and rabitc use it. */
+int rb_mkdir_p(const char *path, unsigned mode);
+
+/* Milliseconds on the monotonic clock: the one time helper, for durations. */
+double rb_now_ms(void);
+
 /* Status codes shared by the libraries: 0 ok, RB_EUSER for bad input (the
  * caller shows the diagnostics), RB_EINTERNAL for bugs and resource failures. */
 enum { RB_OK = 0, RB_EUSER = 1, RB_EINTERNAL = 2 };

@@ -226,11 +226,4 @@ void ir_graph_print(const IrGraph *g, RbBuf *out);
  * rewrites; the caller verifies again. */
 int ir_fuse(IrGraph *g);
 
-/* ==== stats.c: the layer table ==== */
-
-/* Print the table of layers rabitc will compile: op, shape, paths, count,
- * parameters; and the model's parameter total. */
-void ir_graph_summary(const IrGraph *g, RbBuf *out);
-uint64_t ir_graph_params(const IrGraph *g);
-
 #endif

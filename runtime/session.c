@@ -23,12 +23,6 @@ struct RabitSession {
   double ms_build, ms_load; /* open: cubins from cache or NVRTC; module loads */
 };
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 struct RabitLinear {
   int step;
   RtDevPtr bits; /* the kernel layout, read by every batch bucket */
@@ -131,9 +125,9 @@ int rt_session_open_plan(const RtPlan *p, int device, RabitSession **out, RbBuf 
   if ((rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &e)) != RB_OK) goto fail;
   for (int i = 0; i < p->nkernels; i++) specs[i] = p->kernels[i].spec;
   RtBuildOptions bo = {rt_gpu_arch(s->gpu), cache, 0};
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   rc = rt_build_kernels(specs, p->nkernels, &bo, built);
-  double t1 = now_ms();
+  double t1 = rb_now_ms();
   for (int i = 0; i < p->nkernels && rc == RB_OK; i++) {
     if (strcmp(built[i].entry, p->kernels[i].entry) != 0) {
       rb_buf_printf(&e, "plan kernel %d: its spec now gives entry %s, the plan says %s; recompile the plan",
@@ -147,7 +141,7 @@ int rt_session_open_plan(const RtPlan *p, int device, RabitSession **out, RbBuf 
     if (rc != RB_OK) rb_buf_printf(&e, "plan kernel %d (%s) failed to load", i, built[i].entry);
   }
   s->ms_build = t1 - t0;
-  s->ms_load = now_ms() - t1;
+  s->ms_load = rb_now_ms() - t1;
   for (int i = 0; i < p->nkernels && rc != RB_OK && !e.len; i++)
     if (built[i].rc != RB_OK) rb_buf_printf(&e, "kernel %s failed to build: %s", built[i].entry, built[i].log.data ? built[i].log.data : "");
   if (rc != RB_OK) goto fail;

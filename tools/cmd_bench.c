@@ -35,9 +35,9 @@ static int bench_one(LoadOptions *o, const int *ctxs, int nctx, int prefill, int
   /* Prefill: one warm-up, then the best of 5. */
   double best = 1e30;
   for (int rep = 0; !rc && rep < 6; rep++) {
-    double t0 = now_ms();
+    double t0 = rb_now_ms();
     rc = rt_model_forward(L.model, tok, prefill, 0) || rt_model_sync(L.model);
-    double t = now_ms() - t0;
+    double t = rb_now_ms() - t0;
     if (rep && t < best) best = t;
   }
   r->prefill_tps = prefill / (best / 1e3);
@@ -48,9 +48,9 @@ static int bench_one(LoadOptions *o, const int *ctxs, int nctx, int prefill, int
       rc = rt_model_forward(L.model, tok, T, at);
     }
     if (!rc) rc = rt_model_decode(L.model, tok[0], ctxs[c]) || rt_model_decode_replay(L.model, 5) || rt_model_sync(L.model);
-    double t0 = now_ms();
+    double t0 = rb_now_ms();
     if (!rc) rc = rt_model_decode_replay(L.model, steps) || rt_model_sync(L.model);
-    r->decode_ms[c] = (now_ms() - t0) / steps;
+    r->decode_ms[c] = (rb_now_ms() - t0) / steps;
   }
   free(tok);
   load_free(&L);

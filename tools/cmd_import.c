@@ -308,30 +308,6 @@ static void config_json(const Hparams *hp, RbBuf *b) {
 }
 
 
-/* mkdir -p: each missing component made with mode 0777 (umask applies). */
-static int make_dirs(const char *dir) {
-  char p[4096];
-  size_t n = strlen(dir);
-  if (n == 0 || n >= sizeof p) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(p, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (p[i] != '/' && p[i] != 0) continue;
-    char c = p[i];
-    p[i] = 0;
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
-    p[i] = c;
-  }
-  struct stat st;
-  if (stat(dir, &st) != 0) return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
-}
 
 static const char *base_name(const char *p) {
   const char *s = strrchr(p, '/');
@@ -428,7 +404,7 @@ int cmd_import(int argc, char **argv) {
     rc = RB_EINTERNAL;
     goto done;
   }
-  if (make_dirs(outdir) != 0) {
+  if (rb_mkdir_p(outdir, 0777) != 0) {
     rb_buf_printf(&err, "rabit import: cannot create directory '%s': %s\n", outdir, strerror(errno));
     goto done;
   }

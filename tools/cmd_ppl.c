@@ -112,7 +112,7 @@ int cmd_ppl(int argc, char **argv) {
   float *logits = malloc((size_t)chunk * V * sizeof *logits);
   double total = 0;
   size_t count = 0;
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   for (size_t w = 0; !rc && w < windows; w++) {
     const int32_t *win = ids + w * (size_t)ctx;
     for (int at = 0; !rc && at < ctx; at += chunk) {
@@ -128,7 +128,7 @@ int cmd_ppl(int argc, char **argv) {
     if (!quiet) {
       int bar = (int)(30 * (w + 1) / windows);
       fprintf(stderr, "\r  [%.*s%*s] window %zu/%zu  ppl %.3f  %.0f tok/s", bar, "##############################",
-              30 - bar, "", w + 1, windows, exp(total / count), (w + 1) * ctx / ((now_ms() - t0) / 1e3));
+              30 - bar, "", w + 1, windows, exp(total / count), (w + 1) * ctx / ((rb_now_ms() - t0) / 1e3));
     }
   }
   if (!quiet) fprintf(stderr, "\n");

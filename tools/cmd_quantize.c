@@ -68,12 +68,6 @@ typedef struct {
 } Pool;
 
 /* Monotonic wall clock in milliseconds, for the per-layer times. */
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* Tensor element i as float, for the input dtypes we accept. memcpy because
  * safetensors offsets need not be aligned. */
 static float load_elem(const RtTensor *t, size_t i) {
@@ -94,7 +88,7 @@ static float load_elem(const RtTensor *t, size_t i) {
 
 /* Quantize one job; fills its result or err. Runs on a worker thread. */
 static void run_job(Job *j, int paths, int rounds) {
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   size_t nk = (size_t)j->N * j->K, words = (size_t)(j->K + 31) / 32;
   float *W = rb_malloc(nk * sizeof *W);
   float *g = rb_malloc((size_t)paths * j->N * sizeof *g);
@@ -123,7 +117,7 @@ done:
   rb_free(W);
   rb_free(g);
   rb_free(h);
-  j->ms = now_ms() - t0;
+  j->ms = rb_now_ms() - t0;
 }
 
 /* Frees a job's result once it is written (or abandoned). */
@@ -421,7 +415,7 @@ int cmd_quantize(int argc, char **argv) {
 
   /* Write in input order, waiting for each layer as it comes up: only the
    * layers in flight or finished early hold their results in memory. */
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   if (rt_st_writer_new(&w)) {
     status = 2;
     goto out;
@@ -500,7 +494,7 @@ int cmd_quantize(int argc, char **argv) {
          worst_name[0] ? (int)(strlen(worst_name) - 7) : 0, worst_name);
   printf("%.3f bits per quantized weight; %s: %.1f MB -> %s: %.1f MB; %.1f s\n",
          params_q ? bytes_q * 8.0 / params_q : 0.0, in, bytes_in / 1e6, out, bytes_out / 1e6,
-         (now_ms() - t0) / 1e3);
+         (rb_now_ms() - t0) / 1e3);
   copy_tokenizer(in, out);
   status = 0;
 

@@ -126,7 +126,7 @@ int cmd_run(int argc, char **argv) {
     rc = 1;
   }
   for (size_t i = 0; idf && i < nt; i++) fprintf(idf, "%d\n", tokens[i]);
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   for (size_t at = 0; !rc && at < nt; at += (size_t)chunk) { /* prefill in chunks */
     int T = (int)(nt - at) < chunk ? (int)(nt - at) : chunk;
     rc = rt_model_forward(L.model, tokens + at, T, (int)at);
@@ -137,11 +137,11 @@ int cmd_run(int argc, char **argv) {
     if (!rc && at + (size_t)T == nt) rc = rt_model_logits(L.model, T - 1, 1, logits);
   }
   if (lf && fclose(lf)) rc = 1;
-  double t_prefill = now_ms() - t0;
+  double t_prefill = rb_now_ms() - t0;
   if (tok && !quiet && prompt) printf("%s", chat ? "" : prompt);
   fflush(stdout);
   int generated = 0, eos = tok ? rt_tok_eos(tok) : -1;
-  double t1 = now_ms();
+  double t1 = rb_now_ms();
   for (int i = 0; !rc && i < n; i++) {
     int next = rt_sample(sampler, logits);
     generated++;
@@ -159,7 +159,7 @@ int cmd_run(int argc, char **argv) {
       if (!rc) rc = rt_model_logits(L.model, 0, 1, logits);
     }
   }
-  double t_decode = now_ms() - t1;
+  double t_decode = rb_now_ms() - t1;
   if (idf) fclose(idf);
   printf("\n");
   fflush(stdout); /* the text before the statistics on stderr */

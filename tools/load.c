@@ -11,12 +11,6 @@
 #include "frontend/frontend.h"
 #include "tools/load.h"
 
-double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 /* IR -> plan, with every kernel built (so the session finds them cached). */
 static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, int *kernels, int *hits) {
   RbBuf src = {0}, err = {0};
@@ -65,13 +59,13 @@ int load_model(const LoadOptions *o, Loaded *out) {
   char arch[16];
   snprintf(arch, sizeof arch, "%s", rt_gpu_arch(gpu));
   rt_gpu_close(gpu);
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   int rc = compile_plan(o, &out->plan, arch, &out->kernels, &out->hits);
   if (!rc) rc = rt_session_open_plan(out->plan, 0, &out->session, &err);
-  out->ms_compile = now_ms() - t0;
+  out->ms_compile = rb_now_ms() - t0;
   RtModelOptions mo = {o->max_tokens, o->random, 0};
   if (!rc) rc = rt_model_open(out->session, o->weights, &mo, &out->model, &err);
-  out->ms_weights = now_ms() - t0 - out->ms_compile;
+  out->ms_weights = rb_now_ms() - t0 - out->ms_compile;
   if (rc) {
     if (err.data) fprintf(stderr, "%s: %s\n", o->tool, err.data);
     load_free(out);

@@ -36,6 +36,4 @@ void load_free(Loaded *l);
  * path, the tokenizer.txt beside the weights. NULL after an error message. */
 RtTokenizer *load_tokenizer(const char *path, const char *weights, const char *tool);
 
-double now_ms(void);
-
 #endif

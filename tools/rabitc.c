@@ -77,12 +77,6 @@ static void dump(const IrGraph *g) {
   rb_buf_free(&b);
 }
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 static void lines_str(const CgKernelUse *u, const char *path, char *s, size_t n) {
   size_t used = (size_t)snprintf(s, n, "%s:", path);
   for (int j = 0; j < u->nlines && used < n; j++)
@@ -154,9 +148,9 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
 
   RtBuilt *built = NULL;
   RtBuildOptions bo = {arch, cache, o->jobs};
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   int rc = rt_build_kernel_set(&ks, &bo, &built);
-  double wall = now_ms() - t0;
+  double wall = rb_now_ms() - t0;
   if (!built) goto done;
 
   int hits = 0, failed = 0;
@@ -198,7 +192,7 @@ static int compile_kernels(const IrGraph *g, const char *path, const char *src_h
   if (rc != RB_OK) goto done;
 
   if (o->out && o->emit == EMIT_CUDA) {
-    if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
+    if (rb_mkdir_p(o->out, 0755) != 0) {
       fprintf(stderr, "rabitc: cannot create directory '%s': %s\n", o->out, strerror(errno));
       rc = RB_EUSER;
       goto done;
@@ -285,7 +279,7 @@ static int compile_file(const char *path, const Options *o) {
   if (rc == RB_OK) {
     RbBuf t = {0};
     printf("%s: model '%s', graph '%s'\n", shown, g->model ? g->model : "?", g->name);
-    ir_graph_summary(g, &t);
+    cg_graph_summary(g, &t);
     if (t.data) fputs(t.data, stdout);
     rb_buf_free(&t);
     fflush(stdout);

@@ -58,14 +58,8 @@ static int compile_cb(void *ctx, void **data, size_t *len) {
   return rt_nvrtc_compile(c->source, c->entry, c->arch, extra, nextra, data, len, c->log);
 }
 
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 static void build_one(const CgSpec *s, const RtBuildOptions *o, RtBuilt *b) {
-  double t0 = now_ms();
+  double t0 = rb_now_ms();
   b->rc = cg_emit(s, &b->source, b->entry, &b->log);
   if (b->rc != RB_OK) return;
   if (b->source.oom) {
@@ -76,7 +70,7 @@ static void build_one(const CgSpec *s, const RtBuildOptions *o, RtBuilt *b) {
   b->key = rt_key_make(&parts);
   Compile c = {b->source.data, b->entry, o->arch, &b->log};
   b->rc = rt_cache_fetch(o->cache, b->key, compile_cb, &c, &b->cubin, &b->len, &b->hit, &b->log);
-  b->ms = now_ms() - t0;
+  b->ms = rb_now_ms() - t0;
 }
 
 static void *worker(void *arg) {

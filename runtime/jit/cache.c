@@ -207,36 +207,6 @@ static int mem_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *e
 
 /* ---- directory helpers ---- */
 
-/* mkdir -p with mode 0700 for each directory it creates. */
-static int mkdir_p(const char *path) {
-  size_t n = strlen(path);
-  char *p = rb_malloc(n + 1);
-  if (!p) {
-    errno = ENOMEM;
-    return -1;
-  }
-  memcpy(p, path, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (p[i] != '/' && p[i] != 0) continue;
-    char saved = p[i];
-    p[i] = 0;
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-      int e = errno;
-      rb_free(p);
-      errno = e;
-      return -1;
-    }
-    p[i] = saved;
-  }
-  rb_free(p);
-  struct stat st;
-  if (stat(path, &st) != 0) return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
-}
 
 static int fsync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -350,7 +320,7 @@ int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *war
     *out = c;
     return RB_OK;
   }
-  if (mkdir_p(c->dir) != 0 || !dir_writable(c)) {
+  if (rb_mkdir_p(c->dir, 0700) != 0 || !dir_writable(c)) {
     int e = errno;
     if (e == ENOMEM) {
       rt_cache_close(c);

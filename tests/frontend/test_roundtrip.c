@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "tests/common/check.h"
 
@@ -85,7 +86,7 @@ static void roundtrip(const char *path, const IrGraph *g, const char *stage) {
     char *p2 = print(g2);
     CHECK(strcmp(p1, p2) == 0, "%s %s: printing the reparsed graph gives different text", path, stage);
     CHECK(graphs_equal(g, g2), "%s %s: reparsed graph differs", path, stage);
-    CHECK(ir_graph_params(g) == ir_graph_params(g2), "%s %s: parameter count changed", path, stage);
+    CHECK(cg_graph_params(g) == cg_graph_params(g2), "%s %s: parameter count changed", path, stage);
     free(p2);
   }
   ir_graph_free(g2);
@@ -143,7 +144,7 @@ int main(int argc, char **argv) {
       ir_diag_free(&d);
       roundtrip(path, g, "after-fusion");
       printf("%s: %d fusion rewrites, %llu parameters\n", path, rewrites,
-             (unsigned long long)ir_graph_params(g));
+             (unsigned long long)cg_graph_params(g));
     }
     check_paths_override(path, src.data);
     ir_graph_free(g);

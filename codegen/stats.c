@@ -1,6 +1,8 @@
-/* stats.c: the layer table rabitc prints, and parameter counts. */
+/* stats.c: the layer table rabitc prints, parameter counts and the bytes
+ * each op's weights take in the packed format. */
 #include <string.h>
 
+#include "codegen/codegen.h"
 #include "ir/ir.h"
 
 static int64_t in_width(const IrGraph *g, const IrNode *n) {
@@ -28,13 +30,11 @@ static uint64_t node_params(const IrGraph *g, const IrNode *n) {
 static uint64_t packed_bytes(const IrGraph *g, const IrNode *n) {
   int k = ir_node_paths(n);
   if (!k) return 2 * node_params(g, n);
-  int64_t K = in_width(g, n), words = (K + 31) / 32, total = 0;
+  int64_t K = in_width(g, n);
+  uint64_t total = 0;
   int nseg = n->op == IR_LINEAR_SWIGLU ? 2 : n->nint;
-  for (int i = 0; i < nseg; i++) {
-    int64_t N = n->ints[n->op == IR_LINEAR_SWIGLU ? 0 : i];
-    total += k * (N * words * 4 + 2 * N + 2 * K);
-  }
-  return (uint64_t)total;
+  for (int i = 0; i < nseg; i++) total += cg_packed_bytes(k, n->ints[n->op == IR_LINEAR_SWIGLU ? 0 : i], K);
+  return total;
 }
 
 static void node_shape(const IrGraph *g, const IrNode *n, char *s, size_t len) {
@@ -59,7 +59,7 @@ static void node_shape(const IrGraph *g, const IrNode *n, char *s, size_t len) {
   rb_buf_free(&b);
 }
 
-uint64_t ir_graph_params(const IrGraph *g) {
+uint64_t cg_graph_params(const IrGraph *g) {
   uint64_t p = 0;
   for (int i = 0; i < g->nnodes; i++)
     if (!g->nodes[i].dead) p += node_params(g, &g->nodes[i]);
@@ -73,7 +73,7 @@ typedef struct {
   uint64_t params, bytes;
 } Row;
 
-void ir_graph_summary(const IrGraph *g, RbBuf *out) {
+void cg_graph_summary(const IrGraph *g, RbBuf *out) {
   Row *rows = rb_calloc((size_t)g->nnodes + 1, sizeof(Row));
   if (!rows) {
     out->oom = 1;

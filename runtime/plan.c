@@ -102,32 +102,6 @@ oom:
   return RB_EINTERNAL;
 }
 
-int rt_plan_compile(const IrGraph *g, const char *ir_text, const char *arch, int max_ctx, RtPlan **out,
-                    int *nkernels, int *hits, RbBuf *err) {
-  CgTargetOptions topt = {max_ctx};
-  CgKernelSet ks;
-  RtCache *cache = NULL;
-  if (cg_kernels_from_graph(g, &topt, &ks) != RB_OK) return RB_EINTERNAL;
-  RtBuilt *built = NULL;
-  int rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, err);
-  if (!rc) {
-    RtBuildOptions bo = {arch, cache, 0};
-    rc = rt_build_kernel_set(&ks, &bo, &built);
-    for (int i = 0; built && i < ks.n; i++) {
-      if (hits) *hits += built[i].hit;
-      if (built[i].rc)
-        rb_buf_printf(err, "kernel %s failed to build: %s", built[i].entry, built[i].log.data ? built[i].log.data : "\n");
-    }
-  }
-  if (nkernels) *nkernels = ks.n;
-  if (!rc) rc = rt_plan_make(out, g, ir_text, arch, &ks, built);
-  if (built) rt_built_free(built, ks.n);
-  rb_free(built);
-  rt_cache_close(cache);
-  cg_kernel_set_free(&ks);
-  return rc;
-}
-
 void rt_plan_free(RtPlan *p) {
   if (!p) return;
   for (int i = 0; i < p->nsteps; i++)
@@ -196,19 +170,14 @@ static const char *bad_weight_name(const RtPlan *p) {
   return NULL;
 }
 
-int rt_plan_write(const char *path, const IrGraph *g, const char *ir_text, const char *arch,
-                  const CgKernelSet *ks, const RtBuilt *built, RbBuf *err) {
-  RtPlan *p;
-  if (rt_plan_make(&p, g, ir_text, arch, ks, built) != RB_OK) return RB_EINTERNAL;
+int rt_plan_write(const char *path, const RtPlan *p, RbBuf *err) {
   const char *bad = bad_weight_name(p);
   if (bad) {
     rb_buf_printf(err, "weight name \"%s\" cannot go into a plan (spaces, commas and '=' are not allowed)", bad);
-    rt_plan_free(p);
     return RB_EUSER;
   }
   RbBuf text = {0};
   rt_plan_format(p, &text);
-  rt_plan_free(p);
   if (text.oom) {
     rb_buf_free(&text);
     return RB_EINTERNAL;

@@ -8,13 +8,13 @@
 #include <stdint.h>
 
 #include "codegen/codegen.h"
+#include "frontend/frontend.h"
 #include "ir/base.h"
 #include "runtime/cuda/gpu.h"
 #include "runtime/jit/jit.h"
 
 /* ==== plan.c: the versioned plan, the contract between rabitc and its users ==== */
 
-struct IrGraph;
 struct RabitSession;
 
 #define RT_PLAN_VERSION 1
@@ -56,26 +56,64 @@ typedef struct RtPlan {
   RtPlanStep *steps;
 } RtPlan;
 
-/* Write the plan of a verified, fused graph whose kernels were built
- * (built[i] serves ks->k[i]). The IR text's hash identifies the source.
- * Written to a temp file and renamed, so a failed write leaves any old plan. */
-int rt_plan_write(const char *path, const struct IrGraph *g, const char *ir_text, const char *arch,
-                  const CgKernelSet *ks, const RtBuilt *built, RbBuf *err);
+/* Build the in-memory plan of a verified, fused graph whose kernels were
+ * built (built[i] serves ks->k[i]); the IR text's hash identifies the source. */
+int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char *arch,
+                 const CgKernelSet *ks, const RtBuilt *built);
 /* Render a plan as text (what rt_plan_write writes). */
 void rt_plan_format(const RtPlan *p, RbBuf *out);
-/* Build the in-memory plan without writing it. */
-int rt_plan_make(RtPlan **out, const struct IrGraph *g, const char *ir_text, const char *arch,
-                 const CgKernelSet *ks, const RtBuilt *built);
-/* The whole back end for a verified, fused graph: select its kernels,
- * fetch or compile each through the cache (in parallel), and make the plan
- * for arch. Kernel failures are appended to err. *nkernels and *hits
- * (either may be NULL) count the kernels and those the cache held. */
-int rt_plan_compile(const struct IrGraph *g, const char *ir_text, const char *arch, int max_ctx, RtPlan **out,
-                    int *nkernels, int *hits, RbBuf *err);
+/* Write it to path through a temp file and a rename, so that a failed write
+ * leaves any old plan whole. */
+int rt_plan_write(const char *path, const RtPlan *p, RbBuf *err);
 /* Load and validate a plan file; errors name the file and line. */
 int rt_plan_load(const char *path, RtPlan **out, RbBuf *err);
 int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err);
 void rt_plan_free(RtPlan *p);
+
+/* ==== compile.c: the one pipeline, text -> graph -> kernels -> binaries -> plan ==== */
+
+#define RT_DEFAULT_MAX_CTX 2048 /* KV-cache length when the caller names none */
+
+typedef enum { RT_STAGE_PARSE, RT_STAGE_VERIFY, RT_STAGE_FUSE, RT_STAGE_SELECT, RT_STAGE_BUILD, RT_STAGE_PLAN,
+               RT_NSTAGE } RtStage;
+
+typedef struct {
+  const char *path;  /* the IR file ("-": stdin); names the diagnostics */
+  const char *text;  /* the IR text itself, or NULL to read path */
+  FeOptions fe;      /* --paths override, every linear dense */
+  RtStage stop;      /* the last stage to run */
+  const char *arch;  /* exact target ("sm_90"), needed from RT_STAGE_BUILD on */
+  int max_ctx;       /* KV-cache length the attention kernels serve; 0 = RT_DEFAULT_MAX_CTX */
+  int jobs;          /* compile threads; 0 = the online CPUs */
+} RtCompileOptions;
+
+/* What the stages made; each field is valid once `reached` is past its stage. */
+typedef struct {
+  const char *shown;   /* the name diagnostics use ("<stdin>" for -) */
+  RbBuf text;          /* the IR text: its hash identifies the plan's source */
+  IrGraph *graph;      /* verified; fused from RT_STAGE_FUSE on */
+  CgKernelSet kernels; /* RT_STAGE_SELECT */
+  int have_kernels;
+  RtBuilt *built;      /* RT_STAGE_BUILD attempted: one per kernel, failures included */
+  RtCache *cache;
+  RtPlan *plan;        /* RT_STAGE_PLAN */
+  int reached;         /* the last stage that completed; -1 for none */
+  int hits, failed;    /* kernels the cache held; kernels that did not build */
+  double ms_build;
+  RbBuf diag;          /* frontend diagnostics: path:line:col: error: ..., the line, a caret */
+  RbBuf warnings;      /* the cache's (e.g. a memory-only cache), for the caller to show */
+} RtCompiled;
+
+/* Run the stages up to o->stop. Frontend diagnostics go to c->diag, other
+ * errors (one line, no newline: an unreadable file, kernels that failed) to
+ * err; a kernel that does not build is described in c->built[i] (entry, rc,
+ * NVRTC log). Returns RB_OK, RB_EUSER (bad input) or RB_EINTERNAL. Free c
+ * with rt_compiled_free either way. */
+int rt_compile(const RtCompileOptions *o, RtCompiled *c, RbBuf *err);
+void rt_compiled_free(RtCompiled *c);
+/* The plan, now the caller's to free with rt_plan_free. */
+RtPlan *rt_compiled_take_plan(RtCompiled *c);
+const char *rt_stage_name(RtStage s); /* "parse", "verify", ... */
 
 /* ==== exec.c: the executor: a plan's steps over weights, with a KV cache ==== */
 

@@ -8,32 +8,26 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frontend/frontend.h"
 #include "tools/load.h"
 
-/* IR -> plan, with every kernel built (so the session finds them cached). */
+/* IR -> plan through the pipeline, with every kernel built (so the session finds them cached). */
 static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, int *kernels, int *hits) {
-  RbBuf src = {0}, err = {0};
-  IrDiag d;
-  IrGraph *g = NULL;
-  if (rb_read_file(o->ir, &src)) {
-    fprintf(stderr, "%s: cannot read '%s'\n", o->tool, o->ir);
-    return 1;
-  }
-  ir_diag_init(&d, o->ir, src.data);
-  FeOptions fe = {o->paths, o->fp16};
-  int rc = fe_compile(o->ir, src.data, &fe, &d, &g);
-  if (!rc) rc = ir_graph_verify(g, &d);
-  if (!rc) {
-    ir_fuse(g);
-    rc = ir_graph_verify(g, &d);
-  }
-  if (!rc) rc = rt_plan_compile(g, src.data, arch, o->max_ctx ? o->max_ctx : 2048, plan, kernels, hits, &err);
-  if (d.out.data) fputs(d.out.data, stderr);
-  if (err.data) fprintf(stderr, "%s: %s", o->tool, err.data);
-  ir_graph_free(g);
-  ir_diag_free(&d);
-  rb_buf_free(&src);
+  RbBuf err = {0};
+  RtCompileOptions co = {.path = o->ir, .fe = {o->paths, o->fp16}, .stop = RT_STAGE_PLAN, .arch = arch,
+                         .max_ctx = o->max_ctx};
+  RtCompiled c;
+  int rc = rt_compile(&co, &c, &err);
+  *plan = rt_compiled_take_plan(&c);
+  *kernels = c.kernels.n;
+  *hits = c.hits;
+  if (c.diag.data) fputs(c.diag.data, stderr);
+  if (c.warnings.data) fprintf(stderr, "%s: %s", o->tool, c.warnings.data);
+  for (int i = 0; c.built && i < c.kernels.n; i++)
+    if (c.built[i].rc)
+      fprintf(stderr, "%s: kernel %s failed to build: %s", o->tool, c.built[i].entry,
+              c.built[i].log.data ? c.built[i].log.data : "\n");
+  if (err.data) fprintf(stderr, "%s: %s\n", o->tool, err.data);
+  rt_compiled_free(&c);
   rb_buf_free(&err);
   return rc;
 }

@@ -129,169 +129,122 @@ static const char *detect_arch(const Options *o, char *buf, size_t n) {
   return arch;
 }
 
-/* Compile the kernels of g; print one line per kernel. Returns an exit code. */
-static int compile_kernels(const IrGraph *g, const char *path, const char *src_hash_text,
-                           const Options *o) {
-  CgTargetOptions topt = {o->max_ctx};
-  CgKernelSet ks;
-  if (cg_kernels_from_graph(g, &topt, &ks) != RB_OK) return RB_EINTERNAL;
-  char archbuf[16];
-  const char *arch = detect_arch(o, archbuf, sizeof archbuf);
-  RbBuf warn = {0};
-  RtCache *cache = NULL;
-  if (rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &warn) != RB_OK) {
-    cg_kernel_set_free(&ks);
-    return RB_EINTERNAL;
-  }
-  if (warn.data) fprintf(stderr, "rabitc: %s", warn.data);
-  rb_buf_free(&warn);
-
-  RtBuilt *built = NULL;
-  RtBuildOptions bo = {arch, cache, o->jobs};
-  double t0 = rb_now_ms();
-  int rc = rt_build_kernel_set(&ks, &bo, &built);
-  double wall = rb_now_ms() - t0;
-  if (!built) goto done;
-
-  int hits = 0, failed = 0;
+/* One line per kernel, then the failures: the log, the .cu to read, the IR it serves. */
+static void report_kernels(const RtCompiled *c, const char *arch) {
+  const CgKernelSet *ks = &c->kernels;
   printf("\n%-58s %-16s %5s %9s\n", "kernel", "IR lines", "cache", "ms");
-  for (int i = 0; i < ks.n; i++) {
+  for (int i = 0; i < ks->n; i++) {
     RbBuf d = {0};
     char lines[256];
-    cg_spec_describe(&ks.k[i].spec, &d);
-    lines_str(&ks.k[i], "", lines, sizeof lines);
-    const RtBuilt *b = &built[i];
-    hits += b->rc == RB_OK && b->hit;
-    failed += b->rc != RB_OK;
+    cg_spec_describe(&ks->k[i].spec, &d);
+    lines_str(&ks->k[i], "", lines, sizeof lines);
+    const RtBuilt *b = &c->built[i];
     printf("%-58s %-16s %5s %9.1f\n", d.data ? d.data : "?", lines + 1,
            b->rc != RB_OK ? "FAIL" : b->hit ? "hit" : "miss", b->ms);
     rb_buf_free(&d);
   }
-  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall\n", ks.n, arch,
-         ks.n - hits - failed, hits, failed, wall / 1e3);
-
-  /* Failures: the log, the .cu to read, the IR the kernel serves. */
-  for (int i = 0; i < ks.n; i++) {
-    const RtBuilt *b = &built[i];
+  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall\n", ks->n, arch,
+         ks->n - c->hits - c->failed, c->hits, c->failed, c->ms_build / 1e3);
+  for (int i = 0; i < ks->n; i++) {
+    const RtBuilt *b = &c->built[i];
     if (b->rc == RB_OK) {
       if (b->log.data) fprintf(stderr, "rabitc: %s", b->log.data); /* cache warnings */
       continue;
     }
     char file[4096], lines[256];
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    lines_str(&ks.k[i], path, lines, sizeof lines);
+    lines_str(&ks->k[i], c->shown, lines, sizeof lines);
     RbBuf d = {0};
-    cg_spec_describe(&ks.k[i].spec, &d);
-    int dumped = b->source.len && write_cuda(dir, path, &ks.k[i], b, file, sizeof file) == 0;
+    cg_spec_describe(&ks->k[i].spec, &d);
+    int dumped = b->source.len && write_cuda(dir, c->shown, &ks->k[i], b, file, sizeof file) == 0;
     const char *log = b->log.data ? b->log.data : "";
     fprintf(stderr, "%s: error: kernel '%s' cannot be built%s%s\n%s%s", lines, d.data ? d.data : b->entry,
             dumped ? "; its source is in " : "", dumped ? file : "", log,
             *log && log[strlen(log) - 1] != '\n' ? "\n" : "");
     rb_buf_free(&d);
   }
-  if (rc != RB_OK) goto done;
-
-  if (o->out && o->emit == EMIT_CUDA) {
-    if (rb_mkdir_p(o->out, 0755) != 0) {
-      fprintf(stderr, "rabitc: cannot create directory '%s': %s\n", o->out, strerror(errno));
-      rc = RB_EUSER;
-      goto done;
-    }
-    for (int i = 0; i < ks.n; i++) {
-      char file[4096];
-      if (write_cuda(o->out, path, &ks.k[i], &built[i], file, sizeof file) != 0) {
-        fprintf(stderr, "rabitc: cannot write '%s': %s\n", file, strerror(errno));
-        rc = RB_EUSER;
-        goto done;
-      }
-    }
-    printf("wrote %d kernels to %s/\n", ks.n, o->out);
-  } else if (o->out) {
-    RbBuf err = {0};
-    rc = rt_plan_write(o->out, g, src_hash_text, arch, &ks, built, &err);
-    if (rc != RB_OK) fprintf(stderr, "rabitc: %s\n", err.data ? err.data : "cannot write the plan");
-    else printf("wrote plan %s\n", o->out);
-    rb_buf_free(&err);
-  }
-done:
-  if (built) rt_built_free(built, ks.n);
-  rb_free(built);
-  rt_cache_close(cache);
-  cg_kernel_set_free(&ks);
-  return rc;
 }
 
-/* The kernel list alone: what the fusion pass and kernel selection produce. */
-static int list_kernels(const IrGraph *g, const Options *o) {
-  CgTargetOptions topt = {o->max_ctx};
-  CgKernelSet ks;
-  if (cg_kernels_from_graph(g, &topt, &ks) != RB_OK) return RB_EINTERNAL;
-  printf("\n%-58s %-16s %5s\n", "kernel", "IR lines", "uses");
-  for (int i = 0; i < ks.n; i++) {
-    RbBuf d = {0};
-    char lines[256];
-    cg_spec_describe(&ks.k[i].spec, &d);
-    lines_str(&ks.k[i], "", lines, sizeof lines);
-    printf("%-58s %-16s %5d\n", d.data ? d.data : "?", lines + 1, ks.k[i].uses);
-    rb_buf_free(&d);
+/* --emit=cuda: one .cu file per kernel in the directory o->out. */
+static int write_sources(const RtCompiled *c, const Options *o) {
+  if (rb_mkdir_p(o->out, 0755) != 0) {
+    fprintf(stderr, "rabitc: cannot create directory '%s': %s\n", o->out, strerror(errno));
+    return RB_EUSER;
   }
-  printf("%d kernels\n", ks.n);
-  cg_kernel_set_free(&ks);
+  for (int i = 0; i < c->kernels.n; i++) {
+    char file[4096];
+    if (write_cuda(o->out, c->shown, &c->kernels.k[i], &c->built[i], file, sizeof file) != 0) {
+      fprintf(stderr, "rabitc: cannot write '%s': %s\n", file, strerror(errno));
+      return RB_EUSER;
+    }
+  }
+  printf("wrote %d kernels to %s/\n", c->kernels.n, o->out);
   return RB_OK;
 }
 
-/* Compile one file; returns an exit code. */
+/* The kernel list alone: what the fusion pass and kernel selection produce. */
+static void list_kernels(const CgKernelSet *ks) {
+  printf("\n%-58s %-16s %5s\n", "kernel", "IR lines", "uses");
+  for (int i = 0; i < ks->n; i++) {
+    RbBuf d = {0};
+    char lines[256];
+    cg_spec_describe(&ks->k[i].spec, &d);
+    lines_str(&ks->k[i], "", lines, sizeof lines);
+    printf("%-58s %-16s %5d\n", d.data ? d.data : "?", lines + 1, ks->k[i].uses);
+    rb_buf_free(&d);
+  }
+  printf("%d kernels\n", ks->n);
+}
+
+static const RtStage dump_stage[] = {[DUMP_PARSE] = RT_STAGE_PARSE, [DUMP_VERIFY] = RT_STAGE_VERIFY,
+                                     [DUMP_FUSION] = RT_STAGE_FUSE};
+
+/* Compile one file through the pipeline, as far as the options ask; returns an exit code. */
 static int compile_file(const char *path, const Options *o) {
-  const char *shown = strcmp(path, "-") == 0 ? "<stdin>" : path;
-  RbBuf src = {0};
-  if (rb_read_file(path, &src) != 0) {
-    fprintf(stderr, "rabitc: cannot read '%s': %s\n", shown, strerror(errno));
-    rb_buf_free(&src);
-    return errno == ENOMEM ? RB_EINTERNAL : RB_EUSER;
-  }
-  if (memchr(src.data, 0, src.len)) {
-    fprintf(stderr, "rabitc: '%s' is not a text file (it contains a NUL byte at offset %zu)\n", shown,
-            (size_t)((char *)memchr(src.data, 0, src.len) - src.data));
-    rb_buf_free(&src);
-    return RB_EUSER;
-  }
-  IrDiag d;
-  ir_diag_init(&d, shown, src.data);
-  IrGraph *g = NULL;
-  int rc = fe_compile(shown, src.data, &o->fe, &d, &g);
-  if (rc == RB_OK && o->dump == DUMP_PARSE) {
-    dump(g);
-    goto done;
-  }
-  if (rc == RB_OK) rc = ir_graph_verify(g, &d);
-  if (rc == RB_OK && o->dump == DUMP_VERIFY) {
-    dump(g);
-    goto done;
-  }
-  if (rc == RB_OK) {
-    ir_fuse(g);
-    rc = ir_graph_verify(g, &d);
-  }
-  if (rc == RB_OK && o->dump == DUMP_FUSION) {
-    dump(g);
-    goto done;
-  }
-  if (rc == RB_OK) {
+  RtCompileOptions co = {.path = path, .fe = o->fe, .max_ctx = o->max_ctx, .jobs = o->jobs};
+  char archbuf[16];
+  int kernels = o->list || o->compile || o->out;
+  co.stop = o->dump != DUMP_NONE ? dump_stage[o->dump] : o->list ? RT_STAGE_SELECT
+            : kernels ? (o->out && o->emit == EMIT_PLAN ? RT_STAGE_PLAN : RT_STAGE_BUILD) : RT_STAGE_FUSE;
+  /* The layer table comes before the (slow) build, so the front half runs first. */
+  RtCompileOptions front = co;
+  if (front.stop > RT_STAGE_FUSE) front.stop = RT_STAGE_FUSE;
+  RtCompiled c;
+  RbBuf err = {0};
+  int rc = rt_compile(&front, &c, &err);
+  if (rc == RB_OK && o->dump != DUMP_NONE) {
+    dump(c.graph);
+  } else if (rc == RB_OK) {
     RbBuf t = {0};
-    printf("%s: model '%s', graph '%s'\n", shown, g->model ? g->model : "?", g->name);
-    cg_graph_summary(g, &t);
+    printf("%s: model '%s', graph '%s'\n", c.shown, c.graph->model ? c.graph->model : "?", c.graph->name);
+    cg_graph_summary(c.graph, &t);
     if (t.data) fputs(t.data, stdout);
     rb_buf_free(&t);
     fflush(stdout);
-    if (o->list) rc = list_kernels(g, o);
-    else if (o->compile || o->out) rc = compile_kernels(g, shown, src.data, o);
+    if (co.stop > RT_STAGE_FUSE) {
+      if (co.stop >= RT_STAGE_BUILD) co.arch = detect_arch(o, archbuf, sizeof archbuf);
+      co.text = c.text.data; /* the same bytes: stdin is read once */
+      co.path = c.shown;
+      RtCompiled full;
+      rc = rt_compile(&co, &full, &err);
+      if (full.warnings.data) fprintf(stderr, "rabitc: %s", full.warnings.data);
+      if (o->list && full.have_kernels) list_kernels(&full.kernels);
+      else if (full.built) report_kernels(&full, co.arch);
+      if (full.diag.data) fputs(full.diag.data, stderr);
+      if (full.failed) rb_buf_free(&err); /* each failure was reported above, with its log */
+      if (rc == RB_OK && o->out && o->emit == EMIT_CUDA) rc = write_sources(&full, o);
+      else if (rc == RB_OK && o->out) {
+        rc = rt_plan_write(o->out, full.plan, &err);
+        if (rc == RB_OK) printf("wrote plan %s\n", o->out);
+      }
+      rt_compiled_free(&full);
+    }
   }
-done:
-  if (d.out.data) fputs(d.out.data, stderr);
-  if (rc == RB_EINTERNAL) fprintf(stderr, "rabitc: internal error while compiling '%s'\n", shown);
-  ir_diag_free(&d);
-  ir_graph_free(g);
-  rb_buf_free(&src);
+  if (c.diag.data) fputs(c.diag.data, stderr);
+  if (err.data) fprintf(stderr, "rabitc: %s\n", err.data);
+  if (rc == RB_EINTERNAL) fprintf(stderr, "rabitc: internal error while compiling '%s'\n", c.shown);
+  rb_buf_free(&err);
+  rt_compiled_free(&c);
   return rc;
 }
 

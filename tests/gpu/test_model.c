@@ -88,21 +88,16 @@ static void add_linear(RtStWriter *w, const char *base, const Lin *l, int dense)
 /* The IR compiled in process to a session, as `rabit run` does. */
 static int open_model(const char *ir_path, int dense, const char *weights, int max_tokens, RtPlan **plan,
                       RabitSession **s, RtModel **m) {
-  RbBuf src = {0}, err = {0};
-  IrDiag d;
-  IrGraph *g = NULL;
-  rb_read_file(ir_path, &src);
-  ir_diag_init(&d, ir_path, src.data);
-  FeOptions fe = {0, dense};
-  int rc = fe_compile(ir_path, src.data, &fe, &d, &g) || ir_graph_verify(g, &d);
-  if (!rc) ir_fuse(g), rc = rt_plan_compile(g, src.data, arch, 64, plan, NULL, NULL, &err);
+  RbBuf err = {0};
+  RtCompileOptions co = {.path = ir_path, .fe = {0, dense}, .stop = RT_STAGE_PLAN, .arch = arch, .max_ctx = 64};
+  RtCompiled c;
+  int rc = rt_compile(&co, &c, &err);
+  *plan = rt_compiled_take_plan(&c);
   if (!rc) rc = rt_session_open_plan(*plan, 0, s, &err);
   RtModelOptions mo = {max_tokens, 0, 0};
   if (!rc) rc = rt_model_open(*s, weights, &mo, m, &err);
-  if (rc) printf("open failed: %s%s\n", d.out.data ? d.out.data : "", err.data ? err.data : "");
-  ir_graph_free(g);
-  ir_diag_free(&d);
-  rb_buf_free(&src);
+  if (rc) printf("open failed: %s%s\n", c.diag.data ? c.diag.data : "", err.data ? err.data : "");
+  rt_compiled_free(&c);
   rb_buf_free(&err);
   return rc;
 }

@@ -24,28 +24,14 @@ static int npass, nfail;
 
 /* Compile path's IR into a plan file at out, as rabitc -o does. */
 static int write_plan(const char *path, const char *out, const char *arch) {
-  RbBuf src = {0}, err = {0}, text = {0};
-  IrDiag d;
-  IrGraph *g = NULL;
-  RtPlan *plan = NULL;
-  int rc = rb_read_file(path, &src) ? RB_EUSER : RB_OK;
-  ir_diag_init(&d, path, src.data);
-  if (!rc) rc = fe_compile(path, src.data, NULL, &d, &g);
-  if (!rc) rc = ir_graph_verify(g, &d);
-  if (!rc) ir_fuse(g), rc = rt_plan_compile(g, src.data, arch, 1024, &plan, NULL, NULL, &err);
-  if (!rc) {
-    rt_plan_format(plan, &text);
-    FILE *f = fopen(out, "w");
-    rc = !f || fwrite(text.data, 1, text.len, f) != text.len;
-    if (f && fclose(f)) rc = 1;
-  }
-  if (rc) printf("plan for %s failed: %s%s\n", path, d.out.data ? d.out.data : "", err.data ? err.data : "");
-  rt_plan_free(plan);
-  ir_graph_free(g);
-  ir_diag_free(&d);
-  rb_buf_free(&src);
+  RbBuf err = {0};
+  RtCompileOptions co = {.path = path, .stop = RT_STAGE_PLAN, .arch = arch, .max_ctx = 1024};
+  RtCompiled c;
+  int rc = rt_compile(&co, &c, &err);
+  if (!rc) rc = rt_plan_write(out, c.plan, &err);
+  if (rc) printf("plan for %s failed: %s%s\n", path, c.diag.data ? c.diag.data : "", err.data ? err.data : "");
+  rt_compiled_free(&c);
   rb_buf_free(&err);
-  rb_buf_free(&text);
   return rc;
 }
 

@@ -1,0 +1,111 @@
+/* compile.c: the one compile pipeline. Text -> graph (parse, verify) -> fused
+ * graph (fuse, verify) -> kernels (select) -> binaries (build through the
+ * cache) -> plan. rabitc, every rabit command, the trainer and the autotuner
+ * call it and stop at the stage they need. */
+#include <errno.h>
+#include <string.h>
+
+#include "frontend/frontend.h"
+#include "runtime/runtime.h"
+
+static const char *const stage_names[RT_NSTAGE] = {"parse", "verify", "fuse", "select", "build", "plan"};
+
+const char *rt_stage_name(RtStage s) { return (unsigned)s < RT_NSTAGE ? stage_names[s] : "?"; }
+
+/* Read the IR into c->text: the file, or stdin for "-". A NUL byte means it is not text. */
+static int read_source(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
+  if (o->text) {
+    rb_buf_puts(&c->text, o->text);
+    return c->text.oom ? RB_EINTERNAL : RB_OK;
+  }
+  if (rb_read_file(o->path, &c->text) != 0) {
+    int e = errno;
+    rb_buf_printf(err, "cannot read '%s': %s", c->shown, strerror(e));
+    return e == ENOMEM ? RB_EINTERNAL : RB_EUSER;
+  }
+  const char *nul = c->text.len ? memchr(c->text.data, 0, c->text.len) : NULL;
+  if (nul) {
+    rb_buf_printf(err, "'%s' is not a text file (it contains a NUL byte at offset %zu)", c->shown,
+                  (size_t)(nul - c->text.data));
+    return RB_EUSER;
+  }
+  if (!c->text.data) rb_buf_puts(&c->text, ""); /* an empty file still parses (and fails) as text */
+  return c->text.oom ? RB_EINTERNAL : RB_OK;
+}
+
+/* The front half: text -> verified graph, fused when asked. Diagnostics go to c->diag. */
+static int front_end(const RtCompileOptions *o, RtCompiled *c) {
+  IrDiag d;
+  ir_diag_init(&d, c->shown, c->text.data);
+  int rc = fe_compile(c->shown, c->text.data, &o->fe, &d, &c->graph);
+  if (!rc) c->reached = RT_STAGE_PARSE;
+  if (!rc && o->stop >= RT_STAGE_VERIFY && !(rc = ir_graph_verify(c->graph, &d))) c->reached = RT_STAGE_VERIFY;
+  if (!rc && o->stop >= RT_STAGE_FUSE) {
+    ir_fuse(c->graph);
+    if (!(rc = ir_graph_verify(c->graph, &d))) c->reached = RT_STAGE_FUSE;
+  }
+  if (d.out.data) rb_buf_puts(&c->diag, d.out.data);
+  ir_diag_free(&d);
+  return rc;
+}
+
+/* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
+static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
+  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX};
+  if (cg_kernels_from_graph(c->graph, &topt, &c->kernels) != RB_OK) return RB_EINTERNAL;
+  c->have_kernels = 1;
+  c->reached = RT_STAGE_SELECT;
+  if (o->stop < RT_STAGE_BUILD) return RB_OK;
+  int rc = rt_cache_open(&c->cache, NULL, RT_CACHE_DEFAULT_MAX, &c->warnings);
+  if (rc) return rc;
+  RtBuildOptions bo = {o->arch, c->cache, o->jobs};
+  double t0 = rb_now_ms();
+  rc = rt_build_kernel_set(&c->kernels, &bo, &c->built);
+  c->ms_build = rb_now_ms() - t0;
+  for (int i = 0; c->built && i < c->kernels.n; i++) {
+    c->hits += c->built[i].rc == RB_OK && c->built[i].hit;
+    c->failed += c->built[i].rc != RB_OK;
+  }
+  if (rc) {
+    if (c->failed) rb_buf_printf(err, "%d of %d kernels cannot be built", c->failed, c->kernels.n);
+    return rc;
+  }
+  c->reached = RT_STAGE_BUILD;
+  if (o->stop < RT_STAGE_PLAN) return RB_OK;
+  rc = rt_plan_make(&c->plan, c->graph, c->text.data, o->arch, &c->kernels, c->built);
+  if (!rc) c->reached = RT_STAGE_PLAN;
+  return rc;
+}
+
+int rt_compile(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
+  memset(c, 0, sizeof *c);
+  c->reached = -1;
+  c->shown = o->text || strcmp(o->path, "-") ? o->path : "<stdin>";
+  if (o->stop >= RT_STAGE_BUILD && !o->arch) {
+    rb_buf_printf(err, "compiling kernels needs a target architecture");
+    return RB_EINTERNAL;
+  }
+  int rc = read_source(o, c, err);
+  if (!rc) rc = front_end(o, c);
+  if (!rc && o->stop >= RT_STAGE_SELECT) rc = back_end(o, c, err);
+  return rc;
+}
+
+void rt_compiled_free(RtCompiled *c) {
+  if (c->built) rt_built_free(c->built, c->kernels.n);
+  rb_free(c->built);
+  if (c->have_kernels) cg_kernel_set_free(&c->kernels);
+  rt_plan_free(c->plan);
+  rt_cache_close(c->cache);
+  ir_graph_free(c->graph);
+  rb_buf_free(&c->text);
+  rb_buf_free(&c->warnings);
+  rb_buf_free(&c->diag);
+  memset(c, 0, sizeof *c);
+}
+
+RtPlan *rt_compiled_take_plan(RtCompiled *c) {
+  RtPlan *p = c->plan;
+  c->plan = NULL;
+  return p;
+}

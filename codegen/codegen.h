@@ -1,7 +1,7 @@
-/* codegen.h: kernel specs and the CUDA C emitters (prefix cg_).
- * A spec names one kernel completely; its canonical source is a deterministic
- * function of the spec alone (no provenance, no timestamps), so the same spec
- * reached from any IR file hashes to the same cache entry. Sources include only
+/* codegen.h: what to compute -> source (prefix cg_). A kernel is an op (what:
+ * kind, shapes, k, epilogue) under a schedule (how: strategy, tiles, batch
+ * bucket); a target (CgTarget) turns it into source and launch geometry.
+ * Codegen knows nothing of devices. Sources include only
  * NVRTC's built-in headers (none, in practice): every type they need is spelled
  * out in the source, so no unhashed file can change a binary. */
 #ifndef RABIT_CODEGEN_H
@@ -12,8 +12,10 @@
 
 #include "ir/base.h"
 
-#define CG_MAX_SEG 4  /* fused linears: q/k/v, gate/up */
+#define CG_MAX_SEG 4     /* fused linears: q/k/v, gate/up */
 #define CG_MAX_TILE 4
+#define CG_MAX_BUCKETS 4  /* batch buckets of one quantized linear */
+#define CG_ENTRY_MAX 64   /* a kernel's entry-point name, NUL included */
 
 /* Kernel kinds. X(name, printed-name). */
 #define CG_KINDS(X)                \
@@ -33,98 +35,159 @@ typedef enum {
   CG_NKIND
 } CgKind;
 
-/* Linear strategies (the autotuner chooses among them per shape and batch). */
-typedef enum {
-  CG_STRAT_NONE = 0,
-  CG_STRAT_XOR,  /* batch 1: sign bit XORed into h.*x, fp32 adds */
-  CG_STRAT_MMA,  /* batch >= 2: bits decoded to +-1 fp16 fragments for mma.sync */
-} CgStrategy;
-
 typedef enum {
   CG_EPI_NONE = 0,
   CG_EPI_ADD,    /* y = W x + res */
   CG_EPI_SWIGLU, /* two segments (gate, up): y = silu(W_g x) * (W_u x) */
 } CgEpilogue;
 
-typedef struct CgSpec {
+/* What a kernel computes: the op, its shapes, k and epilogue. The same on
+ * every target and under every schedule; the autotuner never changes it. */
+typedef struct CgOp {
   CgKind kind;
   /* linear and repack */
-  CgStrategy strategy;
-  int batch_max;          /* bucket: largest batch this kernel is specialized for (1, 16, 512...) */
   int K;                  /* input width */
   int nseg, N[CG_MAX_SEG];/* output width of each fused segment */
   int paths;              /* k, 1..4 */
   CgEpilogue epilogue;
-  int tile[CG_MAX_TILE];  /* strategy-specific; meaning documented in the emitter, 0 = default */
   /* decoder ops */
   int dim;                /* rmsnorm/swiglu/add/embed width D */
   int vocab;              /* embed */
   int heads, kv_heads, head_dim, max_ctx; /* rope_kv, attention */
   float eps, rope_theta;
-} CgSpec;
+} CgOp;
 
-/* Kernel argument ABI, one per kind (all activations fp16, row-major, fp32 accumulation):
- *
- * CG_LINEAR  (half *y, const half *x, const uint32_t *bits, const half *g,
- *             const half *h, const half *res, int batch)
- *    x    (batch, K)
- *    bits kernel layout written by the matching CG_REPACK (see cg_linear.c)
- *    g    (paths, Ntot)         Ntot = sum of N[s]; rows of the segments concatenated
- *    h    (nseg, paths, K)      one h per segment: h belongs to each matrix
- *    res  (batch, Ntot) for CG_EPI_ADD, else unused (may be NULL)
- *    y    (batch, Ntot), or (batch, N[0]) for CG_EPI_SWIGLU
- * CG_REPACK  (uint32_t *dst, const uint32_t *src, int seg)
- *    src is segment seg's canonical bits (paths, N[seg], ceil(K/32)); dst the
- *    kernel layout for the whole fused spec, one layout for every strategy
- *    (so a layer's bits are held once). Launched once per segment.
- * CG_EMBED   (half *y, const int *tokens, const half *table, int T)      table (vocab, dim)
- * CG_RMSNORM (half *y, const half *x, const half *w, int T)             y = x * rsqrt(mean(x^2) + eps) * w
- * CG_ROPE_KV (half *q, int ldq, const half *k, int ldk, const half *v, int ldv,
- *             half *kcache, half *vcache, const int *pos0, int T)
- *    Rotates q in place and k into the cache (Hugging Face rotate-half), for
- *    positions *pos0..*pos0+T-1; caches are (kv_heads, max_ctx, head_dim).
- *    pos0 lives in device memory so that a captured decode step replays at
- *    every position without touching the graph.
- * CG_ATTENTION (half *out, const half *q, int ldq, const half *kcache,
- *             const half *vcache, const int *pos0, int T)
- *    causal GQA: query t attends to cache positions 0..pos0+t. out (T, heads*head_dim)
- * CG_SWIGLU  (half *y, const half *gu, int ld, int T)  y = silu(gu[:, :dim]) * gu[:, dim:2dim]
- * CG_ADD     (half *y, const half *a, const half *b, int n)
- */
+/* Linear strategies (the autotuner chooses among them per shape and batch). */
+typedef enum {
+  CG_STRAT_NONE = 0,
+  CG_STRAT_XOR,  /* the batch-1 bucket: bits decoded to +-g with one LOP3 per register, mma.sync sums */
+  CG_STRAT_MMA,  /* batch >= 2: bits decoded to +-g fp16 fragments for mma.sync, batch tiles of 8..64 */
+} CgStrategy;
+
+/* Where a schedule came from (recorded in the plan). */
+typedef enum { CG_FROM_DEFAULT, CG_FROM_SHIPPED, CG_FROM_TUNED } CgScheduleSource;
+
+/* How a kernel runs on its target: what the autotuner searches, keeping the op. */
+typedef struct CgSchedule {
+  CgStrategy strategy;
+  int batch_max;          /* bucket: the largest batch this kernel serves (1, 16, 512...) */
+  int tile[CG_MAX_TILE];  /* strategy-specific; meaning documented in the emitter, 0 = default */
+} CgSchedule;
+
+/* One kernel: an op under a schedule. Its canonical source is a deterministic
+ * function of these two alone, so the same kernel reached from any IR file
+ * hashes to the same cache entry. */
+typedef struct CgKernel {
+  CgOp op;
+  CgSchedule sched;
+} CgKernel;
+
+/* Launch geometry, fixed when the plan is made, as a function of the run-time
+ * extent n (batch rows for a linear, T for the row-wise ops, the element count
+ * for add): the grid along grow_axis is grid[grow_axis] * ceil(n / n_per_block);
+ * a kernel with a decode variant (attention) runs block_x_small threads when
+ * n <= n_small. */
+typedef struct {
+  unsigned grid[3], block[3];
+  unsigned smem;          /* dynamic shared memory bytes */
+  int grow_axis;          /* 0..2; -1: the grid does not depend on n */
+  unsigned n_per_block;
+  unsigned n_small, block_x_small; /* 0: no decode variant */
+} CgGeometry;
 
 typedef struct {
   unsigned grid[3], block[3];
-  unsigned smem; /* dynamic shared memory bytes */
+  unsigned smem;
 } CgLaunch;
 
-/* Emit the canonical source of s into src and the entry point's name into
- * entry. Returns RB_OK, or RB_EUSER with a message in err for a spec that no
- * emitter supports (e.g. paths out of range). */
-int cg_emit(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err);
+/* The launch for extent n (n >= 1); an all-zero grid for n < 1. */
+CgLaunch cg_geometry_launch(const CgGeometry *g, int n);
 
-/* Launch geometry for a call of s. n is the runtime extent: batch rows for
- * CG_LINEAR, T for the row-wise ops, the element count for CG_ADD, the segment
- * index for CG_REPACK. */
-CgLaunch cg_launch(const CgSpec *s, int n);
+/* ==== the kernel argument ABI, one struct per family (marshalled beside its emitter) ====
+ *
+ * Activations are fp16, row-major, with fp32 accumulation. CgDevPtr is a
+ * device address (a CUdeviceptr on CUDA). Each *_argv fills the pointer
+ * array a launch takes (out->v[i] points into the struct, which must outlive
+ * the launch). */
+typedef uint64_t CgDevPtr;
+#define CG_MAX_ARGS 12
+typedef struct {
+  void *v[CG_MAX_ARGS];
+  int n;
+} CgArgv;
 
-/* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=1 tile=4,0,0,0".
- * It names the spec in plans, tables and the header of dumped .cu files. */
-void cg_spec_describe(const CgSpec *s, RbBuf *out);
+/* CG_LINEAR: y = sum_p g_p .* (B_p (h_p .* x)) [+ res | swiglu]
+ *    x    (batch, K)
+ *    bits the kernel layout written by the matching CG_REPACK (see cuda/linear.c)
+ *    g    (paths, Ntot)         Ntot = sum of N[s]; rows of the segments concatenated
+ *    h    (nseg, paths, K)      one h per segment: h belongs to each matrix
+ *    res  (batch, Ntot) for CG_EPI_ADD, else 0
+ *    y    (batch, Ntot), or (batch, N[0]) for CG_EPI_SWIGLU */
+typedef struct { CgDevPtr y, x, bits, g, h, res; int batch; } CgLinearArgs;
+/* CG_REPACK: segment seg's canonical bits (paths, N[seg], ceil(K/32)) -> dst, the
+ * kernel layout of the whole fused op, one layout for every schedule (so a
+ * layer's bits are held once). Launched once per segment. */
+typedef struct { CgDevPtr dst, src; int seg; } CgRepackArgs;
+/* CG_EMBED: y (T, dim) = table (vocab, dim) [tokens (T)] */
+typedef struct { CgDevPtr y, tokens, table; int T; } CgEmbedArgs;
+/* CG_RMSNORM: y = x * rsqrt(mean(x^2) + eps) * w, rows of dim */
+typedef struct { CgDevPtr y, x, w; int T; } CgRmsnormArgs;
+/* CG_ROPE_KV: rotates q in place and k into the cache (Hugging Face rotate-half)
+ * for positions *pos0..*pos0+T-1, and copies v into its cache; caches are
+ * (kv_heads, max_ctx, head_dim). pos0 lives in device memory so that a captured
+ * decode step replays at every position without touching the graph. */
+typedef struct { CgDevPtr q; int ldq; CgDevPtr k; int ldk; CgDevPtr v; int ldv; CgDevPtr kcache, vcache, pos0; int T; } CgRopeKvArgs;
+/* CG_ATTENTION: causal GQA, query t attends to cache positions 0..pos0+t; out (T, heads*head_dim) */
+typedef struct { CgDevPtr out, q; int ldq; CgDevPtr kcache, vcache, pos0; int T; } CgAttentionArgs;
+/* CG_SWIGLU: y (T, dim) = silu(gu[:, :dim]) * gu[:, dim:2dim], rows of gu ld apart */
+typedef struct { CgDevPtr y, gu; int ld, T; } CgSwigluArgs;
+/* CG_ADD: y = a + b over n elements */
+typedef struct { CgDevPtr y, a, b; int n; } CgAddArgs;
 
-/* Bytes of the repacked bits of a linear (or repack) spec: the kernel layout every bucket reads. */
-size_t cg_linear_bits_bytes(const CgSpec *s);
+void cg_linear_argv(CgLinearArgs *a, CgArgv *out);
+void cg_repack_argv(CgRepackArgs *a, CgArgv *out);
+void cg_embed_argv(CgEmbedArgs *a, CgArgv *out);
+void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *out);
+void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *out);
+void cg_attention_argv(CgAttentionArgs *a, CgArgv *out);
+void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *out);
+void cg_add_argv(CgAddArgs *a, CgArgv *out);
+
+/* ==== targets: what a backend provides (QBE's Target) ==== */
+
+/* One struct per target, chosen once; nothing above codegen asks which. */
+typedef struct CgTarget {
+  const char *name;     /* "cuda" */
+  const char *compiler; /* the JIT that builds its source: "nvrtc" */
+  /* The canonical source of k and its entry point's name. RB_OK, RB_EUSER
+   * (a kernel the target cannot emit, with the reason in err) or RB_EINTERNAL. */
+  int (*emit)(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
+  /* Launch geometry of k; RB_EUSER for a kernel emit refuses. */
+  int (*geometry)(const CgKernel *k, CgGeometry *out, RbBuf *err);
+  /* Bytes of a quantized linear's bits in the target's in-memory layout (what
+   * its repack writes and every bucket reads); 0 for an invalid op. */
+  uint64_t (*layout_bytes)(const CgOp *op);
+  /* The default schedules of a quantized linear: one per batch bucket,
+   * ascending batch_max, the last serving every larger batch. Returns the count. */
+  int (*linear_buckets)(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
+} CgTarget;
+
+extern const CgTarget cg_target_cuda;
+
+/* ==== kinds.c: names and descriptions ==== */
 
 const char *cg_kind_name(CgKind k);
+const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "none" */
+const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
+const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
+/* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=1 tile=4,0,0,0".
+ * It names the kernel in plans, tables and the header of dumped .cu files. */
+void cg_kernel_describe(const CgKernel *k, RbBuf *out);
+int cg_kernel_equal(const CgKernel *a, const CgKernel *b);
 
 /* ==== select.c: from a fused graph to the kernels it needs ==== */
 
 struct IrGraph;
-
-/* Batch buckets of the linear kernels: batch 1 streams bits with the xor
- * strategy; small batches (decode with several sequences) and large ones
- * (prefill, evaluation) decode bits to mma fragments. */
-#define CG_BUCKET_SMALL 16
-#define CG_BUCKET_LARGE 512
 
 typedef struct {
   int max_ctx; /* KV cache length the attention kernels are specialized for */
@@ -132,21 +195,22 @@ typedef struct {
 
 /* One distinct kernel and the IR it serves. */
 typedef struct {
-  CgSpec spec;
+  CgKernel kernel;
+  CgScheduleSource from; /* where its schedule came from */
   int nlines;
   int lines[8]; /* the first distinct IR source lines served (for .cu headers) */
   int uses;     /* how many graph nodes use it */
 } CgKernelUse;
 
-#define CG_MAX_NODE_KERNELS 4
-
-/* The kernels of one graph node, as indices into the set: a quantized linear
- * has xor (b<=1), mma (b<=16), mma (b<=512), then the repack of the bit layout
- * all three read;
- * attention has rope_kv then attention; other ops one kernel. */
+/* The kernels of one graph node by role, as indices into the set; -1 where
+ * a role does not apply. Dense (quant = none) linears run on cuBLAS and have
+ * none, but for the product kernel of a dense swiglu. */
 typedef struct {
-  int n;
-  int k[CG_MAX_NODE_KERNELS];
+  int main;    /* the op's kernel: embed, rmsnorm, attention, swiglu, add */
+  int rope;    /* attention: rope_kv, launched before main */
+  int repack;  /* quantized linear: writes the bit layout that every bucket reads */
+  int nbucket; /* quantized linear: its kernels by batch, ascending batch_max */
+  int bucket[CG_MAX_BUCKETS];
 } CgNodeKernels;
 
 typedef struct CgKernelSet {
@@ -156,14 +220,13 @@ typedef struct CgKernelSet {
   int nnodes;
 } CgKernelSet;
 
-/* Collect the distinct kernels a verified, fused graph needs: for each
- * quantized linear its three batch buckets and the repack of each distinct
- * layout; for every other op its kernel. Dense (quant = none) linears run on
- * cuBLAS and need none. Returns RB_OK, or RB_EINTERNAL on allocation failure. */
-int cg_kernels_from_graph(const struct IrGraph *g, const CgTargetOptions *opt, CgKernelSet *out);
+/* Collect the distinct kernels a verified, fused graph needs on target t:
+ * for each quantized linear its batch buckets and the repack of its layout;
+ * for every other op its kernel. Returns RB_OK, or RB_EINTERNAL on
+ * allocation failure. */
+int cg_kernels_from_graph(const struct IrGraph *g, const CgTarget *t, const CgTargetOptions *opt,
+                          CgKernelSet *out);
 void cg_kernel_set_free(CgKernelSet *ks);
-int cg_spec_equal(const CgSpec *a, const CgSpec *b);
-
 
 /* ==== stats.c: the layer table ==== */
 

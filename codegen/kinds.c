@@ -1,6 +1,8 @@
-/* codegen.c: dispatch from a spec to its emitter, and the spec's stable description. */
+/* kinds.c: the kernel-kind table's names, a kernel's stable description, and
+ * the launch a geometry gives for a run-time extent. Target-neutral. */
+#include <string.h>
+
 #include "codegen/codegen.h"
-#include "codegen/cuda/cuda.h"
 
 static const char *const kind_names[] = {
 #define X(e, s) s,
@@ -10,49 +12,51 @@ static const char *const kind_names[] = {
 
 const char *cg_kind_name(CgKind k) { return (unsigned)k < CG_NKIND ? kind_names[k] : "?"; }
 
-int cg_emit(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
-  switch (s->kind) {
-  case CG_LINEAR: return cg_emit_linear(s, src, entry, err);
-  case CG_REPACK: return cg_emit_repack(s, src, entry, err);
-  case CG_NKIND: break;
-  default: return cg_emit_op(s, src, entry, err);
-  }
-  rb_buf_printf(err, "no emitter for kernel kind %d", (int)s->kind);
-  return RB_EUSER;
-}
-
-CgLaunch cg_launch(const CgSpec *s, int n) {
-  return s->kind == CG_LINEAR || s->kind == CG_REPACK ? cg_launch_linear(s, n) : cg_launch_op(s, n);
-}
-
-static const char *strategy_name(CgStrategy st) {
-  switch (st) {
+const char *cg_strategy_name(CgStrategy s) {
+  switch (s) {
   case CG_STRAT_XOR: return "xor";
   case CG_STRAT_MMA: return "mma";
-  default: return "-";
+  default: return "none";
   }
 }
 
-static const char *epilogue_name(CgEpilogue e) {
+const char *cg_epilogue_name(CgEpilogue e) {
   switch (e) {
-  case CG_EPI_ADD: return "+add";
-  case CG_EPI_SWIGLU: return "+swiglu";
-  default: return "";
+  case CG_EPI_ADD: return "add";
+  case CG_EPI_SWIGLU: return "swiglu";
+  default: return "none";
   }
 }
 
-void cg_spec_describe(const CgSpec *s, RbBuf *out) {
+const char *cg_schedule_source_name(CgScheduleSource s) {
+  switch (s) {
+  case CG_FROM_SHIPPED: return "shipped";
+  case CG_FROM_TUNED: return "tuned";
+  default: return "default";
+  }
+}
+
+int cg_kernel_equal(const CgKernel *a, const CgKernel *b) {
+  /* Kernels are built zeroed and filled field by field, so bytewise equality is
+   * equality of every field, floats included. */
+  return memcmp(a, b, sizeof *a) == 0;
+}
+
+void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
+  const CgOp *s = &k->op;
   rb_buf_printf(out, "%s", cg_kind_name(s->kind));
   switch (s->kind) {
   case CG_LINEAR:
   case CG_REPACK: /* a repack depends only on the layout: no batch, tile or epilogue */
-    if (s->kind == CG_LINEAR) rb_buf_printf(out, "%s %s", epilogue_name(s->epilogue), strategy_name(s->strategy));
+    if (s->kind == CG_LINEAR)
+      rb_buf_printf(out, "%s%s %s", s->epilogue ? "+" : "", s->epilogue ? cg_epilogue_name(s->epilogue) : "",
+                    cg_strategy_name(k->sched.strategy));
     rb_buf_puts(out, " N=");
     for (int i = 0; i < s->nseg; i++) rb_buf_printf(out, "%s%d", i ? "+" : "", s->N[i]);
     rb_buf_printf(out, " K=%d k=%d", s->K, s->paths);
     if (s->kind == CG_LINEAR)
-      rb_buf_printf(out, " b<=%d tile=%d,%d,%d,%d", s->batch_max, s->tile[0], s->tile[1], s->tile[2],
-                    s->tile[3]);
+      rb_buf_printf(out, " b<=%d tile=%d,%d,%d,%d", k->sched.batch_max, k->sched.tile[0], k->sched.tile[1],
+                    k->sched.tile[2], k->sched.tile[3]);
     break;
   case CG_EMBED: rb_buf_printf(out, " V=%d D=%d", s->vocab, s->dim); break;
   case CG_RMSNORM: rb_buf_printf(out, " D=%d eps=%g", s->dim, s->eps); break;
@@ -65,4 +69,17 @@ void cg_spec_describe(const CgSpec *s, RbBuf *out) {
   case CG_ADD: rb_buf_printf(out, " D=%d", s->dim); break;
   default: break;
   }
+}
+
+CgLaunch cg_geometry_launch(const CgGeometry *g, int n) {
+  CgLaunch l;
+  memset(&l, 0, sizeof l);
+  if (n < 1 || !g->block[0]) return l;
+  memcpy(l.grid, g->grid, sizeof l.grid);
+  memcpy(l.block, g->block, sizeof l.block);
+  l.smem = g->smem;
+  if (g->grow_axis >= 0 && g->grow_axis < 3 && g->n_per_block)
+    l.grid[g->grow_axis] *= ((unsigned)n + g->n_per_block - 1) / g->n_per_block;
+  if (g->n_small && (unsigned)n <= g->n_small) l.block[0] = g->block_x_small;
+  return l;
 }

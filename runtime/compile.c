@@ -51,14 +51,15 @@ static int front_end(const RtCompileOptions *o, RtCompiled *c) {
 
 /* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
 static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
+  const CgTarget *t = o->target ? o->target : &cg_target_cuda;
   CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX};
-  if (cg_kernels_from_graph(c->graph, &topt, &c->kernels) != RB_OK) return RB_EINTERNAL;
+  if (cg_kernels_from_graph(c->graph, t, &topt, &c->kernels) != RB_OK) return RB_EINTERNAL;
   c->have_kernels = 1;
   c->reached = RT_STAGE_SELECT;
   if (o->stop < RT_STAGE_BUILD) return RB_OK;
   int rc = rt_cache_open(&c->cache, NULL, RT_CACHE_DEFAULT_MAX, &c->warnings);
   if (rc) return rc;
-  RtBuildOptions bo = {o->arch, c->cache, o->jobs};
+  RtBuildOptions bo = {t, o->arch, c->cache, o->jobs};
   double t0 = rb_now_ms();
   rc = rt_build_kernel_set(&c->kernels, &bo, &c->built);
   c->ms_build = rb_now_ms() - t0;
@@ -72,7 +73,7 @@ static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   }
   c->reached = RT_STAGE_BUILD;
   if (o->stop < RT_STAGE_PLAN) return RB_OK;
-  rc = rt_plan_make(&c->plan, c->graph, c->text.data, o->arch, &c->kernels, c->built);
+  rc = rt_plan_make(&c->plan, c->graph, c->text.data, t, o->arch, &c->kernels, c->built, err);
   if (!rc) c->reached = RT_STAGE_PLAN;
   return rc;
 }

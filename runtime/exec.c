@@ -5,14 +5,14 @@
  * captured once as a CUDA graph and replayed; the position lives in device
  * memory, so the same graph serves every position. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
-#include "runtime/rabit.h"
-#include "runtime/runtime.h"
 #include "runtime/formats/formats.h"
+#include "runtime/runtime.h"
 
 #define MAX_BUFS 4096
 
@@ -29,7 +29,7 @@ typedef struct {
 } Val;
 
 typedef struct {
-  RabitLinear *lin;       /* quantized linear */
+  RtLinear *lin;          /* quantized linear */
   RtDevPtr w;             /* dense linear: (Ntot, K) fp16, or the tied table */
   int w_owned;
   RtDevPtr table, norm;   /* embed, rmsnorm */
@@ -38,7 +38,7 @@ typedef struct {
 } StepState;
 
 struct RtModel {
-  RabitSession *s;
+  RtProgram *prog;
   const RtPlan *p;
   RtGpu *gpu;
   RtStream stream;
@@ -55,7 +55,20 @@ struct RtModel {
   uint64_t rng;
   float *pool; /* random weights: N(0,1) samples reused cyclically, so that a
                   7B-shaped model fills in seconds rather than minutes */
+  char error[1024]; /* why the last call failed, for rt_model_error */
 };
+
+/* Record why a call failed (the caller shows rt_model_error). Returns rc. */
+static int fail(RtModel *m, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(RtModel *m, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m->error, sizeof m->error, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+const char *rt_model_error(const RtModel *m) { return m->error[0] ? m->error : "no error recorded"; }
 
 #define POOL_SIZE (1u << 20)
 
@@ -142,38 +155,48 @@ static int load_f16(RtModel *m, RtSafetensors *f, const char *path, const char *
   return RB_OK;
 }
 
-/* The packed tensors <base>.bits, .g, .h of one quantized segment. */
+/* The packed tensors of one quantized segment <base> (names, shapes and
+ * dtypes from packed.c); random weights of the same shapes without a file. */
 static int load_packed(RtModel *m, RtSafetensors *f, const char *path, const char *base, int k, int N, int K,
                        uint32_t **bits, uint16_t **g, uint16_t **h, RbBuf *err) {
-  int W = (K + 31) / 32;
+  uint64_t words = cg_packed_count(CG_PACKED_BITS, k, N, K), W = (uint64_t)cg_packed_words(K);
   char name[512];
-  *bits = rb_malloc((size_t)k * N * W * 4);
+  *bits = rb_malloc(words * 4);
   if (!*bits) return RB_EINTERNAL;
   if (!f) {
-    for (size_t i = 0; i < (size_t)k * N * W; i++) (*bits)[i] = (uint32_t)next_rand(m);
-    if (K % 32) /* pad columns must be 0 */
-      for (size_t r = 0; r < (size_t)k * N; r++) (*bits)[r * W + W - 1] &= (1u << (K % 32)) - 1;
+    uint32_t pad = cg_packed_pad_mask(K); /* pad columns must be 0 */
+    for (uint64_t i = 0; i < words; i++) (*bits)[i] = (uint32_t)next_rand(m) & (i % W == W - 1 ? pad : ~0u);
   } else {
-    snprintf(name, sizeof name, "%s.bits", base);
+    cg_packed_name(name, sizeof name, base, CG_PACKED_BITS);
     const RtTensor *t = rt_st_find(f, name);
     if (!t) {
-      snprintf(name, sizeof name, "%s.weight", base);
-      if (rt_st_find(f, name))
-        rb_buf_printf(err, "%s: '%s' is not quantized (it has .weight, not .bits); run 'rabit quantize --paths %d' "
-                           "on the file, or run the model with --fp16", path, base, k);
-      else rb_buf_printf(err, "%s: no tensor '%s.bits'", path, base);
+      char dense[512];
+      cg_dense_name(dense, sizeof dense, base);
+      if (rt_st_find(f, dense))
+        rb_buf_printf(err, "%s: '%s' is not quantized (it has %s, not %s); quantize the file with 'rabit quantize' "
+                           "(the IR gives it k = %d), or run the model with --fp16", path, base, dense, name, k);
+      else rb_buf_printf(err, "%s: no tensor '%s'", path, name);
       return RB_EUSER;
     }
-    if (t->dtype != RT_I32 || t->rank != 3 || t->shape[0] != k || t->shape[1] != N || t->shape[2] != W) {
-      rb_buf_printf(err, "%s: '%s' must be I32 [%d, %d, %d] (paths, N, ceil(K/32))", path, name, k, N, W);
+    int tk = cg_packed_paths(t->rank, t->shape);
+    if (tk && tk != k && t->shape[1] == N && t->shape[2] == (int64_t)W) {
+      rb_buf_printf(err, "%s: '%s' has k = %d residual paths, the plan's IR gives it k = %d; quantize with the same "
+                         "IR, or compile with the k the file has", path, name, tk, k);
       return RB_EUSER;
     }
-    memcpy(*bits, t->data, (size_t)k * N * W * 4);
+    RbBuf why = {0};
+    int rc = cg_packed_check(CG_PACKED_BITS, rt_dtype_name(t->dtype), t->rank, t->shape, k, N, K, name, &why);
+    if (rc) rb_buf_printf(err, "%s: %s", path, why.data ? why.data : "");
+    rb_buf_free(&why);
+    if (rc) return rc;
+    memcpy(*bits, t->data, words * 4);
   }
-  snprintf(name, sizeof name, "%s.g", base);
-  int64_t gs[2] = {k, N}, hs[2] = {k, K};
+  int64_t gs[3], hs[3];
+  cg_packed_shape(CG_PACKED_G, k, N, K, gs);
+  cg_packed_shape(CG_PACKED_H, k, N, K, hs);
+  cg_packed_name(name, sizeof name, base, CG_PACKED_G);
   int rc = load_f16(m, f, path, name, 2, gs, 0, 1.0f / sqrtf((float)K * k), g, err);
-  snprintf(name, sizeof name, "%s.h", base);
+  cg_packed_name(name, sizeof name, base, CG_PACKED_H);
   if (!rc) rc = load_f16(m, f, path, name, 2, hs, 0, 1.0f, h, err);
   return rc;
 }
@@ -181,22 +204,19 @@ static int load_packed(RtModel *m, RtSafetensors *f, const char *path, const cha
 static int bind_linear(RtModel *m, int step, RtSafetensors *f, const char *path, RbBuf *err) {
   const RtPlanStep *ps = &m->p->steps[step];
   StepState *ss = &m->st[step];
-  int nseg, N[4], K, k;
-  const CgSpec *sp = &m->p->kernels[ps->kernel[0]].spec;
-  nseg = sp->nseg, K = sp->K, k = sp->paths;
-  memcpy(N, sp->N, sizeof N);
-  uint32_t *bits[4] = {0};
-  uint16_t *g[4] = {0}, *h[4] = {0};
+  const CgOp *op = rt_linear_op(m->p, step);
+  if (!op) return RB_EINTERNAL;
+  int K = op->K, k = op->paths;
+  uint32_t *bits[CG_MAX_SEG] = {0};
+  uint16_t *g[CG_MAX_SEG] = {0}, *h[CG_MAX_SEG] = {0};
   int rc = RB_OK;
-  for (int i = 0; i < nseg && !rc; i++) rc = load_packed(m, f, path, ps->weights[i], k, N[i], K, &bits[i], &g[i], &h[i], err);
-  char e[512] = "";
-  if (!rc && rabit_linear_bind(m->s, step, (const uint32_t *const *)bits, (const uint16_t *const *)g,
-                               (const uint16_t *const *)h, &ss->lin, e, sizeof e)) {
-    rb_buf_printf(err, "%s", e);
-    rc = RB_EINTERNAL;
-  }
-  for (int i = 0; i < nseg; i++) {
-    if (!rc) m->weight_bytes += (size_t)k * (N[i] * ((K + 31) / 32) * 4 + (N[i] + K) * 2);
+  for (int i = 0; i < op->nseg && !rc; i++)
+    rc = load_packed(m, f, path, ps->weights[i], k, op->N[i], K, &bits[i], &g[i], &h[i], err);
+  if (!rc)
+    rc = rt_linear_bind(m->prog, step, (const uint32_t *const *)bits, (const uint16_t *const *)g,
+                        (const uint16_t *const *)h, &ss->lin, err);
+  for (int i = 0; i < op->nseg; i++) {
+    if (!rc) m->weight_bytes += cg_packed_bytes(k, op->N[i], K);
     rb_free(bits[i]), rb_free(g[i]), rb_free(h[i]);
   }
   return rc;
@@ -208,14 +228,14 @@ static int bind_dense(RtModel *m, int step, RtSafetensors *f, const char *path, 
   StepState *ss = &m->st[step];
   if (ps->tied) {
     for (int j = 0; j < step; j++)
-      if (!strcmp(m->p->steps[j].op, "embed") && !strcmp(m->p->steps[j].weights[0], ps->weights[0])) {
+      if (m->p->steps[j].op == IR_EMBED && !strcmp(m->p->steps[j].weights[0], ps->weights[0])) {
         ss->w = m->st[j].table;
         return RB_OK;
       }
     rb_buf_printf(err, "tied weight '%s' has no embedding step", ps->weights[0]);
     return RB_EUSER;
   }
-  int swiglu = !strcmp(ps->op, "linear_swiglu");
+  int swiglu = ps->op == IR_LINEAR_SWIGLU;
   int nseg = swiglu ? 2 : ps->nweights;
   int64_t rows[4];
   size_t total = 0;
@@ -226,7 +246,7 @@ static int bind_dense(RtModel *m, int step, RtSafetensors *f, const char *path, 
   size_t row0 = 0;
   for (int i = 0; i < nseg && !rc; row0 += (size_t)rows[i++]) {
     char name[512];
-    snprintf(name, sizeof name, "%s.weight", ps->weights[i]);
+    cg_dense_name(name, sizeof name, ps->weights[i]);
     int64_t shape[2] = {rows[i], K};
     uint16_t *w = NULL;
     rc = load_f16(m, f, path, name, 2, shape, 1.0f / sqrtf((float)K), 0, &w, err);
@@ -239,6 +259,7 @@ static int bind_dense(RtModel *m, int step, RtSafetensors *f, const char *path, 
   return rc;
 }
 
+/* Each step's weights, by op kind. */
 static int bind_weights(RtModel *m, RtSafetensors *f, const char *path, RbBuf *err) {
   for (int i = 0; i < m->p->nsteps; i++) {
     const RtPlanStep *ps = &m->p->steps[i];
@@ -246,25 +267,36 @@ static int bind_weights(RtModel *m, RtSafetensors *f, const char *path, RbBuf *e
     int rc = RB_OK;
     char name[512];
     uint16_t *h = NULL;
-    if (!strcmp(ps->op, "embed")) {
-      const CgSpec *sp = &m->p->kernels[ps->kernel[0]].spec;
-      int64_t shape[2] = {sp->vocab, sp->dim};
-      snprintf(name, sizeof name, "%s.weight", ps->weights[0]);
+    switch (ps->op) {
+    case IR_EMBED: {
+      const CgOp *op = &m->p->kernels[ps->kernels.main].kernel.op;
+      int64_t shape[2] = {op->vocab, op->dim};
+      cg_dense_name(name, sizeof name, ps->weights[0]);
       rc = load_f16(m, f, path, name, 2, shape, 1.0f, 0, &h, err);
-      if (!rc) rc = device_upload(m, &ss->table, h, (size_t)sp->vocab * sp->dim * 2);
-    } else if (!strcmp(ps->op, "rmsnorm")) {
+      if (!rc) rc = device_upload(m, &ss->table, h, (size_t)op->vocab * op->dim * 2);
+      break;
+    }
+    case IR_RMSNORM: {
       int64_t shape[1] = {ps->width[0]};
-      snprintf(name, sizeof name, "%s.weight", ps->weights[0]);
+      cg_dense_name(name, sizeof name, ps->weights[0]);
       rc = load_f16(m, f, path, name, 1, shape, 0, 1.0f, &h, err);
       if (!rc) rc = device_upload(m, &ss->norm, h, (size_t)ps->width[0] * 2);
-    } else if (!strncmp(ps->op, "linear", 6)) {
+      break;
+    }
+    case IR_LINEAR:
+    case IR_LINEAR_ADD:
+    case IR_LINEAR_SWIGLU:
       rc = ps->paths ? bind_linear(m, i, f, path, err) : bind_dense(m, i, f, path, m->val[ps->in[0]].width, err);
-    } else if (!strcmp(ps->op, "attention")) {
-      const CgSpec *sp = &m->p->kernels[ps->kernel[0]].spec;
-      ss->heads = sp->heads, ss->kv_heads = sp->kv_heads, ss->head_dim = sp->head_dim;
-      size_t bytes = (size_t)sp->kv_heads * sp->max_ctx * sp->head_dim * 2;
+      break;
+    case IR_ATTENTION: {
+      const CgOp *op = &m->p->kernels[ps->kernels.main].kernel.op;
+      ss->heads = op->heads, ss->kv_heads = op->kv_heads, ss->head_dim = op->head_dim;
+      size_t bytes = (size_t)op->kv_heads * op->max_ctx * op->head_dim * 2;
       rc = rt_mem_alloc(m->gpu, &ss->kc, bytes) || rt_mem_alloc(m->gpu, &ss->vc, bytes) ? RB_EINTERNAL : RB_OK;
       m->total_bytes += 2 * bytes;
+      break;
+    }
+    default: break;
     }
     rb_free(h);
     if (rc) return rc;
@@ -328,83 +360,120 @@ static int contiguous(const RtModel *m, int v) { return v == 0 || m->val[v].ld =
 
 /* ---- running ---- */
 
-static int launch(RtModel *m, int step, int j, int n, void **args) {
-  return rt_session_launch(m->s, m->p->steps[step].kernel[j], n, args, m->stream);
+/* ---- running: one launcher per op kind ---- */
+
+/* Launch a plan kernel of step i on the model's stream. */
+static int launch(RtModel *m, int kernel, int n, CgArgv *v) {
+  return rt_program_launch(m->prog, kernel, n, v->v, m->stream);
 }
 
-static int run_step(RtModel *m, int i, int T) {
+typedef int (*StepRun)(RtModel *m, int i, int T);
+
+static int run_embed(RtModel *m, int i, int T) {
+  const RtPlanStep *ps = &m->p->steps[i];
+  CgEmbedArgs a = {view(m, ps->out[0]), m->tokens, m->st[i].table, T};
+  CgArgv v;
+  cg_embed_argv(&a, &v);
+  return launch(m, ps->kernels.main, T, &v);
+}
+
+static int run_rmsnorm(RtModel *m, int i, int T) {
+  const RtPlanStep *ps = &m->p->steps[i];
+  CgRmsnormArgs a = {view(m, ps->out[0]), view(m, ps->in[0]), m->st[i].norm, T};
+  CgArgv v;
+  cg_rmsnorm_argv(&a, &v);
+  return launch(m, ps->kernels.main, T, &v);
+}
+
+/* q, k and v may be column slices of one fused buffer: the kernels take their strides. */
+static int run_attention(RtModel *m, int i, int T) {
   const RtPlanStep *ps = &m->p->steps[i];
   StepState *ss = &m->st[i];
-  RtDevPtr y = view(m, ps->out[0]);
-  RtDevPtr x = view(m, ps->in[0]);
-  const char *op = ps->op;
-  for (int j = 0; j < ps->nin; j++)
-    if (!contiguous(m, ps->in[j]) && strcmp(op, "attention") && strcmp(op, "swiglu")) {
-      fprintf(stderr, "rabit: step %d (%s, line %d) reads a column slice; the executor needs whole rows\n", i, op,
-              ps->line);
-      return RB_EUSER;
-    }
-  if (!strcmp(op, "embed")) {
-    void *a[] = {&y, &m->tokens, &ss->table, &T};
-    return launch(m, i, 0, T, a);
-  }
-  if (!strcmp(op, "rmsnorm")) {
-    void *a[] = {&y, &x, &ss->norm, &T};
-    return launch(m, i, 0, T, a);
-  }
-  if (!strcmp(op, "attention")) {
-    RtDevPtr q = x, k = view(m, ps->in[1]), v = view(m, ps->in[2]);
-    int ldq = m->val[ps->in[0]].ld, ldk = m->val[ps->in[1]].ld, ldv = m->val[ps->in[2]].ld;
-    void *r[] = {&q, &ldq, &k, &ldk, &v, &ldv, &ss->kc, &ss->vc, &m->pos, &T};
-    void *a[] = {&y, &q, &ldq, &ss->kc, &ss->vc, &m->pos, &T};
-    return launch(m, i, 0, T, r) || launch(m, i, 1, T, a) ? RB_EINTERNAL : RB_OK;
-  }
-  if (!strcmp(op, "swiglu")) {
-    const Val *g = &m->val[ps->in[0]], *u = &m->val[ps->in[1]];
-    if (g->buf != u->buf || u->col != g->col + g->width) {
-      fprintf(stderr, "rabit: step %d: swiglu needs gate and up side by side in one buffer\n", i);
-      return RB_EUSER;
-    }
-    int ld = g->ld;
-    void *a[] = {&y, &x, &ld, &T};
-    return launch(m, i, 0, T, a);
-  }
-  if (!strcmp(op, "add")) {
-    RtDevPtr b = view(m, ps->in[1]);
-    int n = T * ps->width[0];
-    void *a[] = {&y, &x, &b, &n};
-    return launch(m, i, 0, n, a);
-  }
-  /* linears */
-  int add = !strcmp(op, "linear_add"), swiglu = !strcmp(op, "linear_swiglu");
+  int ldq = m->val[ps->in[0]].ld;
+  CgRopeKvArgs r = {view(m, ps->in[0]), ldq, view(m, ps->in[1]), m->val[ps->in[1]].ld, view(m, ps->in[2]),
+                    m->val[ps->in[2]].ld, ss->kc, ss->vc, m->pos, T};
+  CgAttentionArgs a = {view(m, ps->out[0]), r.q, ldq, ss->kc, ss->vc, m->pos, T};
+  CgArgv vr, va;
+  cg_rope_kv_argv(&r, &vr);
+  cg_attention_argv(&a, &va);
+  return launch(m, ps->kernels.rope, T, &vr) || launch(m, ps->kernels.main, T, &va) ? RB_EINTERNAL : RB_OK;
+}
+
+static int run_swiglu(RtModel *m, int i, int T) {
+  const RtPlanStep *ps = &m->p->steps[i];
+  const Val *g = &m->val[ps->in[0]], *u = &m->val[ps->in[1]];
+  if (g->buf != u->buf || u->col != g->col + g->width)
+    return fail(m, RB_EUSER, "step %d (swiglu, IR line %d) needs gate and up side by side in one buffer", i,
+                ps->line);
+  CgSwigluArgs a = {view(m, ps->out[0]), view(m, ps->in[0]), g->ld, T};
+  CgArgv v;
+  cg_swiglu_argv(&a, &v);
+  return launch(m, ps->kernels.main, T, &v);
+}
+
+static int run_add(RtModel *m, int i, int T) {
+  const RtPlanStep *ps = &m->p->steps[i];
+  CgAddArgs a = {view(m, ps->out[0]), view(m, ps->in[0]), view(m, ps->in[1]), T * ps->width[0]};
+  CgArgv v;
+  cg_add_argv(&a, &v);
+  return launch(m, ps->kernels.main, a.n, &v);
+}
+
+/* Quantized linears run their generated kernels; dense ones run on cuBLAS
+ * (a dense swiglu then multiplies gate and up with its product kernel). */
+static int run_linear(RtModel *m, int i, int T) {
+  const RtPlanStep *ps = &m->p->steps[i];
+  StepState *ss = &m->st[i];
+  RtDevPtr y = view(m, ps->out[0]), x = view(m, ps->in[0]);
+  int add = ps->op == IR_LINEAR_ADD;
   RtDevPtr res = add ? view(m, ps->in[1]) : 0;
-  if (ps->paths) return rabit_linear_run(m->s, ss->lin, T, y, x, res, m->stream);
+  if (ps->paths) return rt_linear_run(m->prog, ss->lin, T, y, x, res, m->stream);
   int K = m->val[ps->in[0]].width, N = m->val[ps->out[0]].ld, f32 = m->val[ps->out[0]].f32;
-  if (swiglu) {
+  if (ps->op == IR_LINEAR_SWIGLU) {
     int F = ps->width[0], ld = 2 * F;
     if (rt_blas_linear(m->blas, T, 2 * F, K, x, ss->w, m->scratch, ld, 0, 0)) return RB_EINTERNAL;
-    void *a[] = {&y, &m->scratch, &ld, &T};
-    return launch(m, i, 0, T, a);
+    CgSwigluArgs a = {y, m->scratch, ld, T};
+    CgArgv v;
+    cg_swiglu_argv(&a, &v);
+    return launch(m, ps->kernels.main, T, &v);
   }
   if (add && rt_memcpy_dtod(m->gpu, y, res, (size_t)T * N * 2, m->stream)) return RB_EINTERNAL;
   return rt_blas_linear(m->blas, T, N, K, x, ss->w, y, N, f32, add);
 }
 
+/* The launcher of each op kind (IR_NOP and ops the fusion pass removes have none). */
+static const StepRun step_run[IR_NOP] = {
+    [IR_EMBED] = run_embed,         [IR_RMSNORM] = run_rmsnorm, [IR_ATTENTION] = run_attention,
+    [IR_SWIGLU] = run_swiglu,       [IR_ADD] = run_add,         [IR_LINEAR] = run_linear,
+    [IR_LINEAR_ADD] = run_linear,   [IR_LINEAR_SWIGLU] = run_linear,
+};
+
+/* Which ops read their inputs with a stride (column slices of a fused output). */
+static int reads_slices(IrOp op) { return op == IR_ATTENTION || op == IR_SWIGLU; }
+
 static int run_steps(RtModel *m, int T) {
-  for (int i = 0; i < m->p->nsteps; i++)
-    if (run_step(m, i, T)) {
-      fprintf(stderr, "rabit: step %d (%s, IR line %d) failed\n", i, m->p->steps[i].op, m->p->steps[i].line);
-      return RB_EINTERNAL;
-    }
+  for (int i = 0; i < m->p->nsteps; i++) {
+    const RtPlanStep *ps = &m->p->steps[i];
+    const char *name = ir_ops[ps->op].name;
+    for (int j = 0; j < ps->nin && !reads_slices(ps->op); j++)
+      if (!contiguous(m, ps->in[j]))
+        return fail(m, RB_EUSER, "step %d (%s, IR line %d) reads a column slice; the executor needs whole rows", i,
+                    name, ps->line);
+    StepRun run = step_run[ps->op];
+    if (!run) return fail(m, RB_EUSER, "step %d (%s, IR line %d): the executor has no launcher for it", i, name, ps->line);
+    m->error[0] = 0;
+    int rc = run(m, i, T);
+    if (rc && !m->error[0])
+      return fail(m, RB_EINTERNAL, "step %d (%s, IR line %d) failed: %s", i, name, ps->line, rt_gpu_error(m->gpu));
+    if (rc) return rc;
+  }
   return RB_OK;
 }
 
 int rt_model_forward(RtModel *m, const int32_t *tokens, int T, int pos0) {
-  if (T < 1 || T > m->o.max_tokens || pos0 < 0 || pos0 + T > m->max_ctx) {
-    fprintf(stderr, "rabit: forward of %d tokens at position %d exceeds the limits (%d tokens, context %d)\n", T,
-            pos0, m->o.max_tokens, m->max_ctx);
-    return RB_EUSER;
-  }
+  if (T < 1 || T > m->o.max_tokens || pos0 < 0 || pos0 + T > m->max_ctx)
+    return fail(m, RB_EUSER, "a forward of %d tokens at position %d exceeds the limits (%d tokens, context %d)", T,
+                pos0, m->o.max_tokens, m->max_ctx);
   /* These copies are synchronous, and the model's stream is ordered after them. */
   if (rt_memcpy_htod(m->gpu, m->tokens, tokens, (size_t)T * 4) || rt_memcpy_htod(m->gpu, m->pos, &pos0, 4))
     return RB_EINTERNAL;
@@ -413,10 +482,8 @@ int rt_model_forward(RtModel *m, const int32_t *tokens, int T, int pos0) {
 }
 
 int rt_model_decode(RtModel *m, int32_t token, int pos) {
-  if (pos < 0 || pos >= m->max_ctx) {
-    fprintf(stderr, "rabit: decode position %d is beyond the context of %d\n", pos, m->max_ctx);
-    return RB_EUSER;
-  }
+  if (pos < 0 || pos >= m->max_ctx)
+    return fail(m, RB_EUSER, "decode position %d is beyond the context of %d", pos, m->max_ctx);
   if (rt_memcpy_htod(m->gpu, m->tokens, &token, 4) || rt_memcpy_htod(m->gpu, m->pos, &pos, 4)) return RB_EINTERNAL;
   m->T = 1;
   if (!m->decode) {
@@ -464,12 +531,12 @@ int rt_model_logits(RtModel *m, int row0, int n, float *out) {
 
 /* ---- open / close ---- */
 
-int rt_model_open(RabitSession *s, const char *weights, const RtModelOptions *o, RtModel **out, RbBuf *err) {
+int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, RtModel **out, RbBuf *err) {
   RtModel *m = rb_calloc(1, sizeof *m);
   if (!m) return RB_EINTERNAL;
-  m->s = s;
-  m->p = rt_session_plan(s);
-  m->gpu = rt_session_gpu(s);
+  m->prog = pr;
+  m->p = rt_program_plan(pr);
+  m->gpu = rt_program_gpu(pr);
   m->o = *o;
   if (!m->o.max_tokens) m->o.max_tokens = 512;
   m->rng = o->seed ? o->seed : 0x9E3779B97F4A7C15ull;
@@ -477,10 +544,11 @@ int rt_model_open(RabitSession *s, const char *weights, const RtModelOptions *o,
   int need_blas = 0, scratch_cols = 0;
   for (int i = 0; i < m->p->nsteps; i++) {
     const RtPlanStep *ps = &m->p->steps[i];
-    if (!strcmp(ps->op, "attention") && m->p->kernels[ps->kernel[0]].spec.max_ctx < m->max_ctx)
-      m->max_ctx = m->p->kernels[ps->kernel[0]].spec.max_ctx;
-    if (!strncmp(ps->op, "linear", 6) && !ps->paths) need_blas = 1;
-    if (!strcmp(ps->op, "linear_swiglu") && !ps->paths && 2 * ps->width[0] > scratch_cols) scratch_cols = 2 * ps->width[0];
+    int linear = ps->op == IR_LINEAR || ps->op == IR_LINEAR_ADD || ps->op == IR_LINEAR_SWIGLU;
+    if (ps->op == IR_ATTENTION && m->p->kernels[ps->kernels.main].kernel.op.max_ctx < m->max_ctx)
+      m->max_ctx = m->p->kernels[ps->kernels.main].kernel.op.max_ctx;
+    if (linear && !ps->paths) need_blas = 1;
+    if (ps->op == IR_LINEAR_SWIGLU && !ps->paths && 2 * ps->width[0] > scratch_cols) scratch_cols = 2 * ps->width[0];
     if (ps->out[0] == m->p->ret) m->vocab = ps->width[0];
   }
   if (m->max_ctx == 1 << 30) m->max_ctx = m->o.max_tokens;
@@ -513,7 +581,7 @@ void rt_model_close(RtModel *m) {
   rt_graph_destroy(m->gpu, m->decode);
   for (int i = 0; m->st && i < m->p->nsteps; i++) {
     StepState *ss = &m->st[i];
-    rabit_linear_free(m->s, ss->lin);
+    rt_linear_free(m->prog, ss->lin);
     if (ss->w_owned) rt_mem_free(m->gpu, ss->w);
     if (ss->table) rt_mem_free(m->gpu, ss->table);
     if (ss->norm) rt_mem_free(m->gpu, ss->norm);

@@ -2,19 +2,22 @@
  * runtime and trainer. A line-oriented text format, so that it diffs and
  * reads well:
  *
- *   rabit-plan 1
+ *   rabit-plan 2
  *   model smollm2-135m
  *   ir-hash <32 hex>          XXH3-128 of the IR text
+ *   target cuda
  *   arch sm_90
  *   compiler nvrtc 13.0 builtins <hex>
  *   rabitc 0.1.0
  *   counts kernels=26 steps=123 values=250
  *   return value=249 dtype=f32
- *   kernel 0 key=<32 hex> entry=<name> block=128,1,1 smem=17408 tuning=default kind=linear ...
- *   step 0 op=embed line=13 layer=-1 paths=0 kernels=5 in=0 out=1 weights=model.embed_tokens ...
+ *   kernel 0 key=<32 hex> entry=<name> schedule=default grid=.. block=.. smem=.. grow=1 per=8 small=0,0 kind=linear ...
+ *   step 0 op=embed line=13 layer=-1 paths=0 main=5 rope=- repack=- buckets=- in=0 out=1 weights=model.embed_tokens ...
  *
- * Every kernel line carries its whole spec (floats in C's exact %a form), so
- * a missing cubin is rebuilt from the plan alone. */
+ * Every kernel line carries its whole op and schedule (floats in C's exact %a
+ * form), so a missing binary is rebuilt from the plan alone, and its launch
+ * geometry, so the runtime launches without asking codegen. A step names its
+ * kernels by role. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,19 +30,27 @@
 #include "ir/ir.h"
 #include "runtime/runtime.h"
 
-static const char *const strategy_names[] = {"none", "xor", "mma"};
-static const char *const epilogue_names[] = {"none", "add", "swiglu"};
+/* The targets a plan can name (one today; the host target joins it). */
+static const CgTarget *const targets[] = {&cg_target_cuda};
+
+const CgTarget *rt_plan_target(const RtPlan *p) {
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+    if (strcmp(targets[i]->name, p->target) == 0) return targets[i];
+  return NULL;
+}
 
 /* ---- building ---- */
 
-int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char *arch,
-                 const CgKernelSet *ks, const RtBuilt *built) {
+int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const CgTarget *t, const char *arch,
+                 const CgKernelSet *ks, const RtBuilt *built, RbBuf *err) {
   RtPlan *p = rb_calloc(1, sizeof *p);
   if (!p) return RB_EINTERNAL;
   p->version = RT_PLAN_VERSION;
   snprintf(p->model, sizeof p->model, "%s", g->model ? g->model : "unnamed");
+  snprintf(p->target, sizeof p->target, "%s", t->name);
   snprintf(p->arch, sizeof p->arch, "%s", arch);
-  snprintf(p->compiler, sizeof p->compiler, "%s", rt_nvrtc_id());
+  const RtCompiler *cc = rt_compiler_find(t->compiler);
+  snprintf(p->compiler, sizeof p->compiler, "%s", cc ? cc->id() : t->compiler);
   snprintf(p->tool, sizeof p->tool, "%s", RABIT_VERSION);
   XXH128_hash_t h = XXH3_128bits(ir_text, strlen(ir_text));
   p->ir_hash.hi = h.high64;
@@ -48,17 +59,18 @@ int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char
   p->kernels = rb_calloc((size_t)ks->n + 1, sizeof *p->kernels);
   int *value_id = rb_calloc((size_t)g->nvalues + 1, sizeof(int));
   p->steps = rb_calloc((size_t)g->nnodes + 1, sizeof *p->steps);
-  if (!p->kernels || !value_id || !p->steps) goto oom;
+  int rc = RB_EINTERNAL;
+  if (!p->kernels || !value_id || !p->steps) goto fail;
   for (int i = 0; i < ks->n; i++) {
     RtPlanKernel *k = &p->kernels[i];
-    k->spec = ks->k[i].spec;
+    k->kernel = ks->k[i].kernel;
     k->key = built[i].key;
+    k->from = ks->k[i].from;
     snprintf(k->entry, sizeof k->entry, "%s", built[i].entry);
-    CgLaunch l = cg_launch(&k->spec, k->spec.kind == CG_REPACK ? 0 : 1);
-    memcpy(k->block, l.block, sizeof k->block);
-    k->smem = l.smem;
-    snprintf(k->tuning, sizeof k->tuning, "default");
+    /* Geometry once, here: launches read it from the plan. */
+    if ((rc = t->geometry(&k->kernel, &k->geometry, err)) != RB_OK) goto fail;
   }
+  rc = RB_EINTERNAL;
   /* Values are numbered in definition order, graph inputs first. */
   for (int i = 0; i < g->nvalues; i++) value_id[i] = -1;
   for (int i = 0; i < g->ninputs; i++) value_id[g->inputs[i]] = p->nvalues++;
@@ -66,12 +78,11 @@ int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char
     const IrNode *n = &g->nodes[i];
     if (n->dead) continue;
     RtPlanStep *s = &p->steps[p->nsteps++];
-    snprintf(s->op, sizeof s->op, "%s", ir_ops[n->op].name);
+    s->op = n->op;
     s->line = n->line;
     s->layer = n->layer;
     s->paths = ir_node_paths(n);
-    s->nkernels = ks->node[i].n;
-    memcpy(s->kernel, ks->node[i].k, sizeof s->kernel);
+    s->kernels = ks->node[i];
     s->nin = n->nin;
     for (int j = 0; j < n->nin; j++) s->in[j] = value_id[n->in[j]];
     s->nout = n->nout;
@@ -81,25 +92,23 @@ int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char
     }
     s->nweights = n->nweights;
     for (int j = 0; j < n->nweights; j++)
-      if (!(s->weights[j] = rb_strdup(n->weights[j]))) goto oom;
+      if (!(s->weights[j] = rb_strdup(n->weights[j]))) goto fail;
     if (n->attr_set & IR_BIT(IR_A_TIED)) {
       s->tied = 1;
       s->nweights = 1;
-      if (!(s->weights[0] = rb_strdup(n->attr[IR_A_TIED].s))) goto oom;
+      if (!(s->weights[0] = rb_strdup(n->attr[IR_A_TIED].s))) goto fail;
     }
-    if (s->paths && s->nkernels == CG_MAX_NODE_KERNELS) {
-      s->layout_bytes = cg_linear_bits_bytes(&p->kernels[s->kernel[3]].spec);
-    }
+    if (s->kernels.repack >= 0) s->layout_bytes = t->layout_bytes(&p->kernels[s->kernels.repack].kernel.op);
   }
   p->ret = g->ret >= 0 ? value_id[g->ret] : -1;
   p->ret_f32 = g->ret_type.dtype == IR_F32;
   rb_free(value_id);
   *out = p;
   return RB_OK;
-oom:
+fail:
   rb_free(value_id);
   rt_plan_free(p);
-  return RB_EINTERNAL;
+  return rc;
 }
 
 void rt_plan_free(RtPlan *p) {
@@ -119,37 +128,52 @@ static void put_list(RbBuf *b, const char *key, const int *v, int n) {
   for (int i = 0; i < n; i++) rb_buf_printf(b, "%s%d", i ? "," : "", v[i]);
 }
 
-static void put_spec(RbBuf *b, const CgSpec *s) {
-  rb_buf_printf(b, " kind=%s strategy=%s batch=%d K=%d N=", cg_kind_name(s->kind),
-                strategy_names[s->strategy], s->batch_max, s->K);
+static void put_kernel(RbBuf *b, const CgKernel *k) {
+  const CgOp *s = &k->op;
+  const CgSchedule *c = &k->sched;
+  rb_buf_printf(b, " kind=%s strategy=%s batch=%d K=%d N=", cg_kind_name(s->kind), cg_strategy_name(c->strategy),
+                c->batch_max, s->K);
   if (!s->nseg) rb_buf_puts(b, "-");
   for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "," : "", s->N[i]);
   rb_buf_printf(b, " paths=%d epilogue=%s tile=%d,%d,%d,%d dim=%d vocab=%d heads=%d kv_heads=%d"
                    " head_dim=%d max_ctx=%d eps=%a rope_theta=%a",
-                s->paths, epilogue_names[s->epilogue], s->tile[0], s->tile[1], s->tile[2], s->tile[3],
-                s->dim, s->vocab, s->heads, s->kv_heads, s->head_dim, s->max_ctx, (double)s->eps,
-                (double)s->rope_theta);
+                s->paths, cg_epilogue_name(s->epilogue), c->tile[0], c->tile[1], c->tile[2], c->tile[3], s->dim,
+                s->vocab, s->heads, s->kv_heads, s->head_dim, s->max_ctx, (double)s->eps, (double)s->rope_theta);
+}
+
+static void put_geometry(RbBuf *b, const CgGeometry *g) {
+  rb_buf_printf(b, " grid=%u,%u,%u block=%u,%u,%u smem=%u grow=%d per=%u small=%u,%u", g->grid[0], g->grid[1],
+                g->grid[2], g->block[0], g->block[1], g->block[2], g->smem, g->grow_axis, g->n_per_block,
+                g->n_small, g->block_x_small);
+}
+
+static void put_role(RbBuf *b, const char *key, int v) {
+  if (v < 0) rb_buf_printf(b, " %s=-", key);
+  else rb_buf_printf(b, " %s=%d", key, v);
 }
 
 void rt_plan_format(const RtPlan *p, RbBuf *b) {
   char hex[33];
   rt_key_hex(p->ir_hash, hex);
-  rb_buf_printf(b, "rabit-plan %d\nmodel %s\nir-hash %s\narch %s\ncompiler %s\nrabitc %s\n", p->version,
-                p->model, hex, p->arch, p->compiler, p->tool);
+  rb_buf_printf(b, "rabit-plan %d\nmodel %s\nir-hash %s\ntarget %s\narch %s\ncompiler %s\nrabitc %s\n",
+                p->version, p->model, hex, p->target, p->arch, p->compiler, p->tool);
   rb_buf_printf(b, "counts kernels=%d steps=%d values=%d\n", p->nkernels, p->nsteps, p->nvalues);
   rb_buf_printf(b, "return value=%d dtype=%s\n", p->ret, p->ret_f32 ? "f32" : "f16");
   for (int i = 0; i < p->nkernels; i++) {
     const RtPlanKernel *k = &p->kernels[i];
     rt_key_hex(k->key, hex);
-    rb_buf_printf(b, "kernel %d key=%s entry=%s block=%u,%u,%u smem=%u tuning=%s", i, hex, k->entry,
-                  k->block[0], k->block[1], k->block[2], k->smem, k->tuning);
-    put_spec(b, &k->spec);
+    rb_buf_printf(b, "kernel %d key=%s entry=%s schedule=%s", i, hex, k->entry, cg_schedule_source_name(k->from));
+    put_geometry(b, &k->geometry);
+    put_kernel(b, &k->kernel);
     rb_buf_puts(b, "\n");
   }
   for (int i = 0; i < p->nsteps; i++) {
     const RtPlanStep *s = &p->steps[i];
-    rb_buf_printf(b, "step %d op=%s line=%d layer=%d paths=%d", i, s->op, s->line, s->layer, s->paths);
-    put_list(b, "kernels", s->kernel, s->nkernels);
+    rb_buf_printf(b, "step %d op=%s line=%d layer=%d paths=%d", i, ir_ops[s->op].name, s->line, s->layer, s->paths);
+    put_role(b, "main", s->kernels.main);
+    put_role(b, "rope", s->kernels.rope);
+    put_role(b, "repack", s->kernels.repack);
+    put_list(b, "buckets", s->kernels.bucket, s->kernels.nbucket);
     put_list(b, "in", s->in, s->nin);
     put_list(b, "out", s->out, s->nout);
     put_list(b, "width", s->width, s->nout);
@@ -293,27 +317,50 @@ static int parse_key(const char *hex, RtKey *k) {
   return !*end;
 }
 
+/* An index into the plan's kernels, or "-" for a role that does not apply. */
+static int get_role(Cursor *c, char **w, int n, const char *key, int nkernels) {
+  char buf[32];
+  if (!field(w, n, key, buf, sizeof buf)) {
+    perr(c, "missing field '%s'", key);
+    return -1;
+  }
+  if (strcmp(buf, "-") == 0) return -1;
+  return (int)get_int(c, w, n, key, 0, nkernels - 1);
+}
+
 static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   char buf[128];
   static const char *kinds[CG_NKIND];
   for (int i = 0; i < CG_NKIND; i++) kinds[i] = cg_kind_name((CgKind)i);
+  static const char *const strategies[] = {"none", "xor", "mma"}, *const epilogues[] = {"none", "add", "swiglu"},
+                           *const sources[] = {"default", "shipped", "tuned"};
   if (!field(w, n, "key", buf, sizeof buf) || !parse_key(buf, &k->key)) perr(c, "bad or missing key");
   if (!field(w, n, "entry", k->entry, sizeof k->entry)) perr(c, "missing field 'entry'");
-  if (!field(w, n, "tuning", k->tuning, sizeof k->tuning)) perr(c, "missing field 'tuning'");
-  int block[3] = {1, 1, 1};
+  k->from = (CgScheduleSource)get_name(c, w, n, "schedule", sources, 3);
+  CgGeometry *g = &k->geometry;
+  int grid[3] = {1, 1, 1}, block[3] = {1, 1, 1}, small[2] = {0, 0};
+  if (get_list(c, w, n, "grid", grid, 3, 1, 1 << 30) != 3) perr(c, "field 'grid' needs 3 sizes");
   if (get_list(c, w, n, "block", block, 3, 1, 1024) != 3) perr(c, "field 'block' needs 3 sizes");
-  for (int i = 0; i < 3; i++) k->block[i] = (unsigned)block[i];
-  k->smem = (unsigned)get_int(c, w, n, "smem", 0, 1 << 20);
-  CgSpec *s = &k->spec;
-  memset(s, 0, sizeof *s);
+  for (int i = 0; i < 3; i++) g->grid[i] = (unsigned)grid[i], g->block[i] = (unsigned)block[i];
+  g->smem = (unsigned)get_int(c, w, n, "smem", 0, 1 << 20);
+  g->grow_axis = (int)get_int(c, w, n, "grow", -1, 2);
+  g->n_per_block = (unsigned)get_int(c, w, n, "per", 0, 1 << 20);
+  if (get_list(c, w, n, "small", small, 2, 0, 1 << 20) != 2) perr(c, "field 'small' needs 2 values");
+  g->n_small = (unsigned)small[0], g->block_x_small = (unsigned)small[1];
+  if (g->grow_axis >= 0 && !g->n_per_block) perr(c, "field 'per' must be positive when the grid grows");
+  if (g->n_small && (!g->block_x_small || g->block_x_small > 1024)) perr(c, "field 'small' needs a block of 1..1024");
+  CgOp *s = &k->kernel.op;
+  CgSchedule *sc = &k->kernel.sched;
+  memset(&k->kernel, 0, sizeof k->kernel);
   s->kind = (CgKind)get_name(c, w, n, "kind", kinds, CG_NKIND);
-  s->strategy = (CgStrategy)get_name(c, w, n, "strategy", strategy_names, 3);
-  s->epilogue = (CgEpilogue)get_name(c, w, n, "epilogue", epilogue_names, 3);
-  s->batch_max = (int)get_int(c, w, n, "batch", 0, 1 << 20);
+  sc->strategy = (CgStrategy)get_name(c, w, n, "strategy", strategies, 3);
+  s->epilogue = (CgEpilogue)get_name(c, w, n, "epilogue", epilogues, 3);
+  sc->batch_max = (int)get_int(c, w, n, "batch", 0, 1 << 20);
   s->K = (int)get_int(c, w, n, "K", 0, 1 << 24);
   s->nseg = get_list(c, w, n, "N", s->N, CG_MAX_SEG, 1, 1 << 24);
   s->paths = (int)get_int(c, w, n, "paths", 0, 4);
-  if (get_list(c, w, n, "tile", s->tile, CG_MAX_TILE, 0, 1 << 16) != CG_MAX_TILE) perr(c, "field 'tile' needs 4 values");
+  if (get_list(c, w, n, "tile", sc->tile, CG_MAX_TILE, 0, 1 << 16) != CG_MAX_TILE)
+    perr(c, "field 'tile' needs 4 values");
   s->dim = (int)get_int(c, w, n, "dim", 0, 1 << 24);
   s->vocab = (int)get_int(c, w, n, "vocab", 0, 1 << 24);
   s->heads = (int)get_int(c, w, n, "heads", 0, 1 << 16);
@@ -324,13 +371,31 @@ static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   s->rope_theta = (float)get_float(c, w, n, "rope_theta");
 }
 
+/* Each role names a kernel of the kind it needs, so the executor can trust the plan. */
+static void check_roles(Cursor *c, const RtPlanStep *s, const RtPlan *p) {
+  const CgNodeKernels *k = &s->kernels;
+  if (k->rope >= 0 && p->kernels[k->rope].kernel.op.kind != CG_ROPE_KV) perr(c, "'rope' is not a rope_kv kernel");
+  if (k->repack >= 0 && p->kernels[k->repack].kernel.op.kind != CG_REPACK) perr(c, "'repack' is not a repack kernel");
+  for (int i = 0; i < k->nbucket; i++)
+    if (p->kernels[k->bucket[i]].kernel.op.kind != CG_LINEAR) perr(c, "bucket %d is not a linear kernel", i);
+  if (s->paths && (k->nbucket < 1 || k->repack < 0)) perr(c, "a quantized linear needs buckets and a repack");
+  if (k->main >= 0) {
+    CgKind kind = p->kernels[k->main].kernel.op.kind;
+    if (kind == CG_LINEAR || kind == CG_REPACK || kind == CG_ROPE_KV) perr(c, "'main' is a %s kernel", cg_kind_name(kind));
+  }
+  if (s->op == IR_ATTENTION && (k->main < 0 || k->rope < 0)) perr(c, "attention needs 'main' and 'rope'");
+}
+
 static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *p) {
   char buf[4096];
-  if (!field(w, n, "op", s->op, sizeof s->op) || ir_op_lookup(s->op) == IR_NOP) perr(c, "bad or missing op");
+  if (!field(w, n, "op", buf, 32) || (s->op = ir_op_lookup(buf)) == IR_NOP) perr(c, "bad or missing op");
   s->line = (int)get_int(c, w, n, "line", 0, 1 << 30);
   s->layer = (int)get_int(c, w, n, "layer", -1, 1 << 30);
   s->paths = (int)get_int(c, w, n, "paths", 0, 4);
-  s->nkernels = get_list(c, w, n, "kernels", s->kernel, RT_PLAN_MAX_STEP_KERNELS, 0, p->nkernels - 1);
+  s->kernels.main = get_role(c, w, n, "main", p->nkernels);
+  s->kernels.rope = get_role(c, w, n, "rope", p->nkernels);
+  s->kernels.repack = get_role(c, w, n, "repack", p->nkernels);
+  s->kernels.nbucket = get_list(c, w, n, "buckets", s->kernels.bucket, CG_MAX_BUCKETS, 0, p->nkernels - 1);
   s->nin = get_list(c, w, n, "in", s->in, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
   s->nout = get_list(c, w, n, "out", s->out, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
   if (get_list(c, w, n, "width", s->width, RT_PLAN_MAX_VALUES, 1, 1 << 24) != s->nout)
@@ -343,6 +408,7 @@ static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *
       else if (!(s->weights[s->nweights++] = rb_strdup(t))) perr(c, "out of memory");
     }
   s->layout_bytes = (size_t)get_int(c, w, n, "layout", 0, (1L << 40));
+  if (!c->failed) check_roles(c, s, p);
 }
 
 /* A header value, refused rather than truncated when it does not fit. */
@@ -386,6 +452,7 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
       continue;
     }
     if (strcmp(what, "model") == 0) header_value(&c, p->model, sizeof p->model, val, what);
+    else if (strcmp(what, "target") == 0) header_value(&c, p->target, sizeof p->target, val, what);
     else if (strcmp(what, "arch") == 0) header_value(&c, p->arch, sizeof p->arch, val, what);
     else if (strcmp(what, "compiler") == 0) header_value(&c, p->compiler, sizeof p->compiler, val, what);
     else if (strcmp(what, "rabitc") == 0) header_value(&c, p->tool, sizeof p->tool, val, what);
@@ -426,7 +493,9 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
     c.line++;
     perr(&c, "the plan is truncated: %d of %d kernels and %d of %d steps", nk, p->nkernels, ns, p->nsteps);
   }
-  if (!c.failed && (!p->arch[0] || !p->compiler[0])) perr(&c, "the header lacks 'arch' or 'compiler'");
+  if (!c.failed && (!p->arch[0] || !p->compiler[0] || !p->target[0]))
+    perr(&c, "the header lacks 'target', 'arch' or 'compiler'");
+  if (!c.failed && !rt_plan_target(p)) perr(&c, "unknown target '%s'", p->target);
   rb_free(copy);
   if (c.failed) {
     p->nsteps = ns; /* free only what was filled */

@@ -55,14 +55,22 @@ int rabit_linear_bind(RabitSession *s, int step, const uint32_t *const *bits, co
 void rabit_linear_free(RabitSession *s, RabitLinear *w);
 /* y = W x (+ res for a linear_add step; silu(gate) * up for linear_swiglu).
  * x (batch, K) and y (batch, out width) fp16 on the device; res (batch, N)
- * or 0. The kernel is chosen by batch: 1, up to 16, more. */
+ * or 0. The kernel is chosen by batch: the smallest of the step's buckets
+ * that holds it. */
 int rabit_linear_run(RabitSession *s, const RabitLinear *w, int batch, rabit_devptr y, rabit_devptr x,
                      rabit_devptr res, void *stream);
 
 /* ---- any kernel ---- */
-/* Launch kernel j of a step (codegen.h documents each kind's arguments);
- * n is the extent the launch geometry depends on (rows, or elements for add). */
-int rabit_step_launch(RabitSession *s, int step, int j, int n, void **args, void *stream);
+/* The kernels of a step, by the role they play. */
+typedef enum {
+  RABIT_ROLE_MAIN,   /* the op's kernel (embed, rmsnorm, attention, swiglu, add) */
+  RABIT_ROLE_ROPE,   /* attention: rope_kv, launched before main */
+  RABIT_ROLE_REPACK, /* quantized linear: canonical bits -> the kernel layout */
+} RabitRole;
+/* Launch a step's kernel of that role (codegen.h documents each kind's
+ * arguments); n is the extent the launch geometry depends on (rows, or
+ * elements for add). Nonzero when the step has no kernel of that role. */
+int rabit_step_launch(RabitSession *s, int step, RabitRole role, int n, void **args, void *stream);
 
 #ifdef __cplusplus
 }

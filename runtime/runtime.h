@@ -1,6 +1,7 @@
-/* runtime.h: the runtime's own layer (prefix rt_): the plan file, the executor
- * that runs a plan over weights, and the session internals that rabit.h wraps.
- * The pieces below it have their own headers: jit/, cuda/, formats/, text/. */
+/* runtime.h: the runtime's own layer (prefix rt_): the compile pipeline, the
+ * plan file, a plan's kernels loaded on a GPU, quantized linears' weights, and
+ * the executor. session.c builds the public API (rabit.h) on these; the pieces
+ * below them have their own headers: jit/, cuda/, formats/, text/. */
 #ifndef RABIT_RUNTIME_H
 #define RABIT_RUNTIME_H
 
@@ -15,39 +16,39 @@
 
 /* ==== plan.c: the versioned plan, the contract between rabitc and its users ==== */
 
-struct RabitSession;
+#define RT_PLAN_VERSION 2
 
-#define RT_PLAN_VERSION 1
-
+/* One kernel: what it computes and how (the whole kernel, so a missing binary
+ * is rebuilt from the plan alone), its cache key, and its launch geometry,
+ * fixed when the plan was made: the runtime launches from these fields. */
 typedef struct {
-  CgSpec spec;
+  CgKernel kernel;
   RtKey key;
-  char entry[64];
-  unsigned block[3], smem;
-  char tuning[32];     /* where its tile parameters came from: "default" until autotuned */
+  char entry[CG_ENTRY_MAX];
+  CgGeometry geometry;
+  CgScheduleSource from; /* where its schedule came from: default, shipped or tuned */
 } RtPlanKernel;
 
-#define RT_PLAN_MAX_STEP_KERNELS 4
 #define RT_PLAN_MAX_VALUES 4
 
-/* One op of the fused graph: which kernels serve it, the weights it binds,
- * the values it reads and writes. */
+/* One op of the fused graph: its kernels by role, the weights it binds, the
+ * values it reads and writes. */
 typedef struct {
-  char op[16];
+  IrOp op;
   int line, layer;
-  int nkernels, kernel[RT_PLAN_MAX_STEP_KERNELS]; /* linears: xor, mma<=16, mma<=512, repack */
+  CgNodeKernels kernels; /* indices into RtPlan.kernels; -1 where a role does not apply */
   int nin, in[RT_PLAN_MAX_VALUES], nout, out[RT_PLAN_MAX_VALUES];
   int width[RT_PLAN_MAX_VALUES]; /* each output's row width (T is dynamic) */
   int paths;            /* 0 = none */
   int tied;             /* a dense linear reusing the embedding named in weights[0] */
   int nweights;
   char *weights[RT_PLAN_MAX_VALUES];
-  size_t layout_bytes; /* linears: the repacked bits, one layout for every kernel */
+  size_t layout_bytes; /* quantized linears: the repacked bits, one layout for every bucket */
 } RtPlanStep;
 
 typedef struct RtPlan {
   int version;
-  char model[128], arch[16], compiler[128], tool[32];
+  char model[128], target[16], arch[16], compiler[128], tool[32];
   RtKey ir_hash;
   int nkernels, nsteps, nvalues;
   int ret;        /* the returned value */
@@ -56,10 +57,13 @@ typedef struct RtPlan {
   RtPlanStep *steps;
 } RtPlan;
 
+/* The target a plan's kernels were made for (cg_target_cuda today), or NULL. */
+const CgTarget *rt_plan_target(const RtPlan *p);
+
 /* Build the in-memory plan of a verified, fused graph whose kernels were
  * built (built[i] serves ks->k[i]); the IR text's hash identifies the source. */
-int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const char *arch,
-                 const CgKernelSet *ks, const RtBuilt *built);
+int rt_plan_make(RtPlan **out, const IrGraph *g, const char *ir_text, const CgTarget *t, const char *arch,
+                 const CgKernelSet *ks, const RtBuilt *built, RbBuf *err);
 /* Render a plan as text (what rt_plan_write writes). */
 void rt_plan_format(const RtPlan *p, RbBuf *out);
 /* Write it to path through a temp file and a rename, so that a failed write
@@ -81,6 +85,7 @@ typedef struct {
   const char *path;  /* the IR file ("-": stdin); names the diagnostics */
   const char *text;  /* the IR text itself, or NULL to read path */
   FeOptions fe;      /* --paths override, every linear dense */
+  const CgTarget *target; /* NULL: CUDA */
   RtStage stop;      /* the last stage to run */
   const char *arch;  /* exact target ("sm_90"), needed from RT_STAGE_BUILD on */
   int max_ctx;       /* KV-cache length the attention kernels serve; 0 = RT_DEFAULT_MAX_CTX */
@@ -115,6 +120,42 @@ void rt_compiled_free(RtCompiled *c);
 RtPlan *rt_compiled_take_plan(RtCompiled *c);
 const char *rt_stage_name(RtStage s); /* "parse", "verify", ... */
 
+/* ==== program.c: a plan's kernels loaded on a GPU ==== */
+
+typedef struct RtProgram RtProgram;
+
+/* Load every kernel of plan p on gpu for the GPU's exact architecture: the
+ * keys are recomputed from the kernels, so a plan compiled on this machine
+ * hits the cache, and anything missing or stale is rebuilt. p and gpu are
+ * borrowed and must outlive the program. */
+int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err);
+void rt_program_close(RtProgram *pr);
+const RtPlan *rt_program_plan(const RtProgram *pr);
+RtGpu *rt_program_gpu(const RtProgram *pr);
+int rt_program_cache_hits(const RtProgram *pr);
+/* What opening took: every binary (cache or compiler), every module load. */
+void rt_program_times(const RtProgram *pr, double *ms_build, double *ms_load);
+/* Launch plan kernel `kernel` for extent n with the plan's geometry. */
+int rt_program_launch(RtProgram *pr, int kernel, int n, void **args, RtStream s);
+
+/* ==== linear.c: a quantized linear step's weights on the device ==== */
+
+typedef struct RtLinear RtLinear;
+
+/* Bind the weights of quantized linear step `step`, per segment in the
+ * canonical packed format (codegen.h, packed.c): bits[s] (paths, N[s],
+ * ceil(K/32)) words, g[s] (paths, N[s]) and h[s] (paths, K) fp16 bits. They
+ * are repacked on the GPU into the layout every bucket reads. */
+int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const uint16_t *const *g,
+                   const uint16_t *const *h, RtLinear **out, RbBuf *err);
+void rt_linear_free(RtProgram *pr, RtLinear *w);
+/* y = W x (+ res for linear_add; silu(gate) * up for linear_swiglu) over batch
+ * rows, with the kernel of the smallest bucket that holds the batch. */
+int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s);
+/* The shape of a quantized linear step (its first bucket's op), or NULL. */
+const CgOp *rt_linear_op(const RtPlan *p, int step);
+size_t rt_linear_device_bytes(const RtLinear *w);
+
 /* ==== exec.c: the executor: a plan's steps over weights, with a KV cache ==== */
 
 typedef struct {
@@ -125,12 +166,11 @@ typedef struct {
 
 typedef struct RtModel RtModel;
 
-/* Bind the weights of the session's plan from a safetensors file (the
+/* Bind the weights of the program's plan from a safetensors file (the
  * canonical packed format for quantized linears, fp16/f32 for the rest, as
  * `rabit import` and `rabit quantize` write), allocate activations and KV
- * caches. Errors name the file and the tensor. */
-int rt_model_open(struct RabitSession *s, const char *weights, const RtModelOptions *o, RtModel **out,
-                  RbBuf *err);
+ * caches. Errors name the file and the tensor. pr is borrowed. */
+int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, RtModel **out, RbBuf *err);
 void rt_model_close(RtModel *m);
 int rt_model_vocab(const RtModel *m);
 int rt_model_max_ctx(const RtModel *m);
@@ -147,17 +187,7 @@ int rt_model_decode_replay(RtModel *m, int n);
 /* Copy rows [row0, row0+n) of the last call's output (the logits) as f32. */
 int rt_model_logits(RtModel *m, int row0, int n, float *out);
 int rt_model_sync(RtModel *m);
-
-/* ==== session.c (the public API of rabit.h) ==== */
-
-/* The session's GPU, for tests and benchmarks that time graphs of launches. */
-RtGpu *rt_session_gpu(struct RabitSession *s);
-/* What opening took: getting every cubin (cache or NVRTC), loading every module. */
-void rt_session_times(const struct RabitSession *s, double *ms_build, double *ms_load);
-const RtPlan *rt_session_plan(const struct RabitSession *s);
-/* Launch plan kernel `kernel` with its ABI arguments on stream st. */
-int rt_session_launch(struct RabitSession *s, int kernel, int n, void **args, RtStream st);
-/* Open a session on an in-memory plan (borrowed: it must outlive the session). */
-int rt_session_open_plan(const RtPlan *plan, int device, struct RabitSession **out, RbBuf *err);
+/* Why the last failing call failed: the step, its IR line and the CUDA error. */
+const char *rt_model_error(const RtModel *m);
 
 #endif

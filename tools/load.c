@@ -1,6 +1,6 @@
 /* load.c: the IR of a model compiled in process and opened on the GPU, for
  * the run, ppl and bench commands. Same pipeline as rabitc: parse, verify,
- * fuse, kernel set, build through the cache, plan; then a session and the
+ * fuse, kernel set, build through the cache, plan; then the program and the
  * executor with the weights bound. */
 #include <errno.h>
 #include <stdio.h>
@@ -44,21 +44,17 @@ int load_model(const LoadOptions *o, Loaded *out) {
     fprintf(stderr, "%s: cannot read '%s': %s\n", o->tool, o->ir, strerror(errno));
     return 1;
   }
-  RtGpu *gpu = NULL;
-  if (rt_gpu_open(&gpu, 0, &err)) {
+  if (rt_gpu_open(&out->gpu, 0, &err)) {
     fprintf(stderr, "%s: %s", o->tool, err.data ? err.data : "no GPU\n");
     rb_buf_free(&err);
     return 1;
   }
-  char arch[16];
-  snprintf(arch, sizeof arch, "%s", rt_gpu_arch(gpu));
-  rt_gpu_close(gpu);
   double t0 = rb_now_ms();
-  int rc = compile_plan(o, &out->plan, arch, &out->kernels, &out->hits);
-  if (!rc) rc = rt_session_open_plan(out->plan, 0, &out->session, &err);
+  int rc = compile_plan(o, &out->plan, rt_gpu_arch(out->gpu), &out->kernels, &out->hits);
+  if (!rc) rc = rt_program_open(out->plan, out->gpu, &out->program, &err);
   out->ms_compile = rb_now_ms() - t0;
   RtModelOptions mo = {o->max_tokens, o->random, 0};
-  if (!rc) rc = rt_model_open(out->session, o->weights, &mo, &out->model, &err);
+  if (!rc) rc = rt_model_open(out->program, o->weights, &mo, &out->model, &err);
   out->ms_weights = rb_now_ms() - t0 - out->ms_compile;
   if (rc) {
     if (err.data) fprintf(stderr, "%s: %s\n", o->tool, err.data);
@@ -70,7 +66,8 @@ int load_model(const LoadOptions *o, Loaded *out) {
 
 void load_free(Loaded *l) {
   rt_model_close(l->model);
-  rabit_session_close(l->session);
+  rt_program_close(l->program);
+  if (l->gpu) rt_gpu_close(l->gpu);
   rt_plan_free(l->plan);
   memset(l, 0, sizeof *l);
 }

@@ -4,7 +4,6 @@
 #ifndef RABIT_TOOLS_LOAD_H
 #define RABIT_TOOLS_LOAD_H
 
-#include "runtime/rabit.h"
 #include "runtime/runtime.h"
 #include "runtime/text/text.h"
 
@@ -21,7 +20,8 @@ typedef struct {
 
 typedef struct {
   RtPlan *plan;
-  RabitSession *session;
+  RtGpu *gpu;
+  RtProgram *program;
   RtModel *model;
   double ms_compile;    /* parse + kernels (cache or NVRTC) */
   double ms_weights;    /* binding weights */

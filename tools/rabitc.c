@@ -91,7 +91,7 @@ static int write_cuda(const char *dir, const char *path, const CgKernelUse *u, c
   FILE *f = fopen(file, "w");
   if (!f) return -1;
   RbBuf spec = {0};
-  cg_spec_describe(&u->spec, &spec);
+  cg_kernel_describe(&u->kernel, &spec);
   char hex[33], lines[256];
   rt_key_hex(b->key, hex);
   lines_str(u, path, lines, sizeof lines);
@@ -136,7 +136,7 @@ static void report_kernels(const RtCompiled *c, const char *arch) {
   for (int i = 0; i < ks->n; i++) {
     RbBuf d = {0};
     char lines[256];
-    cg_spec_describe(&ks->k[i].spec, &d);
+    cg_kernel_describe(&ks->k[i].kernel, &d);
     lines_str(&ks->k[i], "", lines, sizeof lines);
     const RtBuilt *b = &c->built[i];
     printf("%-58s %-16s %5s %9.1f\n", d.data ? d.data : "?", lines + 1,
@@ -155,7 +155,7 @@ static void report_kernels(const RtCompiled *c, const char *arch) {
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     lines_str(&ks->k[i], c->shown, lines, sizeof lines);
     RbBuf d = {0};
-    cg_spec_describe(&ks->k[i].spec, &d);
+    cg_kernel_describe(&ks->k[i].kernel, &d);
     int dumped = b->source.len && write_cuda(dir, c->shown, &ks->k[i], b, file, sizeof file) == 0;
     const char *log = b->log.data ? b->log.data : "";
     fprintf(stderr, "%s: error: kernel '%s' cannot be built%s%s\n%s%s", lines, d.data ? d.data : b->entry,
@@ -188,7 +188,7 @@ static void list_kernels(const CgKernelSet *ks) {
   for (int i = 0; i < ks->n; i++) {
     RbBuf d = {0};
     char lines[256];
-    cg_spec_describe(&ks->k[i].spec, &d);
+    cg_kernel_describe(&ks->k[i].kernel, &d);
     lines_str(&ks->k[i], "", lines, sizeof lines);
     printf("%-58s %-16s %5d\n", d.data ? d.data : "?", lines + 1, ks->k[i].uses);
     rb_buf_free(&d);

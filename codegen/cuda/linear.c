@@ -4,7 +4,7 @@
  * parameter is a compile-time constant of the emitted source.
  *
  * Kernel bit layout (what CG_REPACK writes, the same for both strategies;
- * cg_linear_bits_bytes is its size): (paths, TT, C256, 32, 4) words. TT counts
+ * cg_layout_bytes_linear is its size): (paths, TT, C256, 32, 4) words. TT counts
  * 16-row tiles (each segment padded to a multiple of 16 rows, so no tile
  * straddles two segments' h), C256 = ceil(K/256). Lane l of tile T owns the 16
  * bytes (T, c, l, 0..3): word j holds exactly the 32 signs lane l needs for the
@@ -53,10 +53,12 @@ typedef struct {
 static int div_up(int a, int b) { return (a + b - 1) / b; }
 
 /* Check the spec and resolve the defaults. Returns RB_OK or RB_EUSER with a message. */
-static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
+static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
+  const CgOp *s = &k->op;
+  const CgSchedule *sc = &k->sched;
   memset(pl, 0, sizeof *pl);
-  if (s->strategy != CG_STRAT_XOR && s->strategy != CG_STRAT_MMA) {
-    rb_buf_printf(err, "linear: unknown strategy %d", (int)s->strategy);
+  if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA) {
+    rb_buf_printf(err, "linear: unknown strategy %d", (int)sc->strategy);
     return RB_EUSER;
   }
   if (s->paths < 1 || s->paths > 4) {
@@ -71,8 +73,8 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
     rb_buf_printf(err, "linear: K = %d is outside the supported 1..%d", s->K, 1 << 20);
     return RB_EUSER;
   }
-  if (s->batch_max < 1) {
-    rb_buf_printf(err, "linear: batch bucket %d must be at least 1", s->batch_max);
+  if (sc->batch_max < 1) {
+    rb_buf_printf(err, "linear: batch bucket %d must be at least 1", sc->batch_max);
     return RB_EUSER;
   }
   long ntot = 0;
@@ -108,15 +110,15 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
     pl->TT += pl->ntile[i];
   }
 
-  int bt = s->batch_max <= 8 ? 8 : s->batch_max <= 16 ? 16 : s->batch_max <= 32 ? 32 : 64;
-  if (s->strategy == CG_STRAT_XOR) bt = 8; /* the batch-1 bucket: larger batches tile the grid's y */
-  pl->BT = s->tile[3] ? s->tile[3] : bt;
+  int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
+  if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the batch-1 bucket: larger batches tile the grid's y */
+  pl->BT = sc->tile[3] ? sc->tile[3] : bt;
   pl->reg = pl->BT <= 16;
   if (pl->reg) {
     /* Register design. Default: 2 row tiles per block; KS warps over the 256-column
      * groups, as many as fill 16 warps with little imbalance (43 groups: 15 warps). */
-    pl->RT = s->tile[0] ? s->tile[0] : 2;
-    int ks = s->tile[1];
+    pl->RT = sc->tile[0] ? sc->tile[0] : 2;
+    int ks = sc->tile[1];
     if (!ks) {
       int kmax = pl->C256 < 16 ? pl->C256 : 16;
       double best = 0;
@@ -130,19 +132,19 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
       while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * (pl->BT / 8) * 512u > SMEM_LIMIT) ks--;
     }
     pl->KS = ks;
-    if ((pl->BT != 8 && pl->BT != 16) || pl->RT < 1 || pl->RT > 8 || pl->KS < 1 || pl->KS > 32 || s->tile[2]) {
+    if ((pl->BT != 8 && pl->BT != 16) || pl->RT < 1 || pl->RT > 8 || pl->KS < 1 || pl->KS > 32 || sc->tile[2]) {
       rb_buf_printf(err, "linear %s: bad tile %d,%d,%d,%d (row tiles 1..8, k-split 1..32, tile[2] unused: 0, batch 8 or 16)",
-                    s->strategy == CG_STRAT_XOR ? "xor" : "mma", pl->RT, pl->KS, s->tile[2], pl->BT);
+                    sc->strategy == CG_STRAT_XOR ? "xor" : "mma", pl->RT, pl->KS, sc->tile[2], pl->BT);
       return RB_EUSER;
     }
     pl->threads = (unsigned)(pl->KS * 32);
     pl->smem = (unsigned)(pl->KS * pl->RT * pl->nsb * (pl->BT / 8) * 512);
     for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
   } else {
-    pl->KS = s->tile[1] ? s->tile[1] : (pl->BT <= 16 ? 4 : 2);
-    pl->RT = s->tile[0] ? s->tile[0] : (pl->BT <= 16 ? 2 : 4);
-    if (s->tile[2]) {
-      pl->KC = s->tile[2];
+    pl->KS = sc->tile[1] ? sc->tile[1] : (pl->BT <= 16 ? 4 : 2);
+    pl->RT = sc->tile[0] ? sc->tile[0] : (pl->BT <= 16 ? 2 : 4);
+    if (sc->tile[2]) {
+      pl->KC = sc->tile[2];
     } else {
       /* The largest chunk whose u tile fits in 40 KB, capped at 1024 and at K. */
       int kc = (40960 / (pl->nsb * pl->BT * 2) - 4) / 64 * 64;
@@ -150,7 +152,7 @@ static int plan_make(const CgSpec *s, Plan *pl, RbBuf *err) {
       if (kc > pl->C64 * 64) kc = pl->C64 * 64;
       if (kc < 64) kc = 64;
       pl->KC = kc;
-      if (!s->tile[1] && pl->KS > kc / 64) pl->KS = kc / 64; /* no idle split-K warps */
+      if (!sc->tile[1] && pl->KS > kc / 64) pl->KS = kc / 64; /* no idle split-K warps */
     }
     if ((pl->BT != 8 && pl->BT != 16 && pl->BT != 32 && pl->BT != 64) || pl->RT < 1 || pl->KS < 1 ||
         pl->RT * pl->KS > 32 || pl->KC < 64 || pl->KC % 64) {
@@ -180,15 +182,15 @@ static unsigned long long fnv1a(const char *p, size_t n) {
 }
 
 /* The layout description: what a repack kernel depends on (not tiles, batch or epilogue). */
-static void layout_describe(const CgSpec *s, RbBuf *b) {
+static void layout_describe(const CgOp *s, RbBuf *b) {
   rb_buf_puts(b, "repack N="); /* one layout serves both strategies */
   for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "+" : "", s->N[i]);
   rb_buf_printf(b, " K=%d k=%d", s->K, s->paths);
 }
 
-static void make_entry(const char *prefix, const CgSpec *s, const RbBuf *key, char entry[64]) {
+static void make_entry(const char *prefix, const CgKernel *k, const RbBuf *key, char entry[64]) {
   unsigned long long h = fnv1a(key->data ? key->data : "", key->len);
-  snprintf(entry, 64, "%s_%s_%016llx", prefix, s->strategy == CG_STRAT_XOR ? "xor" : "mma", h);
+  snprintf(entry, 64, "%s_%s_%016llx", prefix, k->sched.strategy == CG_STRAT_XOR ? "xor" : "mma", h);
 }
 
 /* ---- pieces shared by the emitted sources ---- */
@@ -217,7 +219,7 @@ static void emit_table(RbBuf *b, const char *var, const int *v, int n) {
 }
 
 /* Segment tables as device functions of the segment index. */
-static void emit_segment_tables(RbBuf *b, const CgSpec *s, const Plan *pl, int mma) {
+static void emit_segment_tables(RbBuf *b, const CgOp *s, const Plan *pl, int mma) {
   rb_buf_puts(b, "/* Segment tables: rows, first row in Ntot");
   rb_buf_puts(b, mma ? ", first 16-row tile in the bit layout. */\n" : ". */\n");
   rb_buf_puts(b, "__device__ __forceinline__ int seg_rows(int s) { return ");
@@ -244,7 +246,7 @@ static void emit_block_segment(RbBuf *b, const Plan *pl) {
 }
 
 /* The store of one output element v (fp32) for batch row `brow`, row n of segment seg0. */
-static void emit_store(RbBuf *b, const CgSpec *s, const char *ind, const char *v0, const char *v1) {
+static void emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *v0, const char *v1) {
   switch (s->epilogue) {
   case CG_EPI_ADD:
     rb_buf_printf(b, "%sconst size_t o = (size_t)brow * NTOT + seg_row0(seg0) + n;\n", ind);
@@ -271,7 +273,7 @@ static const char mma_helpers[] =
     "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
     "}\n\n";
 
-static void emit_reg(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entry) {
+static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
       "/* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group\n"
       " * of K. Per group it streams one 16-byte word set per tile and path (loaded one\n"
@@ -531,7 +533,7 @@ static void emit_reg(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
 
 /* ---- mma strategy ---- */
 
-static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entry) {
+static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
       "/* Strategy mma: a warp owns one 16-row tile and a batch tile of BT rows.\n"
       " * Each lane loads one word per 64 columns holding exactly the signs of its\n"
@@ -695,22 +697,23 @@ static void emit_mma(const CgSpec *s, const Plan *pl, RbBuf *b, const char *entr
       "}\n");
 }
 
-/* Emit the linear kernel of s. Returns RB_OK or RB_EUSER (message in err). */
-int cg_emit_linear(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
+/* Emit the linear kernel k. Returns RB_OK or RB_EUSER (message in err). */
+int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
+  const CgOp *s = &k->op;
   Plan pl;
   if (s->kind != CG_LINEAR) {
-    rb_buf_printf(err, "cg_emit_linear: spec is not a linear");
+    rb_buf_printf(err, "cg_emit_linear: kernel is not a linear");
     return RB_EUSER;
   }
-  int st = plan_make(s, &pl, err);
+  int st = plan_make(k, &pl, err);
   if (st) return st;
   /* The entry name hashes the description plus the resolved tiles, so defaults
    * that change with a future version also change the name. */
   RbBuf key = {0}, desc = {0};
-  cg_spec_describe(s, &desc);
+  cg_kernel_describe(k, &desc);
   rb_buf_printf(&key, "%s|%s|%d,%d,%d,%d|epi%d", desc.data ? desc.data : "", pl.reg ? "reg2" : "staged2",
                 pl.RT, pl.KS, pl.KC, pl.BT, (int)s->epilogue);
-  make_entry("rabit_linear", s, &key, entry);
+  make_entry("rabit_linear", k, &key, entry);
   rb_buf_printf(src, "/* rabit %s */\n", desc.data ? desc.data : "");
   if (pl.reg)
     emit_reg(s, &pl, src, entry);
@@ -722,12 +725,25 @@ int cg_emit_linear(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
   return oom || src->oom ? RB_EINTERNAL : RB_OK;
 }
 
-/* Emit the repack kernel of s: canonical bits of one segment -> the kernel layout.
- * Its source depends only on the layout (strategy, N, K, paths), so the linears
- * that share a layout share one repack binary. */
-int cg_emit_repack(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
+/* The schedule a repack is resolved under: its layout is the same for every
+ * strategy, so any valid one serves. */
+static CgKernel repack_plan_kernel(const CgOp *op) {
+  CgKernel k;
+  memset(&k, 0, sizeof k);
+  k.op = *op;
+  k.sched.strategy = CG_STRAT_XOR;
+  k.sched.batch_max = 1;
+  return k;
+}
+
+/* Emit the repack kernel of k: canonical bits of one segment -> the kernel layout.
+ * Its source depends only on the layout (N, K, paths), so the linears that
+ * share a layout share one repack binary. */
+int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
+  const CgOp *s = &k->op;
   Plan pl;
-  int st = plan_make(s, &pl, err);
+  CgKernel rk = repack_plan_kernel(s);
+  int st = plan_make(&rk, &pl, err);
   if (st) return st;
   RbBuf key = {0};
   layout_describe(s, &key);
@@ -767,37 +783,73 @@ int cg_emit_repack(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
   return oom || src->oom ? RB_EINTERNAL : RB_OK;
 }
 
-/* Launch geometry: n = batch rows for CG_LINEAR, the segment index for CG_REPACK.
- * An invalid spec gives an all-zero launch (callers emit first, which reports why). */
-CgLaunch cg_launch_linear(const CgSpec *s, int n) {
-  CgLaunch l;
-  memset(&l, 0, sizeof l);
+/* Launch geometry: n is the batch for CG_LINEAR. A repack is launched once
+ * per segment over the largest segment's words (threads past a smaller
+ * segment's return at once), so one geometry serves every segment. */
+int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
+  const CgOp *s = &k->op;
+  memset(g, 0, sizeof *g);
   Plan pl;
-  RbBuf err = {0};
-  int st = plan_make(s, &pl, &err);
-  rb_buf_free(&err);
-  if (st) return l;
-  l.grid[1] = l.grid[2] = l.block[1] = l.block[2] = 1;
+  CgKernel rk = repack_plan_kernel(s);
+  int st = plan_make(s->kind == CG_REPACK ? &rk : k, &pl, err);
+  if (st) return st;
+  g->grid[0] = g->grid[1] = g->grid[2] = g->block[1] = g->block[2] = 1;
+  g->grow_axis = -1;
   if (s->kind == CG_REPACK) {
-    int seg = n < 0 ? 0 : n >= s->nseg ? s->nseg - 1 : n;
-    size_t words = (size_t)s->paths * pl.ntile[seg] * pl.C256 * 128;
-    l.block[0] = 256;
-    l.grid[0] = (unsigned)((words + 255) / 256);
-    return l;
+    size_t words = 0;
+    for (int seg = 0; seg < s->nseg; seg++) {
+      size_t w = (size_t)s->paths * pl.ntile[seg] * pl.C256 * 128;
+      if (w > words) words = w;
+    }
+    g->block[0] = 256;
+    g->grid[0] = (unsigned)((words + 255) / 256);
+    return RB_OK;
   }
-  l.block[0] = pl.threads;
-  l.grid[0] = (unsigned)pl.blk0[pl.ngroup];
-  l.smem = pl.smem;
-  l.grid[1] = (unsigned)div_up(n < 1 ? 1 : n, pl.BT);
-  return l;
+  g->block[0] = pl.threads;
+  g->grid[0] = (unsigned)pl.blk0[pl.ngroup];
+  g->smem = pl.smem;
+  g->grow_axis = 1;
+  g->n_per_block = (unsigned)pl.BT;
+  return RB_OK;
 }
 
-/* Bytes of the repacked bits of s (the kernel layout); 0 for an invalid spec. */
-size_t cg_linear_bits_bytes(const CgSpec *s) {
+/* Bytes of the repacked bits (the kernel layout); 0 for an invalid op. */
+uint64_t cg_layout_bytes_linear(const CgOp *op) {
   Plan pl;
   RbBuf err = {0};
-  int st = plan_make(s, &pl, &err);
+  CgKernel rk = repack_plan_kernel(op);
+  int st = plan_make(&rk, &pl, &err);
   rb_buf_free(&err);
   if (st) return 0;
-  return (size_t)s->paths * pl.TT * pl.C256 * 128 * 4;
+  return (uint64_t)op->paths * pl.TT * pl.C256 * 128 * 4;
+}
+
+/* The default batch buckets: batch 1 streams the bits with the xor strategy;
+ * small batches (decode with several sequences) and large ones (prefill,
+ * evaluation) decode them to mma fragments. */
+int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
+  static const struct { CgStrategy strat; int batch; } buckets[] = {
+      {CG_STRAT_XOR, 1}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};
+  (void)op;
+  int n = (int)(sizeof buckets / sizeof buckets[0]);
+  for (int i = 0; i < n; i++) {
+    memset(&out[i], 0, sizeof out[i]);
+    out[i].strategy = buckets[i].strat;
+    out[i].batch_max = buckets[i].batch;
+  }
+  return n;
+}
+
+/* ---- argument marshalling: the ABI of codegen.h ---- */
+
+void cg_linear_argv(CgLinearArgs *a, CgArgv *o) {
+  void *v[] = {&a->y, &a->x, &a->bits, &a->g, &a->h, &a->res, &a->batch};
+  o->n = (int)(sizeof v / sizeof v[0]);
+  memcpy(o->v, v, sizeof v);
+}
+
+void cg_repack_argv(CgRepackArgs *a, CgArgv *o) {
+  void *v[] = {&a->dst, &a->src, &a->seg};
+  o->n = (int)(sizeof v / sizeof v[0]);
+  memcpy(o->v, v, sizeof v);
 }

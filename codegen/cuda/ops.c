@@ -63,7 +63,7 @@ static void emit_prelude(RbBuf *b, const char *what) {
 /* ==== spec checks ==== */
 
 /* RB_OK when the dims an op reads are usable, else RB_EUSER with the reason in err. */
-static int op_check(const CgSpec *s, RbBuf *err) {
+static int op_check(const CgOp *s, RbBuf *err) {
   const char *kn = cg_kind_name(s->kind);
   switch (s->kind) {
   case CG_EMBED:
@@ -123,7 +123,7 @@ dims:
 
 /* y (T, D) = table[tokens[t]]; one thread per element so that a single decode
  * token still spreads over D/256 blocks. */
-static void emit_embed(const CgSpec *s, RbBuf *b, const char *entry) {
+static void emit_embed(const CgOp *s, RbBuf *b, const char *entry) {
   char what[96];
   snprintf(what, sizeof what, "embed V=%d D=%d", s->vocab, s->dim);
   emit_prelude(b, what);
@@ -155,7 +155,7 @@ static int rmsnorm_threads(int D) {
 
 /* One block per row. Each thread keeps its PER elements in registers, so the
  * row is read once and y may alias x (in place). */
-static void emit_rmsnorm(const CgSpec *s, RbBuf *b, const char *entry) {
+static void emit_rmsnorm(const CgOp *s, RbBuf *b, const char *entry) {
   int threads = rmsnorm_threads(s->dim);
   int per = (s->dim + threads - 1) / threads;
   char what[96], eps[48], invd[48];
@@ -214,7 +214,7 @@ static void emit_rmsnorm(const CgSpec *s, RbBuf *b, const char *entry) {
 /* Block (t, head) over the H query heads then the HKV key heads; thread j
  * rotates the pair (j, j + HD/2). Key-head blocks also copy the value head, so
  * one launch fills both caches. */
-static void emit_rope_kv(const CgSpec *s, RbBuf *b, const char *entry) {
+static void emit_rope_kv(const CgOp *s, RbBuf *b, const char *entry) {
   char what[128], nl2[48];
   snprintf(what, sizeof what, "rope_kv H=%d HKV=%d HD=%d ctx=%d theta=%g", s->heads, s->kv_heads,
            s->head_dim, s->max_ctx, (double)s->rope_theta);
@@ -287,7 +287,7 @@ static void emit_rope_kv(const CgSpec *s, RbBuf *b, const char *entry) {
  * and v, 16-byte loads) and keeps an online softmax of its keys; groups merge
  * by shuffles, warps through shared memory, in a fixed order, so results do
  * not depend on scheduling. */
-static void emit_attention(const CgSpec *s, RbBuf *b, const char *entry) {
+static void emit_attention(const CgOp *s, RbBuf *b, const char *entry) {
   int hd = s->head_dim, nchunk = hd / 8;
   int G = pow2_ceil(nchunk) < 32 ? pow2_ceil(nchunk) : 32;
   int cpl = (nchunk + G - 1) / G;
@@ -475,7 +475,7 @@ static void emit_attention(const CgSpec *s, RbBuf *b, const char *entry) {
 #define EW_THREADS 256
 #define ADD_PER 4 /* elements per thread */
 
-static void emit_swiglu(const CgSpec *s, RbBuf *b, const char *entry) {
+static void emit_swiglu(const CgOp *s, RbBuf *b, const char *entry) {
   char what[64];
   snprintf(what, sizeof what, "swiglu D=%d", s->dim);
   emit_prelude(b, what);
@@ -497,7 +497,7 @@ static void emit_swiglu(const CgSpec *s, RbBuf *b, const char *entry) {
                 s->dim, EW_THREADS, EW_THREADS, entry, EW_THREADS);
 }
 
-static void emit_add(const CgSpec *s, RbBuf *b, const char *entry) {
+static void emit_add(const CgOp *s, RbBuf *b, const char *entry) {
   char what[64];
   snprintf(what, sizeof what, "add D=%d", s->dim);
   emit_prelude(b, what);
@@ -524,7 +524,7 @@ static void emit_add(const CgSpec *s, RbBuf *b, const char *entry) {
 /* The entry name: the kind and the integer dims the kernel is specialized on.
  * Float parameters (eps, theta) are not in it; they live in the source, which
  * is what the cache key hashes. */
-static void op_entry(const CgSpec *s, char entry[64]) {
+static void op_entry(const CgOp *s, char entry[CG_ENTRY_MAX]) {
   switch (s->kind) {
   case CG_EMBED: snprintf(entry, 64, "rb_embed_v%d_d%d", s->vocab, s->dim); break;
   case CG_RMSNORM: snprintf(entry, 64, "rb_rmsnorm_d%d", s->dim); break;
@@ -542,10 +542,12 @@ static void op_entry(const CgSpec *s, char entry[64]) {
   }
 }
 
-/* Emit the canonical source of an op spec (embed, rmsnorm, rope_kv, attention,
+/* Emit the canonical source of an op kernel (embed, rmsnorm, rope_kv, attention,
  * swiglu, add) into src and its entry name into entry. RB_EUSER with a message
- * in err for dims the kernels cannot take; RB_EINTERNAL if src ran out of memory. */
-int cg_emit_op(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
+ * in err for dims the kernels cannot take; RB_EINTERNAL if src ran out of memory.
+ * The ops have one schedule each: k->sched is unused. */
+int cg_emit_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
+  const CgOp *s = &k->op;
   int rc = op_check(s, err);
   if (rc) return rc;
   op_entry(s, entry);
@@ -565,49 +567,88 @@ int cg_emit_op(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
   return RB_OK;
 }
 
-/* Launch geometry for an op spec; n is T rows (the element count for CG_ADD).
- * A spec that cg_emit_op rejects, or n <= 0, gives a zero grid (launch nothing). */
-CgLaunch cg_launch_op(const CgSpec *s, int n) {
-  CgLaunch L = {{0, 1, 1}, {32, 1, 1}, 0};
-  RbBuf scratch = {0};
-  int ok = op_check(s, &scratch) == RB_OK && n > 0;
-  rb_buf_free(&scratch);
-  if (!ok) return L;
-  unsigned T = (unsigned)n;
+/* Launch geometry of an op kernel: n is T rows (the element count for CG_ADD). */
+int cg_geometry_op(const CgKernel *k, CgGeometry *g, RbBuf *err) {
+  const CgOp *s = &k->op;
+  memset(g, 0, sizeof *g);
+  int rc = op_check(s, err);
+  if (rc) return rc;
+  g->grid[0] = g->grid[1] = g->grid[2] = 1;
+  g->block[0] = g->block[1] = g->block[2] = 1;
+  g->n_per_block = 1;
   switch (s->kind) {
   case CG_EMBED:
-    L.grid[0] = (unsigned)((s->dim + EMBED_THREADS - 1) / EMBED_THREADS);
-    L.grid[1] = T;
-    L.block[0] = EMBED_THREADS;
+    g->grid[0] = (unsigned)((s->dim + EMBED_THREADS - 1) / EMBED_THREADS);
+    g->grow_axis = 1;
+    g->block[0] = EMBED_THREADS;
     break;
   case CG_RMSNORM:
-    L.grid[0] = T;
-    L.block[0] = (unsigned)rmsnorm_threads(s->dim);
+    g->grow_axis = 0;
+    g->block[0] = (unsigned)rmsnorm_threads(s->dim);
     break;
   case CG_ROPE_KV: {
     int half = s->head_dim / 2;
-    L.grid[0] = T;
-    L.grid[1] = (unsigned)(s->heads + s->kv_heads);
-    L.block[0] = (unsigned)(half < 256 ? half : 256);
+    g->grow_axis = 0;
+    g->grid[1] = (unsigned)(s->heads + s->kv_heads);
+    g->block[0] = (unsigned)(half < 256 ? half : 256);
     break;
   }
   case CG_ATTENTION:
     /* Decode (few rows) has only H blocks: give each the most warps to split
      * the context. Prefill has T*H blocks, so fewer warps each. */
-    L.grid[0] = (unsigned)s->heads;
-    L.grid[1] = T;
-    L.block[0] = 32u * (n <= 4 ? ATT_MAXW : ATT_PREFILL_W);
+    g->grid[0] = (unsigned)s->heads;
+    g->grow_axis = 1;
+    g->block[0] = 32u * ATT_PREFILL_W;
+    g->n_small = 4;
+    g->block_x_small = 32u * ATT_MAXW;
     break;
   case CG_SWIGLU:
-    L.grid[0] = (unsigned)((s->dim + EW_THREADS - 1) / EW_THREADS);
-    L.grid[1] = T;
-    L.block[0] = EW_THREADS;
+    g->grid[0] = (unsigned)((s->dim + EW_THREADS - 1) / EW_THREADS);
+    g->grow_axis = 1;
+    g->block[0] = EW_THREADS;
     break;
   case CG_ADD:
-    L.grid[0] = (unsigned)(((long long)n + EW_THREADS * ADD_PER - 1) / (EW_THREADS * ADD_PER));
-    L.block[0] = EW_THREADS;
+    g->grow_axis = 0;
+    g->n_per_block = EW_THREADS * ADD_PER;
+    g->block[0] = EW_THREADS;
     break;
-  default: break;
+  default: return RB_EUSER;
   }
-  return L;
+  return RB_OK;
+}
+
+/* ==== argument marshalling: the ABI of codegen.h, in the order the kernels declare ==== */
+
+static void put(CgArgv *o, void *p) { o->v[o->n++] = p; }
+
+void cg_embed_argv(CgEmbedArgs *a, CgArgv *o) {
+  o->n = 0;
+  put(o, &a->y), put(o, &a->tokens), put(o, &a->table), put(o, &a->T);
+}
+
+void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *o) {
+  o->n = 0;
+  put(o, &a->y), put(o, &a->x), put(o, &a->w), put(o, &a->T);
+}
+
+void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *o) {
+  o->n = 0;
+  put(o, &a->q), put(o, &a->ldq), put(o, &a->k), put(o, &a->ldk), put(o, &a->v), put(o, &a->ldv);
+  put(o, &a->kcache), put(o, &a->vcache), put(o, &a->pos0), put(o, &a->T);
+}
+
+void cg_attention_argv(CgAttentionArgs *a, CgArgv *o) {
+  o->n = 0;
+  put(o, &a->out), put(o, &a->q), put(o, &a->ldq), put(o, &a->kcache), put(o, &a->vcache);
+  put(o, &a->pos0), put(o, &a->T);
+}
+
+void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *o) {
+  o->n = 0;
+  put(o, &a->y), put(o, &a->gu), put(o, &a->ld), put(o, &a->T);
+}
+
+void cg_add_argv(CgAddArgs *a, CgArgv *o) {
+  o->n = 0;
+  put(o, &a->y), put(o, &a->a), put(o, &a->b), put(o, &a->n);
 }

@@ -81,7 +81,7 @@ int rt_blas_linear(RtBlas *b, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDev
                               K, (const void *)(uintptr_t)x, CUDA_R_16F, K, &beta, (void *)(uintptr_t)y,
                               y_f32 ? CUDA_R_32F : CUDA_R_16F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
-    fprintf(stderr, "cublasGemmEx failed (status %d) for %dx%dx%d\n", (int)st, M, N, K);
+    rt_gpu_set_error(b->gpu, "cublasGemmEx failed (status %d) for %dx%dx%d", (int)st, M, N, K);
     return RB_EINTERNAL;
   }
   return RB_OK;

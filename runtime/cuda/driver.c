@@ -3,6 +3,7 @@
  * with no GPU. Kernels run on the device's primary context, which cuBLAS shares. */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ struct RtGpu {
   char name[256];
   char arch[16];
   int sm_count;
+  char error[512]; /* the last failing call, for the caller to show */
 };
 
 struct RtModule {
@@ -95,10 +97,26 @@ static const char *cu_err_name(CUresult r) {
   return s;
 }
 
-/* The one report format for failing driver calls (ggml's CU_CHECK style). */
-static void cu_report(const RtGpu *g, CUresult r, const char *stmt, const char *file, int line) {
-  fprintf(stderr, "%s:%d: CUDA error %s (%d) in `%s` on device %d (%s)\n", file, line,
-          cu_err_name(r), (int)r, stmt, g ? g->ordinal : -1, g ? g->name : "?");
+/* Where a failure is recorded when there is no RtGpu yet (rt_gpu_open). */
+static _Thread_local char orphan_error[512];
+
+void rt_gpu_set_error(RtGpu *g, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g ? g->error : orphan_error, sizeof orphan_error, fmt, ap);
+  va_end(ap);
+}
+
+const char *rt_gpu_error(const RtGpu *g) {
+  const char *e = g ? g->error : orphan_error;
+  return e[0] ? e : "no CUDA error recorded";
+}
+
+/* The one report format for failing driver calls (ggml's CU_CHECK style),
+ * recorded on the GPU for the caller to show: library code never prints. */
+static void cu_report(RtGpu *g, CUresult r, const char *stmt, const char *file, int line) {
+  rt_gpu_set_error(g, "%s:%d: CUDA error %s (%d) in `%s` on device %d (%s)", file, line, cu_err_name(r), (int)r,
+                   stmt, g ? g->ordinal : -1, g ? g->name : "?");
 }
 
 /* For calls whose failure is a bug or a resource failure: report and return
@@ -253,8 +271,7 @@ int rt_gpu_open(RtGpu **out, int ordinal, RbBuf *err) {
 
 fail:
   if (err)
-    rb_buf_printf(err, "cannot open CUDA device %d (%s); see the CUDA error above\n", ordinal,
-                  g->name);
+    rb_buf_printf(err, "cannot open CUDA device %d (%s): %s\n", ordinal, g->name, rt_gpu_error(g));
   rb_free(g);
   return rc;
 }
@@ -300,8 +317,8 @@ int rt_module_function(RtModule *m, const char *name, RtFunction *fn) {
   CUfunction f = NULL;
   CUresult r = cu.ModuleGetFunction(&f, m->mod, name);
   if (r != CUDA_SUCCESS) {
-    cu_report(m->g, r, "cu.ModuleGetFunction(&f, m->mod, name)", __FILE__, __LINE__);
-    fprintf(stderr, "  (kernel name: %s)\n", name);
+    rt_gpu_set_error(m->g, "%s:%d: CUDA error %s (%d): no kernel named %s in the module", __FILE__, __LINE__,
+                     cu_err_name(r), (int)r, name);
     return RB_EINTERNAL;
   }
   *fn = (RtFunction)f;

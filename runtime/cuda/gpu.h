@@ -26,8 +26,12 @@ const char *rt_gpu_name(const RtGpu *g);
 const char *rt_gpu_arch(const RtGpu *g); /* "sm_90" */
 int rt_gpu_sm_count(const RtGpu *g);
 
-/* Every failing driver call is reported on stderr as
- * "file:line: CUDA error NAME (code) in `statement` on device N (name)". */
+/* A failing driver call returns RB_EINTERNAL and records
+ * "file:line: CUDA error NAME (code) in `statement` on device N (name)" on the
+ * GPU; rt_gpu_error gives the last one (thread-local before a GPU is open,
+ * with g NULL), for the caller to show. Nothing here prints. */
+const char *rt_gpu_error(const RtGpu *g);
+void rt_gpu_set_error(RtGpu *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int rt_module_load(RtGpu *g, const void *cubin, size_t len, RtModule **out);
 int rt_module_function(RtModule *m, const char *name, RtFunction *fn);
 void rt_module_unload(RtModule *m);

@@ -1,74 +1,87 @@
-/* build.c: a model's kernels compiled in parallel through the cache.
- * Each worker takes the next spec, emits its canonical source, derives the
- * key and fetches the cubin or compiles it under the key's lock. NVRTC
- * programs are independent, so distinct kernels compile concurrently. */
+/* build.c: a model's kernels compiled in parallel through the cache, for any
+ * target. Each worker takes the next kernel, has the target emit its canonical
+ * source, derives the key and fetches the binary or compiles it with the
+ * target's compiler under the key's lock. Distinct kernels compile concurrently. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "runtime/jit/jit.h"
 
 typedef struct {
-  const CgSpec *specs;
+  const CgKernel *kernels;
   int n;
   const RtBuildOptions *o;
+  const RtCompiler *cc;
   RtBuilt *out;
-  int next; /* the next spec to take (atomic) */
+  int next; /* the next kernel to take (atomic) */
 } Work;
 
 typedef struct {
+  const RtCompiler *cc;
   const char *source, *entry, *arch;
   RbBuf *log;
 } Compile;
 
-/* The options in the key: the defaults, then $RABIT_NVRTC_OPTIONS (extra
- * NVRTC options separated by spaces, for kernel experiments such as
+/* The options in the key: the compiler's fixed ones, then $RABIT_NVRTC_OPTIONS
+ * (extra options separated by spaces, for kernel experiments such as
  * -maxrregcount=64; they change the key, so they never mix with plain builds). */
 #define MAX_EXTRA 16
-static char options_string[1024], extra_store[512];
+static char extra_store[512];
 static const char *extra[MAX_EXTRA];
 static int nextra;
 
-static void options_init(void) {
-  size_t used = 0;
-  for (int i = 0; i < rt_nvrtc_default_nopts; i++)
-    used += (size_t)snprintf(options_string + used, sizeof options_string - used, "%s%s", i ? " " : "",
-                             rt_nvrtc_default_opts[i]);
+static void extra_init(void) {
   const char *env = getenv("RABIT_NVRTC_OPTIONS");
   snprintf(extra_store, sizeof extra_store, "%s", env ? env : "");
   for (char *save = NULL, *t = strtok_r(extra_store, " ", &save); t && nextra < MAX_EXTRA;
-       t = strtok_r(NULL, " ", &save)) {
+       t = strtok_r(NULL, " ", &save))
     extra[nextra++] = t;
-    used += (size_t)snprintf(options_string + used, sizeof options_string - used, " %s", t);
-  }
 }
 
-const char *rt_build_options_string(void) {
+static void extra_once(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, options_init);
-  return options_string;
+  pthread_once(&once, extra_init);
+}
+
+void rt_build_options_string(const RtCompiler *cc, char *out, size_t n) {
+  extra_once();
+  size_t used = 0;
+  out[0] = 0;
+  for (int i = 0; i < cc->noptions && used < n; i++)
+    used += (size_t)snprintf(out + used, n - used, "%s%s", i ? " " : "", cc->options[i]);
+  for (int i = 0; i < nextra && used < n; i++) used += (size_t)snprintf(out + used, n - used, " %s", extra[i]);
+}
+
+static const RtCompiler *const compilers[] = {&rt_compiler_nvrtc};
+
+const RtCompiler *rt_compiler_find(const char *name) {
+  for (size_t i = 0; i < sizeof compilers / sizeof compilers[0]; i++)
+    if (strcmp(compilers[i]->name, name) == 0) return compilers[i];
+  return NULL;
 }
 
 static int compile_cb(void *ctx, void **data, size_t *len) {
   Compile *c = ctx;
-  return rt_nvrtc_compile(c->source, c->entry, c->arch, extra, nextra, data, len, c->log);
+  return c->cc->compile(c->source, c->entry, c->arch, extra, nextra, data, len, c->log);
 }
 
-static void build_one(const CgSpec *s, const RtBuildOptions *o, RtBuilt *b) {
+static void build_one(const CgKernel *k, const RtBuildOptions *o, const RtCompiler *cc, RtBuilt *b) {
   double t0 = rb_now_ms();
-  b->rc = cg_emit(s, &b->source, b->entry, &b->log);
+  b->rc = o->target->emit(k, &b->source, b->entry, &b->log);
   if (b->rc != RB_OK) return;
   if (b->source.oom) {
     b->rc = RB_EINTERNAL;
     return;
   }
-  RtKeyParts parts = {b->source.data, rt_build_options_string(), o->arch, rt_nvrtc_id(), RABIT_VERSION};
+  char options[1024];
+  rt_build_options_string(cc, options, sizeof options);
+  RtKeyParts parts = {b->source.data, options, o->arch, cc->id(), RABIT_VERSION};
   b->key = rt_key_make(&parts);
-  Compile c = {b->source.data, b->entry, o->arch, &b->log};
+  Compile c = {cc, b->source.data, b->entry, o->arch, &b->log};
   b->rc = rt_cache_fetch(o->cache, b->key, compile_cb, &c, &b->cubin, &b->len, &b->hit, &b->log);
   b->ms = rb_now_ms() - t0;
 }
@@ -78,15 +91,24 @@ static void *worker(void *arg) {
   for (;;) {
     int i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED);
     if (i >= w->n) return NULL;
-    build_one(&w->specs[i], w->o, &w->out[i]);
+    build_one(&w->kernels[i], w->o, w->cc, &w->out[i]);
   }
 }
 
-int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuilt *out) {
+int rt_build_kernels(const CgKernel *kernels, int n, const RtBuildOptions *o, RtBuilt *out) {
   memset(out, 0, (size_t)n * sizeof *out);
-  (void)rt_nvrtc_id(); /* computed once, before the threads race for it */
-  (void)rt_build_options_string();
-  Work w = {specs, n, o, out, 0};
+  const RtCompiler *cc = rt_compiler_find(o->target->compiler);
+  if (!cc) {
+    for (int i = 0; i < n; i++) {
+      out[i].rc = RB_EUSER;
+      rb_buf_printf(&out[i].log, "target %s needs the %s compiler, which this build lacks\n", o->target->name,
+                    o->target->compiler);
+    }
+    return RB_EUSER;
+  }
+  (void)cc->id(); /* computed once, before the threads race for it */
+  extra_once();
+  Work w = {kernels, n, o, cc, out, 0};
   int jobs = o->jobs > 0 ? o->jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (jobs < 1) jobs = 1;
   if (jobs > n) jobs = n;
@@ -103,20 +125,19 @@ int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuil
 }
 
 int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built) {
-  CgSpec *specs = rb_calloc((size_t)ks->n + 1, sizeof *specs);
+  CgKernel *kernels = rb_calloc((size_t)ks->n + 1, sizeof *kernels);
   *built = rb_calloc((size_t)ks->n + 1, sizeof **built);
-  if (!specs || !*built) {
-    rb_free(specs);
+  if (!kernels || !*built) {
+    rb_free(kernels);
     rb_free(*built);
     *built = NULL;
     return RB_EINTERNAL;
   }
-  for (int i = 0; i < ks->n; i++) specs[i] = ks->k[i].spec;
-  int rc = rt_build_kernels(specs, ks->n, o, *built);
-  rb_free(specs);
+  for (int i = 0; i < ks->n; i++) kernels[i] = ks->k[i].kernel;
+  int rc = rt_build_kernels(kernels, ks->n, o, *built);
+  rb_free(kernels);
   return rc;
 }
-
 void rt_built_free(RtBuilt *b, int n) {
   for (int i = 0; i < n; i++) {
     rb_free(b[i].cubin);

@@ -86,37 +86,55 @@ const char *rt_nvrtc_id(void);
 extern const char *const rt_nvrtc_default_opts[];
 extern const int rt_nvrtc_default_nopts;
 
+/* A compiler a target's source is built with (CgTarget.compiler names it):
+ * its identity and fixed options go into every cache key. */
+typedef struct RtCompiler {
+  const char *name;                  /* "nvrtc" */
+  const char *(*id)(void);           /* exact version and builtins identity */
+  const char *const *options;        /* the fixed options it always adds, in key order */
+  int noptions;
+  /* source -> binary for arch, with extra options opts; RB_EUSER with the log on failure */
+  int (*compile)(const char *source, const char *name, const char *arch, const char *const *opts, int nopts,
+                 void **bin, size_t *len, RbBuf *log);
+} RtCompiler;
+
+extern const RtCompiler rt_compiler_nvrtc;
+
 /* ==== build.c: a model's kernels compiled in parallel through the cache ==== */
 
+/* The compiler named name ("nvrtc"), or NULL when this build has none. */
+const RtCompiler *rt_compiler_find(const char *name);
+
 typedef struct {
-  const char *arch; /* exact target, "sm_90" */
+  const CgTarget *target; /* what emits the source; its compiler builds it */
+  const char *arch;       /* exact target, "sm_90" */
   RtCache *cache;
-  int jobs;         /* worker threads; 0 = the online CPUs */
+  int jobs;               /* worker threads; 0 = the online CPUs */
 } RtBuildOptions;
 
 typedef struct {
-  char entry[64];
+  char entry[CG_ENTRY_MAX];
   RtKey key;
-  int hit;     /* the cubin came from the cache */
+  int hit;     /* the binary came from the cache */
   double ms;   /* wall time to obtain it: compile, or load from the cache */
   void *cubin; /* rb_malloc'ed */
   size_t len;
-  int rc;      /* RB_OK, RB_EUSER (the spec or NVRTC rejected it), RB_EINTERNAL */
+  int rc;      /* RB_OK, RB_EUSER (the target or its compiler rejected it), RB_EINTERNAL */
   RbBuf source;/* the canonical source */
-  RbBuf log;   /* NVRTC's log on failure, and cache warnings */
+  RbBuf log;   /* the compiler's log on failure, and cache warnings */
 } RtBuilt;
 
-/* Emit, key, and fetch-or-compile each of the n specs, spreading them over
- * worker threads. out[i] describes specs[i]. Returns RB_OK when all of them
+/* Emit, key, and fetch-or-compile each of the n kernels, spreading them over
+ * worker threads. out[i] describes kernels[i]. Returns RB_OK when all of them
  * built, else the worst rc; every out[i] is filled either way. */
-int rt_build_kernels(const CgSpec *specs, int n, const RtBuildOptions *o, RtBuilt *out);
+int rt_build_kernels(const CgKernel *kernels, int n, const RtBuildOptions *o, RtBuilt *out);
 void rt_built_free(RtBuilt *b, int n);
 /* The same for every kernel of a set: *built (rb_malloc'ed, ks->n entries,
  * free with rt_built_free and rb_free) describes ks->k[i]. */
 int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built);
 
-/* The options string that goes into the key: the default NVRTC options, then
- * any from $RABIT_NVRTC_OPTIONS (read once per process), joined. */
-const char *rt_build_options_string(void);
+/* The options string that goes into the key for compiler cc: its fixed
+ * options, then any from $RABIT_NVRTC_OPTIONS (read once per process). */
+void rt_build_options_string(const RtCompiler *cc, char *out, size_t n);
 
 #endif

@@ -217,3 +217,11 @@ const char *rt_nvrtc_id(void) {
   pthread_once(&nvrtc_id_once, nvrtc_id_init);
   return nvrtc_id;
 }
+
+const RtCompiler rt_compiler_nvrtc = {
+    .name = "nvrtc",
+    .id = rt_nvrtc_id,
+    .options = rt_nvrtc_default_opts,
+    .noptions = (int)(sizeof rt_nvrtc_default_opts / sizeof rt_nvrtc_default_opts[0]),
+    .compile = rt_nvrtc_compile,
+};

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "codegen/codegen.h"
+#include "tests/common/launch.h"
 #include "runtime/jit/jit.h"
 #include "codegen/cuda/cuda.h"
 
@@ -60,31 +61,31 @@ static const Row rows[] = {
 #undef X
 #undef M
 
-static CgSpec make_spec(const Row *r) {
-  CgSpec s;
+static CgKernel make_spec(const Row *r) {
+  CgKernel s;
   memset(&s, 0, sizeof s);
-  s.kind = CG_LINEAR;
-  s.strategy = r->st;
-  s.batch_max = r->batch_max;
-  s.K = r->K;
-  s.nseg = r->nseg;
-  for (int i = 0; i < r->nseg; i++) s.N[i] = r->N[i];
-  s.paths = r->paths;
-  s.epilogue = r->epi;
+  s.op.kind = CG_LINEAR;
+  s.sched.strategy = r->st;
+  s.sched.batch_max = r->batch_max;
+  s.op.K = r->K;
+  s.op.nseg = r->nseg;
+  for (int i = 0; i < r->nseg; i++) s.op.N[i] = r->N[i];
+  s.op.paths = r->paths;
+  s.op.epilogue = r->epi;
   return s;
 }
 
-static void describe(const CgSpec *s, char *out, size_t n) {
+static void describe(const CgKernel *s, char *out, size_t n) {
   RbBuf b = {0};
-  cg_spec_describe(s, &b);
+  cg_kernel_describe(s, &b);
   snprintf(out, n, "%s", b.data ? b.data : "");
   rb_buf_free(&b);
 }
 
 /* Emit with the given emitter; returns the status and fills src/entry. */
-typedef int (*EmitFn)(const CgSpec *, RbBuf *, char[64], RbBuf *);
+typedef int (*EmitFn)(const CgKernel *, RbBuf *, char[64], RbBuf *);
 
-static int emit(EmitFn fn, const CgSpec *s, RbBuf *src, char entry[64]) {
+static int emit(EmitFn fn, const CgKernel *s, RbBuf *src, char entry[64]) {
   RbBuf err = {0};
   int st = fn(s, src, entry, &err);
   if (st) printf("  emit error: %s\n", err.data ? err.data : "");
@@ -93,7 +94,7 @@ static int emit(EmitFn fn, const CgSpec *s, RbBuf *src, char entry[64]) {
 }
 
 /* Same spec twice -> byte-identical source and entry; no #include. */
-static void check_deterministic(EmitFn fn, const CgSpec *s, const char *what) {
+static void check_deterministic(EmitFn fn, const CgKernel *s, const char *what) {
   RbBuf a = {0}, b = {0};
   char ea[64], eb[64];
   int sa = emit(fn, s, &a, ea), sb = emit(fn, s, &b, eb);
@@ -109,7 +110,7 @@ static void check_deterministic(EmitFn fn, const CgSpec *s, const char *what) {
 }
 
 /* A changed field must change the source and the entry name. */
-static void check_changes(const CgSpec *base, const CgSpec *mod, const char *field) {
+static void check_changes(const CgKernel *base, const CgKernel *mod, const char *field) {
   RbBuf a = {0}, b = {0};
   char ea[64], eb[64];
   char what[128];
@@ -121,7 +122,7 @@ static void check_changes(const CgSpec *base, const CgSpec *mod, const char *fie
   rb_buf_free(&b);
 }
 
-static void check_refused(CgSpec s, const char *what) {
+static void check_refused(CgKernel s, const char *what) {
   RbBuf src = {0}, err = {0};
   char entry[64];
   int st = cg_emit_linear(&s, &src, entry, &err);
@@ -133,7 +134,7 @@ static void check_refused(CgSpec s, const char *what) {
 static double compile_s;
 static int ncompile;
 
-static void check_compiles(EmitFn fn, const CgSpec *s, const char *arch, const char *what) {
+static void check_compiles(EmitFn fn, const CgKernel *s, const char *arch, const char *what) {
   RbBuf src = {0}, log = {0};
   char entry[64], msg[512];
   if (emit(fn, s, &src, entry) != RB_OK) {
@@ -161,58 +162,61 @@ int main(void) {
   char d[256];
 
   for (int i = 0; i < nrows; i++) {
-    CgSpec s = make_spec(&rows[i]);
+    CgKernel s = make_spec(&rows[i]);
     describe(&s, d, sizeof d);
     check_deterministic(cg_emit_linear, &s, d);
     check_deterministic(cg_emit_repack, &s, d);
 
     /* Launch geometry and layout size. */
-    for (int b = 1; b <= s.batch_max; b = b * 3 + 1) {
-      CgLaunch l = cg_launch_linear(&s, b);
+    for (int b = 1; b <= s.sched.batch_max; b = b * 3 + 1) {
+      CgLaunch l = test_launch(&s, b);
       check(l.grid[0] > 0 && l.grid[1] > 0 && l.block[0] > 0 && l.block[0] <= 1024 && l.smem <= 49152,
             d, "bad launch geometry");
     }
     size_t canon = 0;
-    for (int g = 0; g < s.nseg; g++) canon += (size_t)s.paths * s.N[g] * ((s.K + 31) / 32) * 4;
-    check(cg_linear_bits_bytes(&s) >= canon, d, "kernel layout smaller than the canonical bits");
-    for (int g = 0; g < s.nseg; g++) {
-      CgSpec r = s;
-      r.kind = CG_REPACK;
-      CgLaunch l = cg_launch_linear(&r, g);
+    for (int g = 0; g < s.op.nseg; g++) canon += cg_packed_part_bytes(CG_PACKED_BITS, s.op.paths, s.op.N[g], s.op.K);
+    check(cg_target_cuda.layout_bytes(&s.op) >= canon, d, "kernel layout smaller than the canonical bits");
+    for (int g = 0; g < s.op.nseg; g++) {
+      CgKernel r;
+      memset(&r, 0, sizeof r);
+      r.op = s.op;
+      r.op.kind = CG_REPACK;
+      r.op.epilogue = CG_EPI_NONE;
+      CgLaunch l = test_launch(&r, g + 1);
       check(l.grid[0] > 0 && l.block[0] > 0, d, "bad repack launch");
     }
   }
 
   /* Every field the kernel is specialized on changes the source. */
-  CgSpec base = make_spec(&rows[12]); /* mma qkv */
-  CgSpec m;
-  m = base, m.K = 640, check_changes(&base, &m, "K");
-  m = base, m.N[1] = 128, check_changes(&base, &m, "N[1]");
-  m = base, m.paths = 3, check_changes(&base, &m, "paths");
-  m = base, m.epilogue = CG_EPI_ADD, check_changes(&base, &m, "epilogue");
-  m = base, m.strategy = CG_STRAT_XOR, check_changes(&base, &m, "strategy");
-  m = base, m.tile[0] = 1, check_changes(&base, &m, "tile[0]");
-  m = base, m.batch_max = 512, check_changes(&base, &m, "batch_max");
-  m = base, m.nseg = 2, check_changes(&base, &m, "nseg");
-  CgSpec xb = make_spec(&rows[0]);
-  m = xb, m.tile[0] = 2, check_changes(&xb, &m, "xor tile[0]");
-  m = xb, m.K = 71, check_changes(&xb, &m, "xor K");
+  CgKernel base = make_spec(&rows[12]); /* mma qkv */
+  CgKernel m;
+  m = base, m.op.K = 640, check_changes(&base, &m, "K");
+  m = base, m.op.N[1] = 128, check_changes(&base, &m, "N[1]");
+  m = base, m.op.paths = 3, check_changes(&base, &m, "paths");
+  m = base, m.op.epilogue = CG_EPI_ADD, check_changes(&base, &m, "epilogue");
+  m = base, m.sched.strategy = CG_STRAT_XOR, check_changes(&base, &m, "strategy");
+  m = base, m.sched.tile[0] = 1, check_changes(&base, &m, "tile[0]");
+  m = base, m.sched.batch_max = 512, check_changes(&base, &m, "batch_max");
+  m = base, m.op.nseg = 2, check_changes(&base, &m, "nseg");
+  CgKernel xb = make_spec(&rows[0]);
+  m = xb, m.sched.tile[0] = 2, check_changes(&xb, &m, "xor tile[0]");
+  m = xb, m.op.K = 71, check_changes(&xb, &m, "xor K");
 
   /* Bad specs are refused with a message. */
-  m = base, m.paths = 0, check_refused(m, "paths 0 refused");
-  m = base, m.paths = 5, check_refused(m, "paths 5 refused");
-  m = base, m.nseg = 0, check_refused(m, "nseg 0 refused");
-  m = base, m.K = 0, check_refused(m, "K 0 refused");
-  m = base, m.epilogue = CG_EPI_SWIGLU, check_refused(m, "swiglu over 3 segments refused");
-  m = base, m.strategy = CG_STRAT_NONE, check_refused(m, "no strategy refused");
-  m = base, m.tile[2] = 4096, m.tile[3] = 64, check_refused(m, "too much shared memory refused");
-  m = xb, m.tile[2] = 33, check_refused(m, "xor chunk not a multiple of 32 refused");
+  m = base, m.op.paths = 0, check_refused(m, "paths 0 refused");
+  m = base, m.op.paths = 5, check_refused(m, "paths 5 refused");
+  m = base, m.op.nseg = 0, check_refused(m, "nseg 0 refused");
+  m = base, m.op.K = 0, check_refused(m, "K 0 refused");
+  m = base, m.op.epilogue = CG_EPI_SWIGLU, check_refused(m, "swiglu over 3 segments refused");
+  m = base, m.sched.strategy = CG_STRAT_NONE, check_refused(m, "no strategy refused");
+  m = base, m.sched.tile[2] = 4096, m.sched.tile[3] = 64, check_refused(m, "too much shared memory refused");
+  m = xb, m.sched.tile[2] = 33, check_refused(m, "xor chunk not a multiple of 32 refused");
 
   /* NVRTC: everything for sm_90, a subset for sm_80 and sm_89. Identical
    * repack sources (they depend only on the layout) are compiled once. */
   RbBuf seen = {0};
   for (int i = 0; i < nrows; i++) {
-    CgSpec s = make_spec(&rows[i]);
+    CgKernel s = make_spec(&rows[i]);
     describe(&s, d, sizeof d);
     const char *archs[3] = {"sm_90", "sm_80", "sm_89"};
     for (int a = 0; a < (rows[i].sweep ? 3 : 1); a++) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "tests/common/launch.h"
 #include "runtime/jit/jit.h"
 
 static int npass, nfail;
@@ -32,37 +33,37 @@ static const Shape shapes[] = {
 };
 
 /* The spec of kind k for a model shape (swiglu is specialized on the FFN width). */
-static CgSpec op_spec(CgKind k, const Shape *m) {
-  CgSpec s;
+static CgKernel op_spec(CgKind k, const Shape *m) {
+  CgKernel s;
   memset(&s, 0, sizeof s);
-  s.kind = k;
-  s.dim = k == CG_SWIGLU ? m->ffn : m->dim;
-  s.vocab = m->vocab;
-  s.heads = m->heads;
-  s.kv_heads = m->kv_heads;
-  s.head_dim = m->head_dim;
-  s.max_ctx = m->max_ctx;
-  s.eps = m->eps;
-  s.rope_theta = m->theta;
+  s.op.kind = k;
+  s.op.dim = k == CG_SWIGLU ? m->ffn : m->dim;
+  s.op.vocab = m->vocab;
+  s.op.heads = m->heads;
+  s.op.kv_heads = m->kv_heads;
+  s.op.head_dim = m->head_dim;
+  s.op.max_ctx = m->max_ctx;
+  s.op.eps = m->eps;
+  s.op.rope_theta = m->theta;
   return s;
 }
 
 /* A copy of s with one parameter the kernel is specialized on changed. */
-static CgSpec perturb(CgSpec s) {
-  switch (s.kind) {
-  case CG_EMBED: s.vocab += 1; break;
-  case CG_RMSNORM: s.eps *= 10.0f; break;
-  case CG_ROPE_KV: s.rope_theta *= 2.0f; break;
-  case CG_ATTENTION: s.max_ctx *= 2; break;
-  default: s.dim += 8; break;
+static CgKernel perturb(CgKernel s) {
+  switch (s.op.kind) {
+  case CG_EMBED: s.op.vocab += 1; break;
+  case CG_RMSNORM: s.op.eps *= 10.0f; break;
+  case CG_ROPE_KV: s.op.rope_theta *= 2.0f; break;
+  case CG_ATTENTION: s.op.max_ctx *= 2; break;
+  default: s.op.dim += 8; break;
   }
   return s;
 }
 
 /* Emit s; returns rc and leaves source, entry and error text in the outputs. */
-static int emit(const CgSpec *s, RbBuf *src, char entry[64], RbBuf *err) {
+static int emit(const CgKernel *s, RbBuf *src, char entry[64], RbBuf *err) {
   memset(entry, 0, 64);
-  return cg_emit(s, src, entry, err);
+  return test_emit(s, src, entry, err);
 }
 
 static int is_identifier(const char *e) {
@@ -81,7 +82,7 @@ static void test_case(CgKind k, const Shape *m) {
   int fail0 = nfail;
   snprintf(what, sizeof what, "%s %s", cg_kind_name(k), m->name);
 
-  CgSpec s = op_spec(k, m);
+  CgKernel s = op_spec(k, m);
   RbBuf a = {0}, b = {0}, err = {0};
   int rc1 = emit(&s, &a, entry, &err);
   int rc2 = emit(&s, &b, entry2, &err);
@@ -96,7 +97,7 @@ static void test_case(CgKind k, const Shape *m) {
         "entry not declared extern \"C\" __global__ in the source");
   check(strstr(a.data, "#include") == NULL, what, "source includes a header");
 
-  CgSpec s2 = perturb(s);
+  CgKernel s2 = perturb(s);
   RbBuf c = {0};
   char entry3[64];
   check(emit(&s2, &c, entry3, &err) == RB_OK && (c.len != a.len || memcmp(c.data, a.data, a.len)),
@@ -106,8 +107,8 @@ static void test_case(CgKind k, const Shape *m) {
   /* Geometry: whole warps, at most 1024 threads, a grid for decode and prefill. */
   int ns[] = {1, 7, 300};
   for (int i = 0; i < 3; i++) {
-    int n = k == CG_ADD ? ns[i] * s.dim : ns[i];
-    CgLaunch L = cg_launch(&s, n);
+    int n = k == CG_ADD ? ns[i] * s.op.dim : ns[i];
+    CgLaunch L = test_launch(&s, n);
     unsigned threads = L.block[0] * L.block[1] * L.block[2];
     check(threads >= 1 && threads <= 1024 && L.grid[0] * L.grid[1] * L.grid[2] > 0, what,
           "bad launch geometry");
@@ -136,7 +137,7 @@ done:
 }
 
 /* A spec the emitters cannot take is refused with RB_EUSER and the given text. */
-static void test_reject(const char *what, CgSpec s, const char *want) {
+static void test_reject(const char *what, CgKernel s, const char *want) {
   RbBuf src = {0}, err = {0};
   char entry[64];
   int rc = emit(&s, &src, entry, &err);
@@ -151,23 +152,23 @@ int main(void) {
   for (size_t m = 0; m < sizeof shapes / sizeof shapes[0]; m++)
     for (int k = CG_EMBED; k <= CG_ADD; k++) test_case((CgKind)k, &shapes[m]);
 
-  CgSpec s = op_spec(CG_ATTENTION, &shapes[0]);
-  s.kv_heads = 4;
+  CgKernel s = op_spec(CG_ATTENTION, &shapes[0]);
+  s.op.kv_heads = 4;
   test_reject("gqa", s, "attention: heads (9) must be a multiple of kv_heads (4)");
   s = op_spec(CG_ATTENTION, &shapes[0]);
-  s.head_dim = 36;
+  s.op.head_dim = 36;
   test_reject("attention head_dim", s, "attention: head_dim (36) must be a multiple of 8 and at most 512");
   s = op_spec(CG_ROPE_KV, &shapes[0]);
-  s.head_dim = 63;
+  s.op.head_dim = 63;
   test_reject("rope odd head_dim", s, "rope_kv: head_dim (63) must be even for rotate-half RoPE");
   s = op_spec(CG_ROPE_KV, &shapes[0]);
-  s.rope_theta = 0.0f;
+  s.op.rope_theta = 0.0f;
   test_reject("rope theta", s, "rope_kv: rope_theta must be finite and > 1 (got 0)");
   s = op_spec(CG_RMSNORM, &shapes[0]);
-  s.eps = -1.0f;
+  s.op.eps = -1.0f;
   test_reject("rmsnorm eps", s, "rmsnorm: eps must be finite and >= 0 (got -1)");
   s = op_spec(CG_ADD, &shapes[0]);
-  s.dim = 0;
+  s.op.dim = 0;
   test_reject("add dim", s,
               "add: dimensions must be positive (dim 0, vocab 49152, heads 9, kv_heads 3, "
               "head_dim 64, max_ctx 8192)");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "tests/common/launch.h"
 #include "runtime/jit/jit.h"
 #include "runtime/cuda/gpu.h"
 #include "codegen/cuda/cuda.h"
@@ -51,7 +52,7 @@ typedef struct {
 } Kernel;
 
 /* Emit (linear or repack) and compile for this GPU. Returns RB_OK or prints why not. */
-static int kernel_build(const CgSpec *s, int repack, Kernel *k) {
+static int kernel_build(const CgKernel *s, int repack, Kernel *k) {
   RbBuf src = {0}, err = {0};
   char entry[64];
   void *cubin = NULL;
@@ -77,7 +78,7 @@ static void kernel_free(Kernel *k) {
 /* ---- one layer's weights on host and device ---- */
 
 typedef struct {
-  CgSpec s;
+  CgKernel s;
   int ntot, nout, W;
   uint32_t *bits[CG_MAX_SEG]; /* canonical, per segment (paths, N[s], W) */
   float *g[CG_MAX_SEG];       /* per segment (paths, N[s]), fp16-rounded */
@@ -86,21 +87,21 @@ typedef struct {
 } Layer;
 
 /* Fresh random signs, g and h; canonical bits uploaded and repacked per segment. */
-static int layer_make(Layer *L, const CgSpec *s, const Kernel *repack) {
+static int layer_make(Layer *L, const CgKernel *s, const Kernel *repack) {
   memset(L, 0, sizeof *L);
   L->s = *s;
-  L->W = (s->K + 31) / 32;
-  for (int i = 0; i < s->nseg; i++) L->ntot += s->N[i];
-  L->nout = s->epilogue == CG_EPI_SWIGLU ? s->N[0] : L->ntot;
-  int P = s->paths, K = s->K;
-  uint16_t *gh = malloc((size_t)P * L->ntot * 2), *hh = malloc((size_t)s->nseg * P * K * 2);
-  L->h = malloc((size_t)s->nseg * P * K * sizeof(float));
+  L->W = (s->op.K + 31) / 32;
+  for (int i = 0; i < s->op.nseg; i++) L->ntot += s->op.N[i];
+  L->nout = s->op.epilogue == CG_EPI_SWIGLU ? s->op.N[0] : L->ntot;
+  int P = s->op.paths, K = s->op.K;
+  uint16_t *gh = malloc((size_t)P * L->ntot * 2), *hh = malloc((size_t)s->op.nseg * P * K * 2);
+  L->h = malloc((size_t)s->op.nseg * P * K * sizeof(float));
   /* g scaled so that y = W x is O(1): each path's dot has about sqrt(K) terms of size 0.02. */
   double gscale = 50.0 / sqrt((double)K);
   int rc = RB_OK;
-  for (size_t i = 0; i < (size_t)s->nseg * P * K; i++) hh[i] = to_half((0.5 + unif()) * 0.02, &L->h[i]);
-  for (int sg = 0, row0 = 0; sg < s->nseg; row0 += s->N[sg], sg++) {
-    int N = s->N[sg];
+  for (size_t i = 0; i < (size_t)s->op.nseg * P * K; i++) hh[i] = to_half((0.5 + unif()) * 0.02, &L->h[i]);
+  for (int sg = 0, row0 = 0; sg < s->op.nseg; row0 += s->op.N[sg], sg++) {
+    int N = s->op.N[sg];
     L->g[sg] = malloc((size_t)P * N * sizeof(float));
     for (int p = 0; p < P; p++)
       for (int n = 0; n < N; n++)
@@ -116,22 +117,22 @@ static int layer_make(Layer *L, const CgSpec *s, const Kernel *repack) {
     ref_pack_signs(L->bits[sg], signs, P, N, K);
     free(signs);
   }
-  size_t kbytes = cg_linear_bits_bytes(s);
+  size_t kbytes = cg_target_cuda.layout_bytes(&s->op);
   if (rt_mem_alloc(gpu, &L->d_bits, kbytes) || rt_mem_alloc(gpu, &L->d_g, (size_t)P * L->ntot * 2) ||
-      rt_mem_alloc(gpu, &L->d_h, (size_t)s->nseg * P * K * 2) ||
+      rt_mem_alloc(gpu, &L->d_h, (size_t)s->op.nseg * P * K * 2) ||
       rt_memcpy_htod(gpu, L->d_g, gh, (size_t)P * L->ntot * 2) ||
-      rt_memcpy_htod(gpu, L->d_h, hh, (size_t)s->nseg * P * K * 2))
+      rt_memcpy_htod(gpu, L->d_h, hh, (size_t)s->op.nseg * P * K * 2))
     rc = RB_EINTERNAL;
   /* Poison the kernel layout so that any word the repack misses shows up. */
   if (rc == RB_OK) rc = rt_memset8(gpu, L->d_bits, 0xA5, kbytes);
-  CgSpec rs = *s;
-  rs.kind = CG_REPACK;
-  for (int sg = 0; sg < s->nseg && rc == RB_OK; sg++) {
-    size_t bytes = (size_t)P * s->N[sg] * L->W * 4;
+  CgKernel rs = *s;
+  rs.op.kind = CG_REPACK;
+  for (int sg = 0; sg < s->op.nseg && rc == RB_OK; sg++) {
+    size_t bytes = (size_t)P * s->op.N[sg] * L->W * 4;
     RtDevPtr d_src = 0;
     rc = rt_mem_alloc(gpu, &d_src, bytes);
     if (rc == RB_OK) rc = rt_memcpy_htod(gpu, d_src, L->bits[sg], bytes);
-    CgLaunch l = cg_launch_linear(&rs, sg);
+    CgLaunch l = test_launch(&rs, 1);
     void *args[] = {&L->d_bits, &d_src, &sg};
     if (rc == RB_OK) rc = rt_launch(gpu, repack->fn, l.grid, l.block, l.smem, NULL, args);
     if (rc == RB_OK) rc = rt_sync(gpu);
@@ -143,7 +144,7 @@ static int layer_make(Layer *L, const CgSpec *s, const Kernel *repack) {
 }
 
 static void layer_free(Layer *L) {
-  for (int i = 0; i < L->s.nseg; i++) {
+  for (int i = 0; i < L->s.op.nseg; i++) {
     free(L->bits[i]);
     free(L->g[i]);
   }
@@ -157,7 +158,7 @@ static void layer_free(Layer *L) {
  * double would take minutes, so big cases check a spread of rows that always
  * includes the first and the last (tile edges). NaN is checked on all rows. */
 static int pick_rows(int batch, const Layer *L, int *rows) {
-  double per_row = (double)L->ntot * L->s.K * L->s.paths;
+  double per_row = (double)L->ntot * L->s.op.K * L->s.op.paths;
   int n = (int)(1.5e8 / per_row);
   if (n < 2) n = 2;
   if (n >= batch) {
@@ -170,8 +171,8 @@ static int pick_rows(int batch, const Layer *L, int *rows) {
 
 /* Run one batch through the kernel and compare. Returns 1 on pass. */
 static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc) {
-  const CgSpec *s = &L->s;
-  int K = s->K, ok = 1;
+  const CgKernel *s = &L->s;
+  int K = s->op.K, ok = 1;
   size_t nx = (size_t)batch * K, ny = (size_t)batch * L->nout, nres = (size_t)batch * L->ntot;
   uint16_t *xh = malloc(nx * 2), *rh = malloc(nres * 2), *yh = malloc(ny * 2);
   float *xf = malloc(nx * sizeof(float)), *rf = malloc(nres * sizeof(float));
@@ -182,8 +183,8 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
   int rc = rt_mem_alloc(gpu, &d_x, nx * 2) || rt_mem_alloc(gpu, &d_y, ny * 2) ||
            rt_mem_alloc(gpu, &d_res, nres * 2) || rt_memcpy_htod(gpu, d_x, xh, nx * 2) ||
            rt_memcpy_htod(gpu, d_res, rh, nres * 2) || rt_memset8(gpu, d_y, 0xFF, ny * 2);
-  CgLaunch l = cg_launch_linear(s, batch);
-  RtDevPtr d_resarg = s->epilogue == CG_EPI_ADD ? d_res : 0;
+  CgLaunch l = test_launch(s, batch);
+  RtDevPtr d_resarg = s->op.epilogue == CG_EPI_ADD ? d_res : 0;
   void *args[] = {&d_y, &d_x, (void *)&L->d_bits, (void *)&L->d_g, (void *)&L->d_h, &d_resarg, &batch};
   if (!rc) rc = rt_launch(gpu, k->fn, l.grid, l.block, l.smem, NULL, args);
   if (!rc) rc = rt_sync(gpu);
@@ -203,29 +204,29 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
     double *got = malloc((size_t)nr * L->nout * sizeof(double));
     double *want = malloc((size_t)nr * L->nout * sizeof(double));
     double *seg[CG_MAX_SEG];
-    for (int sg = 0; sg < s->nseg; sg++) seg[sg] = malloc((size_t)s->N[sg] * sizeof(double));
+    for (int sg = 0; sg < s->op.nseg; sg++) seg[sg] = malloc((size_t)s->op.N[sg] * sizeof(double));
     for (int i = 0; i < nr; i++) {
       int b = rows[i];
-      for (int sg = 0; sg < s->nseg; sg++)
-        ref_linear(seg[sg], xf + (size_t)b * K, L->bits[sg], L->g[sg], L->h + (size_t)sg * s->paths * K, 1,
-                   s->N[sg], K, s->paths);
+      for (int sg = 0; sg < s->op.nseg; sg++)
+        ref_linear(seg[sg], xf + (size_t)b * K, L->bits[sg], L->g[sg], L->h + (size_t)sg * s->op.paths * K, 1,
+                   s->op.N[sg], K, s->op.paths);
       double *w = want + (size_t)i * L->nout;
-      if (s->epilogue == CG_EPI_SWIGLU) {
-        for (int n = 0; n < s->N[0]; n++) w[n] = ref_silu(seg[0][n]) * seg[1][n];
+      if (s->op.epilogue == CG_EPI_SWIGLU) {
+        for (int n = 0; n < s->op.N[0]; n++) w[n] = ref_silu(seg[0][n]) * seg[1][n];
       } else {
-        for (int sg = 0, row0 = 0; sg < s->nseg; row0 += s->N[sg], sg++)
-          for (int n = 0; n < s->N[sg]; n++)
-            w[row0 + n] = seg[sg][n] + (s->epilogue == CG_EPI_ADD ? rf[(size_t)b * L->ntot + row0 + n] : 0.0);
+        for (int sg = 0, row0 = 0; sg < s->op.nseg; row0 += s->op.N[sg], sg++)
+          for (int n = 0; n < s->op.N[sg]; n++)
+            w[row0 + n] = seg[sg][n] + (s->op.epilogue == CG_EPI_ADD ? rf[(size_t)b * L->ntot + row0 + n] : 0.0);
       }
       for (int n = 0; n < L->nout; n++)
         got[(size_t)i * L->nout + n] = rb_f32_from_f16(yh[(size_t)b * L->nout + n]);
     }
     err = ref_rel_l2(got, want, (size_t)nr * L->nout);
-    for (int sg = 0; sg < s->nseg; sg++) free(seg[sg]);
+    for (int sg = 0; sg < s->op.nseg; sg++) free(seg[sg]);
     free(rows);
     free(got);
     free(want);
-    double tol = s->strategy == CG_STRAT_MMA ? 1e-2 : 2e-3;
+    double tol = s->sched.strategy == CG_STRAT_MMA ? 1e-2 : 2e-3;
     ok = nnan == 0 && err <= tol;
     printf("%s %-60s b=%-4d rel_l2=%.2e nan=%d (tol %.0e)\n", ok ? "ok  " : "FAIL", desc, batch, err,
            nnan, tol);
@@ -281,19 +282,19 @@ static void run_table(void) {
       for (int paths = 1; paths <= 4; paths++) {
         if (idx++ % nparts != part) continue;
         const Shape *sh = &shapes[si];
-        CgSpec s;
+        CgKernel s;
         memset(&s, 0, sizeof s);
-        s.kind = CG_LINEAR;
-        s.strategy = buckets[bi].st;
-        s.batch_max = buckets[bi].batch_max;
-        s.K = sh->K;
-        s.nseg = sh->nseg;
-        for (int i = 0; i < sh->nseg; i++) s.N[i] = sh->N[i];
-        s.paths = paths;
-        s.epilogue = sh->epi;
+        s.op.kind = CG_LINEAR;
+        s.sched.strategy = buckets[bi].st;
+        s.sched.batch_max = buckets[bi].batch_max;
+        s.op.K = sh->K;
+        s.op.nseg = sh->nseg;
+        for (int i = 0; i < sh->nseg; i++) s.op.N[i] = sh->N[i];
+        s.op.paths = paths;
+        s.op.epilogue = sh->epi;
         char desc[160];
         snprintf(desc, sizeof desc, "%s k=%d %s b<=%d", sh->name, paths,
-                 s.strategy == CG_STRAT_XOR ? "xor" : "mma", s.batch_max);
+                 s.sched.strategy == CG_STRAT_XOR ? "xor" : "mma", s.sched.batch_max);
         Kernel lin, rep;
         if (kernel_build(&s, 0, &lin) || kernel_build(&s, 1, &rep)) {
           printf("FAIL %s: build\n", desc);
@@ -323,12 +324,12 @@ static void run_table(void) {
 
 /* ---- --bench: steady-state time per launch, as graph_bench.py measures it ---- */
 
-static void bench_one(const CgSpec *s, int batch) {
+static void bench_one(const CgKernel *s, int batch) {
   enum { R = 64 };
   Kernel k;
   if (kernel_build(s, 0, &k)) return;
-  size_t bytes = cg_linear_bits_bytes(s);
-  int P = s->paths, K = s->K, N = s->N[0];
+  size_t bytes = cg_target_cuda.layout_bytes(&s->op);
+  int P = s->op.paths, K = s->op.K, N = s->op.N[0];
   /* Enough rotating weight buffers that the 64 launches touch more than 10x the 50 MB L2. */
   size_t nbuf = (size_t)(512e6 / (double)bytes) + 1;
   if (nbuf < 3) nbuf = 3;
@@ -356,7 +357,7 @@ static void bench_one(const CgSpec *s, int batch) {
   RtStream st = NULL;
   RtGraph *gr = NULL;
   float ms = 0;
-  CgLaunch l = cg_launch_linear(s, batch);
+  CgLaunch l = test_launch(s, batch);
   RtDevPtr nores = 0;
   if (!rc) rc = rt_stream_create(gpu, &st);
   for (int i = 0; i < 3 && !rc; i++) { /* warm-up outside the graph */
@@ -374,7 +375,7 @@ static void bench_one(const CgSpec *s, int batch) {
   if (!rc) {
     double us = ms * 1e3 / R;
     printf("bench %5dx%-5d k=%d b=%-2d %s  %8.2f us  %7.1f GB/s of bits\n", N, K, P, batch,
-           s->strategy == CG_STRAT_XOR ? "xor" : "mma", us, (double)bytes / (us * 1e3));
+           s->sched.strategy == CG_STRAT_XOR ? "xor" : "mma", us, (double)bytes / (us * 1e3));
   } else {
     printf("bench %dx%d k=%d b=%d: driver error\n", N, K, P, batch);
   }
@@ -398,18 +399,18 @@ static void run_bench(void) {
       for (int bi = 0; bi < 3; bi++)
         for (int st = CG_STRAT_XOR; st <= CG_STRAT_MMA; st++) {
           if (st == CG_STRAT_XOR && batches[bi] > 1) continue; /* xor is the batch-1 kernel */
-          CgSpec s;
+          CgKernel s;
           memset(&s, 0, sizeof s);
-          s.kind = CG_LINEAR;
-          s.strategy = (CgStrategy)st;
-          s.batch_max = batches[bi];
-          s.K = llama[si][1];
-          s.nseg = 1;
-          s.N[0] = llama[si][0];
-          s.paths = paths;
+          s.op.kind = CG_LINEAR;
+          s.sched.strategy = (CgStrategy)st;
+          s.sched.batch_max = batches[bi];
+          s.op.K = llama[si][1];
+          s.op.nseg = 1;
+          s.op.N[0] = llama[si][0];
+          s.op.paths = paths;
           /* RABIT_TILE_XOR / RABIT_TILE_MMA="a,b,c,d" override the default tiles (exploration). */
           const char *t = getenv(st == CG_STRAT_XOR ? "RABIT_TILE_XOR" : "RABIT_TILE_MMA");
-          if (t) sscanf(t, "%d,%d,%d,%d", &s.tile[0], &s.tile[1], &s.tile[2], &s.tile[3]);
+          if (t) sscanf(t, "%d,%d,%d,%d", &s.sched.tile[0], &s.sched.tile[1], &s.sched.tile[2], &s.sched.tile[3]);
           bench_one(&s, batches[bi]);
         }
 }

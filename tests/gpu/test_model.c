@@ -24,6 +24,7 @@ enum { V = 256, D = 64, F = 160, L = 2, H = 4, HKV = 2, HD = 16 };
 static const double TOL = 2e-2; /* fp16 activations through 2 layers vs float64 */
 static int npass, nfail;
 static char arch[16]; /* the GPU's, found once in main */
+static RtGpu *gpu;     /* opened once in main */
 static float fp16(float v) { return rb_f32_from_f16(rb_f16_from_f32(v)); }
 
 static void check(const char *what, const double *got, const double *want, size_t n) {
@@ -85,15 +86,15 @@ static void add_linear(RtStWriter *w, const char *base, const Lin *l, int dense)
   add_f16(w, name, r->h, 2, sh);
 }
 
-/* The IR compiled in process to a session, as `rabit run` does. */
+/* The IR compiled in process and loaded on the GPU, as `rabit run` does. */
 static int open_model(const char *ir_path, int dense, const char *weights, int max_tokens, RtPlan **plan,
-                      RabitSession **s, RtModel **m) {
+                      RtProgram **s, RtModel **m) {
   RbBuf err = {0};
   RtCompileOptions co = {.path = ir_path, .fe = {0, dense}, .stop = RT_STAGE_PLAN, .arch = arch, .max_ctx = 64};
   RtCompiled c;
   int rc = rt_compile(&co, &c, &err);
   *plan = rt_compiled_take_plan(&c);
-  if (!rc) rc = rt_session_open_plan(*plan, 0, s, &err);
+  if (!rc) rc = rt_program_open(*plan, gpu, s, &err);
   RtModelOptions mo = {max_tokens, 0, 0};
   if (!rc) rc = rt_model_open(*s, weights, &mo, m, &err);
   if (rc) printf("open failed: %s%s\n", c.diag.data ? c.diag.data : "", err.data ? err.data : "");
@@ -119,7 +120,7 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
   ref_model_forward(ref, tokens, T + STEPS, want); /* causal: row t depends on tokens 0..t only */
   for (int chunked = 0; chunked < 2; chunked++) {
     RtPlan *plan = NULL;
-    RabitSession *s = NULL;
+    RtProgram *s = NULL;
     RtModel *m = NULL;
     char what[96];
     if (open_model(ir, dense, file, chunked ? 4 : 16, &plan, &s, &m)) {
@@ -150,7 +151,7 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
     }
   next:
     rt_model_close(m);
-    rabit_session_close(s);
+    rt_program_close(s);
     rt_plan_free(plan);
   }
   free(want), free(got);
@@ -160,7 +161,7 @@ int main(int argc, char **argv) {
   test_rng = 0xD1B54A32D192ED03ull;
   const char *samples = argc > 1 ? argv[1] : "samples";
   RbBuf err = {0};
-  gpu_arch_or_skip(arch);
+  gpu = gpu_open_or_skip(arch);
   char dir[] = "/tmp/rabit-model-XXXXXX";
   if (!mkdtemp(dir)) return 1;
   char cache[600];
@@ -227,5 +228,6 @@ int main(int argc, char **argv) {
   if (system(cmd)) printf("warning: could not remove %s\n", dir);
   rb_buf_free(&err);
   printf("%d passed, %d failed\n", npass, nfail);
+  rt_gpu_close(gpu);
   return nfail != 0;
 }

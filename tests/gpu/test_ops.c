@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "tests/common/launch.h"
 #include "runtime/jit/jit.h"
 #include "runtime/cuda/gpu.h"
 #include "tests/ref/ref.h"
@@ -35,18 +36,18 @@ static const Shape shapes[] = {
     {"llama-2-7b", 4096, 11008, 32000, 32, 32, 128, 1040, 1e-5f, 10000.0f},
 };
 
-static CgSpec op_spec(CgKind k, const Shape *m) {
-  CgSpec s;
+static CgKernel op_spec(CgKind k, const Shape *m) {
+  CgKernel s;
   memset(&s, 0, sizeof s);
-  s.kind = k;
-  s.dim = k == CG_SWIGLU ? m->ffn : m->dim;
-  s.vocab = m->vocab;
-  s.heads = m->heads;
-  s.kv_heads = m->kv_heads;
-  s.head_dim = m->head_dim;
-  s.max_ctx = m->max_ctx;
-  s.eps = m->eps;
-  s.rope_theta = m->theta;
+  s.op.kind = k;
+  s.op.dim = k == CG_SWIGLU ? m->ffn : m->dim;
+  s.op.vocab = m->vocab;
+  s.op.heads = m->heads;
+  s.op.kv_heads = m->kv_heads;
+  s.op.head_dim = m->head_dim;
+  s.op.max_ctx = m->max_ctx;
+  s.op.eps = m->eps;
+  s.op.rope_theta = m->theta;
   return s;
 }
 
@@ -140,20 +141,20 @@ static void report(const char *what, size_t nan, double err, double tol) {
 /* ==== kernels ==== */
 
 typedef struct {
-  CgSpec spec;
+  CgKernel spec;
   RtModule *mod;
   RtFunction fn;
 } Kernel;
 
 /* Emit, compile for this GPU and load the kernel of spec s. Exits on failure:
  * a kernel that does not build fails every case after it anyway. */
-static Kernel kernel_load(CgSpec s) {
+static Kernel kernel_load(CgKernel s) {
   Kernel k = {s, NULL, NULL};
   RbBuf src = {0}, err = {0};
   char entry[64];
   void *cubin = NULL;
   size_t len = 0;
-  if (cg_emit(&s, &src, entry, &err) != RB_OK) {
+  if (test_emit(&s, &src, entry, &err) != RB_OK) {
     fprintf(stderr, "cg_emit: %s\n", err.data ? err.data : "?");
     exit(1);
   }
@@ -170,9 +171,9 @@ static Kernel kernel_load(CgSpec s) {
 }
 
 static void kernel_run(Kernel *k, int n, void **args) {
-  CgLaunch L = cg_launch(&k->spec, n);
+  CgLaunch L = test_launch(&k->spec, n);
   if (rt_launch(gpu, k->fn, L.grid, L.block, L.smem, NULL, args) || rt_sync(gpu)) {
-    fprintf(stderr, "launch of %s failed\n", cg_kind_name(k->spec.kind));
+    fprintf(stderr, "launch of %s failed\n", cg_kind_name(k->spec.op.kind));
     exit(1);
   }
 }

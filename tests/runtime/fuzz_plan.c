@@ -20,8 +20,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rt_plan_parse("fuzz.rplan", text, &p, &err) == RB_OK) {
     for (int i = 0; i < p->nsteps; i++) {
       const RtPlanStep *s = &p->steps[i];
-      for (int j = 0; j < s->nkernels; j++)
-        if (s->kernel[j] < 0 || s->kernel[j] >= p->nkernels) abort();
+      const CgNodeKernels *k = &s->kernels;
+      int roles[] = {k->main, k->rope, k->repack};
+      for (int j = 0; j < 3; j++)
+        if (roles[j] < -1 || roles[j] >= p->nkernels) abort();
+      for (int j = 0; j < k->nbucket; j++)
+        if (k->bucket[j] < 0 || k->bucket[j] >= p->nkernels) abort();
       for (int j = 0; j < s->nin; j++)
         if (s->in[j] < 0 || s->in[j] >= p->nvalues) abort();
       for (int j = 0; j < s->nout; j++)

@@ -22,13 +22,15 @@ static RtPlan *make_plan(const char *path, char **text_out) {
     ir_fuse(g);
     CgKernelSet ks;
     CgTargetOptions topt = {1024};
-    if (cg_kernels_from_graph(g, &topt, &ks) == RB_OK) {
+    if (cg_kernels_from_graph(g, &cg_target_cuda, &topt, &ks) == RB_OK) {
       RtBuilt *built = rb_calloc((size_t)ks.n, sizeof *built);
       for (int i = 0; i < ks.n; i++) {
         built[i].key = (RtKey){0x1234567890abcdefull * (uint64_t)(i + 1), (uint64_t)i};
         snprintf(built[i].entry, sizeof built[i].entry, "entry_%d", i);
       }
-      rt_plan_make(&p, g, src.data, "sm_90", &ks, built);
+      RbBuf perr = {0};
+      rt_plan_make(&p, g, src.data, &cg_target_cuda, "sm_90", &ks, built, &perr);
+      rb_buf_free(&perr);
       rb_free(built);
       cg_kernel_set_free(&ks);
     }
@@ -81,7 +83,8 @@ int main(int argc, char **argv) {
       CHECK(q->nkernels == p->nkernels && q->nsteps == p->nsteps && q->nvalues == p->nvalues,
             "%s: counts changed", path);
       for (int k = 0; k < p->nkernels && k < q->nkernels; k++)
-        CHECK(cg_spec_equal(&p->kernels[k].spec, &q->kernels[k].spec) &&
+        CHECK(cg_kernel_equal(&p->kernels[k].kernel, &q->kernels[k].kernel) &&
+                  memcmp(&p->kernels[k].geometry, &q->kernels[k].geometry, sizeof p->kernels[k].geometry) == 0 &&
                   p->kernels[k].key.hi == q->kernels[k].key.hi &&
                   p->kernels[k].key.lo == q->kernels[k].key.lo,
               "%s: kernel %d changed on a round trip", path, k);
@@ -104,11 +107,19 @@ int main(int argc, char **argv) {
     cut[strrchr(cut, '\n') - cut + 1] = 0; /* truncated at a line boundary */
     expect_refused("truncated", cut, "the plan is truncated");
     rb_free(cut);
-    expect_refused("version", t = replaced(tiny_text, "rabit-plan 1", "rabit-plan 7"), "plan version 7 is not supported");
+    expect_refused("version", t = replaced(tiny_text, "rabit-plan 2", "rabit-plan 7"), "plan version 7 is not supported");
     rb_free(t);
     expect_refused("magic", t = replaced(tiny_text, "rabit-plan", "rabbit-plan"), "not a rabit plan");
     rb_free(t);
-    expect_refused("kernel index", t = replaced(tiny_text, "kernels=0 ", "kernels=999 "), "field 'kernels'");
+    expect_refused("kernel index", t = replaced(tiny_text, "main=0 ", "main=999 "), "field 'main'");
+    rb_free(t);
+    expect_refused("role kind", t = replaced(tiny_text, "repack=5 ", "repack=0 "), "'repack' is not a repack kernel");
+    rb_free(t);
+    expect_refused("bucket index", t = replaced(tiny_text, "buckets=2,3,4 ", "buckets=2,3,999 "), "field 'buckets'");
+    rb_free(t);
+    expect_refused("geometry", t = replaced(tiny_text, "grow=1 per=1 ", "grow=1 per=0 "), "field 'per' must be positive");
+    rb_free(t);
+    expect_refused("target", t = replaced(tiny_text, "target cuda", "target fpga"), "unknown target 'fpga'");
     rb_free(t);
     expect_refused("bad key", t = replaced(tiny_text, "key=", "key=zz"), "bad or missing key");
     rb_free(t);

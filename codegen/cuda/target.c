@@ -1,0 +1,35 @@
+/* target.c: the CUDA target: CUDA C for NVRTC, one emitter per kernel family,
+ * dispatched on the op's kind. The only place that knows which family owns a kind. */
+#include "codegen/codegen.h"
+#include "codegen/cuda/cuda.h"
+
+static int cuda_emit(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
+  switch (k->op.kind) {
+  case CG_LINEAR: return cg_emit_linear(k, src, entry, err);
+  case CG_REPACK: return cg_emit_repack(k, src, entry, err);
+  case CG_NKIND: break;
+  default: return cg_emit_op(k, src, entry, err);
+  }
+  rb_buf_printf(err, "no CUDA emitter for kernel kind %d", (int)k->op.kind);
+  return RB_EUSER;
+}
+
+static int cuda_geometry(const CgKernel *k, CgGeometry *g, RbBuf *err) {
+  switch (k->op.kind) {
+  case CG_LINEAR:
+  case CG_REPACK: return cg_geometry_linear(k, g, err);
+  case CG_NKIND: break;
+  default: return cg_geometry_op(k, g, err);
+  }
+  rb_buf_printf(err, "no CUDA geometry for kernel kind %d", (int)k->op.kind);
+  return RB_EUSER;
+}
+
+const CgTarget cg_target_cuda = {
+    .name = "cuda",
+    .compiler = "nvrtc",
+    .emit = cuda_emit,
+    .geometry = cuda_geometry,
+    .layout_bytes = cg_layout_bytes_linear,
+    .linear_buckets = cg_linear_buckets,
+};

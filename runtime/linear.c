@@ -1,0 +1,101 @@
+/* linear.c: a quantized linear step's weights on the device, and its run.
+ * Binding uploads the canonical packed tensors (packed.c) and repacks the
+ * bits on the GPU into the one layout all of the step's bucket kernels read;
+ * running picks the bucket by batch. */
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+struct RtLinear {
+  int step;
+  RtDevPtr bits; /* the kernel layout, read by every batch bucket */
+  RtDevPtr g, h;
+  size_t bytes;  /* device memory held */
+};
+
+const CgOp *rt_linear_op(const RtPlan *p, int step) {
+  if (step < 0 || step >= p->nsteps) return NULL;
+  const RtPlanStep *s = &p->steps[step];
+  if (!s->paths || s->kernels.nbucket < 1 || s->kernels.repack < 0) return NULL;
+  return &p->kernels[s->kernels.bucket[0]].kernel.op;
+}
+
+int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const uint16_t *const *g,
+                   const uint16_t *const *h, RtLinear **out, RbBuf *err) {
+  const RtPlan *p = rt_program_plan(pr);
+  RtGpu *gpu = rt_program_gpu(pr);
+  const CgOp *op = rt_linear_op(p, step);
+  if (!op) {
+    rb_buf_printf(err, "step %d is not a quantized linear", step);
+    return RB_EUSER;
+  }
+  const RtPlanStep *st = &p->steps[step];
+  int K = op->K, k = op->paths, ntot = 0;
+  for (int i = 0; i < op->nseg; i++) ntot += op->N[i];
+  RtLinear *w = rb_calloc(1, sizeof *w);
+  uint16_t *gcat = rb_malloc((size_t)k * ntot * 2);
+  RtDevPtr src = 0;
+  int rc = RB_EINTERNAL;
+  if (!w || !gcat) goto done;
+  w->step = step;
+  /* g is (paths, Ntot): each path's rows of every segment, concatenated. */
+  for (int q = 0, row0 = 0; q < k; q++, row0 = 0)
+    for (int i = 0; i < op->nseg; row0 += op->N[i++])
+      memcpy(gcat + (size_t)q * ntot + row0, g[i] + (size_t)q * op->N[i], (size_t)op->N[i] * 2);
+  size_t hseg = cg_packed_part_bytes(CG_PACKED_H, k, 0, K), maxseg = 0;
+  for (int i = 0; i < op->nseg; i++)
+    if (cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K) > maxseg)
+      maxseg = cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K);
+  w->bytes = (size_t)k * ntot * 2 + hseg * op->nseg + st->layout_bytes;
+  if ((rc = rt_mem_alloc(gpu, &w->g, (size_t)k * ntot * 2)) || (rc = rt_mem_alloc(gpu, &w->h, hseg * op->nseg)) ||
+      (rc = rt_mem_alloc(gpu, &src, maxseg)) || (rc = rt_memcpy_htod(gpu, w->g, gcat, (size_t)k * ntot * 2)))
+    goto done;
+  for (int i = 0; i < op->nseg && !rc; i++) rc = rt_memcpy_htod(gpu, w->h + hseg * i, h[i], hseg);
+  /* Clear (pad rows and columns must be 0), then repack every segment. */
+  if (!rc && !(rc = rt_mem_alloc(gpu, &w->bits, st->layout_bytes))) rc = rt_memset8(gpu, w->bits, 0, st->layout_bytes);
+  for (int i = 0; i < op->nseg && !rc; i++) {
+    if ((rc = rt_memcpy_htod(gpu, src, bits[i], cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K)))) break;
+    CgRepackArgs a = {w->bits, src, i};
+    CgArgv v;
+    cg_repack_argv(&a, &v);
+    rc = rt_program_launch(pr, st->kernels.repack, 1, v.v, NULL);
+    if (!rc) rc = rt_sync(gpu); /* src is reused by the next segment */
+  }
+done:
+  if (src) rt_mem_free(gpu, src);
+  rb_free(gcat);
+  if (rc != RB_OK) {
+    rb_buf_printf(err, "binding the weights of step %d failed: %s", step, rc == RB_EINTERNAL && w ? rt_gpu_error(gpu) : "out of memory");
+    rt_linear_free(pr, w);
+    return rc ? rc : RB_EINTERNAL;
+  }
+  *out = w;
+  return RB_OK;
+}
+
+void rt_linear_free(RtProgram *pr, RtLinear *w) {
+  if (!w) return;
+  RtGpu *gpu = rt_program_gpu(pr);
+  if (w->bits) rt_mem_free(gpu, w->bits);
+  if (w->g) rt_mem_free(gpu, w->g);
+  if (w->h) rt_mem_free(gpu, w->h);
+  rb_free(w);
+}
+
+size_t rt_linear_device_bytes(const RtLinear *w) { return w->bytes; }
+
+int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s) {
+  const RtPlan *p = rt_program_plan(pr);
+  const CgNodeKernels *nk = &p->steps[w->step].kernels;
+  /* The smallest bucket that holds the batch; the last serves every larger one. */
+  int kernel = nk->bucket[nk->nbucket - 1];
+  for (int i = 0; i < nk->nbucket; i++)
+    if (batch <= p->kernels[nk->bucket[i]].kernel.sched.batch_max) {
+      kernel = nk->bucket[i];
+      break;
+    }
+  CgLinearArgs a = {y, x, w->bits, w->g, w->h, res, batch};
+  CgArgv v;
+  cg_linear_argv(&a, &v);
+  return rt_program_launch(pr, kernel, batch, v.v, s);
+}

@@ -1,6 +1,6 @@
 /* formats.h: weight files (prefix rt_): safetensors read and write, GGUF read
- * with dequantization. Every reader validates untrusted bytes and names the
- * file and the tensor in its errors. */
+ * with dequantization, and the GGUF -> safetensors import. Every reader
+ * validates untrusted bytes and names the file and the tensor in its errors. */
 #ifndef RABIT_RUNTIME_FORMATS_H
 #define RABIT_RUNTIME_FORMATS_H
 
@@ -115,5 +115,59 @@ int rt_gguf_dequant(const RtGgufTensor *t, float *out, RbBuf *err);
  * converter used (n_head for Q, n_head_kv for K). GGUF row h*hd + 2i + s holds
  * HF row h*hd + s*hd/2 + i. RB_EUSER if rows is not n_head * an even head dim. */
 int rt_gguf_unpermute_rows(float *w, int64_t rows, int64_t cols, int n_head, RbBuf *err);
+
+/* ==== import.c: a llama.cpp GGUF Llama as Hugging Face safetensors ==== */
+
+/* The model as the GGUF metadata describes it: what config.json says. */
+typedef struct {
+  const char *name; /* general.name, else the GGUF path's base name (points into either) */
+  int gguf_version;
+  uint64_t layers, dim, ffn, heads, kv_heads, head_dim, vocab, ctx;
+  double eps, theta; /* rms_norm_eps, rope_theta */
+  int has_bos, has_eos, has_pad;
+  uint64_t bos, eos, pad;
+  int tied; /* no output.weight: lm_head is the embedding (tie_word_embeddings) */
+} RtImportModel;
+
+typedef enum { RT_IMPORT_BEGIN, RT_IMPORT_EMBEDDINGS, RT_IMPORT_LAYER, RT_IMPORT_FINAL } RtImportStage;
+
+/* A progress report: BEGIN once the model is read and the directory made,
+ * then one after the embeddings, after each layer, after the final norm
+ * (and lm_head). */
+typedef struct {
+  RtImportStage stage;
+  int layer;                  /* RT_IMPORT_LAYER: the layer just written, from 0 */
+  int ntensors;               /* tensors the stage wrote */
+  const char *types;          /* their distinct GGUF types, "Q4_K,Q6_K"; "" at BEGIN */
+  const RtImportModel *model;
+} RtImportProgress;
+
+typedef struct {
+  const char *gguf;   /* the input file */
+  const char *outdir; /* created if missing */
+  int force;          /* replace model.safetensors and config.json; without it either
+                         one existing is RB_EUSER before any work */
+  void (*progress)(void *ctx, const RtImportProgress *p); /* NULL: no reports */
+  void *ctx;
+} RtImportOptions;
+
+typedef struct {
+  RtImportModel model;
+  int ntensors;       /* tensors written */
+  uint64_t bytes;     /* their data bytes */
+  int64_t ntokens;    /* entries of tokenizer.ggml.tokens; -1 when the GGUF has no tokenizer */
+  char safetensors[4096], config[4096]; /* the paths written */
+  RtGguf *gguf;       /* the input, still open, for exports of other layers (the tokenizer) */
+} RtImportResult;
+
+/* Convert o->gguf to o->outdir/model.safetensors (HF Llama names, F16
+ * matrices, F32 norms, Q/K rows un-permuted to rotate-half RoPE) and
+ * o->outdir/config.json, both written atomically. Every GGUF tensor must map
+ * to an HF one. Errors (RB_EUSER bad input or output, RB_EINTERNAL out of
+ * memory) are appended to err; on failure *res is all zero and holds
+ * nothing. On RB_OK the caller ends with rt_import_result_free (safe on a
+ * failed result too). Nothing is printed: progress goes to o->progress. */
+int rt_import_gguf(const RtImportOptions *o, RtImportResult *res, RbBuf *err);
+void rt_import_result_free(RtImportResult *res);
 
 #endif

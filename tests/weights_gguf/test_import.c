@@ -3,9 +3,12 @@
  * out as safetensors whose tensors equal the reference dequantization with
  * the rows un-permuted by the test's own index map, and a config.json with
  * the metadata's values; plus the command line's refusals and errors. The
- * "real" case imports SmolLM2-135M when its GGUF is on this machine.
+ * "library" case calls rt_import_gguf itself: its result, its progress
+ * reports, its refusals, and that it prints nothing. The "real" case imports
+ * SmolLM2-135M when its GGUF is on this machine.
  * usage: test_import CASE RABIT_BINARY [SOURCE_DATA_DIR] */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,6 +380,128 @@ static int case_cli(void) {
   return failures ? 1 : 0;
 }
 
+/* ---- the library, called directly ---- */
+
+/* What the progress callback saw, in order. */
+typedef struct {
+  int n;
+  RtImportProgress p[8];
+  char types[8][64];
+} Reports;
+
+static void record(void *ctx, const RtImportProgress *p) {
+  Reports *r = ctx;
+  if (r->n < 8) {
+    r->p[r->n] = *p;
+    snprintf(r->types[r->n], sizeof r->types[0], "%s", p->types);
+  }
+  r->n++;
+}
+
+/* rt_import_gguf with stdout and stderr pointed at a file that must stay
+ * empty: the library reports through err and the callback, never prints. */
+static int import_silent(const RtImportOptions *o, RtImportResult *res, RbBuf *err) {
+  char log[400];
+  snprintf(log, sizeof log, "%s/printed.txt", tmpdir);
+  fflush(stdout);
+  fflush(stderr);
+  int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600), out = dup(1), errfd = dup(2);
+  CHECK(fd >= 0 && out >= 0 && errfd >= 0);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  int rc = rt_import_gguf(o, res, err);
+  fflush(stdout);
+  fflush(stderr);
+  dup2(out, 1);
+  dup2(errfd, 2);
+  close(out);
+  close(errfd);
+  close(fd);
+  struct stat sb;
+  CHECK(stat(log, &sb) == 0 && sb.st_size == 0);
+  unlink(log);
+  return rc;
+}
+
+static int case_library(void) {
+  for (int with_output = 0; with_output < 2; with_output++) {
+    int tied = !with_output;
+    make_tmpdir();
+    GbFile f;
+    build_model(&f, with_output, "llama", NULL);
+    char gguf[400], out[400], want[600];
+    snprintf(gguf, sizeof gguf, "%s/tiny.gguf", tmpdir);
+    snprintf(out, sizeof out, "%s/out", tmpdir);
+    CHECK(write_model(&f, gguf) == 0);
+    uint64_t bytes = 0;
+    for (int i = 0; i < nspecs; i++) bytes += specs[i].k * specs[i].n * (specs[i].n == 1 ? 4 : 2);
+
+    Reports rep = {0};
+    RtImportOptions o = {gguf, out, 0, record, &rep};
+    RtImportResult res;
+    RbBuf err = {0};
+    CHECK(import_silent(&o, &res, &err) == RB_OK);
+    if (err.len) fprintf(stderr, "%s", err.data);
+    CHECK(err.len == 0);
+    const RtImportModel *m = &res.model;
+    CHECK(m->name && !strcmp(m->name, "Tiny Llama \"test\"") && m->gguf_version == 3);
+    CHECK(m->layers == L && m->dim == D && m->ffn == F && m->heads == H && m->kv_heads == HKV);
+    CHECK(m->head_dim == HD && m->vocab == V && m->ctx == 1024 && m->tied == tied);
+    CHECK((float)m->eps == 1e-5f && m->theta == 100000 && m->bos == 1 && m->eos == 2 && !m->has_pad);
+    CHECK(res.ntensors == nspecs && res.bytes == bytes && res.ntokens == -1 && res.gguf);
+    snprintf(want, sizeof want, "%s/model.safetensors", out);
+    CHECK(!strcmp(res.safetensors, want));
+    snprintf(want, sizeof want, "%s/config.json", out);
+    CHECK(!strcmp(res.config, want));
+    /* BEGIN, the embeddings, each layer, the final norm (and lm_head) */
+    CHECK(rep.n == 3 + L);
+    CHECK(rep.p[0].stage == RT_IMPORT_BEGIN && rep.p[0].ntensors == 0 && !strcmp(rep.types[0], ""));
+    CHECK(rep.p[1].stage == RT_IMPORT_EMBEDDINGS && rep.p[1].ntensors == 1 &&
+          !strcmp(rep.types[1], "Q8_0"));
+    for (int l = 0; l < L; l++)
+      CHECK(rep.p[2 + l].stage == RT_IMPORT_LAYER && rep.p[2 + l].layer == l &&
+            rep.p[2 + l].ntensors == 9);
+    CHECK(!strcmp(rep.types[2], "F32,Q4_1,Q4_0,F16,Q8_0,Q4_K,Q6_K"));
+    CHECK(!strcmp(rep.types[3], "F32,Q4_K,Q6_K,F16,Q8_0,Q4_1"));
+    CHECK(rep.p[2 + L].stage == RT_IMPORT_FINAL && rep.p[2 + L].ntensors == 1 + with_output);
+    rt_import_result_free(&res);
+    CHECK(res.gguf == NULL);
+    check_output(out, tied);
+
+    /* a second import without force: refused before any work, the file named and untouched */
+    struct stat before, after;
+    CHECK(stat(res.safetensors, &before) == 0);
+    rep.n = 0;
+    rb_buf_free(&err);
+    CHECK(import_silent(&o, &res, &err) == RB_EUSER);
+    snprintf(want, sizeof want, "rabit import: %s/model.safetensors already exists (use --force to overwrite)\n", out);
+    CHECK(err.data && !strcmp(err.data, want));
+    CHECK(rep.n == 0 && res.gguf == NULL && res.ntensors == 0);
+    snprintf(want, sizeof want, "%s/model.safetensors", out);
+    CHECK(stat(want, &after) == 0 && after.st_ino == before.st_ino && after.st_mtime == before.st_mtime);
+    rt_import_result_free(&res);
+
+    /* with force it is replaced; with no progress callback nothing is reported */
+    o.force = 1;
+    o.progress = NULL;
+    rb_buf_free(&err);
+    CHECK(import_silent(&o, &res, &err) == RB_OK && res.ntensors == nspecs);
+    CHECK(stat(want, &after) == 0 && after.st_ino != before.st_ino);
+    rt_import_result_free(&res);
+
+    /* a bad input: RB_EUSER naming it, nothing held */
+    snprintf(gguf, sizeof gguf, "%s/missing.gguf", tmpdir);
+    rb_buf_free(&err);
+    CHECK(import_silent(&o, &res, &err) == RB_EUSER && res.gguf == NULL);
+    CHECK(err.data && strstr(err.data, "missing.gguf: error: cannot open"));
+    rt_import_result_free(&res);
+    rb_buf_free(&err);
+    free_model(&f);
+    rm_rf(tmpdir);
+  }
+  return failures ? 1 : 0;
+}
+
 /* ---- the real SmolLM2-135M ---- */
 
 static const char *find_real(const char *srcdata) {
@@ -554,6 +679,7 @@ int main(int argc, char **argv) {
   int rc;
   if (!strcmp(argv[1], "synthetic")) rc = case_synthetic();
   else if (!strcmp(argv[1], "cli")) rc = case_cli();
+  else if (!strcmp(argv[1], "library")) rc = case_library();
   else if (!strcmp(argv[1], "real")) rc = case_real(argc > 3 ? argv[3] : NULL);
   else {
     fprintf(stderr, "unknown case %s\n", argv[1]);

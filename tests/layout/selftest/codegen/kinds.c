@@ -1,0 +1,2 @@
+#include "codegen/codegen.h"
+#include "codegen/cuda/cuda.h" // expect: include-cycle

@@ -1,0 +1,1 @@
+#include "runtime/text/text.h" // expect: layering

@@ -1,0 +1,1 @@
+int rabit_run(void);

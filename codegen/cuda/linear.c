@@ -122,9 +122,9 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     if (!ks) {
       int kmax = pl->C256 < 16 ? pl->C256 : 16;
       double best = 0;
-      for (int k = kmax; k >= 1 && k >= kmax / 2; k--) {
-        double eff = (double)pl->C256 / (double)(div_up(pl->C256, k) * k);
-        if (eff > best + 0.03) best = eff, ks = k;
+      for (int split = kmax; split >= 1 && split >= kmax / 2; split--) {
+        double eff = (double)pl->C256 / (double)(div_up(pl->C256, split) * split);
+        if (eff > best + 0.03) best = eff, ks = split;
       }
       /* Many bit registers per lane (paths x segments x tiles): a smaller block. */
       if (s->paths * pl->nsb * pl->RT > 4 && ks > 8) ks = 8;

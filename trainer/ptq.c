@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codegen/codegen.h"
 #include "trainer/trainer.h"
 
 #define PI_MAX_ITERS 1000
@@ -248,7 +249,7 @@ int tr_ptq_linear(const float *W, int N, int K, int k, const TrPtqOptions *opt, 
     return RB_EUSER;
   }
   Ptq q = {.W = W, .rw = opt->row_weight, .cw = opt->col_weight, .N = N, .K = K, .k = k,
-           .words = (K + 31) / 32, .f16 = opt->f16_scales};
+           .words = (int)cg_packed_words(K), .f16 = opt->f16_scales};
   size_t nk = (size_t)N * K;
   for (size_t i = 0; i < nk; i++)
     if (!isfinite(W[i])) {

@@ -5,7 +5,7 @@
 #define RABIT_COMMANDS_H
 
 int cmd_import(int argc, char **argv);   /* rabit import model.gguf -o DIR */
-int cmd_quantize(int argc, char **argv); /* rabit quantize --paths k IN -o OUT */
+int cmd_quantize(int argc, char **argv); /* rabit quantize model.ir IN -o OUT [--paths k] */
 int cmd_run(int argc, char **argv);      /* rabit run model.ir --weights W --prompt ... */
 int cmd_ppl(int argc, char **argv);      /* rabit ppl model.ir --weights W --text FILE */
 int cmd_bench(int argc, char **argv);    /* rabit bench model.ir [--random-weights] */

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "frontend/frontend.h"
 #include "ir/base.h"
 
 /* ==== ptq.c: residual SVID, the initialization and the PTQ baseline ==== */
@@ -50,5 +51,58 @@ typedef struct {
  * range) or RB_EINTERNAL (out of memory). */
 int tr_ptq_linear(const float *W, int N, int K, int k, const TrPtqOptions *opt, uint32_t *bits,
                   float *g, float *h, TrPtqStats *stats, RbBuf *err);
+
+/* ==== quantize.c: PTQ of a whole weight file, the IR choosing what and with what k ==== */
+
+/* Progress of tr_quant_model, reported on the calling thread: index 0 once
+ * before any fitting (only the totals are set), then index 1..count, one per
+ * quantized weight, in the order they are written. */
+typedef struct {
+  int index, count;            /* this weight, of the weights to quantize */
+  int per_k[TR_MAX_PATHS + 1]; /* how many of them get k paths */
+  int skipped;                 /* weights the IR quantizes that the skip list keeps dense */
+  int threads;
+  const char *name;            /* the IR's base name: "model.layers.0.self_attn.q_proj" */
+  const char *dtype;           /* the input's: "F16", "BF16", "F32" */
+  int N, K, k;
+  const TrPtqStats *stats;
+  double ms;                   /* this weight's fit, on its worker thread */
+} TrQuantProgress;
+
+typedef struct {
+  const char *ir;        /* the model IR: its quantized linears and their k */
+  FeOptions fe;          /* .paths overrides the file's default, not an op's own quant (rabitc --paths) */
+  const char *in, *out;  /* full-precision safetensors in; packed safetensors out, written atomically */
+  int rounds;            /* TrPtqOptions.rounds */
+  int threads;           /* weights fitted at once; 0 = the online CPUs, at most 8 */
+  const char *skip;      /* comma-separated POSIX EREs; a weight whose base name one matches stays dense */
+  void (*progress)(void *ctx, const TrQuantProgress *p); /* may be NULL */
+  void *ctx;
+} TrQuantOptions;
+
+typedef struct {
+  int quantized, skipped;     /* weights */
+  uint64_t params;            /* elements of the quantized weights */
+  uint64_t bytes_in, bytes_out, bytes_packed;
+  double rel_err;             /* overall: sqrt(sum ||W - W_hat||^2 / sum ||W||^2) */
+  double worst;               /* the largest rel_err of one weight, worst_name's */
+  char *worst_name;
+  double ms;                  /* fitting and writing */
+  RbBuf diag;                 /* the frontend's diagnostics when the IR does not compile */
+  RbBuf warnings;             /* one line per skip item that matched no weight */
+} TrQuantResult;
+
+/* Quantize o->in to o->out as the IR says: every weight bound by a linear
+ * whose quant is rabit(paths = k) becomes <base>.bits/.g/.h with that op's k
+ * (tr_ptq_linear with f16 scales and o->rounds, on a pool of threads); every
+ * other tensor is copied byte for byte. All IR-bound weights are checked
+ * (present, full precision, [N, K] as the IR says, F16/BF16/F32) before any
+ * work. __metadata__ gets format, paths (the default k), rounds, the input's
+ * model and rabit_ir_model. Never prints: progress through o->progress, IR
+ * diagnostics in r->diag, other errors (naming the file and tensor) in err.
+ * Returns RB_OK, RB_EUSER or RB_EINTERNAL; free r with tr_quant_result_free
+ * either way. */
+int tr_quant_model(const TrQuantOptions *o, TrQuantResult *r, RbBuf *err);
+void tr_quant_result_free(TrQuantResult *r);
 
 #endif

@@ -74,8 +74,8 @@ real_model() {
   TEXT=.carry/m2/heldout.txt
   run test_model "$B/tests/gpu/gpu_test_model" samples
   run import "$R" import $G -o $M/hf
-  run quantize_k2 "$R" quantize --paths 2 $M/hf/model.safetensors -o $M/k2.safetensors
-  run quantize_k3 "$R" quantize --paths 3 $M/hf/model.safetensors -o $M/k3.safetensors
+  run quantize_k2 "$R" quantize $IR --paths 2 $M/hf/model.safetensors -o $M/k2.safetensors
+  run quantize_k3 "$R" quantize $IR --paths 3 $M/hf/model.safetensors -o $M/k3.safetensors
   PROMPT="The King James Bible begins: In the beginning God created"
   run run_fp16 "$R" run $IR --fp16 --weights $M/hf/model.safetensors --tokenizer $G --prompt "$PROMPT" -n 32 \
       --logits-out $M/logits.bin --ids-out $M/ids.txt

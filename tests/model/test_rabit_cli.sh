@@ -40,7 +40,11 @@ expect run-tokenizer 1 "cannot read\|No such file" "$rabit" run "$samples/tiny.i
 expect ppl-missing-text 1 "cannot read '$tmp/none.txt'" "$rabit" ppl "$samples/tiny.ir" --weights x --text "$tmp/none.txt"
 expect bench-usage 1 "usage: rabit bench" "$rabit" bench "$samples/tiny.ir"
 expect import-missing 1 "none.gguf" "$rabit" import "$tmp/none.gguf" -o "$tmp/out"
-expect quantize-missing 1 "none.safetensors" "$rabit" quantize --paths 2 "$tmp/none.safetensors" -o "$tmp/q.safetensors"
+expect quantize-missing 1 "none.safetensors" "$rabit" quantize "$samples/tiny.ir" "$tmp/none.safetensors" -o "$tmp/q.safetensors"
+expect quantize-old-form 1 "usage: rabit quantize MODEL.ir IN.safetensors" \
+  "$rabit" quantize --paths 2 "$tmp/none.safetensors" -o "$tmp/q.safetensors"
+expect quantize-missing-ir 1 "cannot read '$tmp/none.ir'" \
+  "$rabit" quantize "$tmp/none.ir" "$tmp/none.safetensors" -o "$tmp/q.safetensors"
 # The tokenizer.txt beside the weights is found without --tokenizer (the run
 # then stops at the GPU, or at the empty weights file on a GPU machine).
 mkdir -p "$tmp/m" && cp "$samples/../tests/tokenizer/data/vocab.txt" "$tmp/m/tokenizer.txt" && : > "$tmp/m/w.safetensors"

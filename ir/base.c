@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,10 +151,16 @@ void rb_buf_free(RbBuf *b) {
 
 /* ---- files ---- */
 
-static int write_all(int fd, const void *buf, size_t n) {
+/* Writes n bytes; *done counts what this file has taken so far, for the
+ * kill_after test hook (a writer killed mid-file, with the bytes up to there on disk). */
+static int write_all(int fd, const void *buf, size_t n, long long *done, long long kill_after) {
   const char *p = buf;
   while (n) {
     size_t chunk = n > ((size_t)1 << 30) ? (size_t)1 << 30 : n;
+    if (kill_after >= 0 && *done + (long long)chunk >= kill_after) {
+      chunk = (size_t)(kill_after - *done);
+      if (chunk == 0) raise(SIGKILL);
+    }
     ssize_t k = write(fd, p, chunk);
     if (k < 0) {
       if (errno == EINTR) continue;
@@ -165,64 +172,86 @@ static int write_all(int fd, const void *buf, size_t n) {
     }
     p += k;
     n -= (size_t)k;
+    *done += k;
   }
+  if (kill_after >= 0 && *done >= kill_after) raise(SIGKILL);
   return 0;
 }
 
 /* The rename is durable only once the directory entry is. */
-static void fsync_parent(const char *path) {
+static int fsync_parent(const char *path) {
   const char *slash = strrchr(path, '/');
   char dir[4096];
   if (!slash) snprintf(dir, sizeof dir, ".");
   else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
   int fd = open(dir, O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
+  if (fd < 0) return -1;
+  int r = fsync(fd);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return r;
 }
 
-int rb_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n, RbBuf *err) {
+int rb_write_durable(const char *path, const void *const *parts, const size_t *lens, int n, RbDurableWrite *w) {
   static unsigned counter;
+  w->step = "cannot create";
+  w->dir_unsynced = 0;
   size_t tlen = strlen(path) + 48;
-  char *tmp = rb_malloc(tlen);
+  char *own = w->tmp ? NULL : rb_malloc(tlen);
+  const char *tmp = w->tmp ? w->tmp : own;
+  w->file = path;
   if (!tmp) {
-    if (err) rb_buf_puts(err, "out of memory");
+    errno = ENOMEM;
     return RB_EINTERNAL;
   }
-  const char *step = "cannot create temp file";
+  unsigned mode = w->mode ? w->mode : 0666;
   int fd = -1;
-  /* O_EXCL with a per-process, per-call name: concurrent writers of the same
-   * path never share a temp file. Mode 0666 lets the umask decide. */
+  /* O_EXCL: a caller's name is its own to make unique; ours is per process
+   * and per call, so concurrent writers of the same path never share one. */
   for (int tries = 0; fd < 0 && tries < 16; tries++) {
-    snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
+    if (own) snprintf(own, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0 && (errno != EEXIST || !own)) break;
   }
   int created = fd >= 0;
+  long long done = 0;
+  w->file = tmp;
   if (fd < 0) goto fail;
-  step = "cannot write";
+  w->step = "cannot write";
   for (int i = 0; i < n; i++)
-    if (write_all(fd, parts[i], lens[i]) != 0) goto fail;
-  step = "cannot sync";
+    if (write_all(fd, parts[i], lens[i], &done, w->kill_after ? *w->kill_after : -1) != 0) goto fail;
+  w->step = "cannot sync";
   if (fsync(fd) != 0) goto fail;
-  step = "cannot close"; /* NFS and friends report write errors here */
+  w->step = "cannot close"; /* NFS and friends report write errors here */
   int r = close(fd);
   fd = -1;
   if (r != 0) goto fail;
-  step = "cannot rename temp file into place";
+  w->step = "cannot rename to";
+  w->file = path;
   if (rename(tmp, path) != 0) goto fail;
-  fsync_parent(path);
-  rb_free(tmp);
+  /* Without this a crash can lose the rename; the file is whole either way. */
+  w->dir_unsynced = fsync_parent(path) != 0;
+  rb_free(own);
   return RB_OK;
 fail:;
   int e = errno;
   if (fd >= 0) close(fd);
   if (created) unlink(tmp);
-  rb_free(tmp);
-  if (err) rb_buf_printf(err, "%s: %s", step, strerror(e));
+  if (w->file == own) w->file = path; /* own is freed: name the target instead */
+  rb_free(own);
   errno = e;
   return e == ENOENT || e == EACCES || e == ENOTDIR || e == EROFS || e == EPERM ? RB_EUSER : RB_EINTERNAL;
+}
+
+int rb_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n, RbBuf *err) {
+  RbDurableWrite w = {0};
+  int rc = rb_write_durable(path, parts, lens, n, &w);
+  /* The caller names path; the step says what happened to it. */
+  const char *step = !strcmp(w.step, "cannot create") ? "cannot create temp file"
+                     : !strcmp(w.step, "cannot rename to") ? "cannot rename temp file into place" : w.step;
+  if (rc && err) rb_buf_printf(err, "%s: %s", step, strerror(errno));
+  return rc;
 }
 
 int rb_read_file(const char *path, RbBuf *out) {

@@ -72,6 +72,21 @@ void rb_map_free(RbMap *m);
  * RB_EINTERNAL (full disk, I/O error...). */
 int rb_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n, RbBuf *err);
 
+/* The same durable write with the caller's choices, for the kernel cache:
+ * the temp file's name (in path's directory; it must not exist) and mode,
+ * and a test hook. On failure step and file say what failed ("cannot write",
+ * the temp file) with errno set; on success dir_unsynced says the directory's
+ * fsync failed (the file is in place, but a crash could lose the rename). */
+typedef struct {
+  const char *tmp;       /* NULL: a unique name beside path */
+  unsigned mode;         /* of the new file; 0: 0666 (the umask applies) */
+  const long long *kill_after; /* test hook: the process kills itself after this many bytes; NULL: never */
+  const char *step;      /* out */
+  const char *file;      /* out: the temp file or path */
+  int dir_unsynced;      /* out */
+} RbDurableWrite;
+int rb_write_durable(const char *path, const void *const *parts, const size_t *lens, int n, RbDurableWrite *w);
+
 /* Read a whole file ("-" is stdin). Returns 0 on success, else -1 with errno set. */
 int rb_read_file(const char *path, RbBuf *out);
 

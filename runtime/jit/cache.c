@@ -208,16 +208,6 @@ static int mem_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *e
 /* ---- directory helpers ---- */
 
 
-static int fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int r = fsync(fd);
-  int e = errno;
-  close(fd);
-  errno = e;
-  return r;
-}
-
 /* A fresh temp name in the cache directory. It never matches the entry
  * pattern, so a temp file left by a killed writer can never be loaded. */
 static char *temp_path(RtCache *c, const char *what) {
@@ -437,26 +427,6 @@ static long long stall_after_bytes(void) {
   return s && *s ? atoll(s) : -1;
 }
 
-/* Writes n bytes at offset *done of the temp file, honouring the stall hook. */
-static int write_all(int fd, const void *buf, size_t n, long long *done, long long stall) {
-  const unsigned char *p = buf;
-  while (n) {
-    size_t chunk = n;
-    if (stall >= 0 && *done + (long long)chunk >= stall) {
-      chunk = (size_t)(stall - *done);
-      if (chunk == 0) raise(SIGKILL);
-    }
-    ssize_t w = write(fd, p, chunk);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return -1;
-    p += w;
-    n -= (size_t)w;
-    *done += w;
-  }
-  if (stall >= 0 && *done >= stall) raise(SIGKILL);
-  return 0;
-}
-
 typedef struct {
   char *name;
   struct timespec mtime;
@@ -568,25 +538,13 @@ int rt_cache_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *err
   put_u64(h + 28, len);
   put_u64(h + 36, XXH3_64bits(data, len));
 
-  const char *step = "cannot create", *failed = tmp;
-  long long done = 0, stall = stall_after_bytes();
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) goto fail;
-  step = "cannot write";
-  if (write_all(fd, h, sizeof h, &done, stall) != 0 || write_all(fd, data, len, &done, stall) != 0)
-    goto fail;
-  step = "cannot sync";
-  if (fsync(fd) != 0) goto fail;
-  step = "cannot close"; /* NFS and friends report write errors here */
-  int r = close(fd);
-  fd = -1;
-  if (r != 0) goto fail;
-  step = "cannot rename to";
-  failed = final;
-  if (rename(tmp, final) != 0) goto fail;
-  /* Without this a crash can lose the rename; the entry is valid either way,
-   * so a failure here is reported but leaves the entry in place. */
-  if (fsync_dir(c->dir) != 0 && err)
+  long long stall = stall_after_bytes();
+  RbDurableWrite w = {.tmp = tmp, .mode = 0600, .kill_after = stall >= 0 ? &stall : NULL};
+  const void *parts[2] = {h, data};
+  size_t lens[2] = {sizeof h, len};
+  if (rb_write_durable(final, parts, lens, 2, &w) != RB_OK) goto fail;
+  /* The entry is valid either way; a lost rename only costs a rebuild. */
+  if (w.dir_unsynced && err)
     rb_buf_printf(err, "kernel cache: cannot sync directory '%s': %s\n", c->dir, strerror(errno));
   disk_evict(c, final);
   rb_free(final);
@@ -595,9 +553,7 @@ int rt_cache_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *err
 
 fail:;
   int e = errno;
-  if (fd >= 0) close(fd);
-  unlink(tmp);
-  if (err) rb_buf_printf(err, "kernel cache: %s '%s': %s\n", step, failed, strerror(e));
+  if (err) rb_buf_printf(err, "kernel cache: %s '%s': %s\n", w.step, w.file, strerror(e));
   rb_free(final);
   rb_free(tmp);
   return RB_EINTERNAL;

@@ -23,17 +23,6 @@ static inline RtGpu *gpu_open_or_skip(char arch[16]) {
   return gpu;
 }
 
-static inline void gpu_arch_or_skip(char arch[16]) {
-  RtGpu *gpu = NULL;
-  RbBuf err = {0};
-  if (rt_gpu_open(&gpu, 0, &err) != RB_OK) {
-    printf("SKIP: %s", err.data ? err.data : "no GPU\n");
-    rb_buf_free(&err);
-    exit(77);
-  }
-  snprintf(arch, 16, "%s", rt_gpu_arch(gpu));
-  rt_gpu_close(gpu);
-  rb_buf_free(&err);
-}
+static inline void gpu_arch_or_skip(char arch[16]) { rt_gpu_close(gpu_open_or_skip(arch)); }
 
 #endif

@@ -94,8 +94,9 @@ static int device_upload(RtModel *m, RtDevPtr *d, const void *h, size_t bytes) {
 }
 
 /* Tensor `name` of the file as n fp16 values (F16 as is, F32 and BF16
- * converted), with its shape checked; random weights draw N(0, scale^2), or
- * the constant `fill` when scale is 0. Returns an rb_malloc'ed array. */
+ * converted; rt_weights_check has checked its shape and dtype); random
+ * weights draw N(0, scale^2), or the constant `fill` when scale is 0.
+ * Returns an rb_malloc'ed array. */
 static int load_f16(RtModel *m, RtSafetensors *f, const char *path, const char *name, int rank,
                     const int64_t *shape, float scale, float fill, uint16_t **out, RbBuf *err) {
   size_t n = 1;
@@ -114,21 +115,8 @@ static int load_f16(RtModel *m, RtSafetensors *f, const char *path, const char *
       h[i] = scale ? rb_f16_from_f32(scale * m->pool[at]) : cfill;
     return RB_OK;
   }
-  const RtTensor *t = rt_st_find(f, name);
-  if (!t) {
-    rb_buf_printf(err, "%s: no tensor '%s'", path, name);
-    return RB_EUSER;
-  }
-  int ok = t->rank == rank;
-  for (int i = 0; ok && i < rank; i++) ok = t->shape[i] == shape[i];
-  if (!ok) {
-    rb_buf_printf(err, "%s: tensor '%s' has shape [", path, name);
-    for (int i = 0; i < t->rank; i++) rb_buf_printf(err, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    rb_buf_puts(err, "], the model needs [");
-    for (int i = 0; i < rank; i++) rb_buf_printf(err, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    rb_buf_puts(err, "]");
-    return RB_EUSER;
-  }
+  const RtTensor *t = rt_st_find(f, name); /* rt_weights_check vouched for its shape and dtype */
+  if (!t) return RB_EINTERNAL;
   const unsigned char *d = t->data;
   for (size_t i = 0; i < n; i++) {
     switch (t->dtype) {
@@ -146,10 +134,7 @@ static int load_f16(RtModel *m, RtSafetensors *f, const char *path, const char *
       h[i] = rb_f16_from_f32(v);
       break;
     }
-    default:
-      rb_buf_printf(err, "%s: tensor '%s' is %s; the model needs F16, BF16 or F32", path, name,
-                    rt_dtype_name(t->dtype));
-      return RB_EUSER;
+    default: return RB_EINTERNAL;
     }
   }
   return RB_OK;
@@ -168,27 +153,8 @@ static int load_packed(RtModel *m, RtSafetensors *f, const char *path, const cha
     for (uint64_t i = 0; i < words; i++) (*bits)[i] = (uint32_t)next_rand(m) & (i % W == W - 1 ? pad : ~0u);
   } else {
     cg_packed_name(name, sizeof name, base, CG_PACKED_BITS);
-    const RtTensor *t = rt_st_find(f, name);
-    if (!t) {
-      char dense[512];
-      cg_dense_name(dense, sizeof dense, base);
-      if (rt_st_find(f, dense))
-        rb_buf_printf(err, "%s: '%s' is not quantized (it has %s, not %s); quantize the file with 'rabit quantize' "
-                           "(the IR gives it k = %d), or run the model with --fp16", path, base, dense, name, k);
-      else rb_buf_printf(err, "%s: no tensor '%s'", path, name);
-      return RB_EUSER;
-    }
-    int tk = cg_packed_paths(t->rank, t->shape);
-    if (tk && tk != k && t->shape[1] == N && t->shape[2] == (int64_t)W) {
-      rb_buf_printf(err, "%s: '%s' has k = %d residual paths, the plan's IR gives it k = %d; quantize with the same "
-                         "IR, or compile with the k the file has", path, name, tk, k);
-      return RB_EUSER;
-    }
-    RbBuf why = {0};
-    int rc = cg_packed_check(CG_PACKED_BITS, rt_dtype_name(t->dtype), t->rank, t->shape, k, N, K, name, &why);
-    if (rc) rb_buf_printf(err, "%s: %s", path, why.data ? why.data : "");
-    rb_buf_free(&why);
-    if (rc) return rc;
+    const RtTensor *t = rt_st_find(f, name); /* checked by rt_weights_check */
+    if (!t) return RB_EINTERNAL;
     memcpy(*bits, t->data, words * 4);
   }
   int64_t gs[3], hs[3];
@@ -557,13 +523,14 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
   m->val = rb_calloc((size_t)m->p->nvalues + 1, sizeof *m->val);
   m->st = rb_calloc((size_t)m->p->nsteps + 1, sizeof *m->st);
   if (!m->val || !m->st) goto fail;
+  /* The file first: a wrong tensor is reported before any device memory is taken. */
+  if (!o->random && ((rc = rt_st_open(weights, &f, err)) || (rc = rt_weights_check(m->p, f, weights, err)))) goto fail;
   if ((rc = rt_stream_create(m->gpu, &m->stream))) goto fail;
   if (need_blas && (rc = rt_blas_open(m->gpu, m->stream, &m->blas, err))) goto fail;
   if ((rc = rt_mem_alloc(m->gpu, &m->tokens, (size_t)m->o.max_tokens * 4)) || (rc = rt_mem_alloc(m->gpu, &m->pos, 4)))
     goto fail;
   if (scratch_cols && (rc = rt_mem_alloc(m->gpu, &m->scratch, (size_t)m->o.max_tokens * scratch_cols * 2))) goto fail;
   if ((rc = plan_buffers(m, err))) goto fail;
-  if (!o->random && (rc = rt_st_open(weights, &f, err))) goto fail;
   if ((rc = bind_weights(m, f, weights, err))) goto fail;
   rt_st_close(f);
   m->total_bytes += m->weight_bytes;

@@ -120,6 +120,33 @@ void rt_compiled_free(RtCompiled *c);
 RtPlan *rt_compiled_take_plan(RtCompiled *c);
 const char *rt_stage_name(RtStage s); /* "parse", "verify", ... */
 
+/* ==== weights.c: the tensors a plan binds, and a weight file checked against them ==== */
+
+/* One tensor a plan binds: a full-precision float tensor (<base>.weight), or
+ * one part of a quantized weight in the packed format (packed.c). */
+typedef struct {
+  char name[520];
+  int step;          /* the plan step that binds it */
+  int packed;        /* 1: part of a quantized weight with k paths */
+  CgPackedPart part;
+  int k;
+  int rank;
+  int64_t shape[3];
+} RtPlanTensor;
+
+typedef int (*RtPlanTensorFn)(void *ctx, const RtPlanTensor *t);
+
+/* Call fn for every tensor the plan binds, in step order (a tied linear binds
+ * none of its own); stops at, and returns, the first nonzero return. */
+int rt_plan_tensors(const RtPlan *p, RtPlanTensorFn fn, void *ctx);
+
+struct RtSafetensors;
+/* Check that file f (named path) holds every tensor the plan binds, with the
+ * shape, dtype and k it needs: RB_OK, or RB_EUSER with one message naming the
+ * file, the tensor and the IR line (a weight whose k differs from the IR's
+ * is named as such). Runs on the CPU: the executor calls it before uploading. */
+int rt_weights_check(const RtPlan *p, const struct RtSafetensors *f, const char *path, RbBuf *err);
+
 /* ==== program.c: a plan's kernels loaded on a GPU ==== */
 
 typedef struct RtProgram RtProgram;

@@ -12,11 +12,18 @@
 #   model  the executor against the reference decoder, then whole-model decode
 #          and prefill speed (rabit bench, random weights) beside the PyTorch
 #          fp16 decode peer
-# Expects a Release build in build-dev (carried) and the peer scripts in
-# .carry/peers. Logs go to $OUT; a short table is printed last.
+#   same   old against new build: the GPU tests of the new one, then the same
+#          random models through both (1, 12 and 100 prompt tokens: the b<=1,
+#          b<=16 and b<=512 kernels; 2-bit and fp16), whose logits must be
+#          byte-identical
+#   speed  old against new build: per-shape kernels, the 32-layer chain and
+#          whole-model decode and prefill, alternating old and new, beside the peers
+# Expects the binaries tests/bench/pack_device.sh puts in .carry/new (and
+# .carry/old for same and speed), and the peer scripts in .carry/peers.
+# Logs go to $OUT; a short table is printed last.
 set -u
 mode=${1:-tests}
-B=${BUILD:-build-dev}
+B=${BUILD:-.carry/new}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export RABIT_CACHE_DIR=/tmp/rabit-cache PYTHONUNBUFFERED=1
@@ -96,6 +103,46 @@ real_model() {
   cat "$OUT/chat_k2.log" "$OUT/chat_fp16.log" "$OUT/bench_real.log"
 }
 
+# The same random model through the old and the new build: identical bytes out.
+same_outputs() {
+  printf '%-16s %-6s %-6s %-18s %-18s %s\n' model path prompt old new same >> "$summary"
+  for m in tiny smollm2-135m llama2-7b; do
+    for p in 1 12 100; do
+      toks=$(seq 1 $p | tr '\n' ' ')
+      for fp in "" --fp16; do
+        [ "$m" = llama2-7b ] && [ -n "$fp" ] && continue
+        for b in old new; do
+          .carry/$b/tools/rabit run samples/$m.ir --random-weights $fp --tokens "$toks" -n 4 --quiet \
+            --logits-out /tmp/logits-$b.bin --ids-out /tmp/ids-$b.txt > "$OUT/run-$m-$p$fp-$b.log" 2>&1
+          sums=$(cat /tmp/logits-$b.bin /tmp/ids-$b.txt | sha256sum | cut -c1-16)
+          eval "sum_$b=$sums"
+        done
+        same=$([ "$sum_old" = "$sum_new" ] && echo yes || echo NO)
+        printf '%-16s %-6s %-6s %-18s %-18s %s\n' $m "${fp:-2bit}" $p $sum_old $sum_new $same >> "$summary"
+      done
+    done
+  done
+}
+
+# Old and new, alternating, in one call: kernels, the chain, whole models.
+speed_compare() {
+  for round in $(seq 1 "${ROUNDS:-2}"); do
+    for b in old new; do
+      R=.carry/$b
+      run "linear_${b}_$round" "$R/tests/gpu/gpu_test_linear" --bench-only
+      "$R/tools/rabitc" -o /tmp/llama-$b.rplan samples/llama2-7b.ir > /dev/null 2>&1
+      run "chain_${b}_$round" "$R/tests/bench/bench_chain" /tmp/llama-$b.rplan
+      run "llama_${b}_$round" "$R/tools/rabit" bench samples/llama2-7b.ir --random-weights
+      run "smollm2_${b}_$round" "$R/tools/rabit" bench samples/smollm2-135m.ir --random-weights
+    done
+  done
+  run peer_graph_bench python3 .carry/peers/graph_bench.py
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$OUT"/linear_*.log; do echo "== $(basename $f)"; grep -E "^bench" "$f" | sed "s/ of bits//"; done
+  for f in "$OUT"/chain_*.log "$OUT"/llama_*.log "$OUT"/smollm2_*.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
+  tail -n 8 "$OUT/peer_graph_bench.log" "$OUT/peer_fp16_decode.log"
+}
+
 case $mode in
   tests) gpu_tests "test_linear test_ops test_plan_api test_model" "test_ops test_plan_api test_linear" ;;
   bench) kernel_bench ;;
@@ -103,7 +150,9 @@ case $mode in
   all) gpu_tests "test_linear test_ops test_plan_api test_model" "test_model test_plan_api"; kernel_bench; model_bench ;;
   real1) mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model ;;
   real2) real_model ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2)"; exit 2 ;;
+  same) gpu_tests "test_linear test_ops test_plan_api test_model" "test_plan_api test_model"; same_outputs ;;
+  speed) speed_compare ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -6,17 +6,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: rabit bench MODEL.ir [--random-weights | --weights W [--fp16-weights W16]] [options]\n"
-          "\n"
-          "  --ctx LIST         decode contexts (default 128,1024)\n"
-          "  --prefill N        prefill length (default 512)\n"
-          "  --steps N          decode steps timed per context (default 200)\n"
-          "  --only 2bit|fp16   run one side only\n");
+/* --ctx: up to 8 decode contexts (args.h). */
+typedef struct {
+  int v[8], n;
+} Contexts;
+
+static const char *parse_ctx(const char *v, void *dest) {
+  Contexts *c = dest;
+  int n = args_ints(v, 1, 1 << 20, c->v, ARGS_COUNT(c->v));
+  if (n < 1) return "a comma-separated list of 1 to 8 contexts 1..1048576";
+  c->n = n;
+  return NULL;
+}
+
+/* --only: one side, 2bit or fp16. */
+static const char *parse_only(const char *v, void *dest) {
+  static const char *const sides[] = {"2bit", "fp16"};
+  if (args_pick(v, sides, ARGS_COUNT(sides)) < 0) return "2bit or fp16";
+  *(const char **)dest = v;
+  return NULL;
 }
 
 typedef struct {
@@ -61,46 +73,33 @@ int cmd_bench(int argc, char **argv) {
   LoadOptions o = {0};
   o.tool = "rabit bench";
   const char *w16 = NULL, *only = NULL;
-  int ctxs[8] = {128, 1024}, nctx = 2, prefill = 512, steps = 200;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int needs = !strcmp(a, "--weights") || !strcmp(a, "--fp16-weights") || !strcmp(a, "--ctx") ||
-                !strcmp(a, "--prefill") || !strcmp(a, "--steps") || !strcmp(a, "--only");
-    if (needs && i + 1 >= argc) {
-      fprintf(stderr, "rabit bench: %s needs a value\n", a);
-      return 1;
-    }
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--random-weights")) o.random = 1;
-    else if (!strcmp(a, "--weights")) o.weights = argv[++i];
-    else if (!strcmp(a, "--fp16-weights")) w16 = argv[++i];
-    else if (!strcmp(a, "--prefill")) prefill = atoi(argv[++i]);
-    else if (!strcmp(a, "--steps")) steps = atoi(argv[++i]);
-    else if (!strcmp(a, "--only")) only = argv[++i];
-    else if (!strcmp(a, "--ctx")) {
-      nctx = 0;
-      for (char *s = argv[++i], *end; *s && nctx < 8; s = *end ? end + 1 : end) {
-        ctxs[nctx++] = (int)strtol(s, &end, 10);
-        if (end == s) break;
-      }
-    } else if (a[0] == '-') {
-      fprintf(stderr, "rabit bench: unknown option '%s' (see rabit bench --help)\n", a);
-      return 1;
-    } else o.ir = a;
-  }
-  if (!o.ir || (!o.random && !o.weights) || prefill < 1 || steps < 1) {
-    usage(stderr);
-    return 1;
-  }
+  Contexts ctx = {{128, 1024}, 2};
+  int prefill = 512, steps = 200;
+  const ArgsOpt opts[] = {
+      ARGS_OPT_FLAG(NULL, "--random-weights", &o.random, NULL),
+      ARGS_OPT_STRING(NULL, "--weights", &o.weights, "W", NULL),
+      ARGS_OPT_STRING(NULL, "--fp16-weights", &w16, "W16", NULL),
+      ARGS_OPT_CUSTOM(NULL, "--ctx", parse_ctx, &ctx, "LIST", "decode contexts (default 128,1024)"),
+      ARGS_OPT_INT(NULL, "--prefill", &prefill, "N", 1, 1 << 20, "prefill length (default 512)"),
+      ARGS_OPT_INT(NULL, "--steps", &steps, "N", 1, 1000000, "decode steps timed per context (default 200)"),
+      ARGS_OPT_CUSTOM(NULL, "--only", parse_only, &only, "2bit|fp16", "run one side only"),
+      ARGS_OPT_HELP("-h", "--help", NULL),
+  };
+  const ArgsSpec spec = {"rabit bench",
+                         "usage: rabit bench MODEL.ir [--random-weights | --weights W [--fp16-weights W16]] "
+                         "[options]\n\n",
+                         NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
+  int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
+  if (rc != ARGS_GO) return rc;
+  if (!o.ir || (!o.random && !o.weights)) return args_usage(&spec);
+  const int *ctxs = ctx.v;
+  int nctx = ctx.n;
   int maxc = prefill;
   for (int c = 0; c < nctx; c++)
     if (ctxs[c] + 1 > maxc) maxc = ctxs[c] + 1;
   o.max_ctx = maxc < 2048 ? 2048 : maxc;
   o.max_tokens = prefill;
   Result q = {0}, h = {0};
-  int rc = 0;
   if (!only || !strcmp(only, "2bit")) rc = bench_one(&o, ctxs, nctx, prefill, steps, &q);
   if (!rc && (!only || !strcmp(only, "fp16"))) {
     LoadOptions f = o;

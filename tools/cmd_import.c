@@ -7,28 +7,24 @@
 
 #include "runtime/formats/formats.h"
 #include "runtime/text/text.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: rabit import MODEL.gguf -o DIR [--force] [--quiet]\n"
-          "\n"
-          "Convert a llama.cpp GGUF Llama model (F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K\n"
-          "tensors) to DIR/model.safetensors and DIR/config.json, loadable by Hugging\n"
-          "Face transformers (LlamaForCausalLM) and by `rabit quantize`.\n"
-          "\n"
-          "  -o, --output DIR  output directory, created if missing\n"
-          "  --force           overwrite DIR/model.safetensors and DIR/config.json;\n"
-          "                    without it an existing file is an error and nothing is written\n"
-          "  -q, --quiet       no progress output\n"
-          "  -h, --help        this text\n"
-          "\n"
-          "Matrices are written as F16, norms as F32, under Hugging Face Llama names.\n"
-          "Quantized tensors are dequantized (the import cannot undo quantization\n"
-          "error). llama.cpp's row permutation of Q and K is undone. lm_head.weight is\n"
-          "written only when the GGUF has output.weight; otherwise the config says\n"
-          "tie_word_embeddings. Exit status: 0 ok, 1 bad input, 2 internal error.\n");
-}
+/* The --help text around the options. */
+static const char help_head[] =
+    "usage: rabit import MODEL.gguf -o DIR [--force] [--quiet]\n"
+    "\n"
+    "Convert a llama.cpp GGUF Llama model (F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K\n"
+    "tensors) to DIR/model.safetensors and DIR/config.json, loadable by Hugging\n"
+    "Face transformers (LlamaForCausalLM) and by `rabit quantize`.\n"
+    "\n";
+static const char help_tail[] =
+    "\n"
+    "Matrices are written as F16, norms as F32, under Hugging Face Llama names.\n"
+    "Quantized tensors are dequantized (the import cannot undo quantization\n"
+    "error). llama.cpp's row permutation of Q and K is undone. lm_head.weight is\n"
+    "written only when the GGUF has output.weight; otherwise the config says\n"
+    "tie_word_embeddings. Exit status: 0 ok, 1 bad input, 2 internal error.\n";
 
 /* The progress lines, one per stage the library reports. */
 static void print_progress(void *ctx, const RtImportProgress *p) {
@@ -76,44 +72,26 @@ static int tokenizer_save(const RtImportResult *res, const char *outdir, int qui
 int cmd_import(int argc, char **argv) {
   const char *in = NULL, *outdir = NULL;
   int force = 0, quiet = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-      if (++i >= argc) {
-        fprintf(stderr, "rabit import: %s needs a directory\n", a);
-        return 1;
-      }
-      outdir = argv[i];
-    } else if (!strncmp(a, "--output=", 9)) {
-      outdir = a + 9;
-    } else if (!strcmp(a, "--force")) {
-      force = 1;
-    } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-      quiet = 1;
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "rabit import: unknown option '%s'\n", a);
-      usage(stderr);
-      return 1;
-    } else if (in) {
-      fprintf(stderr, "rabit import: more than one input ('%s' and '%s')\n", in, a);
-      return 1;
-    } else {
-      in = a;
-    }
-  }
-  if (!in || !outdir || !*outdir) {
+  const ArgsOpt opts[] = {
+      ARGS_OPT_STRING("-o", "--output", &outdir, "DIR", "output directory, created if missing"),
+      ARGS_OPT_FLAG(NULL, "--force", &force,
+                    "overwrite DIR/model.safetensors and DIR/config.json;\n"
+                    "without it an existing file is an error and nothing is written"),
+      ARGS_OPT_FLAG("-q", "--quiet", &quiet, "no progress output"),
+      ARGS_OPT_HELP("-h", "--help", "this text"),
+  };
+  const ArgsSpec spec = {"rabit import", help_head, help_tail, 18, opts, ARGS_COUNT(opts), 1, "one input GGUF file"};
+  int rc = args_parse(&spec, argc, argv, &in, NULL);
+  if (rc != ARGS_GO) return rc;
+  if (!in || !outdir) {
     fprintf(stderr, "rabit import: %s\n", !in ? "no input GGUF file" : "no output directory (-o DIR)");
-    usage(stderr);
-    return 1;
+    return args_usage(&spec);
   }
 
   RbBuf err = {0};
   RtImportOptions o = {in, outdir, force, quiet ? NULL : print_progress, (void *)in};
   RtImportResult res;
-  int rc = rt_import_gguf(&o, &res, &err);
+  rc = rt_import_gguf(&o, &res, &err);
   if (rc == RB_OK) {
     if (!quiet)
       printf("wrote %s (%d tensors, %.1f MB) and %s\n", res.safetensors, res.ntensors,

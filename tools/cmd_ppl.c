@@ -8,21 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
-
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: rabit ppl MODEL.ir --weights W.safetensors --text FILE [options]\n"
-          "\n"
-          "  --ctx N            window length in tokens (default 1024)\n"
-          "  --tokenizer FILE   the model's .gguf or a tokenizer.txt (default: beside the weights)\n"
-          "  --max-windows N    stop after N windows (default: the whole text)\n"
-          "  --fp16             every linear in fp16 with cuBLAS (the unquantized baseline)\n"
-          "  --paths K          residual paths for linears without their own quant\n"
-          "  --ids-out FILE     write the evaluated token ids (int32, window after window) to FILE\n"
-          "  --quiet            no progress bar\n");
-}
 
 /* -log softmax(logits)[target], in double. */
 static double nll(const float *logits, int V, int target) {
@@ -39,40 +27,26 @@ int cmd_ppl(int argc, char **argv) {
   o.tool = "rabit ppl";
   const char *text_path = NULL, *tok_path = NULL, *ids_out = NULL;
   int ctx = 1024, max_windows = 0, quiet = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int needs = !strcmp(a, "--weights") || !strcmp(a, "--tokenizer") || !strcmp(a, "--text") ||
-                !strcmp(a, "--ctx") || !strcmp(a, "--max-windows") || !strcmp(a, "--paths") ||
-                !strcmp(a, "--ids-out");
-    if (needs && !v) {
-      fprintf(stderr, "rabit ppl: %s needs a value\n", a);
-      return 1;
-    }
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--weights")) o.weights = argv[++i];
-    else if (!strcmp(a, "--tokenizer")) tok_path = argv[++i];
-    else if (!strcmp(a, "--text")) text_path = argv[++i];
-    else if (!strcmp(a, "--ctx")) ctx = atoi(argv[++i]);
-    else if (!strcmp(a, "--max-windows")) max_windows = atoi(argv[++i]);
-    else if (!strcmp(a, "--paths")) o.paths = atoi(argv[++i]);
-    else if (!strcmp(a, "--ids-out")) ids_out = argv[++i];
-    else if (!strcmp(a, "--fp16")) o.fp16 = 1;
-    else if (!strcmp(a, "--quiet")) quiet = 1;
-    else if (a[0] == '-') {
-      fprintf(stderr, "rabit ppl: unknown option '%s' (see rabit ppl --help)\n", a);
-      return 1;
-    } else if (!o.ir) o.ir = a;
-    else {
-      fprintf(stderr, "rabit ppl: one model, got '%s' too\n", a);
-      return 1;
-    }
-  }
-  if (!o.ir || !o.weights || !text_path || ctx < 2) {
-    usage(stderr);
-    return 1;
-  }
+  const ArgsOpt opts[] = {
+      ARGS_OPT_STRING(NULL, "--weights", &o.weights, "W", NULL),
+      ARGS_OPT_STRING(NULL, "--text", &text_path, "FILE", NULL),
+      ARGS_OPT_INT(NULL, "--ctx", &ctx, "N", 2, 1 << 20, "window length in tokens (default 1024)"),
+      ARGS_OPT_STRING(NULL, "--tokenizer", &tok_path, "FILE",
+                      "the model's .gguf or a tokenizer.txt (default: beside the weights)"),
+      ARGS_OPT_INT(NULL, "--max-windows", &max_windows, "N", 0, 1000000,
+                   "stop after N windows (default: the whole text)"),
+      ARGS_OPT_FLAG(NULL, "--fp16", &o.fp16, "every linear in fp16 with cuBLAS (the unquantized baseline)"),
+      ARGS_OPT_INT(NULL, "--paths", &o.paths, "K", 1, 4, "residual paths for linears without their own quant"),
+      ARGS_OPT_STRING(NULL, "--ids-out", &ids_out, "FILE",
+                      "write the evaluated token ids (int32, window after window) to FILE"),
+      ARGS_OPT_FLAG(NULL, "--quiet", &quiet, "no progress bar"),
+      ARGS_OPT_HELP("-h", "--help", NULL),
+  };
+  const ArgsSpec spec = {"rabit ppl", "usage: rabit ppl MODEL.ir --weights W.safetensors --text FILE [options]\n\n",
+                         NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
+  int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
+  if (rc != ARGS_GO) return rc;
+  if (!o.ir || !o.weights || !text_path) return args_usage(&spec);
   RbBuf text = {0};
   if (rb_read_file(text_path, &text)) {
     fprintf(stderr, "rabit ppl: cannot read '%s'\n", text_path);
@@ -90,7 +64,7 @@ int cmd_ppl(int argc, char **argv) {
   o.max_ctx = ctx;
   o.max_tokens = ctx < 512 ? ctx : 512;
   Loaded L;
-  int rc = load_model(&o, &L);
+  rc = load_model(&o, &L);
   if (rc) return rc;
   int V = rt_model_vocab(L.model), chunk = rt_model_max_tokens(L.model);
   size_t windows = nt / (size_t)ctx;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tools/args.h"
 #include "tools/commands.h"
 #include "trainer/trainer.h"
 
@@ -16,44 +17,20 @@
   "usage: rabit quantize MODEL.ir IN.safetensors -o OUT.safetensors [--paths k] [--rounds T]"    \
   " [--skip LIST] [--threads N]\n"
 
-/* The --help text. */
-static void usage(FILE *f) {
-  fprintf(f,
-          USAGE
-          "\n"
-          "Post-training quantization to residual binary paths, as MODEL.ir says: each weight\n"
-          "bound by a linear with quant = rabit(paths = k) (its own, else the file's default)\n"
-          "becomes <name>.bits (I32 [k, N, ceil(K/32)]), <name>.g (F16 [k, N]) and <name>.h\n"
-          "(F16 [k, K]), with that op's k; every other tensor (embeddings, norms, linears with\n"
-          "quant = none, lm_head) is copied unchanged. The weights the IR binds must be in IN,\n"
-          "full precision (F16, BF16 or F32), with the IR's [N, K]. The signs are those RaBiT's\n"
-          "coupled forward derives from the original weight, so the output is also RaBiT's step 0.\n"
-          "\n"
-          "options:\n"
-          "  -o, --output FILE   output safetensors (required)\n"
-          "  --paths k           paths, 1..4, for the ops without their own quant = (overrides\n"
-          "                      the file's default, as rabitc --paths does)\n"
-          "  --rounds T          Gauss-Seidel refinement rounds after the greedy fit (default 2;\n"
-          "                      0 = greedy residual SVID alone); each round costs about one greedy fit;\n"
-          "                      the result is never worse than greedy\n"
-          "  --skip LIST         comma-separated POSIX extended regexes; a weight whose IR name any of\n"
-          "                      them matches (anywhere in the name) stays full precision,\n"
-          "                      e.g. --skip 'layers\\.0\\.,down_proj'\n"
-          "  --threads N         quantize N layers at once (default: the CPUs, at most 8)\n"
-          "  -h, --help          this help\n"
-          "\n"
-          "Prints each layer's k and relative error ||W - W_hat|| / ||W|| and a summary.\n");
-}
-
-/* Parse a decimal integer in [lo, hi]; 0 on success. */
-static int parse_int(const char *s, int lo, int hi, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = (int)v;
-  return 0;
-}
+/* The --help text around the options. */
+static const char help_head[] =
+    USAGE
+    "\n"
+    "Post-training quantization to residual binary paths, as MODEL.ir says: each weight\n"
+    "bound by a linear with quant = rabit(paths = k) (its own, else the file's default)\n"
+    "becomes <name>.bits (I32 [k, N, ceil(K/32)]), <name>.g (F16 [k, N]) and <name>.h\n"
+    "(F16 [k, K]), with that op's k; every other tensor (embeddings, norms, linears with\n"
+    "quant = none, lm_head) is copied unchanged. The weights the IR binds must be in IN,\n"
+    "full precision (F16, BF16 or F32), with the IR's [N, K]. The signs are those RaBiT's\n"
+    "coupled forward derives from the original weight, so the output is also RaBiT's step 0.\n"
+    "\n"
+    "options:\n";
+static const char help_tail[] = "\nPrints each layer's k and relative error ||W - W_hat|| / ||W|| and a summary.\n";
 
 /* 1 when s ends in suffix. */
 static int ends_with(const char *s, const char *suffix) {
@@ -104,60 +81,28 @@ static void copy_tokenizer(const char *in, const char *out) {
 /* See commands.h. */
 int cmd_quantize(int argc, char **argv) {
   TrQuantOptions o = {.rounds = 2, .progress = progress};
+  const ArgsOpt opts[] = {
+      ARGS_OPT_STRING("-o", "--output", &o.out, "FILE", "output safetensors (required)"),
+      ARGS_OPT_INT(NULL, "--paths", &o.fe.paths, "k", 1, TR_MAX_PATHS,
+                   "paths, 1..4, for the ops without their own quant = (overrides\n"
+                   "the file's default, as rabitc --paths does)"),
+      ARGS_OPT_INT(NULL, "--rounds", &o.rounds, "T", 0, 1000,
+                   "Gauss-Seidel refinement rounds after the greedy fit (default 2;\n"
+                   "0 = greedy residual SVID alone); each round costs about one greedy fit;\n"
+                   "the result is never worse than greedy"),
+      ARGS_OPT_STRING(NULL, "--skip", &o.skip, "LIST",
+                      "comma-separated POSIX extended regexes; a weight whose IR name any of\n"
+                      "them matches (anywhere in the name) stays full precision,\n"
+                      "e.g. --skip 'layers\\.0\\.,down_proj'"),
+      ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 64,
+                   "quantize N layers at once (default: the CPUs, at most 8)"),
+      ARGS_OPT_HELP("-h", "--help", "this help"),
+  };
+  const ArgsSpec spec = {"rabit quantize", help_head, help_tail, 20, opts, ARGS_COUNT(opts), 2,
+                         "two files, the model IR and the input"};
   const char *pos[2] = {0};
-  int npos = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *val = NULL;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    }
-    static const char *const valued[] = {"-o", "--output", "--paths", "--rounds", "--skip", "--threads"};
-    const char *opt = NULL;
-    for (size_t v = 0; v < sizeof valued / sizeof *valued; v++) {
-      size_t n = strlen(valued[v]);
-      if (!strcmp(a, valued[v])) {
-        if (i + 1 >= argc) {
-          fprintf(stderr, "rabit quantize: %s needs a value\n", a);
-          return 1;
-        }
-        opt = valued[v], val = argv[++i];
-      } else if (valued[v][1] == '-' && !strncmp(a, valued[v], n) && a[n] == '=') {
-        opt = valued[v], val = a + n + 1;
-      }
-      if (opt) break;
-    }
-    if (!opt) {
-      if (a[0] == '-' && a[1]) {
-        fprintf(stderr, "rabit quantize: unknown option '%s' (see rabit quantize --help)\n", a);
-        return 1;
-      }
-      if (npos == 2) {
-        fprintf(stderr, "rabit quantize: more than two files ('%s', '%s' and '%s')\n" USAGE, pos[0], pos[1], a);
-        return 1;
-      }
-      pos[npos++] = a;
-    } else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) {
-      o.out = val;
-    } else if (!strcmp(opt, "--paths")) {
-      if (parse_int(val, 1, TR_MAX_PATHS, &o.fe.paths)) {
-        fprintf(stderr, "rabit quantize: --paths needs an integer 1..%d, got '%s'\n", TR_MAX_PATHS, val);
-        return 1;
-      }
-    } else if (!strcmp(opt, "--rounds")) {
-      if (parse_int(val, 0, 1000, &o.rounds)) {
-        fprintf(stderr, "rabit quantize: --rounds needs an integer 0..1000, got '%s'\n", val);
-        return 1;
-      }
-    } else if (!strcmp(opt, "--threads")) {
-      if (parse_int(val, 1, 1024, &o.threads)) {
-        fprintf(stderr, "rabit quantize: --threads needs an integer 1..1024, got '%s'\n", val);
-        return 1;
-      }
-    } else {
-      o.skip = val;
-    }
-  }
+  int npos, rc = args_parse(&spec, argc, argv, pos, &npos);
+  if (rc != ARGS_GO) return rc;
   /* The old form, `rabit quantize IN -o OUT`, chose layers by name; the IR now says. */
   if (npos < 2 || ends_with(pos[0], ".safetensors")) {
     const char *why = npos && ends_with(pos[0], ".safetensors") ? "the model IR comes first, then the input"
@@ -175,7 +120,7 @@ int cmd_quantize(int argc, char **argv) {
 
   TrQuantResult r;
   RbBuf err = {0};
-  int rc = tr_quant_model(&o, &r, &err);
+  rc = tr_quant_model(&o, &r, &err);
   if (r.diag.data) fputs(r.diag.data, stderr);
   if (err.data) fprintf(stderr, "rabit quantize: %s\n", err.data);
   for (const char *l = r.warnings.data; l && *l;) {

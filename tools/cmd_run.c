@@ -1,31 +1,20 @@
 /* cmd_run.c: rabit run: generate text from a prompt, streaming tokens, with
  * greedy, temperature, top-k and top-p sampling from a seeded generator. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: rabit run MODEL.ir --weights W.safetensors --prompt TEXT [options]\n"
-          "\n"
-          "  -n N               tokens to generate (default 128)\n"
-          "  --tokenizer FILE   the model's .gguf or a tokenizer.txt (default: tokenizer.txt beside\n"
-          "                     the weights, as rabit import writes it)\n"
-          "  --chat             wrap the prompt in the Instruct model's chat template\n"
-          "  --temp T           temperature; 0 is greedy (default 0)\n"
-          "  --top-k K          sample among the K most likely tokens (default 0: all)\n"
-          "  --top-p P          nucleus sampling (default 1.0)\n"
-          "  --seed S           sampling seed (default 1)\n"
-          "  --fp16             run every linear in fp16 with cuBLAS (the unquantized baseline)\n"
-          "  --random-weights   random weights of the model's shapes (no --weights needed)\n"
-          "  --max-ctx N        KV-cache length (default 2048)\n"
-          "  --tokens IDS       comma-separated prompt token ids instead of --prompt\n"
-          "  --logits-out FILE  write the prompt's logits (tokens x vocab, float32) to FILE\n"
-          "  --ids-out FILE     write the prompt and generated token ids, one per line, to FILE\n"
-          "  --quiet            print only the generated text\n");
+/* --tokens: comma-separated ids, kept as text until the prompt is built (args.h). */
+static const char *parse_tokens(const char *v, void *dest) {
+  if (args_ints(v, 0, INT32_MAX, NULL, INT32_MAX) < 0) return "comma-separated token ids";
+  *(const char **)dest = v;
+  return NULL;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -34,52 +23,38 @@ int cmd_run(int argc, char **argv) {
   const char *prompt = NULL, *tok_path = NULL, *ids = NULL, *logits_out = NULL, *ids_out = NULL;
   int n = 128, chat = 0, top_k = 0, quiet = 0;
   float temp = 0, top_p = 1;
-  unsigned long long seed = 1;
-  static const char *const with_value[] = {"--weights", "--tokenizer", "--prompt", "--tokens", "-n", "--temp",
-                                           "--top-k", "--top-p", "--seed", "--max-ctx",
-                                           "--logits-out", "--ids-out"};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-    for (size_t j = 0; j < sizeof with_value / sizeof with_value[0]; j++)
-      if (!strcmp(a, with_value[j])) {
-        if (i + 1 >= argc) {
-          fprintf(stderr, "rabit run: %s needs a value\n", a);
-          return 1;
-        }
-        v = argv[++i];
-      }
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--weights")) o.weights = v;
-    else if (!strcmp(a, "--tokenizer")) tok_path = v;
-    else if (!strcmp(a, "--prompt")) prompt = v;
-    else if (!strcmp(a, "--tokens")) ids = v;
-    else if (!strcmp(a, "-n")) n = atoi(v);
-    else if (!strcmp(a, "--temp")) temp = (float)atof(v);
-    else if (!strcmp(a, "--top-k")) top_k = atoi(v);
-    else if (!strcmp(a, "--top-p")) top_p = (float)atof(v);
-    else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-    else if (!strcmp(a, "--max-ctx")) o.max_ctx = atoi(v);
-    else if (!strcmp(a, "--logits-out")) logits_out = v;
-    else if (!strcmp(a, "--ids-out")) ids_out = v;
-    else if (!strcmp(a, "--chat")) chat = 1;
-    else if (!strcmp(a, "--fp16")) o.fp16 = 1;
-    else if (!strcmp(a, "--random-weights")) o.random = 1;
-    else if (!strcmp(a, "--quiet")) quiet = 1;
-    else if (a[0] == '-') {
-      fprintf(stderr, "rabit run: unknown option '%s' (see rabit run --help)\n", a);
-      return 1;
-    } else if (!o.ir) o.ir = a;
-    else {
-      fprintf(stderr, "rabit run: one model, got '%s' too\n", a);
-      return 1;
-    }
-  }
-  if (!o.ir || (!o.weights && !o.random) || (!prompt && !ids) || n < 0 || top_p <= 0 || top_p > 1) {
-    usage(stderr);
-    return 1;
-  }
+  uint64_t seed = 1;
+  const ArgsOpt opts[] = {
+      ARGS_OPT_STRING(NULL, "--weights", &o.weights, "W", NULL),
+      ARGS_OPT_TEXT(NULL, "--prompt", &prompt, "TEXT", NULL),
+      ARGS_OPT_INT("-n", NULL, &n, "N", 0, 1000000, "tokens to generate (default 128)"),
+      ARGS_OPT_STRING(NULL, "--tokenizer", &tok_path, "FILE",
+                      "the model's .gguf or a tokenizer.txt (default: tokenizer.txt beside\n"
+                      "the weights, as rabit import writes it)"),
+      ARGS_OPT_FLAG(NULL, "--chat", &chat, "wrap the prompt in the Instruct model's chat template"),
+      ARGS_OPT_FLOAT(NULL, "--temp", &temp, "T", 0, INFINITY, ARGS_CLOSED, "temperature; 0 is greedy (default 0)"),
+      ARGS_OPT_INT(NULL, "--top-k", &top_k, "K", 0, 1000000,
+                   "sample among the K most likely tokens (default 0: all)"),
+      ARGS_OPT_FLOAT(NULL, "--top-p", &top_p, "P", 0, 1, ARGS_OPEN_LO, "nucleus sampling (default 1.0)"),
+      ARGS_OPT_U64(NULL, "--seed", &seed, "S", "sampling seed (default 1)"),
+      ARGS_OPT_FLAG(NULL, "--fp16", &o.fp16, "run every linear in fp16 with cuBLAS (the unquantized baseline)"),
+      ARGS_OPT_FLAG(NULL, "--random-weights", &o.random,
+                    "random weights of the model's shapes (no --weights needed)"),
+      ARGS_OPT_INT(NULL, "--max-ctx", &o.max_ctx, "N", 1, 1 << 20, "KV-cache length (default 2048)"),
+      ARGS_OPT_CUSTOM(NULL, "--tokens", parse_tokens, &ids, "IDS",
+                      "comma-separated prompt token ids instead of --prompt"),
+      ARGS_OPT_STRING(NULL, "--logits-out", &logits_out, "FILE",
+                      "write the prompt's logits (tokens x vocab, float32) to FILE"),
+      ARGS_OPT_STRING(NULL, "--ids-out", &ids_out, "FILE",
+                      "write the prompt and generated token ids, one per line, to FILE"),
+      ARGS_OPT_FLAG(NULL, "--quiet", &quiet, "print only the generated text"),
+      ARGS_OPT_HELP("-h", "--help", NULL),
+  };
+  const ArgsSpec spec = {"rabit run", "usage: rabit run MODEL.ir --weights W.safetensors --prompt TEXT [options]\n\n",
+                         NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
+  int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
+  if (rc != ARGS_GO) return rc;
+  if (!o.ir || (!o.weights && !o.random) || (!prompt && !ids)) return args_usage(&spec);
   RtTokenizer *tok = NULL;
   if (prompt || tok_path || o.weights) { /* --tokens with random weights needs none: ids are printed */
     tok = load_tokenizer(tok_path, o.weights, "rabit run");
@@ -89,12 +64,12 @@ int cmd_run(int argc, char **argv) {
   int32_t *tokens = NULL;
   size_t nt = 0;
   if (ids) {
-    tokens = malloc((strlen(ids) / 2 + 2) * sizeof *tokens);
-    for (char *s = (char *)ids, *end; *s; s = *end ? end + 1 : end) {
-      long t = strtol(s, &end, 10);
-      if (end == s) break;
-      tokens[nt++] = (int32_t)t;
-    }
+    nt = (size_t)args_ints(ids, 0, INT32_MAX, NULL, INT32_MAX);
+    int *v = malloc(nt * sizeof *v);
+    tokens = malloc(nt * sizeof *tokens);
+    args_ints(ids, 0, INT32_MAX, v, (int)nt);
+    for (size_t i = 0; i < nt; i++) tokens[i] = v[i];
+    free(v);
   } else {
     RbBuf text = {0};
     if (chat) rt_tok_chat_prompt(tok, prompt, &text);
@@ -106,7 +81,7 @@ int cmd_run(int argc, char **argv) {
     rb_buf_free(&text);
   }
   Loaded L;
-  int rc = load_model(&o, &L);
+  rc = load_model(&o, &L);
   if (rc) return rc;
   int V = rt_model_vocab(L.model), ctx = rt_model_max_ctx(L.model), chunk = rt_model_max_tokens(L.model);
   if ((int)nt < 1 || (int)nt + n > ctx) {
@@ -114,6 +89,12 @@ int cmd_run(int argc, char **argv) {
     load_free(&L);
     return 1;
   }
+  for (size_t i = 0; i < nt; i++)
+    if (tokens[i] >= V) { /* the embedding lookup would read past the table */
+      fprintf(stderr, "rabit run: token id %d is outside the model's vocabulary of %d\n", (int)tokens[i], V);
+      load_free(&L);
+      return 1;
+    }
   if (!quiet)
     fprintf(stderr, "rabit run: %s, %d kernels (%d cached), loaded in %.0f ms + weights %.0f ms, %.1f MB on the GPU\n",
             o.fp16 ? "fp16" : "2-bit", L.kernels, L.hits, L.ms_compile, L.ms_weights,

@@ -15,6 +15,7 @@
 #include "runtime/runtime.h"
 #include "runtime/jit/jit.h"
 #include "runtime/cuda/gpu.h"
+#include "tools/args.h"
 
 enum { DUMP_NONE, DUMP_PARSE, DUMP_VERIFY, DUMP_FUSION };
 enum { EMIT_NONE, EMIT_PLAN, EMIT_CUDA };
@@ -23,51 +24,54 @@ typedef struct {
   FeOptions fe;
   int dump;
   int emit;
-  int compile;
-  int list; /* --list-kernels: the kernel table, nothing compiled */
+  int no_compile; /* --no-compile: the layer table only */
+  int list;       /* --list-kernels: the kernel table, nothing compiled */
   int jobs;
   int max_ctx;
   const char *arch;
   const char *out;
 } Options;
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: rabitc [options] FILE.ir...\n"
-          "       rabitc cache stats|clear\n"
-          "\n"
-          "Compile RaBiT models: parse and verify the IR, fuse, print the layers, and compile\n"
-          "every distinct kernel with NVRTC into the on-disk cache. FILE may be '-' for stdin.\n"
-          "\n"
-          "options:\n"
-          "  --paths K              residual binary paths for ops without their own quant\n"
-          "                         (overrides the file's 'quant default'; K in 1..4)\n"
-          "  --arch sm_XY           target GPU architecture (default: the GPU's, else sm_90)\n"
-          "  --max-ctx N            KV-cache length the attention kernels serve (default 2048)\n"
-          "  -o PATH                write the plan to PATH (model.rplan), or with --emit=cuda\n"
-          "                         write one .cu file per kernel into the directory PATH\n"
-          "  --emit=plan|cuda       what -o writes (default: plan)\n"
-          "  --no-compile           stop after the layer table\n"
-          "  --list-kernels         print the distinct kernels and the IR lines they serve; no compile\n"
-          "  -j N                   compile N kernels at once (default: all cores)\n"
-          "  --dump-ir=STAGE        print the graph as IR text after STAGE and stop:\n"
-          "                         after-parse, after-verify or after-fusion\n"
-          "  -h, --help             show this help\n"
-          "  -V, --version          show the version\n"
-          "\n"
-          "The kernel cache lives in $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else\n"
-          "~/.cache/rabit. 'rabitc cache stats' shows it; 'rabitc cache clear' empties it.\n"
-          "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
-          "its cache key.\n"
-          "\n"
-          "exit status: 0 ok, 1 bad input or usage, 2 internal error\n");
+/* The --help text around the options. */
+static const char help_head[] =
+    "usage: rabitc [options] FILE.ir...\n"
+    "       rabitc cache stats|clear\n"
+    "\n"
+    "Compile RaBiT models: parse and verify the IR, fuse, print the layers, and compile\n"
+    "every distinct kernel with NVRTC into the on-disk cache. FILE may be '-' for stdin.\n"
+    "\n"
+    "options:\n";
+static const char help_tail[] =
+    "\n"
+    "The kernel cache lives in $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else\n"
+    "~/.cache/rabit. 'rabitc cache stats' shows it; 'rabitc cache clear' empties it.\n"
+    "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
+    "its cache key.\n"
+    "\n"
+    "exit status: 0 ok, 1 bad input or usage, 2 internal error\n";
+
+/* The custom options: --arch, --emit and --dump-ir (args.h). */
+static const char *parse_arch(const char *v, void *dest) {
+  if (strncmp(v, "sm_", 3) != 0 || strlen(v) < 5 || strlen(v) > 8) return "a target such as sm_90";
+  *(const char **)dest = v;
+  return NULL;
 }
 
-static int parse_dump(const char *s) {
-  if (strcmp(s, "after-parse") == 0) return DUMP_PARSE;
-  if (strcmp(s, "after-verify") == 0) return DUMP_VERIFY;
-  if (strcmp(s, "after-fusion") == 0) return DUMP_FUSION;
-  return -1;
+static const char *parse_emit(const char *v, void *dest) {
+  static const char *const names[] = {[EMIT_PLAN] = "plan", [EMIT_CUDA] = "cuda"};
+  int k = args_pick(v, names, ARGS_COUNT(names));
+  if (k < 0) return "plan or cuda";
+  *(int *)dest = k;
+  return NULL;
+}
+
+static const char *parse_dump(const char *v, void *dest) {
+  static const char *const names[] = {[DUMP_PARSE] = "after-parse", [DUMP_VERIFY] = "after-verify",
+                                      [DUMP_FUSION] = "after-fusion"};
+  int k = args_pick(v, names, ARGS_COUNT(names));
+  if (k < 0) return "after-parse, after-verify or after-fusion";
+  *(int *)dest = k;
+  return NULL;
 }
 
 static void dump(const IrGraph *g) {
@@ -203,7 +207,7 @@ static const RtStage dump_stage[] = {[DUMP_PARSE] = RT_STAGE_PARSE, [DUMP_VERIFY
 static int compile_file(const char *path, const Options *o) {
   RtCompileOptions co = {.path = path, .fe = o->fe, .max_ctx = o->max_ctx, .jobs = o->jobs};
   char archbuf[16];
-  int kernels = o->list || o->compile || o->out;
+  int kernels = o->list || !o->no_compile || o->out;
   co.stop = o->dump != DUMP_NONE ? dump_stage[o->dump] : o->list ? RT_STAGE_SELECT
             : kernels ? (o->out && o->emit == EMIT_PLAN ? RT_STAGE_PLAN : RT_STAGE_BUILD) : RT_STAGE_FUSE;
   /* The layer table comes before the (slow) build, so the front half runs first. */
@@ -276,92 +280,42 @@ static int cache_command(int argc, char **argv) {
   return rc;
 }
 
-static int int_arg(const char *name, const char *v, long lo, long hi, long *out) {
-  char *end;
-  long k = v ? strtol(v, &end, 10) : 0;
-  if (!v || !*v || *end || k < lo || k > hi) {
-    fprintf(stderr, "rabitc: %s needs an integer %ld..%ld, got '%s'\n", name, lo, hi, v ? v : "");
-    return 0;
-  }
-  *out = k;
-  return 1;
-}
-
-/* "--name value" or "--name=value"; advances *i past a separate value. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-  size_t n = strlen(name);
-  if (strncmp(argv[*i], name, n) != 0) return NULL;
-  if (argv[*i][n] == '=') return argv[*i] + n + 1;
-  if (argv[*i][n] == 0) return *i + 1 < argc ? argv[++*i] : "";
-  return NULL;
-}
-
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "cache") == 0) return cache_command(argc, argv);
-  Options o = {{0, 0}, DUMP_NONE, EMIT_PLAN, 1, 0, 0, 2048, NULL, NULL};
+  Options o = {.dump = DUMP_NONE, .emit = EMIT_PLAN, .max_ctx = 2048};
+  int version = 0;
+  const ArgsOpt opts[] = {
+      ARGS_OPT_INT(NULL, "--paths", &o.fe.paths, "K", 1, 4,
+                   "residual binary paths for ops without their own quant\n"
+                   "(overrides the file's 'quant default'; K in 1..4)"),
+      ARGS_OPT_CUSTOM(NULL, "--arch", parse_arch, &o.arch, "sm_XY",
+                      "target GPU architecture (default: the GPU's, else sm_90)"),
+      ARGS_OPT_INT(NULL, "--max-ctx", &o.max_ctx, "N", 1, 1 << 20,
+                   "KV-cache length the attention kernels serve (default 2048)"),
+      ARGS_OPT_STRING("-o", NULL, &o.out, "PATH",
+                      "write the plan to PATH (model.rplan), or with --emit=cuda\n"
+                      "write one .cu file per kernel into the directory PATH"),
+      ARGS_OPT_CUSTOM(NULL, "--emit", parse_emit, &o.emit, "=plan|cuda", "what -o writes (default: plan)"),
+      ARGS_OPT_FLAG(NULL, "--no-compile", &o.no_compile, "stop after the layer table"),
+      ARGS_OPT_FLAG(NULL, "--list-kernels", &o.list,
+                    "print the distinct kernels and the IR lines they serve; no compile"),
+      ARGS_OPT_INT("-j", NULL, &o.jobs, "N", 1, 64, "compile N kernels at once (default: all cores)"),
+      ARGS_OPT_CUSTOM(NULL, "--dump-ir", parse_dump, &o.dump, "=STAGE",
+                      "print the graph as IR text after STAGE and stop:\n"
+                      "after-parse, after-verify or after-fusion"),
+      ARGS_OPT_HELP("-h", "--help", "show this help"),
+      ARGS_OPT_FLAG("-V", "--version", &version, "show the version"),
+  };
   const char *files[256];
-  int nfiles = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    long k;
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(stdout);
-      return 0;
-    } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-      printf("rabitc %s\n", RABIT_VERSION);
-      return 0;
-    } else if ((v = opt_value(argc, argv, &i, "--paths"))) {
-      if (!int_arg("--paths", v, 1, 4, &k)) return 1;
-      o.fe.paths = (int)k;
-    } else if ((v = opt_value(argc, argv, &i, "--max-ctx"))) {
-      if (!int_arg("--max-ctx", v, 1, 1 << 20, &k)) return 1;
-      o.max_ctx = (int)k;
-    } else if ((v = opt_value(argc, argv, &i, "-j"))) {
-      if (!int_arg("-j", v, 1, 64, &k)) return 1;
-      o.jobs = (int)k;
-    } else if ((v = opt_value(argc, argv, &i, "--arch"))) {
-      if (strncmp(v, "sm_", 3) != 0 || strlen(v) < 5 || strlen(v) > 8) {
-        fprintf(stderr, "rabitc: --arch needs a target such as sm_90, got '%s'\n", v);
-        return 1;
-      }
-      o.arch = v;
-    } else if ((v = opt_value(argc, argv, &i, "-o"))) {
-      if (!*v) {
-        fprintf(stderr, "rabitc: -o needs a path\n");
-        return 1;
-      }
-      o.out = v;
-    } else if ((v = opt_value(argc, argv, &i, "--emit"))) {
-      if (strcmp(v, "plan") == 0) o.emit = EMIT_PLAN;
-      else if (strcmp(v, "cuda") == 0) o.emit = EMIT_CUDA;
-      else {
-        fprintf(stderr, "rabitc: unknown --emit '%s' (plan or cuda)\n", v);
-        return 1;
-      }
-    } else if (strcmp(a, "--no-compile") == 0) {
-      o.compile = 0;
-    } else if (strcmp(a, "--list-kernels") == 0) {
-      o.list = 1;
-    } else if (strncmp(a, "--dump-ir=", 10) == 0) {
-      o.dump = parse_dump(a + 10);
-      if (o.dump < 0) {
-        fprintf(stderr, "rabitc: unknown stage '%s' (after-parse, after-verify or after-fusion)\n", a + 10);
-        return 1;
-      }
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "rabitc: unknown option '%s' (see rabitc --help)\n", a);
-      return 1;
-    } else if (nfiles < (int)(sizeof files / sizeof files[0])) {
-      files[nfiles++] = a;
-    } else {
-      fprintf(stderr, "rabitc: too many input files\n");
-      return 1;
-    }
+  const ArgsSpec spec = {"rabitc", help_head, help_tail, 23, opts, ARGS_COUNT(opts),
+                         ARGS_COUNT(files), "at most 256 input files"};
+  int nfiles, rc = args_parse(&spec, argc, argv, files, &nfiles);
+  if (rc != ARGS_GO) return rc;
+  if (version) {
+    printf("rabitc %s\n", RABIT_VERSION);
+    return 0;
   }
-  if (!nfiles) {
-    usage(stderr);
-    return 1;
-  }
+  if (!nfiles) return args_usage(&spec);
   if (o.out && nfiles > 1) {
     fprintf(stderr, "rabitc: -o takes one input file, got %d\n", nfiles);
     return 1;
@@ -372,7 +326,7 @@ int main(int argc, char **argv) {
   }
   int worst = 0;
   for (int i = 0; i < nfiles; i++) {
-    int rc = compile_file(files[i], &o);
+    rc = compile_file(files[i], &o);
     if (rc > worst) worst = rc;
   }
   return worst;

@@ -1,11 +1,24 @@
 /* cuda.h: the CUDA target of codegen (prefix cg_): one emitter per kernel
  * family (linear.c: the binary linears and their repack; ops.c: the decoder
- * ops), each with its launch geometry and argument marshalling; target.c
+ * ops), each with its launch geometry and argument marshalling; prelude.c: what
+ * every emitted source shares (its first lines, its entry-point name); target.c
  * gathers them into cg_target_cuda. Included only inside codegen (and tests). */
 #ifndef RABIT_CODEGEN_CUDA_H
 #define RABIT_CODEGEN_CUDA_H
 
 #include "codegen/codegen.h"
+
+/* ==== prelude.c ==== */
+/* The lines every kernel source starts with: a header comment naming k (its
+ * cg_kernel_describe line) and the emitter file, the fp16 storage type rb_half
+ * and the conversions rb_h2f / rb_f2h. */
+void cg_cuda_prelude(RbBuf *b, const CgKernel *k, const char *emitter);
+/* k's entry-point name from its readable form (a C identifier saying what the
+ * kernel is: "rb_linear_xor_n4096_k4096_p2"). hashed: the name leaves out
+ * something of k's description (tiles, a float attribute), so "_" and 6 hex
+ * digits of the FNV-1a hash of that description are appended. A name that
+ * would not fit CG_ENTRY_MAX becomes a readable prefix plus the hash. */
+void cg_cuda_entry(const CgKernel *k, const char *readable, int hashed, char entry[CG_ENTRY_MAX]);
 
 /* ==== linear.c ==== */
 int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);

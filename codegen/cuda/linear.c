@@ -1,7 +1,16 @@
-/* cg_linear.c: the residual binary linear y = sum_p g_p .* (B_p (h_p .* x)) and
+/* linear.c: the residual binary linear y = sum_p g_p .* (B_p (h_p .* x)) and
  * the repack kernel that writes its bit layout, for both strategies (xor for
  * batch 1, mma for batches of 2 and more). Every shape, path count and tile
- * parameter is a compile-time constant of the emitted source.
+ * parameter is a compile-time constant (a #define) of the emitted source,
+ * which starts with the prelude of prelude.c. Both strategies sum with
+ * mma.sync on A fragments decoded to +-g_p; "xor" names how a sign is applied
+ * (XORed into the sign bit of the fp16 g_p, one LOP3 after one shift), not a
+ * separate arithmetic path.
+ *
+ * Entry names say what a kernel is: rb_linear[_add|_swiglu]_{xor|mma}_n<N>_k<K>_p<k>
+ * [_b<batch>], with fused segments n576_192_192 and equal ones n1536x2; a kernel
+ * with tiles set gets "_" and 6 hex digits of its description's hash. The
+ * repack is rb_repack_n<N>_k<K>_p<k>.
  *
  * Kernel bit layout (what CG_REPACK writes, the same for both strategies;
  * cg_layout_bytes_linear is its size): (paths, TT, C256, 32, 4) words. TT counts
@@ -30,7 +39,6 @@
  *     memory per K chunk, see emit_mma. tile[0] 16-row tiles per block,
  *     tile[1] warps splitting K inside the block, tile[2] columns of K staged
  *     per chunk (multiple of 64), tile[3] batch rows per block (32, 64). */
-#include <stdio.h>
 #include <string.h>
 
 #include "codegen/codegen.h"
@@ -174,42 +182,38 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   return RB_OK;
 }
 
-/* FNV-1a 64: entry names derived from the spec, stable across runs and hosts. */
-static unsigned long long fnv1a(const char *p, size_t n) {
-  unsigned long long h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-  return h;
+/* The entry name's N field: "n4096", fused segments "n576_192_192", equal
+ * segments "n1536x2". */
+static void name_rows(RbBuf *b, const CgOp *s) {
+  int equal = 1;
+  for (int i = 1; i < s->nseg; i++) equal &= s->N[i] == s->N[0];
+  if (s->nseg > 1 && equal) {
+    rb_buf_printf(b, "n%dx%d", s->N[0], s->nseg);
+    return;
+  }
+  for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "_" : "n", s->N[i]);
 }
 
-/* The layout description: what a repack kernel depends on (not tiles, batch or epilogue). */
-static void layout_describe(const CgOp *s, RbBuf *b) {
-  rb_buf_puts(b, "repack N="); /* one layout serves both strategies */
-  for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "+" : "", s->N[i]);
-  rb_buf_printf(b, " K=%d k=%d", s->K, s->paths);
-}
-
-static void make_entry(const char *prefix, const CgKernel *k, const RbBuf *key, char entry[64]) {
-  unsigned long long h = fnv1a(key->data ? key->data : "", key->len);
-  snprintf(entry, 64, "%s_%s_%016llx", prefix, k->sched.strategy == CG_STRAT_XOR ? "xor" : "mma", h);
+/* A linear's entry: rb_linear[_add|_swiglu]_{xor|mma}_n.._k<K>_p<paths>, then
+ * _b<batch_max> for mma (and for an xor bucket other than batch 1), hashed when
+ * a tile is set (the name does not say tiles). */
+static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
+  const CgOp *s = &k->op;
+  const CgSchedule *sc = &k->sched;
+  RbBuf b = {0};
+  rb_buf_puts(&b, "rb_linear_");
+  if (s->epilogue != CG_EPI_NONE) rb_buf_printf(&b, "%s_", cg_epilogue_name(s->epilogue));
+  rb_buf_printf(&b, "%s_", cg_strategy_name(sc->strategy));
+  name_rows(&b, s);
+  rb_buf_printf(&b, "_k%d_p%d", s->K, s->paths);
+  if (sc->strategy != CG_STRAT_XOR || sc->batch_max != 1) rb_buf_printf(&b, "_b%d", sc->batch_max);
+  int tiled = 0;
+  for (int i = 0; i < CG_MAX_TILE; i++) tiled |= sc->tile[i] != 0;
+  cg_cuda_entry(k, b.data ? b.data : "rb_linear", tiled, entry);
+  rb_buf_free(&b);
 }
 
 /* ---- pieces shared by the emitted sources ---- */
-
-static const char prelude[] =
-    "typedef unsigned short half_t; /* raw fp16 bits: no headers, so no cuda_fp16.h */\n"
-    "\n"
-    "__device__ __forceinline__ float h2f(half_t v) {\n"
-    "  float f;\n"
-    "  asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(v));\n"
-    "  return f;\n"
-    "}\n"
-    "\n"
-    "__device__ __forceinline__ half_t f2h(float f) {\n"
-    "  half_t v;\n"
-    "  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(v) : \"f\"(f));\n"
-    "  return v;\n"
-    "}\n"
-    "\n";
 
 /* Emit a ternary chain "(i == 0 ? v0 : i == 1 ? v1 : v2)" over n constants. */
 static void emit_table(RbBuf *b, const char *var, const int *v, int n) {
@@ -250,15 +254,15 @@ static void emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *v0,
   switch (s->epilogue) {
   case CG_EPI_ADD:
     rb_buf_printf(b, "%sconst size_t o = (size_t)brow * NTOT + seg_row0(seg0) + n;\n", ind);
-    rb_buf_printf(b, "%sy[o] = f2h(%s + h2f(res[o]));\n", ind, v0);
+    rb_buf_printf(b, "%sy[o] = rb_f2h(%s + rb_h2f(res[o]));\n", ind, v0);
     break;
   case CG_EPI_SWIGLU:
     rb_buf_printf(b, "%sconst float gate = %s;  /* y = silu(gate) * up, width N[0] */\n", ind, v0);
-    rb_buf_printf(b, "%sy[(size_t)brow * %d + n] = f2h(gate / (1.0f + expf(-gate)) * %s);\n", ind,
+    rb_buf_printf(b, "%sy[(size_t)brow * %d + n] = rb_f2h(gate / (1.0f + expf(-gate)) * %s);\n", ind,
                   s->N[0], v1);
     break;
   default:
-    rb_buf_printf(b, "%sy[(size_t)brow * NTOT + seg_row0(seg0) + n] = f2h(%s);\n", ind, v0);
+    rb_buf_printf(b, "%sy[(size_t)brow * NTOT + seg_row0(seg0) + n] = rb_f2h(%s);\n", ind, v0);
     break;
   }
 }
@@ -282,25 +286,23 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       " * lane's fragments are contiguous), decodes each A register to +-g_p with one\n"
       " * shift and one LOP3, and accumulates every path in one fp32 mma accumulator\n"
       " * set. The KS warps of a block reduce through shared memory in a fixed order. */\n\n");
-  rb_buf_puts(b, prelude);
   rb_buf_puts(b, mma_helpers);
-  rb_buf_printf(b, "#define K     %d  /* input width */\n", s->K);
-  rb_buf_printf(b, "#define C256  %d  /* 256-column groups of K */\n", pl->C256);
+  rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
+  rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", pl->C256);
   rb_buf_printf(b, "#define PATHS %d\n", s->paths);
-  rb_buf_printf(b, "#define NTOT  %d  /* rows of all segments */\n", pl->ntot);
-  rb_buf_printf(b, "#define TT    %d  /* 16-row tiles of all segments */\n", pl->TT);
-  rb_buf_printf(b, "#define NSB   %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
-  rb_buf_printf(b, "#define RT    %d  /* row tiles per block (every warp works on all of them) */\n", pl->RT);
-  rb_buf_printf(b, "#define KS    %d  /* warps splitting K */\n", pl->KS);
-  rb_buf_printf(b, "#define BT    %d  /* batch rows per block */\n", pl->BT);
-  rb_buf_puts(b, "#define NB    (BT / 8)  /* n8 tiles of the batch */\n");
-  rb_buf_puts(b, "#define NT    (KS * 32)  /* threads per block */\n");
-  rb_buf_puts(b, "#define ACC2  0  /* 1 measured no faster on H100 and costs registers */\n\n");
+  rb_buf_printf(b, "#define NTOT %d  /* rows of all segments */\n", pl->ntot);
+  rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
+  rb_buf_printf(b, "#define NSB %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
+  rb_buf_printf(b, "#define RT %d  /* row tiles per block (every warp works on all of them) */\n", pl->RT);
+  rb_buf_printf(b, "#define KS %d  /* warps splitting K */\n", pl->KS);
+  rb_buf_printf(b, "#define BT %d  /* batch rows per block */\n", pl->BT);
+  rb_buf_puts(b, "#define NB (BT / 8)  /* n8 tiles of the batch */\n");
+  rb_buf_puts(b, "#define NT (KS * 32)  /* threads per block */\n\n");
   emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
   rb_buf_puts(b,
       "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */\n"
-      "__device__ __forceinline__ void ld8(unsigned *v, const half_t *row, int col, bool vec) {\n"
+      "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {\n"
       "  if (K % 8 == 0 && vec) {\n"
       "    if (col < K) {\n"
       "      asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
@@ -330,8 +332,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "/* One lane's 16 columns col .. col + 15 of x (live batch rows) and of every h_p. */\n"
       "template <int NBU>\n"
       "__device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATHS][NSB][8],\n"
-      "                                     const half_t *const (&xr)[NBU], const bool (&xok)[NBU],\n"
-      "                                     const half_t *h, int seg0, int col, bool vec) {\n"
+      "                                     const rb_half *const (&xr)[NBU], const bool (&xok)[NBU],\n"
+      "                                     const rb_half *h, int seg0, int col, bool vec) {\n"
       "#pragma unroll\n"
       "  for (int nb = 0; nb < NBU; ++nb) {\n"
       "    if (xok[nb]) {\n"
@@ -346,15 +348,15 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "  for (int p = 0; p < PATHS; ++p)\n"
       "#pragma unroll\n"
       "    for (int sb = 0; sb < NSB; ++sb) {\n"
-      "      const half_t *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
+      "      const rb_half *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
       "      ld8(hv[p][sb], hp, col, vec);\n"
       "      ld8(hv[p][sb] + 4, hp, col + 8, vec);\n"
       "    }\n"
       "}\n\n"
       "/* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */\n"
       "template <int NBU>\n"
-      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const half_t *x,\n"
-      "                                      const unsigned *bits, const half_t *g, const half_t *h,\n"
+      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,\n"
+      "                                      const unsigned *bits, const rb_half *g, const rb_half *h,\n"
       "                                      int batch, int seg0, int tb, int b0, bool vec) {\n"
       "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
       "  const int gid = lane >> 2, tig = lane & 3;\n"
@@ -377,7 +379,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "          g2[p][sb][rt][hi] = gv | gv << 16;\n"
       "        }\n"
       "    }\n"
-      "  const half_t *xr[NBU]; /* rows of x, clamped to row 0 when past the batch */\n"
+      "  const rb_half *xr[NBU]; /* rows of x, clamped to row 0 when past the batch */\n"
       "  bool xok[NBU];\n"
       "#pragma unroll\n"
       "  for (int nb = 0; nb < NBU; ++nb) {\n"
@@ -445,8 +447,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "              for (int q = 0; q < 4; ++q)\n"
       "                a[q] = ((w << (15 - (4 * s + q))) & 0x80008000u) ^ g2[p][sb][rt][q & 1];\n"
       "#pragma unroll\n"
-      "              for (int nb = 0; nb < NBU; ++nb) /* ACC2 = 1: two accumulator sets (shorter mma chains) */\n"
-      "                mma16816(acc[rt][sb][nb][ACC2 ? s & 1 : 0], a, u[nb][2 * s], u[nb][2 * s + 1]);\n"
+      "              for (int nb = 0; nb < NBU; ++nb)\n"
+      "                mma16816(acc[rt][sb][nb][0], a, u[nb][2 * s], u[nb][2 * s + 1]);\n"
       "            }\n"
       "          }\n"
       "        }\n"
@@ -472,8 +474,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "}\n\n");
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
-      "%s(half_t *y, const half_t *x, const unsigned *bits, const half_t *g, const half_t *h,\n"
-      "    const half_t *res, int batch) {\n",
+      "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
+      "    const rb_half *res, int batch) {\n",
       entry);
   rb_buf_puts(b,
       "  extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */\n"
@@ -486,6 +488,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "  /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */\n"
       "  const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;\n"
       "\n"
+      "  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.\n"
+      "   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */\n"
       "  float acc[RT][NSB][NB][2][4];\n"
       "#pragma unroll\n"
       "  for (int rt = 0; rt < RT; ++rt)\n"
@@ -531,11 +535,11 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_puts(b, "  }\n}\n\n");
 }
 
-/* ---- mma strategy ---- */
+/* ---- the staged design (strategy mma with batch tiles of 32 or 64) ---- */
 
 static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
-      "/* Strategy mma: a warp owns one 16-row tile and a batch tile of BT rows.\n"
+      "/* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.\n"
       " * Each lane loads one word per 64 columns holding exactly the signs of its\n"
       " * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):\n"
       " * folding g_p (already fp16) into A keeps the products exact and lets all\n"
@@ -543,29 +547,28 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       " * staged in fp16 in shared memory per K chunk (row pitch KC + 4 halves:\n"
       " * conflict-free fragment reads). KS warps split K inside the block and hand\n"
       " * their sums to warp ks = 0 in a fixed order, so results are deterministic. */\n\n");
-  rb_buf_puts(b, prelude);
   rb_buf_puts(b, mma_helpers);
-  rb_buf_printf(b, "#define K     %d  /* input width */\n", s->K);
-  rb_buf_printf(b, "#define C64   %d  /* 64-column steps of K (one bit word per lane each) */\n", pl->C64);
-  rb_buf_printf(b, "#define C256  %d  /* 256-column groups of the bit layout */\n", pl->C256);
+  rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
+  rb_buf_printf(b, "#define C64 %d  /* 64-column steps of K (one bit word per lane each) */\n", pl->C64);
+  rb_buf_printf(b, "#define C256 %d  /* 256-column groups of the bit layout */\n", pl->C256);
   rb_buf_printf(b, "#define PATHS %d\n", s->paths);
-  rb_buf_printf(b, "#define NTOT  %d  /* rows of all segments */\n", pl->ntot);
-  rb_buf_printf(b, "#define TT    %d  /* 16-row tiles of all segments */\n", pl->TT);
-  rb_buf_printf(b, "#define NSB   %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
-  rb_buf_printf(b, "#define RT    %d  /* row tiles per block */\n", pl->RT);
-  rb_buf_printf(b, "#define KS    %d  /* warps splitting K */\n", pl->KS);
-  rb_buf_printf(b, "#define KC    %d  /* columns of K staged per chunk */\n", pl->KC);
-  rb_buf_puts(b, "#define CPC   (KC / 64)\n");
-  rb_buf_puts(b, "#define LDU   (KC + 4)  /* u row pitch in halves: 2 words mod 32, conflict-free 8-byte fragment reads */\n");
-  rb_buf_printf(b, "#define BT    %d  /* batch rows per block */\n", pl->BT);
-  rb_buf_puts(b, "#define NB    (BT / 8)  /* n8 tiles of the batch */\n");
-  rb_buf_puts(b, "#define NT    (RT * KS * 32)  /* threads per block */\n\n");
+  rb_buf_printf(b, "#define NTOT %d  /* rows of all segments */\n", pl->ntot);
+  rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
+  rb_buf_printf(b, "#define NSB %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
+  rb_buf_printf(b, "#define RT %d  /* row tiles per block */\n", pl->RT);
+  rb_buf_printf(b, "#define KS %d  /* warps splitting K */\n", pl->KS);
+  rb_buf_printf(b, "#define KC %d  /* columns of K staged per chunk */\n", pl->KC);
+  rb_buf_puts(b, "#define CPC (KC / 64)\n");
+  rb_buf_puts(b, "#define LDU (KC + 4)  /* u row pitch in halves: 2 words mod 32, conflict-free 8-byte fragment reads */\n");
+  rb_buf_printf(b, "#define BT %d  /* batch rows per block */\n", pl->BT);
+  rb_buf_puts(b, "#define NB (BT / 8)  /* n8 tiles of the batch */\n");
+  rb_buf_puts(b, "#define NT (RT * KS * 32)  /* threads per block */\n\n");
   emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
-      "%s(half_t *y, const half_t *x, const unsigned *bits, const half_t *g, const half_t *h,\n"
-      "    const half_t *res, int batch) {\n",
+      "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
+      "    const rb_half *res, int batch) {\n",
       entry);
   rb_buf_puts(b,
       "  extern __shared__ __align__(16) unsigned char smem[];\n"
@@ -614,20 +617,20 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "        if (NSB * BT * (KC / 2) % NT != 0 && i >= NSB * BT * (KC / 2)) break;\n"
       "        const int sb = i / (BT * (KC / 2)), rem = i % (BT * (KC / 2));\n"
       "        const int bb = rem / (KC / 2), cc = 2 * (rem % (KC / 2)), col = c0 * 64 + cc;\n"
-      "        const half_t *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
+      "        const rb_half *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
       "        float u0 = 0.0f, u1 = 0.0f;\n"
       "        if (b0 + bb < batch) {\n"
-      "          const half_t *xr = x + (size_t)(b0 + bb) * K;\n"
+      "          const rb_half *xr = x + (size_t)(b0 + bb) * K;\n"
       "          if (K % 2 == 0 && col < K) { /* aligned pairs: one 32-bit load each */\n"
       "            const unsigned hv = *(const unsigned *)(hp + col), xv = *(const unsigned *)(xr + col);\n"
-      "            u0 = h2f((half_t)hv) * h2f((half_t)xv);\n"
-      "            u1 = h2f((half_t)(hv >> 16)) * h2f((half_t)(xv >> 16));\n"
+      "            u0 = rb_h2f((rb_half)hv) * rb_h2f((rb_half)xv);\n"
+      "            u1 = rb_h2f((rb_half)(hv >> 16)) * rb_h2f((rb_half)(xv >> 16));\n"
       "          } else if (K % 2 != 0) {\n"
-      "            if (col < K) u0 = h2f(hp[col]) * h2f(xr[col]);\n"
-      "            if (col + 1 < K) u1 = h2f(hp[col + 1]) * h2f(xr[col + 1]);\n"
+      "            if (col < K) u0 = rb_h2f(hp[col]) * rb_h2f(xr[col]);\n"
+      "            if (col + 1 < K) u1 = rb_h2f(hp[col + 1]) * rb_h2f(xr[col + 1]);\n"
       "          }\n"
       "        }\n"
-      "        us[(sb * BT + bb) * (LDU / 2) + cc / 2] = (unsigned)f2h(u0) | (unsigned)f2h(u1) << 16;\n"
+      "        us[(sb * BT + bb) * (LDU / 2) + cc / 2] = (unsigned)rb_f2h(u0) | (unsigned)rb_f2h(u1) << 16;\n"
       "      }\n"
       "      __syncthreads();\n"
       "      if (!live) continue;\n"
@@ -707,22 +710,13 @@ int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   }
   int st = plan_make(k, &pl, err);
   if (st) return st;
-  /* The entry name hashes the description plus the resolved tiles, so defaults
-   * that change with a future version also change the name. */
-  RbBuf key = {0}, desc = {0};
-  cg_kernel_describe(k, &desc);
-  rb_buf_printf(&key, "%s|%s|%d,%d,%d,%d|epi%d", desc.data ? desc.data : "", pl.reg ? "reg2" : "staged2",
-                pl.RT, pl.KS, pl.KC, pl.BT, (int)s->epilogue);
-  make_entry("rabit_linear", k, &key, entry);
-  rb_buf_printf(src, "/* rabit %s */\n", desc.data ? desc.data : "");
+  linear_entry(k, entry);
+  cg_cuda_prelude(src, k, "codegen/cuda/linear.c");
   if (pl.reg)
     emit_reg(s, &pl, src, entry);
   else
     emit_mma(s, &pl, src, entry);
-  int oom = key.oom || desc.oom;
-  rb_buf_free(&key);
-  rb_buf_free(&desc);
-  return oom || src->oom ? RB_EINTERNAL : RB_OK;
+  return src->oom ? RB_EINTERNAL : RB_OK;
 }
 
 /* The schedule a repack is resolved under: its layout is the same for every
@@ -745,16 +739,27 @@ int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   CgKernel rk = repack_plan_kernel(s);
   int st = plan_make(&rk, &pl, err);
   if (st) return st;
-  RbBuf key = {0};
-  layout_describe(s, &key);
-  snprintf(entry, 64, "rabit_repack_%016llx", fnv1a(key.data ? key.data : "", key.len));
-  rb_buf_printf(src, "/* rabit %s */\n", key.data ? key.data : "");
+  /* Named and described as the layout alone (a repack kernel of the op), whatever
+   * kernel of the layout asked: rb_repack_n.._k<K>_p<paths>. */
+  CgKernel lk;
+  memset(&lk, 0, sizeof lk);
+  lk.op = *s;
+  lk.op.kind = CG_REPACK;
+  lk.op.epilogue = CG_EPI_NONE;
+  RbBuf name = {0};
+  rb_buf_puts(&name, "rb_repack_");
+  name_rows(&name, s);
+  rb_buf_printf(&name, "_k%d_p%d", s->K, s->paths);
+  cg_cuda_entry(&lk, name.data ? name.data : "rb_repack", 0, entry);
+  int oom = name.oom;
+  rb_buf_free(&name);
+  cg_cuda_prelude(src, &lk, "codegen/cuda/linear.c");
   rb_buf_puts(src,
       "/* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one\n"
       " * thread gathers the 32 signs one lane's A fragments need for 64 columns. */\n\n");
-  rb_buf_printf(src, "#define K     %d\n#define W     %d\n#define PATHS %d\n#define NTOT  %d\n", s->K,
-                pl.W, s->paths, pl.ntot);
-  rb_buf_printf(src, "#define C256  %d\n#define TT    %d\n", pl.C256, pl.TT);
+  rb_buf_printf(src, "#define K %d\n#define W %d  /* words per canonical row */\n", s->K, pl.W);
+  rb_buf_printf(src, "#define PATHS %d\n", s->paths);
+  rb_buf_printf(src, "#define C256 %d\n#define TT %d\n", pl.C256, pl.TT);
   rb_buf_puts(src, "\n");
   emit_segment_tables(src, s, &pl, 1);
   rb_buf_printf(src, "extern \"C\" __global__ void %s(unsigned *dst, const unsigned *src, int seg) {\n",
@@ -778,8 +783,6 @@ int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
       "  }\n"
       "  dst[(((size_t)p * TT + seg_tile0(seg) + tl) * C256 + c) * 128 + lane * 4 + j] = word;\n"
       "}\n");
-  int oom = key.oom;
-  rb_buf_free(&key);
   return oom || src->oom ? RB_EINTERNAL : RB_OK;
 }
 
@@ -824,9 +827,10 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
   return (uint64_t)op->paths * pl.TT * pl.C256 * 128 * 4;
 }
 
-/* The default batch buckets: batch 1 streams the bits with the xor strategy;
- * small batches (decode with several sequences) and large ones (prefill,
- * evaluation) decode them to mma fragments. */
+/* The default batch buckets: batch 1 runs strategy xor (the register design,
+ * one n8 batch tile), small batches (decode with several sequences) strategy
+ * mma in the register design (batch tiles of 16), large ones (prefill,
+ * evaluation) strategy mma in the staged design (batch tiles of 64). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
       {CG_STRAT_XOR, 1}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};

@@ -150,7 +150,7 @@ case $mode in
   all) gpu_tests "test_linear test_ops test_plan_api test_model" "test_model test_plan_api"; kernel_bench; model_bench ;;
   real1) mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model ;;
   real2) real_model ;;
-  same) gpu_tests "test_linear test_ops test_plan_api test_model" "test_plan_api test_model"; same_outputs ;;
+  same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;
   speed) speed_compare ;;
   *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed)"; exit 2 ;;
 esac

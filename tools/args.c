@@ -167,17 +167,21 @@ int args_pick(const char *value, const char *const *names, int n) {
 
 int args_ints(const char *s, long lo, long hi, int *out, int max) {
   int n = 0;
+  const char *sep = ", \t\n";
+  s += strspn(s, " \t\n");
   for (;;) {
     char item[32];
-    size_t len = strcspn(s, ",");
+    size_t len = strcspn(s, sep);
     long k;
-    if (len >= sizeof item || n == max) return -1;
+    if (len == 0 || len >= sizeof item || n == max) return -1;
     memcpy(item, s, len);
     item[len] = 0;
     if (to_long(item, lo, hi, &k)) return -1;
     if (out) out[n] = (int)k;
     n++;
-    if (!s[len]) return n;
-    s += len + 1;
+    s += len;
+    s += strspn(s, " \t\n"); /* "1, 2" and "1 2" as well as "1,2" */
+    if (*s == ',') s += 1 + strspn(s + 1, " \t\n");
+    else if (!*s) return n;
   }
 }

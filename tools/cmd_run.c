@@ -10,9 +10,9 @@
 #include "tools/commands.h"
 #include "tools/load.h"
 
-/* --tokens: comma-separated ids, kept as text until the prompt is built (args.h). */
+/* --tokens: ids separated by commas or spaces, kept as text until the prompt is built (args.h). */
 static const char *parse_tokens(const char *v, void *dest) {
-  if (args_ints(v, 0, INT32_MAX, NULL, INT32_MAX) < 0) return "comma-separated token ids";
+  if (args_ints(v, 0, INT32_MAX, NULL, INT32_MAX) < 0) return "token ids separated by commas or spaces";
   *(const char **)dest = v;
   return NULL;
 }

@@ -40,8 +40,8 @@ bad "rabit run: --seed needs an integer 0..18446744073709551615, got '-1'" \
 bad "rabit run: --seed needs an integer 0..18446744073709551615, got '18446744073709551616'" \
   "$rabit" run "$ir" --random-weights --tokens 1 --seed 18446744073709551616
 bad "rabit run: --max-ctx needs an integer 1..1048576, got '0'" "$rabit" run "$ir" --random-weights --tokens 1 --max-ctx 0
-bad "rabit run: --tokens needs comma-separated token ids, got '1,,2'" "$rabit" run "$ir" --random-weights --tokens 1,,2
-bad "rabit run: --tokens needs comma-separated token ids, got '1,-2'" "$rabit" run "$ir" --random-weights --tokens 1,-2
+bad "rabit run: --tokens needs token ids separated by commas or spaces, got '1,,2'" "$rabit" run "$ir" --random-weights --tokens 1,,2
+bad "rabit run: --tokens needs token ids separated by commas or spaces, got '1,-2'" "$rabit" run "$ir" --random-weights --tokens 1,-2
 bad "rabit run: --weights needs a non-empty value, got ''" "$rabit" run "$ir" --weights= --tokens 1
 bad "rabit run: --quiet takes no value, got 'yes'" "$rabit" run "$ir" --random-weights --tokens 1 --quiet=yes
 bad "rabit run: --prompt needs a value" "$rabit" run "$ir" --random-weights --prompt
@@ -98,6 +98,7 @@ bad "rabitc: --no-compile takes no value, got '1'" "$rabitc" --no-compile=1 "$ir
 # Well-formed values in both forms get past the parser.
 parsed run-forms "$rabit" run "$ir" --random-weights --tokens=1,2,3 -n=4 --temp 0.7 --top-k=5 --top-p 0.9 \
   --seed=18446744073709551615 --max-ctx 64 --quiet
+parsed run-space-ids "$rabit" run "$ir" --random-weights --tokens " 1 2  3 " -n 2 --quiet
 parsed bench-forms "$rabit" bench "$ir" --random-weights --ctx=16,32 --prefill 16 --steps=5 --only 2bit
 parsed rabitc-forms "$rabitc" --no-compile --paths=3 --max-ctx 64 -j=2 "$ir"
 

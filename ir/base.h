@@ -98,6 +98,9 @@ int rb_mkdir_p(const char *path, unsigned mode);
 /* Milliseconds on the monotonic clock: the one time helper, for durations. */
 double rb_now_ms(void);
 
+/* SHA-256 of n bytes (FIPS 180-4): the name data shards give their source text. */
+void rb_sha256(const void *data, size_t n, unsigned char out[32]);
+
 /* Status codes shared by the libraries: 0 ok, RB_EUSER for bad input (the
  * caller shows the diagnostics), RB_EINTERNAL for bugs and resource failures. */
 enum { RB_OK = 0, RB_EUSER = 1, RB_EINTERNAL = 2 };

@@ -93,7 +93,7 @@ int args_usage(const ArgsSpec *s);
 
 /* For custom options. The index of value in names[0..n-1], else -1. */
 int args_pick(const char *value, const char *const *names, int n);
-/* Comma-separated decimal integers, each in lo..hi, at least one; stores at
+/* Decimal integers separated by commas or spaces, each in lo..hi, at least one; stores at
  * most max of them in out (out may be NULL) and returns how many there are,
  * or -1 when s is not such a list or has more than max. */
 int args_ints(const char *s, long lo, long hi, int *out, int max);

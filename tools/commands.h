@@ -9,5 +9,6 @@ int cmd_quantize(int argc, char **argv); /* rabit quantize model.ir IN -o OUT [-
 int cmd_run(int argc, char **argv);      /* rabit run model.ir --weights W --prompt ... */
 int cmd_ppl(int argc, char **argv);      /* rabit ppl model.ir --weights W --text FILE */
 int cmd_bench(int argc, char **argv);    /* rabit bench model.ir [--random-weights] */
+int cmd_data(int argc, char **argv);     /* rabit data prepare --tokenizer T --text F -o DIR */
 
 #endif

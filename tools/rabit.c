@@ -1,5 +1,5 @@
 /* rabit: the runtime driver. Dispatches to one subcommand per file
- * (tools/cmd_*.c): import, quantize, run, ppl, bench. */
+ * (tools/cmd_*.c): import, quantize, run, ppl, bench, data. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"run", cmd_run, "generate text from a prompt"},
     {"ppl", cmd_ppl, "perplexity on a text file"},
     {"bench", cmd_bench, "prefill and decode speed, 2-bit and fp16"},
+    {"data", cmd_data, "tokenize texts into token shards for training"},
 };
 
 static void usage(FILE *f) {

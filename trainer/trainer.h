@@ -8,6 +8,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/base.h"
+#include "runtime/text/text.h"
 
 /* ==== ptq.c: residual SVID, the initialization and the PTQ baseline ==== */
 
@@ -104,5 +105,48 @@ typedef struct {
  * either way. */
 int tr_quant_model(const TrQuantOptions *o, TrQuantResult *r, RbBuf *err);
 void tr_quant_result_free(TrQuantResult *r);
+
+/* ==== data.c: token shards ==== */
+
+#define TR_SHARD_VERSION 1
+#define TR_MAX_TEXT_BYTES (1ull << 30) /* a source text is read whole: 1 GiB at most */
+
+typedef enum { TR_SPLIT_TRAIN, TR_SPLIT_HELDOUT } TrSplit;
+
+/* One shard: the ids of one source text, its split, and the text's SHA-256. */
+typedef struct {
+  TrSplit split;
+  uint64_t ntokens;
+  uint32_t vocab;                 /* the tokenizer's: every id is below it */
+  unsigned char source_sha256[32];
+  int32_t *tokens;                /* rb_malloc'ed by tr_shard_read */
+} TrShard;
+
+const char *tr_split_name(TrSplit s); /* "train", "heldout" */
+/* Write s to path atomically: a 72-byte header (magic "RBTOKENS", version,
+ * split, count, vocabulary, SHA-256, XXH3-64 checksum of the header and the
+ * ids), then the ids as little-endian int32. The same shard gives the same bytes. */
+int tr_shard_write(const char *path, const TrShard *s, RbBuf *err);
+/* Read and check a shard: magic, version, split tag, length (truncation),
+ * checksum, every id inside the vocabulary. RB_EUSER with a message naming
+ * the file and the problem. */
+int tr_shard_read(const char *path, TrShard *s, RbBuf *err);
+void tr_shard_free(TrShard *s);
+/* RB_OK when shard s (named path) may train a model: it is not tagged
+ * held-out, and was not made from the evaluation text (eval_sha256, may be NULL). */
+int tr_shard_check_trainable(const TrShard *s, const char *path, const unsigned char *eval_sha256, RbBuf *err);
+
+typedef struct {
+  const RtTokenizer *tok;
+  const char *const *texts;  /* source texts: one shard each */
+  int ntexts;
+  TrSplit split;
+  const char *dir;           /* DIR/<text base name>.shard, created if missing */
+  void (*progress)(void *ctx, const char *text, const char *shard, const TrShard *s); /* may be NULL */
+  void *ctx;
+} TrDataOptions;
+
+/* Tokenize each text with o->tok and write its shard. Nothing is printed. */
+int tr_data_prepare(const TrDataOptions *o, RbBuf *err);
 
 #endif

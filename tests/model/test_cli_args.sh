@@ -80,6 +80,9 @@ bad "rabit quantize: two files, the model IR and the input, got 'c' too" "$rabit
 # rabit import
 bad "rabit import: -o needs a value" "$rabit" import m.gguf -o
 bad "rabit import: --output needs a non-empty value, got ''" "$rabit" import m.gguf --output=
+bad "rabit data: --split needs train or heldout, got 'dev'" "$rabit" data prepare --tokenizer t.txt --text a.txt -o d --split dev
+bad "rabit data: unknown verb 'make' (the one verb is prepare; see rabit data --help)" "$rabit" data make
+bad "rabit data: prepare needs --text" "$rabit" data prepare --tokenizer t.txt -o d
 bad "rabit import: --force takes no value, got '1'" "$rabit" import m.gguf -o d --force=1
 bad "rabit import: unknown option '--bogus' (see rabit import --help)" "$rabit" import m.gguf -o d --bogus
 bad "rabit import: one input GGUF file, got 'b.gguf' too" "$rabit" import a.gguf b.gguf -o d

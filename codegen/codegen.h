@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memcpy, for CG_ARGV */
 
 #include "ir/base.h"
 
@@ -143,6 +144,14 @@ typedef struct { CgDevPtr out, q; int ldq; CgDevPtr kcache, vcache, pos0; int T;
 typedef struct { CgDevPtr y, gu; int ld, T; } CgSwigluArgs;
 /* CG_ADD: y = a + b over n elements */
 typedef struct { CgDevPtr y, a, b; int n; } CgAddArgs;
+
+/* Fill out with the addresses given, in the kernel's parameter order. */
+#define CG_ARGV(out, ...)                                   \
+  do {                                                      \
+    void *cg_argv_[] = {__VA_ARGS__};                       \
+    (out)->n = (int)(sizeof cg_argv_ / sizeof cg_argv_[0]); \
+    memcpy((out)->v, cg_argv_, sizeof cg_argv_);            \
+  } while (0)
 
 void cg_linear_argv(CgLinearArgs *a, CgArgv *out);
 void cg_repack_argv(CgRepackArgs *a, CgArgv *out);

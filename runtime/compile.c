@@ -8,10 +8,6 @@
 #include "frontend/frontend.h"
 #include "runtime/runtime.h"
 
-static const char *const stage_names[RT_NSTAGE] = {"parse", "verify", "fuse", "select", "build", "plan"};
-
-const char *rt_stage_name(RtStage s) { return (unsigned)s < RT_NSTAGE ? stage_names[s] : "?"; }
-
 /* Read the IR into c->text: the file, or stdin for "-". A NUL byte means it is not text. */
 static int read_source(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   if (o->text) {
@@ -54,7 +50,6 @@ static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   const CgTarget *t = o->target ? o->target : &cg_target_cuda;
   CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX};
   if (cg_kernels_from_graph(c->graph, t, &topt, &c->kernels) != RB_OK) return RB_EINTERNAL;
-  c->have_kernels = 1;
   c->reached = RT_STAGE_SELECT;
   if (o->stop < RT_STAGE_BUILD) return RB_OK;
   int rc = rt_cache_open(&c->cache, NULL, RT_CACHE_DEFAULT_MAX, &c->warnings);
@@ -82,20 +77,29 @@ int rt_compile(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   memset(c, 0, sizeof *c);
   c->reached = -1;
   c->shown = o->text || strcmp(o->path, "-") ? o->path : "<stdin>";
+  int rc = read_source(o, c, err);
+  if (!rc) rc = front_end(o, c);
+  if (!rc && o->stop >= RT_STAGE_SELECT) rc = rt_compile_continue(o, c, err);
+  return rc;
+}
+
+int rt_compile_continue(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
+  if (o->stop < RT_STAGE_SELECT) return RB_OK;
+  if (c->reached != RT_STAGE_FUSE) {
+    rb_buf_printf(err, "the back end needs the fused graph (the compile stopped at stage %d)", c->reached);
+    return RB_EINTERNAL;
+  }
   if (o->stop >= RT_STAGE_BUILD && !o->arch) {
     rb_buf_printf(err, "compiling kernels needs a target architecture");
     return RB_EINTERNAL;
   }
-  int rc = read_source(o, c, err);
-  if (!rc) rc = front_end(o, c);
-  if (!rc && o->stop >= RT_STAGE_SELECT) rc = back_end(o, c, err);
-  return rc;
+  return back_end(o, c, err);
 }
 
 void rt_compiled_free(RtCompiled *c) {
   if (c->built) rt_built_free(c->built, c->kernels.n);
   rb_free(c->built);
-  if (c->have_kernels) cg_kernel_set_free(&c->kernels);
+  cg_kernel_set_free(&c->kernels); /* zeroed by rt_compile when never made */
   rt_plan_free(c->plan);
   rt_cache_close(c->cache);
   ir_graph_free(c->graph);

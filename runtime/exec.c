@@ -1,4 +1,4 @@
-/* model.c: the executor. It walks a plan's steps in order over device
+/* exec.c: the executor. It walks a plan's steps in order over device
  * buffers: each step launches its generated kernels (or cuBLAS for dense
  * linears), activations live in buffers reused once their last reader ran,
  * and every attention step owns a KV cache. A decode step (one token) is
@@ -34,7 +34,6 @@ typedef struct {
   int w_owned;
   RtDevPtr table, norm;   /* embed, rmsnorm */
   RtDevPtr kc, vc;        /* attention */
-  int heads, kv_heads, head_dim;
 } StepState;
 
 struct RtModel {
@@ -97,8 +96,8 @@ static int device_upload(RtModel *m, RtDevPtr *d, const void *h, size_t bytes) {
  * converted; rt_weights_check has checked its shape and dtype); random
  * weights draw N(0, scale^2), or the constant `fill` when scale is 0.
  * Returns an rb_malloc'ed array. */
-static int load_f16(RtModel *m, RtSafetensors *f, const char *path, const char *name, int rank,
-                    const int64_t *shape, float scale, float fill, uint16_t **out, RbBuf *err) {
+static int load_f16(RtModel *m, RtSafetensors *f, const char *name, int rank, const int64_t *shape, float scale,
+                    float fill, uint16_t **out) {
   size_t n = 1;
   for (int i = 0; i < rank; i++) n *= (size_t)shape[i];
   uint16_t *h = rb_malloc(n * 2);
@@ -142,8 +141,8 @@ static int load_f16(RtModel *m, RtSafetensors *f, const char *path, const char *
 
 /* The packed tensors of one quantized segment <base> (names, shapes and
  * dtypes from packed.c); random weights of the same shapes without a file. */
-static int load_packed(RtModel *m, RtSafetensors *f, const char *path, const char *base, int k, int N, int K,
-                       uint32_t **bits, uint16_t **g, uint16_t **h, RbBuf *err) {
+static int load_packed(RtModel *m, RtSafetensors *f, const char *base, int k, int N, int K, uint32_t **bits,
+                       uint16_t **g, uint16_t **h) {
   uint64_t words = cg_packed_count(CG_PACKED_BITS, k, N, K), W = (uint64_t)cg_packed_words(K);
   char name[512];
   *bits = rb_malloc(words * 4);
@@ -161,13 +160,13 @@ static int load_packed(RtModel *m, RtSafetensors *f, const char *path, const cha
   cg_packed_shape(CG_PACKED_G, k, N, K, gs);
   cg_packed_shape(CG_PACKED_H, k, N, K, hs);
   cg_packed_name(name, sizeof name, base, CG_PACKED_G);
-  int rc = load_f16(m, f, path, name, 2, gs, 0, 1.0f / sqrtf((float)K * k), g, err);
+  int rc = load_f16(m, f, name, 2, gs, 0, 1.0f / sqrtf((float)K * k), g);
   cg_packed_name(name, sizeof name, base, CG_PACKED_H);
-  if (!rc) rc = load_f16(m, f, path, name, 2, hs, 0, 1.0f, h, err);
+  if (!rc) rc = load_f16(m, f, name, 2, hs, 0, 1.0f, h);
   return rc;
 }
 
-static int bind_linear(RtModel *m, int step, RtSafetensors *f, const char *path, RbBuf *err) {
+static int bind_linear(RtModel *m, int step, RtSafetensors *f, RbBuf *err) {
   const RtPlanStep *ps = &m->p->steps[step];
   StepState *ss = &m->st[step];
   const CgOp *op = rt_linear_op(m->p, step);
@@ -177,7 +176,7 @@ static int bind_linear(RtModel *m, int step, RtSafetensors *f, const char *path,
   uint16_t *g[CG_MAX_SEG] = {0}, *h[CG_MAX_SEG] = {0};
   int rc = RB_OK;
   for (int i = 0; i < op->nseg && !rc; i++)
-    rc = load_packed(m, f, path, ps->weights[i], k, op->N[i], K, &bits[i], &g[i], &h[i], err);
+    rc = load_packed(m, f, ps->weights[i], k, op->N[i], K, &bits[i], &g[i], &h[i]);
   if (!rc)
     rc = rt_linear_bind(m->prog, step, (const uint32_t *const *)bits, (const uint16_t *const *)g,
                         (const uint16_t *const *)h, &ss->lin, err);
@@ -189,7 +188,7 @@ static int bind_linear(RtModel *m, int step, RtSafetensors *f, const char *path,
 }
 
 /* A dense linear: the segments' fp16 weights stacked into one (Ntot, K) matrix. */
-static int bind_dense(RtModel *m, int step, RtSafetensors *f, const char *path, int K, RbBuf *err) {
+static int bind_dense(RtModel *m, int step, RtSafetensors *f, int K, RbBuf *err) {
   const RtPlanStep *ps = &m->p->steps[step];
   StepState *ss = &m->st[step];
   if (ps->tied) {
@@ -215,7 +214,7 @@ static int bind_dense(RtModel *m, int step, RtSafetensors *f, const char *path, 
     cg_dense_name(name, sizeof name, ps->weights[i]);
     int64_t shape[2] = {rows[i], K};
     uint16_t *w = NULL;
-    rc = load_f16(m, f, path, name, 2, shape, 1.0f / sqrtf((float)K), 0, &w, err);
+    rc = load_f16(m, f, name, 2, shape, 1.0f / sqrtf((float)K), 0, &w);
     if (!rc) memcpy(all + row0 * K, w, (size_t)rows[i] * K * 2);
     rb_free(w);
   }
@@ -226,7 +225,7 @@ static int bind_dense(RtModel *m, int step, RtSafetensors *f, const char *path, 
 }
 
 /* Each step's weights, by op kind. */
-static int bind_weights(RtModel *m, RtSafetensors *f, const char *path, RbBuf *err) {
+static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
   for (int i = 0; i < m->p->nsteps; i++) {
     const RtPlanStep *ps = &m->p->steps[i];
     StepState *ss = &m->st[i];
@@ -238,25 +237,24 @@ static int bind_weights(RtModel *m, RtSafetensors *f, const char *path, RbBuf *e
       const CgOp *op = &m->p->kernels[ps->kernels.main].kernel.op;
       int64_t shape[2] = {op->vocab, op->dim};
       cg_dense_name(name, sizeof name, ps->weights[0]);
-      rc = load_f16(m, f, path, name, 2, shape, 1.0f, 0, &h, err);
+      rc = load_f16(m, f, name, 2, shape, 1.0f, 0, &h);
       if (!rc) rc = device_upload(m, &ss->table, h, (size_t)op->vocab * op->dim * 2);
       break;
     }
     case IR_RMSNORM: {
       int64_t shape[1] = {ps->width[0]};
       cg_dense_name(name, sizeof name, ps->weights[0]);
-      rc = load_f16(m, f, path, name, 1, shape, 0, 1.0f, &h, err);
+      rc = load_f16(m, f, name, 1, shape, 0, 1.0f, &h);
       if (!rc) rc = device_upload(m, &ss->norm, h, (size_t)ps->width[0] * 2);
       break;
     }
     case IR_LINEAR:
     case IR_LINEAR_ADD:
     case IR_LINEAR_SWIGLU:
-      rc = ps->paths ? bind_linear(m, i, f, path, err) : bind_dense(m, i, f, path, m->val[ps->in[0]].width, err);
+      rc = ps->paths ? bind_linear(m, i, f, err) : bind_dense(m, i, f, m->val[ps->in[0]].width, err);
       break;
     case IR_ATTENTION: {
       const CgOp *op = &m->p->kernels[ps->kernels.main].kernel.op;
-      ss->heads = op->heads, ss->kv_heads = op->kv_heads, ss->head_dim = op->head_dim;
       size_t bytes = (size_t)op->kv_heads * op->max_ctx * op->head_dim * 2;
       rc = rt_mem_alloc(m->gpu, &ss->kc, bytes) || rt_mem_alloc(m->gpu, &ss->vc, bytes) ? RB_EINTERNAL : RB_OK;
       m->total_bytes += 2 * bytes;
@@ -531,7 +529,7 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
     goto fail;
   if (scratch_cols && (rc = rt_mem_alloc(m->gpu, &m->scratch, (size_t)m->o.max_tokens * scratch_cols * 2))) goto fail;
   if ((rc = plan_buffers(m, err))) goto fail;
-  if ((rc = bind_weights(m, f, weights, err))) goto fail;
+  if ((rc = bind_weights(m, f, err))) goto fail;
   rt_st_close(f);
   m->total_bytes += m->weight_bytes;
   *out = m;

@@ -10,7 +10,6 @@ struct RtLinear {
   int step;
   RtDevPtr bits; /* the kernel layout, read by every batch bucket */
   RtDevPtr g, h;
-  size_t bytes;  /* device memory held */
 };
 
 const CgOp *rt_linear_op(const RtPlan *p, int step) {
@@ -46,7 +45,6 @@ int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const u
   for (int i = 0; i < op->nseg; i++)
     if (cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K) > maxseg)
       maxseg = cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K);
-  w->bytes = (size_t)k * ntot * 2 + hseg * op->nseg + st->layout_bytes;
   if ((rc = rt_mem_alloc(gpu, &w->g, (size_t)k * ntot * 2)) || (rc = rt_mem_alloc(gpu, &w->h, hseg * op->nseg)) ||
       (rc = rt_mem_alloc(gpu, &src, maxseg)) || (rc = rt_memcpy_htod(gpu, w->g, gcat, (size_t)k * ntot * 2)))
     goto done;
@@ -81,8 +79,6 @@ void rt_linear_free(RtProgram *pr, RtLinear *w) {
   if (w->h) rt_mem_free(gpu, w->h);
   rb_free(w);
 }
-
-size_t rt_linear_device_bytes(const RtLinear *w) { return w->bytes; }
 
 int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s) {
   const RtPlan *p = rt_program_plan(pr);

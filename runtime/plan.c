@@ -330,10 +330,14 @@ static int get_role(Cursor *c, char **w, int n, const char *key, int nkernels) {
 
 static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   char buf[128];
-  static const char *kinds[CG_NKIND];
+  /* The spellings are kinds.c's, so the format reads what it writes. */
+  const char *kinds[CG_NKIND], *strategies[3], *epilogues[3], *sources[3];
   for (int i = 0; i < CG_NKIND; i++) kinds[i] = cg_kind_name((CgKind)i);
-  static const char *const strategies[] = {"none", "xor", "mma"}, *const epilogues[] = {"none", "add", "swiglu"},
-                           *const sources[] = {"default", "shipped", "tuned"};
+  for (int i = 0; i < 3; i++) {
+    strategies[i] = cg_strategy_name((CgStrategy)i);
+    epilogues[i] = cg_epilogue_name((CgEpilogue)i);
+    sources[i] = cg_schedule_source_name((CgScheduleSource)i);
+  }
   if (!field(w, n, "key", buf, sizeof buf) || !parse_key(buf, &k->key)) perr(c, "bad or missing key");
   if (!field(w, n, "entry", k->entry, sizeof k->entry)) perr(c, "missing field 'entry'");
   k->from = (CgScheduleSource)get_name(c, w, n, "schedule", sources, 3);

@@ -98,7 +98,6 @@ typedef struct {
   RbBuf text;          /* the IR text: its hash identifies the plan's source */
   IrGraph *graph;      /* verified; fused from RT_STAGE_FUSE on */
   CgKernelSet kernels; /* RT_STAGE_SELECT */
-  int have_kernels;
   RtBuilt *built;      /* RT_STAGE_BUILD attempted: one per kernel, failures included */
   RtCache *cache;
   RtPlan *plan;        /* RT_STAGE_PLAN */
@@ -115,10 +114,12 @@ typedef struct {
  * NVRTC log). Returns RB_OK, RB_EUSER (bad input) or RB_EINTERNAL. Free c
  * with rt_compiled_free either way. */
 int rt_compile(const RtCompileOptions *o, RtCompiled *c, RbBuf *err);
+/* Run the back-end stages up to o->stop on c, which a call of rt_compile
+ * left at RT_STAGE_FUSE (rabitc prints the layer table in between). */
+int rt_compile_continue(const RtCompileOptions *o, RtCompiled *c, RbBuf *err);
 void rt_compiled_free(RtCompiled *c);
 /* The plan, now the caller's to free with rt_plan_free. */
 RtPlan *rt_compiled_take_plan(RtCompiled *c);
-const char *rt_stage_name(RtStage s); /* "parse", "verify", ... */
 
 /* ==== weights.c: the tensors a plan binds, and a weight file checked against them ==== */
 
@@ -126,10 +127,12 @@ const char *rt_stage_name(RtStage s); /* "parse", "verify", ... */
  * one part of a quantized weight in the packed format (packed.c). */
 typedef struct {
   char name[520];
+  const char *base;  /* the weight's name as the IR binds it (points into the plan) */
   int step;          /* the plan step that binds it */
   int packed;        /* 1: part of a quantized weight with k paths */
   CgPackedPart part;
   int k;
+  int64_t N, K;      /* packed: the weight's shape, N x K */
   int rank;
   int64_t shape[3];
 } RtPlanTensor;
@@ -181,7 +184,6 @@ void rt_linear_free(RtProgram *pr, RtLinear *w);
 int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s);
 /* The shape of a quantized linear step (its first bucket's op), or NULL. */
 const CgOp *rt_linear_op(const RtPlan *p, int step);
-size_t rt_linear_device_bytes(const RtLinear *w);
 
 /* ==== exec.c: the executor: a plan's steps over weights, with a KV cache ==== */
 

@@ -22,6 +22,7 @@ static int emit_dense(RtPlanTensor *t, int step, const char *base, int rank, int
                       RtPlanTensorFn fn, void *ctx) {
   memset(t, 0, sizeof *t);
   t->step = step;
+  t->base = base;
   cg_dense_name(t->name, sizeof t->name, base);
   t->rank = rank;
   t->shape[0] = d0;
@@ -60,7 +61,10 @@ int rt_plan_tensors(const RtPlan *p, RtPlanTensorFn fn, void *ctx) {
           t.step = i;
           t.packed = 1;
           t.part = (CgPackedPart)part;
+          t.base = s->weights[g];
           t.k = s->paths;
+          t.N = N;
+          t.K = K;
           cg_packed_name(t.name, sizeof t.name, s->weights[g], t.part);
           t.rank = cg_packed_shape(t.part, s->paths, N, K, t.shape);
           rc = fn(ctx, &t);
@@ -93,13 +97,12 @@ static int line_of(const Check *c, const RtPlanTensor *t) { return c->p->steps[t
 
 static int check_packed(const Check *c, const RtPlanTensor *t, const RtTensor *x) {
   if (!x) {
-    char base[512], dense[520];
-    snprintf(base, sizeof base, "%.*s", (int)(strlen(t->name) - strlen(cg_packed_suffix(t->part))), t->name);
-    cg_dense_name(dense, sizeof dense, base);
+    char dense[520];
+    cg_dense_name(dense, sizeof dense, t->base);
     if (t->part == CG_PACKED_BITS && rt_st_find(c->f, dense))
       rb_buf_printf(c->err, "%s: '%s' is not quantized (it has %s, not %s); quantize the file with 'rabit quantize' "
                             "(the IR, line %d, gives it k = %d), or run the model with --fp16",
-                    c->path, base, dense, t->name, line_of(c, t), t->k);
+                    c->path, t->base, dense, t->name, line_of(c, t), t->k);
     else rb_buf_printf(c->err, "%s: no tensor '%s' (IR line %d)", c->path, t->name, line_of(c, t));
     return RB_EUSER;
   }
@@ -109,11 +112,8 @@ static int check_packed(const Check *c, const RtPlanTensor *t, const RtTensor *x
                           "same IR, or compile with the k the file has", c->path, t->name, k, line_of(c, t), t->k);
     return RB_EUSER;
   }
-  /* The part's (N, K) back from its shape; bits need only K's word count. */
-  int64_t N = t->part == CG_PACKED_H ? 0 : t->shape[1];
-  int64_t K = t->part == CG_PACKED_H ? t->shape[1] : t->part == CG_PACKED_BITS ? t->shape[2] * 32 : 0;
   RbBuf why = {0};
-  int rc = cg_packed_check(t->part, rt_dtype_name(x->dtype), x->rank, x->shape, t->k, N, K, t->name, &why);
+  int rc = cg_packed_check(t->part, rt_dtype_name(x->dtype), x->rank, x->shape, t->k, t->N, t->K, t->name, &why);
   if (rc) rb_buf_printf(c->err, "%s: %s (IR line %d)", c->path, why.data ? why.data : "", line_of(c, t));
   rb_buf_free(&why);
   return rc;

@@ -210,7 +210,8 @@ static int compile_file(const char *path, const Options *o) {
   int kernels = o->list || !o->no_compile || o->out;
   co.stop = o->dump != DUMP_NONE ? dump_stage[o->dump] : o->list ? RT_STAGE_SELECT
             : kernels ? (o->out && o->emit == EMIT_PLAN ? RT_STAGE_PLAN : RT_STAGE_BUILD) : RT_STAGE_FUSE;
-  /* The layer table comes before the (slow) build, so the front half runs first. */
+  /* The layer table comes before the (slow) build: the front half first, then
+   * the back half continues from the fused graph. */
   RtCompileOptions front = co;
   if (front.stop > RT_STAGE_FUSE) front.stop = RT_STAGE_FUSE;
   RtCompiled c;
@@ -227,21 +228,16 @@ static int compile_file(const char *path, const Options *o) {
     fflush(stdout);
     if (co.stop > RT_STAGE_FUSE) {
       if (co.stop >= RT_STAGE_BUILD) co.arch = detect_arch(o, archbuf, sizeof archbuf);
-      co.text = c.text.data; /* the same bytes: stdin is read once */
-      co.path = c.shown;
-      RtCompiled full;
-      rc = rt_compile(&co, &full, &err);
-      if (full.warnings.data) fprintf(stderr, "rabitc: %s", full.warnings.data);
-      if (o->list && full.have_kernels) list_kernels(&full.kernels);
-      else if (full.built) report_kernels(&full, co.arch);
-      if (full.diag.data) fputs(full.diag.data, stderr);
-      if (full.failed) rb_buf_free(&err); /* each failure was reported above, with its log */
-      if (rc == RB_OK && o->out && o->emit == EMIT_CUDA) rc = write_sources(&full, o);
+      rc = rt_compile_continue(&co, &c, &err);
+      if (c.warnings.data) fprintf(stderr, "rabitc: %s", c.warnings.data);
+      if (o->list && c.reached >= RT_STAGE_SELECT) list_kernels(&c.kernels);
+      else if (c.built) report_kernels(&c, co.arch);
+      if (c.failed) rb_buf_free(&err); /* each failure was reported above, with its log */
+      if (rc == RB_OK && o->out && o->emit == EMIT_CUDA) rc = write_sources(&c, o);
       else if (rc == RB_OK && o->out) {
-        rc = rt_plan_write(o->out, full.plan, &err);
+        rc = rt_plan_write(o->out, c.plan, &err);
         if (rc == RB_OK) printf("wrote plan %s\n", o->out);
       }
-      rt_compiled_free(&full);
     }
   }
   if (c.diag.data) fputs(c.diag.data, stderr);

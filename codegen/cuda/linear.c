@@ -846,14 +846,6 @@ int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
 
 /* ---- argument marshalling: the ABI of codegen.h ---- */
 
-void cg_linear_argv(CgLinearArgs *a, CgArgv *o) {
-  void *v[] = {&a->y, &a->x, &a->bits, &a->g, &a->h, &a->res, &a->batch};
-  o->n = (int)(sizeof v / sizeof v[0]);
-  memcpy(o->v, v, sizeof v);
-}
+void cg_linear_argv(CgLinearArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->x, &a->bits, &a->g, &a->h, &a->res, &a->batch); }
 
-void cg_repack_argv(CgRepackArgs *a, CgArgv *o) {
-  void *v[] = {&a->dst, &a->src, &a->seg};
-  o->n = (int)(sizeof v / sizeof v[0]);
-  memcpy(o->v, v, sizeof v);
-}
+void cg_repack_argv(CgRepackArgs *a, CgArgv *o) { CG_ARGV(o, &a->dst, &a->src, &a->seg); }

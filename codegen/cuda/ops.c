@@ -596,36 +596,13 @@ int cg_geometry_op(const CgKernel *k, CgGeometry *g, RbBuf *err) {
 
 /* ==== argument marshalling: the ABI of codegen.h, in the order the kernels declare ==== */
 
-static void put(CgArgv *o, void *p) { o->v[o->n++] = p; }
-
-void cg_embed_argv(CgEmbedArgs *a, CgArgv *o) {
-  o->n = 0;
-  put(o, &a->y), put(o, &a->tokens), put(o, &a->table), put(o, &a->T);
-}
-
-void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *o) {
-  o->n = 0;
-  put(o, &a->y), put(o, &a->x), put(o, &a->w), put(o, &a->T);
-}
-
+void cg_embed_argv(CgEmbedArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->tokens, &a->table, &a->T); }
+void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->x, &a->w, &a->T); }
 void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *o) {
-  o->n = 0;
-  put(o, &a->q), put(o, &a->ldq), put(o, &a->k), put(o, &a->ldk), put(o, &a->v), put(o, &a->ldv);
-  put(o, &a->kcache), put(o, &a->vcache), put(o, &a->pos0), put(o, &a->T);
+  CG_ARGV(o, &a->q, &a->ldq, &a->k, &a->ldk, &a->v, &a->ldv, &a->kcache, &a->vcache, &a->pos0, &a->T);
 }
-
 void cg_attention_argv(CgAttentionArgs *a, CgArgv *o) {
-  o->n = 0;
-  put(o, &a->out), put(o, &a->q), put(o, &a->ldq), put(o, &a->kcache), put(o, &a->vcache);
-  put(o, &a->pos0), put(o, &a->T);
+  CG_ARGV(o, &a->out, &a->q, &a->ldq, &a->kcache, &a->vcache, &a->pos0, &a->T);
 }
-
-void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *o) {
-  o->n = 0;
-  put(o, &a->y), put(o, &a->gu), put(o, &a->ld), put(o, &a->T);
-}
-
-void cg_add_argv(CgAddArgs *a, CgArgv *o) {
-  o->n = 0;
-  put(o, &a->y), put(o, &a->a), put(o, &a->b), put(o, &a->n);
-}
+void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->gu, &a->ld, &a->T); }
+void cg_add_argv(CgAddArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->a, &a->b, &a->n); }

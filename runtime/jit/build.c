@@ -47,7 +47,7 @@ static void extra_once(void) {
   pthread_once(&once, extra_init);
 }
 
-void rt_build_options_string(const RtCompiler *cc, char *out, size_t n) {
+static void options_string(const RtCompiler *cc, char *out, size_t n) {
   extra_once();
   size_t used = 0;
   out[0] = 0;
@@ -78,7 +78,7 @@ static void build_one(const CgKernel *k, const RtBuildOptions *o, const RtCompil
     return;
   }
   char options[1024];
-  rt_build_options_string(cc, options, sizeof options);
+  options_string(cc, options, sizeof options);
   RtKeyParts parts = {b->source.data, options, o->arch, cc->id(), RABIT_VERSION};
   b->key = rt_key_make(&parts);
   Compile c = {cc, b->source.data, b->entry, o->arch, &b->log};

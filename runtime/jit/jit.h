@@ -133,8 +133,5 @@ void rt_built_free(RtBuilt *b, int n);
  * free with rt_built_free and rb_free) describes ks->k[i]. */
 int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built);
 
-/* The options string that goes into the key for compiler cc: its fixed
- * options, then any from $RABIT_NVRTC_OPTIONS (read once per process). */
-void rt_build_options_string(const RtCompiler *cc, char *out, size_t n);
 
 #endif

@@ -27,7 +27,38 @@
   X(CG_ROPE_KV, "rope_kv")         \
   X(CG_ATTENTION, "attention")     \
   X(CG_SWIGLU, "swiglu")           \
-  X(CG_ADD, "add")
+  X(CG_ADD, "add")                         \
+  CG_TRAIN_KINDS(X)
+
+/* The training kinds (TRAINING.md is their contract; cuda/train_ops.c and
+ * cuda/train_optim.c emit them). fp32 activations, bf16 GEMM operands. */
+#define CG_TRAIN_KINDS(X)                    \
+  X(CG_CAST_BF16, "cast_bf16")               \
+  X(CG_EMBED_FWD, "embed_fwd")               \
+  X(CG_EMBED_GRAD, "embed_grad")             \
+  X(CG_RMSNORM_FWD, "rmsnorm_fwd")           \
+  X(CG_RMSNORM_GRAD, "rmsnorm_grad")         \
+  X(CG_HEADS_SPLIT, "heads_split")           \
+  X(CG_HEADS_MERGE, "heads_merge")           \
+  X(CG_SOFTMAX_FWD, "softmax_fwd")           \
+  X(CG_SOFTMAX_GRAD, "softmax_grad")         \
+  X(CG_SWIGLU_FWD, "swiglu_fwd")             \
+  X(CG_SWIGLU_GRAD, "swiglu_grad")           \
+  X(CG_ADD_FWD, "add_fwd")                   \
+  X(CG_KL_LOSS, "kl_loss")                   \
+  X(CG_MSE_ROWS, "mse_rows")                 \
+  X(CG_MSE_GRAD, "mse_grad")                 \
+  X(CG_REDUCE, "reduce")                     \
+  X(CG_SUMSQ, "sumsq")                       \
+  X(CG_DERIVE, "derive")                     \
+  X(CG_DERIVE_GRAD_G, "derive_grad_g")       \
+  X(CG_DERIVE_GRAD_H, "derive_grad_h")       \
+  X(CG_ADAMW, "adamw")                       \
+  X(CG_MUON_MOMENTUM, "muon_momentum")       \
+  X(CG_BATCH_SUMSQ, "batch_sumsq")           \
+  X(CG_MUON_NORMALIZE, "muon_normalize")     \
+  X(CG_MUON_APPLY, "muon_apply")             \
+  X(CG_CLIP_COEF, "clip_coef")
 
 typedef enum {
 #define X(e, s) e,
@@ -161,6 +192,111 @@ void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *out);
 void cg_attention_argv(CgAttentionArgs *a, CgArgv *out);
 void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *out);
 void cg_add_argv(CgAddArgs *a, CgArgv *out);
+
+/* ==== the training kinds' arguments (TRAINING.md) ====
+ * "n" below is the launch extent cg_geometry_launch takes, unless a kind says
+ * its grid is fixed (then pass 1). Shapes in (parentheses) are row-major;
+ * f32 unless marked bf16. The op fields each kind reads are in [brackets]. */
+
+/* Device scalars of one optimizer step, one float each in this order, in a
+ * buffer the trainer writes before the step (so a captured step replays). */
+enum { CG_SC_LR_W, CG_SC_LR_S, CG_SC_BIAS1, CG_SC_BIAS2, CG_SC_CLIP, CG_SC_NORM, CG_NSCALARS };
+#define CG_SUMSQ_PARTS 256 /* CG_SUMSQ writes this many partial sums; its grid is fixed */
+
+/* CG_CAST_BF16: y bf16 (n) = x (n). [none] extent n */
+typedef struct { CgDevPtr y, x; int n; } CgCastArgs;
+/* CG_EMBED_FWD: y (T, dim) = table bf16 (vocab, dim) [tokens]; 0 outside the vocabulary. [vocab, dim] extent T */
+typedef struct { CgDevPtr y, tokens, table; int T; } CgEmbedFwdArgs;
+/* CG_EMBED_GRAD: dtable (vocab, dim) += sum of dy (T, dim) rows by token, rows in ascending t,
+ * deterministic (no atomics). [vocab, dim] fixed grid */
+typedef struct { CgDevPtr dtable, tokens, dy; int T; } CgEmbedGradArgs;
+/* CG_RMSNORM_FWD: y (T, dim) = x r w. [dim, eps] extent T */
+typedef struct { CgDevPtr y, x, w; int T; } CgRmsnormFwdArgs;
+/* CG_RMSNORM_GRAD: dx (T, dim) from dy, x, w. [dim, eps] extent T */
+typedef struct { CgDevPtr dx, dy, x, w; int T; } CgRmsnormGradArgs;
+/* CG_HEADS_SPLIT: x (T, ld) with heads of head_dim at column h*head_dim -> y bf16 (T/S, heads, S, head_dim),
+ * RoPE-rotated at position t mod S when rotate. [heads, head_dim, rope_theta] extent T */
+typedef struct { CgDevPtr y, x; int ld, T, S, rotate; } CgHeadsSplitArgs;
+/* CG_HEADS_MERGE: the transpose back, fp32: x (T/S, heads, S, head_dim) -> y (T, ld) columns h*head_dim...,
+ * inverse-rotated (angle -a, the RoPE backward) when rotate. [heads, head_dim, rope_theta] extent T */
+typedef struct { CgDevPtr y, x; int ld, T, S, rotate; } CgHeadsMergeArgs;
+/* CG_SOFTMAX_FWD: rows of S scores (rows = B heads S; row r is query position r mod S):
+ * p bf16 (rows, S) = softmax_j<=i(scores / sqrt(head_dim)), 0 for j > i. [head_dim] extent rows */
+typedef struct { CgDevPtr p, scores; int rows, S; } CgSoftmaxFwdArgs;
+/* CG_SOFTMAX_GRAD: ds bf16 (rows, S) = P (dP - sum_j P dP) / sqrt(head_dim), 0 for j > i;
+ * p bf16, dp f32. [head_dim] extent rows */
+typedef struct { CgDevPtr ds, p, dp; int rows, S; } CgSoftmaxGradArgs;
+/* CG_SWIGLU_FWD: y = silu(g) u over n elements. [none] extent n */
+typedef struct { CgDevPtr y, g, u; int n; } CgSwigluFwdArgs;
+/* CG_SWIGLU_GRAD: dg, du from dy, g, u over n elements. [none] extent n */
+typedef struct { CgDevPtr dg, du, dy, g, u; int n; } CgSwigluGradArgs;
+/* CG_ADD_FWD: y = a + b over n elements (y may alias a or b). [none] extent n */
+typedef struct { CgDevPtr y, a, b; int n; } CgAddFwdArgs;
+/* CG_KL_LOSS: per row of logits (T, vocab) against teacher (T, vocab):
+ * row_loss (T) = sum_v p (log p - log q); dlogits (T, vocab) = (q - p) * grad_scale
+ * (the trainer passes 1/T). dlogits may alias logits. [vocab] extent T */
+typedef struct { CgDevPtr dlogits, row_loss, logits, teacher; int T; float grad_scale; } CgKlLossArgs;
+/* CG_MSE_ROWS: parts (T, 2) = (sum_d (x - t)^2, sum_d t^2) per row. [dim] extent T */
+typedef struct { CgDevPtr parts, x, t; int T; } CgMseRowsArgs;
+/* CG_MSE_GRAD: dx = scale 2 (x - t) / sums[1] over n elements (sums: the reduced parts). [none] extent n */
+typedef struct { CgDevPtr dx, x, t, sums; int n; float scale; } CgMseGradArgs;
+/* CG_REDUCE: out (m) = sum over r < rows of in (rows, m), fixed order. [none] extent m */
+typedef struct { CgDevPtr out, in; int rows, m; } CgReduceArgs;
+/* CG_SUMSQ: parts (CG_SUMSQ_PARTS) of sum x^2 over n elements; reduce them with CG_REDUCE. [none] fixed grid */
+typedef struct { CgDevPtr parts, x; long long n; } CgSumsqArgs;
+/* CG_DERIVE: the coupled derivation of TRAINING.md: w (N, K), g (paths, N), h (paths, K) ->
+ * what bf16 (N, K) and bits (paths, N, ceil(K/32)) canonical words, pad bits 0. [N[0], K, paths] fixed grid */
+typedef struct { CgDevPtr what, bits, w, g, h; } CgDeriveArgs;
+/* CG_DERIVE_GRAD_G: dg (paths, N) = row sums of dwhat (N, K) B_p h_p. [N[0], K, paths] fixed grid */
+typedef struct { CgDevPtr dg, dwhat, bits, h; } CgDeriveGradGArgs;
+/* CG_DERIVE_GRAD_H: dh (paths, K) = column sums of dwhat B_p g_p, through part, a scratch of
+ * cg_derive_grad_h_parts(op) floats, deterministic. [N[0], K, paths] fixed grid (the kernel runs both stages) */
+typedef struct { CgDevPtr dh, part, dwhat, bits, g; } CgDeriveGradHArgs;
+/* CG_ADAMW: p, m, v, grad (n): the TRAINING.md step with lr scalars[CG_SC_LR_S], bias corrections
+ * scalars[CG_SC_BIAS1/2] (1 - beta^t) and grad * scalars[CG_SC_CLIP]; p clamped at >= 0 when clamp. [none] extent n */
+typedef struct { CgDevPtr p, m, v, grad, scalars; long long n; float beta1, beta2, eps; int clamp; } CgAdamwArgs;
+/* CG_MUON_MOMENTUM: buf = mu buf + (1 - mu) c grad; u = (1 - mu) c grad + mu buf (c the clip scalar). [none] extent n */
+typedef struct { CgDevPtr buf, u, grad, scalars; long long n; float mu; } CgMuonMomentumArgs;
+/* CG_BATCH_SUMSQ: out (batch) = sum x^2 over each of batch consecutive blocks of per elements. [none] extent batch */
+typedef struct { CgDevPtr out, x; long long per; int batch; } CgBatchSumsqArgs;
+/* CG_MUON_NORMALIZE: x bf16 = u / max(sqrt(sumsq[b]), 1e-7) for batch matrices u (batch, rows, cols);
+ * written transposed (batch, cols, rows) when transpose. [none] extent batch*rows*cols */
+typedef struct { CgDevPtr x, u, sumsq; int rows, cols, batch, transpose; } CgMuonNormalizeArgs;
+/* CG_MUON_APPLY: w (batch, rows, cols) -= scalars[CG_SC_LR_W] scale x, x bf16 laid out as
+ * CG_MUON_NORMALIZE wrote it (transposed when transpose). [none] extent batch*rows*cols */
+typedef struct { CgDevPtr w, x, scalars; int rows, cols, batch, transpose; float scale; } CgMuonApplyArgs;
+/* CG_CLIP_COEF: one thread: scalars[CG_SC_NORM] = sqrt(*sumsq);
+ * scalars[CG_SC_CLIP] = min(1, max_norm / (norm + 1e-6)). [none] fixed grid */
+typedef struct { CgDevPtr scalars, sumsq; float max_norm; } CgClipCoefArgs;
+
+void cg_cast_argv(CgCastArgs *a, CgArgv *out);
+void cg_embed_fwd_argv(CgEmbedFwdArgs *a, CgArgv *out);
+void cg_embed_grad_argv(CgEmbedGradArgs *a, CgArgv *out);
+void cg_rmsnorm_fwd_argv(CgRmsnormFwdArgs *a, CgArgv *out);
+void cg_rmsnorm_grad_argv(CgRmsnormGradArgs *a, CgArgv *out);
+void cg_heads_split_argv(CgHeadsSplitArgs *a, CgArgv *out);
+void cg_heads_merge_argv(CgHeadsMergeArgs *a, CgArgv *out);
+void cg_softmax_fwd_argv(CgSoftmaxFwdArgs *a, CgArgv *out);
+void cg_softmax_grad_argv(CgSoftmaxGradArgs *a, CgArgv *out);
+void cg_swiglu_fwd_argv(CgSwigluFwdArgs *a, CgArgv *out);
+void cg_swiglu_grad_argv(CgSwigluGradArgs *a, CgArgv *out);
+void cg_add_fwd_argv(CgAddFwdArgs *a, CgArgv *out);
+void cg_kl_loss_argv(CgKlLossArgs *a, CgArgv *out);
+void cg_mse_rows_argv(CgMseRowsArgs *a, CgArgv *out);
+void cg_mse_grad_argv(CgMseGradArgs *a, CgArgv *out);
+void cg_reduce_argv(CgReduceArgs *a, CgArgv *out);
+void cg_sumsq_argv(CgSumsqArgs *a, CgArgv *out);
+void cg_derive_argv(CgDeriveArgs *a, CgArgv *out);
+void cg_derive_grad_g_argv(CgDeriveGradGArgs *a, CgArgv *out);
+void cg_derive_grad_h_argv(CgDeriveGradHArgs *a, CgArgv *out);
+void cg_adamw_argv(CgAdamwArgs *a, CgArgv *out);
+void cg_muon_momentum_argv(CgMuonMomentumArgs *a, CgArgv *out);
+void cg_batch_sumsq_argv(CgBatchSumsqArgs *a, CgArgv *out);
+void cg_muon_normalize_argv(CgMuonNormalizeArgs *a, CgArgv *out);
+void cg_muon_apply_argv(CgMuonApplyArgs *a, CgArgv *out);
+void cg_clip_coef_argv(CgClipCoefArgs *a, CgArgv *out);
+/* Floats of CG_DERIVE_GRAD_H's scratch for op. */
+uint64_t cg_derive_grad_h_parts(const CgOp *op);
 
 /* ==== targets: what a backend provides (QBE's Target) ==== */
 

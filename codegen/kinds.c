@@ -67,6 +67,20 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
     break;
   case CG_SWIGLU:
   case CG_ADD: rb_buf_printf(out, " D=%d", s->dim); break;
+  /* training kinds: the op fields each reads (codegen.h) */
+  case CG_EMBED_FWD:
+  case CG_EMBED_GRAD: rb_buf_printf(out, " V=%d D=%d", s->vocab, s->dim); break;
+  case CG_RMSNORM_FWD:
+  case CG_RMSNORM_GRAD: rb_buf_printf(out, " D=%d eps=%g", s->dim, s->eps); break;
+  case CG_HEADS_SPLIT:
+  case CG_HEADS_MERGE: rb_buf_printf(out, " H=%d HD=%d theta=%g", s->heads, s->head_dim, s->rope_theta); break;
+  case CG_SOFTMAX_FWD:
+  case CG_SOFTMAX_GRAD: rb_buf_printf(out, " HD=%d", s->head_dim); break;
+  case CG_KL_LOSS: rb_buf_printf(out, " V=%d", s->vocab); break;
+  case CG_MSE_ROWS: rb_buf_printf(out, " D=%d", s->dim); break;
+  case CG_DERIVE:
+  case CG_DERIVE_GRAD_G:
+  case CG_DERIVE_GRAD_H: rb_buf_printf(out, " N=%d K=%d k=%d", s->N[0], s->K, s->paths); break;
   default: break;
   }
 }

@@ -31,4 +31,12 @@ int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
 int cg_emit_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
 int cg_geometry_op(const CgKernel *k, CgGeometry *g, RbBuf *err);
 
+/* ==== train_ops.c: the model's training kernels (TRAINING.md) ==== */
+int cg_emit_train_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
+int cg_geometry_train_op(const CgKernel *k, CgGeometry *g, RbBuf *err);
+
+/* ==== train_optim.c: the derivation, its backward and the optimizers (TRAINING.md) ==== */
+int cg_emit_train_optim(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
+int cg_geometry_train_optim(const CgKernel *k, CgGeometry *g, RbBuf *err);
+
 #endif

@@ -7,6 +7,13 @@ static int cuda_emit(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], Rb
   switch (k->op.kind) {
   case CG_LINEAR: return cg_emit_linear(k, src, entry, err);
   case CG_REPACK: return cg_emit_repack(k, src, entry, err);
+  case CG_CAST_BF16: case CG_EMBED_FWD: case CG_EMBED_GRAD: case CG_RMSNORM_FWD: case CG_RMSNORM_GRAD:
+  case CG_HEADS_SPLIT: case CG_HEADS_MERGE: case CG_SOFTMAX_FWD: case CG_SOFTMAX_GRAD: case CG_SWIGLU_FWD:
+  case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
+  case CG_SUMSQ: return cg_emit_train_op(k, src, entry, err);
+  case CG_DERIVE: case CG_DERIVE_GRAD_G: case CG_DERIVE_GRAD_H: case CG_ADAMW: case CG_MUON_MOMENTUM:
+  case CG_BATCH_SUMSQ: case CG_MUON_NORMALIZE: case CG_MUON_APPLY: case CG_CLIP_COEF:
+    return cg_emit_train_optim(k, src, entry, err);
   case CG_NKIND: break;
   default: return cg_emit_op(k, src, entry, err);
   }
@@ -18,6 +25,13 @@ static int cuda_geometry(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   switch (k->op.kind) {
   case CG_LINEAR:
   case CG_REPACK: return cg_geometry_linear(k, g, err);
+  case CG_CAST_BF16: case CG_EMBED_FWD: case CG_EMBED_GRAD: case CG_RMSNORM_FWD: case CG_RMSNORM_GRAD:
+  case CG_HEADS_SPLIT: case CG_HEADS_MERGE: case CG_SOFTMAX_FWD: case CG_SOFTMAX_GRAD: case CG_SWIGLU_FWD:
+  case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
+  case CG_SUMSQ: return cg_geometry_train_op(k, g, err);
+  case CG_DERIVE: case CG_DERIVE_GRAD_G: case CG_DERIVE_GRAD_H: case CG_ADAMW: case CG_MUON_MOMENTUM:
+  case CG_BATCH_SUMSQ: case CG_MUON_NORMALIZE: case CG_MUON_APPLY: case CG_CLIP_COEF:
+    return cg_geometry_train_optim(k, g, err);
   case CG_NKIND: break;
   default: return cg_geometry_op(k, g, err);
   }

@@ -8,6 +8,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/base.h"
+#include "runtime/cuda/gpu.h"
 #include "runtime/text/text.h"
 
 /* ==== ptq.c: residual SVID, the initialization and the PTQ baseline ==== */
@@ -148,5 +149,77 @@ typedef struct {
 
 /* Tokenize each text with o->tok and write its shard. Nothing is printed. */
 int tr_data_prepare(const TrDataOptions *o, RbBuf *err);
+
+/* ==== qat.c: the compiled training step on the GPU (TRAINING.md) ==== */
+
+typedef struct TrStep TrStep;
+
+typedef struct {
+  const char *ir;         /* the model IR: its forward, which the grad pass extends */
+  FeOptions fe;           /* --paths */
+  double gamma;           /* hidden-state MSE weight; 0 = KL only */
+  const char *weights;    /* full-precision safetensors: the teacher, and the student's initialization */
+  int batch, seq;         /* the training batch: batch sequences of seq tokens */
+  int eval_batch, eval_seq; /* the evaluation forward's windows (sizes the buffers); 0 = none */
+  int ptq_rounds;         /* the initialization's refinement rounds (rabit quantize's --rounds) */
+  int threads;            /* CPU threads for the initialization; 0 = the online CPUs, at most 16 */
+  double max_norm;        /* gradient clip; 0 = 1.0 */
+  double mu, beta1, beta2, eps; /* Muon momentum, AdamW; 0 = TRAINING.md's defaults */
+  const char *cache_dir;  /* kernel cache; NULL = the default location */
+  int jobs;               /* kernel compile threads; 0 = the online CPUs */
+} TrStepOptions;
+
+typedef struct {
+  double lr_w, lr_s; /* this step's learning rates, schedule applied */
+  int t;             /* the optimizer step, from 1 (AdamW's bias correction) */
+  int update;        /* 0: forward and backward only (gradients, no optimizer) */
+} TrStepHyper;
+
+typedef struct {
+  double loss, kl, mse; /* loss = kl + (gamma / L) sum of the layers' normalized MSE */
+  double grad_norm;     /* before the clip; 0 when no update ran */
+} TrStepResult;
+
+/* Compile the IR's training graph (the grad pass), load the weights (W from
+ * the file, g and h fitted as rabit quantize fits them, in fp32), lay out
+ * parameters, gradients and optimizer state in one allocation each, and
+ * build every training kernel through the cache. Errors name the file. */
+int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err);
+void tr_step_close(TrStep *s);
+/* One step on tokens (batch x seq, host): derivation, teacher and student
+ * forward, loss, backward, and with hp->update the clip, Muon and AdamW. */
+int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepResult *r, RbBuf *err);
+
+/* The trainable weights, in the order the IR binds them. */
+int tr_step_nweights(const TrStep *s);
+const char *tr_step_weight(const TrStep *s, int i, int *N, int *K, int *k);
+typedef enum { TR_PART_W, TR_PART_G, TR_PART_H, TR_PART_DW, TR_PART_DG, TR_PART_DH, TR_PART_BITS, TR_PART_WHAT } TrPart;
+/* Copy one part of weight i to or from the host: W (N, K), g (k, N), h (k, K) and their gradients fp32;
+ * bits (k, N, ceil(K/32)) words; W_hat bf16 (N, K). */
+int tr_step_get(TrStep *s, int i, TrPart part, void *host);
+int tr_step_set(TrStep *s, int i, TrPart part, const void *host);
+/* The optimizer state by region, as a checkpoint saves it. */
+typedef enum { TR_REGION_PARAMS, TR_REGION_MUON, TR_REGION_ADAM_M, TR_REGION_ADAM_V, TR_NREGION } TrRegion;
+size_t tr_step_region_bytes(const TrStep *s, TrRegion r);
+int tr_step_region(TrStep *s, TrRegion r, void *host, int upload);
+
+/* ==== train.c: the loop ==== */
+
+/* The training token stream: every shard of a train split, in name order. */
+typedef struct {
+  int32_t *tokens;
+  uint64_t ntokens;
+  uint32_t vocab;
+  int nshards;
+} TrTrainData;
+
+/* Load DIR's shards; each must be trainable: tagged train, and not made from
+ * any text of eval_dir's held-out shards (may be NULL). Errors name the shard. */
+int tr_train_data_load(const char *dir, const char *eval_dir, TrTrainData *d, RbBuf *err);
+void tr_train_data_free(TrTrainData *d);
+/* batch windows of seq tokens at random starts drawn from *rng (advanced): out (batch, seq). */
+void tr_train_batch(const TrTrainData *d, int batch, int seq, uint64_t *rng, int32_t *out);
+/* The learning-rate multiplier of TRAINING.md's schedule at step (from 0) of steps. */
+double tr_lr_scale(int step, int steps, int warmup);
 
 #endif

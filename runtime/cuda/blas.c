@@ -21,12 +21,18 @@ typedef cublasStatus_t (*PfnGemmEx)(cublasHandle_t, cublasOperation_t, cublasOpe
                                     int, const void *, void *, cudaDataType, int, cublasComputeType_t,
                                     cublasGemmAlgo_t);
 
+typedef cublasStatus_t (*PfnGemmBatched)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                         const void *, const void *, cudaDataType, int, long long, const void *,
+                                         cudaDataType, int, long long, const void *, void *, cudaDataType, int,
+                                         long long, int, cublasComputeType_t, cublasGemmAlgo_t);
+
 struct RtBlas {
   RtGpu *gpu;
   cublasHandle_t h;
   RtDevPtr workspace;
   PfnDestroy destroy;
   PfnGemmEx gemm;
+  PfnGemmBatched gemm_batched;
 };
 
 int rt_blas_open(RtGpu *g, RtStream s, RtBlas **out, RbBuf *err) {
@@ -44,7 +50,8 @@ int rt_blas_open(RtGpu *g, RtStream s, RtBlas **out, RbBuf *err) {
   b->gpu = g;
   b->destroy = (PfnDestroy)dlsym(lib, "cublasDestroy_v2");
   b->gemm = (PfnGemmEx)dlsym(lib, "cublasGemmEx");
-  if (!create || !set_stream || !set_ws || !b->destroy || !b->gemm) {
+  b->gemm_batched = (PfnGemmBatched)dlsym(lib, "cublasGemmStridedBatchedEx");
+  if (!create || !set_stream || !set_ws || !b->destroy || !b->gemm || !b->gemm_batched) {
     rb_buf_printf(err, "libcublas lacks an entry point rabit needs");
     rb_free(b);
     return RB_EUSER;
@@ -82,6 +89,32 @@ int rt_blas_linear(RtBlas *b, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDev
                               y_f32 ? CUDA_R_32F : CUDA_R_16F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
     rt_gpu_set_error(b->gpu, "cublasGemmEx failed (status %d) for %dx%dx%d", (int)st, M, N, K);
+    return RB_EINTERNAL;
+  }
+  return RB_OK;
+}
+
+static cudaDataType blas_type(RtBlasType t) {
+  switch (t) {
+  case RT_BLAS_F16: return CUDA_R_16F;
+  case RT_BLAS_BF16: return CUDA_R_16BF;
+  default: return CUDA_R_32F;
+  }
+}
+
+/* Row-major C = A B is column-major C^T = B^T A^T: the operands swap places
+ * and keep their own transposes, so no data moves. */
+int rt_blas_gemm(RtBlas *b, const RtGemm *g) {
+  const float alpha = g->alpha, beta = g->beta;
+  int batch = g->batch > 0 ? g->batch : 1;
+  cublasStatus_t st = b->gemm_batched(
+      b->h, g->tb ? CUBLAS_OP_T : CUBLAS_OP_N, g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, g->N, g->M, g->K, &alpha,
+      (const void *)(uintptr_t)g->b, blas_type(g->ab_type), g->ldb, g->stride_b, (const void *)(uintptr_t)g->a,
+      blas_type(g->ab_type), g->lda, g->stride_a, &beta, (void *)(uintptr_t)g->c, blas_type(g->c_type), g->ldc,
+      g->stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    rt_gpu_set_error(b->gpu, "cublasGemmStridedBatchedEx failed (status %d) for %dx%dx%d, batch %d", (int)st,
+                     g->M, g->N, g->K, batch);
     return RB_EINTERNAL;
   }
   return RB_OK;

@@ -74,4 +74,21 @@ void rt_blas_close(RtBlas *b);
 int rt_blas_linear(RtBlas *b, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy,
                    int y_f32, int accumulate);
 
+/* The general product, row-major: C (M, N) = alpha op(A) op(B) + beta C, for
+ * batch matrices `stride_*` elements apart; op(X) is X^T when t* is set.
+ * A and B share one type (bf16 for training, fp16), C is fp32, bf16 or fp16;
+ * fp32 accumulation. ld* are row strides in elements. */
+typedef enum { RT_BLAS_F32, RT_BLAS_F16, RT_BLAS_BF16 } RtBlasType;
+typedef struct {
+  int ta, tb;
+  int M, N, K;
+  float alpha, beta;
+  RtDevPtr a, b, c;
+  int lda, ldb, ldc;
+  long long stride_a, stride_b, stride_c;
+  int batch; /* 0 or 1: one product */
+  RtBlasType ab_type, c_type;
+} RtGemm;
+int rt_blas_gemm(RtBlas *b, const RtGemm *g);
+
 #endif

@@ -1,0 +1,1202 @@
+/* qat.c: one RaBiT QAT step on the GPU, run from the training graph that the
+ * grad pass appends to the IR's forward: the coupled derivation of every
+ * quantized weight, the teacher's and the student's forward, the loss, the
+ * backward in the graph's order, the clip and the optimizers (TRAINING.md).
+ * Nodes run through a launcher table indexed by op kind; dense products go to
+ * cuBLAS in bf16, everything else to generated kernels. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "runtime/formats/formats.h"
+#include "runtime/runtime.h"
+#include "trainer/trainer.h"
+
+/* ==== state ==== */
+
+/* A quantized weight: trainable latent W and scales, its derived W_hat and signs. */
+typedef struct {
+  const char *name;
+  int N, K, k, line;
+  size_t w_off;           /* floats into the W region of params/grads (N, K) */
+  size_t s_off;           /* floats into the scales region: g (k, N) then h (k, K) */
+  int group;              /* its Muon shape group */
+  RtDevPtr what;          /* bf16 (N, K) */
+  RtDevPtr bits;          /* (k, N, ceil(K/32)) words */
+  RtDevPtr dense;         /* the teacher's bf16 (N, K) */
+} QWeight;
+
+/* Latent matrices of one shape, contiguous in the W region: Muon runs them as one batch. */
+typedef struct {
+  int N, K, count;
+  size_t w_off;
+} MuonGroup;
+
+/* A frozen tensor by name: norms (f32) and dense matrices (bf16). */
+typedef struct {
+  const char *name;
+  RtDevPtr p;
+} Frozen;
+
+/* One forward pass's buffers (the student's, or the teacher's). */
+typedef struct {
+  RtDevPtr *val;    /* per value: fp32 (rows, width) */
+  RtDevPtr *shadow; /* per value read by a GEMM: its bf16 copy, else 0 */
+  int *cast_epoch;  /* the pass that last cast the value to its shadow */
+  int teacher;
+} Pass;
+
+struct TrStep {
+  RtGpu *gpu;
+  RtBlas *blas;
+  const CgTarget *target;
+  TrStepOptions o;
+  RtCompiled c;
+  IrGraph *g;
+  int compiled;
+  int T, B, S;           /* the batch now running: T = B S rows */
+  int T_max, BS2_max;    /* buffer sizes: rows, and B * heads * S^2 of attention scores */
+  int planning;          /* 1 while collecting kernels: launches and products do nothing */
+  int forward_only;      /* an evaluation forward: no teacher, loss, backward or update */
+  int epoch;             /* counts passes, for the shadows' casts */
+
+  /* kernels, collected by a planning pass, then built and loaded */
+  CgKernel *kern;
+  RtFunction *fn;
+  CgGeometry *geo;
+  RtModule **mod;
+  int nkern, capkern;
+
+  /* weights */
+  QWeight *qw;
+  int nqw;
+  MuonGroup *groups;
+  int ngroups;
+  Frozen *frozen;
+  int nfrozen;
+  RbMap qindex, findex; /* name -> index into qw / frozen */
+  size_t nW, nS;        /* floats of the W region and of the scales region */
+
+  /* device memory */
+  RtDevPtr params, grads; /* [W | scales] each, fp32 */
+  RtDevPtr muon_buf, muon_u, adam_m, adam_v;
+  RtDevPtr scalars, sumsq_parts, sumsq_total, muon_norms;
+  RtDevPtr ns_x, ns_xn, ns_a, ns_b; /* Newton-Schulz scratch, bf16, sized for the largest group */
+  RtDevPtr derive_part;
+  RtDevPtr tokens, row_loss, dy16, losses;
+  RtDevPtr att_q, att_k, att_v, att_s, att_p, att_o, att_do, att_dp, att_ds, att_dq, att_dk, att_dv;
+  RtDevPtr *allocs;
+  int nallocs, capallocs;
+  Pass student, teacher;
+  RtDevPtr teacher_hidden; /* (L, T, D) when gamma > 0 */
+  int *layer_out;          /* per hidden_mse node: its slot in losses */
+  int nmse;
+};
+
+/* ==== small helpers ==== */
+
+static int dev_alloc(TrStep *s, RtDevPtr *p, size_t bytes) {
+  if (s->nallocs == s->capallocs) {
+    int cap = s->capallocs ? 2 * s->capallocs : 256;
+    RtDevPtr *a = rb_realloc(s->allocs, (size_t)cap * sizeof *a);
+    if (!a) return RB_EINTERNAL;
+    s->allocs = a, s->capallocs = cap;
+  }
+  if (rt_mem_alloc(s->gpu, p, bytes ? bytes : 4)) return RB_EINTERNAL;
+  s->allocs[s->nallocs++] = *p;
+  return RB_OK;
+}
+
+static int width_of(const IrType *t) {
+  int64_t w = 1;
+  for (int i = 0; i < t->rank; i++)
+    if (!t->dim[i].sym) w *= t->dim[i].n;
+  return (int)w;
+}
+
+static int has_rows(const IrType *t) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dim[i].sym) return 1;
+  return 0;
+}
+
+/* The kernel for op, registered while planning; its index, or -1. */
+static int kernel_of(TrStep *s, const CgOp *op) {
+  CgKernel k;
+  memset(&k, 0, sizeof k);
+  k.op = *op;
+  for (int i = 0; i < s->nkern; i++)
+    if (cg_kernel_equal(&s->kern[i], &k)) return i;
+  if (!s->planning) return -1;
+  if (s->nkern == s->capkern) {
+    int cap = s->capkern ? 2 * s->capkern : 64;
+    CgKernel *kk = rb_realloc(s->kern, (size_t)cap * sizeof *kk);
+    if (!kk) return -1;
+    s->kern = kk, s->capkern = cap;
+  }
+  s->kern[s->nkern] = k;
+  return s->nkern++;
+}
+
+static CgOp op_of(CgKind kind) {
+  CgOp op;
+  memset(&op, 0, sizeof op);
+  op.kind = kind;
+  return op;
+}
+
+/* Launch the kernel of op over extent n with the arguments in av. */
+static int launch(TrStep *s, const CgOp *op, long long n, const CgArgv *av) {
+  int ki = kernel_of(s, op);
+  if (ki < 0) {
+    rt_gpu_set_error(s->gpu, "trainer: no kernel for %s (was it planned?)", cg_kind_name(op->kind));
+    return RB_EINTERNAL;
+  }
+  if (s->planning || n <= 0) return RB_OK;
+  CgLaunch l = cg_geometry_launch(&s->geo[ki], n > 0x7fffffff ? 0x7fffffff : (int)n);
+  return rt_launch(s->gpu, s->fn[ki], l.grid, l.block, l.smem, NULL, (void **)av->v);
+}
+
+static int gemm(TrStep *s, const RtGemm *g) { return s->planning ? RB_OK : rt_blas_gemm(s->blas, g); }
+
+/* Row-major C (M, N) = op(A) op(B), bf16 operands, C fp32 (or bf16 when c16). */
+static RtGemm gemm_rm(int ta, int tb, int M, int N, int K, RtDevPtr a, int lda, RtDevPtr b, int ldb, RtDevPtr c,
+                      int ldc, float beta) {
+  return (RtGemm){.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = 1.0f, .beta = beta, .a = a, .b = b, .c = c,
+                  .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .ab_type = RT_BLAS_BF16, .c_type = RT_BLAS_F32};
+}
+
+static int cast16(TrStep *s, RtDevPtr y, RtDevPtr x, long long n) {
+  CgOp op = op_of(CG_CAST_BF16);
+  CgCastArgs a = {y, x, (int)n};
+  CgArgv av;
+  cg_cast_argv(&a, &av);
+  return launch(s, &op, n, &av);
+}
+
+static int reduce(TrStep *s, RtDevPtr out, RtDevPtr in, int rows, int m) {
+  CgOp op = op_of(CG_REDUCE);
+  CgReduceArgs a = {out, in, rows, m};
+  CgArgv av;
+  cg_reduce_argv(&a, &av);
+  return launch(s, &op, m, &av);
+}
+
+/* The bf16 copy of value v in pass p for a GEMM, cast at its first use in the pass. */
+static int shadow_of(TrStep *s, Pass *p, int v, RtDevPtr *out) {
+  if (!p->shadow[v]) {
+    rt_gpu_set_error(s->gpu, "trainer: value %d has no bf16 copy", v);
+    return RB_EINTERNAL;
+  }
+  *out = p->shadow[v];
+  if (p->cast_epoch[v] == s->epoch) return RB_OK;
+  p->cast_epoch[v] = s->epoch;
+  return cast16(s, p->shadow[v], p->val[v], (long long)s->T * width_of(&s->g->values[v].type));
+}
+
+static const QWeight *qweight(const TrStep *s, const char *name) {
+  int i;
+  return rb_map_get(&s->qindex, name, &i) ? &s->qw[i] : NULL;
+}
+
+static RtDevPtr frozen(const TrStep *s, const char *name) {
+  int i;
+  return rb_map_get(&s->findex, name, &i) ? s->frozen[i].p : 0;
+}
+
+/* The bf16 matrix segment w of linear node n reads in pass p. */
+static RtDevPtr linear_weight(const TrStep *s, const Pass *p, const IrNode *n, int w) {
+  if (n->attr_set & IR_BIT(IR_A_TIED)) return frozen(s, n->attr[IR_A_TIED].s);
+  const QWeight *q = ir_node_paths(n) ? qweight(s, n->weights[w]) : NULL;
+  if (q) return p->teacher ? q->dense : q->what;
+  return frozen(s, n->weights[w]);
+}
+
+/* ==== forward launchers ==== */
+
+typedef int (*NodeFn)(TrStep *s, Pass *p, const IrNode *n);
+
+static int run_embed(TrStep *s, Pass *p, const IrNode *n) {
+  CgOp op = op_of(CG_EMBED_FWD);
+  op.vocab = (int)n->ints[0], op.dim = (int)n->ints[1];
+  CgEmbedFwdArgs a = {p->val[n->out[0]], s->tokens, frozen(s, n->weights[0]), s->T};
+  CgArgv av;
+  cg_embed_fwd_argv(&a, &av);
+  return launch(s, &op, s->T, &av);
+}
+
+static int run_rmsnorm(TrStep *s, Pass *p, const IrNode *n) {
+  CgOp op = op_of(CG_RMSNORM_FWD);
+  op.dim = width_of(&s->g->values[n->in[0]].type), op.eps = (float)n->attr[IR_A_EPS].f;
+  CgRmsnormFwdArgs a = {p->val[n->out[0]], p->val[n->in[0]], frozen(s, n->weights[0]), s->T};
+  CgArgv av;
+  cg_rmsnorm_fwd_argv(&a, &av);
+  return launch(s, &op, s->T, &av);
+}
+
+static int run_linear(TrStep *s, Pass *p, const IrNode *n) {
+  int x = n->in[0], K = width_of(&s->g->values[x].type);
+  RtDevPtr x16;
+  int rc = shadow_of(s, p, x, &x16);
+  for (int i = 0; !rc && i < n->nout; i++) {
+    int N = (int)n->ints[i];
+    RtGemm gm = gemm_rm(0, 1, s->T, N, K, x16, K, linear_weight(s, p, n, i), K, p->val[n->out[i]], N, 0.0f);
+    rc = gemm(s, &gm);
+  }
+  return rc;
+}
+
+/* Attention's geometry for node n. */
+typedef struct {
+  int H, G, E, rep;
+  float theta;
+} Heads;
+
+static Heads heads_of(const IrNode *n) {
+  Heads h = {(int)n->attr[IR_A_HEADS].i, (int)n->attr[IR_A_KV_HEADS].i, (int)n->attr[IR_A_HEAD_DIM].i, 1,
+             (float)n->attr[IR_A_ROPE_THETA].f};
+  h.rep = h.H / h.G;
+  return h;
+}
+
+static int heads_split(TrStep *s, const Heads *h, int heads, RtDevPtr y, RtDevPtr x, int rotate) {
+  CgOp op = op_of(CG_HEADS_SPLIT);
+  op.heads = heads, op.head_dim = h->E, op.rope_theta = h->theta;
+  CgHeadsSplitArgs a = {y, x, heads * h->E, s->T, s->S, rotate};
+  CgArgv av;
+  cg_heads_split_argv(&a, &av);
+  return launch(s, &op, s->T, &av);
+}
+
+static int heads_merge(TrStep *s, const Heads *h, int heads, RtDevPtr y, RtDevPtr x, int rotate) {
+  CgOp op = op_of(CG_HEADS_MERGE);
+  op.heads = heads, op.head_dim = h->E, op.rope_theta = h->theta;
+  CgHeadsMergeArgs a = {y, x, heads * h->E, s->T, s->S, rotate};
+  CgArgv av;
+  cg_heads_merge_argv(&a, &av);
+  return launch(s, &op, s->T, &av);
+}
+
+/* Products over heads. Query-head tensors are (B, H, S, *): head j rep + r, j = b G + g the kv group,
+ * r < rep its query heads; kv tensors are (B, G, S, *): head j. For each r, one strided batch over j. */
+typedef struct {
+  int ta, tb, M, N, K;
+  RtDevPtr a, b, c;
+  long long sa, sb, sc; /* one head's elements of a, b and c */
+} HeadGemm;
+
+/* C_(j,r) = op(A_(j,r)) op(B_j): a and c query-head tensors, b a kv tensor. */
+static int head_gemm(TrStep *s, const Heads *h, const HeadGemm *hg) {
+  int rc = RB_OK;
+  for (int r = 0; r < h->rep && !rc; r++) {
+    RtGemm g = {.ta = hg->ta, .tb = hg->tb, .M = hg->M, .N = hg->N, .K = hg->K, .alpha = 1.0f, .beta = 0.0f,
+                .a = hg->a + (RtDevPtr)(r * hg->sa * 2), .lda = hg->ta ? hg->M : hg->K, .stride_a = h->rep * hg->sa,
+                .b = hg->b, .ldb = hg->tb ? hg->K : hg->N, .stride_b = hg->sb,
+                .c = hg->c + (RtDevPtr)(r * hg->sc * 4), .ldc = hg->N, .stride_c = h->rep * hg->sc,
+                .batch = s->B * h->G, .ab_type = RT_BLAS_BF16, .c_type = RT_BLAS_F32};
+    rc = gemm(s, &g);
+  }
+  return rc;
+}
+
+/* C_j = sum_r op(A_(j,r)) op(B_(j,r)): a and b query-head tensors, c a kv tensor summed over its
+ * query heads in ascending r (the GQA backward). */
+static int head_gemm_kv(TrStep *s, const Heads *h, const HeadGemm *hg) {
+  int rc = RB_OK;
+  for (int r = 0; r < h->rep && !rc; r++) {
+    RtGemm g = {.ta = hg->ta, .tb = hg->tb, .M = hg->M, .N = hg->N, .K = hg->K, .alpha = 1.0f,
+                .beta = r ? 1.0f : 0.0f, .a = hg->a + (RtDevPtr)(r * hg->sa * 2), .lda = hg->ta ? hg->M : hg->K,
+                .stride_a = h->rep * hg->sa, .b = hg->b + (RtDevPtr)(r * hg->sb * 2),
+                .ldb = hg->tb ? hg->K : hg->N, .stride_b = h->rep * hg->sb, .c = hg->c, .ldc = hg->N,
+                .stride_c = hg->sc, .batch = s->B * h->G, .ab_type = RT_BLAS_BF16, .c_type = RT_BLAS_F32};
+    rc = gemm(s, &g);
+  }
+  return rc;
+}
+
+/* Rotated q, k and v as bf16 head tensors, and P = softmax(q k^T / sqrt(E)), causal. */
+static int attention_probs(TrStep *s, const Heads *h, RtDevPtr q, RtDevPtr k, RtDevPtr v) {
+  int S = s->S, E = h->E, rc;
+  if ((rc = heads_split(s, h, h->H, s->att_q, q, 1)) || (rc = heads_split(s, h, h->G, s->att_k, k, 1)) ||
+      (rc = heads_split(s, h, h->G, s->att_v, v, 0)))
+    return rc;
+  HeadGemm sc = {0, 1, S, S, E, s->att_q, s->att_k, s->att_s, (long long)S * E, (long long)S * E, (long long)S * S};
+  if ((rc = head_gemm(s, h, &sc))) return rc;
+  CgOp op = op_of(CG_SOFTMAX_FWD);
+  op.head_dim = E;
+  int rows = s->B * h->H * S;
+  CgSoftmaxFwdArgs a = {s->att_p, s->att_s, rows, S};
+  CgArgv av;
+  cg_softmax_fwd_argv(&a, &av);
+  return launch(s, &op, rows, &av);
+}
+
+static int run_attention(TrStep *s, Pass *p, const IrNode *n) {
+  Heads h = heads_of(n);
+  int S = s->S, E = h.E;
+  int rc = attention_probs(s, &h, p->val[n->in[0]], p->val[n->in[1]], p->val[n->in[2]]);
+  HeadGemm pv = {0, 0, S, E, S, s->att_p, s->att_v, s->att_o, (long long)S * S, (long long)S * E, (long long)S * E};
+  if (!rc) rc = head_gemm(s, &h, &pv);
+  if (!rc) rc = heads_merge(s, &h, h.H, p->val[n->out[0]], s->att_o, 0);
+  return rc;
+}
+
+static int run_swiglu(TrStep *s, Pass *p, const IrNode *n) {
+  long long cnt = (long long)s->T * width_of(&s->g->values[n->in[0]].type);
+  CgOp op = op_of(CG_SWIGLU_FWD);
+  CgSwigluFwdArgs a = {p->val[n->out[0]], p->val[n->in[0]], p->val[n->in[1]], (int)cnt};
+  CgArgv av;
+  cg_swiglu_fwd_argv(&a, &av);
+  return launch(s, &op, cnt, &av);
+}
+
+static int run_add(TrStep *s, Pass *p, const IrNode *n) {
+  long long cnt = (long long)s->T * width_of(&s->g->values[n->in[0]].type);
+  CgOp op = op_of(CG_ADD_FWD);
+  CgAddFwdArgs a = {p->val[n->out[0]], p->val[n->in[0]], p->val[n->in[1]], (int)cnt};
+  CgArgv av;
+  cg_add_fwd_argv(&a, &av);
+  return launch(s, &op, cnt, &av);
+}
+
+/* ==== the loss ==== */
+
+static int run_kl_loss(TrStep *s, Pass *p, const IrNode *n) {
+  int V = width_of(&s->g->values[n->in[0]].type);
+  CgOp op = op_of(CG_KL_LOSS);
+  op.vocab = V;
+  CgKlLossArgs a = {p->val[n->out[1]], s->row_loss, p->val[n->in[0]], p->val[n->in[1]], s->T, 1.0f / (float)s->T};
+  CgArgv av;
+  cg_kl_loss_argv(&a, &av);
+  int rc = launch(s, &op, s->T, &av);
+  return rc ? rc : reduce(s, s->losses, s->row_loss, s->T, 1);
+}
+
+static int run_hidden_mse(TrStep *s, Pass *p, const IrNode *n) {
+  int x = n->in[0], D = width_of(&s->g->values[x].type), l = (int)n->ints[0];
+  int slot = 1 + 2 * s->nmse++;
+  RtDevPtr t = s->teacher_hidden + (RtDevPtr)((size_t)l * s->T * D * 4);
+  CgOp op = op_of(CG_MSE_ROWS);
+  op.dim = D;
+  CgMseRowsArgs a = {s->row_loss, p->val[x], t, s->T};
+  CgArgv av;
+  cg_mse_rows_argv(&a, &av);
+  int rc = launch(s, &op, s->T, &av);
+  RtDevPtr sums = s->losses + (RtDevPtr)(slot * 4);
+  if (!rc) rc = reduce(s, sums, s->row_loss, s->T, 2);
+  if (rc) return rc;
+  CgOp og = op_of(CG_MSE_GRAD);
+  long long cnt = (long long)s->T * D;
+  CgMseGradArgs ga = {p->val[n->out[1]], p->val[x], t, sums, (int)cnt, (float)n->attr[IR_A_SCALE].f};
+  cg_mse_grad_argv(&ga, &av);
+  return launch(s, &og, cnt, &av);
+}
+
+/* ==== backward launchers ==== */
+
+static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
+  int m = n->nin - 1, x = n->in[m], K = width_of(&s->g->values[x].type), rc = RB_OK;
+  RtDevPtr x16;
+  if ((rc = shadow_of(s, p, x, &x16))) return rc;
+  int quant = ir_node_paths(n) > 0 && !(n->attr_set & IR_BIT(IR_A_TIED));
+  for (int i = 0; i < m && !rc; i++) {
+    int N = (int)n->ints[i];
+    if ((rc = cast16(s, s->dy16, p->val[n->in[i]], (long long)s->T * N))) break;
+    RtGemm gx = gemm_rm(0, 0, s->T, K, N, s->dy16, N, linear_weight(s, p, n, i), K, p->val[n->out[0]], K,
+                        i ? 1.0f : 0.0f);
+    if ((rc = gemm(s, &gx)) || !quant) continue;
+    const QWeight *q = qweight(s, n->weights[i]);
+    RtDevPtr dW = s->grads + (RtDevPtr)(q->w_off * 4);
+    RtGemm gw = gemm_rm(1, 0, N, K, s->T, s->dy16, N, x16, K, dW, K, 0.0f);
+    if ((rc = gemm(s, &gw))) break;
+    RtDevPtr sc = s->params + (RtDevPtr)((s->nW + q->s_off) * 4), dsc = s->grads + (RtDevPtr)((s->nW + q->s_off) * 4);
+    CgOp op = op_of(CG_DERIVE_GRAD_G);
+    op.N[0] = q->N, op.nseg = 1, op.K = q->K, op.paths = q->k;
+    CgDeriveGradGArgs ag = {dsc, dW, q->bits, sc + (RtDevPtr)((size_t)q->k * q->N * 4)};
+    CgArgv av;
+    cg_derive_grad_g_argv(&ag, &av);
+    if ((rc = launch(s, &op, 1, &av))) break;
+    op.kind = CG_DERIVE_GRAD_H;
+    CgDeriveGradHArgs ah = {dsc + (RtDevPtr)((size_t)q->k * q->N * 4), s->derive_part, dW, q->bits, sc};
+    cg_derive_grad_h_argv(&ah, &av);
+    rc = launch(s, &op, 1, &av);
+  }
+  return rc;
+}
+
+static int run_rmsnorm_grad(TrStep *s, Pass *p, const IrNode *n) {
+  CgOp op = op_of(CG_RMSNORM_GRAD);
+  op.dim = width_of(&s->g->values[n->in[1]].type), op.eps = (float)n->attr[IR_A_EPS].f;
+  CgRmsnormGradArgs a = {p->val[n->out[0]], p->val[n->in[0]], p->val[n->in[1]], frozen(s, n->weights[0]), s->T};
+  CgArgv av;
+  cg_rmsnorm_grad_argv(&a, &av);
+  return launch(s, &op, s->T, &av);
+}
+
+/* dO -> dq, dk, dv through the recomputed probabilities (TRAINING.md). */
+static int run_attention_grad(TrStep *s, Pass *p, const IrNode *n) {
+  Heads h = heads_of(n);
+  int S = s->S, E = h.E, rc;
+  long long se = (long long)S * E, ss = (long long)S * S;
+  if ((rc = attention_probs(s, &h, p->val[n->in[1]], p->val[n->in[2]], p->val[n->in[3]]))) return rc;
+  /* dO as bf16 heads (it is not rotated: the output is P v) */
+  if ((rc = heads_split(s, &h, h.H, s->att_do, p->val[n->in[0]], 0))) return rc;
+  HeadGemm dp = {0, 1, S, S, E, s->att_do, s->att_v, s->att_dp, se, se, ss}; /* dP = dO v^T */
+  HeadGemm dv = {1, 0, S, E, S, s->att_p, s->att_do, s->att_dv, ss, se, se};  /* dv = sum_r P^T dO */
+  if ((rc = head_gemm(s, &h, &dp)) || (rc = head_gemm_kv(s, &h, &dv))) return rc;
+  CgOp op = op_of(CG_SOFTMAX_GRAD);
+  op.head_dim = E;
+  int rows = s->B * h.H * S;
+  CgSoftmaxGradArgs a = {s->att_ds, s->att_p, s->att_dp, rows, S};
+  CgArgv av;
+  cg_softmax_grad_argv(&a, &av);
+  if ((rc = launch(s, &op, rows, &av))) return rc;
+  HeadGemm dq = {0, 0, S, E, S, s->att_ds, s->att_k, s->att_dq, ss, se, se}; /* dq = dS k */
+  HeadGemm dk = {1, 0, S, E, S, s->att_ds, s->att_q, s->att_dk, ss, se, se}; /* dk = sum_r dS^T q */
+  if ((rc = head_gemm(s, &h, &dq)) || (rc = head_gemm_kv(s, &h, &dk))) return rc;
+  if ((rc = heads_merge(s, &h, h.H, p->val[n->out[0]], s->att_dq, 1))) return rc;
+  if ((rc = heads_merge(s, &h, h.G, p->val[n->out[1]], s->att_dk, 1))) return rc;
+  return heads_merge(s, &h, h.G, p->val[n->out[2]], s->att_dv, 0);
+}
+
+static int run_swiglu_grad(TrStep *s, Pass *p, const IrNode *n) {
+  long long cnt = (long long)s->T * width_of(&s->g->values[n->in[0]].type);
+  CgOp op = op_of(CG_SWIGLU_GRAD);
+  CgSwigluGradArgs a = {p->val[n->out[0]], p->val[n->out[1]], p->val[n->in[0]], p->val[n->in[1]],
+                        p->val[n->in[2]], (int)cnt};
+  CgArgv av;
+  cg_swiglu_grad_argv(&a, &av);
+  return launch(s, &op, cnt, &av);
+}
+
+/* The launcher table: one entry per op kind the training graph holds. */
+static const NodeFn node_run[IR_NOP] = {
+    [IR_EMBED] = run_embed,
+    [IR_RMSNORM] = run_rmsnorm,
+    [IR_LINEAR] = run_linear,
+    [IR_ATTENTION] = run_attention,
+    [IR_SWIGLU] = run_swiglu,
+    [IR_ADD] = run_add,
+    [IR_KL_LOSS] = run_kl_loss,
+    [IR_HIDDEN_MSE] = run_hidden_mse,
+    [IR_LINEAR_GRAD] = run_linear_grad,
+    [IR_RMSNORM_GRAD] = run_rmsnorm_grad,
+    [IR_ATTENTION_GRAD] = run_attention_grad,
+    [IR_SWIGLU_GRAD] = run_swiglu_grad,
+};
+
+static int is_forward(IrOp op) { return op <= IR_ADD; }
+
+/* ==== the step ==== */
+
+static int derive_all(TrStep *s) {
+  int rc = RB_OK;
+  for (int i = 0; i < s->nqw && !rc; i++) {
+    const QWeight *q = &s->qw[i];
+    CgOp op = op_of(CG_DERIVE);
+    op.N[0] = q->N, op.nseg = 1, op.K = q->K, op.paths = q->k;
+    RtDevPtr sc = s->params + (RtDevPtr)((s->nW + q->s_off) * 4);
+    CgDeriveArgs a = {q->what, q->bits, s->params + (RtDevPtr)(q->w_off * 4), sc,
+                      sc + (RtDevPtr)((size_t)q->k * q->N * 4)};
+    CgArgv av;
+    cg_derive_argv(&a, &av);
+    rc = launch(s, &op, 1, &av);
+  }
+  return rc;
+}
+
+static int run_nodes(TrStep *s, Pass *p, int forward) {
+  int rc = RB_OK;
+  if (forward) s->epoch++;
+  s->nmse = 0;
+  for (int i = 0; i < s->g->nnodes && !rc; i++) {
+    const IrNode *n = &s->g->nodes[i];
+    if (n->dead || is_forward(n->op) != forward) continue;
+    if (!node_run[n->op]) {
+      rt_gpu_set_error(s->gpu, "trainer: no launcher for op %s", ir_ops[n->op].name);
+      return RB_EUSER;
+    }
+    rc = node_run[n->op](s, p, n);
+  }
+  return rc;
+}
+
+/* The teacher's residual stream after each block, where hidden_mse reads it. */
+static int copy_teacher_hidden(TrStep *s) {
+  for (int i = 0; i < s->g->nnodes; i++) {
+    const IrNode *n = &s->g->nodes[i];
+    if (n->dead || n->op != IR_HIDDEN_MSE || s->planning) continue;
+    int x = n->in[0], D = width_of(&s->g->values[x].type);
+    size_t bytes = (size_t)s->T * D * 4;
+    if (rt_memcpy_dtod(s->gpu, s->teacher_hidden + (RtDevPtr)(n->ints[0] * bytes), s->teacher.val[x], bytes, NULL))
+      return RB_EINTERNAL;
+  }
+  return RB_OK;
+}
+
+/* Muon for every group, AdamW for the scales, after the clip coefficient (TRAINING.md). */
+static int optimizer(TrStep *s) {
+  CgArgv av;
+  size_t nG = s->nW + s->nS;
+  CgOp op = op_of(CG_SUMSQ);
+  CgSumsqArgs sq = {s->sumsq_parts, s->grads, (long long)nG};
+  cg_sumsq_argv(&sq, &av);
+  int rc = launch(s, &op, 1, &av);
+  if (!rc) rc = reduce(s, s->sumsq_total, s->sumsq_parts, CG_SUMSQ_PARTS, 1);
+  if (rc) return rc;
+  op = op_of(CG_CLIP_COEF);
+  CgClipCoefArgs cc = {s->scalars, s->sumsq_total, (float)s->o.max_norm};
+  cg_clip_coef_argv(&cc, &av);
+  if ((rc = launch(s, &op, 1, &av))) return rc;
+
+  op = op_of(CG_MUON_MOMENTUM);
+  CgMuonMomentumArgs mm = {s->muon_buf, s->muon_u, s->grads, s->scalars, (long long)s->nW, (float)s->o.mu};
+  cg_muon_momentum_argv(&mm, &av);
+  if ((rc = launch(s, &op, (long long)s->nW, &av))) return rc;
+  for (int gi = 0; gi < s->ngroups && !rc; gi++) {
+    const MuonGroup *gr = &s->groups[gi];
+    int N = gr->N, K = gr->K, tr = N > K, r = tr ? K : N, c = tr ? N : K, cnt = gr->count;
+    long long per = (long long)N * K;
+    RtDevPtr u = s->muon_u + (RtDevPtr)(gr->w_off * 4);
+    op = op_of(CG_BATCH_SUMSQ);
+    CgBatchSumsqArgs bs = {s->muon_norms, u, per, cnt};
+    cg_batch_sumsq_argv(&bs, &av);
+    if ((rc = launch(s, &op, cnt, &av))) break;
+    op = op_of(CG_MUON_NORMALIZE);
+    CgMuonNormalizeArgs nz = {s->ns_x, u, s->muon_norms, N, K, cnt, tr};
+    cg_muon_normalize_argv(&nz, &av);
+    if ((rc = launch(s, &op, per * cnt, &av))) break;
+    RtDevPtr x = s->ns_x, xn = s->ns_xn;
+    for (int it = 0; it < 5 && !rc; it++) {
+      /* A = X X^T; B = b A + c A A; X = a X + B X, in bf16 (torch.optim.Muon) */
+      RtGemm ga = {.ta = 0, .tb = 1, .M = r, .N = r, .K = c, .alpha = 1.0f, .beta = 0.0f, .a = x, .lda = c,
+                   .stride_a = (long long)r * c, .b = x, .ldb = c, .stride_b = (long long)r * c, .c = s->ns_a,
+                   .ldc = r, .stride_c = (long long)r * r, .batch = cnt, .ab_type = RT_BLAS_BF16,
+                   .c_type = RT_BLAS_BF16};
+      if ((rc = gemm(s, &ga))) break;
+      if (!s->planning && rt_memcpy_dtod(s->gpu, s->ns_b, s->ns_a, (size_t)cnt * r * r * 2, NULL)) {
+        rc = RB_EINTERNAL;
+        break;
+      }
+      RtGemm gb = ga;
+      gb.tb = 0, gb.K = r, gb.alpha = 2.0315f, gb.beta = -4.7750f, gb.a = s->ns_a, gb.lda = r,
+      gb.stride_a = (long long)r * r, gb.b = s->ns_a, gb.ldb = r, gb.stride_b = (long long)r * r, gb.c = s->ns_b;
+      if ((rc = gemm(s, &gb))) break;
+      if (!s->planning && rt_memcpy_dtod(s->gpu, xn, x, (size_t)cnt * r * c * 2, NULL)) {
+        rc = RB_EINTERNAL;
+        break;
+      }
+      RtGemm gx = {.ta = 0, .tb = 0, .M = r, .N = c, .K = r, .alpha = 1.0f, .beta = 3.4445f, .a = s->ns_b,
+                   .lda = r, .stride_a = (long long)r * r, .b = x, .ldb = c, .stride_b = (long long)r * c, .c = xn,
+                   .ldc = c, .stride_c = (long long)r * c, .batch = cnt, .ab_type = RT_BLAS_BF16,
+                   .c_type = RT_BLAS_BF16};
+      if ((rc = gemm(s, &gx))) break;
+      RtDevPtr t = x;
+      x = xn, xn = t;
+    }
+    if (rc) break;
+    op = op_of(CG_MUON_APPLY);
+    CgMuonApplyArgs ap = {s->params + (RtDevPtr)(gr->w_off * 4), x, s->scalars, N, K, cnt, tr,
+                          0.2f * sqrtf((float)(N > K ? N : K))};
+    cg_muon_apply_argv(&ap, &av);
+    rc = launch(s, &op, per * cnt, &av);
+  }
+  if (rc) return rc;
+  op = op_of(CG_ADAMW);
+  CgAdamwArgs aw = {s->params + (RtDevPtr)(s->nW * 4), s->adam_m, s->adam_v, s->grads + (RtDevPtr)(s->nW * 4),
+                    s->scalars, (long long)s->nS, (float)s->o.beta1, (float)s->o.beta2, (float)s->o.eps, 1};
+  cg_adamw_argv(&aw, &av);
+  return launch(s, &op, (long long)s->nS, &av);
+}
+
+/* One pass over everything the step launches; while planning it only collects kernels. */
+static int step_body(TrStep *s, int update) {
+  int rc = derive_all(s);
+  if (!rc && !s->forward_only) rc = run_nodes(s, &s->teacher, 1);
+  if (!rc && !s->forward_only) rc = copy_teacher_hidden(s);
+  if (!rc) rc = run_nodes(s, &s->student, 1);
+  if (!rc && !s->forward_only) rc = run_nodes(s, &s->student, 0);
+  if (!rc && update) rc = optimizer(s);
+  return rc;
+}
+
+/* ==== opening: weights, layout, memory, kernels ==== */
+
+static int st_tensor(TrStep *s, const RtSafetensors *st, const char *base, const char **shown, const RtTensor **out,
+                     RbBuf *err) {
+  char name[600];
+  if (cg_dense_name(name, sizeof name, base) < 0) {
+    rb_buf_printf(err, "weight name '%s' is too long", base);
+    return RB_EUSER;
+  }
+  const RtTensor *t = rt_st_find(st, name);
+  if (!t) {
+    rb_buf_printf(err, "%s: no tensor '%s', which the IR binds (training reads a full-precision file, as "
+                       "`rabit import` writes)", s->o.weights, name);
+    return RB_EUSER;
+  }
+  if (t->dtype != RT_F32 && t->dtype != RT_F16 && t->dtype != RT_BF16) {
+    rb_buf_printf(err, "%s: '%s' is %s; training reads F32, F16 or BF16", s->o.weights, name, rt_dtype_name(t->dtype));
+    return RB_EUSER;
+  }
+  (void)shown;
+  *out = t;
+  return RB_OK;
+}
+
+static float bf16_to_f32(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stays NaN */
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* The tensor as floats, rb_malloc'ed. */
+static float *to_f32(const RtTensor *t, size_t n) {
+  float *f = rb_malloc(n * sizeof *f);
+  if (!f) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (t->dtype == RT_F32) memcpy(&f[i], (const char *)t->data + 4 * i, 4);
+    else {
+      uint16_t h;
+      memcpy(&h, (const char *)t->data + 2 * i, 2);
+      f[i] = t->dtype == RT_F16 ? rb_f32_from_f16(h) : bf16_to_f32(h);
+    }
+  }
+  return f;
+}
+
+static size_t numel(const RtTensor *t) {
+  size_t n = 1;
+  for (int i = 0; i < t->rank; i++) n *= (size_t)t->shape[i];
+  return n;
+}
+
+/* Upload a frozen tensor: fp32 (norms) or bf16 (matrices). */
+static int add_frozen(TrStep *s, const RtSafetensors *st, const char *base, int as_bf16, size_t want, RbBuf *err) {
+  int idx;
+  if (rb_map_get(&s->findex, base, &idx)) return RB_OK;
+  const RtTensor *t;
+  int rc = st_tensor(s, st, base, NULL, &t, err);
+  if (rc) return rc;
+  size_t n = numel(t);
+  if (want && n != want) {
+    rb_buf_printf(err, "%s: '%s.weight' has %zu elements; the IR needs %zu", s->o.weights, base, n, want);
+    return RB_EUSER;
+  }
+  float *f = to_f32(t, n);
+  if (!f) return RB_EINTERNAL;
+  Frozen fr = {base, 0};
+  rc = dev_alloc(s, &fr.p, n * (as_bf16 ? 2 : 4));
+  if (!rc && as_bf16) {
+    uint16_t *b = (uint16_t *)f; /* in place: each bf16 is written after its float is read */
+    for (size_t i = 0; i < n; i++) b[i] = f32_to_bf16(f[i]);
+  }
+  if (!rc) rc = rt_memcpy_htod(s->gpu, fr.p, f, n * (as_bf16 ? 2 : 4));
+  rb_free(f);
+  if (rc) return rc;
+  Frozen *nf = rb_realloc(s->frozen, (size_t)(s->nfrozen + 1) * sizeof *nf);
+  if (!nf) return RB_EINTERNAL;
+  s->frozen = nf;
+  s->frozen[s->nfrozen] = fr;
+  return rb_map_put(&s->findex, base, s->nfrozen++);
+}
+
+/* The initialization of the quantized weights: W the file's, (g, h) rabit quantize's fit in fp32. */
+typedef struct {
+  TrStep *s;
+  float **W, *scales;
+  int next, rc;
+  RbBuf err;
+  pthread_mutex_t mu;
+} InitPool;
+
+static void *init_worker(void *arg) {
+  InitPool *ip = arg;
+  for (;;) {
+    pthread_mutex_lock(&ip->mu);
+    int i = ip->rc ? ip->s->nqw : ip->next++;
+    pthread_mutex_unlock(&ip->mu);
+    if (i >= ip->s->nqw) return NULL;
+    const QWeight *q = &ip->s->qw[i];
+    TrPtqOptions po = {.rounds = ip->s->o.ptq_rounds};
+    size_t words = (size_t)cg_packed_words(q->K);
+    uint32_t *bits = rb_malloc((size_t)q->k * q->N * words * sizeof *bits);
+    RbBuf e = {0};
+    float *g = ip->scales + q->s_off, *h = g + (size_t)q->k * q->N;
+    int rc = bits ? tr_ptq_linear(ip->W[i], q->N, q->K, q->k, &po, bits, g, h, NULL, &e) : RB_EINTERNAL;
+    rb_free(bits);
+    if (rc) {
+      pthread_mutex_lock(&ip->mu);
+      if (!ip->rc) {
+        ip->rc = rc;
+        rb_buf_printf(&ip->err, "%s: initializing '%s': %s", ip->s->o.weights, q->name, e.data ? e.data : "failed");
+      }
+      pthread_mutex_unlock(&ip->mu);
+    }
+    rb_buf_free(&e);
+  }
+}
+
+static int add_qweight(TrStep *s, const char *name, int N, int K, int k, int line) {
+  int idx;
+  if (rb_map_get(&s->qindex, name, &idx)) return RB_OK;
+  QWeight *nq = rb_realloc(s->qw, (size_t)(s->nqw + 1) * sizeof *nq);
+  if (!nq) return RB_EINTERNAL;
+  s->qw = nq;
+  s->qw[s->nqw] = (QWeight){.name = name, .N = N, .K = K, .k = k, .line = line};
+  return rb_map_put(&s->qindex, name, s->nqw++);
+}
+
+/* Walk the forward nodes: which weights train, which are frozen, and of what shape. */
+static int collect_weights(TrStep *s, const RtSafetensors *st, RbBuf *err) {
+  int rc = RB_OK;
+  for (int i = 0; i < s->g->nnodes && !rc; i++) {
+    const IrNode *n = &s->g->nodes[i];
+    if (n->dead || !is_forward(n->op)) continue;
+    if (n->op == IR_EMBED) rc = add_frozen(s, st, n->weights[0], 1, (size_t)(n->ints[0] * n->ints[1]), err);
+    else if (n->op == IR_RMSNORM)
+      rc = add_frozen(s, st, n->weights[0], 0, (size_t)width_of(&s->g->values[n->in[0]].type), err);
+    else if (n->op == IR_LINEAR && !(n->attr_set & IR_BIT(IR_A_TIED))) {
+      int K = width_of(&s->g->values[n->in[0]].type), k = ir_node_paths(n);
+      for (int w = 0; w < n->nweights && !rc; w++) {
+        int N = (int)n->ints[w];
+        rc = k ? add_qweight(s, n->weights[w], N, K, k, n->line)
+               : add_frozen(s, st, n->weights[w], 1, (size_t)N * K, err);
+      }
+    }
+  }
+  if (!rc && !s->nqw) {
+    rb_buf_printf(err, "%s: the IR quantizes no linear, so nothing would train", s->o.ir);
+    rc = RB_EUSER;
+  }
+  return rc;
+}
+
+/* Shape groups in order of first appearance; each group's matrices contiguous in the W region. */
+static int lay_out(TrStep *s) {
+  size_t w = 0, sc = 0;
+  for (int i = 0; i < s->nqw; i++) {
+    QWeight *q = &s->qw[i];
+    int gi = 0;
+    while (gi < s->ngroups && (s->groups[gi].N != q->N || s->groups[gi].K != q->K)) gi++;
+    if (gi == s->ngroups) {
+      MuonGroup *ng = rb_realloc(s->groups, (size_t)(s->ngroups + 1) * sizeof *ng);
+      if (!ng) return RB_EINTERNAL;
+      s->groups = ng;
+      s->groups[s->ngroups++] = (MuonGroup){q->N, q->K, 0, 0};
+    }
+    q->group = gi;
+    s->groups[gi].count++;
+  }
+  for (int gi = 0; gi < s->ngroups; gi++) {
+    s->groups[gi].w_off = w;
+    int seen = 0;
+    for (int i = 0; i < s->nqw; i++)
+      if (s->qw[i].group == gi) s->qw[i].w_off = w + (size_t)seen++ * s->groups[gi].N * s->groups[gi].K;
+    w += (size_t)s->groups[gi].count * s->groups[gi].N * s->groups[gi].K;
+  }
+  for (int i = 0; i < s->nqw; i++) {
+    s->qw[i].s_off = sc;
+    sc += (size_t)s->qw[i].k * (s->qw[i].N + s->qw[i].K);
+  }
+  s->nW = w, s->nS = sc;
+  return RB_OK;
+}
+
+/* W from the file, (g, h) fitted on the CPU threads; the teacher's bf16 copies; all uploaded. */
+static int init_weights(TrStep *s, const RtSafetensors *st, RbBuf *err) {
+  InitPool ip = {.s = s};
+  pthread_mutex_init(&ip.mu, NULL);
+  ip.W = rb_calloc((size_t)s->nqw, sizeof *ip.W);
+  ip.scales = rb_calloc(s->nS ? s->nS : 1, sizeof *ip.scales);
+  int rc = ip.W && ip.scales ? RB_OK : RB_EINTERNAL;
+  for (int i = 0; i < s->nqw && !rc; i++) {
+    QWeight *q = &s->qw[i];
+    const RtTensor *t;
+    if ((rc = st_tensor(s, st, q->name, NULL, &t, err))) break;
+    if (t->rank != 2 || t->shape[0] != q->N || t->shape[1] != q->K) {
+      rb_buf_printf(err, "%s: '%s.weight' is not [%d, %d] as the IR (%s:%d) says", s->o.weights, q->name, q->N, q->K,
+                    s->o.ir, q->line);
+      rc = RB_EUSER;
+      break;
+    }
+    if (!(ip.W[i] = to_f32(t, (size_t)q->N * q->K))) rc = RB_EINTERNAL;
+  }
+  if (!rc) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = s->o.threads > 0 ? s->o.threads : cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
+    if (nt > s->nqw) nt = s->nqw;
+    pthread_t tid[16];
+    int started = 0;
+    for (; started < nt; started++)
+      if (pthread_create(&tid[started], NULL, init_worker, &ip)) break;
+    if (!started) init_worker(&ip);
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    rc = ip.rc;
+    if (rc && ip.err.data) rb_buf_puts(err, ip.err.data);
+  }
+  for (int i = 0; i < s->nqw && !rc; i++) {
+    QWeight *q = &s->qw[i];
+    size_t n = (size_t)q->N * q->K;
+    uint16_t *b = rb_malloc(n * sizeof *b);
+    if (!b) {
+      rc = RB_EINTERNAL;
+      break;
+    }
+    for (size_t j = 0; j < n; j++) b[j] = f32_to_bf16(ip.W[i][j]);
+    rc = rt_memcpy_htod(s->gpu, q->dense, b, n * 2);
+    if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), ip.W[i], n * 4);
+    rb_free(b);
+  }
+  if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(s->nW * 4), ip.scales, s->nS * 4);
+  for (int i = 0; ip.W && i < s->nqw; i++) rb_free(ip.W[i]);
+  rb_free(ip.W);
+  rb_free(ip.scales);
+  rb_buf_free(&ip.err);
+  pthread_mutex_destroy(&ip.mu);
+  return rc;
+}
+
+/* Is value v read as the x of a linear (a GEMM operand) anywhere? */
+static int read_by_gemm(const IrGraph *g, int v) {
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    if (n->op == IR_LINEAR && n->in[0] == v) return 1;
+    if (n->op == IR_LINEAR_GRAD && n->in[n->nin - 1] == v) return 1;
+  }
+  return 0;
+}
+
+static int alloc_pass(TrStep *s, Pass *p, int teacher) {
+  const IrGraph *g = s->g;
+  p->teacher = teacher;
+  p->val = rb_calloc((size_t)g->nvalues, sizeof *p->val);
+  p->shadow = rb_calloc((size_t)g->nvalues, sizeof *p->shadow);
+  p->cast_epoch = rb_calloc((size_t)g->nvalues, sizeof *p->cast_epoch);
+  if (!p->val || !p->shadow || !p->cast_epoch) return RB_EINTERNAL;
+  for (int v = 0; v < g->nvalues; v++) {
+    const IrValue *val = &g->values[v];
+    if (val->def < 0) continue; /* graph inputs are bound below */
+    const IrNode *n = &g->nodes[val->def];
+    if (teacher && !is_forward(n->op)) continue;
+    size_t rows = has_rows(&val->type) ? (size_t)s->T_max : 1, w = (size_t)width_of(&val->type);
+    int rc = dev_alloc(s, &p->val[v], rows * w * 4);
+    if (!rc && read_by_gemm(g, v)) rc = dev_alloc(s, &p->shadow[v], rows * w * 2);
+    if (rc) return rc;
+  }
+  return RB_OK;
+}
+
+/* Graph inputs: the tokens, the teacher's logits (the teacher pass's own buffer) and hidden states. */
+static int bind_inputs(TrStep *s) {
+  const IrGraph *g = s->g;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    if (n->op == IR_KL_LOSS) s->student.val[n->in[1]] = s->teacher.val[n->in[0]];
+    if (n->op == IR_HIDDEN_MSE) s->student.val[n->in[1]] = s->teacher_hidden;
+  }
+  s->student.val[g->inputs[0]] = s->tokens;
+  return RB_OK;
+}
+
+static int alloc_scratch(TrStep *s) {
+  const IrGraph *g = s->g;
+  size_t maxN = 1, q_el = 1, kv_el = 1, part = 1, L = 0, D = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    if (n->op == IR_LINEAR)
+      for (int w = 0; w < n->nout; w++) maxN = n->ints[w] > (int64_t)maxN ? (size_t)n->ints[w] : maxN;
+    if (n->op == IR_ATTENTION) {
+      Heads h = heads_of(n);
+      q_el = (size_t)h.H * h.E > q_el ? (size_t)h.H * h.E : q_el;
+      kv_el = (size_t)h.G * h.E > kv_el ? (size_t)h.G * h.E : kv_el;
+      size_t sc = (size_t)h.H * (size_t)s->BS2_max;
+      if (sc > part) part = sc;
+    }
+    if (n->op == IR_HIDDEN_MSE) {
+      L++;
+      D = (size_t)width_of(&g->values[n->in[0]].type);
+    }
+  }
+  size_t scores = part; /* B H S^2 over the largest attention */
+  size_t T = (size_t)s->T_max, dpart = 1, maxg = 1, nsx = 1, nsa = 1;
+  for (int i = 0; i < s->nqw; i++) {
+    CgOp op = op_of(CG_DERIVE_GRAD_H);
+    op.N[0] = s->qw[i].N, op.nseg = 1, op.K = s->qw[i].K, op.paths = s->qw[i].k;
+    uint64_t pp = cg_derive_grad_h_parts(&op);
+    if (pp > dpart) dpart = (size_t)pp;
+  }
+  for (int gi = 0; gi < s->ngroups; gi++) {
+    const MuonGroup *gr = &s->groups[gi];
+    size_t r = (size_t)(gr->N < gr->K ? gr->N : gr->K), c = (size_t)(gr->N < gr->K ? gr->K : gr->N);
+    if ((size_t)gr->count > maxg) maxg = (size_t)gr->count;
+    if (gr->count * r * c > nsx) nsx = gr->count * r * c;
+    if (gr->count * r * r > nsa) nsa = gr->count * r * r;
+  }
+  int rc = RB_OK;
+  size_t nG = s->nW + s->nS;
+  RtDevPtr *z[] = {&s->muon_buf, &s->adam_m, &s->adam_v};
+  size_t zn[] = {s->nW, s->nS, s->nS};
+  if (!rc) rc = dev_alloc(s, &s->params, nG * 4);
+  if (!rc) rc = dev_alloc(s, &s->grads, nG * 4);
+  if (!rc) rc = dev_alloc(s, &s->muon_u, s->nW * 4);
+  for (int i = 0; i < 3 && !rc; i++)
+    if (!(rc = dev_alloc(s, z[i], zn[i] * 4))) rc = rt_memset8(s->gpu, *z[i], 0, zn[i] * 4);
+  if (!rc) rc = dev_alloc(s, &s->scalars, CG_NSCALARS * 4);
+  if (!rc) rc = dev_alloc(s, &s->sumsq_parts, CG_SUMSQ_PARTS * 4);
+  if (!rc) rc = dev_alloc(s, &s->sumsq_total, 4);
+  if (!rc) rc = dev_alloc(s, &s->muon_norms, maxg * 4);
+  if (!rc) rc = dev_alloc(s, &s->ns_x, nsx * 2);
+  if (!rc) rc = dev_alloc(s, &s->ns_xn, nsx * 2);
+  if (!rc) rc = dev_alloc(s, &s->ns_a, nsa * 2);
+  if (!rc) rc = dev_alloc(s, &s->ns_b, nsa * 2);
+  if (!rc) rc = dev_alloc(s, &s->derive_part, dpart * 4);
+  if (!rc) rc = dev_alloc(s, &s->tokens, T * 4);
+  if (!rc) rc = dev_alloc(s, &s->row_loss, T * 2 * 4);
+  if (!rc) rc = dev_alloc(s, &s->dy16, T * maxN * 2);
+  if (!rc) rc = dev_alloc(s, &s->losses, (1 + 2 * (L + 1)) * 4);
+  RtDevPtr *q16[] = {&s->att_q, &s->att_do}, *kv16[] = {&s->att_k, &s->att_v};
+  for (int i = 0; i < 2 && !rc; i++) rc = dev_alloc(s, q16[i], T * q_el * 2);
+  for (int i = 0; i < 2 && !rc; i++) rc = dev_alloc(s, kv16[i], T * kv_el * 2);
+  if (!rc) rc = dev_alloc(s, &s->att_o, T * q_el * 4);
+  if (!rc) rc = dev_alloc(s, &s->att_dq, T * q_el * 4);
+  if (!rc) rc = dev_alloc(s, &s->att_dk, T * kv_el * 4);
+  if (!rc) rc = dev_alloc(s, &s->att_dv, T * kv_el * 4);
+  if (!rc) rc = dev_alloc(s, &s->att_s, scores * 4);
+  if (!rc) rc = dev_alloc(s, &s->att_dp, scores * 4);
+  if (!rc) rc = dev_alloc(s, &s->att_p, scores * 2);
+  if (!rc) rc = dev_alloc(s, &s->att_ds, scores * 2);
+  if (!rc && L) rc = dev_alloc(s, &s->teacher_hidden, L * T * D * 4);
+  for (int i = 0; i < s->nqw && !rc; i++) {
+    QWeight *q = &s->qw[i];
+    size_t n = (size_t)q->N * q->K;
+    if (!(rc = dev_alloc(s, &q->what, n * 2)) && !(rc = dev_alloc(s, &q->dense, n * 2)))
+      rc = dev_alloc(s, &q->bits, (size_t)q->k * q->N * (size_t)cg_packed_words(q->K) * 4);
+  }
+  return rc;
+}
+
+/* Build every kernel the planning pass collected (through the cache) and load it. */
+static int build_kernels(TrStep *s, RbBuf *err) {
+  RtBuilt *built = rb_calloc((size_t)s->nkern, sizeof *built);
+  s->fn = rb_calloc((size_t)s->nkern, sizeof *s->fn);
+  s->geo = rb_calloc((size_t)s->nkern, sizeof *s->geo);
+  s->mod = rb_calloc((size_t)s->nkern, sizeof *s->mod);
+  if (!built || !s->fn || !s->geo || !s->mod) {
+    rb_free(built);
+    return RB_EINTERNAL;
+  }
+  RtBuildOptions bo = {.target = s->target, .arch = rt_gpu_arch(s->gpu), .cache = s->c.cache, .jobs = s->o.jobs};
+  int rc = rt_build_kernels(s->kern, s->nkern, &bo, built);
+  for (int i = 0; i < s->nkern; i++) {
+    if (built[i].rc) {
+      RbBuf d = {0};
+      cg_kernel_describe(&s->kern[i], &d);
+      rb_buf_printf(err, "training kernel %s (%s) did not build: %s", built[i].entry, d.data ? d.data : "?",
+                    built[i].log.data ? built[i].log.data : "no log");
+      rb_buf_free(&d);
+      break;
+    }
+    RbBuf e = {0};
+    if ((rc = s->target->geometry(&s->kern[i], &s->geo[i], &e))) {
+      rb_buf_printf(err, "training kernel %s: %s", built[i].entry, e.data ? e.data : "no geometry");
+      rb_buf_free(&e);
+      break;
+    }
+    rb_buf_free(&e);
+    if ((rc = rt_module_load(s->gpu, built[i].cubin, built[i].len, &s->mod[i])) ||
+        (rc = rt_module_function(s->mod[i], built[i].entry, &s->fn[i])))
+      break;
+  }
+  rt_built_free(built, s->nkern);
+  rb_free(built);
+  return rc;
+}
+
+int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
+  *out = NULL;
+  TrStep *s = rb_calloc(1, sizeof *s);
+  if (!s) return RB_EINTERNAL;
+  s->gpu = gpu, s->o = *o, s->target = &cg_target_cuda;
+  if (s->o.max_norm <= 0) s->o.max_norm = 1.0;
+  if (s->o.mu <= 0) s->o.mu = 0.95;
+  if (s->o.beta1 <= 0) s->o.beta1 = 0.9;
+  if (s->o.beta2 <= 0) s->o.beta2 = 0.999;
+  if (s->o.eps <= 0) s->o.eps = 1e-8;
+  s->B = o->batch, s->S = o->seq, s->T = o->batch * o->seq;
+  s->T_max = s->T;
+  s->BS2_max = o->batch * o->seq * o->seq;
+  if (o->eval_batch * o->eval_seq > s->T_max) s->T_max = o->eval_batch * o->eval_seq;
+  if (o->eval_batch * o->eval_seq * o->eval_seq > s->BS2_max) s->BS2_max = o->eval_batch * o->eval_seq * o->eval_seq;
+  RtCompileOptions co = {.path = o->ir, .fe = o->fe, .stop = RT_STAGE_VERIFY, .train = 1, .gamma = o->gamma};
+  RtSafetensors *st = NULL;
+  int rc = rt_compile(&co, &s->c, err);
+  s->compiled = 1;
+  if (rc && s->c.diag.data) rb_buf_puts(err, s->c.diag.data);
+  if (!rc) {
+    s->g = s->c.graph;
+    RbBuf warn = {0};
+    rc = rt_cache_open(&s->c.cache, o->cache_dir, RT_CACHE_DEFAULT_MAX, &warn);
+    rb_buf_free(&warn);
+  }
+  if (!rc) rc = rt_st_open(o->weights, &st, err);
+  if (!rc) rc = rt_blas_open(gpu, NULL, &s->blas, err);
+  if (!rc) rc = collect_weights(s, st, err);
+  if (!rc) rc = lay_out(s);
+  if (!rc) rc = alloc_scratch(s);
+  if (!rc) rc = alloc_pass(s, &s->student, 0);
+  if (!rc) rc = alloc_pass(s, &s->teacher, 1);
+  if (!rc) rc = bind_inputs(s);
+  if (!rc) rc = init_weights(s, st, err);
+  rt_st_close(st);
+  if (!rc) { /* planning: every kernel the step and the evaluation forward launch */
+    s->planning = 1;
+    rc = step_body(s, 1);
+    s->planning = 0;
+    if (!rc) rc = build_kernels(s, err);
+  }
+  if (rc) {
+    if (!err->len && rt_gpu_error(gpu)) rb_buf_puts(err, rt_gpu_error(gpu));
+    tr_step_close(s);
+    return rc;
+  }
+  *out = s;
+  return RB_OK;
+}
+
+void tr_step_close(TrStep *s) {
+  if (!s) return;
+  for (int i = 0; s->mod && i < s->nkern; i++) rt_module_unload(s->mod[i]);
+  for (int i = 0; i < s->nallocs; i++) rt_mem_free(s->gpu, s->allocs[i]);
+  rt_blas_close(s->blas);
+  Pass *ps[] = {&s->student, &s->teacher};
+  for (int i = 0; i < 2; i++) rb_free(ps[i]->val), rb_free(ps[i]->shadow), rb_free(ps[i]->cast_epoch);
+  rb_free(s->allocs), rb_free(s->kern), rb_free(s->fn), rb_free(s->geo), rb_free(s->mod);
+  rb_free(s->qw), rb_free(s->groups), rb_free(s->frozen);
+  rb_map_free(&s->qindex), rb_map_free(&s->findex);
+  if (s->c.cache) rt_cache_close(s->c.cache), s->c.cache = NULL;
+  if (s->compiled) rt_compiled_free(&s->c);
+  rb_free(s);
+}
+
+/* ==== running ==== */
+
+int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepResult *r, RbBuf *err) {
+  memset(r, 0, sizeof *r);
+  s->B = s->o.batch, s->S = s->o.seq, s->T = s->B * s->S, s->forward_only = 0;
+  float sc[CG_NSCALARS] = {0};
+  sc[CG_SC_LR_W] = (float)hp->lr_w, sc[CG_SC_LR_S] = (float)hp->lr_s;
+  sc[CG_SC_BIAS1] = (float)(1.0 - pow(s->o.beta1, hp->t));
+  sc[CG_SC_BIAS2] = (float)(1.0 - pow(s->o.beta2, hp->t));
+  sc[CG_SC_CLIP] = 1.0f;
+  int rc = rt_memcpy_htod(s->gpu, s->tokens, tokens, (size_t)s->T * 4);
+  if (!rc) rc = rt_memcpy_htod(s->gpu, s->scalars, sc, sizeof sc);
+  if (!rc) rc = step_body(s, hp->update);
+  float losses[1 + 2 * 64] = {0};
+  int nl = 1 + 2 * s->nmse;
+  if (nl > (int)(sizeof losses / sizeof *losses)) nl = (int)(sizeof losses / sizeof *losses);
+  if (!rc) rc = rt_memcpy_dtoh(s->gpu, losses, s->losses, (size_t)nl * 4);
+  if (!rc && hp->update) rc = rt_memcpy_dtoh(s->gpu, sc, s->scalars, sizeof sc);
+  if (rc) {
+    rb_buf_printf(err, "training step: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
+    return rc;
+  }
+  r->kl = losses[0];
+  for (int i = 0, m = 0; i < s->g->nnodes; i++) {
+    const IrNode *n = &s->g->nodes[i];
+    if (n->dead || n->op != IR_HIDDEN_MSE) continue;
+    float num = losses[1 + 2 * m], den = losses[2 + 2 * m];
+    r->mse += n->attr[IR_A_SCALE].f * (den > 0 ? num / den : 0.0);
+    m++;
+  }
+  r->loss = r->kl + r->mse;
+  r->grad_norm = hp->update ? sc[CG_SC_NORM] : 0.0;
+  return RB_OK;
+}
+
+/* ==== state access ==== */
+
+int tr_step_nweights(const TrStep *s) { return s->nqw; }
+
+const char *tr_step_weight(const TrStep *s, int i, int *N, int *K, int *k) {
+  if (i < 0 || i >= s->nqw) return NULL;
+  if (N) *N = s->qw[i].N;
+  if (K) *K = s->qw[i].K;
+  if (k) *k = s->qw[i].k;
+  return s->qw[i].name;
+}
+
+/* Where part of weight i lives on the device, and its bytes. */
+static int part_addr(const TrStep *s, int i, TrPart part, RtDevPtr *p, size_t *bytes) {
+  if (i < 0 || i >= s->nqw) return RB_EUSER;
+  const QWeight *q = &s->qw[i];
+  size_t nw = (size_t)q->N * q->K, ng = (size_t)q->k * q->N, nh = (size_t)q->k * q->K;
+  RtDevPtr sc = (RtDevPtr)((s->nW + q->s_off) * 4);
+  switch (part) {
+  case TR_PART_W: *p = s->params + (RtDevPtr)(q->w_off * 4), *bytes = nw * 4; break;
+  case TR_PART_G: *p = s->params + sc, *bytes = ng * 4; break;
+  case TR_PART_H: *p = s->params + sc + ng * 4, *bytes = nh * 4; break;
+  case TR_PART_DW: *p = s->grads + (RtDevPtr)(q->w_off * 4), *bytes = nw * 4; break;
+  case TR_PART_DG: *p = s->grads + sc, *bytes = ng * 4; break;
+  case TR_PART_DH: *p = s->grads + sc + ng * 4, *bytes = nh * 4; break;
+  case TR_PART_BITS: *p = q->bits, *bytes = (size_t)q->k * q->N * (size_t)cg_packed_words(q->K) * 4; break;
+  case TR_PART_WHAT: *p = q->what, *bytes = nw * 2; break;
+  default: return RB_EUSER;
+  }
+  return RB_OK;
+}
+
+int tr_step_get(TrStep *s, int i, TrPart part, void *host) {
+  RtDevPtr p;
+  size_t n;
+  int rc = part_addr(s, i, part, &p, &n);
+  return rc ? rc : rt_memcpy_dtoh(s->gpu, host, p, n);
+}
+
+int tr_step_set(TrStep *s, int i, TrPart part, const void *host) {
+  RtDevPtr p;
+  size_t n;
+  int rc = part_addr(s, i, part, &p, &n);
+  return rc ? rc : rt_memcpy_htod(s->gpu, p, host, n);
+}
+
+/* The whole optimizer state as regions: what a checkpoint saves. */
+static int region(const TrStep *s, TrRegion r, RtDevPtr *p, size_t *bytes) {
+  switch (r) {
+  case TR_REGION_PARAMS: *p = s->params, *bytes = (s->nW + s->nS) * 4; break;
+  case TR_REGION_MUON: *p = s->muon_buf, *bytes = s->nW * 4; break;
+  case TR_REGION_ADAM_M: *p = s->adam_m, *bytes = s->nS * 4; break;
+  case TR_REGION_ADAM_V: *p = s->adam_v, *bytes = s->nS * 4; break;
+  default: return RB_EUSER;
+  }
+  return RB_OK;
+}
+
+size_t tr_step_region_bytes(const TrStep *s, TrRegion r) {
+  RtDevPtr p;
+  size_t n = 0;
+  return region(s, r, &p, &n) ? 0 : n;
+}
+
+int tr_step_region(TrStep *s, TrRegion r, void *host, int upload) {
+  RtDevPtr p;
+  size_t n;
+  int rc = region(s, r, &p, &n);
+  if (rc) return rc;
+  return upload ? rt_memcpy_htod(s->gpu, p, host, n) : rt_memcpy_dtoh(s->gpu, host, p, n);
+}

@@ -249,8 +249,10 @@ typedef struct { CgDevPtr parts, x; long long n; } CgSumsqArgs;
 typedef struct { CgDevPtr what, bits, w, g, h; } CgDeriveArgs;
 /* CG_DERIVE_GRAD_G: dg (paths, N) = row sums of dwhat (N, K) B_p h_p. [N[0], K, paths] fixed grid */
 typedef struct { CgDevPtr dg, dwhat, bits, h; } CgDeriveGradGArgs;
-/* CG_DERIVE_GRAD_H: dh (paths, K) = column sums of dwhat B_p g_p, through part, a scratch of
- * cg_derive_grad_h_parts(op) floats, deterministic. [N[0], K, paths] fixed grid (the kernel runs both stages) */
+/* CG_DERIVE_GRAD_H: dh (paths, K) = column sums of dwhat B_p g_p, deterministic, in one launch:
+ * each block owns a stripe of 8 columns and sums all N rows itself in a fixed order (no second
+ * stage, no CG_REDUCE). part is a scratch of cg_derive_grad_h_parts(op) floats, today 0: the
+ * kernel never reads it and it may be 0. [N[0], K, paths] fixed grid */
 typedef struct { CgDevPtr dh, part, dwhat, bits, g; } CgDeriveGradHArgs;
 /* CG_ADAMW: p, m, v, grad (n): the TRAINING.md step with lr scalars[CG_SC_LR_S], bias corrections
  * scalars[CG_SC_BIAS1/2] (1 - beta^t) and grad * scalars[CG_SC_CLIP]; p clamped at >= 0 when clamp. [none] extent n */
@@ -295,7 +297,8 @@ void cg_batch_sumsq_argv(CgBatchSumsqArgs *a, CgArgv *out);
 void cg_muon_normalize_argv(CgMuonNormalizeArgs *a, CgArgv *out);
 void cg_muon_apply_argv(CgMuonApplyArgs *a, CgArgv *out);
 void cg_clip_coef_argv(CgClipCoefArgs *a, CgArgv *out);
-/* Floats of CG_DERIVE_GRAD_H's scratch for op. */
+/* Floats of CG_DERIVE_GRAD_H's scratch for op (0 today: the one-launch kernel needs none;
+ * callers allocate what it says, so a future two-stage kernel changes nothing above codegen). */
 uint64_t cg_derive_grad_h_parts(const CgOp *op);
 
 /* ==== targets: what a backend provides (QBE's Target) ==== */

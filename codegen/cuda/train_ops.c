@@ -567,9 +567,11 @@ static void emit_softmax(const CgKernel *k, RbBuf *b, const char *entry) {
 /* ==== the KL loss ==== */
 
 /* One block per row of V, three passes over the row: the maxima, the
- * partition functions and the loss, then the gradient. All reads of pass 2
- * end at its block sums (which synchronize) before pass 3 writes, and pass 3
- * reads each element before the same thread writes it: dlogits may alias logits. */
+ * partition functions, then the loss terms and the gradient together. The
+ * reads of pass 2 end at its block sums (which synchronize) before pass 3
+ * writes, and pass 3 reads each element before the same thread writes it:
+ * dlogits may alias logits. The loss sums p (log p - log q) term by term
+ * rather than from the partition functions, so nothing large cancels. */
 static void emit_kl_loss(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   prelude(b, k);
@@ -581,10 +583,8 @@ static void emit_kl_loss(const CgKernel *k, RbBuf *b, const char *entry) {
   emit_block_reduce(b);
   rb_buf_printf(b,
                 "/* Per row t of logits and teacher (T, V), p = softmax(teacher), q = softmax(logits):\n"
-                " * row_loss[t] = sum_v p (log p - log q) = A / Zp + log Zq - log Zp, with\n"
-                " * Zp = sum e^(tv - mt), Zq = sum e^(lv - ml), A = sum e^(tv - mt) ((tv - mt) - (lv - ml));\n"
-                " * dlogits (T, V) = (q - p) grad_scale. dlogits may alias logits.\n"
-                " * grid (T), block (THREADS). */\n"
+                " * row_loss[t] = sum_v p (log p - log q); dlogits (T, V) = (q - p) grad_scale.\n"
+                " * dlogits may alias logits. grid (T), block (THREADS). */\n"
                 "extern \"C\" __global__ void __launch_bounds__(THREADS)\n"
                 "%s(float *dlogits, float *__restrict__ row_loss, const float *logits,\n"
                 "    const float *__restrict__ teacher, int T, float grad_scale) {\n"
@@ -605,27 +605,29 @@ static void emit_kl_loss(const CgKernel *k, RbBuf *b, const char *entry) {
                 "  ml = rb_block_max(ml, sh);\n"
                 "  mt = rb_block_max(mt, sh);\n"
                 "\n"
-                "  /* Pass 2: the partition functions and the loss. */\n"
-                "  float zq = 0.0f, zp = 0.0f, a = 0.0f;\n"
+                "  /* Pass 2: the partition functions, to the log-normalizers. */\n"
+                "  float zq = 0.0f, zp = 0.0f;\n"
                 "  for (int v = threadIdx.x; v < V; v += THREADS) {\n"
-                "    const float lq = lr[v] - ml, lp = tr[v] - mt;\n"
-                "    const float ep = expf(lp);\n"
-                "    zq += expf(lq);\n"
-                "    zp += ep;\n"
-                "    a += ep * (lp - lq);\n"
+                "    zq += expf(lr[v] - ml);\n"
+                "    zp += expf(tr[v] - mt);\n"
                 "  }\n"
                 "  zq = rb_block_sum(zq, sh);\n"
-                "  zp = rb_block_sum(zp, sh);\n"
-                "  a = rb_block_sum(a, sh);  /* every read of pass 2 is done past this barrier */\n"
-                "  if (threadIdx.x == 0) row_loss[t] = a / zp + (logf(zq) - logf(zp));\n"
+                "  zp = rb_block_sum(zp, sh);  /* every read of pass 2 is done past this barrier */\n"
+                "  const float nq = ml + logf(zq), np = mt + logf(zp);\n"
                 "\n"
-                "  /* Pass 3: the gradient, each element read before it is written. */\n"
-                "  const float iq = 1.0f / zq, ip = 1.0f / zp;\n"
+                "  /* Pass 3: log q, log p; the loss terms and the gradient, each element read\n"
+                "   * before it is written. */\n"
+                "  float kl = 0.0f;\n"
                 "  for (int v = threadIdx.x; v < V; v += THREADS) {\n"
-                "    const float q = expf(lr[v] - ml) * iq, pv = expf(tr[v] - mt) * ip;\n"
+                "    const float lq = lr[v] - nq, lp = tr[v] - np;\n"
+                "    const float q = expf(lq), pv = expf(lp);\n"
+                "    kl += pv * (lp - lq);\n"
                 "    dr[v] = (q - pv) * grad_scale;\n"
                 "  }\n"
-                "}\n",
+                "  kl = rb_block_sum(kl, sh);\n"
+                "  if (threadIdx.x == 0) row_loss[t] = kl;\n"
+                "}\n"
+                "\n",
                 entry);
 }
 

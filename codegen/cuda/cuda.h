@@ -13,6 +13,10 @@
  * cg_kernel_describe line) and the emitter file, the fp16 storage type rb_half
  * and the conversions rb_h2f / rb_f2h. */
 void cg_cuda_prelude(RbBuf *b, const CgKernel *k, const char *emitter);
+/* What a kernel with bf16 tensors adds right after cg_cuda_prelude: the bf16
+ * storage type rb_bf16 and the conversions rb_bf2f / rb_f2bf (round to
+ * nearest even). The training kernels (train_*.c) use it. */
+void cg_cuda_prelude_bf16(RbBuf *b);
 /* k's entry-point name from its readable form (a C identifier saying what the
  * kernel is: "rb_linear_xor_n4096_k4096_p2"). hashed: the name leaves out
  * something of k's description (tiles, a float attribute), so "_" and 6 hex

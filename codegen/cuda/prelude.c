@@ -40,6 +40,25 @@ void cg_cuda_prelude(RbBuf *b, const CgKernel *k, const char *emitter) {
   rb_buf_free(&d);
 }
 
+/* The bf16 lines a training kernel adds after cg_cuda_prelude (TRAINING.md:
+ * bf16 is raw bits, rounded to nearest even from fp32). Apart from the fp16
+ * prelude so that the inference kernels' sources stay as they are. */
+void cg_cuda_prelude_bf16(RbBuf *b) {
+  rb_buf_puts(b,
+              "/* bf16 tensors are raw bits too (rb_bf16, the top half of an fp32): widened by\n"
+              " * a shift, narrowed by PTX cvt with round to nearest even (sm_80 and later). */\n"
+              "typedef unsigned short rb_bf16;\n"
+              "\n"
+              "__device__ __forceinline__ float rb_bf2f(rb_bf16 h) { return __uint_as_float((unsigned int)h << 16); }\n"
+              "\n"
+              "__device__ __forceinline__ rb_bf16 rb_f2bf(float f) { /* round to nearest even */\n"
+              "  rb_bf16 h;\n"
+              "  asm(\"cvt.rn.bf16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));\n"
+              "  return h;\n"
+              "}\n"
+              "\n");
+}
+
 /* FNV-1a 64 of the description: stable across runs and hosts. */
 static unsigned long long fnv1a(const char *p, size_t n) {
   unsigned long long h = 1469598103934665603ull;

@@ -31,22 +31,6 @@
 #define TILE 32            /* muon_normalize / muon_apply: 32 x 32 tiles */
 #define TILE_ROWS 8        /* ... by a 32 x 8 block */
 
-/* bf16 as raw bits, for the kernels of this file (the merge with train_ops.c
- * moves it into the prelude): f32 -> bf16 rounds to nearest even (PTX
- * cvt.rn.bf16.f32, sm_80 and later), bf16 -> f32 is exact (a shift). */
-static void bf16_helpers(RbBuf *b) {
-  rb_buf_puts(b,
-              "typedef unsigned short rb_bf16;\n"
-              "\n"
-              "__device__ __forceinline__ rb_bf16 rb_f2bf(float f) { /* round to nearest even */\n"
-              "  rb_bf16 h;\n"
-              "  asm(\"cvt.rn.bf16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));\n"
-              "  return h;\n"
-              "}\n"
-              "\n"
-              "__device__ __forceinline__ float rb_bf2f(rb_bf16 h) { return __uint_as_float((unsigned)h << 16); }\n"
-              "\n");
-}
 
 /* The CG_SC_* indices, as the kernels read them. */
 static void scalar_defines(RbBuf *b) {
@@ -130,7 +114,7 @@ static int gradh_threads(int N) { return N >= 512 ? 512 : 256; }
  * ballot per path gives the word. */
 static void emit_derive(const CgKernel *k, RbBuf *b, const char *entry) {
   cg_cuda_prelude(b, k, EMITTER);
-  bf16_helpers(b);
+  cg_cuda_prelude_bf16(b);
   derive_defines(b, &k->op);
   rb_buf_printf(b,
                 "#define WARPS %d  /* per block */\n"
@@ -409,7 +393,7 @@ static const char tile_loop[] =
 
 static void emit_muon_normalize(const CgKernel *k, RbBuf *b, const char *entry) {
   cg_cuda_prelude(b, k, EMITTER);
-  bf16_helpers(b);
+  cg_cuda_prelude_bf16(b);
   rb_buf_printf(b,
                 "#define TILE %d\n"
                 "#define TILE_ROWS %d\n"
@@ -451,7 +435,7 @@ static void emit_muon_normalize(const CgKernel *k, RbBuf *b, const char *entry) 
 
 static void emit_muon_apply(const CgKernel *k, RbBuf *b, const char *entry) {
   cg_cuda_prelude(b, k, EMITTER);
-  bf16_helpers(b);
+  cg_cuda_prelude_bf16(b);
   scalar_defines(b);
   rb_buf_printf(b,
                 "#define TILE %d\n"

@@ -196,7 +196,6 @@ static void add_back(Ptq *q, int p, const float *g, const float *h) {
 static double coupled(Ptq *q, const float *g, const float *h, uint32_t *bits, double *rel) {
   int N = q->N, K = q->K;
   memcpy(q->R2, q->W, (size_t)N * K * sizeof *q->R2);
-  memset(bits, 0, (size_t)q->k * N * q->words * sizeof *bits);
   double ew2 = 0.0;
   for (int p = 0; p < q->k; p++) {
     const float *gp = g + (size_t)p * N, *hp = h + (size_t)p * K;
@@ -204,15 +203,11 @@ static double coupled(Ptq *q, const float *g, const float *h, uint32_t *bits, do
     ew2 = 0.0;
     for (int n = 0; n < N; n++) {
       float *row = q->R2 + (size_t)n * K;
-      uint32_t *wb = bits + ((size_t)p * N + n) * q->words;
       double rw = q->rw ? q->rw[n] : 1.0, re2 = 0.0, rew2 = 0.0;
+      /* The contract's rule, the same loop tr_derive_bits runs; the error
+       * is summed in a second pass over the row, in the same order. */
+      tr_derive_row(row, gp[n], hp, K, bits + ((size_t)p * N + n) * q->words);
       for (int j = 0; j < K; j++) {
-        float gh = gp[n] * hp[j];
-        if (row[j] >= 0.0f) row[j] = row[j] - gh;
-        else {
-          wb[j >> 5] |= 1u << (j & 31);
-          row[j] = row[j] + gh;
-        }
         double x = row[j];
         re2 += x * x;
         if (q->cw) x *= q->cw[j];
@@ -224,6 +219,41 @@ static double coupled(Ptq *q, const float *g, const float *h, uint32_t *bits, do
     rel[p] = q->w2 > 0.0 ? sqrt(e2 / q->w2) : 0.0;
   }
   return q->ww2 > 0.0 ? sqrt(ew2 / q->ww2) : 0.0;
+}
+
+/* See trainer.h. The one loop of TRAINING.md's rule on the CPU. */
+void tr_derive_row(float *row, float gn, const float *hp, int K, uint32_t *wb) {
+  memset(wb, 0, (size_t)cg_packed_words(K) * sizeof *wb);
+  for (int j = 0; j < K; j++) {
+    float gh = gn * hp[j];
+    if (row[j] >= 0.0f) row[j] = row[j] - gh;
+    else {
+      wb[j >> 5] |= 1u << (j & 31);
+      row[j] = row[j] + gh;
+    }
+  }
+}
+
+/* See trainer.h. */
+int tr_derive_bits(const float *W, int N, int K, int k, const float *g, const float *h, uint32_t *bits, float *R,
+                   RbBuf *err) {
+  if (N <= 0 || K <= 0 || k < 1 || k > TR_MAX_PATHS) {
+    rb_buf_printf(err, "bad arguments: N = %d, K = %d, paths = %d (want N, K > 0, paths 1..%d)", N, K, k,
+                  TR_MAX_PATHS);
+    return RB_EUSER;
+  }
+  size_t nk = (size_t)N * K, words = (size_t)cg_packed_words(K);
+  float *own = R ? NULL : rb_malloc(nk * sizeof *own);
+  if (!R && !(R = own)) {
+    rb_buf_printf(err, "out of memory deriving the signs of a %d x %d weight", N, K);
+    return RB_EINTERNAL;
+  }
+  memcpy(R, W, nk * sizeof *R);
+  for (int p = 0; p < k; p++)
+    for (int n = 0; n < N; n++)
+      tr_derive_row(R + (size_t)n * K, g[(size_t)p * N + n], h + (size_t)p * K, K, bits + ((size_t)p * N + n) * words);
+  rb_free(own);
+  return RB_OK;
 }
 
 /* Frees the work buffers; NULL members are fine. */

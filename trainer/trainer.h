@@ -222,4 +222,153 @@ void tr_train_batch(const TrTrainData *d, int batch, int seq, uint64_t *rng, int
 /* The learning-rate multiplier of TRAINING.md's schedule at step (from 0) of steps. */
 double tr_lr_scale(int step, int steps, int warmup);
 
+/* ==== ptq.c (continued): the coupled derivation, shared with export.c ==== */
+
+/* One path of the coupled forward over one row, TRAINING.md's rule exactly:
+ * for c in 0..K-1, gh = gn * hp[c] (float32); R >= 0: bit 0, R -= gh; else
+ * bit 1, R += gh. row (K) is updated in place; wb (cg_packed_words(K)) gets
+ * the row's sign words (it is cleared first, pad bits stay 0). ptq.c's
+ * coupled() and tr_derive_bits() both run this one loop. */
+void tr_derive_row(float *row, float gn, const float *hp, int K, uint32_t *wb);
+/* The sign bits (k, N, cg_packed_words(K)) of the coupled forward from W
+ * (N, K) with fp32 scales g (k, N), h (k, K): the bits the trainer's step
+ * derives and tr_ptq_linear returns. R (N, K) is scratch, or NULL to have it
+ * allocated here. RB_OK, RB_EUSER (bad shape or k) or RB_EINTERNAL (memory). */
+int tr_derive_bits(const float *W, int N, int K, int k, const float *g, const float *h, uint32_t *bits, float *R,
+                   RbBuf *err);
+
+/* ==== ckpt.c: training checkpoints ==== */
+
+#include "runtime/formats/formats.h"
+
+#define TR_CKPT_VERSION 1
+
+/* One tensor of a checkpoint. Unsigned blobs (u32/u64) are stored as I32/I64
+ * with the same bits: PyTorch loads signed integers everywhere. */
+typedef struct {
+  const char *name;
+  RtDtype dtype;
+  int rank;
+  int64_t shape[RT_MAX_DIMS];
+  const void *data; /* borrowed when writing; into the read-only mapping after tr_ckpt_read */
+} TrCkptTensor;
+
+/* One point of the loss curve; a loss not measured at that step is NaN. */
+typedef struct {
+  uint64_t step, tokens;
+  double train_loss, val_loss;
+} TrCkptPoint;
+
+/* The options the run was started with, recorded so that a resume or a
+ * report can see them (file paths as given on the command line). */
+typedef struct {
+  const char *method;      /* "rabit", "standard", ...; may be NULL */
+  int paths;               /* the --paths override, 0 = the IR's */
+  double lr_w, lr_s, gamma;
+  uint64_t seed, tokens;   /* tokens: the run's budget */
+  int batch, seq;
+  const char *ir, *weights, *data; /* may be NULL */
+} TrCkptOptions;
+
+/* A checkpoint. The caller fills one (borrowing every pointer) for
+ * tr_ckpt_write; tr_ckpt_read fills one that owns everything (tensor data
+ * points into a read-only mapping of the file) until tr_ckpt_free. */
+typedef struct {
+  uint64_t step, tokens_seen;
+  const uint64_t *data_pos; int ndata_pos; /* the data reader's cursor: opaque */
+  const uint64_t *rng; int nrng;           /* RNG state */
+  TrCkptOptions opt;
+  const char *ir_hash, *model;             /* the IR file's hash (any spelling) and model name; may be NULL */
+  const TrCkptPoint *history; int nhistory;
+  const TrCkptTensor *tensors; int ntensors;
+  const char *const *extra; int nextra;    /* nextra (key, value) string pairs: extra[2i], extra[2i+1] */
+  int version;                             /* set by tr_ckpt_read */
+  const long long *test_kill_after;        /* test hook for rb_write_durable; NULL */
+  void *own;                               /* tr_ckpt_read's mapping and strings */
+} TrCkpt;
+
+/* The names of a quantized weight's training state in a checkpoint,
+ * "<base>.<part>": the trainer writes them, export reads them. */
+typedef enum {
+  TR_CKPT_W,       /* "latent": fp32 W (N, K) */
+  TR_CKPT_G,       /* "row_scale": fp32 g (k, N) */
+  TR_CKPT_H,       /* "col_scale": fp32 h (k, K) */
+  TR_CKPT_W_MOM,   /* "latent.muon": Muon's momentum buffer (N, K) */
+  TR_CKPT_G_M, TR_CKPT_G_V, /* "row_scale.adam_m", ".adam_v" */
+  TR_CKPT_H_M, TR_CKPT_H_V, /* "col_scale.adam_m", ".adam_v" */
+  TR_CKPT_NPART
+} TrCkptPart;
+int tr_ckpt_name(char *out, size_t n, const char *base, TrCkptPart part); /* 0, or -1 when it does not fit */
+
+/* Write c to path as a safetensors file (PyTorch reads it): __metadata__
+ * holds the fields as text ("format": "rabit-checkpoint 1", numbers in
+ * decimal, doubles exact with %.17g, the history as JSON) and an XXH3-64
+ * checksum of the whole file, the checksum's own digits taken as zeros.
+ * Tensors are streamed from the caller's memory (no copy) through
+ * rb_write_durable: a crash or kill -9 leaves the previous file at path whole.
+ * Header order is the caller's; data is laid out 8-byte dtypes first so every
+ * mapped tensor is aligned. RB_EUSER (bad tensor, unwritable path) with a
+ * message naming the file (and the tensor), or RB_EINTERNAL. */
+int tr_ckpt_write(const char *path, const TrCkpt *c, RbBuf *err);
+/* Map path, check its checksum and format version, parse every field.
+ * A truncated or corrupted file is RB_EUSER naming it; nothing is loaded. */
+int tr_ckpt_read(const char *path, TrCkpt *c, RbBuf *err);
+const TrCkptTensor *tr_ckpt_find(const TrCkpt *c, const char *name); /* NULL if absent */
+const char *tr_ckpt_extra(const TrCkpt *c, const char *key);          /* NULL if absent */
+void tr_ckpt_free(TrCkpt *c); /* frees what tr_ckpt_read made; a caller-filled c owns nothing */
+
+/* ==== export.c: trained weights to the canonical packed file ==== */
+
+/* A quantized weight's trained state, fp32, as the trainer holds it. */
+typedef struct {
+  const float *W;        /* (N, K) */
+  const float *g;        /* (k, N) */
+  const float *h;        /* (k, K) */
+  const uint32_t *bits;  /* (k, N, words): the coupled signs of W, g, h; NULL = derived here (tr_derive_bits) */
+} TrExportWeight;
+
+/* Gives the state of the weight named base (N x K, k paths), or RB_EUSER with
+ * a message when it has none. */
+typedef int (*TrExportGetFn)(void *ctx, const char *base, int N, int K, int k, TrExportWeight *w, RbBuf *err);
+
+typedef struct {
+  const char *ir;        /* which linears are quantized, with what k */
+  FeOptions fe;
+  const char *weights;   /* the original full-precision safetensors: every other tensor is copied from it */
+  const char *out;       /* the packed safetensors, written atomically */
+  uint64_t step, tokens; /* recorded in __metadata__ */
+  TrExportGetFn get;
+  void *ctx;
+} TrExportOptions;
+
+/* Write o->out in the canonical packed format: for every IR-quantized weight,
+ * <base>.bits as given (or derived) and g, h rebalanced per path (g c, h / c,
+ * c = sqrt(max|h| / max|g|), 1 when either is all zero: the product is
+ * unchanged) then rounded to f16; a scale that is not finite, exceeds 65504
+ * or is nonzero but rounds to 0 in f16 is RB_EUSER naming the tensor, the path
+ * and the value. Every other tensor of o->weights is copied byte for byte, in
+ * its order. __metadata__: format, paths, rabit_ir_model, model (the input's),
+ * trained_by "rabit train", step, tokens. The output is built in memory (the
+ * safetensors writer copies) and written atomically. IR diagnostics go to err. */
+int tr_export(const TrExportOptions *o, RbBuf *err);
+/* tr_export from a checkpoint's latent, row_scale and col_scale tensors (the
+ * bits re-derived from them). ir and weights NULL: the ones the checkpoint
+ * records; fe may be NULL. A checkpoint whose model differs from the IR's is refused. */
+int tr_export_from_checkpoint(const char *ir, const FeOptions *fe, const char *ckpt, const char *weights,
+                              const char *out, RbBuf *err);
+
+/* ==== curve.c: the loss curve as SVG ==== */
+
+typedef struct {
+  double x;    /* step or tokens */
+  double loss;
+} TrCurvePoint;
+
+/* Write an SVG plot of the train and validation losses against x (log-scale
+ * y, axes with ticks, labels, a legend) to path, atomically. Points whose
+ * loss is not finite and positive are left out; either series may be empty.
+ * xlabel names the axis ("step", "tokens"); title may be NULL. */
+int tr_curve_svg(const char *path, const TrCurvePoint *train, int ntrain, const TrCurvePoint *val, int nval,
+                 const char *title, const char *xlabel, RbBuf *err);
+
 #endif

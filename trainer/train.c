@@ -140,3 +140,315 @@ double tr_lr_scale(int step, int steps, int warmup) {
   double s = warm * 0.5 * (1.0 + cos(M_PI * frac));
   return s < 0.02 ? 0.02 : s;
 }
+
+/* ==== the loop ==== */
+
+#define CKPT_FILE "checkpoint.safetensors"
+#define EXPORT_FILE "model.safetensors"
+#define CURVE_FILE "loss.svg"
+
+typedef struct {
+  const TrTrainOptions *o;
+  RtGpu *gpu;
+  TrStep *st;
+  TrTrainData data, eval;
+  int steps;
+  uint64_t rng;
+  int step;            /* steps done */
+  TrCkptPoint *hist;
+  int nhist, caphist;
+  /* host copies of the state regions */
+  void *region[TR_NREGION];
+  char path_ckpt[1024], path_export[1024], path_curve[1024];
+} Run;
+
+static void progress(const Run *r, TrTrainProgress *p) {
+  if (r->o->progress) r->o->progress(r->o->ctx, p);
+}
+
+static int add_point(Run *r, double train, double val) {
+  if (r->nhist == r->caphist) {
+    int cap = r->caphist ? 2 * r->caphist : 256;
+    TrCkptPoint *h = rb_realloc(r->hist, (size_t)cap * sizeof *h);
+    if (!h) return RB_EINTERNAL;
+    r->hist = h, r->caphist = cap;
+  }
+  uint64_t tok = (uint64_t)r->step * r->o->step.batch * r->o->step.seq;
+  r->hist[r->nhist++] = (TrCkptPoint){(uint64_t)r->step, tok, train, val};
+  return RB_OK;
+}
+
+static int download_state(Run *r) {
+  for (int i = 0; i < TR_NREGION; i++) {
+    if (!r->region[i] && !(r->region[i] = rb_malloc(tr_step_region_bytes(r->st, (TrRegion)i) + 4)))
+      return RB_EINTERNAL;
+    int rc = tr_step_region(r->st, (TrRegion)i, r->region[i], 0);
+    if (rc) return rc;
+  }
+  return RB_OK;
+}
+
+/* Weight i's tensors in the downloaded regions: each TrCkptPart's host pointer and element count. */
+static void weight_parts(const Run *r, int i, const float *part[TR_CKPT_NPART], int64_t shape[TR_CKPT_NPART][2]) {
+  int N, K, k;
+  size_t w_off, s_off, nW;
+  tr_step_weight(r->st, i, &N, &K, &k);
+  tr_step_weight_offsets(r->st, i, &w_off, &s_off, &nW);
+  const float *P = r->region[TR_REGION_PARAMS], *M = r->region[TR_REGION_MUON];
+  const float *AM = r->region[TR_REGION_ADAM_M], *AV = r->region[TR_REGION_ADAM_V];
+  size_t kn = (size_t)k * N;
+  part[TR_CKPT_W] = P + w_off, part[TR_CKPT_G] = P + nW + s_off, part[TR_CKPT_H] = P + nW + s_off + kn;
+  part[TR_CKPT_W_MOM] = M + w_off;
+  part[TR_CKPT_G_M] = AM + s_off, part[TR_CKPT_H_M] = AM + s_off + kn;
+  part[TR_CKPT_G_V] = AV + s_off, part[TR_CKPT_H_V] = AV + s_off + kn;
+  for (int p = 0; p < TR_CKPT_NPART; p++) {
+    int isw = p == TR_CKPT_W || p == TR_CKPT_W_MOM, isg = p == TR_CKPT_G || p == TR_CKPT_G_M || p == TR_CKPT_G_V;
+    shape[p][0] = isw ? N : k;
+    shape[p][1] = isw ? K : isg ? N : K;
+  }
+}
+
+static void fill_options(const Run *r, TrCkptOptions *co) {
+  const TrTrainOptions *o = r->o;
+  *co = (TrCkptOptions){.method = o->method, .paths = o->step.fe.paths, .lr_w = o->lr_w, .lr_s = o->lr_s,
+                        .gamma = o->step.gamma, .seed = o->seed, .tokens = o->tokens, .batch = o->step.batch,
+                        .seq = o->step.seq, .ir = o->step.ir, .weights = o->step.weights, .data = o->data};
+}
+
+static int save_checkpoint(Run *r, RbBuf *err) {
+  int rc = download_state(r), nw = tr_step_nweights(r->st);
+  TrCkptTensor *t = rb_calloc((size_t)nw * TR_CKPT_NPART, sizeof *t);
+  char(*names)[600] = rb_calloc((size_t)nw * TR_CKPT_NPART, sizeof *names);
+  if (!rc && (!t || !names)) rc = RB_EINTERNAL;
+  for (int i = 0; i < nw && !rc; i++) {
+    const float *part[TR_CKPT_NPART];
+    int64_t shape[TR_CKPT_NPART][2];
+    weight_parts(r, i, part, shape);
+    const char *base = tr_step_weight(r->st, i, NULL, NULL, NULL);
+    for (int p = 0; p < TR_CKPT_NPART; p++) {
+      int j = i * TR_CKPT_NPART + p;
+      tr_ckpt_name(names[j], sizeof names[j], base, (TrCkptPart)p);
+      t[j] = (TrCkptTensor){.name = names[j], .dtype = RT_F32, .rank = 2, .shape = {shape[p][0], shape[p][1]},
+                            .data = part[p]};
+    }
+  }
+  if (!rc) {
+    TrCkpt c = {.step = (uint64_t)r->step,
+                .tokens_seen = (uint64_t)r->step * r->o->step.batch * r->o->step.seq,
+                .rng = &r->rng,
+                .nrng = 1,
+                .model = tr_step_model(r->st),
+                .ir_hash = tr_step_ir_hash(r->st),
+                .history = r->hist,
+                .nhistory = r->nhist,
+                .tensors = t,
+                .ntensors = nw * TR_CKPT_NPART};
+    fill_options(r, &c.opt);
+    rc = tr_ckpt_write(r->path_ckpt, &c, err);
+  }
+  rb_free(t);
+  rb_free(names);
+  return rc;
+}
+
+/* Restore the state of r->path_ckpt: every tensor named and shaped as this run's weights. */
+static int load_checkpoint(Run *r, RbBuf *err) {
+  TrCkpt c;
+  int rc = tr_ckpt_read(r->path_ckpt, &c, err);
+  if (rc) return rc;
+  const TrTrainOptions *o = r->o;
+  if (c.opt.batch != o->step.batch || c.opt.seq != o->step.seq || c.nrng != 1 ||
+      (c.ir_hash && strcmp(c.ir_hash, tr_step_ir_hash(r->st)))) {
+    rb_buf_printf(err, "%s: made by a run with another IR or batch (batch %d x %d, this run %d x %d); "
+                       "resume with the same options",
+                  r->path_ckpt, c.opt.batch, c.opt.seq, o->step.batch, o->step.seq);
+    tr_ckpt_free(&c);
+    return RB_EUSER;
+  }
+  for (int i = 0; i < TR_NREGION && !rc; i++)
+    if (!r->region[i] && !(r->region[i] = rb_malloc(tr_step_region_bytes(r->st, (TrRegion)i) + 4))) rc = RB_EINTERNAL;
+  int nw = tr_step_nweights(r->st);
+  for (int i = 0; i < nw && !rc; i++) {
+    const float *part[TR_CKPT_NPART];
+    int64_t shape[TR_CKPT_NPART][2];
+    weight_parts(r, i, part, shape);
+    const char *base = tr_step_weight(r->st, i, NULL, NULL, NULL);
+    for (int p = 0; p < TR_CKPT_NPART && !rc; p++) {
+      char name[600];
+      tr_ckpt_name(name, sizeof name, base, (TrCkptPart)p);
+      const TrCkptTensor *t = tr_ckpt_find(&c, name);
+      if (!t || t->dtype != RT_F32 || t->rank != 2 || t->shape[0] != shape[p][0] || t->shape[1] != shape[p][1]) {
+        rb_buf_printf(err, "%s: %s '%s' [%lld, %lld] F32", r->path_ckpt, t ? "expected" : "no tensor", name,
+                      (long long)shape[p][0], (long long)shape[p][1]);
+        rc = RB_EUSER;
+        break;
+      }
+      memcpy((void *)part[p], t->data, (size_t)(shape[p][0] * shape[p][1]) * 4);
+    }
+  }
+  for (int i = 0; i < TR_NREGION && !rc; i++) rc = tr_step_region(r->st, (TrRegion)i, r->region[i], 1);
+  if (!rc) {
+    r->step = (int)c.step, r->rng = c.rng[0];
+    r->nhist = 0;
+    for (int i = 0; i < c.nhistory && !rc; i++)
+      if (c.history[i].step <= c.step) {
+        int s = r->step;
+        r->step = (int)c.history[i].step;
+        rc = add_point(r, c.history[i].train_loss, c.history[i].val_loss);
+        r->step = s;
+      }
+  }
+  tr_ckpt_free(&c);
+  return rc;
+}
+
+/* Export callback: weight base's state from the downloaded regions. */
+static int export_get(void *ctx, const char *base, int N, int K, int k, TrExportWeight *w, RbBuf *err) {
+  Run *r = ctx;
+  int nw = tr_step_nweights(r->st);
+  for (int i = 0; i < nw; i++) {
+    int n, kk, pk;
+    if (strcmp(tr_step_weight(r->st, i, &n, &kk, &pk), base)) continue;
+    if (n != N || kk != K || pk != k) break;
+    const float *part[TR_CKPT_NPART];
+    int64_t shape[TR_CKPT_NPART][2];
+    weight_parts(r, i, part, shape);
+    *w = (TrExportWeight){part[TR_CKPT_W], part[TR_CKPT_G], part[TR_CKPT_H], NULL};
+    return RB_OK;
+  }
+  rb_buf_printf(err, "the trainer has no state for '%s' (%d x %d, k = %d)", base, N, K, k);
+  return RB_EUSER;
+}
+
+static int write_curve(const Run *r, RbBuf *err) {
+  TrCurvePoint *tp = rb_calloc((size_t)r->nhist + 1, sizeof *tp), *vp = rb_calloc((size_t)r->nhist + 1, sizeof *vp);
+  int nt = 0, nv = 0, rc = RB_OK;
+  if (!tp || !vp) rc = RB_EINTERNAL;
+  for (int i = 0; i < r->nhist && !rc; i++) {
+    if (isfinite(r->hist[i].train_loss)) tp[nt++] = (TrCurvePoint){(double)r->hist[i].step, r->hist[i].train_loss};
+    if (isfinite(r->hist[i].val_loss)) vp[nv++] = (TrCurvePoint){(double)r->hist[i].step, r->hist[i].val_loss};
+  }
+  if (!rc) rc = tr_curve_svg(r->path_curve, tp, nt, vp, nv, tr_step_model(r->st), "step", err);
+  rb_free(tp);
+  rb_free(vp);
+  return rc;
+}
+
+/* Validation: the student's mean NLL over the evaluation windows (TRAINING.md's even windows). */
+static int validate(Run *r, double *val_loss, int *windows, RbBuf *err) {
+  *val_loss = NAN, *windows = 0;
+  if (!r->eval.ntokens) return RB_OK;
+  return tr_step_eval(r->st, &r->eval, r->o->eval_windows, val_loss, windows, err);
+}
+
+static void run_free(Run *r) {
+  tr_step_close(r->st);
+  if (r->gpu) rt_gpu_close(r->gpu);
+  tr_train_data_free(&r->data);
+  tr_train_data_free(&r->eval);
+  for (int i = 0; i < TR_NREGION; i++) rb_free(r->region[i]);
+  rb_free(r->hist);
+}
+
+static int join(char *out, size_t n, const char *dir, const char *file, RbBuf *err) {
+  if ((size_t)snprintf(out, n, "%s/%s", dir, file) >= n) {
+    rb_buf_printf(err, "%s: the output path is too long", dir);
+    return RB_EUSER;
+  }
+  return RB_OK;
+}
+
+int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
+  memset(res, 0, sizeof *res);
+  Run r = {.o = o, .rng = o->seed ^ 0x5DEECE66Dull};
+  int rc = RB_OK;
+  if ((rc = join(r.path_ckpt, sizeof r.path_ckpt, o->out, CKPT_FILE, err)) ||
+      (rc = join(r.path_export, sizeof r.path_export, o->out, EXPORT_FILE, err)) ||
+      (rc = join(r.path_curve, sizeof r.path_curve, o->out, CURVE_FILE, err)))
+    return rc;
+  if (rb_mkdir_p(o->out, 0755)) {
+    rb_buf_printf(err, "%s: cannot create the output directory", o->out);
+    return RB_EUSER;
+  }
+  rc = tr_train_data_load(o->data, o->eval_data, &r.data, err);
+  if (!rc && o->eval_data) rc = tr_eval_data_load(o->eval_data, &r.eval, err);
+  int T = o->step.batch * o->step.seq;
+  if (!rc && r.data.ntokens < (uint64_t)o->step.seq) {
+    rb_buf_printf(err, "%s: %llu tokens, fewer than one sequence of %d", o->data, (unsigned long long)r.data.ntokens,
+                  o->step.seq);
+    rc = RB_EUSER;
+  }
+  r.steps = (int)(o->tokens / (uint64_t)T);
+  if (!rc && r.steps < 1) {
+    rb_buf_printf(err, "--tokens %llu is less than one step of %d x %d tokens", (unsigned long long)o->tokens,
+                  o->step.batch, o->step.seq);
+    rc = RB_EUSER;
+  }
+  if (!rc) rc = rt_gpu_open(&r.gpu, 0, err);
+  TrStepOptions so = o->step;
+  if (r.eval.ntokens) so.eval_batch = TR_EVAL_BATCH, so.eval_seq = TR_EVAL_WINDOW;
+  if (!rc) rc = tr_step_open(&r.st, r.gpu, &so, err);
+  if (!rc && o->resume) rc = load_checkpoint(&r, err);
+  if (rc) {
+    run_free(&r);
+    return rc;
+  }
+  char line[256];
+  snprintf(line, sizeof line, "%d trainable weights, %d steps of %d x %d tokens, %llu training tokens in %d shards%s",
+           tr_step_nweights(r.st), r.steps, o->step.batch, o->step.seq, (unsigned long long)r.data.ntokens,
+           r.data.nshards, o->resume ? (r.step ? ", resumed" : "") : "");
+  progress(&r, &(TrTrainProgress){.event = TR_EVENT_READY, .text = line, .step = r.step, .steps = r.steps});
+  int32_t *tok = rb_malloc((size_t)T * sizeof *tok);
+  if (!tok) rc = RB_EINTERNAL;
+  double t0 = rb_now_ms(), loss = NAN;
+  int start = r.step, ran = 0;
+  while (!rc && r.step < r.steps && !(o->max_steps && ran >= o->max_steps)) {
+    tr_train_batch(&r.data, o->step.batch, o->step.seq, &r.rng, tok);
+    double scale = tr_lr_scale(r.step, r.steps, o->warmup);
+    TrStepHyper hp = {o->lr_w * scale, o->lr_s * scale, r.step + 1, 1};
+    TrStepResult sr;
+    if ((rc = tr_step_run(r.st, tok, &hp, &sr, err))) break;
+    if (!isfinite(sr.loss) || !isfinite(sr.grad_norm)) {
+      char what[700];
+      tr_step_find_nonfinite(r.st, what, sizeof what);
+      rb_buf_printf(err, "step %d: the %s is not finite (loss %g, gradient norm %g): %s; stopping. The last good "
+                         "checkpoint, %s, is kept",
+                    r.step + 1, isfinite(sr.loss) ? "gradient" : "loss", sr.loss, sr.grad_norm, what, r.path_ckpt);
+      rc = RB_EUSER;
+      break;
+    }
+    r.step++, ran++, loss = sr.loss;
+    double val = NAN;
+    int windows = 0;
+    int last = r.step == r.steps || (o->max_steps && ran >= o->max_steps);
+    if ((o->eval_every && r.step % o->eval_every == 0) || (last && r.eval.ntokens)) {
+      if ((rc = validate(&r, &val, &windows, err))) break;
+      progress(&r, &(TrTrainProgress){.event = TR_EVENT_EVAL, .step = r.step, .steps = r.steps, .val_ppl = exp(val),
+                                      .val_loss = val, .windows = windows});
+    }
+    if ((rc = add_point(&r, sr.loss, val))) break;
+    double ms = rb_now_ms() - t0, tps = ms > 0 ? (double)ran * T / (ms / 1000.0) : 0.0;
+    if (r.step % o->log_every == 0 || r.step == start + 1 || last)
+      progress(&r, &(TrTrainProgress){.event = TR_EVENT_STEP, .step = r.step, .steps = r.steps, .loss = sr.loss,
+                                      .kl = sr.kl, .mse = sr.mse, .grad_norm = sr.grad_norm, .tok_per_s = tps,
+                                      .eta_s = tps > 0 ? (double)(r.steps - r.step) * T / tps : 0.0});
+    if ((o->ckpt_every && r.step % o->ckpt_every == 0) || last) {
+      if ((rc = save_checkpoint(&r, err)) || (rc = write_curve(&r, err))) break;
+      progress(&r, &(TrTrainProgress){.event = TR_EVENT_CHECKPOINT, .step = r.step, .steps = r.steps,
+                                      .text = r.path_ckpt});
+    }
+    res->tok_per_s = tps;
+  }
+  rb_free(tok);
+  if (!rc && r.step == r.steps) {
+    if (!ran && (rc = download_state(&r))) goto done; /* a finished run resumed: export what it holds */
+    TrExportOptions eo = {.ir = o->step.ir, .fe = o->step.fe, .weights = o->step.weights, .out = r.path_export,
+                          .step = (uint64_t)r.step, .tokens = (uint64_t)r.step * T, .get = export_get, .ctx = &r};
+    rc = tr_export(&eo, err);
+    snprintf(res->export_path, sizeof res->export_path, "%s", r.path_export);
+  }
+done:
+  res->steps = r.step, res->tokens = (uint64_t)r.step * T, res->loss = loss;
+  run_free(&r);
+  return rc;
+}

@@ -8,6 +8,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/base.h"
+#include "runtime/runtime.h"
 #include "runtime/text/text.h"
 
 /* ==== ptq.c: residual SVID, the initialization and the PTQ baseline ==== */
@@ -148,5 +149,88 @@ typedef struct {
 
 /* Tokenize each text with o->tok and write its shard. Nothing is printed. */
 int tr_data_prepare(const TrDataOptions *o, RbBuf *err);
+
+/* ==== eval.c: the held-out split and its evaluation (DESIGN.md; tr_eval_run on the GPU) ==== */
+
+#define TR_EVAL_WINDOW 1024
+#define TR_EVAL_SHARD "heldout.shard"         /* data/heldout.txt tokenized whole: the stream */
+#define TR_EVAL_KJV_SHARD "heldout-kjv.shard" /* data/heldout-kjv.txt, its KJV part: the boundary */
+#define TR_EVAL_SEAM_SLACK 8 /* tokens of the KJV part that may differ at the seam, merged with Austen's */
+
+typedef enum { TR_EVAL_VALID, TR_EVAL_TEST, TR_EVAL_NSET } TrEvalSet; /* even windows, odd windows */
+typedef enum { TR_EVAL_KJV, TR_EVAL_AUSTEN, TR_EVAL_MIXED, TR_EVAL_NSOURCE } TrEvalSource;
+
+const char *tr_eval_set_name(TrEvalSet s);       /* "validation", "test" */
+const char *tr_eval_source_name(TrEvalSource s); /* "kjv", "austen", "mixed" */
+
+typedef struct {
+  int index;       /* in the stream: even windows validate, odd ones test */
+  uint64_t start;  /* its first token */
+  TrEvalSet set;
+  TrEvalSource source; /* KJV: all before the boundary; Austen: all from it on; mixed: spans it */
+} TrEvalWindow;
+
+/* The split of a stream of ntokens whose Austen part starts at token
+ * boundary into floor(ntokens / window) windows, the tail dropped as rabit
+ * ppl drops it; the first max_windows of them (0: all). *out is rb_malloc'ed.
+ * RB_EUSER when not one window fits. */
+int tr_eval_split(uint64_t ntokens, uint64_t boundary, int window, int max_windows, TrEvalWindow **out, int *n,
+                  RbBuf *err);
+
+typedef struct {
+  int32_t *tokens;            /* heldout.txt tokenized whole (the stream earlier rabit ppl numbers used) */
+  uint64_t ntokens, boundary; /* boundary: the first token not shared with the KJV part's own tokens */
+  uint64_t kjv_tokens;        /* the KJV part tokenized alone; boundary < kjv_tokens when a pre-token spans the seam */
+  uint32_t vocab;
+  int window, nwindows;
+  TrEvalWindow *w;
+} TrEvalData;
+
+/* Read DIR/heldout.shard (the stream) and DIR/heldout-kjv.shard (where the
+ * KJV part ends), made by `rabit data prepare --split heldout --text
+ * data/heldout.txt --text data/heldout-kjv.txt -o DIR`. Both are checked by
+ * tr_shard_read and must be tagged held-out (a train shard is refused, named);
+ * the KJV shard must be the stream's beginning but for its last
+ * TR_EVAL_SEAM_SLACK tokens, and shorter than it. The boundary is where the two
+ * first differ. Errors name the file. Free d with tr_eval_free either way. */
+int tr_eval_open(const char *dir, int window, int max_windows, TrEvalData *d, RbBuf *err);
+void tr_eval_free(TrEvalData *d);
+/* The first index where ids (n) differs from d's stream over the windows
+ * evaluated (ids shorter counts as a difference at n), or -1 when they agree. */
+int64_t tr_eval_compare(const TrEvalData *d, const int32_t *ids, size_t n);
+
+typedef struct {
+  double nll;      /* summed over the predicted tokens */
+  uint64_t tokens; /* predicted: window - 1 per window */
+  int windows;
+} TrEvalSum;
+
+typedef struct {
+  TrEvalSum by[TR_EVAL_NSET][TR_EVAL_NSOURCE];
+  double *window_nll; /* mean NLL of each window of d (NAN where not run), rb_malloc'ed by tr_eval_run */
+  int nwindows;
+  double seconds;     /* tr_eval_run's wall time */
+  uint64_t forwarded; /* tokens through the model */
+} TrEvalResult;
+
+/* Count window w's summed NLL over its predicted tokens in r. */
+void tr_eval_add(TrEvalResult *r, const TrEvalWindow *w, double nll_sum, uint64_t predicted);
+/* The sum over a set, of one source or of all (source < 0). */
+TrEvalSum tr_eval_sum(const TrEvalResult *r, TrEvalSet set, int source);
+/* exp(mean NLL); NAN for an empty sum. */
+double tr_eval_ppl(TrEvalSum s);
+
+typedef struct {
+  unsigned sets; /* bit 1 << TrEvalSet per set to run; 0: both (the trainer validates with 1 << TR_EVAL_VALID) */
+  void (*progress)(void *ctx, int done, int total, const TrEvalResult *r); /* after each window; may be NULL */
+  void *ctx;
+} TrEvalRunOptions;
+
+/* Every window of d (of the chosen sets) through the model, its NLL on the
+ * device (rt_model_nll), summed into r. m must take windows of d->window
+ * (max_ctx >= window). Errors: the model's (rt_model_error) in err. Free r
+ * with tr_eval_result_free either way. */
+int tr_eval_run(RtModel *m, const TrEvalData *d, const TrEvalRunOptions *o, TrEvalResult *r, RbBuf *err);
+void tr_eval_result_free(TrEvalResult *r);
 
 #endif

@@ -27,7 +27,8 @@
   X(CG_ROPE_KV, "rope_kv")         \
   X(CG_ATTENTION, "attention")     \
   X(CG_SWIGLU, "swiglu")           \
-  X(CG_ADD, "add")                         \
+  X(CG_ADD, "add")                 \
+  X(CG_NLL, "nll")                 \
   CG_TRAIN_KINDS(X)
 
 /* The training kinds (TRAINING.md is their contract; cuda/train_ops.c and
@@ -175,6 +176,10 @@ typedef struct { CgDevPtr out, q; int ldq; CgDevPtr kcache, vcache, pos0; int T;
 typedef struct { CgDevPtr y, gu; int ld, T; } CgSwigluArgs;
 /* CG_ADD: y = a + b over n elements */
 typedef struct { CgDevPtr y, a, b; int n; } CgAddArgs;
+/* CG_NLL: nll (T) f32 = logsumexp(logits[t, 0..vocab)) - logits[t, targets[t]], logits f32 (T, ld),
+ * one block per row, fixed-order reduction (deterministic); NaN for a target outside the vocabulary.
+ * Evaluation's loss on the returned logits, so they never leave the device. [vocab] extent T */
+typedef struct { CgDevPtr nll, logits, targets; int ld, T; } CgNllArgs;
 
 /* Fill out with the addresses given, in the kernel's parameter order. */
 #define CG_ARGV(out, ...)                                   \
@@ -192,6 +197,7 @@ void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *out);
 void cg_attention_argv(CgAttentionArgs *a, CgArgv *out);
 void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *out);
 void cg_add_argv(CgAddArgs *a, CgArgv *out);
+void cg_nll_argv(CgNllArgs *a, CgArgv *out);
 
 /* ==== the training kinds' arguments (TRAINING.md) ====
  * "n" below is the launch extent cg_geometry_launch takes, unless a kind says
@@ -359,6 +365,7 @@ typedef struct {
   int repack;  /* quantized linear: writes the bit layout that every bucket reads */
   int nbucket; /* quantized linear: its kernels by batch, ascending batch_max */
   int bucket[CG_MAX_BUCKETS];
+  int nll;     /* the node returning f32 logits: their per-row NLL (CG_NLL), for evaluation */
 } CgNodeKernels;
 
 typedef struct CgKernelSet {

@@ -67,6 +67,7 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
     break;
   case CG_SWIGLU:
   case CG_ADD: rb_buf_printf(out, " D=%d", s->dim); break;
+  case CG_NLL: rb_buf_printf(out, " V=%d", s->vocab); break;
   /* training kinds: the op fields each reads (codegen.h) */
   case CG_EMBED_FWD:
   case CG_EMBED_GRAD: rb_buf_printf(out, " V=%d D=%d", s->vocab, s->dim); break;

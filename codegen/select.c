@@ -88,7 +88,7 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
   ks->nnodes = g->nnodes;
   for (int i = 0; i < g->nnodes; i++) {
     CgNodeKernels *nk = &ks->node[i];
-    nk->main = nk->rope = nk->repack = -1;
+    nk->main = nk->rope = nk->repack = nk->nll = -1;
   }
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *n = &g->nodes[i];
@@ -146,6 +146,20 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
     case IR_NOP: break;
     }
     if (rc) {
+      cg_kernel_set_free(ks);
+      return RB_EINTERNAL;
+    }
+  }
+  /* Evaluation scores the returned logits where they are (rabit ppl, eval):
+   * the node producing them gets the NLL kernel, so every plan can. */
+  for (int i = 0; g->ret >= 0 && g->ret_type.dtype == IR_F32 && i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead || n->nout != 1 || n->out[0] != g->ret) continue;
+    CgKernel k;
+    memset(&k, 0, sizeof k);
+    k.op.kind = CG_NLL;
+    k.op.vocab = (int)g->values[g->ret].type.dim[1].n;
+    if (add_use(ks, &k, i, n->line, &ks->node[i].nll)) {
       cg_kernel_set_free(ks);
       return RB_EINTERNAL;
     }

@@ -49,6 +49,8 @@ struct RtModel {
   int nbuf;
   StepState *st;
   RtDevPtr tokens, pos, scratch;
+  RtDevPtr nll_ids, nll_rows; /* rt_model_nll: a window's ids (max_ctx), its rows' NLL (max_ctx f32) */
+  float *nll_host;
   size_t weight_bytes, total_bytes;
   RtGraph *decode;
   uint64_t rng;
@@ -493,6 +495,52 @@ int rt_model_logits(RtModel *m, int row0, int n, float *out) {
   return rc;
 }
 
+/* ---- evaluation: the NLL of a window, on the device ---- */
+
+/* The window runs in prefill chunks; after each, the NLL kernel scores the
+ * chunk's logits where cuBLAS wrote them, against the next ids of the window
+ * (uploaded once), into one device row per position. One copy of T-1 floats
+ * comes back per window, and the host sums them in row order in double. */
+int rt_model_nll(RtModel *m, const int32_t *tokens, int T, double *nll_sum, float *row_nll) {
+  const RtPlan *p = m->p;
+  int r = p->ret, kernel = -1;
+  for (int i = 0; i < p->nsteps; i++)
+    if (p->steps[i].nout == 1 && p->steps[i].out[0] == r) kernel = p->steps[i].kernels.nll;
+  if (r < 0 || kernel < 0 || !m->val[r].f32)
+    return fail(m, RB_EUSER, "the plan has no nll kernel for its returned logits (they must be f32; a plan made "
+                             "before the nll kernel needs rabitc again)");
+  if (T < 2 || T > m->max_ctx)
+    return fail(m, RB_EUSER, "a window of %d tokens is outside 2..%d (the context)", T, m->max_ctx);
+  for (int i = 0; i < T; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->vocab)
+      return fail(m, RB_EUSER, "token %d of the window is %d, outside the vocabulary of %d", i, tokens[i], m->vocab);
+  size_t bytes = (size_t)m->max_ctx * 4;
+  if (!m->nll_ids && (rt_mem_alloc(m->gpu, &m->nll_ids, bytes) || rt_mem_alloc(m->gpu, &m->nll_rows, bytes) ||
+                      !(m->nll_host = rb_malloc(bytes))))
+    return fail(m, RB_EINTERNAL, "out of memory for the nll buffers: %s", rt_gpu_error(m->gpu));
+  if (rt_memcpy_htod(m->gpu, m->nll_ids, tokens, (size_t)T * 4))
+    return fail(m, RB_EINTERNAL, "uploading the window: %s", rt_gpu_error(m->gpu));
+  for (int at = 0; at < T - 1; at += m->o.max_tokens) {
+    int n = T - at < m->o.max_tokens ? T - at : m->o.max_tokens;
+    int rc = rt_model_forward(m, tokens + at, n, at);
+    if (rc) return rc;
+    /* Row at+j predicts id at+j+1: the last row of the window predicts nothing. */
+    CgNllArgs a = {m->nll_rows + (RtDevPtr)at * 4, view(m, r), m->nll_ids + (RtDevPtr)(at + 1) * 4, m->val[r].ld,
+                   at + n < T ? n : n - 1};
+    CgArgv v;
+    cg_nll_argv(&a, &v);
+    if (launch(m, kernel, a.T, &v)) return fail(m, RB_EINTERNAL, "the nll kernel failed: %s", rt_gpu_error(m->gpu));
+  }
+  float *rows = row_nll ? row_nll : m->nll_host;
+  if (rt_sync(m->gpu) || rt_memcpy_dtoh(m->gpu, rows, m->nll_rows, (size_t)(T - 1) * 4))
+    return fail(m, RB_EINTERNAL, "reading the nll rows: %s", rt_gpu_error(m->gpu));
+  double sum = 0;
+  for (int i = 0; i < T - 1; i++) sum += rows[i];
+  if (!isfinite(sum)) return fail(m, RB_EINTERNAL, "the window's NLL is not finite (%g)", sum);
+  *nll_sum = sum;
+  return RB_OK;
+}
+
 /* ---- open / close ---- */
 
 int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, RtModel **out, RbBuf *err) {
@@ -557,6 +605,9 @@ void rt_model_close(RtModel *m) {
   if (m->tokens) rt_mem_free(m->gpu, m->tokens);
   if (m->pos) rt_mem_free(m->gpu, m->pos);
   if (m->scratch) rt_mem_free(m->gpu, m->scratch);
+  if (m->nll_ids) rt_mem_free(m->gpu, m->nll_ids);
+  if (m->nll_rows) rt_mem_free(m->gpu, m->nll_rows);
+  rb_free(m->nll_host);
   rt_blas_close(m->blas);
   if (m->stream) rt_stream_destroy(m->gpu, m->stream);
   rb_free(m->val);

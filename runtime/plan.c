@@ -173,6 +173,7 @@ void rt_plan_format(const RtPlan *p, RbBuf *b) {
     put_role(b, "main", s->kernels.main);
     put_role(b, "rope", s->kernels.rope);
     put_role(b, "repack", s->kernels.repack);
+    if (s->kernels.nll >= 0) put_role(b, "nll", s->kernels.nll); /* optional: plans before it load */
     put_list(b, "buckets", s->kernels.bucket, s->kernels.nbucket);
     put_list(b, "in", s->in, s->nin);
     put_list(b, "out", s->out, s->nout);
@@ -382,6 +383,7 @@ static void check_roles(Cursor *c, const RtPlanStep *s, const RtPlan *p) {
   if (k->repack >= 0 && p->kernels[k->repack].kernel.op.kind != CG_REPACK) perr(c, "'repack' is not a repack kernel");
   for (int i = 0; i < k->nbucket; i++)
     if (p->kernels[k->bucket[i]].kernel.op.kind != CG_LINEAR) perr(c, "bucket %d is not a linear kernel", i);
+  if (k->nll >= 0 && p->kernels[k->nll].kernel.op.kind != CG_NLL) perr(c, "'nll' is not an nll kernel");
   if (s->paths && (k->nbucket < 1 || k->repack < 0)) perr(c, "a quantized linear needs buckets and a repack");
   if (k->main >= 0) {
     CgKind kind = p->kernels[k->main].kernel.op.kind;
@@ -399,6 +401,7 @@ static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *
   s->kernels.main = get_role(c, w, n, "main", p->nkernels);
   s->kernels.rope = get_role(c, w, n, "rope", p->nkernels);
   s->kernels.repack = get_role(c, w, n, "repack", p->nkernels);
+  s->kernels.nll = field(w, n, "nll", buf, 32) ? get_role(c, w, n, "nll", p->nkernels) : -1;
   s->kernels.nbucket = get_list(c, w, n, "buckets", s->kernels.bucket, CG_MAX_BUCKETS, 0, p->nkernels - 1);
   s->nin = get_list(c, w, n, "in", s->in, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
   s->nout = get_list(c, w, n, "out", s->out, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);

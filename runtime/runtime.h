@@ -216,6 +216,14 @@ int rt_model_decode_replay(RtModel *m, int n);
 /* Copy rows [row0, row0+n) of the last call's output (the logits) as f32. */
 int rt_model_logits(RtModel *m, int row0, int n, float *out);
 int rt_model_sync(RtModel *m);
+/* Evaluate one window: tokens[0..T) from position 0 (the cache starts empty;
+ * 2 <= T <= max_ctx, prefill chunks of max_tokens), and the negative
+ * log-likelihood of each row r < T-1 predicting tokens[r+1], computed on the
+ * device (the CG_NLL kernel: the logits never leave it). *nll_sum gets their
+ * sum, in row order, in double; row_nll (T-1 floats) each row's, or NULL.
+ * RB_EUSER for an id outside the vocabulary, a bad T, or a plan without the
+ * nll kernel (f16 logits); the reason in rt_model_error. */
+int rt_model_nll(RtModel *m, const int32_t *tokens, int T, double *nll_sum, float *row_nll);
 /* Why the last failing call failed: the step, its IR line and the CUDA error. */
 const char *rt_model_error(const RtModel *m);
 

@@ -2,7 +2,9 @@
  * tokenized whole and cut into non-overlapping windows of --ctx tokens; in
  * each window every token after the first is predicted from the ones before
  * it (the KV cache starts empty per window), and the perplexity is
- * exp(mean negative log-likelihood) over all predicted tokens. */
+ * exp(mean negative log-likelihood) over all predicted tokens. The NLL is
+ * taken on the GPU (rt_model_nll); --cpu-nll keeps the old check: the logits
+ * copied back and log-softmaxed here, in double. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 #include "tools/commands.h"
 #include "tools/load.h"
 
-/* -log softmax(logits)[target], in double. */
+/* -log softmax(logits)[target], in double: the --cpu-nll reference. */
 static double nll(const float *logits, int V, int target) {
   float mx = logits[0];
   for (int i = 1; i < V; i++)
@@ -26,19 +28,22 @@ int cmd_ppl(int argc, char **argv) {
   LoadOptions o = {0};
   o.tool = "rabit ppl";
   const char *text_path = NULL, *tok_path = NULL, *ids_out = NULL;
-  int ctx = 1024, max_windows = 0, quiet = 0;
+  int ctx = 1024, max_windows = 0, quiet = 0, cpu_nll = 0;
   const ArgsOpt opts[] = {
-      ARGS_OPT_STRING(NULL, "--weights", &o.weights, "W", NULL),
-      ARGS_OPT_STRING(NULL, "--text", &text_path, "FILE", NULL),
+      ARGS_OPT_STRING(NULL, "--weights", &o.weights, "W", "the model's weights (safetensors)"),
+      ARGS_OPT_STRING(NULL, "--text", &text_path, "FILE", "the text, tokenized whole and cut into windows"),
       ARGS_OPT_INT(NULL, "--ctx", &ctx, "N", 2, 1 << 20, "window length in tokens (default 1024)"),
       ARGS_OPT_STRING(NULL, "--tokenizer", &tok_path, "FILE",
                       "the model's .gguf or a tokenizer.txt (default: beside the weights)"),
       ARGS_OPT_INT(NULL, "--max-windows", &max_windows, "N", 0, 1000000,
                    "stop after N windows (default: the whole text)"),
       ARGS_OPT_FLAG(NULL, "--fp16", &o.fp16, "every linear in fp16 with cuBLAS (the unquantized baseline)"),
+      ARGS_OPT_FLAG(NULL, "--random-weights", &o.random, "random weights of the model's shapes (no --weights; for speed)"),
       ARGS_OPT_INT(NULL, "--paths", &o.paths, "K", 1, 4, "residual paths for linears without their own quant"),
       ARGS_OPT_STRING(NULL, "--ids-out", &ids_out, "FILE",
                       "write the evaluated token ids (int32, window after window) to FILE"),
+      ARGS_OPT_FLAG(NULL, "--cpu-nll", &cpu_nll,
+                    "copy the logits back and take the log-softmax on the CPU (the slow check of the GPU path)"),
       ARGS_OPT_FLAG(NULL, "--quiet", &quiet, "no progress bar"),
       ARGS_OPT_HELP("-h", "--help", NULL),
   };
@@ -46,7 +51,7 @@ int cmd_ppl(int argc, char **argv) {
                          NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
   int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!o.ir || !o.weights || !text_path) return args_usage(&spec);
+  if (!o.ir || (!o.weights && !o.random) || !text_path) return args_usage(&spec);
   RbBuf text = {0};
   if (rb_read_file(text_path, &text)) {
     fprintf(stderr, "rabit ppl: cannot read '%s'\n", text_path);
@@ -83,13 +88,19 @@ int cmd_ppl(int argc, char **argv) {
       return 1;
     }
   }
-  float *logits = malloc((size_t)chunk * V * sizeof *logits);
+  float *logits = cpu_nll ? malloc((size_t)chunk * V * sizeof *logits) : NULL;
   double total = 0;
   size_t count = 0;
   double t0 = rb_now_ms();
   for (size_t w = 0; !rc && w < windows; w++) {
     const int32_t *win = ids + w * (size_t)ctx;
-    for (int at = 0; !rc && at < ctx; at += chunk) {
+    if (!cpu_nll) {
+      double sum = 0;
+      rc = rt_model_nll(L.model, win, ctx, &sum, NULL);
+      total += sum;
+      count += (size_t)ctx - 1;
+    }
+    for (int at = 0; cpu_nll && !rc && at < ctx; at += chunk) {
       int T = ctx - at < chunk ? ctx - at : chunk;
       rc = rt_model_forward(L.model, win + at, T, at);
       if (!rc) rc = rt_model_logits(L.model, 0, T, logits);
@@ -99,16 +110,21 @@ int cmd_ppl(int argc, char **argv) {
           count++;
         }
     }
-    if (!quiet) {
+    if (!quiet && !rc) {
       int bar = (int)(30 * (w + 1) / windows);
       fprintf(stderr, "\r  [%.*s%*s] window %zu/%zu  ppl %.3f  %.0f tok/s", bar, "##############################",
               30 - bar, "", w + 1, windows, exp(total / count), (w + 1) * ctx / ((rb_now_ms() - t0) / 1e3));
     }
   }
+  double secs = (rb_now_ms() - t0) / 1e3;
   if (!quiet) fprintf(stderr, "\n");
-  if (!rc)
+  if (rc) fprintf(stderr, "rabit ppl: %s\n", rt_model_error(L.model));
+  if (!rc) {
     printf("perplexity %.4f over %zu tokens (%zu windows of %d) of %s, %s\n", exp(total / count), count, windows, ctx,
            text_path, o.fp16 ? "fp16" : "quantized");
+    printf("speed %.0f tokens/s (%zu tokens forwarded in %.2f s, NLL on the %s)\n", windows * ctx / secs,
+           windows * (size_t)ctx, secs, cpu_nll ? "CPU" : "GPU");
+  }
   free(logits);
   rb_free(ids);
   rt_tok_free(tok);

@@ -10,5 +10,6 @@ int cmd_run(int argc, char **argv);      /* rabit run model.ir --weights W --pro
 int cmd_ppl(int argc, char **argv);      /* rabit ppl model.ir --weights W --text FILE */
 int cmd_bench(int argc, char **argv);    /* rabit bench model.ir [--random-weights] */
 int cmd_data(int argc, char **argv);     /* rabit data prepare --tokenizer T --text F -o DIR */
+int cmd_eval(int argc, char **argv);     /* rabit eval model.ir --weights W --data DIR */
 
 #endif

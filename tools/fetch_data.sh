@@ -4,6 +4,10 @@
 #   data/kjv.txt, data/austen.txt           from Debian's bible-kjv and r-cran-janeaustenr
 #   data/train.txt, data/heldout.txt         a fixed split: the held-out text is the
 #                                            last 10% of each book, never trained on
+#   data/heldout-kjv.txt, heldout-austen.txt  heldout.txt in its two parts (KJV, then
+#                                            Austen); together byte for byte heldout.txt.
+#                                            rabit eval reads the shards of heldout.txt
+#                                            (the stream) and heldout-kjv.txt (the boundary)
 # Safe to run again: what is there is kept.
 set -e
 cd "$(dirname "$0")/.."
@@ -46,20 +50,31 @@ if [ ! -s data/austen.txt ]; then
   rm data/austen.tsv
 fi
 
-if [ ! -s data/heldout.txt ]; then
+if [ ! -s data/heldout.txt ] || [ ! -s data/heldout-kjv.txt ] || [ ! -s data/heldout-austen.txt ]; then
   echo "fetch: splitting: the last 10% of each text is held out"
   python3 - <<'PY'
+import os
 def split(path):
     lines = open(path, encoding="utf-8").read().splitlines()
     cut = int(len(lines) * 0.9)
     return lines[:cut], lines[cut:]
-train, held = [], []
+train, held, parts = [], [], []
 for p in ("data/kjv.txt", "data/austen.txt"):
     a, b = split(p)
     train += a
     held += b
-open("data/train.txt", "w", encoding="utf-8").write("\n".join(train) + "\n")
-open("data/heldout.txt", "w", encoding="utf-8").write("\n".join(held) + "\n")
+    parts.append("\n".join(b) + "\n")
+whole = "\n".join(held) + "\n"
+# heldout.txt stays what it always was (earlier numbers use it); the parts
+# are its two halves, so that their concatenation is the same bytes.
+assert parts[0] + parts[1] == whole
+if not os.path.exists("data/heldout.txt") or os.path.getsize("data/heldout.txt") == 0:
+    open("data/train.txt", "w", encoding="utf-8").write("\n".join(train) + "\n")
+    open("data/heldout.txt", "w", encoding="utf-8").write(whole)
+elif open("data/heldout.txt", encoding="utf-8").read() != whole:
+    raise SystemExit("fetch: data/heldout.txt differs from the split of kjv.txt and austen.txt; not writing its parts")
+open("data/heldout-kjv.txt", "w", encoding="utf-8").write(parts[0])
+open("data/heldout-austen.txt", "w", encoding="utf-8").write(parts[1])
 PY
 fi
 ls -la data

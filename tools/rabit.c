@@ -1,5 +1,5 @@
 /* rabit: the runtime driver. Dispatches to one subcommand per file
- * (tools/cmd_*.c): import, quantize, run, ppl, bench, data. */
+ * (tools/cmd_*.c): import, quantize, run, ppl, bench, data, eval. */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"ppl", cmd_ppl, "perplexity on a text file"},
     {"bench", cmd_bench, "prefill and decode speed, 2-bit and fp16"},
     {"data", cmd_data, "tokenize texts into token shards for training"},
+    {"eval", cmd_eval, "validation and test perplexity on the held-out split"},
 };
 
 static void usage(FILE *f) {

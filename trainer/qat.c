@@ -93,8 +93,8 @@ struct TrStep {
   int nallocs, capallocs;
   Pass student, teacher;
   RtDevPtr teacher_hidden; /* (L, T, D) when gamma > 0 */
-  int *layer_out;          /* per hidden_mse node: its slot in losses */
-  int nmse;
+  int nmse;                /* hidden_mse nodes run in this pass: their slots in losses */
+  char ir_hash[33];
 };
 
 /* ==== small helpers ==== */
@@ -624,6 +624,8 @@ static int step_body(TrStep *s, int update) {
   return rc;
 }
 
+static int logits_value(const TrStep *s);
+
 /* ==== opening: weights, layout, memory, kernels ==== */
 
 static int st_tensor(TrStep *s, const RtSafetensors *st, const char *base, const char **shown, const RtTensor **out,
@@ -1050,6 +1052,9 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   if (rc && s->c.diag.data) rb_buf_puts(err, s->c.diag.data);
   if (!rc) {
     s->g = s->c.graph;
+    RtKeyParts kp = {.source = s->c.text.data ? s->c.text.data : "", .options = "", .arch = "", .compiler_id = "",
+                     .tool_version = ""};
+    rt_key_hex(rt_key_make(&kp), s->ir_hash);
     RbBuf warn = {0};
     rc = rt_cache_open(&s->c.cache, o->cache_dir, RT_CACHE_DEFAULT_MAX, &warn);
     rb_buf_free(&warn);
@@ -1067,6 +1072,12 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   if (!rc) { /* planning: every kernel the step and the evaluation forward launch */
     s->planning = 1;
     rc = step_body(s, 1);
+    int lv = logits_value(s);
+    if (!rc && lv >= 0 && o->eval_seq) {
+      CgOp op = op_of(CG_NLL);
+      op.vocab = width_of(&s->g->values[lv].type);
+      rc = kernel_of(s, &op) < 0 ? RB_EINTERNAL : RB_OK;
+    }
     s->planning = 0;
     if (!rc) rc = build_kernels(s, err);
   }
@@ -1199,4 +1210,104 @@ int tr_step_region(TrStep *s, TrRegion r, void *host, int upload) {
   int rc = region(s, r, &p, &n);
   if (rc) return rc;
   return upload ? rt_memcpy_htod(s->gpu, p, host, n) : rt_memcpy_dtoh(s->gpu, host, p, n);
+}
+
+/* ==== evaluation: the student's forward on held-out windows ==== */
+
+/* The logits the forward returns: the first input of the kl_loss node. */
+static int logits_value(const TrStep *s) {
+  for (int i = 0; i < s->g->nnodes; i++)
+    if (!s->g->nodes[i].dead && s->g->nodes[i].op == IR_KL_LOSS) return s->g->nodes[i].in[0];
+  return -1;
+}
+
+int tr_step_eval(TrStep *s, const TrEvalData *d, int max_windows, double *mean_nll, int *windows, RbBuf *err) {
+  *mean_nll = NAN, *windows = 0;
+  int lv = logits_value(s), V = lv >= 0 ? width_of(&s->g->values[lv].type) : 0, W = d->window;
+  if (lv < 0 || s->o.eval_seq != W || s->o.eval_batch < 1) {
+    rb_buf_printf(err, "the training step was opened without evaluation windows of %d", W);
+    return RB_EUSER;
+  }
+  int *pick = rb_malloc((size_t)d->nwindows * sizeof *pick), np = 0;
+  float *nll = rb_malloc((size_t)s->o.eval_batch * W * sizeof *nll);
+  int32_t *tok = rb_malloc((size_t)s->o.eval_batch * W * sizeof *tok);
+  int32_t *tgt = rb_malloc((size_t)s->o.eval_batch * W * sizeof *tgt);
+  int rc = pick && nll && tok && tgt ? RB_OK : RB_EINTERNAL;
+  for (int i = 0; !rc && i < d->nwindows && (!max_windows || np < max_windows); i++)
+    if (d->w[i].set == TR_EVAL_VALID) pick[np++] = i;
+  double sum = 0;
+  uint64_t count = 0;
+  RtDevPtr targets = s->row_loss; /* T_max ints fit in its 2 T_max floats */
+  for (int b0 = 0; !rc && b0 < np; b0 += s->o.eval_batch) {
+    int nb = np - b0 < s->o.eval_batch ? np - b0 : s->o.eval_batch;
+    for (int b = 0; b < nb; b++) {
+      const int32_t *src = d->tokens + d->w[pick[b0 + b]].start;
+      memcpy(tok + (size_t)b * W, src, (size_t)W * sizeof *tok);
+      for (int t = 0; t < W - 1; t++) tgt[(size_t)b * W + t] = src[t + 1];
+      tgt[(size_t)b * W + W - 1] = 0; /* scored but not counted */
+    }
+    s->B = nb, s->S = W, s->T = nb * W, s->forward_only = 1;
+    rc = rt_memcpy_htod(s->gpu, s->tokens, tok, (size_t)s->T * 4);
+    if (!rc) rc = rt_memcpy_htod(s->gpu, targets, tgt, (size_t)s->T * 4);
+    if (!rc) rc = step_body(s, 0);
+    CgOp op = op_of(CG_NLL);
+    op.vocab = V;
+    CgNllArgs a = {s->att_o, s->student.val[lv], targets, V, s->T};
+    CgArgv av;
+    cg_nll_argv(&a, &av);
+    if (!rc) rc = launch(s, &op, s->T, &av);
+    if (!rc) rc = rt_memcpy_dtoh(s->gpu, nll, s->att_o, (size_t)s->T * 4);
+    for (int b = 0; !rc && b < nb; b++)
+      for (int t = 0; t < W - 1; t++) sum += nll[(size_t)b * W + t], count++;
+  }
+  s->forward_only = 0;
+  rb_free(pick), rb_free(nll), rb_free(tok), rb_free(tgt);
+  if (rc) {
+    rb_buf_printf(err, "evaluation: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
+    return rc;
+  }
+  *mean_nll = count ? sum / (double)count : NAN;
+  *windows = np;
+  return RB_OK;
+}
+
+void tr_step_weight_offsets(const TrStep *s, int i, size_t *w_off, size_t *s_off, size_t *nW) {
+  *w_off = s->qw[i].w_off, *s_off = s->qw[i].s_off, *nW = s->nW;
+}
+
+const char *tr_step_model(const TrStep *s) { return s->g->model ? s->g->model : "model"; }
+
+const char *tr_step_ir_hash(const TrStep *s) { return s->ir_hash; }
+
+/* The first non-finite value of n floats at p on the device, or -1. */
+static long long first_nonfinite(TrStep *s, RtDevPtr p, size_t n, float *buf) {
+  if (rt_memcpy_dtoh(s->gpu, buf, p, n * 4)) return -2;
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(buf[i])) return (long long)i;
+  return -1;
+}
+
+void tr_step_find_nonfinite(TrStep *s, char *what, size_t n) {
+  snprintf(what, n, "no parameter or gradient holds one (the forward overflowed)");
+  size_t most = 0;
+  for (int i = 0; i < s->nqw; i++)
+    if ((size_t)s->qw[i].N * s->qw[i].K > most) most = (size_t)s->qw[i].N * s->qw[i].K;
+  float *buf = rb_malloc(most * 4 + 4);
+  if (!buf) return;
+  static const char *const part_names[] = {"W", "g", "h", "dW", "dg", "dh"};
+  const TrPart order[] = {TR_PART_DW, TR_PART_DG, TR_PART_DH, TR_PART_W, TR_PART_G, TR_PART_H};
+  for (int o = 0; o < 6; o++)
+    for (int i = 0; i < s->nqw; i++) {
+      RtDevPtr p;
+      size_t bytes;
+      part_addr(s, i, order[o], &p, &bytes);
+      long long at = first_nonfinite(s, p, bytes / 4, buf);
+      if (at >= 0) {
+        snprintf(what, n, "%s of %s holds %g at element %lld", part_names[order[o]], s->qw[i].name, (double)buf[at],
+                 at);
+        rb_free(buf);
+        return;
+      }
+    }
+  rb_free(buf);
 }

@@ -151,7 +151,8 @@ typedef struct {
   const TrTrainOptions *o;
   RtGpu *gpu;
   TrStep *st;
-  TrTrainData data, eval;
+  TrTrainData data;
+  TrEvalData eval;
   int steps;
   uint64_t rng;
   int step;            /* steps done */
@@ -337,7 +338,7 @@ static int write_curve(const Run *r, RbBuf *err) {
 /* Validation: the student's mean NLL over the evaluation windows (TRAINING.md's even windows). */
 static int validate(Run *r, double *val_loss, int *windows, RbBuf *err) {
   *val_loss = NAN, *windows = 0;
-  if (!r->eval.ntokens) return RB_OK;
+  if (!r->eval.nwindows) return RB_OK;
   return tr_step_eval(r->st, &r->eval, r->o->eval_windows, val_loss, windows, err);
 }
 
@@ -345,7 +346,7 @@ static void run_free(Run *r) {
   tr_step_close(r->st);
   if (r->gpu) rt_gpu_close(r->gpu);
   tr_train_data_free(&r->data);
-  tr_train_data_free(&r->eval);
+  tr_eval_free(&r->eval);
   for (int i = 0; i < TR_NREGION; i++) rb_free(r->region[i]);
   rb_free(r->hist);
 }
@@ -371,7 +372,7 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
     return RB_EUSER;
   }
   rc = tr_train_data_load(o->data, o->eval_data, &r.data, err);
-  if (!rc && o->eval_data) rc = tr_eval_data_load(o->eval_data, &r.eval, err);
+  if (!rc && o->eval_data) rc = tr_eval_open(o->eval_data, TR_EVAL_WINDOW, 0, &r.eval, err);
   int T = o->step.batch * o->step.seq;
   if (!rc && r.data.ntokens < (uint64_t)o->step.seq) {
     rb_buf_printf(err, "%s: %llu tokens, fewer than one sequence of %d", o->data, (unsigned long long)r.data.ntokens,
@@ -386,7 +387,7 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   }
   if (!rc) rc = rt_gpu_open(&r.gpu, 0, err);
   TrStepOptions so = o->step;
-  if (r.eval.ntokens) so.eval_batch = TR_EVAL_BATCH, so.eval_seq = TR_EVAL_WINDOW;
+  if (r.eval.nwindows) so.eval_batch = TR_EVAL_BATCH, so.eval_seq = TR_EVAL_WINDOW;
   if (!rc) rc = tr_step_open(&r.st, r.gpu, &so, err);
   if (!rc && o->resume) rc = load_checkpoint(&r, err);
   if (rc) {
@@ -421,7 +422,7 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
     double val = NAN;
     int windows = 0;
     int last = r.step == r.steps || (o->max_steps && ran >= o->max_steps);
-    if ((o->eval_every && r.step % o->eval_every == 0) || (last && r.eval.ntokens)) {
+    if ((o->eval_every && r.step % o->eval_every == 0) || (last && r.eval.nwindows)) {
       if ((rc = validate(&r, &val, &windows, err))) break;
       progress(&r, &(TrTrainProgress){.event = TR_EVENT_EVAL, .step = r.step, .steps = r.steps, .val_ppl = exp(val),
                                       .val_loss = val, .windows = windows});

@@ -9,6 +9,7 @@
 #include "frontend/frontend.h"
 #include "ir/base.h"
 #include "runtime/cuda/gpu.h"
+#include "runtime/runtime.h"
 #include "runtime/text/text.h"
 
 /* ==== ptq.c: residual SVID, the initialization and the PTQ baseline ==== */
@@ -202,6 +203,15 @@ int tr_step_set(TrStep *s, int i, TrPart part, const void *host);
 typedef enum { TR_REGION_PARAMS, TR_REGION_MUON, TR_REGION_ADAM_M, TR_REGION_ADAM_V, TR_NREGION } TrRegion;
 size_t tr_step_region_bytes(const TrStep *s, TrRegion r);
 int tr_step_region(TrStep *s, TrRegion r, void *host, int upload);
+/* Weight i's place in the regions (floats): W at w_off of the first nW floats of
+ * TR_REGION_PARAMS and of TR_REGION_MUON; g at nW + s_off, h after it; the
+ * Adam regions hold the scales alone (g at s_off). */
+void tr_step_weight_offsets(const TrStep *s, int i, size_t *w_off, size_t *s_off, size_t *nW);
+const char *tr_step_model(const TrStep *s);   /* the IR's model name */
+const char *tr_step_ir_hash(const TrStep *s); /* the IR text's hash, hex */
+/* After a step whose loss or gradient norm is not finite: names the first
+ * tensor (gradient or parameter) holding a NaN or inf, into what. */
+void tr_step_find_nonfinite(TrStep *s, char *what, size_t n);
 
 /* ==== train.c: the loop ==== */
 
@@ -221,6 +231,50 @@ void tr_train_data_free(TrTrainData *d);
 void tr_train_batch(const TrTrainData *d, int batch, int seq, uint64_t *rng, int32_t *out);
 /* The learning-rate multiplier of TRAINING.md's schedule at step (from 0) of steps. */
 double tr_lr_scale(int step, int steps, int warmup);
+
+typedef enum { TR_EVENT_READY, TR_EVENT_STEP, TR_EVENT_EVAL, TR_EVENT_CHECKPOINT } TrEvent;
+
+typedef struct {
+  TrEvent event;
+  const char *text;    /* READY: what will run; CHECKPOINT: the file */
+  int step, steps;     /* steps done, of the run's total */
+  double loss, kl, mse, grad_norm, tok_per_s, eta_s;
+  double val_loss, val_ppl; /* EVAL */
+  int windows;         /* EVAL: validation windows */
+} TrTrainProgress;
+
+typedef struct {
+  TrStepOptions step;  /* the model, the weights, gamma, batch x seq, ... */
+  const char *data;    /* the train split's shards */
+  const char *eval_data; /* the held-out shards (rabit eval's DIR): validation, and refused texts; may be NULL */
+  const char *out;     /* the output directory */
+  const char *method;  /* "rabit" */
+  uint64_t tokens, seed;
+  double lr_w, lr_s;
+  int warmup;          /* steps */
+  int ckpt_every, eval_every, eval_windows, log_every; /* steps; 0: at the end (windows: all) */
+  int max_steps;       /* stop this run after so many steps (0: none); the budget's schedule is kept */
+  int resume;          /* continue from out/checkpoint.safetensors */
+  void (*progress)(void *ctx, const TrTrainProgress *p);
+  void *ctx;
+} TrTrainOptions;
+
+typedef struct {
+  int steps;
+  uint64_t tokens;
+  double loss, tok_per_s;
+  char export_path[1024]; /* empty until the budget is spent */
+} TrTrainResult;
+
+#define TR_EVAL_BATCH 4 /* validation windows a forward */
+
+/* Train o->step.ir's student on o->data's windows to o->tokens tokens: steps
+ * of batch x seq, the schedule of TRAINING.md, a checkpoint every ckpt_every
+ * steps and at the end (atomically, with the loss curve beside it), and when
+ * the budget is spent the packed export, out/model.safetensors. A NaN or inf
+ * stops the run (RB_EUSER) naming the step and the tensor, keeping the last
+ * checkpoint. Opens GPU 0. Never prints: progress through o->progress. */
+int tr_train(const TrTrainOptions *o, TrTrainResult *r, RbBuf *err);
 
 /* ==== ptq.c (continued): the coupled derivation, shared with export.c ==== */
 
@@ -370,5 +424,94 @@ typedef struct {
  * xlabel names the axis ("step", "tokens"); title may be NULL. */
 int tr_curve_svg(const char *path, const TrCurvePoint *train, int ntrain, const TrCurvePoint *val, int nval,
                  const char *title, const char *xlabel, RbBuf *err);
+/* ==== eval.c: the held-out split and its evaluation (DESIGN.md; tr_eval_run on the GPU) ==== */
+
+#define TR_EVAL_WINDOW 1024
+#define TR_EVAL_SHARD "heldout.shard"         /* data/heldout.txt tokenized whole: the stream */
+#define TR_EVAL_KJV_SHARD "heldout-kjv.shard" /* data/heldout-kjv.txt, its KJV part: the boundary */
+#define TR_EVAL_SEAM_SLACK 8 /* tokens of the KJV part that may differ at the seam, merged with Austen's */
+
+typedef enum { TR_EVAL_VALID, TR_EVAL_TEST, TR_EVAL_NSET } TrEvalSet; /* even windows, odd windows */
+typedef enum { TR_EVAL_KJV, TR_EVAL_AUSTEN, TR_EVAL_MIXED, TR_EVAL_NSOURCE } TrEvalSource;
+
+const char *tr_eval_set_name(TrEvalSet s);       /* "validation", "test" */
+const char *tr_eval_source_name(TrEvalSource s); /* "kjv", "austen", "mixed" */
+
+typedef struct {
+  int index;       /* in the stream: even windows validate, odd ones test */
+  uint64_t start;  /* its first token */
+  TrEvalSet set;
+  TrEvalSource source; /* KJV: all before the boundary; Austen: all from it on; mixed: spans it */
+} TrEvalWindow;
+
+/* The split of a stream of ntokens whose Austen part starts at token
+ * boundary into floor(ntokens / window) windows, the tail dropped as rabit
+ * ppl drops it; the first max_windows of them (0: all). *out is rb_malloc'ed.
+ * RB_EUSER when not one window fits. */
+int tr_eval_split(uint64_t ntokens, uint64_t boundary, int window, int max_windows, TrEvalWindow **out, int *n,
+                  RbBuf *err);
+
+typedef struct {
+  int32_t *tokens;            /* heldout.txt tokenized whole (the stream earlier rabit ppl numbers used) */
+  uint64_t ntokens, boundary; /* boundary: the first token not shared with the KJV part's own tokens */
+  uint64_t kjv_tokens;        /* the KJV part tokenized alone; boundary < kjv_tokens when a pre-token spans the seam */
+  uint32_t vocab;
+  int window, nwindows;
+  TrEvalWindow *w;
+} TrEvalData;
+
+/* Read DIR/heldout.shard (the stream) and DIR/heldout-kjv.shard (where the
+ * KJV part ends), made by `rabit data prepare --split heldout --text
+ * data/heldout.txt --text data/heldout-kjv.txt -o DIR`. Both are checked by
+ * tr_shard_read and must be tagged held-out (a train shard is refused, named);
+ * the KJV shard must be the stream's beginning but for its last
+ * TR_EVAL_SEAM_SLACK tokens, and shorter than it. The boundary is where the two
+ * first differ. Errors name the file. Free d with tr_eval_free either way. */
+int tr_eval_open(const char *dir, int window, int max_windows, TrEvalData *d, RbBuf *err);
+void tr_eval_free(TrEvalData *d);
+/* The first index where ids (n) differs from d's stream over the windows
+ * evaluated (ids shorter counts as a difference at n), or -1 when they agree. */
+int64_t tr_eval_compare(const TrEvalData *d, const int32_t *ids, size_t n);
+
+typedef struct {
+  double nll;      /* summed over the predicted tokens */
+  uint64_t tokens; /* predicted: window - 1 per window */
+  int windows;
+} TrEvalSum;
+
+typedef struct {
+  TrEvalSum by[TR_EVAL_NSET][TR_EVAL_NSOURCE];
+  double *window_nll; /* mean NLL of each window of d (NAN where not run), rb_malloc'ed by tr_eval_run */
+  int nwindows;
+  double seconds;     /* tr_eval_run's wall time */
+  uint64_t forwarded; /* tokens through the model */
+} TrEvalResult;
+
+/* Count window w's summed NLL over its predicted tokens in r. */
+void tr_eval_add(TrEvalResult *r, const TrEvalWindow *w, double nll_sum, uint64_t predicted);
+/* The sum over a set, of one source or of all (source < 0). */
+TrEvalSum tr_eval_sum(const TrEvalResult *r, TrEvalSet set, int source);
+/* exp(mean NLL); NAN for an empty sum. */
+double tr_eval_ppl(TrEvalSum s);
+
+typedef struct {
+  unsigned sets; /* bit 1 << TrEvalSet per set to run; 0: both (the trainer validates with 1 << TR_EVAL_VALID) */
+  void (*progress)(void *ctx, int done, int total, const TrEvalResult *r); /* after each window; may be NULL */
+  void *ctx;
+} TrEvalRunOptions;
+
+/* Every window of d (of the chosen sets) through the model, its NLL on the
+ * device (rt_model_nll), summed into r. m must take windows of d->window
+ * (max_ctx >= window). Errors: the model's (rt_model_error) in err. Free r
+ * with tr_eval_result_free either way. */
+int tr_eval_run(RtModel *m, const TrEvalData *d, const TrEvalRunOptions *o, TrEvalResult *r, RbBuf *err);
+void tr_eval_result_free(TrEvalResult *r);
+
+/* ==== qat.c (continued): the trainer's own evaluation ==== */
+
+/* The student's mean NLL per predicted token over the validation windows of
+ * d (the first max_windows of them; 0: all), on the training forward, the
+ * NLL on the device. The step must have been opened with eval_seq = d->window. */
+int tr_step_eval(TrStep *s, const TrEvalData *d, int max_windows, double *mean_nll, int *windows, RbBuf *err);
 
 #endif

@@ -1,8 +1,8 @@
 /* cuda.h: the CUDA target of codegen (prefix cg_): one emitter per kernel
  * family (linear.c: the binary linears and their repack; ops.c: the decoder
- * ops), each with its launch geometry and argument marshalling; prelude.c: what
- * every emitted source shares (its first lines, its entry-point name); target.c
- * gathers them into cg_target_cuda. Included only inside codegen (and tests). */
+ * ops and nll, evaluation's loss), each with its launch geometry and argument
+ * marshalling; prelude.c: what every emitted source shares (its first lines,
+ * its entry-point name); target.c gathers them into cg_target_cuda. Included only inside codegen (and tests). */
 #ifndef RABIT_CODEGEN_CUDA_H
 #define RABIT_CODEGEN_CUDA_H
 

@@ -1,5 +1,6 @@
 /* ops.c: emitters for the decoder ops around the linears: embed, rmsnorm,
- * rope_kv, attention, swiglu and add. Every kernel starts with the prelude of
+ * rope_kv, attention, swiglu and add; and nll, evaluation's loss on the
+ * returned logits. Every kernel starts with the prelude of
  * prelude.c, is specialized on the spec's dims (#define constants), keeps
  * fp16 in memory as raw IEEE half bits, does its math in fp32, and includes no
  * header at all. */
@@ -80,6 +81,9 @@ static int op_check(const CgOp *s, RbBuf *err) {
   case CG_SWIGLU:
   case CG_ADD:
     if (s->dim <= 0) goto dims;
+    return RB_OK;
+  case CG_NLL:
+    if (s->vocab <= 0) goto dims;
     return RB_OK;
   default:
     rb_buf_printf(err, "ops: kernel kind %s is not an op", kn);
@@ -489,6 +493,72 @@ static void emit_add(const CgKernel *k, RbBuf *b, const char *entry) {
                 EW_THREADS, ADD_PER, s->dim, entry);
 }
 
+/* ==== nll ==== */
+
+/* Threads for a row of V logits: about 16 each, whole warps, 32..1024. */
+static int nll_threads(int V) {
+  int t = round_up((V + 15) / 16, 32);
+  return t > 1024 ? 1024 : t;
+}
+
+/* One block per row, two passes over it (max, then the sum of exponentials):
+ * a row of 49152 f32 is 192 KiB, read twice from L2, a few microseconds for a
+ * 512-row chunk against milliseconds of forward. Each thread walks its
+ * strided elements in order and the block reduces in a fixed tree, so the
+ * same logits give the same bits on every run. */
+static void emit_nll(const CgKernel *k, RbBuf *b, const char *entry) {
+  const CgOp *s = &k->op;
+  cg_cuda_prelude(b, k, "codegen/cuda/ops.c");
+  rb_buf_printf(b,
+                "#define V %d  /* vocabulary: logits per row */\n"
+                "#define THREADS %d\n"
+                "#define NWARP (THREADS / 32)\n"
+                "\n"
+                "/* The block's sum (max when is_max) of v, in a fixed order: warps by shuffle,\n"
+                " * then the warp partials in warp order, by every thread alike. */\n"
+                "__device__ __forceinline__ float rb_block_reduce(float v, bool is_max, float *part) {\n"
+                "#pragma unroll\n"
+                "  for (int o = 16; o > 0; o >>= 1) {\n"
+                "    const float w = __shfl_xor_sync(0xffffffffu, v, o);\n"
+                "    v = is_max ? fmaxf(v, w) : v + w;\n"
+                "  }\n"
+                "  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;\n"
+                "  __syncthreads();\n"
+                "  v = part[0];\n"
+                "#pragma unroll\n"
+                "  for (int i = 1; i < NWARP; i++) v = is_max ? fmaxf(v, part[i]) : v + part[i];\n"
+                "  __syncthreads();  /* part is reused by the next reduction */\n"
+                "  return v;\n"
+                "}\n"
+                "\n"
+                "/* nll[t] = log(sum_v exp(logits[t, v])) - logits[t, targets[t]] (a row's\n"
+                " * negative log-likelihood of its target), logits f32 (T, ld); NaN for a target\n"
+                " * outside the vocabulary, so a bad id cannot pass for a good loss.\n"
+                " * grid (T), block (THREADS). */\n"
+                "extern \"C\" __global__ void __launch_bounds__(THREADS)\n"
+                "%s(float *__restrict__ nll, const float *__restrict__ logits,\n"
+                "    const int *__restrict__ targets, int ld, int T) {\n"
+                "  const int t = blockIdx.x;\n"
+                "  if (t >= T) return;\n"
+                "  const float *row = logits + (long long)t * ld;\n"
+                "  __shared__ float part[NWARP];\n"
+                "\n"
+                "  float m = -3.402823466e38f;\n"
+                "  for (int i = threadIdx.x; i < V; i += THREADS) m = fmaxf(m, row[i]);\n"
+                "  m = rb_block_reduce(m, true, part);\n"
+                "\n"
+                "  float sum = 0.0f;\n"
+                "  for (int i = threadIdx.x; i < V; i += THREADS) sum += expf(row[i] - m);\n"
+                "  sum = rb_block_reduce(sum, false, part);  /* >= 1: the max contributes exp(0) */\n"
+                "\n"
+                "  if (threadIdx.x == 0) {\n"
+                "    const int tg = targets[t];\n"
+                "    nll[t] = tg >= 0 && tg < V ? logf(sum) + m - row[tg] : __int_as_float(0x7fc00000);\n"
+                "  }\n"
+                "}\n",
+                s->vocab, nll_threads(s->vocab), entry);
+}
+
 /* ==== entry points ==== */
 
 /* The entry name: the kind and the integer dims the kernel is specialized on.
@@ -514,13 +584,14 @@ static void op_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
     break;
   case CG_SWIGLU: snprintf(name, sizeof name, "rb_swiglu_d%d", s->dim); break;
   case CG_ADD: snprintf(name, sizeof name, "rb_add_d%d", s->dim); break;
+  case CG_NLL: snprintf(name, sizeof name, "rb_nll_v%d", s->vocab); break;
   default: snprintf(name, sizeof name, "rb_unknown"); break;
   }
   cg_cuda_entry(k, name, hashed, entry);
 }
 
 /* Emit the canonical source of an op kernel (embed, rmsnorm, rope_kv, attention,
- * swiglu, add) into src and its entry name into entry. RB_EUSER with a message
+ * swiglu, add, nll) into src and its entry name into entry. RB_EUSER with a message
  * in err for dims the kernels cannot take; RB_EINTERNAL if src ran out of memory.
  * The ops have one schedule each: k->sched is unused. */
 int cg_emit_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
@@ -535,6 +606,7 @@ int cg_emit_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *e
   case CG_ATTENTION: emit_attention(k, src, entry); break;
   case CG_SWIGLU: emit_swiglu(k, src, entry); break;
   case CG_ADD: emit_add(k, src, entry); break;
+  case CG_NLL: emit_nll(k, src, entry); break;
   default: return RB_EUSER; /* op_check rejected it already */
   }
   if (src->oom) {
@@ -589,6 +661,10 @@ int cg_geometry_op(const CgKernel *k, CgGeometry *g, RbBuf *err) {
     g->n_per_block = EW_THREADS * ADD_PER;
     g->block[0] = EW_THREADS;
     break;
+  case CG_NLL:
+    g->grow_axis = 0;
+    g->block[0] = (unsigned)nll_threads(s->vocab);
+    break;
   default: return RB_EUSER;
   }
   return RB_OK;
@@ -606,3 +682,4 @@ void cg_attention_argv(CgAttentionArgs *a, CgArgv *o) {
 }
 void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->gu, &a->ld, &a->T); }
 void cg_add_argv(CgAddArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->a, &a->b, &a->n); }
+void cg_nll_argv(CgNllArgs *a, CgArgv *o) { CG_ARGV(o, &a->nll, &a->logits, &a->targets, &a->ld, &a->T); }

@@ -3,7 +3,7 @@
  * starting with the prelude, emits a different source and entry name when a
  * parameter it is specialized on changes (eps and theta included), has an
  * entry that is a C identifier under CG_ENTRY_MAX, includes nothing, and
- * compiles with NVRTC for sm_80, sm_89 and sm_90. Bad specs are refused with
+ * compiles with NVRTC (nll, the evaluation loss, included) for sm_80, sm_89 and sm_90. Bad specs are refused with
  * RB_EUSER and a message. No GPU needed. */
 #include <stdio.h>
 #include <string.h>
@@ -57,6 +57,7 @@ static CgKernel perturb(CgKernel s) {
   case CG_RMSNORM: s.op.eps *= 10.0f; break;
   case CG_ROPE_KV: s.op.rope_theta *= 2.0f; break;
   case CG_ATTENTION: s.op.max_ctx *= 2; break;
+  case CG_NLL: s.op.vocab += 1; break;
   default: s.op.dim += 8; break;
   }
   return s;
@@ -186,7 +187,7 @@ static void test_name(CgKind k, const char *want, int hashed) {
 
 int main(void) {
   for (size_t m = 0; m < sizeof shapes / sizeof shapes[0]; m++)
-    for (int k = CG_EMBED; k <= CG_ADD; k++) test_case((CgKind)k, &shapes[m]);
+    for (int k = CG_EMBED; k <= CG_NLL; k++) test_case((CgKind)k, &shapes[m]);
 
   /* Readable names; a hash only where the description holds a float the name
    * leaves out (rmsnorm eps, rope theta). */
@@ -196,6 +197,7 @@ int main(void) {
   test_name(CG_ATTENTION, "rb_attention_h9_kv3_hd64_c8192", 1);
   test_name(CG_SWIGLU, "rb_swiglu_d1536", 0);
   test_name(CG_ADD, "rb_add_d576", 0);
+  test_name(CG_NLL, "rb_nll_v49152", 0);
 
   /* Two rmsnorms differing only in eps, two rope_kv only in theta: two names,
    * each deterministic. */
@@ -245,6 +247,11 @@ int main(void) {
   s.op.dim = 0;
   test_reject("add dim", s,
               "add: dimensions must be positive (dim 0, vocab 49152, heads 9, kv_heads 3, "
+              "head_dim 64, max_ctx 8192)");
+  s = op_spec(CG_NLL, &shapes[0]);
+  s.op.vocab = 0;
+  test_reject("nll vocab", s,
+              "nll: dimensions must be positive (dim 576, vocab 0, heads 9, kv_heads 3, "
               "head_dim 64, max_ctx 8192)");
 
   printf("%d passed, %d failed\n", npass, nfail);

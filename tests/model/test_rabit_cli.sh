@@ -27,7 +27,7 @@ expect help 0 "usage: rabit COMMAND" "$rabit" --help
 expect version 0 "^rabit [0-9]" "$rabit" --version
 expect no-command 1 "usage: rabit COMMAND" "$rabit"
 expect unknown-command 1 "unknown command 'fly'" "$rabit" fly
-for c in import quantize run ppl bench; do
+for c in import quantize run ppl bench eval; do
   expect "$c-help" 0 "usage: rabit $c" "$rabit" "$c" --help
 done
 expect run-usage 1 "usage: rabit run" "$rabit" run "$samples/tiny.ir"
@@ -53,6 +53,43 @@ if [ "$rc" -ne 0 ] && ! printf '%s\n' "$out" | grep -q "no tokenizer" && \
    printf '%s\n' "$out" | grep -q "needs an NVIDIA GPU\|w.safetensors"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL tokenizer-beside-weights: rc=$rc"; printf '%s\n' "$out" | head -3; fi
 expect run-no-tokenizer 1 "no tokenizer: give --tokenizer" "$rabit" run "$samples/tiny.ir" --weights "$samples/tiny.ir" --prompt hi
+# rabit eval: the held-out shards are read and checked before the GPU is asked for.
+vocab="$samples/../tests/tokenizer/data/vocab.txt"
+expect eval-usage 1 "usage: rabit eval" "$rabit" eval "$samples/smollm2-135m.ir" --random-weights
+expect eval-missing-dir 1 "rabit eval: $tmp/none: No such file or directory" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/none"
+mkdir -p "$tmp/empty"
+expect eval-missing-shard 1 "$tmp/empty/heldout.shard: cannot read the shard" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/empty"
+i=0; : > "$tmp/kjv.txt"; : > "$tmp/austen.txt"
+while [ $i -lt 300 ]; do
+  echo "And the LORD spake unto Moses in the wilderness of Sinai, saying, number $i." >> "$tmp/kjv.txt"
+  echo "It is a truth universally acknowledged, said Elizabeth to her sister, in the year $i." >> "$tmp/austen.txt"
+  i=$((i + 1))
+done
+cat "$tmp/kjv.txt" "$tmp/austen.txt" > "$tmp/heldout.txt"
+"$rabit" data prepare --split heldout --tokenizer "$vocab" --text "$tmp/heldout.txt" --text "$tmp/kjv.txt" \
+  -o "$tmp/held" > /dev/null && mv "$tmp/held/kjv.shard" "$tmp/held/heldout-kjv.shard"
+"$rabit" data prepare --split train --tokenizer "$vocab" --text "$tmp/heldout.txt" -o "$tmp/train" > /dev/null
+cp "$tmp/held/heldout-kjv.shard" "$tmp/train/heldout-kjv.shard"
+expect eval-train-shard 1 "$tmp/train/heldout.shard: this shard is tagged train; evaluation reads held-out" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/train"
+mkdir -p "$tmp/bad" && cp "$tmp/held/"*.shard "$tmp/bad/"
+printf 'Z' | dd of="$tmp/bad/heldout.shard" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect eval-corrupt-shard 1 "$tmp/bad/heldout.shard: checksum mismatch" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/bad"
+expect eval-check-text-differs 1 "differs from '$tmp/kjv.txt' tokenized now" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp/kjv.txt" \
+  --tokenizer "$vocab"
+out=$("$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp/heldout.txt" \
+      --tokenizer "$vocab" --quiet 2>&1)
+if printf '%s\n' "$out" | grep -q "check: the evaluated .* tokens equal" && \
+   printf '%s\n' "$out" | grep -q "needs an NVIDIA GPU and driver\|test perplexity"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL eval-check-text"; printf '%s\n' "$out" | head -5; fi
+expect_gpu eval-random "test perplexity, Austen" "$rabit" eval "$samples/smollm2-135m.ir" --random-weights \
+  --data "$tmp/held" --quiet
+expect_gpu ppl-random "^speed .* NLL on the GPU" "$rabit" ppl "$samples/smollm2-135m.ir" --random-weights \
+  --text "$tmp/heldout.txt" --tokenizer "$vocab" --max-windows 2 --quiet
 expect_gpu run-random "generated" "$rabit" run "$samples/tiny.ir" --random-weights --tokens 1,2,3 -n 4
 expect_gpu bench-random "decode ctx" "$rabit" bench "$samples/tiny.ir" --random-weights --ctx 16 --prefill 16 --steps 5
 

@@ -211,8 +211,9 @@ static int check_forward(struct IrGrad *s) {
   }
   const IrType *r = &g->values[g->ret].type;
   if (r->dtype == IR_I32 || r->rank != 2) {
-    ir_diag_error(d, g->ret_line, g->ret_col, "the training loss needs logits [T, V]; graph '%s' returns a rank-%d %s tensor",
-                  g->name, r->rank, ir_dtype_name(r->dtype));
+    ir_diag_error(d, g->ret_line, g->ret_col,
+                  "the training loss needs logits [T, V]; graph '%s' returns a rank-%d %s tensor", g->name,
+                  r->rank, ir_dtype_name(r->dtype));
     return RB_EUSER;
   }
   return RB_OK;
@@ -284,8 +285,8 @@ static int backward(struct IrGrad *s, int nfwd_nodes) {
     if (have == 0) continue;
     if (have != n->nout) {
       ir_diag_error(s->d, n->line, n->col,
-                    "'%s' output %d does not reach the loss (the grad pass needs all or none of a node's outputs to)",
-                    ir_ops[n->op].name, have);
+                    "only %d of the %d outputs of '%s' reach the loss (the grad pass needs all or none)",
+                    have, n->nout, ir_ops[n->op].name);
       return RB_EUSER;
     }
     int rc = ir_ops[n->op].grad(s, i);

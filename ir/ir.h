@@ -271,9 +271,10 @@ typedef struct {
 /* Requires a verified, unfused graph (linear_add / linear_swiglu are refused
  * with a diagnostic, as is a graph already holding training ops) that returns
  * logits [T, V] and has at least one trainable linear (quant = rabit(...)).
- * Appends, after the unchanged forward nodes: kl_loss(logits, teacher); when
- * gamma > 0 one hidden_mse per layer l on the value the last node of repeat
- * iteration l writes, scale = gamma / L; then the backward, one rule per
+ * Appends, after the unchanged forward nodes: kl_loss(logits, teacher) (the
+ * KL and its gradient, the seed); when gamma > 0 one hidden_mse per layer l
+ * on the value the last node of repeat iteration l writes, scale = gamma / L
+ * (the term scale * mse_l and its gradient); then the backward, one rule per
  * forward node (IR_OPS' last column) in reverse order. Gradients exist only
  * for values that depend on a trainable weight; a value with several uses
  * gets the sum of its contributions, added in the order the backward makes

@@ -20,14 +20,14 @@ struct IrGrad {
  * Norms, embeddings and dense linears (the tied lm_head) are frozen. */
 static int trainable(const IrNode *n) { return n->op == IR_LINEAR && ir_node_paths(n) > 0; }
 
-/* A new node at forward node `at`'s place (location, layer), for op `op` with
- * the given inputs; outputs inferred by the row's shape rule and named after
- * the values they are the gradients of (of[i], -1: name[i] instead). Returns
- * the node index, or -1 with *rc set. */
-static int emit(struct IrGrad *s, const IrNode *proto, int line, int col, int layer, const int *of,
+/* Append a copy of node `tmpl` at the given place (source location, layer); its
+ * outputs are inferred by the row's shape rule and named after the values
+ * they are the gradients of (of[i]; where of is NULL or of[i] is -1, name[i]).
+ * Returns the node index, or -1 with *rc set. */
+static int emit(struct IrGrad *s, const IrNode *tmpl, int line, int col, int layer, const int *of,
                 const char *const *name, int *rc) {
   IrGraph *g = s->g;
-  IrNode n = *proto;
+  IrNode n = *tmpl;
   n.line = line;
   n.col = col;
   n.layer = layer;
@@ -40,10 +40,11 @@ static int emit(struct IrGrad *s, const IrNode *proto, int line, int col, int la
   }
   if ((*rc = ir_node_infer(g, idx, s->d)) != RB_OK) return -1;
   for (int i = 0; i < g->nodes[idx].nout; i++) {
-    const char *base = of && of[i] >= 0 ? g->values[of[i]].name : NULL;
-    const char *nm = of && of[i] >= 0 ? base ? rb_arena_printf(&g->arena, "d%s", base)
-                                             : rb_arena_printf(&g->arena, "d#%d", of[i])
-                                      : name[i];
+    const char *nm = name ? name[i] : NULL; /* for messages only: the printer renames values */
+    if (of && of[i] >= 0) {
+      const char *base = g->values[of[i]].name;
+      nm = base ? rb_arena_printf(&g->arena, "d%s", base) : rb_arena_printf(&g->arena, "d#%d", of[i]);
+    }
     g->values[g->nodes[idx].out[i]].name = nm;
   }
   if (g->arena.oom) *rc = RB_EINTERNAL;

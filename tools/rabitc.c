@@ -52,6 +52,10 @@ static const char help_tail[] =
     "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
     "its cache key.\n"
     "\n"
+    "With --train, rabitc builds the training graph (the unfused forward, then the KL\n"
+    "loss against a teacher's logits, the hidden-state MSE when --gamma > 0, and the\n"
+    "backward) and compiles no kernels: 'rabitc --train --dump-ir=after-grad FILE.ir'.\n"
+    "\n"
     "exit status: 0 ok, 1 bad input or usage, 2 internal error\n";
 
 /* The custom options: --arch, --emit and --dump-ir (args.h). */

@@ -143,7 +143,7 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
       s->dim = (int)in_width(g, n);
       rc = add_use(ks, &k, i, n->line, &nk->main);
       break;
-    case IR_NOP: break;
+    default: break; /* the training ops: their kernels are the training step's selection */
     }
     if (rc) {
       cg_kernel_set_free(ks);

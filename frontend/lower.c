@@ -362,10 +362,11 @@ static int lower_tensor_arg(Lower *L, const FeExpr *e) {
 static int lower_call(Lower *L, const FeExpr *e, int *outs) {
   IrOp opc = ir_op_lookup(e->str);
   if (opc == IR_NOP) {
-    ir_diag_error(L->d, e->line, e->col,
-                  "unknown op '%s' (ops: embed, rmsnorm, linear, attention, swiglu, add, "
-                  "linear_add, linear_swiglu)",
-                  e->str);
+    RbBuf names = {0};
+    for (int i = 0; i < IR_NOP; i++) rb_buf_printf(&names, "%s%s", i ? ", " : "", ir_ops[i].name);
+    ir_diag_error(L->d, e->line, e->col, "unknown op '%s' (ops: %s)", e->str,
+                  names.data ? names.data : "?");
+    rb_buf_free(&names);
     return -1;
   }
   const IrOpInfo *op = &ir_ops[opc];
@@ -393,9 +394,18 @@ static int lower_call(Lower *L, const FeExpr *e, int *outs) {
       ntensor++;
     } else nsize++;
   }
-  if (ntensor != op->ntensor) {
+  /* linear_grad's tensor count follows its sizes: one dy per N, then x. */
+  int want_tensor = ir_op_ntensor(op, nsize);
+  if (ntensor != want_tensor && op->ntensor == IR_NT_PER_INT) {
+    ir_diag_error(L->d, e->line, e->col,
+                  "'%s' takes one gradient per size argument, then its input: %d tensor inputs "
+                  "for %d sizes, got %d",
+                  op->name, want_tensor, nsize, ntensor);
+    return -1;
+  }
+  if (ntensor != want_tensor) {
     ir_diag_error(L->d, e->line, e->col, "'%s' takes %d tensor input%s, got %d", op->name,
-                  op->ntensor, op->ntensor == 1 ? "" : "s", ntensor);
+                  want_tensor, want_tensor == 1 ? "" : "s", ntensor);
     return -1;
   }
   if (nsize < op->nint_min || nsize > op->nint_max) {

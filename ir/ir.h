@@ -57,7 +57,8 @@ typedef enum { IR_AK_INT, IR_AK_FLOAT, IR_AK_STRING, IR_AK_QUANT } IrAttrKind;
   X(IR_A_ROPE_THETA, "rope_theta", IR_AK_FLOAT) \
   X(IR_A_K, "K", IR_AK_INT)                   \
   X(IR_A_QUANT, "quant", IR_AK_QUANT)         \
-  X(IR_A_TIED, "tied", IR_AK_STRING)
+  X(IR_A_TIED, "tied", IR_AK_STRING)         \
+  X(IR_A_SCALE, "scale", IR_AK_FLOAT)
 
 typedef enum {
 #define X(e, s, k) e,
@@ -72,39 +73,64 @@ typedef enum {
 typedef enum {
   IR_W_NONE,    /* no weights */
   IR_W_ONE,     /* one tensor */
-  IR_W_PER_OUT, /* one per output (fused linear segments) */
+  IR_W_PER_OUT, /* one per integer size: a linear's outputs (fused segments), linear_grad's dy */
   IR_W_TWO,     /* two (gate, up of linear_swiglu) */
 } IrWeights;
 
 struct IrGraph;
 struct IrNode;
+struct IrGrad;
 /* A shape rule computes the output types of node n into out[] and returns
  * how many, or -1 after reporting an error at the node. */
 typedef int (*IrShapeFn)(const struct IrGraph *g, const struct IrNode *n, struct IrType *out,
                          IrDiag *d);
+/* A backward rule (grad.c) appends the backward of forward node `node`, whose
+ * output gradients exist, and hands each input its gradient contribution.
+ * Returns RB_OK, RB_EUSER (reported) or RB_EINTERNAL. NULL in the table: the
+ * grad pass refuses the op (the fused forms, the training ops themselves). */
+typedef int (*IrGradFn)(struct IrGrad *s, int node);
+
+/* ntensor of an op whose tensor inputs are one per integer size plus one
+ * (linear_grad: dy_1..dy_m, x); ir_op_ntensor gives the count for a node. */
+#define IR_NT_PER_INT (-1)
 
 /* The op table. One row per op:
  *   enum, spelling, tensor inputs, integer args (min, max), weights,
- *   allowed attributes, required attributes, quantizable, shape rule.
+ *   allowed attributes, required attributes, quantizable, shares weights,
+ *   shape rule, backward rule.
  * A linear with several integer args N1..Nm is a fused linear with m outputs
  * sharing one input; linear_add and linear_swiglu are epilogue-fused forms
- * produced by the fusion pass (and accepted in source, so dumps parse back). */
+ * produced by the fusion pass (and accepted in source, so dumps parse back).
+ * The rows after them are what the grad pass appends (accepted in source for
+ * the same reason). An op that "shares weights" names weights an earlier op
+ * binds (a backward op names its forward's) instead of binding new ones. */
+#define IR_AT_ATTN                                                                                 \
+  (IR_BIT(IR_A_HEADS) | IR_BIT(IR_A_KV_HEADS) | IR_BIT(IR_A_HEAD_DIM) | IR_BIT(IR_A_ROPE_THETA))
+#define IR_AT_LINEAR (IR_BIT(IR_A_QUANT) | IR_BIT(IR_A_K) | IR_BIT(IR_A_TIED))
 #define IR_OPS(X)                                                                                  \
-  X(IR_EMBED, "embed", 1, 2, 2, IR_W_ONE, 0, 0, 0, ir_shape_embed)                                 \
-  X(IR_RMSNORM, "rmsnorm", 1, 0, 0, IR_W_ONE, IR_BIT(IR_A_EPS), IR_BIT(IR_A_EPS), 0,               \
-    ir_shape_rmsnorm)                                                                              \
-  X(IR_LINEAR, "linear", 1, 1, 4, IR_W_PER_OUT,                                                    \
-    IR_BIT(IR_A_QUANT) | IR_BIT(IR_A_K) | IR_BIT(IR_A_TIED), 0, 1, ir_shape_linear)                \
-  X(IR_ATTENTION, "attention", 3, 0, 0, IR_W_NONE,                                                 \
-    IR_BIT(IR_A_HEADS) | IR_BIT(IR_A_KV_HEADS) | IR_BIT(IR_A_HEAD_DIM) | IR_BIT(IR_A_ROPE_THETA),  \
-    IR_BIT(IR_A_HEADS) | IR_BIT(IR_A_KV_HEADS) | IR_BIT(IR_A_HEAD_DIM) | IR_BIT(IR_A_ROPE_THETA),  \
-    0, ir_shape_attention)                                                                         \
-  X(IR_SWIGLU, "swiglu", 2, 0, 0, IR_W_NONE, 0, 0, 0, ir_shape_same2)                              \
-  X(IR_ADD, "add", 2, 0, 0, IR_W_NONE, 0, 0, 0, ir_shape_same2)                                    \
-  X(IR_LINEAR_ADD, "linear_add", 2, 1, 1, IR_W_ONE, IR_BIT(IR_A_QUANT) | IR_BIT(IR_A_K), 0, 1,     \
-    ir_shape_linear_add)                                                                           \
+  X(IR_EMBED, "embed", 1, 2, 2, IR_W_ONE, 0, 0, 0, 0, ir_shape_embed, ir_grad_embed)               \
+  X(IR_RMSNORM, "rmsnorm", 1, 0, 0, IR_W_ONE, IR_BIT(IR_A_EPS), IR_BIT(IR_A_EPS), 0, 0,            \
+    ir_shape_rmsnorm, ir_grad_rmsnorm)                                                             \
+  X(IR_LINEAR, "linear", 1, 1, 4, IR_W_PER_OUT, IR_AT_LINEAR, 0, 1, 0, ir_shape_linear,           \
+    ir_grad_linear)                                                                                \
+  X(IR_ATTENTION, "attention", 3, 0, 0, IR_W_NONE, IR_AT_ATTN, IR_AT_ATTN, 0, 0,                  \
+    ir_shape_attention, ir_grad_attention)                                                         \
+  X(IR_SWIGLU, "swiglu", 2, 0, 0, IR_W_NONE, 0, 0, 0, 0, ir_shape_same2, ir_grad_swiglu)          \
+  X(IR_ADD, "add", 2, 0, 0, IR_W_NONE, 0, 0, 0, 0, ir_shape_same2, ir_grad_add)                   \
+  X(IR_LINEAR_ADD, "linear_add", 2, 1, 1, IR_W_ONE, IR_BIT(IR_A_QUANT) | IR_BIT(IR_A_K), 0, 1, 0, \
+    ir_shape_linear_add, NULL)                                                                     \
   X(IR_LINEAR_SWIGLU, "linear_swiglu", 1, 1, 1, IR_W_TWO, IR_BIT(IR_A_QUANT) | IR_BIT(IR_A_K), 0, \
-    1, ir_shape_linear_swiglu)
+    1, 0, ir_shape_linear_swiglu, NULL)                                                            \
+  X(IR_KL_LOSS, "kl_loss", 2, 0, 0, IR_W_NONE, 0, 0, 0, 0, ir_shape_kl_loss, NULL)                \
+  X(IR_HIDDEN_MSE, "hidden_mse", 2, 1, 1, IR_W_NONE, IR_BIT(IR_A_SCALE), IR_BIT(IR_A_SCALE), 0, 0, \
+    ir_shape_hidden_mse, NULL)                                                                     \
+  X(IR_LINEAR_GRAD, "linear_grad", IR_NT_PER_INT, 1, 4, IR_W_PER_OUT, IR_AT_LINEAR, 0, 1, 1,      \
+    ir_shape_linear_grad, NULL)                                                                    \
+  X(IR_RMSNORM_GRAD, "rmsnorm_grad", 2, 0, 0, IR_W_ONE, IR_BIT(IR_A_EPS), IR_BIT(IR_A_EPS), 0, 1, \
+    ir_shape_rmsnorm_grad, NULL)                                                                   \
+  X(IR_ATTENTION_GRAD, "attention_grad", 4, 0, 0, IR_W_NONE, IR_AT_ATTN, IR_AT_ATTN, 0, 0,        \
+    ir_shape_attention_grad, NULL)                                                                 \
+  X(IR_SWIGLU_GRAD, "swiglu_grad", 3, 0, 0, IR_W_NONE, 0, 0, 0, 0, ir_shape_swiglu_grad, NULL)
 
 typedef enum {
 #define X(e, ...) e,
@@ -119,7 +145,9 @@ typedef struct {
   IrWeights weights;
   uint32_t attrs_allowed, attrs_required;
   int quantizable;
+  int shares_weights; /* names weights an earlier op binds (a backward op: its forward's) */
   IrShapeFn shape;
+  IrGradFn grad;
 } IrOpInfo;
 
 extern const IrOpInfo ir_ops[IR_NOP];
@@ -129,10 +157,12 @@ extern const IrAttrKind ir_attr_kinds[IR_NATTR];
 IrOp ir_op_lookup(const char *name); /* IR_NOP if unknown */
 IrAttr ir_attr_lookup(const char *name); /* IR_NATTR if unknown */
 const char *ir_dtype_name(IrDtype t);
+/* The tensor inputs an op takes with nint integer args (IR_NT_PER_INT resolved). */
+int ir_op_ntensor(const IrOpInfo *op, int nint);
 
 /* ==== graph.c: values and nodes ==== */
 
-#define IR_MAX_IN 3
+#define IR_MAX_IN 5 /* linear_grad: dy_1..dy_4, x */
 #define IR_MAX_OUT 4
 #define IR_MAX_INTS 4
 
@@ -200,6 +230,12 @@ int ir_shape_attention(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d
 int ir_shape_same2(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
 int ir_shape_linear_add(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
 int ir_shape_linear_swiglu(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
+int ir_shape_kl_loss(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
+int ir_shape_hidden_mse(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
+int ir_shape_linear_grad(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
+int ir_shape_rmsnorm_grad(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
+int ir_shape_attention_grad(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
+int ir_shape_swiglu_grad(const IrGraph *g, const IrNode *n, IrType *out, IrDiag *d);
 
 /* Compute the output types of node n from its inputs (creating its output
  * values if it has none yet). Returns RB_OK or RB_EUSER with diagnostics. */
@@ -225,5 +261,35 @@ void ir_graph_print(const IrGraph *g, RbBuf *out);
  * a single-use linear feeding add into linear_add. Returns the number of
  * rewrites; the caller verifies again. */
 int ir_fuse(IrGraph *g);
+
+/* ==== grad.c: the training graph ==== */
+
+typedef struct {
+  double gamma; /* weight of the hidden-state MSE; 0 = KL alone (no hidden_mse, no teacher_hidden) */
+} IrGradOptions;
+
+/* Requires a verified, unfused graph (linear_add / linear_swiglu are refused
+ * with a diagnostic, as is a graph already holding training ops) that returns
+ * logits [T, V] and has at least one trainable linear (quant = rabit(...)).
+ * Appends, after the unchanged forward nodes: kl_loss(logits, teacher) (the
+ * KL and its gradient, the seed); when gamma > 0 one hidden_mse per layer l
+ * on the value the last node of repeat iteration l writes, scale = gamma / L
+ * (the term scale * mse_l and its gradient); then the backward, one rule per
+ * forward node (IR_OPS' last column) in reverse order. Gradients exist only
+ * for values that depend on a trainable weight; a value with several uses
+ * gets the sum of its contributions, added in the order the backward makes
+ * them. New inputs: teacher f32[T, V], then (gamma > 0) teacher_hidden
+ * f32[L, T, D]. The graph is renamed "train" and returns the KL loss f32[1].
+ * Returns RB_OK, RB_EUSER (reported to d; g may be partly extended and must
+ * then be freed) or RB_EINTERNAL. The caller verifies again. */
+int ir_grad(IrGraph *g, const IrGradOptions *o, IrDiag *d);
+
+/* The backward rules the op table names (grad.c). */
+int ir_grad_embed(struct IrGrad *s, int node);
+int ir_grad_rmsnorm(struct IrGrad *s, int node);
+int ir_grad_linear(struct IrGrad *s, int node);
+int ir_grad_attention(struct IrGrad *s, int node);
+int ir_grad_swiglu(struct IrGrad *s, int node);
+int ir_grad_add(struct IrGrad *s, int node);
 
 #endif

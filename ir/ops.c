@@ -4,8 +4,8 @@
 #include "ir/ir.h"
 
 const IrOpInfo ir_ops[IR_NOP] = {
-#define X(e, name, nt, imin, imax, w, allowed, required, quant, shape) \
-  [e] = {name, nt, imin, imax, w, allowed, required, quant, shape},
+#define X(e, name, nt, imin, imax, w, allowed, required, quant, shares, shape, grad) \
+  [e] = {name, nt, imin, imax, w, allowed, required, quant, shares, shape, grad},
     IR_OPS(X)
 #undef X
 };
@@ -32,6 +32,10 @@ IrAttr ir_attr_lookup(const char *name) {
   for (int i = 0; i < IR_NATTR; i++)
     if (strcmp(ir_attr_names[i], name) == 0) return (IrAttr)i;
   return IR_NATTR;
+}
+
+int ir_op_ntensor(const IrOpInfo *op, int nint) {
+  return op->ntensor == IR_NT_PER_INT ? nint + 1 : op->ntensor;
 }
 
 const char *ir_dtype_name(IrDtype t) {

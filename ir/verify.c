@@ -1,6 +1,7 @@
 /* verify.c: the checker run between passes (QBE's ssacheck in spirit).
  * Everything a pass or codegen relies on is asserted here, with the error at
- * the op's source location, so a broken pass cannot reach codegen. */
+ * the op's source location, so a broken pass cannot reach codegen. The
+ * training graph (grad.c) is checked the same way, by its rows. */
 #include <string.h>
 
 #include "ir/ir.h"
@@ -30,14 +31,15 @@ static int verify_node(IrGraph *g, int idx, IrDiag *d, Seen *seen) {
   }
   const IrOpInfo *op = &ir_ops[n->op];
   int line = n->line, col = n->col, ok = 1;
-  if (n->nin != op->ntensor) {
-    ir_diag_error(d, line, col, "'%s' takes %d tensor input%s, got %d", op->name, op->ntensor,
-                  op->ntensor == 1 ? "" : "s", n->nin);
-    return 0;
-  }
   if (n->nint < op->nint_min || n->nint > op->nint_max) {
     ir_diag_error(d, line, col, "'%s' takes %d to %d size arguments, got %d", op->name,
                   op->nint_min, op->nint_max, n->nint);
+    return 0;
+  }
+  int ntensor = ir_op_ntensor(op, n->nint);
+  if (n->nin != ntensor || n->nin > IR_MAX_IN) {
+    ir_diag_error(d, line, col, "'%s' takes %d tensor input%s, got %d", op->name, ntensor,
+                  ntensor == 1 ? "" : "s", n->nin);
     return 0;
   }
   for (int i = 0; i < n->nin; i++) {
@@ -90,6 +92,15 @@ static int verify_node(IrGraph *g, int idx, IrDiag *d, Seen *seen) {
   for (int j = 0; j < n->nweights; j++) {
     int prev = -1;
     rb_map_get(&seen->bound, n->weights[j], &prev);
+    if (op->shares_weights) {
+      /* A backward op names its forward's weights: they must be bound already. */
+      if (prev < 0) {
+        ir_diag_error(d, line, col, "'%s' names weight '%s', which no earlier op binds", op->name,
+                      n->weights[j]);
+        ok = 0;
+      }
+      continue;
+    }
     if (!n->weights[j][0]) {
       ir_diag_error(d, line, col, "'%s' has an empty weight name", op->name);
       ok = 0;
@@ -104,7 +115,7 @@ static int verify_node(IrGraph *g, int idx, IrDiag *d, Seen *seen) {
         ok = 0;
       }
   }
-  for (int j = 0; j < n->nweights; j++)
+  for (int j = 0; j < n->nweights && !op->shares_weights; j++)
     if (!rb_map_get(&seen->bound, n->weights[j], NULL) && rb_map_put(&seen->bound, n->weights[j], idx))
       seen->oom = 1;
   return ok && ir_node_infer(g, idx, d) == RB_OK;

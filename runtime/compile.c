@@ -1,7 +1,8 @@
 /* compile.c: the one compile pipeline. Text -> graph (parse, verify) -> fused
  * graph (fuse, verify) -> kernels (select) -> binaries (build through the
- * cache) -> plan. rabitc, every rabit command, the trainer and the autotuner
- * call it and stop at the stage they need. */
+ * cache) -> plan; for training, graph -> training graph (grad, verify).
+ * rabitc, every rabit command, the trainer and the autotuner call it and
+ * stop at the stage they need. */
 #include <errno.h>
 #include <string.h>
 
@@ -29,14 +30,20 @@ static int read_source(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   return c->text.oom ? RB_EINTERNAL : RB_OK;
 }
 
-/* The front half: text -> verified graph, fused when asked. Diagnostics go to c->diag. */
+/* The front half: text -> verified graph, fused when asked (or with train,
+ * the verified training graph). Diagnostics go to c->diag. */
 static int front_end(const RtCompileOptions *o, RtCompiled *c) {
   IrDiag d;
   ir_diag_init(&d, c->shown, c->text.data);
   int rc = fe_compile(c->shown, c->text.data, &o->fe, &d, &c->graph);
   if (!rc) c->reached = RT_STAGE_PARSE;
   if (!rc && o->stop >= RT_STAGE_VERIFY && !(rc = ir_graph_verify(c->graph, &d))) c->reached = RT_STAGE_VERIFY;
-  if (!rc && o->stop >= RT_STAGE_FUSE) {
+  if (!rc && o->train && o->stop >= RT_STAGE_GRAD) {
+    /* The backward is built on the unfused graph: its rules are per forward op. */
+    IrGradOptions go = {o->gamma};
+    rc = ir_grad(c->graph, &go, &d);
+    if (!rc && !(rc = ir_graph_verify(c->graph, &d))) c->reached = RT_STAGE_GRAD;
+  } else if (!rc && !o->train && o->stop >= RT_STAGE_FUSE) {
     ir_fuse(c->graph);
     if (!(rc = ir_graph_verify(c->graph, &d))) c->reached = RT_STAGE_FUSE;
   }
@@ -79,7 +86,7 @@ int rt_compile(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   c->shown = o->text || strcmp(o->path, "-") ? o->path : "<stdin>";
   int rc = read_source(o, c, err);
   if (!rc) rc = front_end(o, c);
-  if (!rc && o->stop >= RT_STAGE_SELECT) rc = rt_compile_continue(o, c, err);
+  if (!rc && !o->train && o->stop >= RT_STAGE_SELECT) rc = rt_compile_continue(o, c, err);
   return rc;
 }
 

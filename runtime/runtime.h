@@ -78,8 +78,11 @@ void rt_plan_free(RtPlan *p);
 
 #define RT_DEFAULT_MAX_CTX 2048 /* KV-cache length when the caller names none */
 
-typedef enum { RT_STAGE_PARSE, RT_STAGE_VERIFY, RT_STAGE_FUSE, RT_STAGE_SELECT, RT_STAGE_BUILD, RT_STAGE_PLAN,
-               RT_NSTAGE } RtStage;
+/* The stages in order. RT_STAGE_GRAD (ir_grad, then verify) runs only with
+ * `train`, and ends a training compile: the fused stages and the back end
+ * are the inference pipeline's. Without `train` it is skipped. */
+typedef enum { RT_STAGE_PARSE, RT_STAGE_VERIFY, RT_STAGE_GRAD, RT_STAGE_FUSE, RT_STAGE_SELECT, RT_STAGE_BUILD,
+               RT_STAGE_PLAN, RT_NSTAGE } RtStage;
 
 typedef struct {
   const char *path;  /* the IR file ("-": stdin); names the diagnostics */
@@ -90,13 +93,15 @@ typedef struct {
   const char *arch;  /* exact target ("sm_90"), needed from RT_STAGE_BUILD on */
   int max_ctx;       /* KV-cache length the attention kernels serve; 0 = RT_DEFAULT_MAX_CTX */
   int jobs;          /* compile threads; 0 = the online CPUs */
+  int train;         /* the training graph: verify, grad, verify; nothing after RT_STAGE_GRAD */
+  double gamma;      /* with train: the hidden-state MSE's weight (ir_grad); 0 = KL alone */
 } RtCompileOptions;
 
 /* What the stages made; each field is valid once `reached` is past its stage. */
 typedef struct {
   const char *shown;   /* the name diagnostics use ("<stdin>" for -) */
   RbBuf text;          /* the IR text: its hash identifies the plan's source */
-  IrGraph *graph;      /* verified; fused from RT_STAGE_FUSE on */
+  IrGraph *graph;      /* verified; the training graph at RT_STAGE_GRAD; fused from RT_STAGE_FUSE on */
   CgKernelSet kernels; /* RT_STAGE_SELECT */
   RtBuilt *built;      /* RT_STAGE_BUILD attempted: one per kernel, failures included */
   RtCache *cache;

@@ -1,6 +1,7 @@
 /* rabitc: the compiler driver. Parses and verifies a model's IR, fuses it,
  * prints the layers, then compiles every distinct kernel through the on-disk
  * cache (in parallel) and optionally writes the plan or the CUDA sources.
+ * With --train it builds the training graph (the grad pass) instead.
  * Exit codes: 0 ok, 1 user error (bad input, bad usage), 2 internal error. */
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 #include "runtime/cuda/gpu.h"
 #include "tools/args.h"
 
-enum { DUMP_NONE, DUMP_PARSE, DUMP_VERIFY, DUMP_FUSION };
+enum { DUMP_NONE, DUMP_PARSE, DUMP_VERIFY, DUMP_FUSION, DUMP_GRAD };
 enum { EMIT_NONE, EMIT_PLAN, EMIT_CUDA };
 
 typedef struct {
@@ -30,6 +31,9 @@ typedef struct {
   int max_ctx;
   const char *arch;
   const char *out;
+  int train;    /* --train: the training graph (grad pass), nothing compiled */
+  float gamma;  /* --gamma (ARGS_FLOAT stores a float) */
+  int gamma_set;
 } Options;
 
 /* The --help text around the options. */
@@ -47,6 +51,10 @@ static const char help_tail[] =
     "~/.cache/rabit. 'rabitc cache stats' shows it; 'rabitc cache clear' empties it.\n"
     "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
     "its cache key.\n"
+    "\n"
+    "With --train, rabitc builds the training graph (the unfused forward, then the KL\n"
+    "loss against a teacher's logits, the hidden-state MSE when --gamma > 0, and the\n"
+    "backward) and compiles no kernels: 'rabitc --train --dump-ir=after-grad FILE.ir'.\n"
     "\n"
     "exit status: 0 ok, 1 bad input or usage, 2 internal error\n";
 
@@ -67,9 +75,9 @@ static const char *parse_emit(const char *v, void *dest) {
 
 static const char *parse_dump(const char *v, void *dest) {
   static const char *const names[] = {[DUMP_PARSE] = "after-parse", [DUMP_VERIFY] = "after-verify",
-                                      [DUMP_FUSION] = "after-fusion"};
+                                      [DUMP_FUSION] = "after-fusion", [DUMP_GRAD] = "after-grad"};
   int k = args_pick(v, names, ARGS_COUNT(names));
-  if (k < 0) return "after-parse, after-verify or after-fusion";
+  if (k < 0) return "after-parse, after-verify, after-fusion or after-grad";
   *(int *)dest = k;
   return NULL;
 }
@@ -201,7 +209,37 @@ static void list_kernels(const CgKernelSet *ks) {
 }
 
 static const RtStage dump_stage[] = {[DUMP_PARSE] = RT_STAGE_PARSE, [DUMP_VERIFY] = RT_STAGE_VERIFY,
-                                     [DUMP_FUSION] = RT_STAGE_FUSE};
+                                     [DUMP_FUSION] = RT_STAGE_FUSE, [DUMP_GRAD] = RT_STAGE_GRAD};
+
+/* --train: the training graph, dumped or summarized; its kernels are not
+ * compiled here. Returns an exit code. */
+static int train_file(const char *path, const Options *o) {
+  RtCompileOptions co = {.path = path, .fe = o->fe, .train = 1, .gamma = o->gamma,
+                         .stop = o->dump != DUMP_NONE ? dump_stage[o->dump] : RT_STAGE_GRAD};
+  RtCompiled c;
+  RbBuf err = {0};
+  int rc = rt_compile(&co, &c, &err);
+  if (rc == RB_OK && o->dump != DUMP_NONE) dump(c.graph);
+  else if (rc == RB_OK) {
+    int loss = 0, bwd = 0, fwd = 0;
+    for (int i = 0; i < c.graph->nnodes; i++) {
+      IrOp op = c.graph->nodes[i].op;
+      if (c.graph->nodes[i].dead) continue;
+      if (op == IR_KL_LOSS || op == IR_HIDDEN_MSE) loss++;
+      else if (loss) bwd++;
+      else fwd++;
+    }
+    printf("%s: model '%s', graph '%s': %d forward ops, %d loss ops, %d backward ops\n", c.shown,
+           c.graph->model ? c.graph->model : "?", c.graph->name, fwd, loss, bwd);
+    printf("(the training kernels are not compiled by rabitc; --dump-ir=after-grad prints the graph)\n");
+  }
+  if (c.diag.data) fputs(c.diag.data, stderr);
+  if (err.data) fprintf(stderr, "rabitc: %s\n", err.data);
+  if (rc == RB_EINTERNAL) fprintf(stderr, "rabitc: internal error while compiling '%s'\n", c.shown);
+  rb_buf_free(&err);
+  rt_compiled_free(&c);
+  return rc;
+}
 
 /* Compile one file through the pipeline, as far as the options ask; returns an exit code. */
 static int compile_file(const char *path, const Options *o) {
@@ -278,7 +316,7 @@ static int cache_command(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "cache") == 0) return cache_command(argc, argv);
-  Options o = {.dump = DUMP_NONE, .emit = EMIT_PLAN, .max_ctx = 2048};
+  Options o = {.dump = DUMP_NONE, .emit = EMIT_PLAN, .max_ctx = 2048, .gamma = -1};
   int version = 0;
   const ArgsOpt opts[] = {
       ARGS_OPT_INT(NULL, "--paths", &o.fe.paths, "K", 1, 4,
@@ -298,7 +336,13 @@ int main(int argc, char **argv) {
       ARGS_OPT_INT("-j", NULL, &o.jobs, "N", 1, 64, "compile N kernels at once (default: all cores)"),
       ARGS_OPT_CUSTOM(NULL, "--dump-ir", parse_dump, &o.dump, "=STAGE",
                       "print the graph as IR text after STAGE and stop:\n"
-                      "after-parse, after-verify or after-fusion"),
+                      "after-parse, after-verify, after-fusion, or with --train after-grad"),
+      ARGS_OPT_FLAG(NULL, "--train", &o.train,
+                    "build the training graph (the unfused forward, the loss and the\n"
+                    "backward) instead of compiling; see --dump-ir=after-grad"),
+      ARGS_OPT_FLOAT(NULL, "--gamma", &o.gamma, "G", 0, 1e9, 0,
+                     "with --train: weight of the hidden-state MSE in the loss\n"
+                     "(default 0: the KL alone)"),
       ARGS_OPT_HELP("-h", "--help", "show this help"),
       ARGS_OPT_FLAG("-V", "--version", &version, "show the version"),
   };
@@ -320,9 +364,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rabitc: --emit=cuda needs -o DIR\n");
     return 1;
   }
+  o.gamma_set = o.gamma >= 0; /* -1 until --gamma gives a value (which must be >= 0) */
+  if (!o.gamma_set) o.gamma = 0;
+  if (o.dump == DUMP_GRAD && !o.train) {
+    fprintf(stderr, "rabitc: --dump-ir=after-grad needs --train\n");
+    return 1;
+  }
+  if (o.gamma_set && !o.train) {
+    fprintf(stderr, "rabitc: --gamma needs --train\n");
+    return 1;
+  }
+  if (o.train && (o.dump == DUMP_FUSION || o.out || o.list || o.no_compile)) {
+    fprintf(stderr, "rabitc: --train builds the training graph only; it takes --dump-ir=after-parse, "
+                    "after-verify or after-grad, not %s\n",
+            o.dump == DUMP_FUSION ? "--dump-ir=after-fusion" : o.out ? "-o" : o.list ? "--list-kernels" : "--no-compile");
+    return 1;
+  }
   int worst = 0;
   for (int i = 0; i < nfiles; i++) {
-    rc = compile_file(files[i], &o);
+    rc = o.train ? train_file(files[i], &o) : compile_file(files[i], &o);
     if (rc > worst) worst = rc;
   }
   return worst;

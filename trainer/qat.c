@@ -1045,7 +1045,7 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   s->BS2_max = o->batch * o->seq * o->seq;
   if (o->eval_batch * o->eval_seq > s->T_max) s->T_max = o->eval_batch * o->eval_seq;
   if (o->eval_batch * o->eval_seq * o->eval_seq > s->BS2_max) s->BS2_max = o->eval_batch * o->eval_seq * o->eval_seq;
-  RtCompileOptions co = {.path = o->ir, .fe = o->fe, .stop = RT_STAGE_VERIFY, .train = 1, .gamma = o->gamma};
+  RtCompileOptions co = {.path = o->ir, .fe = o->fe, .stop = RT_STAGE_GRAD, .train = 1, .gamma = o->gamma};
   RtSafetensors *st = NULL;
   int rc = rt_compile(&co, &s->c, err);
   s->compiled = 1;

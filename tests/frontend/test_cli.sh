@@ -25,7 +25,7 @@ expect bad-option 1 "unknown option '--frobnicate'" "$rabitc" --frobnicate x.ir
 expect missing-file 1 "cannot read 'nope.ir': No such file or directory" "$rabitc" nope.ir
 expect paths-range 1 "needs an integer 1..4, got '5'" "$rabitc" --paths 5 "$samples/tiny.ir"
 expect paths-junk 1 "needs an integer 1..4, got '2x'" "$rabitc" --paths=2x "$samples/tiny.ir"
-expect dump-stage 1 "--dump-ir needs after-parse, after-verify or after-fusion, got 'after-lunch'" "$rabitc" --dump-ir=after-lunch "$samples/tiny.ir"
+expect dump-stage 1 "--dump-ir needs after-parse, after-verify, after-fusion or after-grad, got 'after-lunch'" "$rabitc" --dump-ir=after-lunch "$samples/tiny.ir"
 printf 'rabit 1\n\000junk' > "$tmp/nul.ir"
 expect nul-byte 1 "not a text file (it contains a NUL byte at offset 8)" "$rabitc" "$tmp/nul.ir"
 expect stdin 0 "total: 102720 parameters" sh -c "\"$rabitc\" --no-compile - < \"$samples/tiny.ir\""

@@ -11,5 +11,6 @@ int cmd_ppl(int argc, char **argv);      /* rabit ppl model.ir --weights W --tex
 int cmd_bench(int argc, char **argv);    /* rabit bench model.ir [--random-weights] */
 int cmd_data(int argc, char **argv);     /* rabit data prepare --tokenizer T --text F -o DIR */
 int cmd_eval(int argc, char **argv);     /* rabit eval model.ir --weights W --data DIR */
+int cmd_train(int argc, char **argv);    /* rabit train model.ir --weights W --data DIR --tokens N -o OUT */
 
 #endif

@@ -1,5 +1,5 @@
 /* rabit: the runtime driver. Dispatches to one subcommand per file
- * (tools/cmd_*.c): import, quantize, run, ppl, bench, data, eval. */
+ * (tools/cmd_*.c): import, quantize, run, ppl, bench, data, eval, train. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"bench", cmd_bench, "prefill and decode speed, 2-bit and fp16"},
     {"data", cmd_data, "tokenize texts into token shards for training"},
     {"eval", cmd_eval, "validation and test perplexity on the held-out split"},
+    {"train", cmd_train, "RaBiT quantization-aware training on the GPU"},
 };
 
 static void usage(FILE *f) {

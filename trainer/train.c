@@ -137,7 +137,7 @@ double tr_lr_scale(int step, int steps, int warmup) {
   if (warm > 1.0) warm = 1.0;
   double frac = steps > 0 ? (double)step / steps : 1.0;
   if (frac > 1.0) frac = 1.0;
-  double s = warm * 0.5 * (1.0 + cos(M_PI * frac));
+  double s = warm * 0.5 * (1.0 + cos(3.14159265358979323846 * frac));
   return s < 0.02 ? 0.02 : s;
 }
 

@@ -11,7 +11,8 @@
 
 /* ==== safetensors.c: the canonical weight files ==== */
 
-typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_U8, RT_I8, RT_NDTYPE } RtDtype;
+/* F64 is last so that the older values keep their numbers; the trainer's gradient checks read it. */
+typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_U8, RT_I8, RT_F64, RT_NDTYPE } RtDtype;
 
 const char *rt_dtype_name(RtDtype t); /* safetensors spelling: "F32", "F16", "BF16", "I32", ... */
 size_t rt_dtype_size(RtDtype t);

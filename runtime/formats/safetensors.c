@@ -30,6 +30,7 @@ static const struct {
 } dtypes[RT_NDTYPE] = {
     [RT_F32] = {"F32", 4}, [RT_F16] = {"F16", 2}, [RT_BF16] = {"BF16", 2}, [RT_I32] = {"I32", 4},
     [RT_I64] = {"I64", 8}, [RT_U8] = {"U8", 1},   [RT_I8] = {"I8", 1},
+    [RT_F64] = {"F64", 8},
 };
 
 /* The safetensors spelling of a dtype, or "?" for a value outside the enum. */

@@ -10,11 +10,12 @@ build() { # build SRC_DIR BUILD_DIR DEST
   cmake -S "$1" -B "$2" -DCUDAToolkit_ROOT=/usr/local/cuda -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$2" -j"$(nproc)" >/dev/null
   rm -rf "$3"
-  mkdir -p "$3/tools" "$3/tests/gpu" "$3/tests/bench" "$3/tests/runtime"
+  mkdir -p "$3/tools" "$3/tests/gpu" "$3/tests/bench" "$3/tests/runtime" "$3/tests/train"
   cp "$2/tools/rabitc" "$2/tools/rabit" "$3/tools/"
   cp "$2"/tests/gpu/gpu_test_* "$3/tests/gpu/"
   cp "$2/tests/bench/bench_chain" "$3/tests/bench/"
   cp "$2/tests/runtime/runtime_test_gpu_smoke" "$3/tests/runtime/"
+  [ -f "$2/tests/train/test_gradcheck_peer" ] && cp "$2/tests/train/test_gradcheck_peer" "$3/tests/train/" || true
 }
 build . build-dev .carry/new
 if [ -n "${1:-}" ]; then

@@ -8,6 +8,8 @@
 #   real2  joins it with the second half (.carry/m2), then: import, PTQ k=2 and 3,
 #          fp16 logits and greedy tokens against Hugging Face transformers,
 #          perplexity (fp16, PTQ k=2, k=3) on the held-out text, chat, bench
+#   train  the training kernels and step against their CPU references, the loop
+#          (resume and kill -9), memcheck of the step, the STE against the PyTorch peer
 #   all    tests (memcheck on the model-level tests only), bench and model in one call
 #   model  the executor against the reference decoder, then whole-model decode
 #          and prefill speed (rabit bench, random weights) beside the PyTorch
@@ -70,6 +72,17 @@ model_bench() {
   run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
   cat "$OUT/bench_llama.log" "$OUT/bench_smollm2.log" "$OUT/peer_fp16_decode.log"
+}
+
+# The trainer: its kernels, the step against the CPU reference, the loop, the peer's gradcheck.
+train_tests() {
+  gpu_tests "test_train_ops test_train_optim test_nll test_train_step test_train_loop" "${MEMCHECK-test_train_step}"
+  run peer_gradcheck python3 .carry/peers/rabit_qat_peer.py --gradcheck /tmp/gradcheck.safetensors
+  run gradcheck "$B/tests/train/test_gradcheck_peer" /tmp/gradcheck.safetensors
+  for t in test_train_ops test_train_optim test_nll test_train_step test_train_loop gradcheck; do
+    grep -E "FAIL|fail|error|Error" "$OUT/$t.log" | head -n 12
+  done
+  grep -E "^  B=|worst|grad norm|run A|kill -9" "$OUT/test_train_step.log" "$OUT/test_train_loop.log"
 }
 
 # The real model: import, PTQ, Hugging Face as the oracle, perplexity, chat, speed.
@@ -148,6 +161,7 @@ case $mode in
   bench) kernel_bench ;;
   model) gpu_tests "test_ops test_model" ""; model_bench ;;
   all) gpu_tests "test_linear test_ops test_plan_api test_model" "test_model test_plan_api"; kernel_bench; model_bench ;;
+  train) train_tests ;;
   real1) mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model ;;
   real2) real_model ;;
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -192,7 +193,7 @@ int main(int argc, char **argv) {
   double hc[64];
   int nc = 0;
   for (int i = 0; i < 600 && nc < 8; i++) { /* up to 60 s for the step-8 checkpoint */
-    usleep(100000);
+    nanosleep(&(struct timespec){0, 100000000L}, NULL);
     if (stat(path, &sb) == 0) nc = history(out_c, hc, 64);
   }
   kill(pid, SIGKILL);

@@ -1,0 +1,232 @@
+/* test_train_step.c: the compiled training step of samples/tiny.ir on the GPU
+ * against the hand-written CPU reference (tests/ref/ref_train.c): the signs,
+ * the loss, every trainable gradient, and one optimizer step; with gamma 0
+ * and with the hidden-state MSE. Also: a step repeated from the same state
+ * gives the same bits. Fresh random weights and tokens on every run. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "runtime/formats/formats.h"
+#include "tests/common/check.h"
+#include "tests/common/gpu.h"
+#include "tests/common/rng.h"
+#include "tests/ref/ref_train.h"
+#include "trainer/trainer.h"
+
+static const char *const lin_names[REF_NLIN] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                "self_attn.o_proj", "mlp.gate_proj",   "mlp.up_proj",
+                                                "mlp.down_proj"};
+
+/* The teacher's weights as an F32 safetensors file with Hugging Face names. */
+static int write_weights(const RefTrainModel *m, const char *path) {
+  const RefTrainDims *d = &m->d;
+  RtStWriter *w;
+  if (rt_st_writer_new(&w)) return -1;
+  char name[160];
+  int64_t se[2] = {d->V, d->D}, sd[1] = {d->D};
+  rt_st_writer_add(w, "model.embed_tokens.weight", RT_F32, 2, se, m->embed);
+  rt_st_writer_add(w, "model.norm.weight", RT_F32, 1, sd, m->final_norm);
+  for (int l = 0; l < d->L; l++) {
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    rt_st_writer_add(w, name, RT_F32, 1, sd, m->norm1[l]);
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    rt_st_writer_add(w, name, RT_F32, 1, sd, m->norm2[l]);
+    for (int j = 0; j < REF_NLIN; j++) {
+      const RefTrainLinear *q = &m->lin[l][j];
+      int64_t s2[2] = {q->N, q->K};
+      snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lin_names[j]);
+      rt_st_writer_add(w, name, RT_F32, 2, s2, q->dense);
+    }
+  }
+  RbBuf err = {0};
+  int rc = rt_st_writer_finish(w, path, &err);
+  if (rc) printf("writing %s: %s\n", path, err.data ? err.data : "?");
+  rb_buf_free(&err);
+  return rc;
+}
+
+/* The reference linear that the step's weight i is ("model.layers.{l}.{name}"). */
+static RefTrainLinear *ref_linear(RefTrainModel *m, const char *name, int *l_out, int *j_out) {
+  int l;
+  char rest[128];
+  if (sscanf(name, "model.layers.%d.%127s", &l, rest) != 2 || l < 0 || l >= m->d.L) return NULL;
+  for (int j = 0; j < REF_NLIN; j++)
+    if (!strcmp(rest, lin_names[j])) {
+      if (l_out) *l_out = l;
+      if (j_out) *j_out = j;
+      return &m->lin[l][j];
+    }
+  return NULL;
+}
+
+/* ||a - b|| / ||b|| over n values (b in double). */
+static double rel_err(const float *a, const double *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    num += d * d, den += b[i] * b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+typedef struct {
+  const char *what;
+  double worst;
+  const char *worst_name;
+} Worst;
+
+static void track(Worst *w, double e, const char *name) {
+  if (e > w->worst) w->worst = e, w->worst_name = name;
+}
+
+static int check_case(RtGpu *gpu, const char *samples, int B, int S, double gamma, uint64_t seed) {
+  RefTrainModel m;
+  if (ref_train_model_random(&m, ref_train_dims_tiny(), seed)) {
+    printf("FAIL: reference model\n");
+    return 1;
+  }
+  char wpath[256], ir[512];
+  snprintf(wpath, sizeof wpath, "/tmp/rabit_train_step_%d.safetensors", (int)getpid());
+  snprintf(ir, sizeof ir, "%s/tiny.ir", samples);
+  if (write_weights(&m, wpath)) return 1;
+  TrStepOptions so = {.ir = ir, .gamma = gamma, .weights = wpath, .batch = B, .seq = S};
+  TrStep *st = NULL;
+  RbBuf err = {0};
+  int rc = tr_step_open(&st, gpu, &so, &err);
+  CHECK(rc == RB_OK, "tr_step_open: %s", err.data ? err.data : "?");
+  if (rc) {
+    rb_buf_free(&err);
+    ref_train_model_free(&m);
+    return 1;
+  }
+  /* the reference's latent weights and scales on the GPU */
+  int nw = tr_step_nweights(st);
+  CHECK(nw == m.d.L * REF_NLIN, "%d trainable weights, expected %d", nw, m.d.L * REF_NLIN);
+  for (int i = 0; i < nw; i++) {
+    RefTrainLinear *q = ref_linear(&m, tr_step_weight(st, i, NULL, NULL, NULL), NULL, NULL);
+    CHECK(q != NULL, "weight %s is not one of the reference's", tr_step_weight(st, i, NULL, NULL, NULL));
+    if (!q) continue;
+    tr_step_set(st, i, TR_PART_W, q->W);
+    tr_step_set(st, i, TR_PART_G, q->g);
+    tr_step_set(st, i, TR_PART_H, q->h);
+  }
+  int T = B * S;
+  int32_t *tok = malloc((size_t)T * sizeof *tok);
+  for (int t = 0; t < T; t++) tok[t] = (int32_t)(rnd() % (uint64_t)m.d.V);
+
+  /* gradients, no update */
+  TrStepResult r;
+  TrStepHyper hp = {.lr_w = 0, .lr_s = 0, .t = 1, .update = 0};
+  rc = tr_step_run(st, tok, &hp, &r, &err);
+  CHECK(rc == RB_OK, "tr_step_run: %s", err.data ? err.data : "?");
+  RefTrainGrads g;
+  ref_train_grads_alloc(&g, m.d);
+  RefTrainOptions ro = {.gamma = gamma, .frozen_signs = 0, .bf16_what = 1};
+  double kl, mse[8];
+  double loss = ref_train_loss(&m, tok, B, S, &ro, &g, &kl, mse);
+  double lerr = fabs(r.loss - loss) / fabs(loss);
+  printf("  B=%d S=%d gamma=%g: loss gpu %.6f ref %.6f (kl %.6f / %.6f), rel %.2e\n", B, S, gamma, r.loss, loss, r.kl,
+         kl, lerr);
+  CHECK(lerr < 1e-2, "loss %.6f against the reference's %.6f", r.loss, loss);
+  Worst wg[3] = {{"dW", 0, ""}, {"dg", 0, ""}, {"dh", 0, ""}};
+  int bit_mismatch = 0;
+  for (int i = 0; i < nw; i++) {
+    int l, j, N, K, k;
+    const char *name = tr_step_weight(st, i, &N, &K, &k);
+    RefTrainLinear *q = ref_linear(&m, name, &l, &j);
+    if (!q) continue;
+    size_t words = (size_t)cg_packed_words(K), nb = (size_t)k * N * words;
+    uint32_t *bits = malloc(nb * 4);
+    tr_step_get(st, i, TR_PART_BITS, bits);
+    ref_derive(q, NULL);
+    if (memcmp(bits, q->bits, nb * 4)) bit_mismatch++;
+    free(bits);
+    float *buf = malloc((size_t)N * K * 4);
+    tr_step_get(st, i, TR_PART_DW, buf);
+    track(&wg[0], rel_err(buf, g.dW[l][j], (size_t)N * K), name);
+    tr_step_get(st, i, TR_PART_DG, buf);
+    track(&wg[1], rel_err(buf, g.dg[l][j], (size_t)k * N), name);
+    tr_step_get(st, i, TR_PART_DH, buf);
+    track(&wg[2], rel_err(buf, g.dh[l][j], (size_t)k * K), name);
+    free(buf);
+  }
+  CHECK(bit_mismatch == 0, "%d weights' signs differ from the CPU derivation", bit_mismatch);
+  for (int i = 0; i < 3; i++) {
+    printf("    %-2s worst rel %.2e (%s)\n", wg[i].what, wg[i].worst, wg[i].worst_name);
+    CHECK(wg[i].worst < 3e-2, "%s of %s: rel %.2e", wg[i].what, wg[i].worst_name, wg[i].worst);
+  }
+
+  /* determinism: the same step again gives the same bits */
+  float *g1 = malloc((size_t)4 << 20), *g2 = malloc((size_t)4 << 20);
+  TrStepResult r2;
+  tr_step_get(st, 0, TR_PART_DW, g1);
+  rc = tr_step_run(st, tok, &hp, &r2, &err);
+  tr_step_get(st, 0, TR_PART_DW, g2);
+  int N0, K0;
+  tr_step_weight(st, 0, &N0, &K0, NULL);
+  CHECK(rc == RB_OK && r2.loss == r.loss && !memcmp(g1, g2, (size_t)N0 * K0 * 4),
+        "a repeated step differs: loss %.9g vs %.9g", r.loss, r2.loss);
+  free(g1), free(g2);
+
+  /* one optimizer step against the reference's */
+  hp = (TrStepHyper){.lr_w = 2e-3, .lr_s = 1e-3, .t = 1, .update = 1};
+  rc = tr_step_run(st, tok, &hp, &r, &err);
+  CHECK(rc == RB_OK, "tr_step_run with update: %s", err.data ? err.data : "?");
+  RefOptim ropt;
+  ref_optim_init(&ropt, m.d, hp.lr_w, hp.lr_s); /* max_norm 1; its step counter is raised before use */
+  double gn = 0;
+  RefTrainModel before;
+  ref_train_model_copy(&before, &m);
+  ref_optim_step(&m, &g, &ropt, &gn);
+  printf("    grad norm gpu %.6f ref %.6f\n", r.grad_norm, gn);
+  CHECK(fabs(r.grad_norm - gn) / gn < 3e-2, "grad norm %.6f against %.6f", r.grad_norm, gn);
+  Worst wu[3] = {{"W", 0, ""}, {"g", 0, ""}, {"h", 0, ""}};
+  for (int i = 0; i < nw; i++) {
+    int l, j, N, K, k;
+    const char *name = tr_step_weight(st, i, &N, &K, &k);
+    RefTrainLinear *q = ref_linear(&m, name, &l, &j), *q0 = &before.lin[l][j];
+    if (!q) continue;
+    size_t n[3] = {(size_t)N * K, (size_t)k * N, (size_t)k * K};
+    float *now = malloc(n[0] * 4);
+    double *delta = malloc(n[0] * 8);
+    float *ref_now[3] = {q->W, q->g, q->h}, *ref_was[3] = {q0->W, q0->g, q0->h};
+    TrPart parts[3] = {TR_PART_W, TR_PART_G, TR_PART_H};
+    for (int p = 0; p < 3; p++) {
+      tr_step_get(st, i, parts[p], now);
+      /* compare the updates, not the values: the step is small against the weights */
+      for (size_t e = 0; e < n[p]; e++) delta[e] = (double)ref_now[p][e] - ref_was[p][e], now[e] -= ref_was[p][e];
+      track(&wu[p], rel_err(now, delta, n[p]), name);
+    }
+    free(now), free(delta);
+  }
+  for (int i = 0; i < 3; i++) {
+    printf("    update of %-2s worst rel %.2e (%s)\n", wu[i].what, wu[i].worst, wu[i].worst_name);
+    CHECK(wu[i].worst < 5e-2, "the update of %s of %s: rel %.2e", wu[i].what, wu[i].worst_name, wu[i].worst);
+  }
+  ref_train_model_free(&before);
+  ref_optim_free(&ropt);
+  ref_train_grads_free(&g);
+  free(tok);
+  tr_step_close(st);
+  ref_train_model_free(&m);
+  unlink(wpath);
+  rb_buf_free(&err);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  char arch[16];
+  RtGpu *gpu = gpu_open_or_skip(arch);
+  const char *samples = argc > 1 ? argv[1] : "samples";
+  test_rng = 0x1234567ull ^ (uint64_t)getpid() << 20;
+  printf("train step on %s (%s)\n", rt_gpu_name(gpu), arch);
+  check_case(gpu, samples, 2, 8, 0.0, rnd());
+  check_case(gpu, samples, 2, 33, 10.0, rnd());
+  check_case(gpu, samples, 4, 64, 0.0, rnd());
+  rt_gpu_close(gpu);
+  return CHECK_SUMMARY();
+}

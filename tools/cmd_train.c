@@ -113,8 +113,10 @@ int cmd_train(int argc, char **argv) {
   rc = tr_train(&o, &r, &err);
   if (rc) fprintf(stderr, "rabit train: %s\n", err.data ? err.data : "failed");
   else
-    printf("trained %d steps, %llu tokens, %.0f tok/s; final loss %.4f; exported %s\n", r.steps,
-           (unsigned long long)r.tokens, r.tok_per_s, r.loss, r.export_path);
+    printf("trained %d steps, %llu tokens; %.0f tok/s overall, %.0f tok/s steady (after step %d); final loss %.4f; "
+           "exported %s\n",
+           r.steps, (unsigned long long)r.tokens, r.tok_per_s, r.tok_per_s_steady, TR_STEADY_AFTER, r.loss,
+           r.export_path[0] ? r.export_path : "nothing (budget not spent)");
   rb_buf_free(&err);
   return rc == RB_EINTERNAL ? 2 : rc ? 1 : 0;
 }

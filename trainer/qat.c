@@ -63,6 +63,7 @@ struct TrStep {
   int planning;          /* 1 while collecting kernels: launches and products do nothing */
   int forward_only;      /* an evaluation forward: no teacher, loss, backward or update */
   int epoch;             /* counts passes, for the shadows' casts */
+  int nforward;          /* nodes before the loss: the forward */
 
   /* kernels, collected by a planning pass, then built and loaded */
   CgKernel *kern;
@@ -489,7 +490,9 @@ static const NodeFn node_run[IR_NOP] = {
     [IR_SWIGLU_GRAD] = run_swiglu_grad,
 };
 
-static int is_forward(IrOp op) { return op <= IR_ADD; }
+/* The forward is every node before the loss (the grad pass appends the loss,
+ * then the backward, whose gradient sums are add nodes too). */
+static int is_forward_node(const TrStep *s, int i) { return i < s->nforward; }
 
 /* ==== the step ==== */
 
@@ -515,7 +518,7 @@ static int run_nodes(TrStep *s, Pass *p, int forward) {
   s->nmse = 0;
   for (int i = 0; i < s->g->nnodes && !rc; i++) {
     const IrNode *n = &s->g->nodes[i];
-    if (n->dead || is_forward(n->op) != forward) continue;
+    if (n->dead || is_forward_node(s, i) != forward) continue;
     if (!node_run[n->op]) {
       rt_gpu_set_error(s->gpu, "trainer: no launcher for op %s", ir_ops[n->op].name);
       return RB_EUSER;
@@ -766,7 +769,7 @@ static int collect_weights(TrStep *s, const RtSafetensors *st, RbBuf *err) {
   int rc = RB_OK;
   for (int i = 0; i < s->g->nnodes && !rc; i++) {
     const IrNode *n = &s->g->nodes[i];
-    if (n->dead || !is_forward(n->op)) continue;
+    if (n->dead || !is_forward_node(s, i)) continue;
     if (n->op == IR_EMBED) rc = add_frozen(s, st, n->weights[0], 1, (size_t)(n->ints[0] * n->ints[1]), err);
     else if (n->op == IR_RMSNORM)
       rc = add_frozen(s, st, n->weights[0], 0, (size_t)width_of(&s->g->values[n->in[0]].type), err);
@@ -892,8 +895,7 @@ static int alloc_pass(TrStep *s, Pass *p, int teacher) {
   for (int v = 0; v < g->nvalues; v++) {
     const IrValue *val = &g->values[v];
     if (val->def < 0) continue; /* graph inputs are bound below */
-    const IrNode *n = &g->nodes[val->def];
-    if (teacher && !is_forward(n->op)) continue;
+    if (teacher && !is_forward_node(s, val->def)) continue;
     size_t rows = has_rows(&val->type) ? (size_t)s->T_max : 1, w = (size_t)width_of(&val->type);
     int rc = dev_alloc(s, &p->val[v], rows * w * 4);
     if (!rc && read_by_gemm(g, v)) rc = dev_alloc(s, &p->shadow[v], rows * w * 2);
@@ -1052,6 +1054,9 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   if (rc && s->c.diag.data) rb_buf_puts(err, s->c.diag.data);
   if (!rc) {
     s->g = s->c.graph;
+    s->nforward = s->g->nnodes;
+    for (int i = 0; i < s->g->nnodes; i++)
+      if (s->g->nodes[i].op == IR_KL_LOSS && i < s->nforward) s->nforward = i;
     RtKeyParts kp = {.source = s->c.text.data ? s->c.text.data : "", .options = "", .arch = "", .compiler_id = "",
                      .tool_version = ""};
     rt_key_hex(rt_key_make(&kp), s->ir_hash);
@@ -1127,7 +1132,7 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
     rb_buf_printf(err, "training step: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
     return rc;
   }
-  r->kl = losses[0];
+  r->kl = losses[0] / (double)s->T; /* the rows' sum: the mean over tokens (TRAINING.md) */
   for (int i = 0, m = 0; i < s->g->nnodes; i++) {
     const IrNode *n = &s->g->nodes[i];
     if (n->dead || n->op != IR_HIDDEN_MSE) continue;

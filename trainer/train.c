@@ -401,8 +401,9 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   progress(&r, &(TrTrainProgress){.event = TR_EVENT_READY, .text = line, .step = r.step, .steps = r.steps});
   int32_t *tok = rb_malloc((size_t)T * sizeof *tok);
   if (!tok) rc = RB_EINTERNAL;
-  double t0 = rb_now_ms(), loss = NAN;
-  int start = r.step, ran = 0;
+  /* rates: over each progress interval, and steady state (after the first TR_STEADY_AFTER steps of this run) */
+  double t0 = rb_now_ms(), t_line = t0, t_steady = 0, loss = NAN;
+  int start = r.step, ran = 0, line_step = r.step;
   while (!rc && r.step < r.steps && !(o->max_steps && ran >= o->max_steps)) {
     tr_train_batch(&r.data, o->step.batch, o->step.seq, &r.rng, tok);
     double scale = tr_lr_scale(r.step, r.steps, o->warmup);
@@ -428,17 +429,24 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
                                       .val_loss = val, .windows = windows});
     }
     if ((rc = add_point(&r, sr.loss, val))) break;
-    double ms = rb_now_ms() - t0, tps = ms > 0 ? (double)ran * T / (ms / 1000.0) : 0.0;
-    if (r.step % o->log_every == 0 || r.step == start + 1 || last)
+    double now = rb_now_ms();
+    if (ran == TR_STEADY_AFTER) t_steady = now;
+    if (r.step % o->log_every == 0 || r.step == start + 1 || last) {
+      double ms = now - t_line, tps = ms > 0 ? (double)(r.step - line_step) * T / (ms / 1000.0) : 0.0;
       progress(&r, &(TrTrainProgress){.event = TR_EVENT_STEP, .step = r.step, .steps = r.steps, .loss = sr.loss,
                                       .kl = sr.kl, .mse = sr.mse, .grad_norm = sr.grad_norm, .tok_per_s = tps,
                                       .eta_s = tps > 0 ? (double)(r.steps - r.step) * T / tps : 0.0});
+      t_line = rb_now_ms(), line_step = r.step; /* evaluation and checkpoints below count in the next interval */
+    }
     if ((o->ckpt_every && r.step % o->ckpt_every == 0) || last) {
       if ((rc = save_checkpoint(&r, err)) || (rc = write_curve(&r, err))) break;
       progress(&r, &(TrTrainProgress){.event = TR_EVENT_CHECKPOINT, .step = r.step, .steps = r.steps,
                                       .text = r.path_ckpt});
     }
-    res->tok_per_s = tps;
+    double all = rb_now_ms() - t0;
+    res->tok_per_s = all > 0 ? (double)ran * T / (all / 1000.0) : 0.0;
+    if (ran > TR_STEADY_AFTER && now > t_steady)
+      res->tok_per_s_steady = (double)(ran - TR_STEADY_AFTER) * T / ((now - t_steady) / 1000.0);
   }
   rb_free(tok);
   if (!rc && r.step == r.steps) {

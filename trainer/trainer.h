@@ -262,11 +262,13 @@ typedef struct {
 typedef struct {
   int steps;
   uint64_t tokens;
-  double loss, tok_per_s;
-  char export_path[1024]; /* empty until the budget is spent */
+  double loss, tok_per_s;   /* tokens/s over the whole run, evaluation and checkpoints included */
+  double tok_per_s_steady;  /* over the steps after the first TR_STEADY_AFTER, their wall time (0 if too few) */
+  char export_path[1024];   /* empty until the budget is spent */
 } TrTrainResult;
 
-#define TR_EVAL_BATCH 4 /* validation windows a forward */
+#define TR_EVAL_BATCH 4   /* validation windows a forward */
+#define TR_STEADY_AFTER 20 /* steps before the steady-state rate starts */
 
 /* Train o->step.ir's student on o->data's windows to o->tokens tokens: steps
  * of batch x seq, the schedule of TRAINING.md, a checkpoint every ckpt_every

@@ -10,6 +10,10 @@
 #          perplexity (fp16, PTQ k=2, k=3) on the held-out text, chat, bench
 #   train  the training kernels and step against their CPU references, the loop
 #          (resume and kill -9), memcheck of the step, the STE against the PyTorch peer
+#   qat1   stores the first half of the GGUF (data-dev/d1, carried alone) in /tmp/rabit-qat
+#   qat2   joins the second half and the shards (data-dev/d2, with .carry): the step test; import; rabit train SmolLM2 k = 2
+#          (QAT_TOKENS, default 2M) beside qat_train_peer.py and rabit_qat_peer.py (speed, same
+#          call); the export through rabit run, rabit ppl and rabit eval; ppl speed against prefill
 #   all    tests (memcheck on the model-level tests only), bench and model in one call
 #   model  the executor against the reference decoder, then whole-model decode
 #          and prefill speed (rabit bench, random weights) beside the PyTorch
@@ -76,13 +80,47 @@ model_bench() {
 
 # The trainer: its kernels, the step against the CPU reference, the loop, the peer's gradcheck.
 train_tests() {
-  gpu_tests "test_train_ops test_train_optim test_nll test_train_step test_train_loop" "${MEMCHECK-test_train_step}"
+  gpu_tests "${TESTS-test_train_ops test_train_optim test_nll test_train_step test_train_loop}" "${MEMCHECK-test_train_step}"
   run peer_gradcheck python3 .carry/peers/rabit_qat_peer.py --gradcheck /tmp/gradcheck.safetensors
   run gradcheck "$B/tests/train/test_gradcheck_peer" /tmp/gradcheck.safetensors
   for t in test_train_ops test_train_optim test_nll test_train_step test_train_loop gradcheck; do
     grep -E "FAIL|fail|error|Error" "$OUT/$t.log" | head -n 12
   done
   grep -E "^  B=|worst|grad norm|run A|kill -9" "$OUT/test_train_step.log" "$OUT/test_train_loop.log"
+}
+
+# RaBiT QAT of the real SmolLM2 (the model and shards carried by qat1 and qat2).
+qat_real() {
+  Q=/tmp/rabit-qat R="$B/tools/rabit" IR=samples/smollm2-135m.ir
+  [ -f $Q/paa ] && [ -f data-dev/d2/pab ] || { echo "qat2: the first half is missing (run qat1 just before)"; exit 1; }
+  G=$Q/model.gguf
+  cat $Q/paa data-dev/d2/pab > $G
+  cp -r data-dev/d2/shards-train data-dev/d2/shards-heldout data-dev/d2/heldout.txt $Q/
+  gpu_tests "${TESTS-test_train_step}" ""
+  echo "$(cat data-dev/d2/sha256)  $G" | sha256sum -c || exit 1
+  run import "$R" import $G -o $Q/hf
+  tail -c +73 $Q/shards-train/train.shard > $Q/train.bin   # the ids after the 72-byte header
+  tail -c +73 $Q/shards-heldout/heldout.shard > $Q/held.bin
+  python3 -c "import numpy as n; a=n.fromfile('$Q/train.bin',dtype=n.int32); a[:len(a)//512*512].tofile('$Q/train512.bin')"
+  run train timeout ${QAT_LIMIT:-300} "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train --eval-data $Q/shards-heldout \
+      --tokens ${QAT_TOKENS:-2000000} --seed 0 --eval-every ${QAT_EVAL_EVERY:-100} --ckpt-every 0 --log-every 20 -o $Q/out
+  run peer_train python3 .carry/peers/qat_train_peer.py --hf $Q/hf --train $Q/train512.bin --train-ctx 512 \
+      --held $Q/held.bin --held-ctx 1024 --held-windows 40 --methods rabit --paths 2 --seconds ${PEER_SECONDS:-45} \
+      --lr-w 1e-3 --lr-s 3e-4 --seed 0
+  run peer_step python3 .carry/peers/rabit_qat_peer.py --paths 2 --batch 8 --seq 512 --steps 20 --gamma 0
+  W=$Q/out/model.safetensors
+  run eval_export "$R" eval $IR --weights $W --data $Q/shards-heldout
+  run eval_fp16 "$R" eval $IR --fp16 --weights $Q/hf/model.safetensors --data $Q/shards-heldout
+  run ppl_export "$R" ppl $IR --weights $W --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40
+  run ppl_fp16 "$R" ppl $IR --fp16 --weights $Q/hf/model.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40
+  run bench_prefill "$R" bench $IR --weights $W --fp16-weights $Q/hf/model.safetensors
+  run chat_export "$R" run $IR --weights $W --tokenizer $G --chat --prompt "What is the capital of France?" -n 40
+  grep -E "^train:|^step|^eval|^trained" "$OUT/train.log" | head -n 60
+  grep -E "tok/s|held ppl|RESULT" "$OUT/peer_train.log" | tail -n 6
+  tail -n 2 "$OUT/peer_step.log"
+  cat "$OUT/eval_export.log" "$OUT/eval_fp16.log"
+  grep -hE "^perplexity|^speed" "$OUT/ppl_export.log" "$OUT/ppl_fp16.log"
+  cat "$OUT/bench_prefill.log" "$OUT/chat_export.log"
 }
 
 # The real model: import, PTQ, Hugging Face as the oracle, perplexity, chat, speed.
@@ -162,6 +200,8 @@ case $mode in
   model) gpu_tests "test_ops test_model" ""; model_bench ;;
   all) gpu_tests "test_linear test_ops test_plan_api test_model" "test_model test_plan_api"; kernel_bench; model_bench ;;
   train) train_tests ;;
+  qat1) mkdir -p /tmp/rabit-qat && cp -r data-dev/d1/* /tmp/rabit-qat/ && ls -la /tmp/rabit-qat ;;
+  qat2) qat_real ;;
   real1) mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model ;;
   real2) real_model ;;
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;

@@ -122,7 +122,24 @@ static int history(const char *out, double *loss, int max) {
   return n;
 }
 
+/* The child of the kill -9 case: a long run, checkpointing every 4 steps. */
+static int child(const char *ir, const char *weights, const char *data, const char *out) {
+  Losses lc = {0};
+  TrTrainOptions oc = options(ir, weights, data, out, &lc);
+  oc.tokens = (uint64_t)1000 * 4 * 32; /* long enough to be killed */
+  TrTrainResult r;
+  RbBuf e = {0};
+  int rc = tr_train(&oc, &r, &e);
+  if (rc) printf("child: %s\n", e.data ? e.data : "?");
+  return rc ? 3 : 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 6 && !strcmp(argv[2], "--child")) {
+    char ir[512];
+    snprintf(ir, sizeof ir, "%s/tiny.ir", argv[1]);
+    return child(ir, argv[3], argv[4], argv[5]);
+  }
   char arch[16];
   RtGpu *probe = gpu_open_or_skip(arch);
   rt_gpu_close(probe); /* tr_train opens its own */
@@ -180,14 +197,11 @@ int main(int argc, char **argv) {
   CHECK(same, "the resumed run's losses differ from the uninterrupted run's");
 
   /* C: killed with SIGKILL after its checkpoint at step 8, then resumed */
+  /* CUDA does not survive fork(): the run to kill is this program again, exec'ed */
   pid_t pid = fork();
   if (pid == 0) {
-    Losses lc = {0};
-    TrTrainOptions oc = options(ir, weights, data, out_c, &lc);
-    oc.tokens = (uint64_t)1000 * 4 * 32; /* long enough to be killed */
-    oc.warmup = 4;
-    RbBuf e = {0};
-    _exit(tr_train(&oc, &r, &e) ? 3 : 0);
+    execl("/proc/self/exe", argv[0], samples, "--child", weights, data, out_c, (char *)NULL);
+    _exit(4);
   }
   snprintf(path, sizeof path, "%s/checkpoint.safetensors", out_c);
   double hc[64];

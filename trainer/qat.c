@@ -1300,7 +1300,8 @@ void tr_step_find_nonfinite(TrStep *s, char *what, size_t n) {
   float *buf = rb_malloc(most * 4 + 4);
   if (!buf) return;
   static const char *const part_names[] = {"W", "g", "h", "dW", "dg", "dh"};
-  const TrPart order[] = {TR_PART_DW, TR_PART_DG, TR_PART_DH, TR_PART_W, TR_PART_G, TR_PART_H};
+  /* parameters first: a non-finite parameter is the cause, the gradients it poisons the effect */
+  const TrPart order[] = {TR_PART_W, TR_PART_G, TR_PART_H, TR_PART_DW, TR_PART_DG, TR_PART_DH};
   for (int o = 0; o < 6; o++)
     for (int i = 0; i < s->nqw; i++) {
       RtDevPtr p;

@@ -342,6 +342,20 @@ static int validate(Run *r, double *val_loss, int *windows, RbBuf *err) {
   return tr_step_eval(r->st, &r->eval, r->o->eval_windows, val_loss, windows, err);
 }
 
+/* The NaN test's hook: a NaN in the first weight's first row scale, before the step. */
+static int poison(Run *r) {
+  int N, k;
+  tr_step_weight(r->st, 0, &N, NULL, &k);
+  float *g = rb_malloc((size_t)k * N * sizeof *g);
+  int rc = g ? tr_step_get(r->st, 0, TR_PART_G, g) : RB_EINTERNAL;
+  if (!rc) {
+    g[0] = NAN;
+    rc = tr_step_set(r->st, 0, TR_PART_G, g);
+  }
+  rb_free(g);
+  return rc;
+}
+
 static void run_free(Run *r) {
   tr_step_close(r->st);
   if (r->gpu) rt_gpu_close(r->gpu);
@@ -406,6 +420,7 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   int start = r.step, ran = 0, line_step = r.step;
   while (!rc && r.step < r.steps && !(o->max_steps && ran >= o->max_steps)) {
     tr_train_batch(&r.data, o->step.batch, o->step.seq, &r.rng, tok);
+    if (o->test_nan_at_step == r.step + 1 && (rc = poison(&r))) break;
     double scale = tr_lr_scale(r.step, r.steps, o->warmup);
     TrStepHyper hp = {o->lr_w * scale, o->lr_s * scale, r.step + 1, 1};
     TrStepResult sr;

@@ -255,6 +255,7 @@ typedef struct {
   int ckpt_every, eval_every, eval_windows, log_every; /* steps; 0: at the end (windows: all) */
   int max_steps;       /* stop this run after so many steps (0: none); the budget's schedule is kept */
   int resume;          /* continue from out/checkpoint.safetensors */
+  int test_nan_at_step; /* tests: a NaN in a scale before this step (from 1); 0: none */
   void (*progress)(void *ctx, const TrTrainProgress *p);
   void *ctx;
 } TrTrainOptions;

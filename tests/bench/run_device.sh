@@ -95,17 +95,18 @@ qat_real() {
   [ -f $Q/paa ] && [ -f data-dev/d2/pab ] || { echo "qat2: the first half is missing (run qat1 just before)"; exit 1; }
   G=$Q/model.gguf
   cat $Q/paa data-dev/d2/pab > $G
-  cp -r data-dev/d2/shards-train data-dev/d2/shards-heldout data-dev/d2/heldout.txt $Q/
+  cp -r data-dev/d2/shards-train data-dev/d2/shards-heldout data-dev/d2/heldout.txt $Q/ && gunzip -f $Q/shards-*/*.gz
   gpu_tests "${TESTS-test_train_step}" ""
   echo "$(cat data-dev/d2/sha256)  $G" | sha256sum -c || exit 1
   run import "$R" import $G -o $Q/hf
   tail -c +73 $Q/shards-train/train.shard > $Q/train.bin   # the ids after the 72-byte header
   tail -c +73 $Q/shards-heldout/heldout.shard > $Q/held.bin
+  head -c $((40 * 1024 * 4)) $Q/held.bin > $Q/held40.bin # the peer takes whole windows: the first 40
   python3 -c "import numpy as n; a=n.fromfile('$Q/train.bin',dtype=n.int32); a[:len(a)//512*512].tofile('$Q/train512.bin')"
   run train timeout ${QAT_LIMIT:-300} "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train --eval-data $Q/shards-heldout \
       --tokens ${QAT_TOKENS:-2000000} --seed 0 --eval-every ${QAT_EVAL_EVERY:-100} --ckpt-every 0 --log-every 20 -o $Q/out
   run peer_train python3 .carry/peers/qat_train_peer.py --hf $Q/hf --train $Q/train512.bin --train-ctx 512 \
-      --held $Q/held.bin --held-ctx 1024 --held-windows 40 --methods rabit --paths 2 --seconds ${PEER_SECONDS:-45} \
+      --held $Q/held40.bin --held-ctx 1024 --held-windows 40 --methods rabit --paths 2 --seconds ${PEER_SECONDS:-45} \
       --lr-w 1e-3 --lr-s 3e-4 --seed 0
   run peer_step python3 .carry/peers/rabit_qat_peer.py --paths 2 --batch 8 --seq 512 --steps 20 --gamma 0
   W=$Q/out/model.safetensors
@@ -121,6 +122,7 @@ qat_real() {
   cat "$OUT/eval_export.log" "$OUT/eval_fp16.log"
   grep -hE "^perplexity|^speed" "$OUT/ppl_export.log" "$OUT/ppl_fp16.log"
   cat "$OUT/bench_prefill.log" "$OUT/chat_export.log"
+  cp $Q/out/loss.svg "$OUT/loss-smollm2-k2.svg"
 }
 
 # The real model: import, PTQ, Hugging Face as the oracle, perplexity, chat, speed.

@@ -236,6 +236,21 @@ int main(int argc, char **argv) {
   printf("kill -9 at step >= 8, resumed to step %d: %s\n", nr, same ? "the same losses" : "DIFFERENT losses");
   CHECK(same, "after kill -9 and resume the losses differ (%d against %d steps)", nr, nd);
 
+  /* a NaN at step 7 stops the run naming the step and the tensor; the step-4 checkpoint stays */
+  Losses ln = {0};
+  char out_n[600];
+  snprintf(out_n, sizeof out_n, "%s/n", dir);
+  o = options(ir, weights, data, out_n, &ln);
+  o.test_nan_at_step = 7;
+  rb_buf_free(&err);
+  rc = tr_train(&o, &r, &err);
+  printf("NaN run: %s\n", err.data ? err.data : "(no error)");
+  CHECK(rc == RB_EUSER && err.data && strstr(err.data, "step 7") && strstr(err.data, "g of model.layers.0"),
+        "a NaN did not stop the run naming the step and the tensor: %s", err.data ? err.data : "(no error)");
+  double hn[64];
+  int nn = history(out_n, hn, 64);
+  CHECK(nn == 4, "after the NaN the checkpoint holds %d steps, expected the 4 before it", nn);
+
   /* a held-out shard is refused, naming it */
   snprintf(shard, sizeof shard, "%s/held.shard", data);
   write_shard(shard, 5000, TR_SPLIT_HELDOUT, 2);

@@ -541,8 +541,8 @@ static int copy_teacher_hidden(TrStep *s) {
   return RB_OK;
 }
 
-/* Muon for every group, AdamW for the scales, after the clip coefficient (TRAINING.md). */
-static int optimizer(TrStep *s) {
+/* The gradient norm over every trainable gradient, and the clip coefficient, into the scalars. */
+static int grad_norm(TrStep *s) {
   CgArgv av;
   size_t nG = s->nW + s->nS;
   CgOp op = op_of(CG_SUMSQ);
@@ -554,9 +554,14 @@ static int optimizer(TrStep *s) {
   op = op_of(CG_CLIP_COEF);
   CgClipCoefArgs cc = {s->scalars, s->sumsq_total, (float)s->o.max_norm};
   cg_clip_coef_argv(&cc, &av);
-  if ((rc = launch(s, &op, 1, &av))) return rc;
+  return launch(s, &op, 1, &av);
+}
 
-  op = op_of(CG_MUON_MOMENTUM);
+/* Muon for every group, AdamW for the scales, with the clip coefficient grad_norm left (TRAINING.md). */
+static int update(TrStep *s) {
+  CgArgv av;
+  int rc;
+  CgOp op = op_of(CG_MUON_MOMENTUM);
   CgMuonMomentumArgs mm = {s->muon_buf, s->muon_u, s->grads, s->scalars, (long long)s->nW, (float)s->o.mu};
   cg_muon_momentum_argv(&mm, &av);
   if ((rc = launch(s, &op, (long long)s->nW, &av))) return rc;
@@ -616,14 +621,15 @@ static int optimizer(TrStep *s) {
   return launch(s, &op, (long long)s->nS, &av);
 }
 
-/* One pass over everything the step launches; while planning it only collects kernels. */
-static int step_body(TrStep *s, int update) {
+/* Everything before the update: the derivation, the forwards, the loss, the backward and, unless
+ * forward_only, the gradient norm. While planning it only collects kernels. */
+static int step_body(TrStep *s) {
   int rc = derive_all(s);
   if (!rc && !s->forward_only) rc = run_nodes(s, &s->teacher, 1);
   if (!rc && !s->forward_only) rc = copy_teacher_hidden(s);
   if (!rc) rc = run_nodes(s, &s->student, 1);
   if (!rc && !s->forward_only) rc = run_nodes(s, &s->student, 0);
-  if (!rc && update) rc = optimizer(s);
+  if (!rc && !s->forward_only) rc = grad_norm(s);
   return rc;
 }
 
@@ -1076,7 +1082,8 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   rt_st_close(st);
   if (!rc) { /* planning: every kernel the step and the evaluation forward launch */
     s->planning = 1;
-    rc = step_body(s, 1);
+    rc = step_body(s);
+    if (!rc) rc = update(s);
     int lv = logits_value(s);
     if (!rc && lv >= 0 && o->eval_seq) {
       CgOp op = op_of(CG_NLL);
@@ -1122,12 +1129,17 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
   sc[CG_SC_CLIP] = 1.0f;
   int rc = rt_memcpy_htod(s->gpu, s->tokens, tokens, (size_t)s->T * 4);
   if (!rc) rc = rt_memcpy_htod(s->gpu, s->scalars, sc, sizeof sc);
-  if (!rc) rc = step_body(s, hp->update);
+  if (!rc) rc = step_body(s);
+  /* The loss and the norm come back before the update, which runs only when both are
+   * finite: a NaN leaves the parameters as they were, for the report to find its cause. */
   float losses[1 + 2 * 64] = {0};
   int nl = 1 + 2 * s->nmse;
   if (nl > (int)(sizeof losses / sizeof *losses)) nl = (int)(sizeof losses / sizeof *losses);
   if (!rc) rc = rt_memcpy_dtoh(s->gpu, losses, s->losses, (size_t)nl * 4);
-  if (!rc && hp->update) rc = rt_memcpy_dtoh(s->gpu, sc, s->scalars, sizeof sc);
+  if (!rc) rc = rt_memcpy_dtoh(s->gpu, sc, s->scalars, sizeof sc);
+  int finite = isfinite(losses[0]) && isfinite(sc[CG_SC_NORM]);
+  for (int i = 1; i < nl; i++) finite = finite && isfinite(losses[i]);
+  if (!rc && hp->update && finite) rc = update(s);
   if (rc) {
     rb_buf_printf(err, "training step: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
     return rc;
@@ -1141,7 +1153,8 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
     m++;
   }
   r->loss = r->kl + r->mse;
-  r->grad_norm = hp->update ? sc[CG_SC_NORM] : 0.0;
+  r->grad_norm = sc[CG_SC_NORM];
+  r->updated = hp->update && finite;
   return RB_OK;
 }
 
@@ -1254,7 +1267,7 @@ int tr_step_eval(TrStep *s, const TrEvalData *d, int max_windows, double *mean_n
     s->B = nb, s->S = W, s->T = nb * W, s->forward_only = 1;
     rc = rt_memcpy_htod(s->gpu, s->tokens, tok, (size_t)s->T * 4);
     if (!rc) rc = rt_memcpy_htod(s->gpu, targets, tgt, (size_t)s->T * 4);
-    if (!rc) rc = step_body(s, 0);
+    if (!rc) rc = step_body(s);
     CgOp op = op_of(CG_NLL);
     op.vocab = V;
     CgNllArgs a = {s->att_o, s->student.val[lv], targets, V, s->T};

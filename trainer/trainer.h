@@ -178,7 +178,8 @@ typedef struct {
 
 typedef struct {
   double loss, kl, mse; /* loss = kl + (gamma / L) sum of the layers' normalized MSE */
-  double grad_norm;     /* before the clip; 0 when no update ran */
+  double grad_norm;     /* before the clip */
+  int updated;          /* the optimizer ran: asked for, and the loss and the norm were finite */
 } TrStepResult;
 
 /* Compile the IR's training graph (the grad pass), load the weights (W from
@@ -188,7 +189,8 @@ typedef struct {
 int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err);
 void tr_step_close(TrStep *s);
 /* One step on tokens (batch x seq, host): derivation, teacher and student
- * forward, loss, backward, and with hp->update the clip, Muon and AdamW. */
+ * forward, loss, backward, gradient norm, and with hp->update the clip, Muon
+ * and AdamW, which are skipped when the loss or the norm is not finite. */
 int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepResult *r, RbBuf *err);
 
 /* The trainable weights, in the order the IR binds them. */

@@ -287,7 +287,7 @@ static int check_case(RtGpu *gpu, const char *samples, int B, int S, double gamm
     CHECK(wu[i].worst < tol_update[i], "the update of %s of %s: rel %.2e", wu[i].what, wu[i].worst_name, wu[i].worst);
   }
   printf("    update of %s worst rel %.2e (%s)\n", wb.what, wb.worst, wb.worst_name);
-  CHECK(wb.worst < 2e-2, "the Muon update of %s against the bf16 emulation: rel %.2e", wb.worst_name, wb.worst);
+  CHECK(wb.worst < 6e-2, "the Muon update of %s against the bf16 emulation: rel %.2e", wb.worst_name, wb.worst);
   ref_train_model_free(&before);
   ref_optim_free(&ropt);
   ref_train_grads_free(&g);

@@ -105,6 +105,11 @@ qat_real() {
   python3 -c "import numpy as n; a=n.fromfile('$Q/train.bin',dtype=n.int32); a[:len(a)//512*512].tofile('$Q/train512.bin')"
   run train timeout ${QAT_LIMIT:-300} "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train --eval-data $Q/shards-heldout \
       --tokens ${QAT_TOKENS:-2000000} --seed 0 --eval-every ${QAT_EVAL_EVERY:-100} --ckpt-every 0 --log-every 20 -o $Q/out
+  if [ -n "${QAT_GAMMA_TOKENS:-}" ]; then # the hidden-state MSE on the real model: a short run
+    run train_gamma timeout 120 "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train \
+        --eval-data $Q/shards-heldout --tokens $QAT_GAMMA_TOKENS --gamma 100 --ckpt-every 0 --log-every 20 -o $Q/out-gamma
+    grep -E "^step|^eval|^trained" "$OUT/train_gamma.log" | tail -n 8
+  fi
   run peer_train python3 .carry/peers/qat_train_peer.py --hf $Q/hf --train $Q/train512.bin --train-ctx 512 \
       --held $Q/held40.bin --held-ctx 1024 --held-windows 40 --methods rabit --paths 2 --seconds ${PEER_SECONDS:-45} \
       --lr-w 1e-3 --lr-s 3e-4 --seed 0

@@ -159,9 +159,14 @@ int main(int argc, char **argv) {
   snprintf(shard, sizeof shard, "%s/train.shard", data);
   if (write_model(weights) || write_shard(shard, 20000, TR_SPLIT_TRAIN, 1)) return 1;
 
-  /* A: the uninterrupted run */
+  /* A: the uninterrupted run, on one window of 32 tokens (every batch the same), where the loss must fall */
+  char fixed[600];
+  snprintf(fixed, sizeof fixed, "%s/fixed", dir);
+  mkdir(fixed, 0755);
+  snprintf(shard, sizeof shard, "%s/one.shard", fixed);
+  if (write_shard(shard, 32, TR_SPLIT_TRAIN, 3)) return 1;
   Losses la = {0};
-  TrTrainOptions o = options(ir, weights, data, out_a, &la);
+  TrTrainOptions o = options(ir, weights, fixed, out_a, &la);
   TrTrainResult r;
   RbBuf err = {0};
   int rc = tr_train(&o, &r, &err);
@@ -171,7 +176,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 4; i++) first += la.loss[i] / 4, last += la.loss[la.n - 1 - i] / 4;
   printf("run A: %d steps, loss %.4f -> %.4f, %.0f tok/s, export %s\n", r.steps, first, last, r.tok_per_s,
          r.export_path);
-  CHECK(last < 0.9 * first, "the loss did not fall: %.4f -> %.4f", first, last);
+  CHECK(last < 0.7 * first, "the loss did not fall: %.4f -> %.4f", first, last);
   struct stat sb;
   char path[700];
   snprintf(path, sizeof path, "%s/loss.svg", out_a);
@@ -183,7 +188,12 @@ int main(int argc, char **argv) {
         err.data ? err.data : "no trained_by");
   rt_st_close(st);
 
-  /* B: 10 steps, then resumed to the end */
+  /* B: 10 steps, then resumed to the end; A again on the full shard as its reference */
+  la.n = 0;
+  o = options(ir, weights, data, out_a, &la);
+  rb_buf_free(&err);
+  rc = tr_train(&o, &r, &err);
+  CHECK(rc == RB_OK, "train: %s", err.data ? err.data : "?");
   Losses lb = {0};
   o = options(ir, weights, data, out_b, &lb);
   o.max_steps = 10;

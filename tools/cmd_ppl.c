@@ -91,8 +91,9 @@ int cmd_ppl(int argc, char **argv) {
   float *logits = cpu_nll ? malloc((size_t)chunk * V * sizeof *logits) : NULL;
   double total = 0;
   size_t count = 0;
-  double t0 = rb_now_ms();
+  double t0 = rb_now_ms(), t1 = t0; /* t1: the end of the first window, which carries the warm-up */
   for (size_t w = 0; !rc && w < windows; w++) {
+    if (w == 1) t1 = rb_now_ms();
     const int32_t *win = ids + w * (size_t)ctx;
     if (!cpu_nll) {
       double sum = 0;
@@ -122,8 +123,13 @@ int cmd_ppl(int argc, char **argv) {
   if (!rc) {
     printf("perplexity %.4f over %zu tokens (%zu windows of %d) of %s, %s\n", exp(total / count), count, windows, ctx,
            text_path, o.fp16 ? "fp16" : "quantized");
-    printf("speed %.0f tokens/s (%zu tokens forwarded in %.2f s, NLL on the %s)\n", windows * ctx / secs,
+    printf("speed %.0f tokens/s (%zu tokens forwarded in %.2f s, NLL on the %s)", windows * ctx / secs,
            windows * (size_t)ctx, secs, cpu_nll ? "CPU" : "GPU");
+    double steady = (t0 + secs * 1e3 - t1) / 1e3;
+    if (windows > 1 && steady > 0)
+      printf("; %.0f tokens/s after the first window (%.0f ms, the warm-up)", (double)(windows - 1) * ctx / steady,
+             t1 - t0);
+    printf("\n");
   }
   free(logits);
   rb_free(ids);

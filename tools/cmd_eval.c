@@ -120,7 +120,7 @@ int cmd_eval(int argc, char **argv) {
   }
 
   o.max_ctx = d.window;
-  o.max_tokens = d.window < 512 ? d.window : 512;
+  o.max_tokens = d.window; /* one forward a window: 1.2x to 1.5x faster than chunks of 512 (RESULTS.md) */
   Loaded L;
   rc = load_model(&o, &L);
   if (rc) {

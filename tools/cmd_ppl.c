@@ -28,11 +28,12 @@ int cmd_ppl(int argc, char **argv) {
   LoadOptions o = {0};
   o.tool = "rabit ppl";
   const char *text_path = NULL, *tok_path = NULL, *ids_out = NULL;
-  int ctx = 1024, max_windows = 0, quiet = 0, cpu_nll = 0;
+  int ctx = 1024, max_windows = 0, quiet = 0, cpu_nll = 0, chunk_max = 1024;
   const ArgsOpt opts[] = {
       ARGS_OPT_STRING(NULL, "--weights", &o.weights, "W", "the model's weights (safetensors)"),
       ARGS_OPT_STRING(NULL, "--text", &text_path, "FILE", "the text, tokenized whole and cut into windows"),
       ARGS_OPT_INT(NULL, "--ctx", &ctx, "N", 2, 1 << 20, "window length in tokens (default 1024)"),
+      ARGS_OPT_INT(NULL, "--chunk", &chunk_max, "N", 1, 1 << 20, "tokens a forward call takes (default 1024: a window of 1024 in one forward)"),
       ARGS_OPT_STRING(NULL, "--tokenizer", &tok_path, "FILE",
                       "the model's .gguf or a tokenizer.txt (default: beside the weights)"),
       ARGS_OPT_INT(NULL, "--max-windows", &max_windows, "N", 0, 1000000,
@@ -67,7 +68,7 @@ int cmd_ppl(int argc, char **argv) {
   }
   rb_buf_free(&text);
   o.max_ctx = ctx;
-  o.max_tokens = ctx < 512 ? ctx : 512;
+  o.max_tokens = ctx < chunk_max ? ctx : chunk_max;
   Loaded L;
   rc = load_model(&o, &L);
   if (rc) return rc;

@@ -96,9 +96,19 @@ qat_real() {
   G=$Q/model.gguf
   cat $Q/paa data-dev/d2/pab > $G
   cp -r data-dev/d2/shards-train data-dev/d2/shards-heldout data-dev/d2/heldout.txt $Q/ && gunzip -f $Q/shards-*/*.gz
-  gpu_tests "${TESTS-test_train_step}" ""
+  gpu_tests "${TESTS-test_train_step}" "${MEMCHECK-}"
   echo "$(cat data-dev/d2/sha256)  $G" | sha256sum -c || exit 1
   run import "$R" import $G -o $Q/hf
+  if [ -n "${QAT_PPL_ONLY:-}" ]; then # evaluation speed alone: PTQ weights, ppl by chunk size, prefill
+    run quantize_k2 "$R" quantize $IR $Q/hf/model.safetensors -o $Q/k2.safetensors
+    for c in 512 1024; do
+      run ppl_k2_c$c "$R" ppl $IR --weights $Q/k2.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40 --chunk $c --quiet
+      run ppl_fp16_c$c "$R" ppl $IR --fp16 --weights $Q/hf/model.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40 --chunk $c --quiet
+    done
+    run bench_prefill "$R" bench $IR --weights $Q/k2.safetensors --fp16-weights $Q/hf/model.safetensors
+    grep -H -E "^perplexity|^speed" "$OUT"/ppl_*.log; cat "$OUT/bench_prefill.log"
+    return
+  fi
   tail -c +73 $Q/shards-train/train.shard > $Q/train.bin   # the ids after the 72-byte header
   tail -c +73 $Q/shards-heldout/heldout.shard > $Q/held.bin
   head -c $((40 * 1024 * 4)) $Q/held.bin > $Q/held40.bin # the peer takes whole windows: the first 40

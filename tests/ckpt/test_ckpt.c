@@ -84,15 +84,18 @@ static void rand_free(Rand *r) {
   for (int i = 0; i < 12; i++) free(r->data[i]);
 }
 
+/* memcmp, but an empty range is equal even when a pointer is NULL (memcmp may not take NULL). */
+static int same_mem(const void *a, const void *b, size_t n) { return !n || (a && b && !memcmp(a, b, n)); }
+
 static int same_str(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
 static int same_double(double a, double b) { return (isnan(a) && isnan(b)) || !memcmp(&a, &b, sizeof a); }
 
 static void check_equal(const TrCkpt *a, const TrCkpt *b) {
   CHECK(b->version == TR_CKPT_VERSION, "version %d", b->version);
   CHECK(a->step == b->step && a->tokens_seen == b->tokens_seen, "step/tokens differ");
-  CHECK(a->ndata_pos == b->ndata_pos && !memcmp(a->data_pos, b->data_pos, sizeof *a->data_pos * (size_t)a->ndata_pos),
+  CHECK(a->ndata_pos == b->ndata_pos && same_mem(a->data_pos, b->data_pos, sizeof *a->data_pos * (size_t)a->ndata_pos),
         "data_pos differs");
-  CHECK(a->nrng == b->nrng && !memcmp(a->rng, b->rng, sizeof *a->rng * (size_t)a->nrng), "rng differs");
+  CHECK(a->nrng == b->nrng && same_mem(a->rng, b->rng, sizeof *a->rng * (size_t)a->nrng), "rng differs");
   const TrCkptOptions *x = &a->opt, *y = &b->opt;
   CHECK(same_str(x->method, y->method) && x->paths == y->paths && same_double(x->lr_w, y->lr_w) &&
             same_double(x->lr_s, y->lr_s) && same_double(x->gamma, y->gamma) && x->seed == y->seed &&
@@ -118,7 +121,7 @@ static void check_equal(const TrCkpt *a, const TrCkpt *b) {
     size_t bytes = rt_dtype_size(s->dtype);
     for (int d = 0; d < s->rank; d++) bytes *= (size_t)s->shape[d];
     CHECK(t->dtype == s->dtype && t->rank == s->rank && !memcmp(t->shape, s->shape, sizeof(int64_t) * (size_t)s->rank) &&
-              !memcmp(t->data, s->data, bytes),
+              same_mem(t->data, s->data, bytes),
           "tensor '%s' differs", s->name);
     CHECK((uintptr_t)t->data % rt_dtype_size(t->dtype) == 0, "tensor '%s' is not aligned in the mapping", s->name);
   }

@@ -52,6 +52,7 @@
   X(CG_REDUCE, "reduce")                     \
   X(CG_SUMSQ, "sumsq")                       \
   X(CG_DERIVE, "derive")                     \
+  X(CG_DERIVE_STANDARD, "derive_standard")   \
   X(CG_DERIVE_GRAD_G, "derive_grad_g")       \
   X(CG_DERIVE_GRAD_H, "derive_grad_h")       \
   X(CG_ADAMW, "adamw")                       \
@@ -253,6 +254,8 @@ typedef struct { CgDevPtr parts, x; long long n; } CgSumsqArgs;
 /* CG_DERIVE: the coupled derivation of TRAINING.md: w (N, K), g (paths, N), h (paths, K) ->
  * what bf16 (N, K) and bits (paths, N, ceil(K/32)) canonical words, pad bits 0. [N[0], K, paths] fixed grid */
 typedef struct { CgDevPtr what, bits, w, g, h; } CgDeriveArgs;
+/* CG_DERIVE_STANDARD takes CgDeriveArgs (cg_derive_argv) with w (paths, N, K): standard QAT's one latent
+ * per path, B_p = sign(w_p), what = bf16(sum_p B_p g_p h_p). [N[0], K, paths] fixed grid */
 /* CG_DERIVE_GRAD_G: dg (paths, N) = row sums of dwhat (N, K) B_p h_p. [N[0], K, paths] fixed grid */
 typedef struct { CgDevPtr dg, dwhat, bits, h; } CgDeriveGradGArgs;
 /* CG_DERIVE_GRAD_H: dh (paths, K) = column sums of dwhat B_p g_p, deterministic, in one launch:

@@ -80,6 +80,7 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
   case CG_KL_LOSS: rb_buf_printf(out, " V=%d", s->vocab); break;
   case CG_MSE_ROWS: rb_buf_printf(out, " D=%d", s->dim); break;
   case CG_DERIVE:
+  case CG_DERIVE_STANDARD:
   case CG_DERIVE_GRAD_G:
   case CG_DERIVE_GRAD_H: rb_buf_printf(out, " N=%d K=%d k=%d", s->N[0], s->K, s->paths); break;
   default: break;

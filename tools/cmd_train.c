@@ -28,9 +28,9 @@ static const char help_tail[] =
     "Exit status: 0 ok, 1 bad input, a missing GPU or a NaN, 2 internal error.\n";
 
 static const char *parse_method(const char *v, void *dest) {
-  static const char *const names[] = {"rabit"};
-  int i = args_pick(v, names, 1);
-  if (i < 0) return "rabit (part 2 adds the baselines)";
+  static const char *const names[] = {"rabit", "standard", "ptq"};
+  int i = args_pick(v, names, 3);
+  if (i < 0) return "rabit, standard or ptq";
   *(const char **)dest = names[i];
   return NULL;
 }
@@ -76,7 +76,10 @@ int cmd_train(int argc, char **argv) {
                       "held-out shards: validation windows, and their texts are refused for training"),
       ARGS_OPT_U64(NULL, "--tokens", &o.tokens, "N", "the token budget (steps = N / (batch x seq))"),
       ARGS_OPT_U64(NULL, "--seed", &o.seed, "S", "the batch sampler's seed (default 0)"),
-      ARGS_OPT_CUSTOM(NULL, "--method", parse_method, &o.method, "M", "rabit (default)"),
+      ARGS_OPT_CUSTOM(NULL, "--method", parse_method, &o.method, "M",
+                      "rabit (default: one latent W, the paths derived in sequence), standard\n"
+                      "(one latent W_p a path, each receiving dL/dW_hat) or ptq (the initialization\n"
+                      "alone, evaluated and exported)"),
       ARGS_OPT_INT(NULL, "--paths", &paths, "k", 1, 4, "residual binary paths for the IR's default quant"),
       ARGS_OPT_FLOAT(NULL, "--lr-w", &lr_w, "X", 0, 1, ARGS_OPEN_LO, "Muon's learning rate (default 1e-3)"),
       ARGS_OPT_FLOAT(NULL, "--lr-s", &lr_s, "Y", 0, 1, ARGS_OPEN_LO, "AdamW's, for the scales (default 3e-4)"),
@@ -97,7 +100,8 @@ int cmd_train(int argc, char **argv) {
   int rc = args_parse(&spec, argc, argv, pos, NULL);
   if (rc != ARGS_GO) return rc;
   if (!pos[0]) return args_usage(&spec);
-  const char *missing = !o.step.weights ? "--weights W" : !o.data ? "--data DIR" : !o.tokens ? "--tokens N"
+  int ptq = !strcmp(o.method, "ptq");
+  const char *missing = !o.step.weights ? "--weights W" : !o.data ? "--data DIR" : !o.tokens && !ptq ? "--tokens N"
                         : !o.out        ? "-o OUT"
                                         : NULL;
   if (missing) {

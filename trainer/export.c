@@ -312,3 +312,15 @@ int tr_export_from_checkpoint(const char *ir, const FeOptions *fe, const char *c
   tr_ckpt_free(&c);
   return rc;
 }
+
+void tr_sign_bits(const float *Wp, int N, int K, int k, uint32_t *bits) {
+  size_t words = (size_t)cg_packed_words(K);
+  memset(bits, 0, (size_t)k * N * words * sizeof *bits);
+  for (int p = 0; p < k; p++)
+    for (int n = 0; n < N; n++) {
+      const float *row = Wp + ((size_t)p * N + n) * K;
+      uint32_t *wb = bits + ((size_t)p * N + n) * words;
+      for (int c = 0; c < K; c++)
+        if (!(row[c] >= 0.0f)) wb[c >> 5] |= 1u << (c & 31); /* sign(0) = +1, as the kernels */
+    }
+}

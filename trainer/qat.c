@@ -22,7 +22,8 @@
 typedef struct {
   const char *name;
   int N, K, k, line;
-  size_t w_off;           /* floats into the W region of params/grads (N, K) */
+  int nlat;               /* latent matrices: 1 (RaBiT's shared W), k (standard QAT's W_p) */
+  size_t w_off;           /* floats into the W region of params/grads: (nlat, N, K) */
   size_t s_off;           /* floats into the scales region: g (k, N) then h (k, K) */
   int group;              /* its Muon shape group */
   RtDevPtr what;          /* bf16 (N, K) */
@@ -414,6 +415,10 @@ static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
     RtDevPtr dW = s->grads + (RtDevPtr)(q->w_off * 4);
     RtGemm gw = gemm_rm(1, 0, N, K, s->T, s->dy16, N, x16, K, dW, K, 0.0f);
     if ((rc = gemm(s, &gw))) break;
+    /* standard QAT: every W_p receives dL/dW_hat itself (the identity straight-through estimator) */
+    for (int lat = 1; lat < q->nlat && !rc && !s->planning; lat++)
+      rc = rt_memcpy_dtod(s->gpu, dW + (RtDevPtr)((size_t)lat * N * K * 4), dW, (size_t)N * K * 4, NULL);
+    if (rc) break;
     RtDevPtr sc = s->params + (RtDevPtr)((s->nW + q->s_off) * 4), dsc = s->grads + (RtDevPtr)((s->nW + q->s_off) * 4);
     CgOp op = op_of(CG_DERIVE_GRAD_G);
     op.N[0] = q->N, op.nseg = 1, op.K = q->K, op.paths = q->k;
@@ -500,7 +505,7 @@ static int derive_all(TrStep *s) {
   int rc = RB_OK;
   for (int i = 0; i < s->nqw && !rc; i++) {
     const QWeight *q = &s->qw[i];
-    CgOp op = op_of(CG_DERIVE);
+    CgOp op = op_of(s->o.method == TR_METHOD_STANDARD ? CG_DERIVE_STANDARD : CG_DERIVE);
     op.N[0] = q->N, op.nseg = 1, op.K = q->K, op.paths = q->k;
     RtDevPtr sc = s->params + (RtDevPtr)((s->nW + q->s_off) * 4);
     CgDeriveArgs a = {q->what, q->bits, s->params + (RtDevPtr)(q->w_off * 4), sc,
@@ -766,7 +771,8 @@ static int add_qweight(TrStep *s, const char *name, int N, int K, int k, int lin
   QWeight *nq = rb_realloc(s->qw, (size_t)(s->nqw + 1) * sizeof *nq);
   if (!nq) return RB_EINTERNAL;
   s->qw = nq;
-  s->qw[s->nqw] = (QWeight){.name = name, .N = N, .K = K, .k = k, .line = line};
+  s->qw[s->nqw] = (QWeight){.name = name, .N = N, .K = K, .k = k, .line = line,
+                            .nlat = s->o.method == TR_METHOD_STANDARD ? k : 1};
   return rb_map_put(&s->qindex, name, s->nqw++);
 }
 
@@ -809,13 +815,16 @@ static int lay_out(TrStep *s) {
       s->groups[s->ngroups++] = (MuonGroup){q->N, q->K, 0, 0};
     }
     q->group = gi;
-    s->groups[gi].count++;
+    s->groups[gi].count += q->nlat; /* Muon: one original matrix at a time, each W_p its own */
   }
   for (int gi = 0; gi < s->ngroups; gi++) {
     s->groups[gi].w_off = w;
     int seen = 0;
     for (int i = 0; i < s->nqw; i++)
-      if (s->qw[i].group == gi) s->qw[i].w_off = w + (size_t)seen++ * s->groups[gi].N * s->groups[gi].K;
+      if (s->qw[i].group == gi) {
+        s->qw[i].w_off = w + (size_t)seen * s->groups[gi].N * s->groups[gi].K;
+        seen += s->qw[i].nlat;
+      }
     w += (size_t)s->groups[gi].count * s->groups[gi].N * s->groups[gi].K;
   }
   for (int i = 0; i < s->nqw; i++) {
@@ -824,6 +833,28 @@ static int lay_out(TrStep *s) {
   }
   s->nW = w, s->nS = sc;
   return RB_OK;
+}
+
+/* Standard QAT's latents from the same starting point as RaBiT's: W_p = g_p B_p h_p with B_p the
+ * coupled signs of the file's W under the fitted scales (DESIGN.md), uploaded as (k, N, K). */
+static int init_standard(TrStep *s, const QWeight *q, const float *W, const float *scales, RbBuf *err) {
+  size_t n = (size_t)q->N * q->K, words = (size_t)cg_packed_words(q->K);
+  const float *g = scales + q->s_off, *h = g + (size_t)q->k * q->N;
+  uint32_t *bits = rb_malloc((size_t)q->k * q->N * words * sizeof *bits);
+  float *lat = rb_malloc((size_t)q->k * n * sizeof *lat);
+  int rc = bits && lat ? tr_derive_bits(W, q->N, q->K, q->k, g, h, bits, NULL, err) : RB_EINTERNAL;
+  for (int p = 0; !rc && p < q->k; p++)
+    for (int r = 0; r < q->N; r++) {
+      const uint32_t *wb = bits + ((size_t)p * q->N + r) * words;
+      for (int c = 0; c < q->K; c++) {
+        float gh = g[(size_t)p * q->N + r] * h[(size_t)p * q->K + c];
+        lat[(size_t)p * n + (size_t)r * q->K + c] = (wb[c >> 5] >> (c & 31)) & 1u ? -gh : gh;
+      }
+    }
+  if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), lat, (size_t)q->k * n * 4);
+  rb_free(bits);
+  rb_free(lat);
+  return rc;
 }
 
 /* W from the file, (g, h) fitted on the CPU threads; the teacher's bf16 copies; all uploaded. */
@@ -868,8 +899,9 @@ static int init_weights(TrStep *s, const RtSafetensors *st, RbBuf *err) {
     }
     for (size_t j = 0; j < n; j++) b[j] = f32_to_bf16(ip.W[i][j]);
     rc = rt_memcpy_htod(s->gpu, q->dense, b, n * 2);
-    if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), ip.W[i], n * 4);
     rb_free(b);
+    if (!rc && q->nlat == 1) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), ip.W[i], n * 4);
+    else if (!rc) rc = init_standard(s, q, ip.W[i], ip.scales, err);
   }
   if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(s->nW * 4), ip.scales, s->nS * 4);
   for (int i = 0; ip.W && i < s->nqw; i++) rb_free(ip.W[i]);
@@ -1162,6 +1194,8 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
 
 int tr_step_nweights(const TrStep *s) { return s->nqw; }
 
+int tr_step_latents(const TrStep *s, int i) { return i >= 0 && i < s->nqw ? s->qw[i].nlat : 0; }
+
 const char *tr_step_weight(const TrStep *s, int i, int *N, int *K, int *k) {
   if (i < 0 || i >= s->nqw) return NULL;
   if (N) *N = s->qw[i].N;
@@ -1177,10 +1211,10 @@ static int part_addr(const TrStep *s, int i, TrPart part, RtDevPtr *p, size_t *b
   size_t nw = (size_t)q->N * q->K, ng = (size_t)q->k * q->N, nh = (size_t)q->k * q->K;
   RtDevPtr sc = (RtDevPtr)((s->nW + q->s_off) * 4);
   switch (part) {
-  case TR_PART_W: *p = s->params + (RtDevPtr)(q->w_off * 4), *bytes = nw * 4; break;
+  case TR_PART_W: *p = s->params + (RtDevPtr)(q->w_off * 4), *bytes = (size_t)q->nlat * nw * 4; break;
   case TR_PART_G: *p = s->params + sc, *bytes = ng * 4; break;
   case TR_PART_H: *p = s->params + sc + ng * 4, *bytes = nh * 4; break;
-  case TR_PART_DW: *p = s->grads + (RtDevPtr)(q->w_off * 4), *bytes = nw * 4; break;
+  case TR_PART_DW: *p = s->grads + (RtDevPtr)(q->w_off * 4), *bytes = (size_t)q->nlat * nw * 4; break;
   case TR_PART_DG: *p = s->grads + sc, *bytes = ng * 4; break;
   case TR_PART_DH: *p = s->grads + sc + ng * 4, *bytes = nh * 4; break;
   case TR_PART_BITS: *p = q->bits, *bytes = (size_t)q->k * q->N * (size_t)cg_packed_words(q->K) * 4; break;
@@ -1309,7 +1343,7 @@ void tr_step_find_nonfinite(TrStep *s, char *what, size_t n) {
   snprintf(what, n, "no parameter or gradient holds one (the forward overflowed)");
   size_t most = 0;
   for (int i = 0; i < s->nqw; i++)
-    if ((size_t)s->qw[i].N * s->qw[i].K > most) most = (size_t)s->qw[i].N * s->qw[i].K;
+    if ((size_t)s->qw[i].nlat * s->qw[i].N * s->qw[i].K > most) most = (size_t)s->qw[i].nlat * s->qw[i].N * s->qw[i].K;
   float *buf = rb_malloc(most * 4 + 4);
   if (!buf) return;
   static const char *const part_names[] = {"W", "g", "h", "dW", "dg", "dh"};

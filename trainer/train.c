@@ -161,6 +161,7 @@ typedef struct {
   /* host copies of the state regions */
   void *region[TR_NREGION];
   char path_ckpt[1024], path_export[1024], path_curve[1024];
+  uint32_t *bits_scratch; /* the export's bits of one standard-QAT weight */
 } Run;
 
 static void progress(const Run *r, TrTrainProgress *p) {
@@ -189,11 +190,25 @@ static int download_state(Run *r) {
   return RB_OK;
 }
 
-/* Weight i's tensors in the downloaded regions: each TrCkptPart's host pointer and element count. */
-static void weight_parts(const Run *r, int i, const float *part[TR_CKPT_NPART], int64_t shape[TR_CKPT_NPART][2]) {
-  int N, K, k;
+/* Weight i's tensors in the downloaded regions: each TrCkptPart's host pointer and shape, rank 2
+ * but for standard QAT's latents and their momentum, (k, N, K). */
+typedef struct {
+  const float *p[TR_CKPT_NPART];
+  int rank[TR_CKPT_NPART];
+  int64_t shape[TR_CKPT_NPART][3];
+} Parts;
+
+static size_t parts_count(const Parts *w, int p) {
+  size_t n = 1;
+  for (int d = 0; d < w->rank[p]; d++) n *= (size_t)w->shape[p][d];
+  return n;
+}
+
+static void weight_parts(const Run *r, int i, Parts *w) {
+  int N, K, k, nlat = tr_step_latents(r->st, i);
   size_t w_off, s_off, nW;
   tr_step_weight(r->st, i, &N, &K, &k);
+  const float **part = w->p;
   tr_step_weight_offsets(r->st, i, &w_off, &s_off, &nW);
   const float *P = r->region[TR_REGION_PARAMS], *M = r->region[TR_REGION_MUON];
   const float *AM = r->region[TR_REGION_ADAM_M], *AV = r->region[TR_REGION_ADAM_V];
@@ -204,8 +219,9 @@ static void weight_parts(const Run *r, int i, const float *part[TR_CKPT_NPART], 
   part[TR_CKPT_G_V] = AV + s_off, part[TR_CKPT_H_V] = AV + s_off + kn;
   for (int p = 0; p < TR_CKPT_NPART; p++) {
     int isw = p == TR_CKPT_W || p == TR_CKPT_W_MOM, isg = p == TR_CKPT_G || p == TR_CKPT_G_M || p == TR_CKPT_G_V;
-    shape[p][0] = isw ? N : k;
-    shape[p][1] = isw ? K : isg ? N : K;
+    int64_t *sh = w->shape[p];
+    if (isw && nlat > 1) w->rank[p] = 3, sh[0] = nlat, sh[1] = N, sh[2] = K;
+    else w->rank[p] = 2, sh[0] = isw ? N : k, sh[1] = isw ? K : isg ? N : K;
   }
 }
 
@@ -222,15 +238,14 @@ static int save_checkpoint(Run *r, RbBuf *err) {
   char(*names)[600] = rb_calloc((size_t)nw * TR_CKPT_NPART, sizeof *names);
   if (!rc && (!t || !names)) rc = RB_EINTERNAL;
   for (int i = 0; i < nw && !rc; i++) {
-    const float *part[TR_CKPT_NPART];
-    int64_t shape[TR_CKPT_NPART][2];
-    weight_parts(r, i, part, shape);
+    Parts w;
+    weight_parts(r, i, &w);
     const char *base = tr_step_weight(r->st, i, NULL, NULL, NULL);
     for (int p = 0; p < TR_CKPT_NPART; p++) {
       int j = i * TR_CKPT_NPART + p;
       tr_ckpt_name(names[j], sizeof names[j], base, (TrCkptPart)p);
-      t[j] = (TrCkptTensor){.name = names[j], .dtype = RT_F32, .rank = 2, .shape = {shape[p][0], shape[p][1]},
-                            .data = part[p]};
+      t[j] = (TrCkptTensor){.name = names[j], .dtype = RT_F32, .rank = w.rank[p],
+                            .shape = {w.shape[p][0], w.shape[p][1], w.shape[p][2]}, .data = w.p[p]};
     }
   }
   if (!rc) {
@@ -270,21 +285,22 @@ static int load_checkpoint(Run *r, RbBuf *err) {
     if (!r->region[i] && !(r->region[i] = rb_malloc(tr_step_region_bytes(r->st, (TrRegion)i) + 4))) rc = RB_EINTERNAL;
   int nw = tr_step_nweights(r->st);
   for (int i = 0; i < nw && !rc; i++) {
-    const float *part[TR_CKPT_NPART];
-    int64_t shape[TR_CKPT_NPART][2];
-    weight_parts(r, i, part, shape);
+    Parts w;
+    weight_parts(r, i, &w);
     const char *base = tr_step_weight(r->st, i, NULL, NULL, NULL);
     for (int p = 0; p < TR_CKPT_NPART && !rc; p++) {
       char name[600];
       tr_ckpt_name(name, sizeof name, base, (TrCkptPart)p);
       const TrCkptTensor *t = tr_ckpt_find(&c, name);
-      if (!t || t->dtype != RT_F32 || t->rank != 2 || t->shape[0] != shape[p][0] || t->shape[1] != shape[p][1]) {
-        rb_buf_printf(err, "%s: %s '%s' [%lld, %lld] F32", r->path_ckpt, t ? "expected" : "no tensor", name,
-                      (long long)shape[p][0], (long long)shape[p][1]);
+      int same = t && t->dtype == RT_F32 && t->rank == w.rank[p];
+      for (int d = 0; same && d < w.rank[p]; d++) same = t->shape[d] == w.shape[p][d];
+      if (!same) {
+        rb_buf_printf(err, "%s: %s '%s' of %zu F32 values in the shape this run's method (%s) holds", r->path_ckpt,
+                      t ? "expected" : "no tensor", name, parts_count(&w, p), o->method);
         rc = RB_EUSER;
         break;
       }
-      memcpy((void *)part[p], t->data, (size_t)(shape[p][0] * shape[p][1]) * 4);
+      memcpy((void *)w.p[p], t->data, parts_count(&w, p) * 4);
     }
   }
   for (int i = 0; i < TR_NREGION && !rc; i++) rc = tr_step_region(r->st, (TrRegion)i, r->region[i], 1);
@@ -311,10 +327,15 @@ static int export_get(void *ctx, const char *base, int N, int K, int k, TrExport
     int n, kk, pk;
     if (strcmp(tr_step_weight(r->st, i, &n, &kk, &pk), base)) continue;
     if (n != N || kk != K || pk != k) break;
-    const float *part[TR_CKPT_NPART];
-    int64_t shape[TR_CKPT_NPART][2];
-    weight_parts(r, i, part, shape);
-    *w = (TrExportWeight){part[TR_CKPT_W], part[TR_CKPT_G], part[TR_CKPT_H], NULL};
+    Parts p;
+    weight_parts(r, i, &p);
+    *w = (TrExportWeight){p.p[TR_CKPT_W], p.p[TR_CKPT_G], p.p[TR_CKPT_H], NULL};
+    if (tr_step_latents(r->st, i) > 1) { /* standard QAT: the signs are the latents' own */
+      size_t words = (size_t)cg_packed_words(K), bytes = (size_t)k * N * words * 4;
+      if (!(r->bits_scratch = rb_realloc(r->bits_scratch, bytes))) return RB_EINTERNAL;
+      tr_sign_bits(p.p[TR_CKPT_W], N, K, k, r->bits_scratch);
+      w->W = NULL, w->bits = r->bits_scratch;
+    }
     return RB_OK;
   }
   rb_buf_printf(err, "the trainer has no state for '%s' (%d x %d, k = %d)", base, N, K, k);
@@ -363,6 +384,7 @@ static void run_free(Run *r) {
   tr_eval_free(&r->eval);
   for (int i = 0; i < TR_NREGION; i++) rb_free(r->region[i]);
   rb_free(r->hist);
+  rb_free(r->bits_scratch);
 }
 
 static int join(char *out, size_t n, const char *dir, const char *file, RbBuf *err) {
@@ -394,13 +416,16 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
     rc = RB_EUSER;
   }
   r.steps = (int)(o->tokens / (uint64_t)T);
-  if (!rc && r.steps < 1) {
+  int no_training = o->method && !strcmp(o->method, "ptq");
+  if (!rc && r.steps < 1 && !no_training) {
     rb_buf_printf(err, "--tokens %llu is less than one step of %d x %d tokens", (unsigned long long)o->tokens,
                   o->step.batch, o->step.seq);
     rc = RB_EUSER;
   }
   if (!rc) rc = rt_gpu_open(&r.gpu, 0, err);
   TrStepOptions so = o->step;
+  int ptq = o->method && !strcmp(o->method, "ptq"); /* the initialization alone: evaluated and exported */
+  so.method = o->method && !strcmp(o->method, "standard") ? TR_METHOD_STANDARD : TR_METHOD_RABIT;
   if (r.eval.nwindows) so.eval_batch = TR_EVAL_BATCH, so.eval_seq = TR_EVAL_WINDOW;
   if (!rc) rc = tr_step_open(&r.st, r.gpu, &so, err);
   if (!rc && o->resume) rc = load_checkpoint(&r, err);
@@ -418,6 +443,14 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   /* rates: over each progress interval, and steady state (after the first TR_STEADY_AFTER steps of this run) */
   double t0 = rb_now_ms(), t_line = t0, t_steady = 0, loss = NAN;
   int start = r.step, ran = 0, line_step = r.step;
+  if (!rc && ptq) {
+    double val = NAN;
+    int windows = 0;
+    r.steps = 0;
+    if (!(rc = validate(&r, &val, &windows, err)) && r.eval.nwindows)
+      progress(&r, &(TrTrainProgress){.event = TR_EVENT_EVAL, .val_ppl = exp(val), .val_loss = val, .windows = windows});
+    if (!rc) rc = add_point(&r, NAN, val);
+  }
   while (!rc && r.step < r.steps && !(o->max_steps && ran >= o->max_steps)) {
     tr_train_batch(&r.data, o->step.batch, o->step.seq, &r.rng, tok);
     if (o->test_nan_at_step == r.step + 1 && (rc = poison(&r))) break;

@@ -155,8 +155,14 @@ int tr_data_prepare(const TrDataOptions *o, RbBuf *err);
 
 typedef struct TrStep TrStep;
 
+/* What trains (DESIGN.md): RaBiT's one latent W a layer with the paths derived
+ * from it in sequence, or standard QAT's one latent W_p a path, B_p = sign(W_p),
+ * each receiving dL/dW_hat. */
+typedef enum { TR_METHOD_RABIT, TR_METHOD_STANDARD } TrMethod;
+
 typedef struct {
   const char *ir;         /* the model IR: its forward, which the grad pass extends */
+  TrMethod method;
   FeOptions fe;           /* --paths */
   double gamma;           /* hidden-state MSE weight; 0 = KL only */
   const char *weights;    /* full-precision safetensors: the teacher, and the student's initialization */
@@ -197,7 +203,9 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
 int tr_step_nweights(const TrStep *s);
 const char *tr_step_weight(const TrStep *s, int i, int *N, int *K, int *k);
 typedef enum { TR_PART_W, TR_PART_G, TR_PART_H, TR_PART_DW, TR_PART_DG, TR_PART_DH, TR_PART_BITS, TR_PART_WHAT } TrPart;
-/* Copy one part of weight i to or from the host: W (N, K), g (k, N), h (k, K) and their gradients fp32;
+/* Latent matrices of weight i: 1 for RaBiT, k for standard QAT. */
+int tr_step_latents(const TrStep *s, int i);
+/* Copy one part of weight i to or from the host: W (latents, N, K), g (k, N), h (k, K) and their gradients fp32;
  * bits (k, N, ceil(K/32)) words; W_hat bf16 (N, K). */
 int tr_step_get(TrStep *s, int i, TrPart part, void *host);
 int tr_step_set(TrStep *s, int i, TrPart part, const void *host);
@@ -410,6 +418,8 @@ typedef struct {
  * trained_by "rabit train", step, tokens. The output is built in memory (the
  * safetensors writer copies) and written atomically. IR diagnostics go to err. */
 int tr_export(const TrExportOptions *o, RbBuf *err);
+/* Standard QAT's signs: bits (k, N, words) of B_p = sign(Wp[p]) for latents Wp (k, N, K), sign(0) = +1. */
+void tr_sign_bits(const float *Wp, int N, int K, int k, uint32_t *bits);
 /* tr_export from a checkpoint's latent, row_scale and col_scale tensors (the
  * bits re-derived from them). ir and weights NULL: the ones the checkpoint
  * records; fe may be NULL. A checkpoint whose model differs from the IR's is refused. */

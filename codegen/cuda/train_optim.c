@@ -44,7 +44,9 @@ static void scalar_defines(RbBuf *b) {
                 CG_SC_LR_W, CG_SC_LR_S, CG_SC_BIAS1, CG_SC_BIAS2, CG_SC_CLIP, CG_SC_NORM);
 }
 
-static int is_derive(CgKind k) { return k == CG_DERIVE || k == CG_DERIVE_GRAD_G || k == CG_DERIVE_GRAD_H; }
+static int is_derive(CgKind k) {
+  return k == CG_DERIVE || k == CG_DERIVE_STANDARD || k == CG_DERIVE_GRAD_G || k == CG_DERIVE_GRAD_H;
+}
 
 static int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -52,6 +54,7 @@ static int round_up(int v, int m) { return (v + m - 1) / m * m; }
 static int optim_check(const CgOp *s, RbBuf *err) {
   switch (s->kind) {
   case CG_DERIVE:
+  case CG_DERIVE_STANDARD:
   case CG_DERIVE_GRAD_G:
   case CG_DERIVE_GRAD_H:
     if (s->N[0] < 1 || s->K < 1 || s->paths < 1 || s->paths > CG_MAX_PATHS) {
@@ -503,12 +506,50 @@ static void emit_clip_coef(const CgKernel *k, RbBuf *b, const char *entry) {
 
 /* The canonical source of an optimizer-family kernel and its entry name. These
  * kinds have one schedule each: k->sched is unused. */
+/* Standard QAT's derivation (DESIGN.md's baseline): one latent W_p per path, B_p = sign(W_p)
+ * (sign(0) = +1), W_hat = bf16(sum_p B_p gh) in path order, no FMA; the same thread layout as derive. */
+static void emit_derive_standard(const CgKernel *k, RbBuf *b, const char *entry) {
+  cg_cuda_prelude(b, k, EMITTER);
+  cg_cuda_prelude_bf16(b);
+  derive_defines(b, &k->op);
+  rb_buf_printf(b,
+                "#define WARPS %d  /* per block */\n"
+                "\n"
+                "/* Standard QAT: w (PATHS, N, K) one latent per path; B_p = w_p >= 0 ? +1 : -1 (bit set for -1);\n"
+                " * acc = acc + B_p gh, gh = g_p[n] h_p[c], each rounded on its own; what = bf16(acc).\n"
+                " * what (N, K); g (PATHS, N); h (PATHS, K); bits (PATHS, N, WORDS), pad bits 0.\n"
+                " * grid (ceil(N WORDS / WARPS)), block (32 WARPS). */\n"
+                "extern \"C\" __global__ void __launch_bounds__(32 * WARPS)\n"
+                "%s(rb_bf16 *__restrict__ what, unsigned *__restrict__ bits, const float *__restrict__ w,\n"
+                "    const float *__restrict__ g, const float *__restrict__ h) {\n"
+                "  const long long job = (long long)blockIdx.x * WARPS + (threadIdx.x >> 5);\n"
+                "  if (job >= (long long)N * WORDS) return;  /* whole warps: the ballots below see all 32 lanes */\n"
+                "  const int lane = threadIdx.x & 31;\n"
+                "  const int n = (int)(job / WORDS), word = (int)(job %% WORDS);\n"
+                "  const int c = word * 32 + lane;\n"
+                "  const bool in = c < K;  /* pad lanes: no column, bit 0 */\n"
+                "  float acc = 0.0f;\n"
+                "#pragma unroll\n"
+                "  for (int p = 0; p < PATHS; p++) {\n"
+                "    const float r = in ? w[((long long)p * N + n) * K + c] : 0.0f;\n"
+                "    const float gh = __fmul_rn(g[p * N + n], in ? h[p * K + c] : 0.0f);\n"
+                "    const bool neg = !(r >= 0.0f);\n"
+                "    acc = __fadd_rn(acc, neg ? -gh : gh);\n"
+                "    const unsigned word_bits = __ballot_sync(0xffffffffu, in && neg);\n"
+                "    if (lane == 0) bits[((long long)p * N + n) * WORDS + word] = word_bits;\n"
+                "  }\n"
+                "  if (in) what[(long long)n * K + c] = rb_f2bf(acc);\n"
+                "}\n",
+                DERIVE_WARPS, entry);
+}
+
 int cg_emit_train_optim(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   int rc = optim_check(&k->op, err);
   if (rc) return rc;
   optim_entry(k, entry);
   switch (k->op.kind) {
   case CG_DERIVE: emit_derive(k, src, entry); break;
+  case CG_DERIVE_STANDARD: emit_derive_standard(k, src, entry); break;
   case CG_DERIVE_GRAD_G: emit_derive_grad_g(k, src, entry); break;
   case CG_DERIVE_GRAD_H: emit_derive_grad_h(k, src, entry); break;
   case CG_ADAMW: emit_adamw(k, src, entry); break;
@@ -542,7 +583,8 @@ int cg_geometry_train_optim(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   g->grow_axis = -1;
   g->n_per_block = 1;
   switch (s->kind) {
-  case CG_DERIVE: {
+  case CG_DERIVE:
+  case CG_DERIVE_STANDARD: {
     long long jobs = (long long)s->N[0] * cg_packed_words(s->K);
     g->grid[0] = (unsigned)((jobs + DERIVE_WARPS - 1) / DERIVE_WARPS);
     g->block[0] = 32u * DERIVE_WARPS;

@@ -47,7 +47,9 @@ static CgKernel spec(CgKind kind, int N, int K, int paths) {
   return s;
 }
 
-static int is_derive(CgKind k) { return k == CG_DERIVE || k == CG_DERIVE_GRAD_G || k == CG_DERIVE_GRAD_H; }
+static int is_derive(CgKind k) {
+  return k == CG_DERIVE || k == CG_DERIVE_STANDARD || k == CG_DERIVE_GRAD_G || k == CG_DERIVE_GRAD_H;
+}
 
 static int nvrtc_ok(const char *src, const char *entry, const char *what) {
   void *cubin = NULL;
@@ -89,6 +91,7 @@ static void check_geometry(const CgKernel *s, const char *what) {
     unsigned long long blocks = (unsigned long long)L.grid[0] * L.grid[1] * L.grid[2];
     switch (o->kind) {
     case CG_DERIVE: /* one warp per (row, word), no whole block idle */
+    case CG_DERIVE_STANDARD:
       snprintf(msg, sizeof msg, "derive: %llu blocks of %u threads for %lld (row, word) jobs", blocks, threads,
                (long long)o->N[0] * words);
       check(blocks * (threads / 32) >= (unsigned long long)(o->N[0] * words) &&
@@ -147,6 +150,9 @@ static void test_case(const CgKernel *s, const char *want_entry, int compile) {
   snprintf(decl, sizeof decl, "%s(", entry);
   check(strstr(a.data, decl) != NULL && strstr(a.data, "extern \"C\" __global__") != NULL, what,
         "entry not declared extern \"C\" __global__ in the source");
+  if (s->op.kind == CG_DERIVE_STANDARD)
+    check(strstr(a.data, "__fmul_rn") && strstr(a.data, "__fadd_rn") && !strstr(a.data, "__fsub_rn"), what,
+          "derive_standard: its signs are the latents' own (no residual), its sum unfused");
   if (s->op.kind == CG_DERIVE) {
     /* The contract's rule: no FMA, bf16 by round to nearest even, the word count from packed.c. */
     check(strstr(a.data, "__fmul_rn") && strstr(a.data, "__fsub_rn") && strstr(a.data, "__fadd_rn") &&
@@ -231,8 +237,8 @@ static void test_argv(void) {
 
 int main(void) {
   static const int shapes[][2] = {{576, 576}, {192, 576}, {1536, 576}, {576, 1536}, {5, 160}, {3, 70}};
-  static const CgKind derive[] = {CG_DERIVE, CG_DERIVE_GRAD_G, CG_DERIVE_GRAD_H};
-  for (int d = 0; d < 3; d++)
+  static const CgKind derive[] = {CG_DERIVE, CG_DERIVE_STANDARD, CG_DERIVE_GRAD_G, CG_DERIVE_GRAD_H};
+  for (int d = 0; d < 4; d++)
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
       for (int p = 1; p <= 4; p++) {
         CgKernel s = spec(derive[d], shapes[i][0], shapes[i][1], p);

@@ -188,6 +188,28 @@ int main(int argc, char **argv) {
         err.data ? err.data : "no trained_by");
   rt_st_close(st);
 
+  /* standard QAT on the same window: its loss falls too; and --method ptq exports the init untrained */
+  {
+    Losses ls = {0};
+    char out_s[600], out_p[600];
+    snprintf(out_s, sizeof out_s, "%s/std", dir);
+    snprintf(out_p, sizeof out_p, "%s/ptq", dir);
+    TrTrainOptions os = options(ir, weights, fixed, out_s, &ls);
+    os.method = "standard";
+    rb_buf_free(&err);
+    rc = tr_train(&os, &r, &err);
+    double f = 0, e = 0;
+    for (int i = 0; i < 4 && ls.n >= 8; i++) f += ls.loss[i] / 4, e += ls.loss[ls.n - 1 - i] / 4;
+    printf("standard QAT: %d steps, loss %.4f -> %.4f, export %s\n", r.steps, f, e, r.export_path);
+    CHECK(rc == RB_OK && ls.n == 24 && e < 0.9 * f, "standard QAT: %s, loss %.4f -> %.4f",
+          err.data ? err.data : "ok", f, e);
+    TrTrainOptions op = options(ir, weights, fixed, out_p, &ls);
+    op.method = "ptq", op.tokens = 0;
+    rb_buf_free(&err);
+    rc = tr_train(&op, &r, &err);
+    CHECK(rc == RB_OK && r.steps == 0 && r.export_path[0], "ptq: %s (steps %d)", err.data ? err.data : "ok", r.steps);
+  }
+
   /* B: 10 steps, then resumed to the end; A again on the full shard as its reference */
   la.n = 0;
   o = options(ir, weights, data, out_a, &la);

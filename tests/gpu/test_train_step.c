@@ -300,6 +300,120 @@ static int check_case(RtGpu *gpu, const char *samples, int B, int S, double gamm
   return 0;
 }
 
+/* Standard QAT (--method standard): one latent W_p a path, B_p = sign(W_p), each W_p receiving
+ * dL/dW_hat. Against the reference in frozen-signs mode with B_p = sign(W_p) on random latents. */
+static int check_standard(RtGpu *gpu, const char *samples, int B, int S, uint64_t seed) {
+  RefTrainModel m;
+  if (ref_train_model_random(&m, ref_train_dims_tiny(), seed)) return 1;
+  char wpath[256], ir[512];
+  snprintf(wpath, sizeof wpath, "/tmp/rabit_train_std_%d.safetensors", (int)getpid());
+  snprintf(ir, sizeof ir, "%s/tiny.ir", samples);
+  if (write_weights(&m, wpath)) return 1;
+  TrStepOptions so = {.ir = ir, .method = TR_METHOD_STANDARD, .weights = wpath, .batch = B, .seq = S};
+  TrStep *st = NULL;
+  RbBuf err = {0};
+  int rc = tr_step_open(&st, gpu, &so, &err);
+  CHECK(rc == RB_OK, "tr_step_open (standard): %s", err.data ? err.data : "?");
+  if (rc) return 1;
+  int nw = tr_step_nweights(st);
+  float *lat[REF_MAX_L * REF_NLIN] = {0};
+  for (int i = 0; i < nw; i++) {
+    int N, K, k;
+    RefTrainLinear *q = ref_linear(&m, tr_step_weight(st, i, &N, &K, &k), NULL, NULL);
+    CHECK(tr_step_latents(st, i) == k, "weight %d: %d latents, expected k = %d", i, tr_step_latents(st, i), k);
+    if (!q) continue;
+    size_t n = (size_t)k * N * K;
+    lat[i] = malloc(n * 4);
+    for (size_t e = 0; e < n; e++) lat[i][e] = e % 97 == 0 ? 0.0f : (float)(0.05 * (2 * unif() - 1));
+    tr_sign_bits(lat[i], N, K, k, q->bits);
+    tr_step_set(st, i, TR_PART_W, lat[i]);
+    tr_step_set(st, i, TR_PART_G, q->g);
+    tr_step_set(st, i, TR_PART_H, q->h);
+  }
+  int T = B * S;
+  int32_t *tok = malloc((size_t)T * sizeof *tok);
+  for (int t = 0; t < T; t++) tok[t] = (int32_t)(rnd() % (uint64_t)m.d.V);
+  TrStepResult r;
+  TrStepHyper hp = {.t = 1, .update = 0};
+  rc = tr_step_run(st, tok, &hp, &r, &err);
+  CHECK(rc == RB_OK, "tr_step_run (standard): %s", err.data ? err.data : "?");
+  RefTrainGrads g;
+  ref_train_grads_alloc(&g, m.d);
+  RefTrainOptions ro = {.frozen_signs = 1, .bf16_what = 1};
+  double kl, loss = ref_train_loss(&m, tok, B, S, &ro, &g, &kl, NULL);
+  printf("  standard B=%d S=%d: loss gpu %.6f ref %.6f\n", B, S, r.loss, loss);
+  CHECK(fabs(r.loss - loss) / loss < 1e-2, "standard: loss %.6f against %.6f", r.loss, loss);
+  double worst = 0, norm2 = 0;
+  int bad_bits = 0, bad_copies = 0;
+  for (int i = 0; i < nw; i++) {
+    int l, j, N, K, k;
+    RefTrainLinear *q = ref_linear(&m, tr_step_weight(st, i, &N, &K, &k), &l, &j);
+    if (!q) continue;
+    size_t nk = (size_t)N * K, nb = (size_t)k * N * (size_t)cg_packed_words(K);
+    uint32_t *bits = malloc(nb * 4);
+    tr_step_get(st, i, TR_PART_BITS, bits);
+    bad_bits += memcmp(bits, q->bits, nb * 4) != 0;
+    free(bits);
+    float *dw = malloc((size_t)k * nk * 4), *dg = malloc((size_t)k * N * 4), *dh = malloc((size_t)k * K * 4);
+    tr_step_get(st, i, TR_PART_DW, dw), tr_step_get(st, i, TR_PART_DG, dg), tr_step_get(st, i, TR_PART_DH, dh);
+    for (int p = 0; p < k; p++) {
+      bad_copies += memcmp(dw + (size_t)p * nk, dw, nk * 4) != 0;
+      double e = rel_err(dw + (size_t)p * nk, g.dW[l][j], nk);
+      worst = e > worst ? e : worst;
+    }
+    double e = rel_err(dg, g.dg[l][j], (size_t)k * N);
+    worst = e > worst ? e : worst;
+    e = rel_err(dh, g.dh[l][j], (size_t)k * K);
+    worst = e > worst ? e : worst;
+    for (size_t x = 0; x < (size_t)k * nk; x++) norm2 += (double)dw[x] * dw[x];
+    for (size_t x = 0; x < (size_t)k * N; x++) norm2 += (double)dg[x] * dg[x];
+    for (size_t x = 0; x < (size_t)k * K; x++) norm2 += (double)dh[x] * dh[x];
+    free(dw), free(dg), free(dh);
+  }
+  printf("    standard: gradients worst rel %.2e; signs %s; every W_p's gradient %s\n", worst,
+         bad_bits ? "DIFFER" : "equal", bad_copies ? "DIFFERS" : "is dW_hat");
+  CHECK(!bad_bits, "standard: %d weights' signs are not sign(W_p)", bad_bits);
+  CHECK(!bad_copies, "standard: %d latents' gradients differ from dW_hat", bad_copies);
+  CHECK(worst < 3e-2, "standard: gradients rel %.2e", worst);
+  /* one update: every W_p moves by the Muon step of dW_hat; the norm counts the k copies */
+  float *dw0[REF_MAX_L * REF_NLIN] = {0};
+  for (int i = 0; i < nw; i++) {
+    int N, K, k;
+    tr_step_weight(st, i, &N, &K, &k);
+    dw0[i] = malloc((size_t)k * N * K * 4);
+    tr_step_get(st, i, TR_PART_DW, dw0[i]);
+  }
+  hp = (TrStepHyper){.lr_w = 2e-3, .lr_s = 1e-3, .t = 1, .update = 1};
+  rc = tr_step_run(st, tok, &hp, &r, &err);
+  CHECK(rc == RB_OK && fabs(r.grad_norm - sqrt(norm2)) / sqrt(norm2) < 1e-4, "standard: grad norm %.6f, expected %.6f",
+        r.grad_norm, sqrt(norm2));
+  double clip = r.grad_norm > 1.0 ? 1.0 / (r.grad_norm + 1e-6) : 1.0, wu = 0;
+  for (int i = 0; i < nw; i++) {
+    int N, K, k;
+    tr_step_weight(st, i, &N, &K, &k);
+    size_t nk = (size_t)N * K;
+    double *emu = malloc(nk * 8);
+    float *now = malloc((size_t)k * nk * 4);
+    muon_first_step_bf16(dw0[i], N, K, clip, 0.95, hp.lr_w, emu);
+    tr_step_get(st, i, TR_PART_W, now);
+    for (int p = 0; p < k; p++) {
+      for (size_t e = 0; e < nk; e++) now[(size_t)p * nk + e] -= lat[i][(size_t)p * nk + e];
+      double e = rel_err(now + (size_t)p * nk, emu, nk);
+      wu = e > wu ? e : wu;
+    }
+    free(emu), free(now), free(dw0[i]), free(lat[i]);
+  }
+  printf("    standard: every W_p's update against the bf16 Muon emulation, worst rel %.2e\n", wu);
+  CHECK(wu < 6e-2, "standard: W_p updates rel %.2e", wu);
+  ref_train_grads_free(&g);
+  free(tok);
+  tr_step_close(st);
+  ref_train_model_free(&m);
+  unlink(wpath);
+  rb_buf_free(&err);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   char arch[16];
   RtGpu *gpu = gpu_open_or_skip(arch);
@@ -309,6 +423,7 @@ int main(int argc, char **argv) {
   check_case(gpu, samples, 2, 8, 0.0, rnd());
   check_case(gpu, samples, 2, 33, 10.0, rnd());
   check_case(gpu, samples, 4, 64, 0.0, rnd());
+  check_standard(gpu, samples, 2, 16, rnd());
   rt_gpu_close(gpu);
   return CHECK_SUMMARY();
 }

@@ -24,7 +24,7 @@ expect 1 "needs --data DIR" "$rabit" train "$ir" --weights w.safetensors
 expect 1 "needs --tokens N" "$rabit" train "$ir" --weights w.safetensors --data d
 expect 1 "needs -o OUT" "$rabit" train "$ir" --weights w.safetensors --data d --tokens 100
 expect 1 "rabit train: --paths needs an integer 1..4, got '7'" "$rabit" train "$ir" --paths 7
-expect 1 "rabit train: --method needs rabit" "$rabit" train "$ir" --method standard
+expect 1 "rabit train: --method needs rabit, standard or ptq, got 'qat'" "$rabit" train "$ir" --method qat
 expect 1 "rabit train: --lr-w needs a number" "$rabit" train "$ir" --lr-w 0
 
 # shards: a missing directory, an empty one, a corrupted shard, a held-out shard

@@ -47,6 +47,8 @@
   X(CG_SWIGLU_GRAD, "swiglu_grad")           \
   X(CG_ADD_FWD, "add_fwd")                   \
   X(CG_KL_LOSS, "kl_loss")                   \
+  X(CG_CE_LOSS, "ce_loss")                   \
+  X(CG_COL_ABS, "col_abs")                   \
   X(CG_MSE_ROWS, "mse_rows")                 \
   X(CG_MSE_GRAD, "mse_grad")                 \
   X(CG_REDUCE, "reduce")                     \
@@ -243,6 +245,14 @@ typedef struct { CgDevPtr y, a, b; int n; } CgAddFwdArgs;
  * row_loss (T) = sum_v p (log p - log q); dlogits (T, vocab) = (q - p) * grad_scale
  * (the trainer passes 1/T). dlogits may alias logits. [vocab] extent T */
 typedef struct { CgDevPtr dlogits, row_loss, logits, teacher; int T; float grad_scale; } CgKlLossArgs;
+/* CG_CE_LOSS: next-token cross-entropy (the calibration's loss): row_loss (T) = logsumexp - logits[targets[t]],
+ * dlogits (T, vocab) = (softmax - onehot) * grad_scale; a row whose target is < 0 gives 0 and 0.
+ * dlogits may alias logits. [vocab] extent T */
+typedef struct { CgDevPtr dlogits, row_loss, logits, targets; int T; float grad_scale; } CgCeLossArgs;
+/* CG_COL_ABS: parts (CG_COL_ABS_PARTS, m) = column sums of |x| (T, m), part c over rows c, c + PARTS, ...;
+ * CG_REDUCE over the parts gives the column sums. [none] extent m */
+#define CG_COL_ABS_PARTS 64
+typedef struct { CgDevPtr parts, x; int T, m; } CgColAbsArgs;
 /* CG_MSE_ROWS: parts (T, 2) = (sum_d (x - t)^2, sum_d t^2) per row. [dim] extent T */
 typedef struct { CgDevPtr parts, x, t; int T; } CgMseRowsArgs;
 /* CG_MSE_GRAD: dx = scale 2 (x - t) / sums[1] over n elements (sums: the reduced parts). [none] extent n */
@@ -293,6 +303,8 @@ void cg_swiglu_fwd_argv(CgSwigluFwdArgs *a, CgArgv *out);
 void cg_swiglu_grad_argv(CgSwigluGradArgs *a, CgArgv *out);
 void cg_add_fwd_argv(CgAddFwdArgs *a, CgArgv *out);
 void cg_kl_loss_argv(CgKlLossArgs *a, CgArgv *out);
+void cg_ce_loss_argv(CgCeLossArgs *a, CgArgv *out);
+void cg_col_abs_argv(CgColAbsArgs *a, CgArgv *out);
 void cg_mse_rows_argv(CgMseRowsArgs *a, CgArgv *out);
 void cg_mse_grad_argv(CgMseGradArgs *a, CgArgv *out);
 void cg_reduce_argv(CgReduceArgs *a, CgArgv *out);

@@ -77,7 +77,8 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
   case CG_HEADS_MERGE: rb_buf_printf(out, " H=%d HD=%d theta=%g", s->heads, s->head_dim, s->rope_theta); break;
   case CG_SOFTMAX_FWD:
   case CG_SOFTMAX_GRAD: rb_buf_printf(out, " HD=%d", s->head_dim); break;
-  case CG_KL_LOSS: rb_buf_printf(out, " V=%d", s->vocab); break;
+  case CG_KL_LOSS:
+  case CG_CE_LOSS: rb_buf_printf(out, " V=%d", s->vocab); break;
   case CG_MSE_ROWS: rb_buf_printf(out, " D=%d", s->dim); break;
   case CG_DERIVE:
   case CG_DERIVE_STANDARD:

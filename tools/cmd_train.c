@@ -35,6 +35,14 @@ static const char *parse_method(const char *v, void *dest) {
   return NULL;
 }
 
+static const char *parse_init(const char *v, void *dest) {
+  static const char *const names[] = {"greedy", "rabit"};
+  int i = args_pick(v, names, 2);
+  if (i < 0) return "greedy or rabit";
+  *(const char **)dest = names[i];
+  return NULL;
+}
+
 static void progress(void *ctx, const TrTrainProgress *p) {
   (void)ctx;
   switch (p->event) {
@@ -65,10 +73,13 @@ int cmd_train(int argc, char **argv) {
                       .ckpt_every = 200,
                       .eval_every = 0,
                       .log_every = 10,
+                      .init = "greedy",
+                      /* provisional: the initialized model's validation KL is to choose them (issue 9) */
+                      .init_opt = {.a = 0.5, .b = 0.5, .rounds = 4},
                       .progress = progress};
   const char *pos[1] = {0};
   int paths = 0;
-  float lr_w = (float)o.lr_w, lr_s = (float)o.lr_s, gamma = 0.0f;
+  float lr_w = (float)o.lr_w, lr_s = (float)o.lr_s, gamma = 0.0f, init_a = 0.5f, init_b = 0.5f;
   const ArgsOpt opts[] = {
       ARGS_OPT_STRING(NULL, "--weights", &o.step.weights, "W", "the full-precision model (rabit import)"),
       ARGS_OPT_STRING(NULL, "--data", &o.data, "DIR", "the training shards (rabit data prepare)"),
@@ -80,6 +91,13 @@ int cmd_train(int argc, char **argv) {
                       "rabit (default: one latent W, the paths derived in sequence), standard\n"
                       "(one latent W_p a path, each receiving dL/dW_hat) or ptq (the initialization\n"
                       "alone, evaluated and exported)"),
+      ARGS_OPT_CUSTOM(NULL, "--init", parse_init, &o.init, "I",
+                      "greedy (default: rabit quantize's fit) or rabit (calibrated on the FP model's\n"
+                      "activations and gradients, preconditioned residual SVID)"),
+      ARGS_OPT_FLOAT(NULL, "--init-a", &init_a, "A", 0, 4, ARGS_CLOSED, "--init rabit: the exponent of s_out (default 0.5)"),
+      ARGS_OPT_FLOAT(NULL, "--init-b", &init_b, "B", 0, 4, ARGS_CLOSED, "--init rabit: the exponent of s_in (default 0.5)"),
+      ARGS_OPT_INT(NULL, "--init-rounds", &o.init_opt.rounds, "T", 0, 100, "--init rabit: Gauss-Seidel rounds (default 4)"),
+      ARGS_OPT_U64(NULL, "--calib-tokens", &o.calib_tokens, "N", "--init rabit: calibration tokens (default 65536)"),
       ARGS_OPT_INT(NULL, "--paths", &paths, "k", 1, 4, "residual binary paths for the IR's default quant"),
       ARGS_OPT_FLOAT(NULL, "--lr-w", &lr_w, "X", 0, 1, ARGS_OPEN_LO, "Muon's learning rate (default 1e-3)"),
       ARGS_OPT_FLOAT(NULL, "--lr-s", &lr_s, "Y", 0, 1, ARGS_OPEN_LO, "AdamW's, for the scales (default 3e-4)"),
@@ -112,6 +130,7 @@ int cmd_train(int argc, char **argv) {
   o.step.fe.paths = paths;
   o.step.gamma = gamma;
   o.lr_w = lr_w, o.lr_s = lr_s;
+  o.init_opt.a = init_a, o.init_opt.b = init_b;
   TrTrainResult r;
   RbBuf err = {0};
   rc = tr_train(&o, &r, &err);

@@ -26,6 +26,7 @@ typedef struct {
   size_t w_off;           /* floats into the W region of params/grads: (nlat, N, K) */
   size_t s_off;           /* floats into the scales region: g (k, N) then h (k, K) */
   int group;              /* its Muon shape group */
+  size_t calib_off;       /* floats into calib_acc: N of sum |dy|, then K of sum |x| */
   RtDevPtr what;          /* bf16 (N, K) */
   RtDevPtr bits;          /* (k, N, ceil(K/32)) words */
   RtDevPtr dense;         /* the teacher's bf16 (N, K) */
@@ -96,6 +97,10 @@ struct TrStep {
   Pass student, teacher;
   RtDevPtr teacher_hidden; /* (L, T, D) when gamma > 0 */
   int nmse;                /* hidden_mse nodes run in this pass: their slots in losses */
+  int calibrating;         /* the FP model's CE forward and backward, gathering |x| and |dy| (tr_step_init_rabit) */
+  RtDevPtr targets;        /* (T_max) next-token ids of the calibration's CE */
+  RtDevPtr calib_acc;      /* per weight: sum |dy| (N) then sum |x| (K), at calib_off */
+  RtDevPtr calib_parts, calib_tmp; /* (CG_COL_ABS_PARTS, max N or K) and (max N or K) */
   char ir_hash[33];
 };
 
@@ -214,7 +219,7 @@ static RtDevPtr frozen(const TrStep *s, const char *name) {
 static RtDevPtr linear_weight(const TrStep *s, const Pass *p, const IrNode *n, int w) {
   if (n->attr_set & IR_BIT(IR_A_TIED)) return frozen(s, n->attr[IR_A_TIED].s);
   const QWeight *q = ir_node_paths(n) ? qweight(s, n->weights[w]) : NULL;
-  if (q) return p->teacher ? q->dense : q->what;
+  if (q) return p->teacher || s->calibrating ? q->dense : q->what; /* calibration: the FP model */
   return frozen(s, n->weights[w]);
 }
 
@@ -369,6 +374,15 @@ static int run_add(TrStep *s, Pass *p, const IrNode *n) {
 
 static int run_kl_loss(TrStep *s, Pass *p, const IrNode *n) {
   int V = width_of(&s->g->values[n->in[0]].type);
+  if (s->calibrating) { /* the FP model's next-token cross-entropy instead (KL against itself is 0) */
+    CgOp op = op_of(CG_CE_LOSS);
+    op.vocab = V;
+    CgCeLossArgs a = {p->val[n->out[1]], s->row_loss, p->val[n->in[0]], s->targets, s->T, 1.0f / (float)s->T};
+    CgArgv av;
+    cg_ce_loss_argv(&a, &av);
+    int rc = launch(s, &op, s->T, &av);
+    return rc ? rc : reduce(s, s->losses, s->row_loss, s->T, 1);
+  }
   CgOp op = op_of(CG_KL_LOSS);
   op.vocab = V;
   CgKlLossArgs a = {p->val[n->out[1]], s->row_loss, p->val[n->in[0]], p->val[n->in[1]], s->T, 1.0f / (float)s->T};
@@ -380,6 +394,8 @@ static int run_kl_loss(TrStep *s, Pass *p, const IrNode *n) {
 
 static int run_hidden_mse(TrStep *s, Pass *p, const IrNode *n) {
   int x = n->in[0], D = width_of(&s->g->values[x].type), l = (int)n->ints[0];
+  if (s->calibrating) /* no teacher: the term is absent, its gradient 0 */
+    return s->planning ? RB_OK : rt_memset8(s->gpu, p->val[n->out[1]], 0, (size_t)s->T * D * 4);
   int slot = 1 + 2 * s->nmse++;
   RtDevPtr t = s->teacher_hidden + (RtDevPtr)((size_t)l * s->T * D * 4);
   CgOp op = op_of(CG_MSE_ROWS);
@@ -400,6 +416,21 @@ static int run_hidden_mse(TrStep *s, Pass *p, const IrNode *n) {
 
 /* ==== backward launchers ==== */
 
+/* acc (m) += the column sums of |x| (T, m), deterministic: fixed parts, a fixed-order reduction. */
+static int col_abs_add(TrStep *s, RtDevPtr acc, RtDevPtr x, int m) {
+  CgOp op = op_of(CG_COL_ABS);
+  CgColAbsArgs a = {s->calib_parts, x, s->T, m};
+  CgArgv av;
+  cg_col_abs_argv(&a, &av);
+  int rc = launch(s, &op, m, &av);
+  if (!rc) rc = reduce(s, s->calib_tmp, s->calib_parts, CG_COL_ABS_PARTS, m);
+  if (rc) return rc;
+  CgOp oa = op_of(CG_ADD_FWD);
+  CgAddFwdArgs aa = {acc, acc, s->calib_tmp, m};
+  cg_add_fwd_argv(&aa, &av);
+  return launch(s, &oa, m, &av);
+}
+
 static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
   int m = n->nin - 1, x = n->in[m], K = width_of(&s->g->values[x].type), rc = RB_OK;
   RtDevPtr x16;
@@ -412,6 +443,12 @@ static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
                         i ? 1.0f : 0.0f);
     if ((rc = gemm(s, &gx)) || !quant) continue;
     const QWeight *q = qweight(s, n->weights[i]);
+    if (s->calibrating) { /* mean |dL/dy| per output channel and mean |x| per input channel */
+      RtDevPtr acc = s->calib_acc + (RtDevPtr)(q->calib_off * 4);
+      if ((rc = col_abs_add(s, acc, p->val[n->in[i]], N)) || (rc = col_abs_add(s, acc + (RtDevPtr)(N * 4), p->val[x], K)))
+        break;
+      continue;
+    }
     RtDevPtr dW = s->grads + (RtDevPtr)(q->w_off * 4);
     RtGemm gw = gemm_rm(1, 0, N, K, s->T, s->dy16, N, x16, K, dW, K, 0.0f);
     if ((rc = gemm(s, &gw))) break;
@@ -629,12 +666,12 @@ static int update(TrStep *s) {
 /* Everything before the update: the derivation, the forwards, the loss, the backward and, unless
  * forward_only, the gradient norm. While planning it only collects kernels. */
 static int step_body(TrStep *s) {
-  int rc = derive_all(s);
-  if (!rc && !s->forward_only) rc = run_nodes(s, &s->teacher, 1);
-  if (!rc && !s->forward_only) rc = copy_teacher_hidden(s);
+  int rc = s->calibrating ? RB_OK : derive_all(s);
+  if (!rc && !s->forward_only && !s->calibrating) rc = run_nodes(s, &s->teacher, 1);
+  if (!rc && !s->forward_only && !s->calibrating) rc = copy_teacher_hidden(s);
   if (!rc) rc = run_nodes(s, &s->student, 1);
   if (!rc && !s->forward_only) rc = run_nodes(s, &s->student, 0);
-  if (!rc && !s->forward_only) rc = grad_norm(s);
+  if (!rc && !s->forward_only && !s->calibrating) rc = grad_norm(s);
   return rc;
 }
 
@@ -733,6 +770,8 @@ static int add_frozen(TrStep *s, const RtSafetensors *st, const char *base, int 
 typedef struct {
   TrStep *s;
   float **W, *scales;
+  float **row_w, **col_w; /* per weight the preconditioning of DESIGN (a), or NULL: greedy + rounds unweighted */
+  int rounds;
   int next, rc;
   RbBuf err;
   pthread_mutex_t mu;
@@ -746,7 +785,8 @@ static void *init_worker(void *arg) {
     pthread_mutex_unlock(&ip->mu);
     if (i >= ip->s->nqw) return NULL;
     const QWeight *q = &ip->s->qw[i];
-    TrPtqOptions po = {.rounds = ip->s->o.ptq_rounds};
+    TrPtqOptions po = {.rounds = ip->rounds, .row_weight = ip->row_w ? ip->row_w[i] : NULL,
+                       .col_weight = ip->col_w ? ip->col_w[i] : NULL};
     size_t words = (size_t)cg_packed_words(q->K);
     uint32_t *bits = rb_malloc((size_t)q->k * q->N * words * sizeof *bits);
     RbBuf e = {0};
@@ -858,8 +898,8 @@ static int init_standard(TrStep *s, const QWeight *q, const float *W, const floa
 }
 
 /* W from the file, (g, h) fitted on the CPU threads; the teacher's bf16 copies; all uploaded. */
-static int init_weights(TrStep *s, const RtSafetensors *st, RbBuf *err) {
-  InitPool ip = {.s = s};
+static int init_weights(TrStep *s, const RtSafetensors *st, float **row_w, float **col_w, int rounds, RbBuf *err) {
+  InitPool ip = {.s = s, .row_w = row_w, .col_w = col_w, .rounds = rounds};
   pthread_mutex_init(&ip.mu, NULL);
   ip.W = rb_calloc((size_t)s->nqw, sizeof *ip.W);
   ip.scales = rb_calloc(s->nS ? s->nS : 1, sizeof *ip.scales);
@@ -1024,6 +1064,17 @@ static int alloc_scratch(TrStep *s) {
   if (!rc) rc = dev_alloc(s, &s->att_p, scores * 2);
   if (!rc) rc = dev_alloc(s, &s->att_ds, scores * 2);
   if (!rc && L) rc = dev_alloc(s, &s->teacher_hidden, L * T * D * 4);
+  size_t calib = 0, nk_max = 1;
+  for (int i = 0; i < s->nqw; i++) {
+    s->qw[i].calib_off = calib;
+    calib += (size_t)s->qw[i].N + s->qw[i].K;
+    size_t m = (size_t)(s->qw[i].N > s->qw[i].K ? s->qw[i].N : s->qw[i].K);
+    if (m > nk_max) nk_max = m;
+  }
+  if (!rc) rc = dev_alloc(s, &s->targets, T * 4);
+  if (!rc) rc = dev_alloc(s, &s->calib_acc, calib * 4);
+  if (!rc) rc = dev_alloc(s, &s->calib_parts, (size_t)CG_COL_ABS_PARTS * nk_max * 4);
+  if (!rc) rc = dev_alloc(s, &s->calib_tmp, nk_max * 4);
   for (int i = 0; i < s->nqw && !rc; i++) {
     QWeight *q = &s->qw[i];
     size_t n = (size_t)q->N * q->K;
@@ -1110,12 +1161,15 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   if (!rc) rc = alloc_pass(s, &s->student, 0);
   if (!rc) rc = alloc_pass(s, &s->teacher, 1);
   if (!rc) rc = bind_inputs(s);
-  if (!rc) rc = init_weights(s, st, err);
+  if (!rc) rc = init_weights(s, st, NULL, NULL, s->o.ptq_rounds, err);
   rt_st_close(st);
   if (!rc) { /* planning: every kernel the step and the evaluation forward launch */
     s->planning = 1;
     rc = step_body(s);
     if (!rc) rc = update(s);
+    s->calibrating = 1;
+    if (!rc) rc = step_body(s);
+    s->calibrating = 0;
     int lv = logits_value(s);
     if (!rc && lv >= 0 && o->eval_seq) {
       CgOp op = op_of(CG_NLL);
@@ -1363,4 +1417,93 @@ void tr_step_find_nonfinite(TrStep *s, char *what, size_t n) {
       }
     }
   rb_free(buf);
+}
+
+/* ==== the function-preserving initialization (DESIGN.md (a)-(c)) ==== */
+
+/* A strictly positive statistic's power: s^e, with s floored at 1e-8 of the weight's mean
+ * statistic so that a dead channel keeps a finite, tiny weight. */
+static float *stat_power(const double *sum, int n, double count, double e) {
+  float *w = rb_malloc((size_t)n * sizeof *w);
+  if (!w) return NULL;
+  double mean = 0;
+  for (int i = 0; i < n; i++) mean += sum[i] / count / n;
+  double floor = mean > 0 ? 1e-8 * mean : 1e-30;
+  for (int i = 0; i < n; i++) {
+    double v = sum[i] / count;
+    w[i] = (float)pow(v > floor ? v : floor, e);
+  }
+  return w;
+}
+
+int tr_step_init_rabit(TrStep *s, const int32_t *tokens, int batches, const TrInitOptions *io, TrInitStats *stats,
+                       RbBuf *err) {
+  if (batches < 1) {
+    rb_buf_printf(err, "the calibration needs at least one batch");
+    return RB_EUSER;
+  }
+  s->B = s->o.batch, s->S = s->o.seq, s->T = s->B * s->S, s->forward_only = 0;
+  size_t calib = 0;
+  for (int i = 0; i < s->nqw; i++) calib += (size_t)s->qw[i].N + s->qw[i].K;
+  int rc = rt_memset8(s->gpu, s->calib_acc, 0, calib * 4);
+  int32_t *tgt = rb_malloc((size_t)s->T * sizeof *tgt);
+  if (!tgt) rc = RB_EINTERNAL;
+  double ce = 0;
+  s->calibrating = 1;
+  for (int b = 0; !rc && b < batches; b++) {
+    const int32_t *tok = tokens + (size_t)b * s->T;
+    for (int t = 0; t < s->T; t++) tgt[t] = (t + 1) % s->S ? tok[t + 1] : -1; /* the next token in its sequence */
+    rc = rt_memcpy_htod(s->gpu, s->tokens, tok, (size_t)s->T * 4);
+    if (!rc) rc = rt_memcpy_htod(s->gpu, s->targets, tgt, (size_t)s->T * 4);
+    if (!rc) rc = step_body(s);
+    float loss = 0;
+    if (!rc) rc = rt_memcpy_dtoh(s->gpu, &loss, s->losses, 4);
+    ce += loss / ((double)s->T - s->B); /* the rows' sum over the rows with a target */
+  }
+  s->calibrating = 0;
+  rb_free(tgt);
+  float *acc = rc ? NULL : rb_malloc(calib * sizeof *acc);
+  if (!rc && !acc) rc = RB_EINTERNAL;
+  if (!rc) rc = rt_memcpy_dtoh(s->gpu, acc, s->calib_acc, calib * 4);
+  if (rc) {
+    rb_free(acc);
+    rb_buf_printf(err, "calibration: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
+    return rc;
+  }
+  /* row weight s_out^a (N), column weight s_in^b (K), then the fit of ptq.c with T rounds */
+  float **rw = rb_calloc((size_t)s->nqw, sizeof *rw), **cw = rb_calloc((size_t)s->nqw, sizeof *cw);
+  double rows = (double)batches * s->T;
+  for (int i = 0; i < s->nqw && rw && cw && !rc; i++) {
+    const QWeight *q = &s->qw[i];
+    double *sum = rb_malloc((size_t)(q->N + q->K) * sizeof *sum);
+    if (!sum) {
+      rc = RB_EINTERNAL;
+      break;
+    }
+    for (int j = 0; j < q->N + q->K; j++) sum[j] = acc[q->calib_off + (size_t)j];
+    rw[i] = stat_power(sum, q->N, rows, io->a);
+    cw[i] = stat_power(sum + q->N, q->K, rows, io->b);
+    if (!rw[i] || !cw[i]) rc = RB_EINTERNAL;
+    rb_free(sum);
+  }
+  if (!rw || !cw) rc = RB_EINTERNAL;
+  RtSafetensors *st = NULL;
+  if (!rc) rc = rt_st_open(s->o.weights, &st, err);
+  if (!rc) rc = init_weights(s, st, rw, cw, io->rounds, err);
+  rt_st_close(st);
+  for (int i = 0; i < s->nqw; i++) {
+    if (rw) rb_free(rw[i]);
+    if (cw) rb_free(cw[i]);
+  }
+  rb_free(rw), rb_free(cw), rb_free(acc);
+  if (stats) stats->ce = ce / batches, stats->tokens = (uint64_t)batches * s->T;
+  return rc;
+}
+
+int tr_step_calib_sums(TrStep *s, int i, float *sum_dy, float *sum_x) {
+  if (i < 0 || i >= s->nqw) return RB_EUSER;
+  const QWeight *q = &s->qw[i];
+  RtDevPtr a = s->calib_acc + (RtDevPtr)(q->calib_off * 4);
+  int rc = rt_memcpy_dtoh(s->gpu, sum_dy, a, (size_t)q->N * 4);
+  return rc ? rc : rt_memcpy_dtoh(s->gpu, sum_x, a + (RtDevPtr)(q->N * 4), (size_t)q->K * 4);
 }

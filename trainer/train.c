@@ -377,6 +377,31 @@ static int poison(Run *r) {
   return rc;
 }
 
+/* The function-preserving initialization on calib_tokens of training windows, drawn with their own
+ * generator so that the batches the run trains on do not depend on it. */
+static int calibrate(Run *r, RbBuf *err) {
+  const TrTrainOptions *o = r->o;
+  int T = o->step.batch * o->step.seq;
+  int batches = (int)(((o->calib_tokens ? o->calib_tokens : TR_CALIB_TOKENS) + (uint64_t)T - 1) / (uint64_t)T);
+  int32_t *tok = rb_malloc((size_t)batches * T * sizeof *tok);
+  if (!tok) return RB_EINTERNAL;
+  uint64_t rng = o->seed ^ 0xC0FFEE5EEDull;
+  for (int b = 0; b < batches; b++) tr_train_batch(&r->data, o->step.batch, o->step.seq, &rng, tok + (size_t)b * T);
+  TrInitStats st;
+  double t0 = rb_now_ms();
+  int rc = tr_step_init_rabit(r->st, tok, batches, &o->init_opt, &st, err);
+  rb_free(tok);
+  if (!rc) {
+    char line[256];
+    snprintf(line, sizeof line,
+             "initialization: calibrated on %llu tokens (FP cross-entropy %.4f), a = %g, b = %g, %d rounds, %.1f s",
+             (unsigned long long)st.tokens, st.ce, o->init_opt.a, o->init_opt.b, o->init_opt.rounds,
+             (rb_now_ms() - t0) / 1e3);
+    progress(r, &(TrTrainProgress){.event = TR_EVENT_READY, .text = line});
+  }
+  return rc;
+}
+
 static void run_free(Run *r) {
   tr_step_close(r->st);
   if (r->gpu) rt_gpu_close(r->gpu);
@@ -428,6 +453,7 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   so.method = o->method && !strcmp(o->method, "standard") ? TR_METHOD_STANDARD : TR_METHOD_RABIT;
   if (r.eval.nwindows) so.eval_batch = TR_EVAL_BATCH, so.eval_seq = TR_EVAL_WINDOW;
   if (!rc) rc = tr_step_open(&r.st, r.gpu, &so, err);
+  if (!rc && o->init && !strcmp(o->init, "rabit") && !o->resume) rc = calibrate(&r, err);
   if (!rc && o->resume) rc = load_checkpoint(&r, err);
   if (rc) {
     run_free(&r);

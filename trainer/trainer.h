@@ -199,6 +199,28 @@ void tr_step_close(TrStep *s);
  * and AdamW, which are skipped when the loss or the norm is not finite. */
 int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepResult *r, RbBuf *err);
 
+/* The function-preserving initialization (DESIGN.md (a)-(c)): calibration
+ * statistics from the FP model (mean |x| per input channel of every quantized
+ * linear, mean |dL/dy| per output channel under its next-token cross-entropy),
+ * then W' = diag(s_out^a) W diag(s_in^b) fitted by ptq.c's residual SVID with
+ * rounds Gauss-Seidel rounds and mapped back; the latent W stays the file's.
+ * Standard QAT's latents follow from the new scales. */
+typedef struct {
+  double a, b; /* the exponents of s_out and s_in */
+  int rounds;  /* T */
+} TrInitOptions;
+typedef struct {
+  double ce;        /* the FP model's mean next-token cross-entropy over the calibration */
+  uint64_t tokens;
+} TrInitStats;
+/* Re-initialize every quantized weight's scales from batches batches of
+ * (batch, seq) tokens (host, batches x batch x seq). Deterministic. */
+int tr_step_init_rabit(TrStep *s, const int32_t *tokens, int batches, const TrInitOptions *io, TrInitStats *stats,
+                       RbBuf *err);
+
+/* The last calibration's sums for weight i: sum |dL/dy| (N) and sum |x| (K) over its rows. */
+int tr_step_calib_sums(TrStep *s, int i, float *sum_dy, float *sum_x);
+
 /* The trainable weights, in the order the IR binds them. */
 int tr_step_nweights(const TrStep *s);
 const char *tr_step_weight(const TrStep *s, int i, int *N, int *K, int *k);
@@ -266,6 +288,9 @@ typedef struct {
   int max_steps;       /* stop this run after so many steps (0: none); the budget's schedule is kept */
   int resume;          /* continue from out/checkpoint.safetensors */
   int test_nan_at_step; /* tests: a NaN in a scale before this step (from 1); 0: none */
+  const char *init;     /* "greedy" (rabit quantize's fit; NULL too) or "rabit" (the calibrated, preconditioned one) */
+  TrInitOptions init_opt;
+  uint64_t calib_tokens; /* the calibration's training tokens; 0 = TR_CALIB_TOKENS */
   void (*progress)(void *ctx, const TrTrainProgress *p);
   void *ctx;
 } TrTrainOptions;
@@ -279,6 +304,7 @@ typedef struct {
 } TrTrainResult;
 
 #define TR_EVAL_BATCH 4   /* validation windows a forward */
+#define TR_CALIB_TOKENS 65536 /* DESIGN.md: about 64k training tokens */
 #define TR_STEADY_AFTER 20 /* steps before the steady-state rate starts */
 
 /* Train o->step.ir's student on o->data's windows to o->tokens tokens: steps

@@ -9,7 +9,7 @@ static int cuda_emit(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], Rb
   case CG_REPACK: return cg_emit_repack(k, src, entry, err);
   case CG_CAST_BF16: case CG_EMBED_FWD: case CG_EMBED_GRAD: case CG_RMSNORM_FWD: case CG_RMSNORM_GRAD:
   case CG_HEADS_SPLIT: case CG_HEADS_MERGE: case CG_SOFTMAX_FWD: case CG_SOFTMAX_GRAD: case CG_SWIGLU_FWD:
-  case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
+  case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_CE_LOSS: case CG_COL_ABS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
   case CG_SUMSQ: return cg_emit_train_op(k, src, entry, err);
   case CG_DERIVE: case CG_DERIVE_STANDARD: case CG_DERIVE_GRAD_G: case CG_DERIVE_GRAD_H: case CG_ADAMW: case CG_MUON_MOMENTUM:
   case CG_BATCH_SUMSQ: case CG_MUON_NORMALIZE: case CG_MUON_APPLY: case CG_CLIP_COEF:
@@ -27,7 +27,7 @@ static int cuda_geometry(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   case CG_REPACK: return cg_geometry_linear(k, g, err);
   case CG_CAST_BF16: case CG_EMBED_FWD: case CG_EMBED_GRAD: case CG_RMSNORM_FWD: case CG_RMSNORM_GRAD:
   case CG_HEADS_SPLIT: case CG_HEADS_MERGE: case CG_SOFTMAX_FWD: case CG_SOFTMAX_GRAD: case CG_SWIGLU_FWD:
-  case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
+  case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_CE_LOSS: case CG_COL_ABS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
   case CG_SUMSQ: return cg_geometry_train_op(k, g, err);
   case CG_DERIVE: case CG_DERIVE_STANDARD: case CG_DERIVE_GRAD_G: case CG_DERIVE_GRAD_H: case CG_ADAMW: case CG_MUON_MOMENTUM:
   case CG_BATCH_SUMSQ: case CG_MUON_NORMALIZE: case CG_MUON_APPLY: case CG_CLIP_COEF:

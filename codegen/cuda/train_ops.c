@@ -155,8 +155,10 @@ static int train_check(const CgOp *s, RbBuf *err) {
     if (s->head_dim <= 0) goto dims;
     return RB_OK;
   case CG_KL_LOSS:
+  case CG_CE_LOSS:
     if (s->vocab <= 0) goto dims;
     return RB_OK;
+  case CG_COL_ABS: return RB_OK;
   case CG_MSE_ROWS:
     if (s->dim <= 0) goto dims;
     return RB_OK;
@@ -631,6 +633,75 @@ static void emit_kl_loss(const CgKernel *k, RbBuf *b, const char *entry) {
                 entry);
 }
 
+/* ==== the calibration: cross-entropy and column means of |x| ==== */
+
+static void emit_ce_loss(const CgKernel *k, RbBuf *b, const char *entry) {
+  const CgOp *s = &k->op;
+  prelude(b, k);
+  rb_buf_printf(b,
+                "#define V %d  /* vocabulary: the row width */\n"
+                "#define THREADS %d\n"
+                "\n",
+                s->vocab, row_threads(s->vocab, 8));
+  emit_block_reduce(b);
+  rb_buf_printf(b,
+                "/* Per row t of logits (T, V) with target y = targets[t]: row_loss[t] = log sum exp - logits[y];\n"
+                " * dlogits = (softmax - onehot(y)) grad_scale; y < 0: no target, 0 and 0. dlogits may alias\n"
+                " * logits. grid (T), block (THREADS). */\n"
+                "extern \"C\" __global__ void __launch_bounds__(THREADS)\n"
+                "%s(float *dlogits, float *__restrict__ row_loss, const float *logits,\n"
+                "    const int *__restrict__ targets, int T, float grad_scale) {\n"
+                "  __shared__ float sh[NWARP];\n"
+                "  const int t = blockIdx.x;\n"
+                "  if (t >= T) return;\n"
+                "  const long long row = (long long)t * V;\n"
+                "  const float *lr = logits + row;\n"
+                "  float *dr = dlogits + row;\n"
+                "  const int y = targets[t];\n"
+                "  if (y < 0 || y >= V) {\n"
+                "    for (int v = threadIdx.x; v < V; v += THREADS) dr[v] = 0.0f;\n"
+                "    if (threadIdx.x == 0) row_loss[t] = 0.0f;\n"
+                "    return;\n"
+                "  }\n"
+                "  float m = NEG_INF;\n"
+                "  for (int v = threadIdx.x; v < V; v += THREADS) m = fmaxf(m, lr[v]);\n"
+                "  m = rb_block_max(m, sh);\n"
+                "  float z = 0.0f;\n"
+                "  for (int v = threadIdx.x; v < V; v += THREADS) z += expf(lr[v] - m);\n"
+                "  z = rb_block_sum(z, sh);  /* every read of the row's target is done past this barrier too */\n"
+                "  const float lse = m + logf(z), ly = lr[y];\n"
+                "  __syncthreads();\n"
+                "  for (int v = threadIdx.x; v < V; v += THREADS) {\n"
+                "    const float q = expf(lr[v] - lse);\n"
+                "    dr[v] = (q - (v == y ? 1.0f : 0.0f)) * grad_scale;\n"
+                "  }\n"
+                "  if (threadIdx.x == 0) row_loss[t] = lse - ly;\n"
+                "}\n"
+                "\n",
+                entry);
+}
+
+#define COLABS_THREADS 256
+
+static void emit_col_abs(const CgKernel *k, RbBuf *b, const char *entry) {
+  prelude(b, k);
+  rb_buf_printf(b,
+                "#define PARTS %d\n"
+                "\n"
+                "/* parts (PARTS, m): part c = sum of |x[t, j]| over rows t = c, c + PARTS, ... of x (T, m), in\n"
+                " * ascending t (deterministic). grid (ceil(m / %d), PARTS), block (%d). */\n"
+                "extern \"C\" __global__ void __launch_bounds__(%d)\n"
+                "%s(float *__restrict__ parts, const float *__restrict__ x, int T, int m) {\n"
+                "  const int j = blockIdx.x * %d + threadIdx.x;\n"
+                "  const int c = blockIdx.y;\n"
+                "  if (j >= m) return;\n"
+                "  float acc = 0.0f;\n"
+                "  for (int t = c; t < T; t += PARTS) acc += fabsf(x[(long long)t * m + j]);\n"
+                "  parts[(long long)c * m + j] = acc;\n"
+                "}\n",
+                CG_COL_ABS_PARTS, COLABS_THREADS, COLABS_THREADS, COLABS_THREADS, entry, COLABS_THREADS);
+}
+
 /* ==== the hidden MSE's row sums ==== */
 
 static void emit_mse_rows(const CgKernel *k, RbBuf *b, const char *entry) {
@@ -739,6 +810,7 @@ static void train_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   case CG_SOFTMAX_FWD: snprintf(name, sizeof name, "rb_softmax_fwd_hd%d", s->head_dim); break;
   case CG_SOFTMAX_GRAD: snprintf(name, sizeof name, "rb_softmax_grad_hd%d", s->head_dim); break;
   case CG_KL_LOSS: snprintf(name, sizeof name, "rb_kl_loss_v%d", s->vocab); break;
+  case CG_CE_LOSS: snprintf(name, sizeof name, "rb_ce_loss_v%d", s->vocab); break;
   case CG_MSE_ROWS: snprintf(name, sizeof name, "rb_mse_rows_d%d", s->dim); break;
   default: snprintf(name, sizeof name, "rb_%s", cg_kind_name(s->kind)); break; /* no dims: cast_bf16, ... */
   }
@@ -767,6 +839,8 @@ int cg_emit_train_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], Rb
   case CG_SOFTMAX_FWD:
   case CG_SOFTMAX_GRAD: emit_softmax(k, src, entry); break;
   case CG_KL_LOSS: emit_kl_loss(k, src, entry); break;
+  case CG_CE_LOSS: emit_ce_loss(k, src, entry); break;
+  case CG_COL_ABS: emit_col_abs(k, src, entry); break;
   case CG_MSE_ROWS: emit_mse_rows(k, src, entry); break;
   case CG_REDUCE: emit_reduce(k, src, entry); break;
   case CG_SUMSQ: emit_sumsq(k, src, entry); break;
@@ -818,7 +892,13 @@ int cg_geometry_train_op(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   case CG_HEADS_MERGE: g->block[0] = (unsigned)row_threads(s->heads * (s->head_dim / 2), 1); break;
   case CG_SOFTMAX_FWD:
   case CG_SOFTMAX_GRAD: g->block[0] = SM_THREADS; break;
-  case CG_KL_LOSS: g->block[0] = (unsigned)row_threads(s->vocab, 8); break;
+  case CG_KL_LOSS:
+  case CG_CE_LOSS: g->block[0] = (unsigned)row_threads(s->vocab, 8); break;
+  case CG_COL_ABS:
+    g->grid[1] = CG_COL_ABS_PARTS;
+    g->block[0] = COLABS_THREADS;
+    g->n_per_block = COLABS_THREADS;
+    break;
   case CG_REDUCE: g->block[0] = RED_THREADS; break;
   case CG_SUMSQ:
     g->grid[0] = CG_SUMSQ_PARTS;
@@ -861,3 +941,7 @@ void cg_mse_grad_argv(CgMseGradArgs *a, CgArgv *o) {
 }
 void cg_reduce_argv(CgReduceArgs *a, CgArgv *o) { CG_ARGV(o, &a->out, &a->in, &a->rows, &a->m); }
 void cg_sumsq_argv(CgSumsqArgs *a, CgArgv *o) { CG_ARGV(o, &a->parts, &a->x, &a->n); }
+void cg_ce_loss_argv(CgCeLossArgs *a, CgArgv *o) {
+  CG_ARGV(o, &a->dlogits, &a->row_loss, &a->logits, &a->targets, &a->T, &a->grad_scale);
+}
+void cg_col_abs_argv(CgColAbsArgs *a, CgArgv *o) { CG_ARGV(o, &a->parts, &a->x, &a->T, &a->m); }

@@ -99,6 +99,17 @@ qat_real() {
   gpu_tests "${TESTS-test_train_step}" "${MEMCHECK-}"
   echo "$(cat data-dev/d2/sha256)  $G" | sha256sum -c || exit 1
   run import "$R" import $G -o $Q/hf
+  if [ -n "${QAT_INIT_GRID:-}" ]; then # the initialization alone (--method ptq): greedy, then --init rabit per "a,b"
+    run ptq_greedy "$R" train $IR --method ptq --weights $Q/hf/model.safetensors --data $Q/shards-train \
+        --eval-data $Q/shards-heldout -o $Q/ptq-greedy
+    for ab in $QAT_INIT_GRID; do
+      a=${ab%,*} b=${ab#*,}
+      run ptq_rabit_$a-$b "$R" train $IR --method ptq --init rabit --init-a $a --init-b $b --weights $Q/hf/model.safetensors \
+          --data $Q/shards-train --eval-data $Q/shards-heldout -o $Q/ptq-$a-$b
+    done
+    grep -H -E "^train: init|^eval" "$OUT"/ptq_*.log
+    return
+  fi
   if [ -n "${QAT_PPL_ONLY:-}" ]; then # evaluation speed alone: PTQ weights, ppl by chunk size, prefill
     run quantize_k2 "$R" quantize $IR $Q/hf/model.safetensors -o $Q/k2.safetensors
     for c in 512 1024; do

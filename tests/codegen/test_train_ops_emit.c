@@ -56,7 +56,8 @@ static CgKernel train_spec(CgKind k, const Shape *m, int kv) {
     break;
   case CG_SOFTMAX_FWD:
   case CG_SOFTMAX_GRAD: s.op.head_dim = m->head_dim; break;
-  case CG_KL_LOSS: s.op.vocab = m->vocab; break;
+  case CG_KL_LOSS:
+  case CG_CE_LOSS: s.op.vocab = m->vocab; break;
   case CG_MSE_ROWS: s.op.dim = m->dim; break;
   default: break; /* cast, swiglu, add, mse_grad, reduce, sumsq read no op field */
   }
@@ -74,7 +75,8 @@ static int perturb(CgKernel *s) {
   case CG_HEADS_MERGE: s->op.rope_theta *= 2.0f; return 1;
   case CG_SOFTMAX_FWD:
   case CG_SOFTMAX_GRAD: s->op.head_dim *= 2; return 1;
-  case CG_KL_LOSS: s->op.vocab += 8; return 1;
+  case CG_KL_LOSS:
+  case CG_CE_LOSS: s->op.vocab += 8; return 1;
   case CG_MSE_ROWS: s->op.dim += 8; return 1;
   default: return 0;
   }
@@ -251,6 +253,7 @@ int main(void) {
   test_name(CG_SWIGLU_GRAD, "rb_swiglu_grad", 0);
   test_name(CG_ADD_FWD, "rb_add_fwd", 0);
   test_name(CG_KL_LOSS, "rb_kl_loss_v49152", 0);
+  test_name(CG_CE_LOSS, "rb_ce_loss_v49152", 0);
   test_name(CG_MSE_ROWS, "rb_mse_rows_d576", 0);
   test_name(CG_MSE_GRAD, "rb_mse_grad", 0);
   test_name(CG_REDUCE, "rb_reduce", 0);

@@ -4,6 +4,8 @@
 #define RABIT_TESTS_LAUNCH_H
 
 #include "codegen/codegen.h"
+#include "runtime/cuda/gpu.h"
+#include "runtime/jit/jit.h"
 
 /* The launch of kernel k for extent n; an all-zero grid when the target refuses k. */
 static inline CgLaunch test_launch(const CgKernel *k, int n) {
@@ -20,6 +22,24 @@ static inline CgLaunch test_launch(const CgKernel *k, int n) {
 
 static inline int test_emit(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   return cg_target_cuda.emit(k, src, entry, err);
+}
+
+/* Emit k, compile it with NVRTC for arch and load it on gpu: RB_OK, or the failing step's status
+ * with its message printed. */
+static inline int test_build_load(RtGpu *gpu, const char *arch, const CgKernel *k, RtModule **mod, RtFunction *fn) {
+  RbBuf src = {0}, err = {0};
+  char entry[CG_ENTRY_MAX];
+  void *cubin = NULL;
+  size_t len = 0;
+  int rc = test_emit(k, &src, entry, &err);
+  if (!rc) rc = rt_nvrtc_compile(src.data, entry, arch, rt_nvrtc_default_opts, rt_nvrtc_default_nopts, &cubin, &len, &err);
+  if (!rc) rc = rt_module_load(gpu, cubin, len, mod);
+  if (!rc) rc = rt_module_function(*mod, entry, fn);
+  if (rc) printf("building %s: %s\n", entry, err.data ? err.data : rt_gpu_error(gpu));
+  rb_free(cubin);
+  rb_buf_free(&src);
+  rb_buf_free(&err);
+  return rc;
 }
 
 #endif

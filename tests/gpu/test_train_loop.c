@@ -203,6 +203,15 @@ int main(int argc, char **argv) {
     printf("standard QAT: %d steps, loss %.4f -> %.4f, export %s\n", r.steps, f, e, r.export_path);
     CHECK(rc == RB_OK && ls.n == 24 && e < 0.9 * f, "standard QAT: %s, loss %.4f -> %.4f",
           err.data ? err.data : "ok", f, e);
+    /* the calibrated initialization, then 8 steps */
+    char out_i[600];
+    snprintf(out_i, sizeof out_i, "%s/init", dir);
+    TrTrainOptions oi = options(ir, weights, data, out_i, &ls);
+    oi.init = "rabit", oi.init_opt = (TrInitOptions){0.5, 0.5, 2}, oi.calib_tokens = 512, oi.max_steps = 8;
+    ls.n = 0;
+    rb_buf_free(&err);
+    rc = tr_train(&oi, &r, &err);
+    CHECK(rc == RB_OK && ls.n == 8, "--init rabit: %s (%d steps)", err.data ? err.data : "ok", ls.n);
     TrTrainOptions op = options(ir, weights, fixed, out_p, &ls);
     op.method = "ptq", op.tokens = 0;
     rb_buf_free(&err);

@@ -125,11 +125,19 @@ qat_real() {
   head -c $((40 * 1024 * 4)) $Q/held.bin > $Q/held40.bin # the peer takes whole windows: the first 40
   python3 -c "import numpy as n; a=n.fromfile('$Q/train.bin',dtype=n.int32); a[:len(a)//512*512].tofile('$Q/train512.bin')"
   run train timeout ${QAT_LIMIT:-300} "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train --eval-data $Q/shards-heldout \
-      --tokens ${QAT_TOKENS:-2000000} --seed 0 --eval-every ${QAT_EVAL_EVERY:-100} --ckpt-every 0 --log-every 20 -o $Q/out
+      --tokens ${QAT_TOKENS:-2000000} --seed 0 --eval-every ${QAT_EVAL_EVERY:-100} --ckpt-every 0 --log-every 20 \
+      ${QAT_TRAIN_ARGS:-} -o $Q/out
   if [ -n "${QAT_GAMMA_TOKENS:-}" ]; then # the hidden-state MSE on the real model: a short run
     run train_gamma timeout 120 "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train \
         --eval-data $Q/shards-heldout --tokens $QAT_GAMMA_TOKENS --gamma 100 --ckpt-every 0 --log-every 20 -o $Q/out-gamma
     grep -E "^step|^eval|^trained" "$OUT/train_gamma.log" | tail -n 8
+  fi
+  if [ -n "${SKIP_PEERS:-}" ]; then
+    grep -E "^train:|^step|^eval|^trained" "$OUT/train.log" | tail -n 40
+    run eval_export "$R" eval $IR --weights $Q/out/model.safetensors --data $Q/shards-heldout
+    run ppl_export "$R" ppl $IR --weights $Q/out/model.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40
+    grep -hE "perplexity" "$OUT/eval_export.log" "$OUT/ppl_export.log"
+    return
   fi
   run peer_train python3 .carry/peers/qat_train_peer.py --hf $Q/hf --train $Q/train512.bin --train-ctx 512 \
       --held $Q/held40.bin --held-ctx 1024 --held-windows 40 --methods rabit --paths 2 --seconds ${PEER_SECONDS:-45} \

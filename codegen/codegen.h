@@ -390,12 +390,43 @@ typedef struct CgKernelSet {
   int nnodes;
 } CgKernelSet;
 
+/* Index limits: the one place they are written down.
+ * The kernels index with 32-bit ints: CgOp's fields, the argument structs'
+ * extents and counts (int n, int ld, ...), thread indices and row offsets
+ * within a tensor. So every T-independent size a kernel computes must be at
+ * most CG_INDEX_MAX, or selection refuses the graph at the op's
+ * path:line:col, naming the value; nothing is cut to 32 bits silently.
+ *   - every dimension, size argument and integer attribute: the verifier
+ *     bounds them by IR_DIM_MAX (= CG_INDEX_MAX; ir.h), finite nonzero f32
+ *     attributes likewise;
+ *   - linear, linear_add, linear_swiglu, linear_grad: N of all segments
+ *     together (the output row, Ntot); k * Ntot * ceil(K/32) words of packed
+ *     signs (the repack's flat index); N * K of each weight (the dense
+ *     weight: cuBLAS for quant = none, what rabit quantize reads, what the
+ *     trainer derives and casts with int counts);
+ *   - embed: V * D, the table (the trainer's bf16 copy, the tied head);
+ *   - attention, attention_grad: heads * head_dim and kv_heads * head_dim,
+ *     the q and k/v row widths the kernels compute in int.
+ * Bytes follow: a tensor of at most CG_INDEX_MAX elements of at most 4 bytes
+ * is under 2^33 bytes, and byte offsets are 64-bit everywhere (size_t,
+ * uint64_t, long long in the kernels). Counts across tensors (the trainer's
+ * parameter total) are long long, with grid-stride kernels. T-dependent
+ * extents (T * D rows of an add) are the runtime's, against its batch limits. */
+#define CG_INDEX_MAX 2147483647LL
+
+struct IrDiag;
+
+/* Check a verified graph (fused, or the training graph) against the index
+ * limits above. RB_OK, or RB_EUSER with every offending op reported to d. */
+int cg_graph_check(const struct IrGraph *g, struct IrDiag *d);
+
 /* Collect the distinct kernels a verified, fused graph needs on target t:
  * for each quantized linear its batch buckets and the repack of its layout;
- * for every other op its kernel. Returns RB_OK, or RB_EINTERNAL on
+ * for every other op its kernel. Returns RB_OK, RB_EUSER (a size over the
+ * index limits, reported to d by cg_graph_check) or RB_EINTERNAL on
  * allocation failure. */
 int cg_kernels_from_graph(const struct IrGraph *g, const CgTarget *t, const CgTargetOptions *opt,
-                          CgKernelSet *out);
+                          struct IrDiag *d, CgKernelSet *out);
 void cg_kernel_set_free(CgKernelSet *ks);
 
 /* ==== stats.c: the layer table ==== */

@@ -1,7 +1,10 @@
 /* select.c: the kernels a fused graph needs, one per distinct kernel, each
  * recorded under the role it plays for its node. Layers of the same shape
  * share a kernel, so a 32-layer model compiles a handful of them, and each
- * kernel remembers the IR lines it serves. */
+ * kernel remembers the IR lines it serves. First, the index limits
+ * (codegen.h): nothing is cut to a CgOp's int fields before it is known to fit. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codegen/codegen.h"
@@ -35,6 +38,81 @@ static int add_use(CgKernelSet *ks, const CgKernel *s, int node, int line, int *
 }
 
 static int64_t in_width(const IrGraph *g, const IrNode *n) { return g->values[n->in[0]].type.dim[1].n; }
+
+/* ==== index limits (codegen.h) ==== */
+
+_Static_assert(IR_DIM_MAX <= CG_INDEX_MAX, "a dimension the verifier accepts must fit a CgOp field");
+
+/* 1 when v <= CG_INDEX_MAX; else 0, reported at n as "<what> = v <unit>". */
+static int fits(IrDiag *d, const IrNode *n, int64_t v, const char *unit, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fits(IrDiag *d, const IrNode *n, int64_t v, const char *unit, const char *fmt, ...) {
+  if (v <= CG_INDEX_MAX) return 1;
+  char what[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  ir_diag_error(d, n->line, n->col, "'%s' %s = %lld %s, more than the kernels' index limit %lld",
+                ir_ops[n->op].name, what, (long long)v, unit, (long long)CG_INDEX_MAX);
+  return 0;
+}
+
+/* A linear's (or linear_grad's) sizes: its outputs together, the packed signs
+ * of a quantized one, each weight dense. Every factor is at most IR_DIM_MAX
+ * (the verifier), so the int64 products are exact. */
+static int linear_fits(const IrGraph *g, const IrNode *n, IrDiag *d) {
+  int xi = n->op == IR_LINEAR_GRAD ? n->nint : 0, segs = n->op == IR_LINEAR_SWIGLU ? 2 : n->nint;
+  int64_t K = g->values[n->in[xi]].type.dim[1].n, ntot = 0;
+  for (int i = 0; i < segs; i++) ntot += n->ints[n->op == IR_LINEAR_SWIGLU ? 0 : i];
+  if (segs > 1 && !fits(d, n, ntot, "outputs", "N (all segments)")) return 0;
+  int k = ir_node_paths(n);
+  if (k > 0 && !fits(d, n, k * ntot * cg_packed_words(K), "words of packed signs",
+                     "k * N * ceil(K / 32) = %d * %lld * %lld", k, (long long)ntot,
+                     (long long)cg_packed_words(K)))
+    return 0;
+  for (int i = 0; i < segs; i++) {
+    int64_t N = n->ints[n->op == IR_LINEAR_SWIGLU ? 0 : i];
+    const char *w = i < n->nweights ? n->weights[i]
+                    : (n->attr_set & IR_BIT(IR_A_TIED)) ? n->attr[IR_A_TIED].s : "?";
+    if (!fits(d, n, N * K, "elements", "weight '%s' N * K = %lld * %lld", w, (long long)N, (long long)K))
+      return 0;
+  }
+  return 1;
+}
+
+int cg_graph_check(const IrGraph *g, IrDiag *d) {
+  int before = d->nerrors, nseen = 0, seen[32][2];
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    if (n->dead) continue;
+    /* The layers of a repeat share their source line: one error for all of them. */
+    int dup = 0;
+    for (int j = 0; j < nseen; j++) dup |= seen[j][0] == n->line && seen[j][1] == n->col;
+    if (dup) continue;
+    int had = d->nerrors;
+    switch (n->op) {
+    case IR_LINEAR:
+    case IR_LINEAR_ADD:
+    case IR_LINEAR_SWIGLU:
+    case IR_LINEAR_GRAD: linear_fits(g, n, d); break;
+    case IR_EMBED:
+      fits(d, n, n->ints[0] * n->ints[1], "elements", "table '%s' V * D = %lld * %lld",
+           n->nweights ? n->weights[0] : "?", (long long)n->ints[0], (long long)n->ints[1]);
+      break;
+    case IR_ATTENTION:
+    case IR_ATTENTION_GRAD: {
+      int64_t h = n->attr[IR_A_HEADS].i, hkv = n->attr[IR_A_KV_HEADS].i, hd = n->attr[IR_A_HEAD_DIM].i;
+      if (fits(d, n, h * hd, "columns", "heads * head_dim = %lld * %lld", (long long)h, (long long)hd))
+        fits(d, n, hkv * hd, "columns", "kv_heads * head_dim = %lld * %lld", (long long)hkv, (long long)hd);
+      break;
+    }
+    default: break; /* row-wise ops: their widths are dims, which the verifier bounds */
+    }
+    if (d->nerrors != had && nseen < 32) seen[nseen][0] = n->line, seen[nseen++][1] = n->col;
+  }
+  return d->nerrors == before ? RB_OK : RB_EUSER;
+}
 
 /* A quantized linear node: its kernel per batch bucket (the target's
  * default schedules) and the repack of the layout they share. */
@@ -81,8 +159,10 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, CgKerne
   return add_use(ks, &r, node, n->line, &nk->repack);
 }
 
-int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOptions *opt, CgKernelSet *ks) {
+int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOptions *opt, IrDiag *d,
+                          CgKernelSet *ks) {
   memset(ks, 0, sizeof *ks);
+  if (cg_graph_check(g, d) != RB_OK) return RB_EUSER;
   ks->node = rb_calloc((size_t)g->nnodes + 1, sizeof *ks->node);
   if (!ks->node) return RB_EINTERNAL;
   ks->nnodes = g->nnodes;

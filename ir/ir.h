@@ -15,7 +15,7 @@
 /* Collects errors as "path:line:col: error: message", then the source line,
  * then a caret under the column. Library code reports here and returns a
  * status; only main() decides to exit. */
-typedef struct {
+typedef struct IrDiag {
   const char *path;   /* as the user named it; "<stdin>" for - */
   const char *source; /* whole text, NUL-terminated; may be NULL */
   RbBuf out;          /* rendered diagnostics */
@@ -34,7 +34,17 @@ typedef enum { IR_I32, IR_F16, IR_F32 } IrDtype;
 
 #define IR_MAX_RANK 4
 
-/* A dimension is a known integer or a symbol (the token count T). */
+/* A dimension is a known integer or a symbol (the token count T). The IR's
+ * own limits, which the verifier enforces on every value, size argument and
+ * integer attribute: a known dimension is in 1..IR_DIM_MAX, so a product of
+ * two of them and a small factor (paths, bytes) is exact in int64, which is
+ * what shape rules, weight checks and kernel selection compute in; a value's
+ * known dims multiply to at most IR_ELEMS_MAX, so its bytes fit int64 too.
+ * What each kernel can index is codegen's to check (codegen.h, "index
+ * limits"). Float attributes are used as f32 by every kernel: a value that
+ * is not finite, or that rounds to 0 or to inf in f32, is refused. */
+#define IR_DIM_MAX 2147483647LL            /* 2^31 - 1 */
+#define IR_ELEMS_MAX 1152921504606846976LL /* 2^60 */
 typedef struct {
   const char *sym; /* NULL when known */
   int64_t n;
@@ -245,9 +255,13 @@ int ir_node_infer(IrGraph *g, int node, IrDiag *d);
 
 /* Check every invariant a pass may rely on: inputs defined before use, arity
  * and attributes per the op table, quant paths in 1..4, shapes consistent
- * with the shape rules, weights bound once each, tied names bound, the return
+ * with the shape rules, the IR's limits (IR_DIM_MAX: dims, sizes, f32
+ * attributes), weights bound once each, tied names bound, the return
  * type. Run after parsing and after every pass. Returns RB_OK or RB_EUSER. */
 int ir_graph_verify(IrGraph *g, IrDiag *d);
+/* The IR's limits on node n (IR_DIM_MAX above): 1 when it is within them,
+ * else 0 after reporting at the node. ir_node_infer checks it first. */
+int ir_node_check_limits(const IrGraph *g, const IrNode *n, IrDiag *d);
 
 /* ==== print.c ==== */
 

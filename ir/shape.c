@@ -312,6 +312,7 @@ int ir_shape_swiglu_grad(const IrGraph *g, const IrNode *n, IrType *out, IrDiag 
 int ir_node_infer(IrGraph *g, int node, IrDiag *d) {
   IrNode *n = &g->nodes[node];
   IrType out[IR_MAX_OUT];
+  if (!ir_node_check_limits(g, n, d)) return RB_EUSER;
   int nout = ir_ops[n->op].shape(g, n, out, d);
   if (nout < 0) return RB_EUSER;
   if (n->nout == 0) {

@@ -2,6 +2,8 @@
  * Everything a pass or codegen relies on is asserted here, with the error at
  * the op's source location, so a broken pass cannot reach codegen. The
  * training graph (grad.c) is checked the same way, by its rows. */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "ir/ir.h"
@@ -14,6 +16,67 @@ static int weights_expected(const IrNode *n) {
   case IR_W_PER_OUT: return (n->attr_set & IR_BIT(IR_A_TIED)) ? 0 : n->nint;
   }
   return 0;
+}
+
+/* The IR's own limits (ir.h, IR_DIM_MAX): every known dim of the node's
+ * inputs is positive and at most IR_DIM_MAX, their product at most
+ * IR_ELEMS_MAX; size arguments and integer attributes at most IR_DIM_MAX
+ * (their signs are the shape rules'); float attributes finite and nonzero
+ * as f32 where they are nonzero. ir_node_infer runs it before the shape rule,
+ * which multiplies: lowering and the grad pass infer before the verifier runs. */
+int ir_node_check_limits(const IrGraph *g, const IrNode *n, IrDiag *d) {
+  const char *op = ir_ops[n->op].name;
+  int line = n->line, col = n->col;
+  for (int i = 0; i < n->nin; i++) {
+    const IrValue *v = &g->values[n->in[i]];
+    int64_t elems = 1;
+    for (int j = 0; j < v->type.rank; j++) {
+      int64_t x = v->type.dim[j].n;
+      if (v->type.dim[j].sym) continue;
+      if (x < 1 || x > IR_DIM_MAX) {
+        ir_diag_error(d, line, col, "'%s' input '%s' has dimension %lld, outside 1..%lld", op,
+                      v->name ? v->name : "?", (long long)x, IR_DIM_MAX);
+        return 0;
+      }
+      if (elems > IR_ELEMS_MAX / x) {
+        ir_diag_error(d, line, col, "'%s' input '%s' has more than %lld elements per token", op,
+                      v->name ? v->name : "?", IR_ELEMS_MAX);
+        return 0;
+      }
+      elems *= x;
+    }
+  }
+  for (int i = 0; i < n->nint; i++)
+    if (n->ints[i] > IR_DIM_MAX) {
+      ir_diag_error(d, line, col, "'%s' size argument %d is %lld, above the limit %lld", op, i + 1,
+                    (long long)n->ints[i], IR_DIM_MAX);
+      return 0;
+    }
+  for (int a = 0; a < IR_NATTR; a++) {
+    if (!(n->attr_set & IR_BIT(a))) continue;
+    if (ir_attr_kinds[a] == IR_AK_INT && n->attr[a].i > IR_DIM_MAX) {
+      ir_diag_error(d, line, col, "'%s' %s = %lld is above the limit %lld", op, ir_attr_names[a],
+                    (long long)n->attr[a].i, IR_DIM_MAX);
+      return 0;
+    }
+    if (ir_attr_kinds[a] != IR_AK_FLOAT) continue;
+    double f = n->attr[a].f;
+    if (!isfinite(f)) {
+      ir_diag_error(d, line, col, "'%s' %s must be a finite number, got %g", op, ir_attr_names[a], f);
+      return 0;
+    }
+    if (isinf((float)f)) {
+      ir_diag_error(d, line, col, "'%s' %s = %g overflows f32 (the largest f32 is %.9g)", op,
+                    ir_attr_names[a], f, (double)FLT_MAX);
+      return 0;
+    }
+    if (f != 0 && (float)f == 0.0f) {
+      ir_diag_error(d, line, col, "'%s' %s = %g rounds to 0 in f32 (the smallest f32 is %.9g)", op,
+                    ir_attr_names[a], f, (double)FLT_TRUE_MIN);
+      return 0;
+    }
+  }
+  return 1;
 }
 
 /* Weight names seen so far (name -> node), and the embeddings a tied linear

@@ -56,10 +56,15 @@ static int front_end(const RtCompileOptions *o, RtCompiled *c) {
 static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   const CgTarget *t = o->target ? o->target : &cg_target_cuda;
   CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX};
-  if (cg_kernels_from_graph(c->graph, t, &topt, &c->kernels) != RB_OK) return RB_EINTERNAL;
+  IrDiag d;
+  ir_diag_init(&d, c->shown, c->text.data);
+  int rc = cg_kernels_from_graph(c->graph, t, &topt, &d, &c->kernels);
+  if (d.out.data) rb_buf_puts(&c->diag, d.out.data);
+  ir_diag_free(&d);
+  if (rc) return rc;
   c->reached = RT_STAGE_SELECT;
   if (o->stop < RT_STAGE_BUILD) return RB_OK;
-  int rc = rt_cache_open(&c->cache, NULL, RT_CACHE_DEFAULT_MAX, &c->warnings);
+  rc = rt_cache_open(&c->cache, NULL, RT_CACHE_DEFAULT_MAX, &c->warnings);
   if (rc) return rc;
   RtBuildOptions bo = {t, o->arch, c->cache, o->jobs};
   double t0 = rb_now_ms();

@@ -1142,6 +1142,14 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   s->compiled = 1;
   if (rc && s->c.diag.data) rb_buf_puts(err, s->c.diag.data);
   if (!rc) {
+    /* The training kinds take int extents: refuse, at the op, what they cannot index. */
+    IrDiag d;
+    ir_diag_init(&d, s->c.shown, s->c.text.data);
+    rc = cg_graph_check(s->c.graph, &d);
+    if (d.out.data) rb_buf_puts(err, d.out.data);
+    ir_diag_free(&d);
+  }
+  if (!rc) {
     s->g = s->c.graph;
     s->nforward = s->g->nnodes;
     for (int i = 0; i < s->g->nnodes; i++)

@@ -64,7 +64,7 @@ kernel_bench() {
   run bench_linear "$B/tests/gpu/gpu_test_linear" --bench-only
   run peer_graph_bench python3 .carry/peers/graph_bench.py
   run peer_baseline python3 .carry/peers/baseline_device.py
-  grep -E "session open|chain batch" "$OUT/bench_chain.log"
+  grep -E "session open|chain batch|fp16 peer" "$OUT/bench_chain.log"
   grep -E "^bench" "$OUT/bench_linear.log" | sed "s/ of bits//"
   tail -n 6 "$OUT/peer_graph_bench.log"
   grep -iE "chain|copy" "$OUT/peer_baseline.log"

@@ -22,7 +22,7 @@ static RtPlan *make_plan(const char *path, char **text_out) {
     ir_fuse(g);
     CgKernelSet ks;
     CgTargetOptions topt = {1024};
-    if (cg_kernels_from_graph(g, &cg_target_cuda, &topt, &ks) == RB_OK) {
+    if (cg_kernels_from_graph(g, &cg_target_cuda, &topt, &d, &ks) == RB_OK) {
       RtBuilt *built = rb_calloc((size_t)ks.n, sizeof *built);
       for (int i = 0; i < ks.n; i++) {
         built[i].key = (RtKey){0x1234567890abcdefull * (uint64_t)(i + 1), (uint64_t)i};

@@ -81,7 +81,7 @@ typedef struct {
 
 /* Map and validate a GGUF v3 (or v2) file: magic, version, counts, every
  * metadata value and tensor info bounds-checked, alignment, ne[0] a multiple
- * of the type's block, data in bounds. Errors ("path: error: ...") name the
+ * of the type's block, data in bounds, no two tensors sharing a byte. Errors ("path: error: ...") name the
  * file and the key or tensor; RB_EUSER for a bad file, RB_EINTERNAL for OOM. */
 int rt_gguf_open(const char *path, RtGguf **out, RbBuf *err);
 /* The same over bytes in memory (fuzzing, tests). data must outlive the

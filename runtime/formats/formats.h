@@ -164,7 +164,9 @@ typedef struct {
 /* Convert o->gguf to o->outdir/model.safetensors (HF Llama names, F16
  * matrices, F32 norms, Q/K rows un-permuted to rotate-half RoPE) and
  * o->outdir/config.json, both written atomically. Every GGUF tensor must map
- * to an HF one. Errors (RB_EUSER bad input or output, RB_EINTERNAL out of
+ * to an HF one, and each special token id (bos, eos, padding, unknown) the
+ * GGUF names must lie in the vocabulary: one outside it is refused, naming
+ * the key and the value, never written or dropped. Errors (RB_EUSER bad input or output, RB_EINTERNAL out of
  * memory) are appended to err; on failure *res is all zero and holds
  * nothing. On RB_OK the caller ends with rt_import_result_free (safe on a
  * failed result too). Nothing is printed: progress goes to o->progress. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -97,10 +98,7 @@ static void lines_str(const CgKernelUse *u, const char *path, char *s, size_t n)
 
 /* The .cu file people read: a header naming the spec, the IR lines and the
  * key, then the canonical source that was hashed and compiled. */
-static int write_cuda(const char *dir, const char *path, const CgKernelUse *u, const RtBuilt *b,
-                      char *file, size_t n) {
-  snprintf(file, n, "%s/%s.cu", dir, b->entry);
-  FILE *f = fopen(file, "w");
+static int write_cuda_to(FILE *f, const char *path, const CgKernelUse *u, const RtBuilt *b) {
   if (!f) return -1;
   RbBuf spec = {0};
   cg_kernel_describe(&u->kernel, &spec);
@@ -119,6 +117,26 @@ static int write_cuda(const char *dir, const char *path, const CgKernelUse *u, c
   rb_buf_free(&spec);
   int bad = ferror(f);
   return fclose(f) || bad ? -1 : 0;
+}
+
+static int write_cuda(const char *dir, const char *path, const CgKernelUse *u, const RtBuilt *b,
+                      char *file, size_t n) {
+  snprintf(file, n, "%s/%s.cu", dir, b->entry);
+  return write_cuda_to(fopen(file, "w"), path, u, b);
+}
+
+/* A failed kernel's source, for the user to read: in this process's private
+ * directory (rt_dump_create), never at a guessable path in /tmp. */
+static int dump_cuda(const char *path, const CgKernelUse *u, const RtBuilt *b, char *file, size_t n,
+                     RbBuf *why) {
+  char name[CG_ENTRY_MAX + 8];
+  snprintf(name, sizeof name, "%s.cu", b->entry);
+  int fd = rt_dump_create(name, file, n, why);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (fd >= 0 && !f) close(fd);
+  if (write_cuda_to(f, path, u, b) == 0) return 0;
+  if (!why->len) rb_buf_printf(why, "cannot write '%s': %s\n", file, strerror(errno));
+  return -1;
 }
 
 static const char *detect_arch(const Options *o, char *buf, size_t n) {
@@ -164,16 +182,17 @@ static void report_kernels(const RtCompiled *c, const char *arch) {
       continue;
     }
     char file[4096], lines[256];
-    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     lines_str(&ks->k[i], c->shown, lines, sizeof lines);
-    RbBuf d = {0};
+    RbBuf d = {0}, why = {0};
     cg_kernel_describe(&ks->k[i].kernel, &d);
-    int dumped = b->source.len && write_cuda(dir, c->shown, &ks->k[i], b, file, sizeof file) == 0;
+    int dumped = b->source.len && dump_cuda(c->shown, &ks->k[i], b, file, sizeof file, &why) == 0;
     const char *log = b->log.data ? b->log.data : "";
-    fprintf(stderr, "%s: error: kernel '%s' cannot be built%s%s\n%s%s", lines, d.data ? d.data : b->entry,
-            dumped ? "; its source is in " : "", dumped ? file : "", log,
-            *log && log[strlen(log) - 1] != '\n' ? "\n" : "");
+    fprintf(stderr, "%s: error: kernel '%s' cannot be built%s%.*s\n%s%s", lines, d.data ? d.data : b->entry,
+            dumped ? "; its source is in " : why.len ? "; its source could not be saved: " : "",
+            dumped ? (int)strlen(file) : why.len ? (int)strcspn(why.data, "\n") : 0,
+            dumped ? file : why.len ? why.data : "", log, *log && log[strlen(log) - 1] != '\n' ? "\n" : "");
     rb_buf_free(&d);
+    rb_buf_free(&why);
   }
 }
 
@@ -286,6 +305,8 @@ static int compile_file(const char *path, const Options *o) {
   return rc;
 }
 
+/* rabitc cache stats|clear. What cannot be read or removed (a read-only
+ * cache, a stray directory) is named and exits 1: the user can fix it. */
 static int cache_command(int argc, char **argv) {
   if (argc != 3 || (strcmp(argv[2], "stats") && strcmp(argv[2], "clear"))) {
     fprintf(stderr, "usage: rabitc cache stats|clear\n");
@@ -299,17 +320,27 @@ static int cache_command(int argc, char **argv) {
   int rc = 0;
   RtCacheStats st;
   if (strcmp(argv[2], "clear") == 0) {
-    rt_cache_stats(c, &st);
-    if (rt_cache_clear(c) != RB_OK) {
-      fprintf(stderr, "rabitc: could not remove every cache file in '%s'\n", st.dir ? st.dir : "?");
-      rc = 2;
-    } else printf("removed %llu entries (%.1f MB) from %s\n", (unsigned long long)st.entries,
-                  st.bytes / 1e6, st.dir ? st.dir : "memory");
-  } else if (rt_cache_stats(c, &st) == RB_OK) {
-    printf("cache:   %s\nentries: %llu\nsize:    %.1f MB of %.1f MB\ncompiler: %s\n",
-           st.dir ? st.dir : "(memory only)", (unsigned long long)st.entries, st.bytes / 1e6,
-           st.max_bytes / 1e6, rt_nvrtc_id());
-  } else rc = 2;
+    RtCacheCleared done;
+    RbBuf err = {0};
+    rt_cache_stats(c, &st); /* for the directory's name */
+    rc = rt_cache_clear(c, &done, &err);
+    printf("removed %llu entries (%.1f MB) from %s\n", (unsigned long long)done.entries, done.bytes / 1e6,
+           st.dir ? st.dir : "memory");
+    for (const char *l = err.data; l && *l;) { /* one "rabitc: " per line */
+      size_t n = strcspn(l, "\n");
+      fprintf(stderr, "rabitc: %.*s\n", (int)n, l);
+      l += n + (l[n] == '\n');
+    }
+    if (rc == RB_EUSER && done.failed)
+      fprintf(stderr, "rabitc: %llu file%s in '%s' could not be removed\n", (unsigned long long)done.failed,
+              done.failed == 1 ? "" : "s", st.dir ? st.dir : "?");
+    rb_buf_free(&err);
+  } else if ((rc = rt_cache_stats(c, &st)) == RB_OK) {
+    printf("cache:   %s%s\nentries: %llu\nsize:    %.1f MB of %.1f MB\ncompiler: %s\n",
+           st.dir ? st.dir : "(memory only)", st.readonly ? " (read-only)" : "", (unsigned long long)st.entries,
+           st.bytes / 1e6, st.max_bytes / 1e6, rt_nvrtc_id());
+  } else if (rc == RB_EUSER)
+    fprintf(stderr, "rabitc: cannot read the kernel cache '%s': %s\n", st.dir ? st.dir : "?", strerror(errno));
   rt_cache_close(c);
   return rc;
 }

@@ -81,7 +81,7 @@ typedef struct {
 
 /* Map and validate a GGUF v3 (or v2) file: magic, version, counts, every
  * metadata value and tensor info bounds-checked, alignment, ne[0] a multiple
- * of the type's block, data in bounds. Errors ("path: error: ...") name the
+ * of the type's block, data in bounds, no two tensors sharing a byte. Errors ("path: error: ...") name the
  * file and the key or tensor; RB_EUSER for a bad file, RB_EINTERNAL for OOM. */
 int rt_gguf_open(const char *path, RtGguf **out, RbBuf *err);
 /* The same over bytes in memory (fuzzing, tests). data must outlive the
@@ -164,7 +164,9 @@ typedef struct {
 /* Convert o->gguf to o->outdir/model.safetensors (HF Llama names, F16
  * matrices, F32 norms, Q/K rows un-permuted to rotate-half RoPE) and
  * o->outdir/config.json, both written atomically. Every GGUF tensor must map
- * to an HF one. Errors (RB_EUSER bad input or output, RB_EINTERNAL out of
+ * to an HF one, and each special token id (bos, eos, padding, unknown) the
+ * GGUF names must lie in the vocabulary: one outside it is refused, naming
+ * the key and the value, never written or dropped. Errors (RB_EUSER bad input or output, RB_EINTERNAL out of
  * memory) are appended to err; on failure *res is all zero and holds
  * nothing. On RB_OK the caller ends with rt_import_result_free (safe on a
  * failed result too). Nothing is printed: progress goes to o->progress. */

@@ -342,6 +342,53 @@ static int get_tensor(Cur *c, int idx, RtGgufTensor *t) {
   return 1;
 }
 
+/* ---- overlap ---- */
+
+typedef struct {
+  uint64_t begin, end; /* [begin, end) in the data section */
+  int i;               /* the tensor */
+} Span;
+
+static int span_cmp(const void *a, const void *b) {
+  const Span *x = a, *y = b;
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Refuses two tensors sharing a byte, as the safetensors reader does: a
+ * writer bug or a crafted file, and either way one tensor's bytes would be
+ * read as another's. Sorted by offset, each tensor is checked against the one
+ * reaching furthest before it, so a short tensor lying inside a long one is
+ * caught even with others between them. Every tensor here has nbytes > 0
+ * (dimensions are nonzero), and its span is in bounds (checked above). */
+static int check_overlap(Cur *c) {
+  RtGguf *g = c->g;
+  if (g->ntensors < 2) return RB_OK;
+  Span *s = rb_malloc((size_t)g->ntensors * sizeof *s);
+  if (!s) {
+    fail(c, RB_EINTERNAL, "out of memory");
+    return c->rc;
+  }
+  for (int i = 0; i < g->ntensors; i++) {
+    uint64_t off = (uint64_t)((const uint8_t *)g->tensors[i].data - (g->base + g->data_off));
+    s[i] = (Span){off, off + g->tensors[i].nbytes, i};
+  }
+  qsort(s, (size_t)g->ntensors, sizeof *s, span_cmp);
+  int last = 0; /* the span reaching furthest so far */
+  for (int k = 1; k < g->ntensors; k++) {
+    if (s[k].begin < s[last].end) {
+      const Span *a = &s[last], *b = &s[k];
+      fail(c, RB_EUSER, "tensors '%.100s' and '%.100s' overlap (bytes [%" PRIu64 ", %" PRIu64
+           ") and [%" PRIu64 ", %" PRIu64 ") of the data section)", g->tensors[a->i].name,
+           g->tensors[b->i].name, a->begin, a->end, b->begin, b->end);
+      break;
+    }
+    if (s[k].end > s[last].end) last = k;
+  }
+  rb_free(s);
+  return c->rc;
+}
+
 /* ---- open ---- */
 
 static int parse(RtGguf *g, RbBuf *err) {
@@ -451,7 +498,8 @@ static int parse(RtGguf *g, RbBuf *err) {
     }
     t->data = g->base + g->data_off + off;
   }
-  return RB_OK;
+  c.ctx[0] = 0;
+  return check_overlap(&c);
 }
 
 static int open_common(RtGguf *g, RtGguf **out, RbBuf *err) {

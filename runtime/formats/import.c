@@ -101,6 +101,41 @@ static int model_read(const RtGguf *g, const char *path, RtImportModel *hp, RbBu
   return 1;
 }
 
+/* The special token ids must name tokens of the vocabulary. One outside it
+ * is refused rather than dropped: config.json would hand transformers a
+ * token that does not exist, and leaving the key out is no better, since
+ * LlamaConfig then falls back to bos 1 and eos 2, silently another model's
+ * ids. The unknown-token id is not written, but the same file gives it to
+ * the tokenizer, so it is held to the same rule. Returns 1 when all fit. */
+static int check_token_ids(const RtGguf *g, const char *path, uint64_t vocab, RbBuf *err) {
+  static const char *const keys[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                     "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    uint64_t id;
+    double v;
+    if (rt_gguf_u64(g, keys[i], &id)) {
+      if (id < vocab) continue;
+      rb_buf_printf(err, "%s: error: metadata key '%s' is %" PRIu64 ", outside the vocabulary of %" PRIu64
+                    " tokens\n", path, keys[i], id, vocab);
+      return 0;
+    }
+    int type = -1;
+    for (int k = 0; k < rt_gguf_kv_count(g); k++) {
+      int t;
+      if (!strcmp(rt_gguf_kv_key(g, k, &t), keys[i])) type = t;
+    }
+    if (type < 0) continue; /* absent: config.json leaves it out */
+    if (rt_gguf_f64(g, keys[i], &v))
+      rb_buf_printf(err, "%s: error: metadata key '%s' is %.17g, not a token id (0..%" PRIu64 ")\n", path,
+                    keys[i], v, vocab - 1);
+    else
+      rb_buf_printf(err, "%s: error: metadata key '%s' is not a number, not a token id (0..%" PRIu64 ")\n",
+                    path, keys[i], vocab - 1);
+    return 0;
+  }
+  return 1;
+}
+
 /* ---- the tensor map ---- */
 
 enum { K_NORM, K_MATRIX, K_Q, K_K };
@@ -376,6 +411,8 @@ int rt_import_gguf(const RtImportOptions *o, RtImportResult *res, RbBuf *err) {
                   "[%" PRId64 ", %" PRId64 "]\n", in, hp->vocab, emb->ne[0], emb->ne[1]);
     goto done;
   }
+
+  if (!check_token_ids(g, in, hp->vocab, err)) goto done;
 
   /* One buffer for the largest tensor: dequantize, fix up, convert in place. */
   uint64_t max_el = 0;

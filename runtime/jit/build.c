@@ -2,6 +2,8 @@
  * target. Each worker takes the next kernel, has the target emit its canonical
  * source, derives the key and fetches the binary or compiles it with the
  * target's compiler under the key's lock. Distinct kernels compile concurrently. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,4 +146,43 @@ void rt_built_free(RtBuilt *b, int n) {
     rb_buf_free(&b[i].source);
     rb_buf_free(&b[i].log);
   }
+}
+
+/* ---- the private directory for the sources of failed kernels ---- */
+
+static char dump_dir[4096];
+static int dump_errno; /* why it could not be made; 0 when it was */
+static pthread_once_t dump_once = PTHREAD_ONCE_INIT;
+
+/* mkdtemp makes the directory itself, mode 0700, and fails rather than reuse
+ * a name that exists: nothing another user planted in /tmp is followed. */
+static void dump_init(void) {
+  const char *t = getenv("TMPDIR");
+  if (!t || !*t) t = "/tmp";
+  if ((size_t)snprintf(dump_dir, sizeof dump_dir, "%s/rabit-kernels-XXXXXX", t) >= sizeof dump_dir) {
+    dump_errno = ENAMETOOLONG;
+    return;
+  }
+  if (!mkdtemp(dump_dir)) {
+    dump_errno = errno ? errno : EIO;
+    strcpy(dump_dir + strlen(dump_dir) - 6, "XXXXXX"); /* glibc fills the template in even on failure */
+  }
+}
+
+/* Contract in jit.h. */
+int rt_dump_create(const char *name, char *path, size_t n, RbBuf *err) {
+  pthread_once(&dump_once, dump_init);
+  if (dump_errno) {
+    if (err) rb_buf_printf(err, "cannot make a private directory '%s': %s\n", dump_dir, strerror(dump_errno));
+    errno = dump_errno;
+    return -1;
+  }
+  if (strchr(name, '/') || (size_t)snprintf(path, n, "%s/%s", dump_dir, name) >= n) {
+    if (err) rb_buf_printf(err, "cannot dump '%s': bad or too long a name\n", name);
+    errno = EINVAL;
+    return -1;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 && err) rb_buf_printf(err, "cannot create '%s': %s\n", path, strerror(errno));
+  return fd;
 }

@@ -1,7 +1,9 @@
 /* cache.c: compiled cubins on disk under an XXH3-128 key, one file per key.
  * Entries are written to a temp file and renamed into place, so a reader sees
  * either nothing or a whole entry; every load re-checks the header and the
- * payload checksum. When no directory is usable the cache lives in memory. */
+ * payload checksum. A directory that can be read but not written is used
+ * read-only (its entries load, new ones stay in memory); when no directory is
+ * usable at all the cache lives in memory. */
 #define _DEFAULT_SOURCE /* flock(2) is not POSIX; glibc hides it without this */
 
 #include <dirent.h>
@@ -50,6 +52,7 @@ typedef struct MemEntry {
 
 struct RtCache {
   char *dir; /* NULL when memory-only */
+  int readonly; /* dir's entries are read; puts go to memory */
   uint64_t max_bytes;
   MemEntry *mem;
   uint64_t tick;
@@ -59,6 +62,13 @@ struct RtCache {
    * own temp file and an atomic rename. */
   pthread_mutex_t mu;
 };
+
+/* Things said once per process, however many caches it opens and kernels it
+ * builds: rabitc opens one cache per input file, and a full disk fails every
+ * kernel's put the same way. */
+static int said_mode, said_readonly, said_put, said_lock;
+
+static int first_time(int *flag) { return !__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED); }
 
 /* ---- key ---- */
 
@@ -205,6 +215,20 @@ static int mem_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *e
   return RB_OK;
 }
 
+/* A copy of key's memory entry, or NULL (absent, or out of memory). */
+static void *mem_get(RtCache *c, RtKey key, size_t *len) {
+  pthread_mutex_lock(&c->mu);
+  MemEntry *e = mem_find(c, key);
+  void *p = e ? rb_malloc(e->len ? e->len : 1) : NULL;
+  if (p) {
+    if (e->len) memcpy(p, e->data, e->len);
+    e->used = ++c->tick;
+    *len = e->len;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return p;
+}
+
 /* ---- directory helpers ---- */
 
 
@@ -246,7 +270,7 @@ static void unlink_if_same(const char *path, int fd) {
 /* Removes a lock file that nobody holds. A fetch that opened the old inode
  * notices the unlink after locking it and starts over (see lock_key). */
 static void remove_idle_lock(const char *path) {
-  int fd = open(path, O_RDWR | O_CLOEXEC);
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return;
   if (flock(fd, LOCK_EX | LOCK_NB) == 0) unlink_if_same(path, fd);
   close(fd); /* also releases the lock */
@@ -290,7 +314,29 @@ static void remove_stale_temps(const char *dir) {
   closedir(d);
 }
 
-/* Opens the cache (contract in runtime.h). An unusable directory is not an
+/* A cache directory others can enter is made private (0700 in DESIGN.md)
+ * when it is ours; when it is not, or the mode cannot change, a warning says
+ * so once: other users could read its kernels, or replace them. */
+static void check_mode(const char *dir, RbBuf *warn) {
+  struct stat st;
+  if (stat(dir, &st) != 0 || !(st.st_mode & 077)) return;
+  unsigned mode = (unsigned)st.st_mode & 07777;
+  if (st.st_uid == geteuid() && chmod(dir, st.st_mode & 0700) == 0) return;
+  int e = errno;
+  if (!first_time(&said_mode) || !warn) return;
+  const char *risk = mode & 022 ? "read or replace its kernels" : "read its kernels";
+  if (st.st_uid != geteuid())
+    rb_buf_printf(warn,
+                  "warning: kernel cache directory '%s' has mode %04o and belongs to uid %u, not to you; "
+                  "other users can %s\n",
+                  dir, mode, (unsigned)st.st_uid, risk);
+  else
+    rb_buf_printf(warn, "warning: kernel cache directory '%s' has mode %04o and cannot be made private (%s); "
+                        "other users can %s\n",
+                  dir, mode, strerror(e), risk);
+}
+
+/* Opens the cache (contract in jit.h). An unusable directory is not an
  * error: compiling still works, only slower, so it becomes a warning. */
 int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *warn) {
   *out = NULL;
@@ -310,11 +356,26 @@ int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *war
     *out = c;
     return RB_OK;
   }
-  if (rb_mkdir_p(c->dir, 0700) != 0 || !dir_writable(c)) {
+  int made = rb_mkdir_p(c->dir, 0700) == 0;
+  if (!made || !dir_writable(c)) {
     int e = errno;
     if (e == ENOMEM) {
       rt_cache_close(c);
       return RB_EINTERNAL;
+    }
+    /* Readable but not writable (a read-only mount, a directory without w):
+     * its entries are as good as ever, so they are used. */
+    if (made && (e == EACCES || e == EPERM || e == EROFS) &&
+        faccessat(AT_FDCWD, c->dir, R_OK | X_OK, AT_EACCESS) == 0) {
+      c->readonly = 1;
+      check_mode(c->dir, warn);
+      if (warn && first_time(&said_readonly))
+        rb_buf_printf(warn,
+                      "warning: kernel cache directory '%s' is read-only (%s); its kernels are used, "
+                      "new ones are cached in memory only\n",
+                      c->dir, strerror(e));
+      *out = c;
+      return RB_OK;
     }
     if (warn)
       rb_buf_printf(warn,
@@ -326,6 +387,7 @@ int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *war
     *out = c;
     return RB_OK;
   }
+  check_mode(c->dir, warn);
   remove_stale_temps(c->dir);
   *out = c;
   return RB_OK;
@@ -361,6 +423,7 @@ static int read_all(int fd, void *buf, size_t n) {
 static int entry_load(int fd, RtKey key, void **data, size_t *len) {
   struct stat st;
   if (fstat(fd, &st) != 0) return -1;
+  if (!S_ISREG(st.st_mode)) return -1; /* not ours: a miss, left alone */
   if (st.st_size < HDR_SIZE) return 0;
   unsigned char h[HDR_SIZE];
   if (read_all(fd, h, HDR_SIZE) != 0) return -1;
@@ -384,36 +447,26 @@ static int entry_load(int fd, RtKey key, void **data, size_t *len) {
   return 1;
 }
 
-/* Looks key up (contract in runtime.h). */
+/* Looks key up (contract in jit.h). */
 int rt_cache_get(RtCache *c, RtKey key, void **data, size_t *len) {
   *data = NULL;
   *len = 0;
-  if (!c->dir) {
-    pthread_mutex_lock(&c->mu);
-    MemEntry *e = mem_find(c, key);
-    void *p = e ? rb_malloc(e->len) : NULL;
-    if (p) {
-      if (e->len) memcpy(p, e->data, e->len);
-      e->used = ++c->tick;
-      *data = p;
-      *len = e->len;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return p != NULL;
-  }
+  if (!c->dir) return (*data = mem_get(c, key, len)) != NULL;
   char *path = key_path(c, key, ENTRY_SUFFIX);
   if (!path) return 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NOFOLLOW: an entry is a file we wrote, never a link to somewhere else. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     rb_free(path);
-    return 0;
+    return c->readonly && (*data = mem_get(c, key, len)) != NULL;
   }
   int r = entry_load(fd, key, data, len);
-  if (r == 0) unlink_if_same(path, fd);
+  if (r == 0 && !c->readonly) unlink_if_same(path, fd);
   /* The mtime is the LRU time; a failure only makes eviction less exact. */
   if (r == 1) futimens(fd, NULL);
   close(fd);
   rb_free(path);
+  if (r != 1 && c->readonly) return (*data = mem_get(c, key, len)) != NULL;
   return r == 1;
 }
 
@@ -453,7 +506,9 @@ static long disk_entries(const char *dir, DiskEntry **out) {
     if (!name_is(de->d_name, ENTRY_SUFFIX)) continue;
     char *p = path_join(dir, de->d_name);
     struct stat st;
-    if (!p || stat(p, &st) != 0) { /* gone already: another process evicted it */
+    /* Gone already (another process evicted it), or not a file we wrote (a
+     * directory or a link that happens to have an entry's name): skipped. */
+    if (!p || lstat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
       rb_free(p);
       if (!p) goto oom;
       continue;
@@ -512,9 +567,9 @@ static void disk_evict(RtCache *c, const char *keep) {
   disk_entries_free(v, n);
 }
 
-/* Stores an entry (contract in runtime.h). */
+/* Stores an entry (contract in jit.h). */
 int rt_cache_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *err) {
-  if (!c->dir) {
+  if (!c->dir || c->readonly) {
     pthread_mutex_lock(&c->mu);
     int rc = mem_put(c, key, data, len, err);
     pthread_mutex_unlock(&c->mu);
@@ -566,7 +621,7 @@ fail:;
  * in which case we hold a lock nobody else can see: check and start over. */
 static int lock_key(const char *path) {
   for (;;) {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return -1;
     int r;
     while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
@@ -584,9 +639,10 @@ static int lock_key(const char *path) {
   }
 }
 
-/* Get-or-build (contract in runtime.h). A built kernel that cannot be stored
+/* Get-or-build (contract in jit.h). A built kernel that cannot be stored
  * is still returned with RB_OK: the cache is an optimisation, so its failure
- * goes to err as a message, not as the result. */
+ * goes to err as a message, not as the result, and only the first one in the
+ * process: a full disk fails every kernel alike, and one line says it. */
 int rt_cache_fetch(RtCache *c, RtKey key, RtBuildFn build, void *ctx, void **data, size_t *len,
                    int *hit, RbBuf *err) {
   *hit = 0;
@@ -595,13 +651,13 @@ int rt_cache_fetch(RtCache *c, RtKey key, RtBuildFn build, void *ctx, void **dat
     return RB_OK;
   }
   int lock = -1;
-  if (c->dir) {
+  if (c->dir && !c->readonly) {
     char *lp = key_path(c, key, LOCK_SUFFIX);
     if (lp) {
       lock = lock_key(lp);
       /* Without the lock we only risk compiling twice, so carry on. */
-      if (lock < 0 && err)
-        rb_buf_printf(err, "kernel cache: cannot lock '%s': %s\n", lp, strerror(errno));
+      if (lock < 0 && err && first_time(&said_lock))
+        rb_buf_printf(err, "kernel cache: cannot lock '%s': %s (not reported again)\n", lp, strerror(errno));
       rb_free(lp);
     }
     /* Whoever held the lock before us may have built it. */
@@ -614,7 +670,15 @@ int rt_cache_fetch(RtCache *c, RtKey key, RtBuildFn build, void *ctx, void **dat
   *data = NULL;
   *len = 0;
   int rc = build(ctx, data, len);
-  if (rc == RB_OK) rt_cache_put(c, key, *data, *len, err);
+  if (rc == RB_OK) {
+    RbBuf why = {0};
+    int put = rt_cache_put(c, key, *data, *len, &why);
+    if (err && why.len && put == RB_OK) rb_buf_put(err, why.data, why.len);
+    else if (err && why.len && first_time(&said_put))
+      rb_buf_printf(err, "%.*s (kernels not stored are rebuilt next time; further failures to store are not "
+                         "reported)\n", (int)strcspn(why.data, "\n"), why.data);
+    rb_buf_free(&why);
+  }
   if (lock >= 0) close(lock); /* closing releases the flock */
   return rc;
 }
@@ -627,6 +691,7 @@ int rt_cache_stats(RtCache *c, RtCacheStats *st) {
   memset(st, 0, sizeof *st);
   st->max_bytes = c->max_bytes;
   st->dir = c->dir;
+  st->readonly = c->readonly;
   if (!c->dir) {
     for (MemEntry *e = c->mem; e; e = e->next) {
       st->entries++;
@@ -636,34 +701,55 @@ int rt_cache_stats(RtCache *c, RtCacheStats *st) {
   }
   DiskEntry *v;
   long n = disk_entries(c->dir, &v);
-  if (n < 0) return RB_EINTERNAL;
+  if (n < 0) return errno == ENOMEM ? RB_EINTERNAL : RB_EUSER;
   st->entries = (uint64_t)n;
   for (long i = 0; i < n; i++) st->bytes += v[i].size;
   disk_entries_free(v, n);
   return RB_OK;
 }
 
-/* Removes every entry, lock file and temp file. A fetch running meanwhile may
- * compile once more or fail to store its entry; neither corrupts the cache.
- * Returns RB_EINTERNAL when the directory or some file could not be removed. */
-int rt_cache_clear(RtCache *c) {
-  if (!c->dir) {
-    while (c->mem) mem_remove(c, c->mem);
-    return RB_OK;
-  }
+/* Removes every entry, lock file and temp file (contract in jit.h). A fetch
+ * running meanwhile may compile once more or fail to store its entry; neither
+ * corrupts the cache. What cannot be removed (a read-only directory, a stray
+ * directory with one of our names) is named, up to CLEAR_NAMED of them. */
+enum { CLEAR_NAMED = 8 };
+
+static void clear_failed(RtCacheCleared *res, const char *path, int e, RbBuf *err) {
+  if (++res->failed <= CLEAR_NAMED && err) rb_buf_printf(err, "kernel cache: cannot remove '%s': %s\n", path, strerror(e));
+}
+
+int rt_cache_clear(RtCache *c, RtCacheCleared *res, RbBuf *err) {
+  memset(res, 0, sizeof *res);
+  pthread_mutex_lock(&c->mu);
+  while (c->mem) mem_remove(c, c->mem);
+  pthread_mutex_unlock(&c->mu);
+  if (!c->dir) return RB_OK;
   DIR *d = opendir(c->dir);
-  if (!d) return RB_EINTERNAL;
+  if (!d) {
+    int e = errno;
+    if (err) rb_buf_printf(err, "kernel cache: cannot read directory '%s': %s\n", c->dir, strerror(e));
+    return e == ENOMEM ? RB_EINTERNAL : RB_EUSER;
+  }
   int rc = RB_OK;
   struct dirent *de;
   while ((de = readdir(d))) {
     const char *n = de->d_name;
-    if (!name_is(n, ENTRY_SUFFIX) && !name_is(n, LOCK_SUFFIX) &&
-        strncmp(n, TEMP_PREFIX, strlen(TEMP_PREFIX)) != 0)
-      continue;
+    int entry = name_is(n, ENTRY_SUFFIX);
+    if (!entry && !name_is(n, LOCK_SUFFIX) && strncmp(n, TEMP_PREFIX, strlen(TEMP_PREFIX)) != 0) continue;
     char *p = path_join(c->dir, n);
-    if (!p || (unlink(p) != 0 && errno != ENOENT)) rc = RB_EINTERNAL;
+    struct stat st;
+    if (!p) rc = RB_EINTERNAL;
+    else if (lstat(p, &st) != 0) {
+      if (errno != ENOENT) clear_failed(res, p, errno, err);
+    } else if (unlink(p) == 0) {
+      if (entry && S_ISREG(st.st_mode)) res->entries++, res->bytes += (uint64_t)st.st_size;
+    } else if (errno != ENOENT)
+      clear_failed(res, p, errno, err); /* a directory: EISDIR; a read-only cache: EACCES, EROFS */
     rb_free(p);
   }
   closedir(d);
-  return rc;
+  if (res->failed > CLEAR_NAMED && err)
+    rb_buf_printf(err, "kernel cache: and %llu more files that cannot be removed\n",
+                  (unsigned long long)(res->failed - CLEAR_NAMED));
+  return rc != RB_OK ? rc : res->failed ? RB_EUSER : RB_OK;
 }

@@ -33,17 +33,28 @@ void rt_key_hex(RtKey k, char out[33]);
 typedef struct RtCache RtCache;
 
 typedef struct {
-  uint64_t entries, bytes, max_bytes;
+  uint64_t entries, bytes, max_bytes; /* entries: regular files with an entry's name */
   const char *dir; /* NULL when memory-only */
+  int readonly;    /* dir is read, never written */
 } RtCacheStats;
+
+typedef struct {
+  uint64_t entries, bytes; /* entry files removed, and their bytes */
+  uint64_t failed;         /* files (or directories) with our names left in place */
+} RtCacheCleared;
 
 #define RT_CACHE_DEFAULT_MAX (1ull << 30)
 
 /* Open the cache in dir, or when dir is NULL in $RABIT_CACHE_DIR, else
  * $XDG_CACHE_HOME/rabit, else ~/.cache/rabit (created with mode 0700).
- * If the directory cannot be created or written, the cache lives in memory
- * for this process and a warning naming the directory and the reason is
- * appended to warn. Returns RB_OK, or RB_EINTERNAL on allocation failure. */
+ * An existing directory that others can enter is tightened to the owner's
+ * bits when it is ours; else a warning says so (once per process).
+ * A directory that can be read but not written (EACCES, EROFS) is used
+ * read-only: its entries load, new kernels are kept in memory, and a warning
+ * says so once per process. If the directory cannot be created or read, the
+ * cache lives in memory for this process and a warning naming the directory
+ * and the reason is appended to warn. Returns RB_OK, or RB_EINTERNAL on
+ * allocation failure. */
 int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *warn);
 void rt_cache_close(RtCache *c);
 
@@ -61,13 +72,22 @@ int rt_cache_put(RtCache *c, RtKey key, const void *data, size_t len, RbBuf *err
 /* Get-or-build under a per-key lock file, so that concurrent processes
  * compile one kernel once. build() fills *data and *len (rb_malloc'ed) and
  * returns RB_OK, or an error code that is passed back. *hit says whether the
- * entry came from the cache. */
+ * entry came from the cache. A kernel that cannot be stored (a full disk) is
+ * still returned; the first such failure in the process is appended to err,
+ * later ones are not (one line for a full disk, not one per kernel). */
 typedef int (*RtBuildFn)(void *ctx, void **data, size_t *len);
 int rt_cache_fetch(RtCache *c, RtKey key, RtBuildFn build, void *ctx, void **data, size_t *len,
                    int *hit, RbBuf *err);
 
+/* RB_OK; RB_EUSER (errno set) when the directory cannot be read. */
 int rt_cache_stats(RtCache *c, RtCacheStats *st);
-int rt_cache_clear(RtCache *c); /* removes every entry and lock file */
+/* Removes every entry, lock and temp file, and the memory entries; *res says
+ * how many entries went. Returns RB_OK when everything went, RB_EUSER when
+ * something with our names could not be removed (read-only, a directory) or
+ * the directory cannot be read, each named in err ("kernel cache: cannot
+ * remove 'PATH': reason", the first 8 and a count of the rest), RB_EINTERNAL
+ * out of memory. Other files in the directory are left alone. */
+int rt_cache_clear(RtCache *c, RtCacheCleared *res, RbBuf *err);
 
 /* ==== nvrtc.c: run-time compilation ==== */
 
@@ -132,6 +152,14 @@ void rt_built_free(RtBuilt *b, int n);
 /* The same for every kernel of a set: *built (rb_malloc'ed, ks->n entries,
  * free with rt_built_free and rb_free) describes ks->k[i]. */
 int rt_build_kernel_set(const CgKernelSet *ks, const RtBuildOptions *o, RtBuilt **built);
+
+/* Creates name (no '/') for writing, mode 0600, in this process's private
+ * directory for the sources of kernels that failed to build: made on first
+ * use by mkdtemp as $TMPDIR/rabit-kernels-XXXXXX (else under /tmp), mode
+ * 0700. The file is opened O_CREAT|O_EXCL|O_NOFOLLOW, so a planted link or
+ * file is never followed or overwritten. Returns the fd with its full name in
+ * path, or -1 with errno set and the reason appended to err. */
+int rt_dump_create(const char *name, char *path, size_t n, RbBuf *err);
 
 
 #endif

@@ -1,6 +1,7 @@
 /* test_put_error.c: failed writes name the file and the reason, leave no
  * partial entry and no temp file; a fetch whose put fails still returns the
- * kernel; allocation failures never load or destroy a good entry. */
+ * kernel, and a full disk is said once per process, not once per kernel;
+ * allocation failures never load or destroy a good entry. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,13 @@ static int build(void *ctx, void **data, size_t *len) {
 }
 
 static int failing_build(void *ctx, void **data, size_t *len) { return RB_EUSER; }
+
+static int big_build(void *ctx, void **data, size_t *len) { /* larger than the file-size limit below */
+  (*(int *)ctx)++;
+  *data = rb_calloc(1, 1000);
+  *len = 1000;
+  return RB_OK;
+}
 
 /* In a child: a file-size limit makes write() fail with EFBIG part way, as a
  * full disk would with ENOSPC. Exits 0 when everything checked out. */
@@ -39,6 +47,32 @@ static int write_fails(const char *dir) {
   if (rc) fprintf(stderr, "err: %s\n", err.data ? err.data : "(none)");
   if (tu_count(dir, NULL, NULL) != 0) rc = 24; /* no temp, no entry */
   rb_buf_free(&err);
+  /* A full disk fails every kernel's store alike: fetch says it once, for
+   * the first, and still hands back every kernel. */
+  int said = 0, builds = 0;
+  for (int i = 0; i < 4; i++) {
+    char src[8];
+    snprintf(src, sizeof src, "f%d", i);
+    RbBuf e = {0};
+    void *data = NULL;
+    size_t len = 0;
+    int hit = -1;
+    if (rt_cache_fetch(c, tu_key(src), big_build, &builds, &data, &len, &hit, &e) != RB_OK || hit || len != 1000)
+      rc = 25;
+    if (e.len) {
+      said++;
+      if (strncmp(e.data, "kernel cache: cannot write '", 28) ||
+          !strstr(e.data, "': File too large (kernels not stored are rebuilt next time; further failures to "
+                          "store are not reported)\n") || strchr(e.data, '\n') != e.data + e.len - 1)
+        rc = 26;
+      if (i != 0) rc = 27;
+    }
+    if (rc) fprintf(stderr, "fetch %d said: %s", i, e.data ? e.data : "(nothing)\n");
+    rb_free(data);
+    rb_buf_free(&e);
+  }
+  if (said != 1 || builds != 4) rc = 28;
+  if (tu_count(dir, NULL, ".cubin") != 0 || tu_count(dir, "tmp.", NULL) != 0) rc = 29;
   rt_cache_close(c);
   return rc;
 }

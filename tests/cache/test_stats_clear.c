@@ -53,7 +53,8 @@ int main(void) {
   touch(tu_path(dir, "0123.cubin")); /* not a key name: not ours */
   CHECK(rt_cache_stats(c, &st) == RB_OK && st.entries == 4);
 
-  CHECK(rt_cache_clear(c) == RB_OK);
+  RtCacheCleared done;
+  CHECK(rt_cache_clear(c, &done, NULL) == RB_OK);
   CHECK(tu_count(dir, NULL, ".lock") == 0);
   CHECK(tu_count(dir, "tmp.", NULL) == 0);
   CHECK(tu_count(dir, NULL, NULL) == 2); /* README and 0123.cubin survive */

@@ -1,4 +1,5 @@
 /* util.c: see util.h. */
+#define _GNU_SOURCE /* setresuid, setresgid */
 #include "util.h"
 
 #include <dirent.h>
@@ -6,7 +7,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,4 +107,37 @@ int tu_finish(const char *name) {
   }
   printf("PASS %s\n", name);
   return 0;
+}
+
+enum { NOBODY = 65534 };
+
+int tu_drop_root(void) {
+  if (geteuid() != 0) return 0;
+  if (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 ||
+      setresuid(NOBODY, NOBODY, NOBODY) != 0)
+    return -1;
+  return geteuid() == 0 ? -1 : 0;
+}
+
+int tu_nobody_own(const char *path) { return geteuid() == 0 ? chown(path, NOBODY, NOBODY) : 0; }
+
+int tu_in_child_as_user(const char *what, int (*fn)(void *), void *arg) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return 2;
+  if (pid == 0) {
+    if (tu_drop_root() != 0) {
+      printf("SKIP %s: running as root and cannot become uid %d, so modes are not enforced\n", what, NOBODY);
+      fflush(stdout);
+      _exit(77);
+    }
+    int rc = fn(arg);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(rc);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return 2;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }

@@ -34,6 +34,16 @@ RtKey tu_key(const char *source);
 const char *tu_entry_path(const char *dir, RtKey key);
 /* Sets the mtime of path to now + delta seconds. */
 int tu_set_mtime(const char *path, long delta);
+/* Permission tests need a user the kernel holds to its modes: root ignores
+ * them. Returns 0 when this process now runs as such a user (it already did,
+ * or was root and became nobody, uid and gid 65534: call it in a child), -1
+ * when it could not. tu_nobody_own chowns path (not recursively) to that
+ * user when we are root, so the dropped child owns what it must. */
+int tu_drop_root(void);
+int tu_nobody_own(const char *path);
+/* Runs fn(arg) in a child that has dropped root; returns its exit status, or
+ * 77 after printing "SKIP <what>: ..." when privileges cannot be dropped. */
+int tu_in_child_as_user(const char *what, int (*fn)(void *), void *arg);
 /* Prints PASS/FAIL with the test name and returns the process exit code. */
 int tu_finish(const char *name);
 

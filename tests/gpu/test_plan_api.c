@@ -176,7 +176,8 @@ int main(int argc, char **argv) {
     /* Empty the cache: the session must rebuild every kernel from the plan's specs. */
     RtCache *c = NULL;
     RbBuf w = {0};
-    if (rt_cache_open(&c, NULL, RT_CACHE_DEFAULT_MAX, &w) == RB_OK) rt_cache_clear(c);
+    RtCacheCleared done;
+    if (rt_cache_open(&c, NULL, RT_CACHE_DEFAULT_MAX, &w) == RB_OK) rt_cache_clear(c, &done, NULL);
     rt_cache_close(c);
     rb_buf_free(&w);
     char tag[64];

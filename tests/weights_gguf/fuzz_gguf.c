@@ -1,6 +1,6 @@
 /* fuzz_gguf: libFuzzer target over the GGUF reader. Beyond "never crash",
  * every accepted file must keep its promises: tensor data inside the input,
- * names findable, every metadata accessor safe on every key, dequantization
+ * names findable, no two tensors sharing a byte, every metadata accessor safe on every key, dequantization
  * of each supported tensor. tests/common/fuzz_replay_main.c turns it into a
  * plain program that replays the corpus (CI). */
 #include <stdint.h>
@@ -49,6 +49,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *p = t->data;
     if (p < data || p > data + size || t->nbytes > (uint64_t)(data + size - p)) abort();
     if (rt_gguf_find(g, t->name) != t) abort();
+    for (int j = 0; j < i; j++) { /* no two accepted tensors share a byte (quadratic: few tensors here) */
+      const RtGgufTensor *u = rt_gguf_tensor(g, j);
+      const uint8_t *q = u->data;
+      if (p < q + u->nbytes && q < p + t->nbytes) abort();
+    }
     uint64_t n = 1;
     for (int d = 0; d < RT_MAX_DIMS; d++) n *= (uint64_t)t->ne[d];
     if (n > (1u << 20)) continue; /* keep each run fast */

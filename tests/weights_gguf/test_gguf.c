@@ -310,6 +310,73 @@ static void image(GbFile *f, RbBuf *img) {
   gb_finish(f, img, NULL, NULL);
 }
 
+/* Three F32 tensors laid end to end: a [0, 64), b [64, 128), c [128, 384). */
+static void build_spans(GbFile *f, uint8_t *data) {
+  gb_init(f);
+  gb_str(f, "general.architecture", "llama");
+  for (int i = 0; i < 256; i++) data[i] = (uint8_t)i;
+  uint64_t ne16[1] = {16}, ne64[1] = {64};
+  gb_tensor(f, "a.weight", 0, 1, ne16, data, 64);
+  gb_tensor(f, "b.weight", 0, 1, ne16, data, 64);
+  gb_tensor(f, "c.weight", 0, 1, ne64, data, 256);
+}
+
+/* Rewrites the data offset in the tensor info of the 1-D tensor name in img,
+ * leaving the data section as gb_finish laid it out. */
+static void patch_offset(RbBuf *img, const char *name, uint64_t off) {
+  RbBuf key = {0};
+  gb_putstr(&key, name);
+  char *p = memmem(img->data, img->len, key.data, key.len);
+  CHECK(p != NULL);
+  if (p) {
+    p += key.len + 4 + 8 + 4; /* n_dims, ne[0], ggml type */
+    for (int i = 0; i < 8; i++) p[i] = (char)(off >> (8 * i));
+  }
+  rb_buf_free(&key);
+}
+
+/* Tensors that share bytes are refused, naming both, lowest offset first;
+ * tensors that only touch are fine. Offsets are 32-aligned throughout. */
+static void case_overlap(void) {
+  GbFile f;
+  uint8_t data[256];
+  RbBuf img = {0}, err = {0};
+  build_spans(&f, data);
+  image(&f, &img);
+  int rc;
+  RtGguf *g = open_image(&img, "touching.gguf", &err, &rc);
+  CHECK(rc == RB_OK && g && rt_gguf_count(g) == 3);
+  if (rc) fprintf(stderr, "touching: %s", err.data ? err.data : "(no message)\n");
+  rt_gguf_close(g);
+  rb_buf_free(&err);
+  gb_free(&f);
+  struct {
+    const char *label;
+    const char *moves[2]; /* tensor names */
+    uint64_t to[2];
+    const char *want;
+  } oc[] = {
+      {"overlap", {"b.weight"}, {32},
+       "tensors 'a.weight' and 'b.weight' overlap (bytes [0, 64) and [32, 96) of the data section)"},
+      {"overlap same offset", {"b.weight"}, {0},
+       "tensors 'a.weight' and 'b.weight' overlap (bytes [0, 64) and [0, 64) of the data section)"},
+      /* a comes first in the file but lies inside c: named in offset order */
+      {"overlap inside", {"a.weight"}, {160},
+       "tensors 'c.weight' and 'a.weight' overlap (bytes [128, 384) and [160, 224) of the data section)"},
+      /* c spans the whole section; b no longer touches a, yet both lie in c */
+      {"overlap spanning", {"c.weight", "a.weight"}, {0, 320},
+       "tensors 'c.weight' and 'b.weight' overlap (bytes [0, 256) and [64, 128) of the data section)"},
+  };
+  for (size_t i = 0; i < sizeof oc / sizeof oc[0]; i++) {
+    build_spans(&f, data);
+    image(&f, &img);
+    for (int m = 0; m < 2 && oc[i].moves[m]; m++) patch_offset(&img, oc[i].moves[m], oc[i].to[m]);
+    expect_error(oc[i].label, &img, oc[i].want, NULL);
+    gb_free(&f);
+  }
+  rb_buf_free(&img);
+}
+
 static void case_corrupt(void) {
   GbFile f;
   uint8_t data[256];
@@ -763,6 +830,13 @@ static int write_corpus(const char *dir) {
   rc |= write_file(path, img.data, img.len);
   gb_free(&f);
   rb_buf_free(&img);
+  build_spans(&f, data); /* b moved onto a: refused, and a start for mutations near the check */
+  gb_finish(&f, &img, NULL, NULL);
+  patch_offset(&img, "b.weight", 32);
+  snprintf(path, sizeof path, "%s/overlap.gguf", dir);
+  rc |= write_file(path, img.data, img.len);
+  gb_free(&f);
+  rb_buf_free(&img);
   printf("wrote seeds to %s\n", dir);
   return rc ? 1 : 0;
 }
@@ -776,6 +850,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "write_corpus")) return argc > 2 ? write_corpus(argv[2]) : 2;
   if (!strcmp(c, "roundtrip")) case_roundtrip();
   else if (!strcmp(c, "corrupt")) case_corrupt();
+  else if (!strcmp(c, "overlap")) case_overlap();
   else if (!strcmp(c, "truncate")) case_truncate();
   else if (!strcmp(c, "unsupported")) case_dequant_unsupported();
   else if (!strcmp(c, "unpermute")) case_unpermute();

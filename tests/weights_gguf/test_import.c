@@ -4,7 +4,8 @@
  * the rows un-permuted by the test's own index map, and a config.json with
  * the metadata's values; plus the command line's refusals and errors. The
  * "library" case calls rt_import_gguf itself: its result, its progress
- * reports, its refusals, and that it prints nothing. The "real" case imports
+ * reports, its refusals, and that it prints nothing. The "token_ids" case
+ * refuses special token ids outside the vocabulary. The "real" case imports
  * SmolLM2-135M when its GGUF is on this machine.
  * usage: test_import CASE RABIT_BINARY [SOURCE_DATA_DIR] */
 #include <cjson/cJSON.h>
@@ -137,6 +138,14 @@ static void add_spec(const char *gguf, const char *hf, uint32_t type, uint64_t k
 }
 
 /* The tensors of a 2-layer Llama, spread over every supported type. */
+/* A special token id build_model writes in place of its own (bos 1, eos 2;
+ * no pad, no unk): key, as uint32 ('u'), int32 ('i') or a string ('s'). */
+static struct {
+  const char *key;
+  char type;
+  int64_t v;
+} tok_id;
+
 static void build_model(GbFile *f, int with_output, const char *arch, const char *extra_tensor) {
   uint64_t seed = 2024;
   nspecs = 0;
@@ -175,8 +184,12 @@ static void build_model(GbFile *f, int with_output, const char *arch, const char
   gb_f32(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
   gb_u32(f, "llama.vocab_size", V);
   gb_u32(f, "llama.rope.dimension_count", HD);
-  gb_u32(f, "tokenizer.ggml.bos_token_id", 1);
-  gb_u32(f, "tokenizer.ggml.eos_token_id", 2);
+  static const char bos[] = "tokenizer.ggml.bos_token_id", eos[] = "tokenizer.ggml.eos_token_id";
+  if (!tok_id.key || strcmp(tok_id.key, bos)) gb_u32(f, bos, 1);
+  if (!tok_id.key || strcmp(tok_id.key, eos)) gb_u32(f, eos, 2);
+  if (tok_id.key && tok_id.type == 'u') gb_u32(f, tok_id.key, (uint32_t)tok_id.v);
+  if (tok_id.key && tok_id.type == 'i') gb_i32(f, tok_id.key, (int32_t)tok_id.v);
+  if (tok_id.key && tok_id.type == 's') gb_str(f, tok_id.key, "1");
   for (int i = 0; i < nspecs; i++) {
     uint64_t ne[2] = {specs[i].k, specs[i].n};
     gb_tensor(f, specs[i].gguf, specs[i].type, specs[i].n == 1 ? 1 : 2, ne, specs[i].q, specs[i].nbytes);
@@ -376,6 +389,64 @@ static int case_cli(void) {
     if (fp) fclose(fp);
   }
   expect_run(args, 1, "tiny.gguf: error: not a GGUF file (bad magic");
+  rm_rf(tmpdir);
+  return failures ? 1 : 0;
+}
+
+/* A special token id outside the vocabulary (V = 48) is refused, naming the
+ * key and the value, before anything is written; the last id that fits is
+ * written as is. Through the command (exit status and message) and the library. */
+static int case_token_ids(void) {
+  make_tmpdir();
+  static const struct {
+    const char *key;
+    char type;
+    int64_t v;
+    const char *want; /* after "PATH: error: metadata key 'KEY' is " */
+  } tc[] = {
+      {"tokenizer.ggml.bos_token_id", 'u', 48, "48, outside the vocabulary of 48 tokens"},
+      {"tokenizer.ggml.eos_token_id", 'u', 4294967295, "4294967295, outside the vocabulary of 48 tokens"},
+      {"tokenizer.ggml.padding_token_id", 'u', 1000, "1000, outside the vocabulary of 48 tokens"},
+      {"tokenizer.ggml.unknown_token_id", 'u', 53, "53, outside the vocabulary of 48 tokens"},
+      {"tokenizer.ggml.padding_token_id", 'i', -1, "-1, not a token id (0..47)"},
+      {"tokenizer.ggml.bos_token_id", 's', 0, "not a number, not a token id (0..47)"},
+  };
+  char gguf[400], out[400], args[1200], want[800], cfg[600];
+  snprintf(gguf, sizeof gguf, "%s/ids.gguf", tmpdir);
+  snprintf(out, sizeof out, "%s/out", tmpdir);
+  snprintf(cfg, sizeof cfg, "%s/config.json", out);
+  GbFile f;
+  for (size_t i = 0; i < sizeof tc / sizeof tc[0]; i++) {
+    tok_id.key = tc[i].key, tok_id.type = tc[i].type, tok_id.v = tc[i].v;
+    build_model(&f, 0, "llama", NULL);
+    CHECK(write_model(&f, gguf) == 0);
+    free_model(&f);
+    snprintf(want, sizeof want, "%s: error: metadata key '%s' is %s\n", gguf, tc[i].key, tc[i].want);
+    snprintf(args, sizeof args, "import '%s' -o '%s' -q", gguf, out);
+    expect_run(args, 1, want);
+    RtImportOptions o = {gguf, out, 0, NULL, NULL};
+    RtImportResult res;
+    RbBuf err = {0};
+    CHECK(rt_import_gguf(&o, &res, &err) == RB_EUSER && res.gguf == NULL);
+    if (!err.data || strcmp(err.data, want)) fprintf(stderr, "got: %swant: %s", err.data ? err.data : "(none)\n", want);
+    CHECK(err.data && !strcmp(err.data, want));
+    CHECK(access(cfg, F_OK) != 0 && access(out, F_OK) != 0); /* refused before any work */
+    rt_import_result_free(&res);
+    rb_buf_free(&err);
+  }
+  /* The last id in the vocabulary is fine and written. */
+  tok_id.key = "tokenizer.ggml.padding_token_id", tok_id.type = 'u', tok_id.v = V - 1;
+  build_model(&f, 0, "llama", NULL);
+  CHECK(write_model(&f, gguf) == 0);
+  free_model(&f);
+  tok_id.key = NULL;
+  snprintf(args, sizeof args, "import '%s' -o '%s' -q", gguf, out);
+  expect_run(args, 0, NULL);
+  char *text = slurp(cfg);
+  cJSON *c = text ? cJSON_Parse(text) : NULL;
+  CHECK(c && jnum(c, "pad_token_id") == V - 1 && jnum(c, "bos_token_id") == 1 && jnum(c, "eos_token_id") == 2);
+  cJSON_Delete(c);
+  free(text);
   rm_rf(tmpdir);
   return failures ? 1 : 0;
 }
@@ -680,6 +751,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "synthetic")) rc = case_synthetic();
   else if (!strcmp(argv[1], "cli")) rc = case_cli();
   else if (!strcmp(argv[1], "library")) rc = case_library();
+  else if (!strcmp(argv[1], "token_ids")) rc = case_token_ids();
   else if (!strcmp(argv[1], "real")) rc = case_real(argc > 3 ? argv[3] : NULL);
   else {
     fprintf(stderr, "unknown case %s\n", argv[1]);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # test_cli.sh RABITC SAMPLES: the driver's options, exit codes, input from
 # stdin, and the parameter totals of the sample models against their known sizes.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" # a leak on any path exits 23: a failure
 rabitc=$1 samples=$2
 pass=0 fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -154,9 +154,21 @@ void args_help(const ArgsSpec *s, FILE *f) {
   if (s->tail) fputs(s->tail, f);
 }
 
-int args_usage(const ArgsSpec *s) {
-  args_help(s, stderr);
+int args_missing(const ArgsSpec *s, const char *what) {
+  const char *blank = strstr(s->head, "\n\n");
+  fprintf(stderr, "%s: needs %s\n%.*s", s->cmd, what, blank ? (int)(blank - s->head + 1) : (int)strlen(s->head),
+          s->head);
   return 1;
+}
+
+void args_report(const char *cmd, const char *msg) {
+  size_t c = strlen(cmd);
+  while (msg && *msg) {
+    size_t len = strcspn(msg, "\n");
+    int has = len > c + 1 && !strncmp(msg, cmd, c) && msg[c] == ':' && msg[c + 1] == ' ';
+    fprintf(stderr, "%s%s%.*s\n", has ? "" : cmd, has ? "" : ": ", (int)len, msg);
+    msg += len + (msg[len] == '\n');
+  }
 }
 
 int args_pick(const char *value, const char *const *names, int n) {

@@ -87,9 +87,17 @@ int args_parse(const ArgsSpec *s, int argc, char **argv, const char **pos, int *
 
 /* The help: s->head, one line (or more) per listed option, s->tail. */
 void args_help(const ArgsSpec *s, FILE *f);
-/* A usage error that no option names (a required argument is missing): the
- * help on stderr; returns 1, the exit status. */
-int args_usage(const ArgsSpec *s);
+/* A usage error that no option names (a required argument is missing):
+ * "CMD: needs WHAT" and the usage line(s) of s->head (up to its first blank
+ * line) on stderr; returns 1, the exit status:
+ *   rabit run: needs --weights W (or --random-weights)
+ *   usage: rabit run MODEL.ir --weights W.safetensors --prompt TEXT [options] */
+int args_missing(const ArgsSpec *s, const char *what);
+
+/* A library's error message for the user, on stderr: each line of msg (the
+ * messages end in '\n' or not, and may hold several lines) as
+ * "CMD: LINE\n", where a line that already begins with "CMD: " keeps it. */
+void args_report(const char *cmd, const char *msg);
 
 /* For custom options. The index of value in names[0..n-1], else -1. */
 int args_pick(const char *value, const char *const *names, int n);

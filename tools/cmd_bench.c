@@ -9,6 +9,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
+#include "tools/paths.h"
 
 /* --ctx: up to 8 decode contexts (args.h). */
 typedef struct {
@@ -43,6 +44,11 @@ static int bench_one(LoadOptions *o, const int *ctxs, int nctx, int prefill, int
   r->bytes = rt_model_total_bytes(L.model);
   int V = rt_model_vocab(L.model);
   int32_t *tok = malloc((size_t)prefill * sizeof *tok);
+  if (!tok) {
+    fprintf(stderr, "%s: out of memory\n", o->tool);
+    load_free(&L);
+    return 2;
+  }
   for (int i = 0; i < prefill; i++) tok[i] = (int32_t)((i * 7919u) % (unsigned)V);
   /* Prefill: one warm-up, then the best of 5. */
   double best = 1e30;
@@ -64,6 +70,7 @@ static int bench_one(LoadOptions *o, const int *ctxs, int nctx, int prefill, int
     if (!rc) rc = rt_model_decode_replay(L.model, steps) || rt_model_sync(L.model);
     r->decode_ms[c] = (rb_now_ms() - t0) / steps;
   }
+  if (rc) fprintf(stderr, "%s: %s\n", o->tool, rt_model_error(L.model));
   free(tok);
   load_free(&L);
   return rc ? 2 : 0;
@@ -91,7 +98,18 @@ int cmd_bench(int argc, char **argv) {
                          NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
   int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!o.ir || (!o.random && !o.weights)) return args_usage(&spec);
+  if (!o.ir) return args_missing(&spec, "a model IR (MODEL.ir)");
+  if (!o.random && !o.weights) return args_missing(&spec, "--weights W (or --random-weights)");
+  if (w16 && o.random) {
+    fprintf(stderr, "rabit bench: --fp16-weights needs --weights (not --random-weights)\n");
+    return 1;
+  }
+  if (w16 && only && !strcmp(only, "2bit")) {
+    fprintf(stderr, "rabit bench: --fp16-weights is not read with --only 2bit\n");
+    return 1;
+  }
+  if (load_check(&o)) return 1;
+  if (w16 && paths_input("rabit bench", "weights", w16)) return 1;
   const int *ctxs = ctx.v;
   int nctx = ctx.n;
   int maxc = prefill;
@@ -100,14 +118,26 @@ int cmd_bench(int argc, char **argv) {
   o.max_ctx = maxc < 2048 ? 2048 : maxc;
   o.max_tokens = prefill;
   Result q = {0}, h = {0};
-  if (!only || !strcmp(only, "2bit")) rc = bench_one(&o, ctxs, nctx, prefill, steps, &q);
-  if (!rc && (!only || !strcmp(only, "fp16"))) {
+  int run_q = !only || !strcmp(only, "2bit"), run_h = !only || !strcmp(only, "fp16");
+  rc = 0;
+  if (run_q) rc = bench_one(&o, ctxs, nctx, prefill, steps, &q);
+  if (!rc && run_h) {
     LoadOptions f = o;
     f.fp16 = 1;
     if (w16) f.weights = w16;
     rc = bench_one(&f, ctxs, nctx, prefill, steps, &h);
   }
   if (rc) return rc;
+  if (!run_q || !run_h) { /* one side: its numbers alone, no speed-up against a side not measured */
+    const Result *r = run_q ? &q : &h;
+    printf("%-24s %14s\n", o.ir, run_q ? "2-bit" : "fp16");
+    printf("%-24s %12.0f/s\n", "prefill tokens", r->prefill_tps);
+    for (int c = 0; c < nctx; c++)
+      printf("decode ctx %-13d %9.3f ms   (%.0f tok/s)\n", ctxs[c], r->decode_ms[c],
+             r->decode_ms[c] ? 1e3 / r->decode_ms[c] : 0);
+    printf("%-24s %11.1f MB\n", "GPU memory", r->bytes / 1e6);
+    return 0;
+  }
   printf("%-24s %14s %14s %8s\n", o.ir, "2-bit", "fp16", "speed-up");
   printf("%-24s %12.0f/s %12.0f/s %7.2fx\n", "prefill tokens", q.prefill_tps, h.prefill_tps,
          h.prefill_tps ? q.prefill_tps / h.prefill_tps : 0);

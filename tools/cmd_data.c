@@ -6,6 +6,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
+#include "tools/paths.h"
 #include "trainer/trainer.h"
 
 #define MAX_TEXTS 256
@@ -63,7 +64,7 @@ int cmd_data(int argc, char **argv) {
   const ArgsSpec spec = {"rabit data", help_head, help_tail, 18, opts, ARGS_COUNT(opts), 1, "one verb (prepare)"};
   int rc = args_parse(&spec, argc, argv, &verb, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!verb) return args_usage(&spec);
+  if (!verb) return args_missing(&spec, "a verb (prepare)");
   if (strcmp(verb, "prepare") != 0) {
     fprintf(stderr, "rabit data: unknown verb '%s' (the one verb is prepare; see rabit data --help)\n", verb);
     return 1;
@@ -72,12 +73,15 @@ int cmd_data(int argc, char **argv) {
     fprintf(stderr, "rabit data: prepare needs %s\n", !tok_path ? "--tokenizer" : !texts.n ? "--text" : "-o DIR");
     return 1;
   }
+  for (int i = 0; i < texts.n; i++)
+    if (paths_input("rabit data", "text", texts.v[i])) return 1;
+  if (paths_output_dir("rabit data", "-o", dir)) return 1;
   RtTokenizer *tok = load_tokenizer(tok_path, NULL, "rabit data");
   if (!tok) return 1;
   RbBuf err = {0};
   TrDataOptions o = {tok, texts.v, texts.n, split, dir, progress, NULL};
   rc = tr_data_prepare(&o, &err);
-  if (err.data) fprintf(stderr, "rabit data: %s\n", err.data);
+  args_report("rabit data", err.data);
   rb_buf_free(&err);
   rt_tok_free(tok);
   return rc == RB_OK ? 0 : rc == RB_EUSER ? 1 : 2;

@@ -3,6 +3,7 @@
  * Austen begins); even windows are validation, odd ones test; it prints
  * validation and test perplexity, and test perplexity for KJV and Austen
  * windows apart (trainer/eval.c). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,14 +82,17 @@ int cmd_eval(int argc, char **argv) {
   const ArgsSpec spec = {"rabit eval", help_head, help_tail, 20, opts, ARGS_COUNT(opts), 1, "one model"};
   int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!o.ir || (!o.weights && !o.random) || !dir) return args_usage(&spec);
+  if (!o.ir) return args_missing(&spec, "a model IR (MODEL.ir)");
+  if (!o.weights && !o.random) return args_missing(&spec, "--weights W (or --random-weights)");
+  if (!dir) return args_missing(&spec, "--data DIR");
+  if (load_check(&o)) return 1;
 
   /* The data first: a wrong directory should not wait for a GPU, or need one. */
   RbBuf err = {0};
   TrEvalData d;
   rc = tr_eval_open(dir, TR_EVAL_WINDOW, max_windows, &d, &err);
   if (rc) {
-    fprintf(stderr, "rabit eval: %s\n", err.data ? err.data : "cannot read the held-out shards");
+    args_report("rabit eval", err.data ? err.data : "cannot read the held-out shards");
     rb_buf_free(&err);
     tr_eval_free(&d);
     return rc == RB_EUSER ? 1 : 2;
@@ -98,7 +102,8 @@ int cmd_eval(int argc, char **argv) {
     RtTokenizer *tok = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    if (rb_read_file(check_text, &text)) fprintf(stderr, "rabit eval: cannot read '%s'\n", check_text), rc = 1;
+    if (rb_read_file(check_text, &text))
+      fprintf(stderr, "rabit eval: cannot read '%s': %s\n", check_text, strerror(errno)), rc = 1;
     else if (!(tok = load_tokenizer(tok_path, o.weights, "rabit eval"))) rc = 1;
     else if (rt_tok_encode(tok, text.data ? text.data : "", text.len, &ids, &n))
       fprintf(stderr, "rabit eval: cannot tokenize '%s'\n", check_text), rc = 2;
@@ -131,7 +136,7 @@ int cmd_eval(int argc, char **argv) {
   TrEvalRunOptions ro = {0, progress, &pg};
   TrEvalResult r;
   rc = tr_eval_run(L.model, &d, &ro, &r, &err);
-  if (rc) fprintf(stderr, "rabit eval: %s\n", err.data ? err.data : "evaluation failed");
+  if (rc) args_report("rabit eval", err.data ? err.data : "evaluation failed");
   else if (json) {
     printf("{\n  \"data\": \"%s\", \"model\": \"%s\", \"linears\": \"%s\",\n", dir, o.ir, o.fp16 ? "fp16" : "quantized");
     printf("  \"tokens\": %llu, \"boundary\": %llu, \"kjv_tokens\": %llu, \"window\": %d, \"windows\": %d,\n",

@@ -9,6 +9,7 @@
 #include "runtime/text/text.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/paths.h"
 
 /* The --help text around the options. */
 static const char help_head[] =
@@ -83,10 +84,8 @@ int cmd_import(int argc, char **argv) {
   const ArgsSpec spec = {"rabit import", help_head, help_tail, 18, opts, ARGS_COUNT(opts), 1, "one input GGUF file"};
   int rc = args_parse(&spec, argc, argv, &in, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!in || !outdir) {
-    fprintf(stderr, "rabit import: %s\n", !in ? "no input GGUF file" : "no output directory (-o DIR)");
-    return args_usage(&spec);
-  }
+  if (!in || !outdir) return args_missing(&spec, !in ? "an input GGUF file (MODEL.gguf)" : "-o DIR");
+  if (paths_input("rabit import", NULL, in) || paths_output_dir("rabit import", "-o", outdir)) return 1;
 
   RbBuf err = {0};
   RtImportOptions o = {in, outdir, force, quiet ? NULL : print_progress, (void *)in};
@@ -98,7 +97,7 @@ int cmd_import(int argc, char **argv) {
              (double)res.bytes / 1e6, res.config);
     rc = tokenizer_save(&res, outdir, quiet, &err);
   }
-  if (err.len) fputs(err.data, stderr);
+  args_report("rabit import", err.data);
   if (err.oom) fputs("rabit import: out of memory\n", stderr);
   rt_import_result_free(&res);
   rb_buf_free(&err);

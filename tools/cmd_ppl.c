@@ -5,6 +5,7 @@
  * exp(mean negative log-likelihood) over all predicted tokens. The NLL is
  * taken on the GPU (rt_model_nll); --cpu-nll keeps the old check: the logits
  * copied back and log-softmaxed here, in double. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
+#include "tools/paths.h"
 
 /* -log softmax(logits)[target], in double: the --cpu-nll reference. */
 static double nll(const float *logits, int V, int target) {
@@ -52,42 +54,56 @@ int cmd_ppl(int argc, char **argv) {
                          NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
   int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!o.ir || (!o.weights && !o.random) || !text_path) return args_usage(&spec);
+  if (!o.ir) return args_missing(&spec, "a model IR (MODEL.ir)");
+  if (!o.weights && !o.random) return args_missing(&spec, "--weights W (or --random-weights)");
+  if (!text_path) return args_missing(&spec, "--text FILE");
+  if (load_check(&o) || (ids_out && paths_output_stream("rabit ppl", "--ids-out", ids_out))) return 1;
   RbBuf text = {0};
   if (rb_read_file(text_path, &text)) {
-    fprintf(stderr, "rabit ppl: cannot read '%s'\n", text_path);
+    fprintf(stderr, "rabit ppl: cannot read '%s': %s\n", text_path, strerror(errno));
+    rb_buf_free(&text);
     return 1;
   }
   RtTokenizer *tok = load_tokenizer(tok_path, o.weights, "rabit ppl");
-  if (!tok) return 1;
   int32_t *ids = NULL;
   size_t nt = 0;
-  if (rt_tok_encode(tok, text.data, text.len, &ids, &nt)) {
+  if (tok && rt_tok_encode(tok, text.data, text.len, &ids, &nt)) {
     fprintf(stderr, "rabit ppl: cannot tokenize '%s'\n", text_path);
-    return 1;
+    rt_tok_free(tok);
+    tok = NULL;
   }
   rb_buf_free(&text);
+  if (!tok) return 1;
   o.max_ctx = ctx;
   o.max_tokens = ctx < chunk_max ? ctx : chunk_max;
   Loaded L;
   rc = load_model(&o, &L);
-  if (rc) return rc;
+  if (rc) {
+    rb_free(ids);
+    rt_tok_free(tok);
+    return rc;
+  }
   int V = rt_model_vocab(L.model), chunk = rt_model_max_tokens(L.model);
   size_t windows = nt / (size_t)ctx;
   if (max_windows > 0 && (size_t)max_windows < windows) windows = (size_t)max_windows;
   if (!windows) {
     fprintf(stderr, "rabit ppl: '%s' has %zu tokens, fewer than one window of %d\n", text_path, nt, ctx);
-    load_free(&L);
-    return 1;
+    rc = 1;
   }
-  if (ids_out) {
+  if (!rc && ids_out) {
     FILE *f = fopen(ids_out, "wb");
     size_t n = windows * (size_t)ctx;
-    if (!f || fwrite(ids, sizeof *ids, n, f) != n || fclose(f)) {
-      fprintf(stderr, "rabit ppl: cannot write '%s'\n", ids_out);
-      load_free(&L);
-      return 1;
+    int bad = !f || fwrite(ids, sizeof *ids, n, f) != n;
+    if ((f && fclose(f)) || bad) {
+      fprintf(stderr, "rabit ppl: cannot write '%s': %s\n", ids_out, strerror(errno));
+      rc = 1;
     }
+  }
+  if (rc) {
+    rb_free(ids);
+    rt_tok_free(tok);
+    load_free(&L);
+    return rc;
   }
   float *logits = cpu_nll ? malloc((size_t)chunk * V * sizeof *logits) : NULL;
   double total = 0;

@@ -10,12 +10,13 @@
 
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/paths.h"
 #include "trainer/trainer.h"
 
 /* One line, shown by --help and by every usage error. */
 #define USAGE                                                                                    \
   "usage: rabit quantize MODEL.ir IN.safetensors -o OUT.safetensors [--paths k] [--rounds T]"    \
-  " [--skip LIST] [--threads N]\n"
+  " [--skip LIST] [--threads N] [--force]\n"
 
 /* The --help text around the options. */
 static const char help_head[] =
@@ -81,6 +82,7 @@ static void copy_tokenizer(const char *in, const char *out) {
 /* See commands.h. */
 int cmd_quantize(int argc, char **argv) {
   TrQuantOptions o = {.rounds = 2, .progress = progress};
+  int force = 0;
   const ArgsOpt opts[] = {
       ARGS_OPT_STRING("-o", "--output", &o.out, "FILE", "output safetensors (required)"),
       ARGS_OPT_INT(NULL, "--paths", &o.fe.paths, "k", 1, TR_MAX_PATHS,
@@ -96,6 +98,7 @@ int cmd_quantize(int argc, char **argv) {
                       "e.g. --skip 'layers\\.0\\.,down_proj'"),
       ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 64,
                    "quantize N layers at once (default: the CPUs, at most 8)"),
+      ARGS_OPT_FLAG(NULL, "--force", &force, "write OUT even when it is the input file itself"),
       ARGS_OPT_HELP("-h", "--help", "this help"),
   };
   const ArgsSpec spec = {"rabit quantize", help_head, help_tail, 20, opts, ARGS_COUNT(opts), 2,
@@ -103,6 +106,12 @@ int cmd_quantize(int argc, char **argv) {
   const char *pos[2] = {0};
   int npos, rc = args_parse(&spec, argc, argv, pos, &npos);
   if (rc != ARGS_GO) return rc;
+  for (int i = 0; i < npos; i++) /* the weights of llama.cpp: rabit import reads them */
+    if (paths_is_gguf(pos[i])) {
+      fprintf(stderr, "rabit quantize: '%s' is a GGUF file; convert it first with 'rabit import %s -o DIR', then "
+              "quantize DIR/model.safetensors\n", pos[i], pos[i]);
+      return 1;
+    }
   /* The old form, `rabit quantize IN -o OUT`, chose layers by name; the IR now says. */
   if (npos < 2 || ends_with(pos[0], ".safetensors")) {
     const char *why = npos && ends_with(pos[0], ".safetensors") ? "the model IR comes first, then the input"
@@ -115,6 +124,16 @@ int cmd_quantize(int argc, char **argv) {
     fprintf(stderr, "rabit quantize: no output file (-o OUT.safetensors)\n");
     return 1;
   }
+  /* Every file before the work: the quantization takes minutes. */
+  for (int i = 0; i < 2; i++)
+    if (paths_input("rabit quantize", NULL, pos[i])) return 1;
+  if (paths_output_file("rabit quantize", "-o", o.out, "model.safetensors")) return 1;
+  for (int i = 0; i < 2; i++)
+    if (paths_same_file(pos[i], o.out) && (i == 0 || !force)) {
+      fprintf(stderr, "rabit quantize: -o '%s' is the %s '%s'; writing it would overwrite it%s\n", o.out,
+              i ? "input" : "model IR", pos[i], i ? " (use --force to overwrite)" : "");
+      return 1;
+    }
   o.ir = pos[0], o.in = pos[1];
   o.ctx = &o;
 
@@ -122,7 +141,7 @@ int cmd_quantize(int argc, char **argv) {
   RbBuf err = {0};
   rc = tr_quant_model(&o, &r, &err);
   if (r.diag.data) fputs(r.diag.data, stderr);
-  if (err.data) fprintf(stderr, "rabit quantize: %s\n", err.data);
+  args_report("rabit quantize", err.data);
   for (const char *l = r.warnings.data; l && *l;) {
     const char *nl = strchr(l, '\n');
     int len = nl ? (int)(nl - l) : (int)strlen(l);

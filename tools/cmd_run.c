@@ -1,5 +1,6 @@
 /* cmd_run.c: rabit run: generate text from a prompt, streaming tokens, with
  * greedy, temperature, top-k and top-p sampling from a seeded generator. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
+#include "tools/paths.h"
 
 /* --tokens: ids separated by commas or spaces, kept as text until the prompt is built (args.h). */
 static const char *parse_tokens(const char *v, void *dest) {
@@ -54,7 +56,13 @@ int cmd_run(int argc, char **argv) {
                          NULL, 19, opts, ARGS_COUNT(opts), 1, "one model"};
   int rc = args_parse(&spec, argc, argv, &o.ir, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!o.ir || (!o.weights && !o.random) || (!prompt && !ids)) return args_usage(&spec);
+  if (!o.ir) return args_missing(&spec, "a model IR (MODEL.ir)");
+  if (!o.weights && !o.random) return args_missing(&spec, "--weights W (or --random-weights)");
+  if (!prompt && !ids) return args_missing(&spec, "--prompt TEXT (or --tokens IDS)");
+  /* The files named first: a missing model is not reported as a missing tokenizer. */
+  if (load_check(&o) || (logits_out && paths_output_stream("rabit run", "--logits-out", logits_out)) ||
+      (ids_out && paths_output_stream("rabit run", "--ids-out", ids_out)))
+    return 1;
   RtTokenizer *tok = NULL;
   if (prompt || tok_path || o.weights) { /* --tokens with random weights needs none: ids are printed */
     tok = load_tokenizer(tok_path, o.weights, "rabit run");
@@ -74,27 +82,36 @@ int cmd_run(int argc, char **argv) {
     RbBuf text = {0};
     if (chat) rt_tok_chat_prompt(tok, prompt, &text);
     else rb_buf_puts(&text, prompt);
-    if (rt_tok_encode(tok, text.data, text.len, &tokens, &nt)) {
+    rc = rt_tok_encode(tok, text.data, text.len, &tokens, &nt);
+    rb_buf_free(&text);
+    if (rc) {
       fprintf(stderr, "rabit run: cannot tokenize the prompt\n");
+      rt_tok_free(tok);
       return 1;
     }
-    rb_buf_free(&text);
   }
   Loaded L;
   rc = load_model(&o, &L);
-  if (rc) return rc;
+  if (rc) {
+    free(tokens);
+    rt_tok_free(tok);
+    return rc;
+  }
   int V = rt_model_vocab(L.model), ctx = rt_model_max_ctx(L.model), chunk = rt_model_max_tokens(L.model);
-  if ((int)nt < 1 || (int)nt + n > ctx) {
-    fprintf(stderr, "rabit run: %zu prompt tokens + %d new exceed the context of %d (--max-ctx)\n", nt, n, ctx);
+  const char *bad = NULL;
+  char why[160];
+  if ((int)nt < 1 || (int)nt + n > ctx)
+    snprintf(why, sizeof why, "%zu prompt tokens + %d new exceed the context of %d (--max-ctx)", nt, n, ctx), bad = why;
+  for (size_t i = 0; !bad && i < nt; i++)
+    if (tokens[i] >= V) /* the embedding lookup would read past the table */
+      snprintf(why, sizeof why, "token id %d is outside the model's vocabulary of %d", (int)tokens[i], V), bad = why;
+  if (bad) {
+    fprintf(stderr, "rabit run: %s\n", bad);
+    free(tokens);
+    rt_tok_free(tok);
     load_free(&L);
     return 1;
   }
-  for (size_t i = 0; i < nt; i++)
-    if (tokens[i] >= V) { /* the embedding lookup would read past the table */
-      fprintf(stderr, "rabit run: token id %d is outside the model's vocabulary of %d\n", (int)tokens[i], V);
-      load_free(&L);
-      return 1;
-    }
   if (!quiet)
     fprintf(stderr, "rabit run: %s, %d kernels (%d cached), loaded in %.0f ms + weights %.0f ms, %.1f MB on the GPU\n",
             o.fp16 ? "fp16" : "2-bit", L.kernels, L.hits, L.ms_compile, L.ms_weights,
@@ -102,8 +119,9 @@ int cmd_run(int argc, char **argv) {
   float *logits = malloc((size_t)V * sizeof *logits);
   RtSampler *sampler = rt_sampler_new(V, temp, top_k, top_p, seed);
   FILE *lf = logits_out ? fopen(logits_out, "wb") : NULL, *idf = ids_out ? fopen(ids_out, "w") : NULL;
-  if ((logits_out && !lf) || (ids_out && !idf)) {
-    fprintf(stderr, "rabit run: cannot write '%s'\n", logits_out && !lf ? logits_out : ids_out);
+  int cannot_write = (logits_out && !lf) || (ids_out && !idf);
+  if (cannot_write) {
+    fprintf(stderr, "rabit run: cannot write '%s': %s\n", logits_out && !lf ? logits_out : ids_out, strerror(errno));
     rc = 1;
   }
   for (size_t i = 0; idf && i < nt; i++) fprintf(idf, "%d\n", tokens[i]);
@@ -152,5 +170,5 @@ int cmd_run(int argc, char **argv) {
   free(tokens);
   rt_tok_free(tok);
   load_free(&L);
-  return rc ? 2 : 0;
+  return cannot_write ? 1 : rc ? 2 : 0;
 }

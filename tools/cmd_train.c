@@ -7,6 +7,7 @@
 
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/paths.h"
 #include "trainer/trainer.h"
 
 static const char help_head[] =
@@ -117,15 +118,14 @@ int cmd_train(int argc, char **argv) {
   const ArgsSpec spec = {"rabit train", help_head, help_tail, 18, opts, ARGS_COUNT(opts), 1, "one model IR"};
   int rc = args_parse(&spec, argc, argv, pos, NULL);
   if (rc != ARGS_GO) return rc;
-  if (!pos[0]) return args_usage(&spec);
   int ptq = !strcmp(o.method, "ptq");
-  const char *missing = !o.step.weights ? "--weights W" : !o.data ? "--data DIR" : !o.tokens && !ptq ? "--tokens N"
-                        : !o.out        ? "-o OUT"
-                                        : NULL;
-  if (missing) {
-    fprintf(stderr, "rabit train: needs %s (see rabit train --help)\n", missing);
+  const char *missing = !pos[0] ? "a model IR (MODEL.ir)" : !o.step.weights ? "--weights W" : !o.data ? "--data DIR"
+                        : !o.tokens && !ptq ? "--tokens N" : !o.out ? "-o OUT" : NULL;
+  if (missing) return args_missing(&spec, missing);
+  /* The files named before any work: a typo in -o must not cost a training run. */
+  if (paths_input("rabit train", NULL, pos[0]) || paths_input("rabit train", "weights", o.step.weights) ||
+      paths_output_dir("rabit train", "-o", o.out))
     return 1;
-  }
   o.step.ir = pos[0];
   o.step.fe.paths = paths;
   o.step.gamma = gamma;
@@ -134,7 +134,7 @@ int cmd_train(int argc, char **argv) {
   TrTrainResult r;
   RbBuf err = {0};
   rc = tr_train(&o, &r, &err);
-  if (rc) fprintf(stderr, "rabit train: %s\n", err.data ? err.data : "failed");
+  if (rc) args_report("rabit train", err.data ? err.data : "failed");
   else
     printf("trained %d steps, %llu tokens; %.0f tok/s overall, %.0f tok/s steady (after step %d); final loss %.4f; "
            "exported %s\n",

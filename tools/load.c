@@ -8,7 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/args.h"
 #include "tools/load.h"
+#include "tools/paths.h"
 
 /* IR -> plan through the pipeline, with every kernel built (so the session finds them cached). */
 static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, int *kernels, int *hits) {
@@ -26,26 +28,24 @@ static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, i
     if (c.built[i].rc)
       fprintf(stderr, "%s: kernel %s failed to build: %s", o->tool, c.built[i].entry,
               c.built[i].log.data ? c.built[i].log.data : "\n");
-  if (err.data) fprintf(stderr, "%s: %s\n", o->tool, err.data);
+  args_report(o->tool, err.data);
   rt_compiled_free(&c);
   rb_buf_free(&err);
   return rc;
+}
+
+int load_check(const LoadOptions *o) {
+  if (paths_input(o->tool, NULL, o->ir)) return 1;
+  return !o->random && o->weights && paths_input(o->tool, "weights", o->weights);
 }
 
 int load_model(const LoadOptions *o, Loaded *out) {
   memset(out, 0, sizeof *out);
   RbBuf err = {0};
   /* Input files first: a typo should not wait for a GPU, or need one. */
-  if (!o->random && o->weights && access(o->weights, R_OK) != 0) {
-    fprintf(stderr, "%s: cannot read weights '%s': %s\n", o->tool, o->weights, strerror(errno));
-    return 1;
-  }
-  if (access(o->ir, R_OK) != 0) {
-    fprintf(stderr, "%s: cannot read '%s': %s\n", o->tool, o->ir, strerror(errno));
-    return 1;
-  }
+  if (load_check(o)) return 1;
   if (rt_gpu_open(&out->gpu, 0, &err)) {
-    fprintf(stderr, "%s: %s", o->tool, err.data ? err.data : "no GPU\n");
+    args_report(o->tool, err.data ? err.data : "no GPU");
     rb_buf_free(&err);
     return 1;
   }
@@ -57,7 +57,7 @@ int load_model(const LoadOptions *o, Loaded *out) {
   if (!rc) rc = rt_model_open(out->program, o->weights, &mo, &out->model, &err);
   out->ms_weights = rb_now_ms() - t0 - out->ms_compile;
   if (rc) {
-    if (err.data) fprintf(stderr, "%s: %s\n", o->tool, err.data);
+    args_report(o->tool, err.data);
     load_free(out);
   }
   rb_buf_free(&err);
@@ -88,7 +88,7 @@ RtTokenizer *load_tokenizer(const char *path, const char *weights, const char *t
                     "rabit import writes), or keep tokenizer.txt beside the weights\n", tool);
   else if (n > 5 && !strcmp(path + n - 5, ".gguf") ? rt_gguf_open(path, &g, &err) || rt_tok_from_gguf(g, &t, &err)
                                                   : rt_tok_load_vocab(path, &t, &err))
-    fprintf(stderr, "%s: %s\n", tool, err.data ? err.data : "cannot load the tokenizer");
+    args_report(tool, err.data ? err.data : "cannot load the tokenizer");
   rt_gguf_close(g);
   rb_buf_free(&err);
   return t;

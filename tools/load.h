@@ -28,6 +28,10 @@ typedef struct {
   int kernels, hits;
 } Loaded;
 
+/* The model IR and the weights can be read: 0, else 1 after the error line
+ * that names the file. load_model checks them too; a command calls this
+ * first when it reads other files (the tokenizer) before the model. */
+int load_check(const LoadOptions *o);
 /* Returns an exit status (0 ok) after printing any error. */
 int load_model(const LoadOptions *o, Loaded *out);
 void load_free(Loaded *l);

@@ -2,14 +2,21 @@
 # quickstart.sh: set everything up and run the main job. Installs missing
 # Debian packages, builds, and compiles a sample model with rabitc; where a GPU
 # is present it also runs the generated kernels against the CPU reference.
+# Each stage prints one line first; the build shows cmake's own progress.
 set -e
 cd "$(dirname "$0")/.."
+echo "== [1/4] checking the Debian packages (tools/deps.sh)"
 sh tools/deps.sh
+echo "== [2/4] configuring the build in build/ (cmake)"
 cmake -S . -B build -DCUDAToolkit_ROOT=/usr/local/cuda -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+echo "== [3/4] building with $(nproc) jobs (about 20 s the first time)"
+# cmake's own progress ("[ 42%] Building C object ..."), and any compiler error.
+cmake --build build -j"$(nproc)"
 model=${1:-samples/smollm2-135m.ir}
-echo "== rabitc $model"
+echo "== [4/4] rabitc $model"
 build/tools/rabitc "$model"
+cache=$(build/tools/rabitc cache stats | sed -n 's/^cache: *//p')
+echo "== the compiled kernels are cached in $cache ('build/tools/rabitc cache stats' and 'cache clear')"
 if [ -e /dev/nvidia0 ] || command -v nvidia-smi >/dev/null 2>&1; then
   echo "== GPU found: running the generated kernels against the CPU reference"
   ctest --test-dir build -L gpu --output-on-failure

@@ -18,6 +18,7 @@
 #include "runtime/jit/jit.h"
 #include "runtime/cuda/gpu.h"
 #include "tools/args.h"
+#include "tools/paths.h"
 
 enum { DUMP_NONE, DUMP_PARSE, DUMP_VERIFY, DUMP_FUSION, DUMP_GRAD };
 enum { EMIT_NONE, EMIT_PLAN, EMIT_CUDA };
@@ -173,8 +174,10 @@ static void report_kernels(const RtCompiled *c, const char *arch) {
            b->rc != RB_OK ? "FAIL" : b->hit ? "hit" : "miss", b->ms);
     rb_buf_free(&d);
   }
-  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall\n", ks->n, arch,
-         ks->n - c->hits - c->failed, c->hits, c->failed, c->ms_build / 1e3);
+  RtCacheStats st = {0};
+  if (!c->cache || rt_cache_stats(c->cache, &st) != RB_OK) st.dir = NULL;
+  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall; cache %s\n", ks->n, arch,
+         ks->n - c->hits - c->failed, c->hits, c->failed, c->ms_build / 1e3, st.dir ? st.dir : "in memory only");
   for (int i = 0; i < ks->n; i++) {
     const RtBuilt *b = &c->built[i];
     if (b->rc == RB_OK) {
@@ -253,7 +256,7 @@ static int train_file(const char *path, const Options *o) {
     printf("(the training kernels are not compiled by rabitc; --dump-ir=after-grad prints the graph)\n");
   }
   if (c.diag.data) fputs(c.diag.data, stderr);
-  if (err.data) fprintf(stderr, "rabitc: %s\n", err.data);
+  args_report("rabitc", err.data);
   if (rc == RB_EINTERNAL) fprintf(stderr, "rabitc: internal error while compiling '%s'\n", c.shown);
   rb_buf_free(&err);
   rt_compiled_free(&c);
@@ -298,7 +301,7 @@ static int compile_file(const char *path, const Options *o) {
     }
   }
   if (c.diag.data) fputs(c.diag.data, stderr);
-  if (err.data) fprintf(stderr, "rabitc: %s\n", err.data);
+  args_report("rabitc", err.data);
   if (rc == RB_EINTERNAL) fprintf(stderr, "rabitc: internal error while compiling '%s'\n", c.shown);
   rb_buf_free(&err);
   rt_compiled_free(&c);
@@ -386,7 +389,7 @@ int main(int argc, char **argv) {
     printf("rabitc %s\n", RABIT_VERSION);
     return 0;
   }
-  if (!nfiles) return args_usage(&spec);
+  if (!nfiles) return args_missing(&spec, "an input file (FILE.ir, or - for stdin)");
   if (o.out && nfiles > 1) {
     fprintf(stderr, "rabitc: -o takes one input file, got %d\n", nfiles);
     return 1;
@@ -411,6 +414,10 @@ int main(int argc, char **argv) {
             o.dump == DUMP_FUSION ? "--dump-ir=after-fusion" : o.out ? "-o" : o.list ? "--list-kernels" : "--no-compile");
     return 1;
   }
+  /* The output before the work: a typo in -o must not cost a compile. */
+  if (o.out && !o.train && o.dump == DUMP_NONE && !o.list &&
+      (o.emit == EMIT_CUDA ? paths_output_dir("rabitc", "-o", o.out) : paths_output_file("rabitc", "-o", o.out, "model.rplan")))
+    return 1;
   int worst = 0;
   for (int i = 0; i < nfiles; i++) {
     rc = o.train ? train_file(files[i], &o) : compile_file(files[i], &o);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # cli.sh RABITC SAMPLES: rabitc's training options: what they print, and the
 # exit status 1 with a clear message for each misuse.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" # a leak on any path exits 23: a failure
 rabitc=$1 samples=$2
 pass=0 fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

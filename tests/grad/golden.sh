@@ -3,6 +3,7 @@
 # (rabitc --train --dump-ir=after-grad OPTION... SAMPLE) with GOLDEN, and
 # check that the dump parses back and prints the same text.
 # With UPDATE=1 it rewrites GOLDEN instead (then review the diff before committing).
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" # a leak on any path exits 23: a failure
 rabitc=$1 sample=$2 golden=$3; shift 3
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 name=$(basename "$sample")

@@ -2,6 +2,7 @@
 # test_cli_args.sh RABIT RABITC SAMPLES: malformed option values for every
 # command (tools/args.c): exit status 1 and one line naming the command, the
 # option and the value, before any file is read or a GPU looked for.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" # a leak on any path exits 23: a failure
 rabit=$1 rabitc=$2 samples=$3
 pass=0 fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -20,7 +21,7 @@ bad() {
 parsed() {
   name=$1; shift
   out=$("$@" 2>&1); rc=$?
-  if printf '%s\n' "$out" | grep -q ": -[-a-z]* needs \|unknown option\|takes no value\|got '.*' too\|^usage"; then
+  if printf '%s\n' "$out" | grep -q ": -[-a-z]* needs \|unknown option\|takes no value\|got '.*' too\|^usage\|Sanitizer"; then
     fail=$((fail + 1)); echo "FAIL $name: rc=$rc"; printf '%s\n' "$out" | head -3
   elif [ "$rc" -eq 0 ] || printf '%s\n' "$out" | grep -q "needs an NVIDIA GPU and driver"; then pass=$((pass + 1))
   else fail=$((fail + 1)); echo "FAIL $name: rc=$rc"; printf '%s\n' "$out" | head -3; fi

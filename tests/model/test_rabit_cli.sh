@@ -2,6 +2,7 @@
 # test_rabit_cli.sh RABIT SAMPLES: the rabit driver's help and error paths,
 # which need no GPU: bad usage, missing files, and a clear message when a
 # command needs the GPU (on a GPU machine those commands run instead).
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" # a leak on any path exits 23: a failure
 rabit=$1 samples=$2
 pass=0 fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -37,7 +38,7 @@ expect run-missing-weights 1 "cannot read weights '$tmp/none.safetensors'" \
 expect run-missing-ir 1 "cannot read '$tmp/none.ir'" "$rabit" run "$tmp/none.ir" --random-weights --tokens 1,2
 expect run-tokenizer 1 "cannot read\|No such file" "$rabit" run "$samples/tiny.ir" --random-weights \
   --tokenizer "$tmp/none.gguf" --prompt hi
-expect ppl-missing-text 1 "cannot read '$tmp/none.txt'" "$rabit" ppl "$samples/tiny.ir" --weights x --text "$tmp/none.txt"
+expect ppl-missing-text 1 "cannot read '$tmp/none.txt'" "$rabit" ppl "$samples/tiny.ir" --random-weights --text "$tmp/none.txt"
 expect bench-usage 1 "usage: rabit bench" "$rabit" bench "$samples/tiny.ir"
 expect import-missing 1 "none.gguf" "$rabit" import "$tmp/none.gguf" -o "$tmp/out"
 expect quantize-missing 1 "none.safetensors" "$rabit" quantize "$samples/tiny.ir" "$tmp/none.safetensors" -o "$tmp/q.safetensors"

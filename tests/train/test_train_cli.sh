@@ -3,6 +3,7 @@
 # before any GPU is looked for: missing options, bad values, a missing or empty
 # shard directory, a corrupted shard and a held-out shard, each exit status 1
 # with one message naming the file; on a machine with no GPU, the GPU's absence.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" # a leak on any path exits 23: a failure
 rabit=$1 samples=$2
 pass=0 fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -29,6 +30,10 @@ expect 1 "rabit train: --lr-w needs a number" "$rabit" train "$ir" --lr-w 0
 
 # shards: a missing directory, an empty one, a corrupted shard, a held-out shard
 common="--weights $tmp/w.safetensors --tokens 100000 -o $tmp/out"
+# The files are named before the data is read: a missing weights file first.
+expect 1 "rabit train: cannot read weights '$tmp/w.safetensors': No such file or directory" \
+  "$rabit" train "$ir" $common --data "$tmp/none"
+: > "$tmp/w.safetensors"
 expect 1 "$tmp/none: cannot open the shard directory" "$rabit" train "$ir" $common --data "$tmp/none"
 mkdir -p "$tmp/empty"
 expect 1 "$tmp/empty: no .shard files" "$rabit" train "$ir" $common --data "$tmp/empty"

@@ -422,8 +422,12 @@ static int case_token_ids(void) {
     CHECK(write_model(&f, gguf) == 0);
     free_model(&f);
     snprintf(want, sizeof want, "%s: error: metadata key '%s' is %s\n", gguf, tc[i].key, tc[i].want);
+    char want_cli[900];
+    snprintf(want_cli, sizeof want_cli, "rabit import: %s", want);
     snprintf(args, sizeof args, "import '%s' -o '%s' -q", gguf, out);
-    expect_run(args, 1, want);
+    expect_run(args, 1, want_cli);
+    CHECK(access(cfg, F_OK) != 0); /* the command made the output directory up front, and wrote nothing in it */
+    rm_rf(out);
     RtImportOptions o = {gguf, out, 0, NULL, NULL};
     RtImportResult res;
     RbBuf err = {0};

@@ -80,9 +80,44 @@ static void copy_tokenizer(const char *in, const char *out) {
 }
 
 /* See commands.h. */
+static const char *parse_init(const char *v, void *dest) {
+  static const char *const names[] = {"greedy", "rabit"};
+  int i = args_pick(v, names, 2);
+  if (i < 0) return "greedy or rabit";
+  *(int *)dest = i;
+  return NULL;
+}
+
+static void train_progress(void *ctx, const TrTrainProgress *p) {
+  (void)ctx;
+  if (p->event == TR_EVENT_READY) printf("%s\n", p->text);
+  if (p->event == TR_EVENT_EVAL) printf("validation perplexity %.3f (%d windows)\n", p->val_ppl, p->windows);
+}
+
+/* --init rabit: the calibrated initialization is the trainer's (it runs the FP model on the GPU), so
+ * this PTQ is `rabit train --method ptq --init rabit`: the same export as the trainer's step 0. */
+static int quantize_rabit_init(const TrQuantOptions *q, const char *data, const char *eval, const TrInitOptions *io,
+                               uint64_t calib, uint64_t seed) {
+  TrTrainOptions o = {.step = {.ir = q->ir, .fe = q->fe, .weights = q->in, .batch = 8, .seq = 512,
+                               .ptq_rounds = q->rounds},
+                      .data = data, .eval_data = eval, .method = "ptq", .init = "rabit", .init_opt = *io,
+                      .calib_tokens = calib, .seed = seed, .export_path = q->out, .progress = train_progress};
+  TrTrainResult r;
+  RbBuf err = {0};
+  int rc = tr_train(&o, &r, &err);
+  if (rc) args_report("rabit quantize", err.data ? err.data : "failed");
+  else printf("wrote %s\n", r.export_path);
+  rb_buf_free(&err);
+  return rc == RB_EINTERNAL ? 2 : rc ? 1 : 0;
+}
+
 int cmd_quantize(int argc, char **argv) {
   TrQuantOptions o = {.rounds = 2, .progress = progress};
-  int force = 0;
+  int force = 0, init = 0;
+  const char *data = NULL, *eval = NULL;
+  float init_a = 1.5f, init_b = 1.0f;
+  TrInitOptions io = {.rounds = 4};
+  uint64_t calib = 0, seed = 0;
   const ArgsOpt opts[] = {
       ARGS_OPT_STRING("-o", "--output", &o.out, "FILE", "output safetensors (required)"),
       ARGS_OPT_INT(NULL, "--paths", &o.fe.paths, "k", 1, TR_MAX_PATHS,
@@ -99,6 +134,16 @@ int cmd_quantize(int argc, char **argv) {
       ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 64,
                    "quantize N layers at once (default: the CPUs, at most 8)"),
       ARGS_OPT_FLAG(NULL, "--force", &force, "write OUT even when it is the input file itself"),
+      ARGS_OPT_CUSTOM(NULL, "--init", parse_init, &init, "I",
+                      "greedy (default: the residual SVID above) or rabit (DESIGN.md's function-\n"
+                      "preserving initialization, calibrated on the FP model on the GPU; needs --data)"),
+      ARGS_OPT_STRING(NULL, "--data", &data, "DIR", "--init rabit: the training shards to calibrate on"),
+      ARGS_OPT_STRING(NULL, "--eval-data", &eval, "DIR", "--init rabit: held-out shards: report validation perplexity"),
+      ARGS_OPT_FLOAT(NULL, "--init-a", &init_a, "A", 0, 4, ARGS_CLOSED, "--init rabit: s_out's exponent (default 1.5)"),
+      ARGS_OPT_FLOAT(NULL, "--init-b", &init_b, "B", 0, 4, ARGS_CLOSED, "--init rabit: s_in's exponent (default 1)"),
+      ARGS_OPT_INT(NULL, "--init-rounds", &io.rounds, "T", 0, 100, "--init rabit: Gauss-Seidel rounds (default 4)"),
+      ARGS_OPT_U64(NULL, "--calib-tokens", &calib, "N", "--init rabit: calibration tokens (default 65536)"),
+      ARGS_OPT_U64(NULL, "--seed", &seed, "S", "--init rabit: the calibration windows' seed (default 0)"),
       ARGS_OPT_HELP("-h", "--help", "this help"),
   };
   const ArgsSpec spec = {"rabit quantize", help_head, help_tail, 20, opts, ARGS_COUNT(opts), 2,
@@ -136,6 +181,11 @@ int cmd_quantize(int argc, char **argv) {
     }
   o.ir = pos[0], o.in = pos[1];
   o.ctx = &o;
+  if (init) {
+    if (!data) return args_missing(&spec, "--data DIR (the calibration's training shards) for --init rabit");
+    io.a = init_a, io.b = init_b;
+    return quantize_rabit_init(&o, data, eval, &io, calib, seed);
+  }
 
   TrQuantResult r;
   RbBuf err = {0};

@@ -424,11 +424,16 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   memset(res, 0, sizeof *res);
   Run r = {.o = o, .rng = o->seed ^ 0x5DEECE66Dull};
   int rc = RB_OK;
-  if ((rc = join(r.path_ckpt, sizeof r.path_ckpt, o->out, CKPT_FILE, err)) ||
-      (rc = join(r.path_export, sizeof r.path_export, o->out, EXPORT_FILE, err)) ||
-      (rc = join(r.path_curve, sizeof r.path_curve, o->out, CURVE_FILE, err)))
+  const char *out = o->out ? o->out : "."; /* only a --method ptq with export_path may leave it out */
+  if ((rc = join(r.path_ckpt, sizeof r.path_ckpt, out, CKPT_FILE, err)) ||
+      (rc = join(r.path_export, sizeof r.path_export, out, EXPORT_FILE, err)) ||
+      (rc = join(r.path_curve, sizeof r.path_curve, out, CURVE_FILE, err)))
     return rc;
-  if (rb_mkdir_p(o->out, 0755)) {
+  if (o->export_path && (size_t)snprintf(r.path_export, sizeof r.path_export, "%s", o->export_path) >= sizeof r.path_export) {
+    rb_buf_printf(err, "%s: the output path is too long", o->export_path);
+    return RB_EUSER;
+  }
+  if (o->out && rb_mkdir_p(o->out, 0755)) {
     rb_buf_printf(err, "%s: cannot create the output directory", o->out);
     return RB_EUSER;
   }

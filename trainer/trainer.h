@@ -291,6 +291,8 @@ typedef struct {
   const char *init;     /* "greedy" (rabit quantize's fit; NULL too) or "rabit" (the calibrated, preconditioned one) */
   TrInitOptions init_opt;
   uint64_t calib_tokens; /* the calibration's training tokens; 0 = TR_CALIB_TOKENS */
+  const char *export_path; /* where the export goes; NULL = out/model.safetensors (out may then be NULL
+                            * for --method ptq, which writes nothing else) */
   void (*progress)(void *ctx, const TrTrainProgress *p);
   void *ctx;
 } TrTrainOptions;

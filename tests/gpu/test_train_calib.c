@@ -176,6 +176,27 @@ int main(int argc, char **argv) {
     }
   }
   free(first);
+
+  /* step 0 is the PTQ model: the signs the step derives from the file's W and the calibrated scales
+   * are the bits the PTQ export writes (tr_derive_bits, the CPU rule) */
+  TrStepResult sr;
+  TrStepHyper hp = {.t = 1, .update = 0};
+  rc = tr_step_run(st, tok, &hp, &sr, &err);
+  int bits_differ = 0;
+  for (int i = 0; !rc && i < nw; i++) {
+    int N, K, k;
+    RefTrainLinear *q = ref_linear(&m, tr_step_weight(st, i, &N, &K, &k), NULL, NULL);
+    if (!q) continue;
+    size_t nb = (size_t)k * N * (size_t)cg_packed_words(K);
+    float *g = malloc((size_t)k * N * 4), *h = malloc((size_t)k * K * 4);
+    uint32_t *gpu_bits = malloc(nb * 4), *cpu_bits = malloc(nb * 4);
+    tr_step_get(st, i, TR_PART_G, g), tr_step_get(st, i, TR_PART_H, h), tr_step_get(st, i, TR_PART_BITS, gpu_bits);
+    tr_derive_bits(q->dense, N, K, k, g, h, cpu_bits, NULL, &err);
+    bits_differ += memcmp(gpu_bits, cpu_bits, nb * 4) != 0;
+    free(g), free(h), free(gpu_bits), free(cpu_bits);
+  }
+  printf("  step 0 against the PTQ export's signs: %d of %d weights differ\n", bits_differ, nw);
+  CHECK(rc == RB_OK && bits_differ == 0, "step 0's signs differ from the PTQ export's in %d weights", bits_differ);
   free(tok);
   tr_step_close(st);
   ref_train_model_free(&m);

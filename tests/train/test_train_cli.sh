@@ -28,6 +28,10 @@ expect 1 "rabit train: --paths needs an integer 1..4, got '7'" "$rabit" train "$
 expect 1 "rabit train: --method needs rabit, standard or ptq, got 'qat'" "$rabit" train "$ir" --method qat
 expect 1 "rabit train: --lr-w needs a number" "$rabit" train "$ir" --lr-w 0
 
+: > "$tmp/in.safetensors"
+expect 1 "rabit quantize: needs --data DIR" "$rabit" quantize "$ir" "$tmp/in.safetensors" -o "$tmp/q.safetensors" --init rabit
+expect 1 "rabit quantize: --init needs greedy or rabit, got 'x'" "$rabit" quantize "$ir" w.safetensors -o q.safetensors --init x
+
 # shards: a missing directory, an empty one, a corrupted shard, a held-out shard
 common="--weights $tmp/w.safetensors --tokens 100000 -o $tmp/out"
 # The files are named before the data is read: a missing weights file first.

@@ -13,6 +13,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/load.h"
+#include "trainer/trainer.h"
 
 /* -log softmax(logits)[target], in double: the --cpu-nll reference. */
 static double nll(const float *logits, int V, int target) {
@@ -54,8 +55,11 @@ int cmd_ppl(int argc, char **argv) {
   if (rc != ARGS_GO) return rc;
   if (!o.ir || (!o.weights && !o.random) || !text_path) return args_usage(&spec);
   RbBuf text = {0};
-  if (rb_read_file(text_path, &text)) {
-    fprintf(stderr, "rabit ppl: cannot read '%s'\n", text_path);
+  RbBuf why = {0};
+  if (tr_text_read(text_path, &text, &why)) {
+    fprintf(stderr, "rabit ppl: %s\n", why.data ? why.data : text_path);
+    rb_buf_free(&why);
+    rb_buf_free(&text);
     return 1;
   }
   RtTokenizer *tok = load_tokenizer(tok_path, o.weights, "rabit ppl");

@@ -1,10 +1,10 @@
 #!/bin/sh
-# test_limits.sh RABITC RABIT VOCAB: hostile input sizes, generated here. Deep
+# test_limits.sh RABITC RABIT VOCAB SAMPLES: hostile input sizes, generated here. Deep
 # and long expressions, deep repeats, too many tokens, files over the caps,
 # endless input (/dev/zero by path and on stdin) and a directory: each exits 1
 # with its exact message, never a crash or a hang. Every command runs under
 # `timeout`, so a regression that hangs fails instead of stalling CI.
-rabitc=$1 rabit=$2 vocab=$3
+rabitc=$1 rabit=$2 vocab=$3 samples=$4
 pass=0 fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export RABIT_CACHE_DIR="$tmp/cache"
@@ -86,6 +86,20 @@ whole data-big "rabit data: $tmp/big.txt: cannot read: it is over 1 GiB, the cap
   "$rabit" data prepare --tokenizer "$vocab" --text "$tmp/big.txt" -o "$tmp/shards"
 whole data-dir "rabit data: $tmp: cannot read: Is a directory" \
   "$rabit" data prepare --tokenizer "$vocab" --text "$tmp" -o "$tmp/shards"
+# rabit eval --check-text reads its text the same way (after the held-out shard).
+i=0; : > "$tmp/kjv.txt"; : > "$tmp/austen.txt"
+while [ $i -lt 300 ]; do
+  echo "And the LORD spake unto Moses in the wilderness of Sinai, saying, number $i." >> "$tmp/kjv.txt"
+  echo "It is a truth universally acknowledged, said Elizabeth to her sister, in the year $i." >> "$tmp/austen.txt"
+  i=$((i + 1))
+done
+cat "$tmp/kjv.txt" "$tmp/austen.txt" > "$tmp/heldout.txt"
+"$rabit" data prepare --split heldout --tokenizer "$vocab" --text "$tmp/heldout.txt" --text "$tmp/kjv.txt" \
+  -o "$tmp/held" > /dev/null && mv "$tmp/held/kjv.shard" "$tmp/held/heldout-kjv.shard"
+whole eval-big "rabit eval: $tmp/big.txt: cannot read: it is over 1 GiB, the cap on a text" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp/big.txt" --tokenizer "$vocab"
+whole eval-dir "rabit eval: $tmp: cannot read: Is a directory" \
+  "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp" --tokenizer "$vocab"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -93,7 +93,9 @@ int rb_write_durable(const char *path, const void *const *parts, const size_t *l
  * EISDIR for a directory. Every reader of untrusted input names its cap;
  * rb_size_str spells it for the message. */
 int rb_read_file_max(const char *path, size_t max, RbBuf *out);
-/* rb_read_file_max without a cap: for files this process wrote itself. */
+/* rb_read_file_max without a cap (a directory is still EISDIR). The IR and
+ * the --text inputs are read with theirs; a new reader of untrusted input
+ * should name one too. */
 int rb_read_file(const char *path, RbBuf *out);
 /* n as "16 MiB", "1 GiB" or "100 bytes", in buf; returns buf. */
 const char *rb_size_str(size_t n, char buf[32]);

@@ -61,8 +61,8 @@ int tr_text_read(const char *path, RbBuf *text, RbBuf *err) {
   if (rb_read_file_max(path, TR_MAX_TEXT_BYTES, text) == 0) return RB_OK;
   char cap[32];
   if (errno == EFBIG)
-    rb_buf_printf(err, "%s: cannot read: it is over %s, the cap on a text", path, rb_size_str(TR_MAX_TEXT_BYTES, cap));
-  else rb_buf_printf(err, "%s: cannot read: %s", path, strerror(errno));
+    rb_buf_printf(err, "cannot read '%s': it is over %s, the cap on a text", path, rb_size_str(TR_MAX_TEXT_BYTES, cap));
+  else rb_buf_printf(err, "cannot read '%s': %s", path, strerror(errno));
   return RB_EUSER;
 }
 

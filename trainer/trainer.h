@@ -115,7 +115,7 @@ void tr_quant_result_free(TrQuantResult *r);
 
 /* Read a source text (a file, "-" for stdin) of at most TR_MAX_TEXT_BYTES into
  * text: rabit data prepare and rabit ppl --text. RB_OK, or RB_EUSER with
- * "PATH: cannot read: why" (naming the cap when it is over) in err. */
+ * "cannot read 'PATH': why" (naming the cap when it is over) in err. */
 int tr_text_read(const char *path, RbBuf *text, RbBuf *err);
 
 typedef enum { TR_SPLIT_TRAIN, TR_SPLIT_HELDOUT } TrSplit;

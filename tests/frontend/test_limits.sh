@@ -79,12 +79,12 @@ whole directory "rabitc: cannot read '$tmp': Is a directory" "$rabitc" --no-comp
 # A --text over its 1 GiB cap (sparse: its size is refused before it is
 # read) and a directory, for rabit ppl and rabit data prepare.
 truncate -s 1073741825 "$tmp/big.txt"
-whole ppl-big "rabit ppl: $tmp/big.txt: cannot read: it is over 1 GiB, the cap on a text" \
+whole ppl-big "rabit ppl: cannot read '$tmp/big.txt': it is over 1 GiB, the cap on a text" \
   "$rabit" ppl x.ir --random-weights --text "$tmp/big.txt"
-whole ppl-dir "rabit ppl: $tmp: cannot read: Is a directory" "$rabit" ppl x.ir --random-weights --text "$tmp"
-whole data-big "rabit data: $tmp/big.txt: cannot read: it is over 1 GiB, the cap on a text" \
+whole ppl-dir "rabit ppl: cannot read '$tmp': Is a directory" "$rabit" ppl x.ir --random-weights --text "$tmp"
+whole data-big "rabit data: cannot read '$tmp/big.txt': it is over 1 GiB, the cap on a text" \
   "$rabit" data prepare --tokenizer "$vocab" --text "$tmp/big.txt" -o "$tmp/shards"
-whole data-dir "rabit data: $tmp: cannot read: Is a directory" \
+whole data-dir "rabit data: cannot read '$tmp': Is a directory" \
   "$rabit" data prepare --tokenizer "$vocab" --text "$tmp" -o "$tmp/shards"
 # rabit eval --check-text reads its text the same way (after the held-out shard).
 i=0; : > "$tmp/kjv.txt"; : > "$tmp/austen.txt"
@@ -96,9 +96,9 @@ done
 cat "$tmp/kjv.txt" "$tmp/austen.txt" > "$tmp/heldout.txt"
 "$rabit" data prepare --split heldout --tokenizer "$vocab" --text "$tmp/heldout.txt" --text "$tmp/kjv.txt" \
   -o "$tmp/held" > /dev/null && mv "$tmp/held/kjv.shard" "$tmp/held/heldout-kjv.shard"
-whole eval-big "rabit eval: $tmp/big.txt: cannot read: it is over 1 GiB, the cap on a text" \
+whole eval-big "rabit eval: cannot read '$tmp/big.txt': it is over 1 GiB, the cap on a text" \
   "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp/big.txt" --tokenizer "$vocab"
-whole eval-dir "rabit eval: $tmp: cannot read: Is a directory" \
+whole eval-dir "rabit eval: cannot read '$tmp': Is a directory" \
   "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp" --tokenizer "$vocab"
 
 echo "$pass passed, $fail failed"

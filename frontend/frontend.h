@@ -7,6 +7,15 @@
 
 #include "ir/ir.h"
 
+/* Limits on hostile input, each named in the error that enforces it. The
+ * depth bounds every recursive walk of the AST (the parser's descent,
+ * constant evaluation, lowering of nested calls): a node's depth counts its
+ * operators, parentheses, calls and negations, so a flat sum of many terms
+ * is as deep as its left-leaning tree. */
+#define FE_MAX_SOURCE_BYTES ((size_t)16 << 20) /* an IR file: 16 MiB */
+#define FE_MAX_TOKENS (1 << 22)                /* tokens in a file */
+#define FE_MAX_DEPTH 256                       /* of an expression, and of nested 'repeat's */
+
 /* ==== tokenize.c ==== */
 
 typedef enum { FE_T_EOF, FE_T_IDENT, FE_T_INT, FE_T_FLOAT, FE_T_STRING, FE_T_PUNCT } FeTokKind;
@@ -16,14 +25,17 @@ typedef struct {
   const char *loc; /* into the source */
   int len;
   int line, col;
-  int64_t ival;
-  double fval;
-  const char *str; /* decoded string literal */
+  union {           /* by kind: a file may hold FE_MAX_TOKENS of these */
+    int64_t ival;   /* FE_T_INT */
+    double fval;    /* FE_T_FLOAT */
+    const char *str; /* FE_T_STRING: the decoded literal */
+  };
 } FeToken;
 
 /* Tokenize src into *toks (arena-allocated, ending with FE_T_EOF). Lexical
  * errors are reported to d; the bad character is skipped so that parsing can
- * go on and report more. */
+ * go on and report more. More than FE_MAX_TOKENS tokens is an error that
+ * stops it. */
 int fe_tokenize(const char *src, RbArena *a, IrDiag *d, FeToken **toks, int *ntoks);
 
 /* ==== parse.c: the AST ==== */
@@ -57,6 +69,7 @@ struct FeExpr {
   int nargs;
   FeAnnot *annots;
   int nannots;
+  int depth; /* 1 for a leaf; at most FE_MAX_DEPTH */
 };
 
 typedef struct {
@@ -129,7 +142,7 @@ typedef struct {
 int fe_lower(const FeProgram *prog, const FeOptions *opt, IrDiag *d, IrGraph **out);
 
 /* Convenience: tokenize + parse + lower the text src (path names it in
- * diagnostics). */
+ * diagnostics); a src over FE_MAX_SOURCE_BYTES is refused, naming the cap. */
 int fe_compile(const char *path, const char *src, const FeOptions *opt, IrDiag *d, IrGraph **out);
 
 #endif

@@ -1,7 +1,9 @@
 /* lower.c: the AST to an ir graph. Constants are folded, repeats unrolled,
  * weight-name templates substituted, quant defaults applied (an op's own
  * quant, else --paths, else the file's default), and every op's output types
- * inferred as it is created, so shape errors point at the op at fault. */
+ * inferred as it is created, so shape errors point at the op at fault.
+ * Requires a tree from fe_parse: its recursion (eval, nested calls, nested
+ * repeats) is bounded by the parser's FE_MAX_DEPTH. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -658,6 +660,11 @@ int fe_lower(const FeProgram *prog, const FeOptions *opt, IrDiag *d, IrGraph **o
 
 int fe_compile(const char *path, const char *src, const FeOptions *opt, IrDiag *d, IrGraph **out) {
   (void)path;
+  if (strnlen(src, FE_MAX_SOURCE_BYTES + 1) > FE_MAX_SOURCE_BYTES) {
+    char cap[32];
+    ir_diag_error(d, 0, 0, "the file is over %s, the cap on an IR file", rb_size_str(FE_MAX_SOURCE_BYTES, cap));
+    return RB_EUSER;
+  }
   RbArena a = {0};
   FeToken *toks = NULL;
   int ntoks = 0;

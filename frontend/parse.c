@@ -16,6 +16,8 @@ typedef struct {
   int failed; /* an error in the current statement: stay quiet until recovery */
   int nerr;
   int eof_reported; /* one "found end of file" is enough: the outer blocks echo it */
+  int depth;  /* expression levels being parsed (the descent's recursion) */
+  int blocks; /* 'repeat' bodies being parsed */
 } Parser;
 
 static const FeToken *peek(Parser *P) { return &P->tok[P->pos]; }
@@ -119,6 +121,24 @@ static FeExpr *new_expr(Parser *P, FeExprKind kind, const FeToken *t) {
   e->kind = kind;
   e->line = t->line;
   e->col = t->col;
+  e->depth = 1;
+  return e;
+}
+
+static void too_deep(Parser *P, const FeToken *t) {
+  error_at(P, t, "expression is deeper than %d levels (each operator, '(' and call counts one)",
+           FE_MAX_DEPTH);
+}
+
+/* Give e the depth of its deepest child plus one; NULL (after an error at t)
+ * when that is over FE_MAX_DEPTH, so every later walk of the tree is bounded. */
+static FeExpr *deepen(Parser *P, FeExpr *e, const FeExpr *child, const FeToken *t) {
+  if (!e || !child || child->depth < e->depth) return e;
+  if (child->depth >= FE_MAX_DEPTH) {
+    too_deep(P, t);
+    return NULL;
+  }
+  e->depth = child->depth + 1;
   return e;
 }
 
@@ -196,6 +216,9 @@ static FeExpr *primary(Parser *P) {
       an->name = expect_ident(P, "an annotation name after '@'");
       if (an->name) arglist(P, &an->args, &an->nargs, nt);
     }
+    for (int i = 0; e && i < e->nargs; i++) e = deepen(P, e, e->args[i].value, t);
+    for (int i = 0; e && i < e->nannots; i++)
+      for (int j = 0; e && j < e->annots[i].nargs; j++) e = deepen(P, e, e->annots[i].args[j].value, t);
     return e;
   case FE_T_PUNCT:
     if (is_punct(t, "(")) {
@@ -211,16 +234,25 @@ static FeExpr *primary(Parser *P) {
   return NULL;
 }
 
-/* unary = "-" unary | primary */
+/* unary = "-" unary | primary
+ * Every level of the descent (a '(', a call's argument, a '-') passes here,
+ * so its count bounds the recursion. */
 static FeExpr *unary(Parser *P) {
   const FeToken *t = peek(P);
+  if (P->depth >= FE_MAX_DEPTH) {
+    too_deep(P, t);
+    return NULL;
+  }
+  P->depth++;
+  FeExpr *e;
   if (is_punct(t, "-")) {
     next(P);
-    FeExpr *e = new_expr(P, FE_E_NEG, t);
+    e = new_expr(P, FE_E_NEG, t);
     if (e) e->lhs = unary(P);
-    return e;
-  }
-  return primary(P);
+    if (e) e = deepen(P, e, e->lhs, t);
+  } else e = primary(P);
+  P->depth--;
+  return e;
 }
 
 static FeExpr *binary(Parser *P, const FeToken *t, FeExpr *lhs, FeExpr *rhs) {
@@ -229,7 +261,8 @@ static FeExpr *binary(Parser *P, const FeToken *t, FeExpr *lhs, FeExpr *rhs) {
   e->op = t->loc[0];
   e->lhs = lhs;
   e->rhs = rhs;
-  return e;
+  e = deepen(P, e, lhs, t);
+  return deepen(P, e, rhs, t);
 }
 
 /* term = unary { ("*" | "/" | "%") unary } */
@@ -301,8 +334,12 @@ static FeStmt *stmt(Parser *P) {
   s->line = t->line;
   s->col = t->col;
   if (is_word(t, "repeat")) {
-    next(P);
     s->kind = FE_S_REPEAT;
+    if (P->blocks >= FE_MAX_DEPTH) {
+      error_at(P, t, "'repeat' nests deeper than %d levels", FE_MAX_DEPTH);
+      return s;
+    }
+    next(P);
     s->var = expect_ident(P, "a loop variable after 'repeat'");
     if (!P->failed && !is_word(peek(P), "in"))
       error_at(P, peek(P), "expected 'in' after the loop variable, found %s", describe(P, peek(P)));
@@ -312,7 +349,9 @@ static FeStmt *stmt(Parser *P) {
     expect(P, "..", " in the range 'lo..hi'");
     if (!P->failed) s->hi = expr(P);
     if (!expect(P, "{", NULL)) return s;
+    P->blocks++;
     s->body = stmt_list(P, "repeat", t->line);
+    P->blocks--;
     return s;
   }
   if (is_word(t, "return")) {
@@ -411,7 +450,7 @@ static void graph_or_skip(Parser *P, FeProgram *prog) {
  * toplevel = "model" STRING | "let" IDENT "=" expr { "," IDENT "=" expr }
  *          | "quant" "default" "=" expr | graph */
 int fe_parse(const FeToken *toks, int ntoks, RbArena *a, IrDiag *d, FeProgram *prog) {
-  Parser P = {toks, ntoks, 0, a, d, 0, 0, 0};
+  Parser P = {toks, ntoks, 0, a, d, 0, 0, 0, 0, 0};
   memset(prog, 0, sizeof *prog);
   const FeToken *t = peek(&P);
   if (!is_word(t, "rabit") || peek2(&P)->kind != FE_T_INT) {

@@ -14,9 +14,16 @@ typedef struct {
   IrDiag *d;
   FeToken *toks;
   int ntoks, cap;
+  int too_many, over_line, over_col; /* FE_MAX_TOKENS reached at over_line:over_col: stop */
 } Lexer;
 
 static FeToken *push(Lexer *lx, FeTokKind kind, const char *start, int line, int col) {
+  if (lx->ntoks == FE_MAX_TOKENS && kind != FE_T_EOF) {
+    lx->too_many = 1;
+    lx->over_line = line;
+    lx->over_col = col;
+    return NULL;
+  }
   if (lx->ntoks == lx->cap) {
     int cap = lx->cap ? lx->cap * 2 : 256;
     FeToken *t = rb_arena_alloc(lx->arena, (size_t)cap * sizeof *t);
@@ -124,7 +131,7 @@ static void lex_string(Lexer *lx) {
 }
 
 int fe_tokenize(const char *src, RbArena *a, IrDiag *d, FeToken **toks, int *ntoks) {
-  Lexer lx = {src, 1, 1, a, d, NULL, 0, 0};
+  Lexer lx = {src, 1, 1, a, d, NULL, 0, 0, 0, 0, 0};
   int before = d->nerrors;
   while (*lx.p) {
     unsigned char c = (unsigned char)*lx.p;
@@ -157,6 +164,10 @@ int fe_tokenize(const char *src, RbArena *a, IrDiag *d, FeToken **toks, int *nto
       advance(&lx, 1);
     }
     if (a->oom) return RB_EINTERNAL;
+    if (lx.too_many) {
+      ir_diag_error(d, lx.over_line, lx.over_col, "the file has more than %d tokens", FE_MAX_TOKENS);
+      return RB_EUSER;
+    }
   }
   /* End of file is reported where the text ends, not on a blank line after it. */
   int eline = lx.line, ecol = lx.col;

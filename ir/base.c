@@ -254,16 +254,44 @@ int rb_write_atomic(const char *path, const void *const *parts, const size_t *le
   return rc;
 }
 
-int rb_read_file(const char *path, RbBuf *out) {
+int rb_read_file_max(const char *path, size_t max, RbBuf *out) {
   FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
   if (!f) return -1;
+  /* fopen succeeds on a directory and fread then fails with EISDIR: say so
+   * before reading, rather than a bare I/O error after. */
+  struct stat st;
+  int known = fstat(fileno(f), &st) == 0;
+  if (known && (S_ISDIR(st.st_mode) || (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max))) {
+    /* A regular file's size is known: refuse a big one without reading it. */
+    if (f != stdin) fclose(f);
+    errno = S_ISDIR(st.st_mode) ? EISDIR : EFBIG;
+    return -1;
+  }
   char tmp[65536];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) rb_buf_put(out, tmp, n);
-  int err = ferror(f);
+  size_t n, got = 0;
+  int over = 0, err = 0;
+  /* Read at most max + 1 bytes: one byte past the cap is the proof it is
+   * over, so an endless stream (/dev/zero, a pipe) ends here too. */
+  errno = 0;
+  for (;;) {
+    size_t left = max - got, want = left < sizeof tmp ? left + 1 : sizeof tmp;
+    if ((n = fread(tmp, 1, want, f)) == 0) break;
+    if (n > max - got) {
+      over = 1;
+      break;
+    }
+    rb_buf_put(out, tmp, n);
+    got += n;
+    if (out->oom) break;
+  }
+  if (!over && ferror(f)) err = errno ? errno : EIO;
   if (f != stdin) fclose(f);
+  if (over) {
+    errno = EFBIG;
+    return -1;
+  }
   if (err) {
-    errno = EIO;
+    errno = err;
     return -1;
   }
   if (out->oom) {
@@ -272,6 +300,16 @@ int rb_read_file(const char *path, RbBuf *out) {
   }
   rb_buf_put(out, "", 0); /* ensure data is non-NULL and terminated */
   return 0;
+}
+
+int rb_read_file(const char *path, RbBuf *out) { return rb_read_file_max(path, SIZE_MAX - 1, out); }
+
+const char *rb_size_str(size_t n, char buf[32]) {
+  if (n >= (1u << 30) && n % (1u << 30) == 0) snprintf(buf, 32, "%zu GiB", n >> 30);
+  else if (n >= (1u << 20) && n % (1u << 20) == 0) snprintf(buf, 32, "%zu MiB", n >> 20);
+  else if (n >= (1u << 10) && n % (1u << 10) == 0) snprintf(buf, 32, "%zu KiB", n >> 10);
+  else snprintf(buf, 32, "%zu bytes", n);
+  return buf;
 }
 
 /* ---- string map ---- */

@@ -87,8 +87,18 @@ typedef struct {
 } RbDurableWrite;
 int rb_write_durable(const char *path, const void *const *parts, const size_t *lens, int n, RbDurableWrite *w);
 
-/* Read a whole file ("-" is stdin). Returns 0 on success, else -1 with errno set. */
+/* Read a whole file ("-" is stdin) of at most max bytes. Returns 0 on
+ * success, else -1 with errno set: EFBIG when it holds more than max bytes
+ * (it stops reading one byte past the cap, so an endless stream ends),
+ * EISDIR for a directory. Every reader of untrusted input names its cap;
+ * rb_size_str spells it for the message. */
+int rb_read_file_max(const char *path, size_t max, RbBuf *out);
+/* rb_read_file_max without a cap (a directory is still EISDIR). The IR and
+ * the --text inputs are read with theirs; a new reader of untrusted input
+ * should name one too. */
 int rb_read_file(const char *path, RbBuf *out);
+/* n as "16 MiB", "1 GiB" or "100 bytes", in buf; returns buf. */
+const char *rb_size_str(size_t n, char buf[32]);
 
 /* mkdir -p: every missing component of path made with mode (the umask
  * applies). Returns 0, or -1 with errno set (ENOTDIR when path exists and is

@@ -4,6 +4,8 @@
 
 #include "ir/ir.h"
 
+#define DIAG_LINE_MAX 160 /* bytes of a source line shown with an error */
+
 void ir_diag_init(IrDiag *d, const char *path, const char *source) {
   memset(d, 0, sizeof *d);
   d->path = path;
@@ -38,10 +40,19 @@ void ir_diag_error(IrDiag *d, int line, int col, const char *fmt, ...) {
   if (!d->source || line <= 0) return;
   int len;
   const char *p = source_line(d->source, line, &len);
-  rb_buf_put(&d->out, p, (size_t)len);
-  rb_buf_puts(&d->out, "\n");
+  /* A long line is shown as a window around the column, so a 10 MB line
+   * costs a few hundred bytes per error, not megabytes of spaces. */
+  int from = 0, to = len, at = col - 1 < len ? col - 1 : len;
+  if (len > DIAG_LINE_MAX) {
+    from = at > DIAG_LINE_MAX / 2 ? at - DIAG_LINE_MAX / 2 : 0;
+    to = from + DIAG_LINE_MAX < len ? from + DIAG_LINE_MAX : len;
+  }
+  if (from > 0) rb_buf_puts(&d->out, "...");
+  rb_buf_put(&d->out, p + from, (size_t)(to - from));
+  rb_buf_puts(&d->out, to < len ? "...\n" : "\n");
+  if (from > 0) rb_buf_puts(&d->out, "   ");
   /* Keep tabs as tabs so the caret lines up however the terminal renders them. */
-  for (int i = 0; i < col - 1 && i < len; i++) rb_buf_put(&d->out, p[i] == '\t' ? "\t" : " ", 1);
+  for (int i = from; i < at; i++) rb_buf_put(&d->out, p[i] == '\t' ? "\t" : " ", 1);
   rb_buf_puts(&d->out, "^\n");
 }
 

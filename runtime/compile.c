@@ -9,15 +9,20 @@
 #include "frontend/frontend.h"
 #include "runtime/runtime.h"
 
-/* Read the IR into c->text: the file, or stdin for "-". A NUL byte means it is not text. */
+/* Read the IR into c->text: the file, or stdin for "-", up to FE_MAX_SOURCE_BYTES
+ * (so /dev/zero ends). A NUL byte means it is not text. */
 static int read_source(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   if (o->text) {
     rb_buf_puts(&c->text, o->text);
     return c->text.oom ? RB_EINTERNAL : RB_OK;
   }
-  if (rb_read_file(o->path, &c->text) != 0) {
+  if (rb_read_file_max(o->path, FE_MAX_SOURCE_BYTES, &c->text) != 0) {
     int e = errno;
-    rb_buf_printf(err, "cannot read '%s': %s", c->shown, strerror(e));
+    char cap[32];
+    if (e == EFBIG)
+      rb_buf_printf(err, "cannot read '%s': it is over %s, the cap on an IR file", c->shown,
+                    rb_size_str(FE_MAX_SOURCE_BYTES, cap));
+    else rb_buf_printf(err, "cannot read '%s': %s", c->shown, strerror(e));
     return e == ENOMEM ? RB_EINTERNAL : RB_EUSER;
   }
   const char *nul = c->text.len ? memchr(c->text.data, 0, c->text.len) : NULL;

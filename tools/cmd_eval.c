@@ -102,8 +102,8 @@ int cmd_eval(int argc, char **argv) {
     RtTokenizer *tok = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    if (rb_read_file(check_text, &text))
-      fprintf(stderr, "rabit eval: cannot read '%s': %s\n", check_text, strerror(errno)), rc = 1;
+    RbBuf why = {0};
+    if (tr_text_read(check_text, &text, &why)) fprintf(stderr, "rabit eval: %s\n", why.data ? why.data : check_text), rc = 1;
     else if (!(tok = load_tokenizer(tok_path, o.weights, "rabit eval"))) rc = 1;
     else if (rt_tok_encode(tok, text.data ? text.data : "", text.len, &ids, &n))
       fprintf(stderr, "rabit eval: cannot tokenize '%s'\n", check_text), rc = 2;
@@ -118,6 +118,7 @@ int cmd_eval(int argc, char **argv) {
     rb_free(ids);
     rt_tok_free(tok);
     rb_buf_free(&text);
+    rb_buf_free(&why);
     if (rc) {
       tr_eval_free(&d);
       return rc;

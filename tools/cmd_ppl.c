@@ -15,6 +15,7 @@
 #include "tools/commands.h"
 #include "tools/load.h"
 #include "tools/paths.h"
+#include "trainer/trainer.h"
 
 /* -log softmax(logits)[target], in double: the --cpu-nll reference. */
 static double nll(const float *logits, int V, int target) {
@@ -59,8 +60,10 @@ int cmd_ppl(int argc, char **argv) {
   if (!text_path) return args_missing(&spec, "--text FILE");
   if (load_check(&o) || (ids_out && paths_output_stream("rabit ppl", "--ids-out", ids_out))) return 1;
   RbBuf text = {0};
-  if (rb_read_file(text_path, &text)) {
-    fprintf(stderr, "rabit ppl: cannot read '%s': %s\n", text_path, strerror(errno));
+  RbBuf why = {0};
+  if (tr_text_read(text_path, &text, &why)) {
+    fprintf(stderr, "rabit ppl: %s\n", why.data ? why.data : text_path);
+    rb_buf_free(&why);
     rb_buf_free(&text);
     return 1;
   }

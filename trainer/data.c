@@ -57,6 +57,15 @@ int tr_shard_write(const char *path, const TrShard *s, RbBuf *err) {
   return rc;
 }
 
+int tr_text_read(const char *path, RbBuf *text, RbBuf *err) {
+  if (rb_read_file_max(path, TR_MAX_TEXT_BYTES, text) == 0) return RB_OK;
+  char cap[32];
+  if (errno == EFBIG)
+    rb_buf_printf(err, "cannot read '%s': it is over %s, the cap on a text", path, rb_size_str(TR_MAX_TEXT_BYTES, cap));
+  else rb_buf_printf(err, "cannot read '%s': %s", path, strerror(errno));
+  return RB_EUSER;
+}
+
 int tr_shard_read(const char *path, TrShard *s, RbBuf *err) {
   memset(s, 0, sizeof *s);
   RbBuf f = {0};
@@ -158,14 +167,7 @@ int tr_data_prepare(const TrDataOptions *o, RbBuf *err) {
       return RB_EUSER;
     }
     RbBuf text = {0};
-    if (rb_read_file(o->texts[i], &text) != 0) {
-      rb_buf_printf(err, "%s: cannot read: %s", o->texts[i], strerror(errno));
-      rb_buf_free(&text);
-      return RB_EUSER;
-    }
-    if (text.len > TR_MAX_TEXT_BYTES) {
-      rb_buf_printf(err, "%s: %zu bytes is over the %u MiB a text may have", o->texts[i], text.len,
-                    (unsigned)(TR_MAX_TEXT_BYTES >> 20));
+    if (tr_text_read(o->texts[i], &text, err) != RB_OK) {
       rb_buf_free(&text);
       return RB_EUSER;
     }

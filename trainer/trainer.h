@@ -111,7 +111,12 @@ void tr_quant_result_free(TrQuantResult *r);
 /* ==== data.c: token shards ==== */
 
 #define TR_SHARD_VERSION 1
-#define TR_MAX_TEXT_BYTES (1ull << 30) /* a source text is read whole: 1 GiB at most */
+#define TR_MAX_TEXT_BYTES ((size_t)1 << 30) /* a source text is read whole: 1 GiB at most */
+
+/* Read a source text (a file, "-" for stdin) of at most TR_MAX_TEXT_BYTES into
+ * text: rabit data prepare and rabit ppl --text. RB_OK, or RB_EUSER with
+ * "cannot read 'PATH': why" (naming the cap when it is over) in err. */
+int tr_text_read(const char *path, RbBuf *text, RbBuf *err);
 
 typedef enum { TR_SPLIT_TRAIN, TR_SPLIT_HELDOUT } TrSplit;
 

@@ -80,7 +80,7 @@ model_bench() {
 
 # The trainer: its kernels, the step against the CPU reference, the loop, the peer's gradcheck.
 train_tests() {
-  gpu_tests "${TESTS-test_train_ops test_train_optim test_nll test_train_step test_train_loop}" "${MEMCHECK-test_train_step}"
+  gpu_tests "${TESTS-test_train_ops test_train_optim test_nll test_train_step test_train_loop test_train_calib}" "${MEMCHECK-test_train_step}"
   run peer_gradcheck python3 .carry/peers/rabit_qat_peer.py --gradcheck /tmp/gradcheck.safetensors
   run gradcheck "$B/tests/train/test_gradcheck_peer" /tmp/gradcheck.safetensors
   for t in test_train_ops test_train_optim test_nll test_train_step test_train_loop gradcheck; do

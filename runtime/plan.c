@@ -515,8 +515,11 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
 
 int rt_plan_load(const char *path, RtPlan **out, RbBuf *err) {
   RbBuf text = {0};
-  if (rb_read_file(path, &text) != 0) {
-    rb_buf_printf(err, "cannot read plan '%s': %s", path, strerror(errno));
+  if (rb_read_file_max(path, RT_PLAN_MAX_BYTES, &text) != 0) {
+    char cap[32];
+    if (errno == EFBIG)
+      rb_buf_printf(err, "cannot read plan '%s': it is over %s, the cap on a plan", path, rb_size_str(RT_PLAN_MAX_BYTES, cap));
+    else rb_buf_printf(err, "cannot read plan '%s': %s", path, strerror(errno));
     rb_buf_free(&text);
     return RB_EUSER;
   }

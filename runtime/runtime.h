@@ -17,6 +17,7 @@
 /* ==== plan.c: the versioned plan, the contract between rabitc and its users ==== */
 
 #define RT_PLAN_VERSION 2
+#define RT_PLAN_MAX_BYTES (64ull << 20) /* a plan file is read whole: 64 MiB at most */
 
 /* One kernel: what it computes and how (the whole kernel, so a missing binary
  * is rebuilt from the plan alone), its cache key, and its launch geometry,

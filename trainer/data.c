@@ -69,8 +69,12 @@ int tr_text_read(const char *path, RbBuf *text, RbBuf *err) {
 int tr_shard_read(const char *path, TrShard *s, RbBuf *err) {
   memset(s, 0, sizeof *s);
   RbBuf f = {0};
-  if (rb_read_file(path, &f) != 0) {
-    rb_buf_printf(err, "%s: cannot read the shard: %s", path, strerror(errno));
+  if (rb_read_file_max(path, TR_MAX_SHARD_BYTES, &f) != 0) {
+    char cap[32];
+    if (errno == EFBIG)
+      rb_buf_printf(err, "%s: cannot read the shard: it is over %s, the cap on a shard", path,
+                    rb_size_str(TR_MAX_SHARD_BYTES, cap));
+    else rb_buf_printf(err, "%s: cannot read the shard: %s", path, strerror(errno));
     rb_buf_free(&f);
     return RB_EUSER;
   }

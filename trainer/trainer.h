@@ -112,6 +112,7 @@ void tr_quant_result_free(TrQuantResult *r);
 
 #define TR_SHARD_VERSION 1
 #define TR_MAX_TEXT_BYTES ((size_t)1 << 30) /* a source text is read whole: 1 GiB at most */
+#define TR_MAX_SHARD_BYTES ((size_t)4 << 30) /* a shard is read whole: 4 GiB (a 1 GiB text's ids fit) */
 
 /* Read a source text (a file, "-" for stdin) of at most TR_MAX_TEXT_BYTES into
  * text: rabit data prepare and rabit ppl --text. RB_OK, or RB_EUSER with

@@ -638,11 +638,15 @@ int rt_tok_load_vocab(const char *path, RtTokenizer **out, RbBuf *err) {
   char model[64] = "", pre[64] = "";
   int rc = RB_EUSER, lineno = 0;
   *out = NULL;
-  if (rb_read_file(path, &file) != 0) {
+  if (rb_read_file_max(path, RT_TOK_MAX_VOCAB_BYTES, &file) != 0) {
     int e = errno;
     rb_buf_free(&file);
     if (e == ENOMEM) return RB_EINTERNAL;
-    if (err) rb_buf_printf(err, "%s: cannot read the vocabulary: %s\n", path, strerror(e));
+    char cap[32];
+    if (err && e == EFBIG)
+      rb_buf_printf(err, "%s: cannot read the vocabulary: it is over %s, the cap on a vocabulary file\n", path,
+                    rb_size_str(RT_TOK_MAX_VOCAB_BYTES, cap));
+    else if (err) rb_buf_printf(err, "%s: cannot read the vocabulary: %s\n", path, strerror(e));
     return RB_EUSER;
   }
   if (file.oom) {

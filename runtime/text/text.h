@@ -44,6 +44,7 @@ int rt_tok_from_gguf(const RtGguf *g, RtTokenizer **out, RbBuf *err);
 /* From the compact text vocabulary tests/tokenizer/make_reference.py writes
  * (format documented there). Errors are "path:line: message". */
 int rt_tok_load_vocab(const char *path, RtTokenizer **out, RbBuf *err);
+#define RT_TOK_MAX_VOCAB_BYTES (256ull << 20) /* a vocabulary file is read whole: 256 MiB at most */
 /* Write a GGUF's tokenizer as a vocabulary file rt_tok_load_vocab reads
  * (`rabit import` puts one beside the weights as tokenizer.txt). */
 int rt_tok_save_vocab(const RtGguf *g, const char *path, RbBuf *err);

@@ -55,5 +55,12 @@ if [ -f "$tok" ] && "$rabit" data prepare --tokenizer "$tok" --text "$tmp/a.txt"
 else
   echo "SKIP: no tokenizer at $tok for the shard cases"
 fi
+# readers of whole files name their caps (sparse files: nothing is written to disk)
+mkdir -p "$tmp/huge"
+truncate -s $(( (4 << 30) + 1 )) "$tmp/huge/big.shard"
+expect 1 "big.shard: cannot read the shard: it is over 4 GiB, the cap on a shard" "$rabit" train "$ir" $common --data "$tmp/huge"
+truncate -s $(( (256 << 20) + 1 )) "$tmp/vocab.txt"
+expect 1 "cannot read the vocabulary: it is over 256 MiB, the cap on a vocabulary file" \
+  "$rabit" data prepare --tokenizer "$tmp/vocab.txt" --text "$tmp/a.txt" -o "$tmp/v"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

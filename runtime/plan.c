@@ -437,7 +437,7 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
     rb_free(copy);
     return RB_EINTERNAL;
   }
-  int nk = 0, ns = 0, header = 0;
+  int nk = 0, ns = 0, header = 0, seen_magic = 0;
   char *save = NULL;
   for (char *line = strtok_r(copy, "\n", &save); line && !c.failed; line = strtok_r(NULL, "\n", &save)) {
     c.line++;
@@ -451,7 +451,8 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
     char val[256] = "";
     for (int i = 1, used = 0; i < n && used < (int)sizeof val; i++)
       used += snprintf(val + used, sizeof val - (size_t)used, "%s%s", i > 1 ? " " : "", words[i]);
-    if (c.line == 1) {
+    if (!seen_magic) { /* the first line with words, whatever blank lines come before it */
+      seen_magic = 1;
       if (strcmp(what, "rabit-plan") != 0) perr(&c, "not a rabit plan (no 'rabit-plan' header)");
       else if (atoi(val) != RT_PLAN_VERSION)
         perr(&c, "plan version %s is not supported (this runtime reads version %d)", val, RT_PLAN_VERSION);

@@ -3,6 +3,7 @@
  * plan whose every index is in range and which formats back to text that
  * parses to the same plan. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     RbBuf t1 = {0}, t2 = {0}, e2 = {0};
     rt_plan_format(p, &t1);
     RtPlan *q = NULL;
-    if (rt_plan_parse("again.rplan", t1.data, &q, &e2) != RB_OK) abort(); /* what we write, we read */
+    if (rt_plan_parse("again.rplan", t1.data, &q, &e2) != RB_OK) { /* what we write, we read */
+      fprintf(stderr, "fuzz_plan: the formatted plan does not parse back: %s\n", e2.data ? e2.data : "?");
+      abort();
+    }
     rt_plan_format(q, &t2);
     if (strcmp(t1.data, t2.data) != 0) abort();
     rt_plan_free(q);

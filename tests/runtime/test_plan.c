@@ -111,6 +111,13 @@ int main(int argc, char **argv) {
     rb_free(t);
     expect_refused("magic", t = replaced(tiny_text, "rabit-plan", "rabbit-plan"), "not a rabit plan");
     rb_free(t);
+    /* blank lines before the magic line do not skip its check (found by fuzz_plan) */
+    expect_refused("blank, then no magic", t = replaced(tiny_text, "rabit-plan 2", " \n  \nrabbit-plan 2"),
+                   "not a rabit plan");
+    rb_free(t);
+    expect_refused("blank, then version 0", t = replaced(tiny_text, "rabit-plan 2", " \nrabit-plan 0"),
+                   "plan version 0 is not supported");
+    rb_free(t);
     expect_refused("kernel index", t = replaced(tiny_text, "main=0 ", "main=999 "), "field 'main'");
     rb_free(t);
     expect_refused("role kind", t = replaced(tiny_text, "repack=5 ", "repack=0 "), "'repack' is not a repack kernel");

@@ -1,112 +1,20 @@
 /* qat.c: one RaBiT QAT step on the GPU, run from the training graph that the
  * grad pass appends to the IR's forward: the coupled derivation of every
  * quantized weight, the teacher's and the student's forward, the loss, the
- * backward in the graph's order, the clip and the optimizers (TRAINING.md).
- * Nodes run through a launcher table indexed by op kind; dense products go to
- * cuBLAS in bf16, everything else to generated kernels. */
+ * backward in the graph's order (TRAINING.md); then optim.c's update. Nodes
+ * run through a launcher table indexed by op kind; dense products go to
+ * cuBLAS in bf16, everything else to generated kernels. Opening, evaluation
+ * and the state's accessors are here too; init.c loads and initializes. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "codegen/codegen.h"
-#include "runtime/formats/formats.h"
-#include "runtime/runtime.h"
-#include "trainer/trainer.h"
-
-/* ==== state ==== */
-
-/* A quantized weight: trainable latent W and scales, its derived W_hat and signs. */
-typedef struct {
-  const char *name;
-  int N, K, k, line;
-  int nlat;               /* latent matrices: 1 (RaBiT's shared W), k (standard QAT's W_p) */
-  size_t w_off;           /* floats into the W region of params/grads: (nlat, N, K) */
-  size_t s_off;           /* floats into the scales region: g (k, N) then h (k, K) */
-  int group;              /* its Muon shape group */
-  size_t calib_off;       /* floats into calib_acc: N of sum |dy|, then K of sum |x| */
-  RtDevPtr what;          /* bf16 (N, K) */
-  RtDevPtr bits;          /* (k, N, ceil(K/32)) words */
-  RtDevPtr dense;         /* the teacher's bf16 (N, K) */
-} QWeight;
-
-/* Latent matrices of one shape, contiguous in the W region: Muon runs them as one batch. */
-typedef struct {
-  int N, K, count;
-  size_t w_off;
-} MuonGroup;
-
-/* A frozen tensor by name: norms (f32) and dense matrices (bf16). */
-typedef struct {
-  const char *name;
-  RtDevPtr p;
-} Frozen;
-
-/* One forward pass's buffers (the student's, or the teacher's). */
-typedef struct {
-  RtDevPtr *val;    /* per value: fp32 (rows, width) */
-  RtDevPtr *shadow; /* per value read by a GEMM: its bf16 copy, else 0 */
-  int *cast_epoch;  /* the pass that last cast the value to its shadow */
-  int teacher;
-} Pass;
-
-struct TrStep {
-  RtGpu *gpu;
-  RtBlas *blas;
-  const CgTarget *target;
-  TrStepOptions o;
-  RtCompiled c;
-  IrGraph *g;
-  int compiled;
-  int T, B, S;           /* the batch now running: T = B S rows */
-  int T_max, BS2_max;    /* buffer sizes: rows, and B * heads * S^2 of attention scores */
-  int planning;          /* 1 while collecting kernels: launches and products do nothing */
-  int forward_only;      /* an evaluation forward: no teacher, loss, backward or update */
-  int epoch;             /* counts passes, for the shadows' casts */
-  int nforward;          /* nodes before the loss: the forward */
-
-  /* kernels, collected by a planning pass, then built and loaded */
-  CgKernel *kern;
-  RtFunction *fn;
-  CgGeometry *geo;
-  RtModule **mod;
-  int nkern, capkern;
-
-  /* weights */
-  QWeight *qw;
-  int nqw;
-  MuonGroup *groups;
-  int ngroups;
-  Frozen *frozen;
-  int nfrozen;
-  RbMap qindex, findex; /* name -> index into qw / frozen */
-  size_t nW, nS;        /* floats of the W region and of the scales region */
-
-  /* device memory */
-  RtDevPtr params, grads; /* [W | scales] each, fp32 */
-  RtDevPtr muon_buf, muon_u, adam_m, adam_v;
-  RtDevPtr scalars, sumsq_parts, sumsq_total, muon_norms;
-  RtDevPtr ns_x, ns_xn, ns_a, ns_b; /* Newton-Schulz scratch, bf16, sized for the largest group */
-  RtDevPtr derive_part;
-  RtDevPtr tokens, row_loss, dy16, losses;
-  RtDevPtr att_q, att_k, att_v, att_s, att_p, att_o, att_do, att_dp, att_ds, att_dq, att_dk, att_dv;
-  RtDevPtr *allocs;
-  int nallocs, capallocs;
-  Pass student, teacher;
-  RtDevPtr teacher_hidden; /* (L, T, D) when gamma > 0 */
-  int nmse;                /* hidden_mse nodes run in this pass: their slots in losses */
-  int calibrating;         /* the FP model's CE forward and backward, gathering |x| and |dy| (tr_step_init_rabit) */
-  RtDevPtr targets;        /* (T_max) next-token ids of the calibration's CE */
-  RtDevPtr calib_acc;      /* per weight: sum |dy| (N) then sum |x| (K), at calib_off */
-  RtDevPtr calib_parts, calib_tmp; /* (CG_COL_ABS_PARTS, max N or K) and (max N or K) */
-  char ir_hash[33];
-};
+#include "trainer/step.h"
 
 /* ==== small helpers ==== */
 
-static int dev_alloc(TrStep *s, RtDevPtr *p, size_t bytes) {
+int tr_dev_alloc(TrStep *s, RtDevPtr *p, size_t bytes) {
   if (s->nallocs == s->capallocs) {
     int cap = s->capallocs ? 2 * s->capallocs : 256;
     RtDevPtr *a = rb_realloc(s->allocs, (size_t)cap * sizeof *a);
@@ -118,7 +26,7 @@ static int dev_alloc(TrStep *s, RtDevPtr *p, size_t bytes) {
   return RB_OK;
 }
 
-static int width_of(const IrType *t) {
+int tr_width(const IrType *t) {
   int64_t w = 1;
   for (int i = 0; i < t->rank; i++)
     if (!t->dim[i].sym) w *= t->dim[i].n;
@@ -149,7 +57,7 @@ static int kernel_of(TrStep *s, const CgOp *op) {
   return s->nkern++;
 }
 
-static CgOp op_of(CgKind kind) {
+CgOp tr_op(CgKind kind) {
   CgOp op;
   memset(&op, 0, sizeof op);
   op.kind = kind;
@@ -157,7 +65,7 @@ static CgOp op_of(CgKind kind) {
 }
 
 /* Launch the kernel of op over extent n with the arguments in av. */
-static int launch(TrStep *s, const CgOp *op, long long n, const CgArgv *av) {
+int tr_launch(TrStep *s, const CgOp *op, long long n, const CgArgv *av) {
   int ki = kernel_of(s, op);
   if (ki < 0) {
     rt_gpu_set_error(s->gpu, "trainer: no kernel for %s (was it planned?)", cg_kind_name(op->kind));
@@ -168,7 +76,7 @@ static int launch(TrStep *s, const CgOp *op, long long n, const CgArgv *av) {
   return rt_launch(s->gpu, s->fn[ki], l.grid, l.block, l.smem, NULL, (void **)av->v);
 }
 
-static int gemm(TrStep *s, const RtGemm *g) { return s->planning ? RB_OK : rt_blas_gemm(s->blas, g); }
+int tr_gemm(TrStep *s, const RtGemm *g) { return s->planning ? RB_OK : rt_blas_gemm(s->blas, g); }
 
 /* Row-major C (M, N) = op(A) op(B), bf16 operands, C fp32 (or bf16 when c16). */
 static RtGemm gemm_rm(int ta, int tb, int M, int N, int K, RtDevPtr a, int lda, RtDevPtr b, int ldb, RtDevPtr c,
@@ -178,19 +86,19 @@ static RtGemm gemm_rm(int ta, int tb, int M, int N, int K, RtDevPtr a, int lda, 
 }
 
 static int cast16(TrStep *s, RtDevPtr y, RtDevPtr x, long long n) {
-  CgOp op = op_of(CG_CAST_BF16);
+  CgOp op = tr_op(CG_CAST_BF16);
   CgCastArgs a = {y, x, (int)n};
   CgArgv av;
   cg_cast_argv(&a, &av);
-  return launch(s, &op, n, &av);
+  return tr_launch(s, &op, n, &av);
 }
 
-static int reduce(TrStep *s, RtDevPtr out, RtDevPtr in, int rows, int m) {
-  CgOp op = op_of(CG_REDUCE);
+int tr_reduce(TrStep *s, RtDevPtr out, RtDevPtr in, int rows, int m) {
+  CgOp op = tr_op(CG_REDUCE);
   CgReduceArgs a = {out, in, rows, m};
   CgArgv av;
   cg_reduce_argv(&a, &av);
-  return launch(s, &op, m, &av);
+  return tr_launch(s, &op, m, &av);
 }
 
 /* The bf16 copy of value v in pass p for a GEMM, cast at its first use in the pass. */
@@ -202,7 +110,7 @@ static int shadow_of(TrStep *s, Pass *p, int v, RtDevPtr *out) {
   *out = p->shadow[v];
   if (p->cast_epoch[v] == s->epoch) return RB_OK;
   p->cast_epoch[v] = s->epoch;
-  return cast16(s, p->shadow[v], p->val[v], (long long)s->T * width_of(&s->g->values[v].type));
+  return cast16(s, p->shadow[v], p->val[v], (long long)s->T * tr_width(&s->g->values[v].type));
 }
 
 static const QWeight *qweight(const TrStep *s, const char *name) {
@@ -228,31 +136,31 @@ static RtDevPtr linear_weight(const TrStep *s, const Pass *p, const IrNode *n, i
 typedef int (*NodeFn)(TrStep *s, Pass *p, const IrNode *n);
 
 static int run_embed(TrStep *s, Pass *p, const IrNode *n) {
-  CgOp op = op_of(CG_EMBED_FWD);
+  CgOp op = tr_op(CG_EMBED_FWD);
   op.vocab = (int)n->ints[0], op.dim = (int)n->ints[1];
   CgEmbedFwdArgs a = {p->val[n->out[0]], s->tokens, frozen(s, n->weights[0]), s->T};
   CgArgv av;
   cg_embed_fwd_argv(&a, &av);
-  return launch(s, &op, s->T, &av);
+  return tr_launch(s, &op, s->T, &av);
 }
 
 static int run_rmsnorm(TrStep *s, Pass *p, const IrNode *n) {
-  CgOp op = op_of(CG_RMSNORM_FWD);
-  op.dim = width_of(&s->g->values[n->in[0]].type), op.eps = (float)n->attr[IR_A_EPS].f;
+  CgOp op = tr_op(CG_RMSNORM_FWD);
+  op.dim = tr_width(&s->g->values[n->in[0]].type), op.eps = (float)n->attr[IR_A_EPS].f;
   CgRmsnormFwdArgs a = {p->val[n->out[0]], p->val[n->in[0]], frozen(s, n->weights[0]), s->T};
   CgArgv av;
   cg_rmsnorm_fwd_argv(&a, &av);
-  return launch(s, &op, s->T, &av);
+  return tr_launch(s, &op, s->T, &av);
 }
 
 static int run_linear(TrStep *s, Pass *p, const IrNode *n) {
-  int x = n->in[0], K = width_of(&s->g->values[x].type);
+  int x = n->in[0], K = tr_width(&s->g->values[x].type);
   RtDevPtr x16;
   int rc = shadow_of(s, p, x, &x16);
   for (int i = 0; !rc && i < n->nout; i++) {
     int N = (int)n->ints[i];
     RtGemm gm = gemm_rm(0, 1, s->T, N, K, x16, K, linear_weight(s, p, n, i), K, p->val[n->out[i]], N, 0.0f);
-    rc = gemm(s, &gm);
+    rc = tr_gemm(s, &gm);
   }
   return rc;
 }
@@ -271,21 +179,21 @@ static Heads heads_of(const IrNode *n) {
 }
 
 static int heads_split(TrStep *s, const Heads *h, int heads, RtDevPtr y, RtDevPtr x, int rotate) {
-  CgOp op = op_of(CG_HEADS_SPLIT);
+  CgOp op = tr_op(CG_HEADS_SPLIT);
   op.heads = heads, op.head_dim = h->E, op.rope_theta = h->theta;
   CgHeadsSplitArgs a = {y, x, heads * h->E, s->T, s->S, rotate};
   CgArgv av;
   cg_heads_split_argv(&a, &av);
-  return launch(s, &op, s->T, &av);
+  return tr_launch(s, &op, s->T, &av);
 }
 
 static int heads_merge(TrStep *s, const Heads *h, int heads, RtDevPtr y, RtDevPtr x, int rotate) {
-  CgOp op = op_of(CG_HEADS_MERGE);
+  CgOp op = tr_op(CG_HEADS_MERGE);
   op.heads = heads, op.head_dim = h->E, op.rope_theta = h->theta;
   CgHeadsMergeArgs a = {y, x, heads * h->E, s->T, s->S, rotate};
   CgArgv av;
   cg_heads_merge_argv(&a, &av);
-  return launch(s, &op, s->T, &av);
+  return tr_launch(s, &op, s->T, &av);
 }
 
 /* Products over heads. Query-head tensors are (B, H, S, *): head j rep + r, j = b G + g the kv group,
@@ -305,7 +213,7 @@ static int head_gemm(TrStep *s, const Heads *h, const HeadGemm *hg) {
                 .b = hg->b, .ldb = hg->tb ? hg->K : hg->N, .stride_b = hg->sb,
                 .c = hg->c + (RtDevPtr)(r * hg->sc * 4), .ldc = hg->N, .stride_c = h->rep * hg->sc,
                 .batch = s->B * h->G, .ab_type = RT_BLAS_BF16, .c_type = RT_BLAS_F32};
-    rc = gemm(s, &g);
+    rc = tr_gemm(s, &g);
   }
   return rc;
 }
@@ -320,7 +228,7 @@ static int head_gemm_kv(TrStep *s, const Heads *h, const HeadGemm *hg) {
                 .stride_a = h->rep * hg->sa, .b = hg->b + (RtDevPtr)(r * hg->sb * 2),
                 .ldb = hg->tb ? hg->K : hg->N, .stride_b = h->rep * hg->sb, .c = hg->c, .ldc = hg->N,
                 .stride_c = hg->sc, .batch = s->B * h->G, .ab_type = RT_BLAS_BF16, .c_type = RT_BLAS_F32};
-    rc = gemm(s, &g);
+    rc = tr_gemm(s, &g);
   }
   return rc;
 }
@@ -333,13 +241,13 @@ static int attention_probs(TrStep *s, const Heads *h, RtDevPtr q, RtDevPtr k, Rt
     return rc;
   HeadGemm sc = {0, 1, S, S, E, s->att_q, s->att_k, s->att_s, (long long)S * E, (long long)S * E, (long long)S * S};
   if ((rc = head_gemm(s, h, &sc))) return rc;
-  CgOp op = op_of(CG_SOFTMAX_FWD);
+  CgOp op = tr_op(CG_SOFTMAX_FWD);
   op.head_dim = E;
   int rows = s->B * h->H * S;
   CgSoftmaxFwdArgs a = {s->att_p, s->att_s, rows, S};
   CgArgv av;
   cg_softmax_fwd_argv(&a, &av);
-  return launch(s, &op, rows, &av);
+  return tr_launch(s, &op, rows, &av);
 }
 
 static int run_attention(TrStep *s, Pass *p, const IrNode *n) {
@@ -353,86 +261,86 @@ static int run_attention(TrStep *s, Pass *p, const IrNode *n) {
 }
 
 static int run_swiglu(TrStep *s, Pass *p, const IrNode *n) {
-  long long cnt = (long long)s->T * width_of(&s->g->values[n->in[0]].type);
-  CgOp op = op_of(CG_SWIGLU_FWD);
+  long long cnt = (long long)s->T * tr_width(&s->g->values[n->in[0]].type);
+  CgOp op = tr_op(CG_SWIGLU_FWD);
   CgSwigluFwdArgs a = {p->val[n->out[0]], p->val[n->in[0]], p->val[n->in[1]], (int)cnt};
   CgArgv av;
   cg_swiglu_fwd_argv(&a, &av);
-  return launch(s, &op, cnt, &av);
+  return tr_launch(s, &op, cnt, &av);
 }
 
 static int run_add(TrStep *s, Pass *p, const IrNode *n) {
-  long long cnt = (long long)s->T * width_of(&s->g->values[n->in[0]].type);
-  CgOp op = op_of(CG_ADD_FWD);
+  long long cnt = (long long)s->T * tr_width(&s->g->values[n->in[0]].type);
+  CgOp op = tr_op(CG_ADD_FWD);
   CgAddFwdArgs a = {p->val[n->out[0]], p->val[n->in[0]], p->val[n->in[1]], (int)cnt};
   CgArgv av;
   cg_add_fwd_argv(&a, &av);
-  return launch(s, &op, cnt, &av);
+  return tr_launch(s, &op, cnt, &av);
 }
 
 /* ==== the loss ==== */
 
 static int run_kl_loss(TrStep *s, Pass *p, const IrNode *n) {
-  int V = width_of(&s->g->values[n->in[0]].type);
+  int V = tr_width(&s->g->values[n->in[0]].type);
   if (s->calibrating) { /* the FP model's next-token cross-entropy instead (KL against itself is 0) */
-    CgOp op = op_of(CG_CE_LOSS);
+    CgOp op = tr_op(CG_CE_LOSS);
     op.vocab = V;
     CgCeLossArgs a = {p->val[n->out[1]], s->row_loss, p->val[n->in[0]], s->targets, s->T, 1.0f / (float)s->T};
     CgArgv av;
     cg_ce_loss_argv(&a, &av);
-    int rc = launch(s, &op, s->T, &av);
-    return rc ? rc : reduce(s, s->losses, s->row_loss, s->T, 1);
+    int rc = tr_launch(s, &op, s->T, &av);
+    return rc ? rc : tr_reduce(s, s->losses, s->row_loss, s->T, 1);
   }
-  CgOp op = op_of(CG_KL_LOSS);
+  CgOp op = tr_op(CG_KL_LOSS);
   op.vocab = V;
   CgKlLossArgs a = {p->val[n->out[1]], s->row_loss, p->val[n->in[0]], p->val[n->in[1]], s->T, 1.0f / (float)s->T};
   CgArgv av;
   cg_kl_loss_argv(&a, &av);
-  int rc = launch(s, &op, s->T, &av);
-  return rc ? rc : reduce(s, s->losses, s->row_loss, s->T, 1);
+  int rc = tr_launch(s, &op, s->T, &av);
+  return rc ? rc : tr_reduce(s, s->losses, s->row_loss, s->T, 1);
 }
 
 static int run_hidden_mse(TrStep *s, Pass *p, const IrNode *n) {
-  int x = n->in[0], D = width_of(&s->g->values[x].type), l = (int)n->ints[0];
+  int x = n->in[0], D = tr_width(&s->g->values[x].type), l = (int)n->ints[0];
   if (s->calibrating) /* no teacher: the term is absent, its gradient 0 */
     return s->planning ? RB_OK : rt_memset8(s->gpu, p->val[n->out[1]], 0, (size_t)s->T * D * 4);
   int slot = 1 + 2 * s->nmse++;
   RtDevPtr t = s->teacher_hidden + (RtDevPtr)((size_t)l * s->T * D * 4);
-  CgOp op = op_of(CG_MSE_ROWS);
+  CgOp op = tr_op(CG_MSE_ROWS);
   op.dim = D;
   CgMseRowsArgs a = {s->row_loss, p->val[x], t, s->T};
   CgArgv av;
   cg_mse_rows_argv(&a, &av);
-  int rc = launch(s, &op, s->T, &av);
+  int rc = tr_launch(s, &op, s->T, &av);
   RtDevPtr sums = s->losses + (RtDevPtr)(slot * 4);
-  if (!rc) rc = reduce(s, sums, s->row_loss, s->T, 2);
+  if (!rc) rc = tr_reduce(s, sums, s->row_loss, s->T, 2);
   if (rc) return rc;
-  CgOp og = op_of(CG_MSE_GRAD);
+  CgOp og = tr_op(CG_MSE_GRAD);
   long long cnt = (long long)s->T * D;
   CgMseGradArgs ga = {p->val[n->out[1]], p->val[x], t, sums, (int)cnt, (float)n->attr[IR_A_SCALE].f};
   cg_mse_grad_argv(&ga, &av);
-  return launch(s, &og, cnt, &av);
+  return tr_launch(s, &og, cnt, &av);
 }
 
 /* ==== backward launchers ==== */
 
 /* acc (m) += the column sums of |x| (T, m), deterministic: fixed parts, a fixed-order reduction. */
 static int col_abs_add(TrStep *s, RtDevPtr acc, RtDevPtr x, int m) {
-  CgOp op = op_of(CG_COL_ABS);
+  CgOp op = tr_op(CG_COL_ABS);
   CgColAbsArgs a = {s->calib_parts, x, s->T, m};
   CgArgv av;
   cg_col_abs_argv(&a, &av);
-  int rc = launch(s, &op, m, &av);
-  if (!rc) rc = reduce(s, s->calib_tmp, s->calib_parts, CG_COL_ABS_PARTS, m);
+  int rc = tr_launch(s, &op, m, &av);
+  if (!rc) rc = tr_reduce(s, s->calib_tmp, s->calib_parts, CG_COL_ABS_PARTS, m);
   if (rc) return rc;
-  CgOp oa = op_of(CG_ADD_FWD);
+  CgOp oa = tr_op(CG_ADD_FWD);
   CgAddFwdArgs aa = {acc, acc, s->calib_tmp, m};
   cg_add_fwd_argv(&aa, &av);
-  return launch(s, &oa, m, &av);
+  return tr_launch(s, &oa, m, &av);
 }
 
 static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
-  int m = n->nin - 1, x = n->in[m], K = width_of(&s->g->values[x].type), rc = RB_OK;
+  int m = n->nin - 1, x = n->in[m], K = tr_width(&s->g->values[x].type), rc = RB_OK;
   RtDevPtr x16;
   if ((rc = shadow_of(s, p, x, &x16))) return rc;
   int quant = ir_node_paths(n) > 0 && !(n->attr_set & IR_BIT(IR_A_TIED));
@@ -441,7 +349,7 @@ static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
     if ((rc = cast16(s, s->dy16, p->val[n->in[i]], (long long)s->T * N))) break;
     RtGemm gx = gemm_rm(0, 0, s->T, K, N, s->dy16, N, linear_weight(s, p, n, i), K, p->val[n->out[0]], K,
                         i ? 1.0f : 0.0f);
-    if ((rc = gemm(s, &gx)) || !quant) continue;
+    if ((rc = tr_gemm(s, &gx)) || !quant) continue;
     const QWeight *q = qweight(s, n->weights[i]);
     if (s->calibrating) { /* mean |dL/dy| per output channel and mean |x| per input channel */
       RtDevPtr acc = s->calib_acc + (RtDevPtr)(q->calib_off * 4);
@@ -451,33 +359,33 @@ static int run_linear_grad(TrStep *s, Pass *p, const IrNode *n) {
     }
     RtDevPtr dW = s->grads + (RtDevPtr)(q->w_off * 4);
     RtGemm gw = gemm_rm(1, 0, N, K, s->T, s->dy16, N, x16, K, dW, K, 0.0f);
-    if ((rc = gemm(s, &gw))) break;
+    if ((rc = tr_gemm(s, &gw))) break;
     /* standard QAT: every W_p receives dL/dW_hat itself (the identity straight-through estimator) */
     for (int lat = 1; lat < q->nlat && !rc && !s->planning; lat++)
       rc = rt_memcpy_dtod(s->gpu, dW + (RtDevPtr)((size_t)lat * N * K * 4), dW, (size_t)N * K * 4, NULL);
     if (rc) break;
     RtDevPtr sc = s->params + (RtDevPtr)((s->nW + q->s_off) * 4), dsc = s->grads + (RtDevPtr)((s->nW + q->s_off) * 4);
-    CgOp op = op_of(CG_DERIVE_GRAD_G);
+    CgOp op = tr_op(CG_DERIVE_GRAD_G);
     op.N[0] = q->N, op.nseg = 1, op.K = q->K, op.paths = q->k;
     CgDeriveGradGArgs ag = {dsc, dW, q->bits, sc + (RtDevPtr)((size_t)q->k * q->N * 4)};
     CgArgv av;
     cg_derive_grad_g_argv(&ag, &av);
-    if ((rc = launch(s, &op, 1, &av))) break;
+    if ((rc = tr_launch(s, &op, 1, &av))) break;
     op.kind = CG_DERIVE_GRAD_H;
     CgDeriveGradHArgs ah = {dsc + (RtDevPtr)((size_t)q->k * q->N * 4), s->derive_part, dW, q->bits, sc};
     cg_derive_grad_h_argv(&ah, &av);
-    rc = launch(s, &op, 1, &av);
+    rc = tr_launch(s, &op, 1, &av);
   }
   return rc;
 }
 
 static int run_rmsnorm_grad(TrStep *s, Pass *p, const IrNode *n) {
-  CgOp op = op_of(CG_RMSNORM_GRAD);
-  op.dim = width_of(&s->g->values[n->in[1]].type), op.eps = (float)n->attr[IR_A_EPS].f;
+  CgOp op = tr_op(CG_RMSNORM_GRAD);
+  op.dim = tr_width(&s->g->values[n->in[1]].type), op.eps = (float)n->attr[IR_A_EPS].f;
   CgRmsnormGradArgs a = {p->val[n->out[0]], p->val[n->in[0]], p->val[n->in[1]], frozen(s, n->weights[0]), s->T};
   CgArgv av;
   cg_rmsnorm_grad_argv(&a, &av);
-  return launch(s, &op, s->T, &av);
+  return tr_launch(s, &op, s->T, &av);
 }
 
 /* dO -> dq, dk, dv through the recomputed probabilities (TRAINING.md). */
@@ -491,13 +399,13 @@ static int run_attention_grad(TrStep *s, Pass *p, const IrNode *n) {
   HeadGemm dp = {0, 1, S, S, E, s->att_do, s->att_v, s->att_dp, se, se, ss}; /* dP = dO v^T */
   HeadGemm dv = {1, 0, S, E, S, s->att_p, s->att_do, s->att_dv, ss, se, se};  /* dv = sum_r P^T dO */
   if ((rc = head_gemm(s, &h, &dp)) || (rc = head_gemm_kv(s, &h, &dv))) return rc;
-  CgOp op = op_of(CG_SOFTMAX_GRAD);
+  CgOp op = tr_op(CG_SOFTMAX_GRAD);
   op.head_dim = E;
   int rows = s->B * h.H * S;
   CgSoftmaxGradArgs a = {s->att_ds, s->att_p, s->att_dp, rows, S};
   CgArgv av;
   cg_softmax_grad_argv(&a, &av);
-  if ((rc = launch(s, &op, rows, &av))) return rc;
+  if ((rc = tr_launch(s, &op, rows, &av))) return rc;
   HeadGemm dq = {0, 0, S, E, S, s->att_ds, s->att_k, s->att_dq, ss, se, se}; /* dq = dS k */
   HeadGemm dk = {1, 0, S, E, S, s->att_ds, s->att_q, s->att_dk, ss, se, se}; /* dk = sum_r dS^T q */
   if ((rc = head_gemm(s, &h, &dq)) || (rc = head_gemm_kv(s, &h, &dk))) return rc;
@@ -507,13 +415,13 @@ static int run_attention_grad(TrStep *s, Pass *p, const IrNode *n) {
 }
 
 static int run_swiglu_grad(TrStep *s, Pass *p, const IrNode *n) {
-  long long cnt = (long long)s->T * width_of(&s->g->values[n->in[0]].type);
-  CgOp op = op_of(CG_SWIGLU_GRAD);
+  long long cnt = (long long)s->T * tr_width(&s->g->values[n->in[0]].type);
+  CgOp op = tr_op(CG_SWIGLU_GRAD);
   CgSwigluGradArgs a = {p->val[n->out[0]], p->val[n->out[1]], p->val[n->in[0]], p->val[n->in[1]],
                         p->val[n->in[2]], (int)cnt};
   CgArgv av;
   cg_swiglu_grad_argv(&a, &av);
-  return launch(s, &op, cnt, &av);
+  return tr_launch(s, &op, cnt, &av);
 }
 
 /* The launcher table: one entry per op kind the training graph holds. */
@@ -534,7 +442,7 @@ static const NodeFn node_run[IR_NOP] = {
 
 /* The forward is every node before the loss (the grad pass appends the loss,
  * then the backward, whose gradient sums are add nodes too). */
-static int is_forward_node(const TrStep *s, int i) { return i < s->nforward; }
+int tr_is_forward_node(const TrStep *s, int i) { return i < s->nforward; }
 
 /* ==== the step ==== */
 
@@ -542,14 +450,14 @@ static int derive_all(TrStep *s) {
   int rc = RB_OK;
   for (int i = 0; i < s->nqw && !rc; i++) {
     const QWeight *q = &s->qw[i];
-    CgOp op = op_of(s->o.method == TR_METHOD_STANDARD ? CG_DERIVE_STANDARD : CG_DERIVE);
+    CgOp op = tr_op(s->o.method == TR_METHOD_STANDARD ? CG_DERIVE_STANDARD : CG_DERIVE);
     op.N[0] = q->N, op.nseg = 1, op.K = q->K, op.paths = q->k;
     RtDevPtr sc = s->params + (RtDevPtr)((s->nW + q->s_off) * 4);
     CgDeriveArgs a = {q->what, q->bits, s->params + (RtDevPtr)(q->w_off * 4), sc,
                       sc + (RtDevPtr)((size_t)q->k * q->N * 4)};
     CgArgv av;
     cg_derive_argv(&a, &av);
-    rc = launch(s, &op, 1, &av);
+    rc = tr_launch(s, &op, 1, &av);
   }
   return rc;
 }
@@ -560,7 +468,7 @@ static int run_nodes(TrStep *s, Pass *p, int forward) {
   s->nmse = 0;
   for (int i = 0; i < s->g->nnodes && !rc; i++) {
     const IrNode *n = &s->g->nodes[i];
-    if (n->dead || is_forward_node(s, i) != forward) continue;
+    if (n->dead || tr_is_forward_node(s, i) != forward) continue;
     if (!node_run[n->op]) {
       rt_gpu_set_error(s->gpu, "trainer: no launcher for op %s", ir_ops[n->op].name);
       return RB_EUSER;
@@ -575,7 +483,7 @@ static int copy_teacher_hidden(TrStep *s) {
   for (int i = 0; i < s->g->nnodes; i++) {
     const IrNode *n = &s->g->nodes[i];
     if (n->dead || n->op != IR_HIDDEN_MSE || s->planning) continue;
-    int x = n->in[0], D = width_of(&s->g->values[x].type);
+    int x = n->in[0], D = tr_width(&s->g->values[x].type);
     size_t bytes = (size_t)s->T * D * 4;
     if (rt_memcpy_dtod(s->gpu, s->teacher_hidden + (RtDevPtr)(n->ints[0] * bytes), s->teacher.val[x], bytes, NULL))
       return RB_EINTERNAL;
@@ -583,374 +491,21 @@ static int copy_teacher_hidden(TrStep *s) {
   return RB_OK;
 }
 
-/* The gradient norm over every trainable gradient, and the clip coefficient, into the scalars. */
-static int grad_norm(TrStep *s) {
-  CgArgv av;
-  size_t nG = s->nW + s->nS;
-  CgOp op = op_of(CG_SUMSQ);
-  CgSumsqArgs sq = {s->sumsq_parts, s->grads, (long long)nG};
-  cg_sumsq_argv(&sq, &av);
-  int rc = launch(s, &op, 1, &av);
-  if (!rc) rc = reduce(s, s->sumsq_total, s->sumsq_parts, CG_SUMSQ_PARTS, 1);
-  if (rc) return rc;
-  op = op_of(CG_CLIP_COEF);
-  CgClipCoefArgs cc = {s->scalars, s->sumsq_total, (float)s->o.max_norm};
-  cg_clip_coef_argv(&cc, &av);
-  return launch(s, &op, 1, &av);
-}
-
-/* Muon for every group, AdamW for the scales, with the clip coefficient grad_norm left (TRAINING.md). */
-static int update(TrStep *s) {
-  CgArgv av;
-  int rc;
-  CgOp op = op_of(CG_MUON_MOMENTUM);
-  CgMuonMomentumArgs mm = {s->muon_buf, s->muon_u, s->grads, s->scalars, (long long)s->nW, (float)s->o.mu};
-  cg_muon_momentum_argv(&mm, &av);
-  if ((rc = launch(s, &op, (long long)s->nW, &av))) return rc;
-  for (int gi = 0; gi < s->ngroups && !rc; gi++) {
-    const MuonGroup *gr = &s->groups[gi];
-    int N = gr->N, K = gr->K, tr = N > K, r = tr ? K : N, c = tr ? N : K, cnt = gr->count;
-    long long per = (long long)N * K;
-    RtDevPtr u = s->muon_u + (RtDevPtr)(gr->w_off * 4);
-    op = op_of(CG_BATCH_SUMSQ);
-    CgBatchSumsqArgs bs = {s->muon_norms, u, per, cnt};
-    cg_batch_sumsq_argv(&bs, &av);
-    if ((rc = launch(s, &op, cnt, &av))) break;
-    op = op_of(CG_MUON_NORMALIZE);
-    CgMuonNormalizeArgs nz = {s->ns_x, u, s->muon_norms, N, K, cnt, tr};
-    cg_muon_normalize_argv(&nz, &av);
-    if ((rc = launch(s, &op, per * cnt, &av))) break;
-    RtDevPtr x = s->ns_x, xn = s->ns_xn;
-    for (int it = 0; it < 5 && !rc; it++) {
-      /* A = X X^T; B = b A + c A A; X = a X + B X, in bf16 (torch.optim.Muon) */
-      RtGemm ga = {.ta = 0, .tb = 1, .M = r, .N = r, .K = c, .alpha = 1.0f, .beta = 0.0f, .a = x, .lda = c,
-                   .stride_a = (long long)r * c, .b = x, .ldb = c, .stride_b = (long long)r * c, .c = s->ns_a,
-                   .ldc = r, .stride_c = (long long)r * r, .batch = cnt, .ab_type = RT_BLAS_BF16,
-                   .c_type = RT_BLAS_BF16};
-      if ((rc = gemm(s, &ga))) break;
-      if (!s->planning && rt_memcpy_dtod(s->gpu, s->ns_b, s->ns_a, (size_t)cnt * r * r * 2, NULL)) {
-        rc = RB_EINTERNAL;
-        break;
-      }
-      RtGemm gb = ga;
-      gb.tb = 0, gb.K = r, gb.alpha = 2.0315f, gb.beta = -4.7750f, gb.a = s->ns_a, gb.lda = r,
-      gb.stride_a = (long long)r * r, gb.b = s->ns_a, gb.ldb = r, gb.stride_b = (long long)r * r, gb.c = s->ns_b;
-      if ((rc = gemm(s, &gb))) break;
-      if (!s->planning && rt_memcpy_dtod(s->gpu, xn, x, (size_t)cnt * r * c * 2, NULL)) {
-        rc = RB_EINTERNAL;
-        break;
-      }
-      RtGemm gx = {.ta = 0, .tb = 0, .M = r, .N = c, .K = r, .alpha = 1.0f, .beta = 3.4445f, .a = s->ns_b,
-                   .lda = r, .stride_a = (long long)r * r, .b = x, .ldb = c, .stride_b = (long long)r * c, .c = xn,
-                   .ldc = c, .stride_c = (long long)r * c, .batch = cnt, .ab_type = RT_BLAS_BF16,
-                   .c_type = RT_BLAS_BF16};
-      if ((rc = gemm(s, &gx))) break;
-      RtDevPtr t = x;
-      x = xn, xn = t;
-    }
-    if (rc) break;
-    op = op_of(CG_MUON_APPLY);
-    CgMuonApplyArgs ap = {s->params + (RtDevPtr)(gr->w_off * 4), x, s->scalars, N, K, cnt, tr,
-                          0.2f * sqrtf((float)(N > K ? N : K))};
-    cg_muon_apply_argv(&ap, &av);
-    rc = launch(s, &op, per * cnt, &av);
-  }
-  if (rc) return rc;
-  op = op_of(CG_ADAMW);
-  CgAdamwArgs aw = {s->params + (RtDevPtr)(s->nW * 4), s->adam_m, s->adam_v, s->grads + (RtDevPtr)(s->nW * 4),
-                    s->scalars, (long long)s->nS, (float)s->o.beta1, (float)s->o.beta2, (float)s->o.eps, 1};
-  cg_adamw_argv(&aw, &av);
-  return launch(s, &op, (long long)s->nS, &av);
-}
-
 /* Everything before the update: the derivation, the forwards, the loss, the backward and, unless
  * forward_only, the gradient norm. While planning it only collects kernels. */
-static int step_body(TrStep *s) {
+int tr_step_body(TrStep *s) {
   int rc = s->calibrating ? RB_OK : derive_all(s);
   if (!rc && !s->forward_only && !s->calibrating) rc = run_nodes(s, &s->teacher, 1);
   if (!rc && !s->forward_only && !s->calibrating) rc = copy_teacher_hidden(s);
   if (!rc) rc = run_nodes(s, &s->student, 1);
   if (!rc && !s->forward_only) rc = run_nodes(s, &s->student, 0);
-  if (!rc && !s->forward_only && !s->calibrating) rc = grad_norm(s);
+  if (!rc && !s->forward_only && !s->calibrating) rc = tr_optim_norm(s);
   return rc;
 }
 
 static int logits_value(const TrStep *s);
 
 /* ==== opening: weights, layout, memory, kernels ==== */
-
-static int st_tensor(TrStep *s, const RtSafetensors *st, const char *base, const char **shown, const RtTensor **out,
-                     RbBuf *err) {
-  char name[600];
-  if (cg_dense_name(name, sizeof name, base) < 0) {
-    rb_buf_printf(err, "weight name '%s' is too long", base);
-    return RB_EUSER;
-  }
-  const RtTensor *t = rt_st_find(st, name);
-  if (!t) {
-    rb_buf_printf(err, "%s: no tensor '%s', which the IR binds (training reads a full-precision file, as "
-                       "`rabit import` writes)", s->o.weights, name);
-    return RB_EUSER;
-  }
-  if (t->dtype != RT_F32 && t->dtype != RT_F16 && t->dtype != RT_BF16) {
-    rb_buf_printf(err, "%s: '%s' is %s; training reads F32, F16 or BF16", s->o.weights, name, rt_dtype_name(t->dtype));
-    return RB_EUSER;
-  }
-  (void)shown;
-  *out = t;
-  return RB_OK;
-}
-
-static float bf16_to_f32(uint16_t b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
-static uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stays NaN */
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-/* The tensor as floats, rb_malloc'ed. */
-static float *to_f32(const RtTensor *t, size_t n) {
-  float *f = rb_malloc(n * sizeof *f);
-  if (!f) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (t->dtype == RT_F32) memcpy(&f[i], (const char *)t->data + 4 * i, 4);
-    else {
-      uint16_t h;
-      memcpy(&h, (const char *)t->data + 2 * i, 2);
-      f[i] = t->dtype == RT_F16 ? rb_f32_from_f16(h) : bf16_to_f32(h);
-    }
-  }
-  return f;
-}
-
-static size_t numel(const RtTensor *t) {
-  size_t n = 1;
-  for (int i = 0; i < t->rank; i++) n *= (size_t)t->shape[i];
-  return n;
-}
-
-/* Upload a frozen tensor: fp32 (norms) or bf16 (matrices). */
-static int add_frozen(TrStep *s, const RtSafetensors *st, const char *base, int as_bf16, size_t want, RbBuf *err) {
-  int idx;
-  if (rb_map_get(&s->findex, base, &idx)) return RB_OK;
-  const RtTensor *t;
-  int rc = st_tensor(s, st, base, NULL, &t, err);
-  if (rc) return rc;
-  size_t n = numel(t);
-  if (want && n != want) {
-    rb_buf_printf(err, "%s: '%s.weight' has %zu elements; the IR needs %zu", s->o.weights, base, n, want);
-    return RB_EUSER;
-  }
-  float *f = to_f32(t, n);
-  if (!f) return RB_EINTERNAL;
-  Frozen fr = {base, 0};
-  rc = dev_alloc(s, &fr.p, n * (as_bf16 ? 2 : 4));
-  if (!rc && as_bf16) {
-    uint16_t *b = (uint16_t *)f; /* in place: each bf16 is written after its float is read */
-    for (size_t i = 0; i < n; i++) b[i] = f32_to_bf16(f[i]);
-  }
-  if (!rc) rc = rt_memcpy_htod(s->gpu, fr.p, f, n * (as_bf16 ? 2 : 4));
-  rb_free(f);
-  if (rc) return rc;
-  Frozen *nf = rb_realloc(s->frozen, (size_t)(s->nfrozen + 1) * sizeof *nf);
-  if (!nf) return RB_EINTERNAL;
-  s->frozen = nf;
-  s->frozen[s->nfrozen] = fr;
-  return rb_map_put(&s->findex, base, s->nfrozen++);
-}
-
-/* The initialization of the quantized weights: W the file's, (g, h) rabit quantize's fit in fp32. */
-typedef struct {
-  TrStep *s;
-  float **W, *scales;
-  float **row_w, **col_w; /* per weight the preconditioning of DESIGN (a), or NULL: greedy + rounds unweighted */
-  int rounds;
-  int next, rc;
-  RbBuf err;
-  pthread_mutex_t mu;
-} InitPool;
-
-static void *init_worker(void *arg) {
-  InitPool *ip = arg;
-  for (;;) {
-    pthread_mutex_lock(&ip->mu);
-    int i = ip->rc ? ip->s->nqw : ip->next++;
-    pthread_mutex_unlock(&ip->mu);
-    if (i >= ip->s->nqw) return NULL;
-    const QWeight *q = &ip->s->qw[i];
-    TrPtqOptions po = {.rounds = ip->rounds, .row_weight = ip->row_w ? ip->row_w[i] : NULL,
-                       .col_weight = ip->col_w ? ip->col_w[i] : NULL};
-    size_t words = (size_t)cg_packed_words(q->K);
-    uint32_t *bits = rb_malloc((size_t)q->k * q->N * words * sizeof *bits);
-    RbBuf e = {0};
-    float *g = ip->scales + q->s_off, *h = g + (size_t)q->k * q->N;
-    int rc = bits ? tr_ptq_linear(ip->W[i], q->N, q->K, q->k, &po, bits, g, h, NULL, &e) : RB_EINTERNAL;
-    rb_free(bits);
-    if (rc) {
-      pthread_mutex_lock(&ip->mu);
-      if (!ip->rc) {
-        ip->rc = rc;
-        rb_buf_printf(&ip->err, "%s: initializing '%s': %s", ip->s->o.weights, q->name, e.data ? e.data : "failed");
-      }
-      pthread_mutex_unlock(&ip->mu);
-    }
-    rb_buf_free(&e);
-  }
-}
-
-static int add_qweight(TrStep *s, const char *name, int N, int K, int k, int line) {
-  int idx;
-  if (rb_map_get(&s->qindex, name, &idx)) return RB_OK;
-  QWeight *nq = rb_realloc(s->qw, (size_t)(s->nqw + 1) * sizeof *nq);
-  if (!nq) return RB_EINTERNAL;
-  s->qw = nq;
-  s->qw[s->nqw] = (QWeight){.name = name, .N = N, .K = K, .k = k, .line = line,
-                            .nlat = s->o.method == TR_METHOD_STANDARD ? k : 1};
-  return rb_map_put(&s->qindex, name, s->nqw++);
-}
-
-/* Walk the forward nodes: which weights train, which are frozen, and of what shape. */
-static int collect_weights(TrStep *s, const RtSafetensors *st, RbBuf *err) {
-  int rc = RB_OK;
-  for (int i = 0; i < s->g->nnodes && !rc; i++) {
-    const IrNode *n = &s->g->nodes[i];
-    if (n->dead || !is_forward_node(s, i)) continue;
-    if (n->op == IR_EMBED) rc = add_frozen(s, st, n->weights[0], 1, (size_t)(n->ints[0] * n->ints[1]), err);
-    else if (n->op == IR_RMSNORM)
-      rc = add_frozen(s, st, n->weights[0], 0, (size_t)width_of(&s->g->values[n->in[0]].type), err);
-    else if (n->op == IR_LINEAR && !(n->attr_set & IR_BIT(IR_A_TIED))) {
-      int K = width_of(&s->g->values[n->in[0]].type), k = ir_node_paths(n);
-      for (int w = 0; w < n->nweights && !rc; w++) {
-        int N = (int)n->ints[w];
-        rc = k ? add_qweight(s, n->weights[w], N, K, k, n->line)
-               : add_frozen(s, st, n->weights[w], 1, (size_t)N * K, err);
-      }
-    }
-  }
-  if (!rc && !s->nqw) {
-    rb_buf_printf(err, "%s: the IR quantizes no linear, so nothing would train", s->o.ir);
-    rc = RB_EUSER;
-  }
-  return rc;
-}
-
-/* Shape groups in order of first appearance; each group's matrices contiguous in the W region. */
-static int lay_out(TrStep *s) {
-  size_t w = 0, sc = 0;
-  for (int i = 0; i < s->nqw; i++) {
-    QWeight *q = &s->qw[i];
-    int gi = 0;
-    while (gi < s->ngroups && (s->groups[gi].N != q->N || s->groups[gi].K != q->K)) gi++;
-    if (gi == s->ngroups) {
-      MuonGroup *ng = rb_realloc(s->groups, (size_t)(s->ngroups + 1) * sizeof *ng);
-      if (!ng) return RB_EINTERNAL;
-      s->groups = ng;
-      s->groups[s->ngroups++] = (MuonGroup){q->N, q->K, 0, 0};
-    }
-    q->group = gi;
-    s->groups[gi].count += q->nlat; /* Muon: one original matrix at a time, each W_p its own */
-  }
-  for (int gi = 0; gi < s->ngroups; gi++) {
-    s->groups[gi].w_off = w;
-    int seen = 0;
-    for (int i = 0; i < s->nqw; i++)
-      if (s->qw[i].group == gi) {
-        s->qw[i].w_off = w + (size_t)seen * s->groups[gi].N * s->groups[gi].K;
-        seen += s->qw[i].nlat;
-      }
-    w += (size_t)s->groups[gi].count * s->groups[gi].N * s->groups[gi].K;
-  }
-  for (int i = 0; i < s->nqw; i++) {
-    s->qw[i].s_off = sc;
-    sc += (size_t)s->qw[i].k * (s->qw[i].N + s->qw[i].K);
-  }
-  s->nW = w, s->nS = sc;
-  return RB_OK;
-}
-
-/* Standard QAT's latents from the same starting point as RaBiT's: W_p = g_p B_p h_p with B_p the
- * coupled signs of the file's W under the fitted scales (DESIGN.md), uploaded as (k, N, K). */
-static int init_standard(TrStep *s, const QWeight *q, const float *W, const float *scales, RbBuf *err) {
-  size_t n = (size_t)q->N * q->K, words = (size_t)cg_packed_words(q->K);
-  const float *g = scales + q->s_off, *h = g + (size_t)q->k * q->N;
-  uint32_t *bits = rb_malloc((size_t)q->k * q->N * words * sizeof *bits);
-  float *lat = rb_malloc((size_t)q->k * n * sizeof *lat);
-  int rc = bits && lat ? tr_derive_bits(W, q->N, q->K, q->k, g, h, bits, NULL, err) : RB_EINTERNAL;
-  for (int p = 0; !rc && p < q->k; p++)
-    for (int r = 0; r < q->N; r++) {
-      const uint32_t *wb = bits + ((size_t)p * q->N + r) * words;
-      for (int c = 0; c < q->K; c++) {
-        float gh = g[(size_t)p * q->N + r] * h[(size_t)p * q->K + c];
-        lat[(size_t)p * n + (size_t)r * q->K + c] = (wb[c >> 5] >> (c & 31)) & 1u ? -gh : gh;
-      }
-    }
-  if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), lat, (size_t)q->k * n * 4);
-  rb_free(bits);
-  rb_free(lat);
-  return rc;
-}
-
-/* W from the file, (g, h) fitted on the CPU threads; the teacher's bf16 copies; all uploaded. */
-static int init_weights(TrStep *s, const RtSafetensors *st, float **row_w, float **col_w, int rounds, RbBuf *err) {
-  InitPool ip = {.s = s, .row_w = row_w, .col_w = col_w, .rounds = rounds};
-  pthread_mutex_init(&ip.mu, NULL);
-  ip.W = rb_calloc((size_t)s->nqw, sizeof *ip.W);
-  ip.scales = rb_calloc(s->nS ? s->nS : 1, sizeof *ip.scales);
-  int rc = ip.W && ip.scales ? RB_OK : RB_EINTERNAL;
-  for (int i = 0; i < s->nqw && !rc; i++) {
-    QWeight *q = &s->qw[i];
-    const RtTensor *t;
-    if ((rc = st_tensor(s, st, q->name, NULL, &t, err))) break;
-    if (t->rank != 2 || t->shape[0] != q->N || t->shape[1] != q->K) {
-      rb_buf_printf(err, "%s: '%s.weight' is not [%d, %d] as the IR (%s:%d) says", s->o.weights, q->name, q->N, q->K,
-                    s->o.ir, q->line);
-      rc = RB_EUSER;
-      break;
-    }
-    if (!(ip.W[i] = to_f32(t, (size_t)q->N * q->K))) rc = RB_EINTERNAL;
-  }
-  if (!rc) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int nt = s->o.threads > 0 ? s->o.threads : cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
-    if (nt > s->nqw) nt = s->nqw;
-    pthread_t tid[16];
-    int started = 0;
-    for (; started < nt; started++)
-      if (pthread_create(&tid[started], NULL, init_worker, &ip)) break;
-    if (!started) init_worker(&ip);
-    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
-    rc = ip.rc;
-    if (rc && ip.err.data) rb_buf_puts(err, ip.err.data);
-  }
-  for (int i = 0; i < s->nqw && !rc; i++) {
-    QWeight *q = &s->qw[i];
-    size_t n = (size_t)q->N * q->K;
-    uint16_t *b = rb_malloc(n * sizeof *b);
-    if (!b) {
-      rc = RB_EINTERNAL;
-      break;
-    }
-    for (size_t j = 0; j < n; j++) b[j] = f32_to_bf16(ip.W[i][j]);
-    rc = rt_memcpy_htod(s->gpu, q->dense, b, n * 2);
-    rb_free(b);
-    if (!rc && q->nlat == 1) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), ip.W[i], n * 4);
-    else if (!rc) rc = init_standard(s, q, ip.W[i], ip.scales, err);
-  }
-  if (!rc) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(s->nW * 4), ip.scales, s->nS * 4);
-  for (int i = 0; ip.W && i < s->nqw; i++) rb_free(ip.W[i]);
-  rb_free(ip.W);
-  rb_free(ip.scales);
-  rb_buf_free(&ip.err);
-  pthread_mutex_destroy(&ip.mu);
-  return rc;
-}
 
 /* Is value v read as the x of a linear (a GEMM operand) anywhere? */
 static int read_by_gemm(const IrGraph *g, int v) {
@@ -973,10 +528,10 @@ static int alloc_pass(TrStep *s, Pass *p, int teacher) {
   for (int v = 0; v < g->nvalues; v++) {
     const IrValue *val = &g->values[v];
     if (val->def < 0) continue; /* graph inputs are bound below */
-    if (teacher && !is_forward_node(s, val->def)) continue;
-    size_t rows = has_rows(&val->type) ? (size_t)s->T_max : 1, w = (size_t)width_of(&val->type);
-    int rc = dev_alloc(s, &p->val[v], rows * w * 4);
-    if (!rc && read_by_gemm(g, v)) rc = dev_alloc(s, &p->shadow[v], rows * w * 2);
+    if (teacher && !tr_is_forward_node(s, val->def)) continue;
+    size_t rows = has_rows(&val->type) ? (size_t)s->T_max : 1, w = (size_t)tr_width(&val->type);
+    int rc = tr_dev_alloc(s, &p->val[v], rows * w * 4);
+    if (!rc && read_by_gemm(g, v)) rc = tr_dev_alloc(s, &p->shadow[v], rows * w * 2);
     if (rc) return rc;
   }
   return RB_OK;
@@ -1012,13 +567,13 @@ static int alloc_scratch(TrStep *s) {
     }
     if (n->op == IR_HIDDEN_MSE) {
       L++;
-      D = (size_t)width_of(&g->values[n->in[0]].type);
+      D = (size_t)tr_width(&g->values[n->in[0]].type);
     }
   }
   size_t scores = part; /* B H S^2 over the largest attention */
   size_t T = (size_t)s->T_max, dpart = 1, maxg = 1, nsx = 1, nsa = 1;
   for (int i = 0; i < s->nqw; i++) {
-    CgOp op = op_of(CG_DERIVE_GRAD_H);
+    CgOp op = tr_op(CG_DERIVE_GRAD_H);
     op.N[0] = s->qw[i].N, op.nseg = 1, op.K = s->qw[i].K, op.paths = s->qw[i].k;
     uint64_t pp = cg_derive_grad_h_parts(&op);
     if (pp > dpart) dpart = (size_t)pp;
@@ -1034,36 +589,36 @@ static int alloc_scratch(TrStep *s) {
   size_t nG = s->nW + s->nS;
   RtDevPtr *z[] = {&s->muon_buf, &s->adam_m, &s->adam_v};
   size_t zn[] = {s->nW, s->nS, s->nS};
-  if (!rc) rc = dev_alloc(s, &s->params, nG * 4);
-  if (!rc) rc = dev_alloc(s, &s->grads, nG * 4);
-  if (!rc) rc = dev_alloc(s, &s->muon_u, s->nW * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->params, nG * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->grads, nG * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->muon_u, s->nW * 4);
   for (int i = 0; i < 3 && !rc; i++)
-    if (!(rc = dev_alloc(s, z[i], zn[i] * 4))) rc = rt_memset8(s->gpu, *z[i], 0, zn[i] * 4);
-  if (!rc) rc = dev_alloc(s, &s->scalars, CG_NSCALARS * 4);
-  if (!rc) rc = dev_alloc(s, &s->sumsq_parts, CG_SUMSQ_PARTS * 4);
-  if (!rc) rc = dev_alloc(s, &s->sumsq_total, 4);
-  if (!rc) rc = dev_alloc(s, &s->muon_norms, maxg * 4);
-  if (!rc) rc = dev_alloc(s, &s->ns_x, nsx * 2);
-  if (!rc) rc = dev_alloc(s, &s->ns_xn, nsx * 2);
-  if (!rc) rc = dev_alloc(s, &s->ns_a, nsa * 2);
-  if (!rc) rc = dev_alloc(s, &s->ns_b, nsa * 2);
-  if (!rc) rc = dev_alloc(s, &s->derive_part, dpart * 4);
-  if (!rc) rc = dev_alloc(s, &s->tokens, T * 4);
-  if (!rc) rc = dev_alloc(s, &s->row_loss, T * 2 * 4);
-  if (!rc) rc = dev_alloc(s, &s->dy16, T * maxN * 2);
-  if (!rc) rc = dev_alloc(s, &s->losses, (1 + 2 * (L + 1)) * 4);
+    if (!(rc = tr_dev_alloc(s, z[i], zn[i] * 4))) rc = rt_memset8(s->gpu, *z[i], 0, zn[i] * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->scalars, CG_NSCALARS * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->sumsq_parts, CG_SUMSQ_PARTS * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->sumsq_total, 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->muon_norms, maxg * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->ns_x, nsx * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->ns_xn, nsx * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->ns_a, nsa * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->ns_b, nsa * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->derive_part, dpart * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->tokens, T * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->row_loss, T * 2 * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->dy16, T * maxN * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->losses, (1 + 2 * (L + 1)) * 4);
   RtDevPtr *q16[] = {&s->att_q, &s->att_do}, *kv16[] = {&s->att_k, &s->att_v};
-  for (int i = 0; i < 2 && !rc; i++) rc = dev_alloc(s, q16[i], T * q_el * 2);
-  for (int i = 0; i < 2 && !rc; i++) rc = dev_alloc(s, kv16[i], T * kv_el * 2);
-  if (!rc) rc = dev_alloc(s, &s->att_o, T * q_el * 4);
-  if (!rc) rc = dev_alloc(s, &s->att_dq, T * q_el * 4);
-  if (!rc) rc = dev_alloc(s, &s->att_dk, T * kv_el * 4);
-  if (!rc) rc = dev_alloc(s, &s->att_dv, T * kv_el * 4);
-  if (!rc) rc = dev_alloc(s, &s->att_s, scores * 4);
-  if (!rc) rc = dev_alloc(s, &s->att_dp, scores * 4);
-  if (!rc) rc = dev_alloc(s, &s->att_p, scores * 2);
-  if (!rc) rc = dev_alloc(s, &s->att_ds, scores * 2);
-  if (!rc && L) rc = dev_alloc(s, &s->teacher_hidden, L * T * D * 4);
+  for (int i = 0; i < 2 && !rc; i++) rc = tr_dev_alloc(s, q16[i], T * q_el * 2);
+  for (int i = 0; i < 2 && !rc; i++) rc = tr_dev_alloc(s, kv16[i], T * kv_el * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_o, T * q_el * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_dq, T * q_el * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_dk, T * kv_el * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_dv, T * kv_el * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_s, scores * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_dp, scores * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_p, scores * 2);
+  if (!rc) rc = tr_dev_alloc(s, &s->att_ds, scores * 2);
+  if (!rc && L) rc = tr_dev_alloc(s, &s->teacher_hidden, L * T * D * 4);
   size_t calib = 0, nk_max = 1;
   for (int i = 0; i < s->nqw; i++) {
     s->qw[i].calib_off = calib;
@@ -1071,15 +626,15 @@ static int alloc_scratch(TrStep *s) {
     size_t m = (size_t)(s->qw[i].N > s->qw[i].K ? s->qw[i].N : s->qw[i].K);
     if (m > nk_max) nk_max = m;
   }
-  if (!rc) rc = dev_alloc(s, &s->targets, T * 4);
-  if (!rc) rc = dev_alloc(s, &s->calib_acc, calib * 4);
-  if (!rc) rc = dev_alloc(s, &s->calib_parts, (size_t)CG_COL_ABS_PARTS * nk_max * 4);
-  if (!rc) rc = dev_alloc(s, &s->calib_tmp, nk_max * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->targets, T * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->calib_acc, calib * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->calib_parts, (size_t)CG_COL_ABS_PARTS * nk_max * 4);
+  if (!rc) rc = tr_dev_alloc(s, &s->calib_tmp, nk_max * 4);
   for (int i = 0; i < s->nqw && !rc; i++) {
     QWeight *q = &s->qw[i];
     size_t n = (size_t)q->N * q->K;
-    if (!(rc = dev_alloc(s, &q->what, n * 2)) && !(rc = dev_alloc(s, &q->dense, n * 2)))
-      rc = dev_alloc(s, &q->bits, (size_t)q->k * q->N * (size_t)cg_packed_words(q->K) * 4);
+    if (!(rc = tr_dev_alloc(s, &q->what, n * 2)) && !(rc = tr_dev_alloc(s, &q->dense, n * 2)))
+      rc = tr_dev_alloc(s, &q->bits, (size_t)q->k * q->N * (size_t)cg_packed_words(q->K) * 4);
   }
   return rc;
 }
@@ -1163,25 +718,25 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   }
   if (!rc) rc = rt_st_open(o->weights, &st, err);
   if (!rc) rc = rt_blas_open(gpu, NULL, &s->blas, err);
-  if (!rc) rc = collect_weights(s, st, err);
-  if (!rc) rc = lay_out(s);
+  if (!rc) rc = tr_collect_weights(s, st, err);
+  if (!rc) rc = tr_lay_out(s);
   if (!rc) rc = alloc_scratch(s);
   if (!rc) rc = alloc_pass(s, &s->student, 0);
   if (!rc) rc = alloc_pass(s, &s->teacher, 1);
   if (!rc) rc = bind_inputs(s);
-  if (!rc) rc = init_weights(s, st, NULL, NULL, s->o.ptq_rounds, err);
+  if (!rc) rc = tr_init_weights(s, st, NULL, NULL, s->o.ptq_rounds, err);
   rt_st_close(st);
   if (!rc) { /* planning: every kernel the step and the evaluation forward launch */
     s->planning = 1;
-    rc = step_body(s);
-    if (!rc) rc = update(s);
+    rc = tr_step_body(s);
+    if (!rc) rc = tr_optim_update(s);
     s->calibrating = 1;
-    if (!rc) rc = step_body(s);
+    if (!rc) rc = tr_step_body(s);
     s->calibrating = 0;
     int lv = logits_value(s);
     if (!rc && lv >= 0 && o->eval_seq) {
-      CgOp op = op_of(CG_NLL);
-      op.vocab = width_of(&s->g->values[lv].type);
+      CgOp op = tr_op(CG_NLL);
+      op.vocab = tr_width(&s->g->values[lv].type);
       rc = kernel_of(s, &op) < 0 ? RB_EINTERNAL : RB_OK;
     }
     s->planning = 0;
@@ -1223,7 +778,7 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
   sc[CG_SC_CLIP] = 1.0f;
   int rc = rt_memcpy_htod(s->gpu, s->tokens, tokens, (size_t)s->T * 4);
   if (!rc) rc = rt_memcpy_htod(s->gpu, s->scalars, sc, sizeof sc);
-  if (!rc) rc = step_body(s);
+  if (!rc) rc = tr_step_body(s);
   /* The loss and the norm come back before the update, which runs only when both are
    * finite: a NaN leaves the parameters as they were, for the report to find its cause. */
   float losses[1 + 2 * 64] = {0};
@@ -1233,7 +788,7 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
   if (!rc) rc = rt_memcpy_dtoh(s->gpu, sc, s->scalars, sizeof sc);
   int finite = isfinite(losses[0]) && isfinite(sc[CG_SC_NORM]);
   for (int i = 1; i < nl; i++) finite = finite && isfinite(losses[i]);
-  if (!rc && hp->update && finite) rc = update(s);
+  if (!rc && hp->update && finite) rc = tr_optim_update(s);
   if (rc) {
     rb_buf_printf(err, "training step: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
     return rc;
@@ -1337,7 +892,7 @@ static int logits_value(const TrStep *s) {
 
 int tr_step_eval(TrStep *s, const TrEvalData *d, int max_windows, double *mean_nll, int *windows, RbBuf *err) {
   *mean_nll = NAN, *windows = 0;
-  int lv = logits_value(s), V = lv >= 0 ? width_of(&s->g->values[lv].type) : 0, W = d->window;
+  int lv = logits_value(s), V = lv >= 0 ? tr_width(&s->g->values[lv].type) : 0, W = d->window;
   if (lv < 0 || s->o.eval_seq != W || s->o.eval_batch < 1) {
     rb_buf_printf(err, "the training step was opened without evaluation windows of %d", W);
     return RB_EUSER;
@@ -1363,13 +918,13 @@ int tr_step_eval(TrStep *s, const TrEvalData *d, int max_windows, double *mean_n
     s->B = nb, s->S = W, s->T = nb * W, s->forward_only = 1;
     rc = rt_memcpy_htod(s->gpu, s->tokens, tok, (size_t)s->T * 4);
     if (!rc) rc = rt_memcpy_htod(s->gpu, targets, tgt, (size_t)s->T * 4);
-    if (!rc) rc = step_body(s);
-    CgOp op = op_of(CG_NLL);
+    if (!rc) rc = tr_step_body(s);
+    CgOp op = tr_op(CG_NLL);
     op.vocab = V;
     CgNllArgs a = {s->att_o, s->student.val[lv], targets, V, s->T};
     CgArgv av;
     cg_nll_argv(&a, &av);
-    if (!rc) rc = launch(s, &op, s->T, &av);
+    if (!rc) rc = tr_launch(s, &op, s->T, &av);
     if (!rc) rc = rt_memcpy_dtoh(s->gpu, nll, s->att_o, (size_t)s->T * 4);
     for (int b = 0; !rc && b < nb; b++)
       for (int t = 0; t < W - 1; t++) sum += nll[(size_t)b * W + t], count++;
@@ -1429,89 +984,3 @@ void tr_step_find_nonfinite(TrStep *s, char *what, size_t n) {
 
 /* ==== the function-preserving initialization (DESIGN.md (a)-(c)) ==== */
 
-/* A strictly positive statistic's power: s^e, with s floored at 1e-8 of the weight's mean
- * statistic so that a dead channel keeps a finite, tiny weight. */
-static float *stat_power(const double *sum, int n, double count, double e) {
-  float *w = rb_malloc((size_t)n * sizeof *w);
-  if (!w) return NULL;
-  double mean = 0;
-  for (int i = 0; i < n; i++) mean += sum[i] / count / n;
-  double floor = mean > 0 ? 1e-8 * mean : 1e-30;
-  for (int i = 0; i < n; i++) {
-    double v = sum[i] / count;
-    w[i] = (float)pow(v > floor ? v : floor, e);
-  }
-  return w;
-}
-
-int tr_step_init_rabit(TrStep *s, const int32_t *tokens, int batches, const TrInitOptions *io, TrInitStats *stats,
-                       RbBuf *err) {
-  if (batches < 1) {
-    rb_buf_printf(err, "the calibration needs at least one batch");
-    return RB_EUSER;
-  }
-  s->B = s->o.batch, s->S = s->o.seq, s->T = s->B * s->S, s->forward_only = 0;
-  size_t calib = 0;
-  for (int i = 0; i < s->nqw; i++) calib += (size_t)s->qw[i].N + s->qw[i].K;
-  int rc = rt_memset8(s->gpu, s->calib_acc, 0, calib * 4);
-  int32_t *tgt = rb_malloc((size_t)s->T * sizeof *tgt);
-  if (!tgt) rc = RB_EINTERNAL;
-  double ce = 0;
-  s->calibrating = 1;
-  for (int b = 0; !rc && b < batches; b++) {
-    const int32_t *tok = tokens + (size_t)b * s->T;
-    for (int t = 0; t < s->T; t++) tgt[t] = (t + 1) % s->S ? tok[t + 1] : -1; /* the next token in its sequence */
-    rc = rt_memcpy_htod(s->gpu, s->tokens, tok, (size_t)s->T * 4);
-    if (!rc) rc = rt_memcpy_htod(s->gpu, s->targets, tgt, (size_t)s->T * 4);
-    if (!rc) rc = step_body(s);
-    float loss = 0;
-    if (!rc) rc = rt_memcpy_dtoh(s->gpu, &loss, s->losses, 4);
-    ce += loss / ((double)s->T - s->B); /* the rows' sum over the rows with a target */
-  }
-  s->calibrating = 0;
-  rb_free(tgt);
-  float *acc = rc ? NULL : rb_malloc(calib * sizeof *acc);
-  if (!rc && !acc) rc = RB_EINTERNAL;
-  if (!rc) rc = rt_memcpy_dtoh(s->gpu, acc, s->calib_acc, calib * 4);
-  if (rc) {
-    rb_free(acc);
-    rb_buf_printf(err, "calibration: %s", rt_gpu_error(s->gpu) ? rt_gpu_error(s->gpu) : "a GPU call failed");
-    return rc;
-  }
-  /* row weight s_out^a (N), column weight s_in^b (K), then the fit of ptq.c with T rounds */
-  float **rw = rb_calloc((size_t)s->nqw, sizeof *rw), **cw = rb_calloc((size_t)s->nqw, sizeof *cw);
-  double rows = (double)batches * s->T;
-  for (int i = 0; i < s->nqw && rw && cw && !rc; i++) {
-    const QWeight *q = &s->qw[i];
-    double *sum = rb_malloc((size_t)(q->N + q->K) * sizeof *sum);
-    if (!sum) {
-      rc = RB_EINTERNAL;
-      break;
-    }
-    for (int j = 0; j < q->N + q->K; j++) sum[j] = acc[q->calib_off + (size_t)j];
-    rw[i] = stat_power(sum, q->N, rows, io->a);
-    cw[i] = stat_power(sum + q->N, q->K, rows, io->b);
-    if (!rw[i] || !cw[i]) rc = RB_EINTERNAL;
-    rb_free(sum);
-  }
-  if (!rw || !cw) rc = RB_EINTERNAL;
-  RtSafetensors *st = NULL;
-  if (!rc) rc = rt_st_open(s->o.weights, &st, err);
-  if (!rc) rc = init_weights(s, st, rw, cw, io->rounds, err);
-  rt_st_close(st);
-  for (int i = 0; i < s->nqw; i++) {
-    if (rw) rb_free(rw[i]);
-    if (cw) rb_free(cw[i]);
-  }
-  rb_free(rw), rb_free(cw), rb_free(acc);
-  if (stats) stats->ce = ce / batches, stats->tokens = (uint64_t)batches * s->T;
-  return rc;
-}
-
-int tr_step_calib_sums(TrStep *s, int i, float *sum_dy, float *sum_x) {
-  if (i < 0 || i >= s->nqw) return RB_EUSER;
-  const QWeight *q = &s->qw[i];
-  RtDevPtr a = s->calib_acc + (RtDevPtr)(q->calib_off * 4);
-  int rc = rt_memcpy_dtoh(s->gpu, sum_dy, a, (size_t)q->N * 4);
-  return rc ? rc : rt_memcpy_dtoh(s->gpu, sum_x, a + (RtDevPtr)(q->N * 4), (size_t)q->K * 4);
-}

@@ -402,6 +402,20 @@ float rb_f32_from_f16(uint16_t h) {
   return f;
 }
 
+uint16_t rb_bf16_from_f32(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet, and still a NaN */
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float rb_f32_from_bf16(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 /* ---- directories and time ---- */
 
 int rb_mkdir_p(const char *path, unsigned mode) {

@@ -122,5 +122,9 @@ enum { RB_OK = 0, RB_EUSER = 1, RB_EINTERNAL = 2 };
 uint16_t rb_f16_from_f32(float f);
 float rb_f32_from_f16(uint16_t h);
 #endif
+/* bf16 (the top half of an f32) <-> float: round to nearest even, a NaN stays a NaN;
+ * the widening is exact. The rule of the kernels' cvt.rn.bf16.f32. */
+uint16_t rb_bf16_from_f32(float f);
+float rb_f32_from_bf16(uint16_t b);
 
 #endif

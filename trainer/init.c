@@ -10,7 +10,7 @@
 
 #include "trainer/step.h"
 
-static int st_tensor(TrStep *s, const RtSafetensors *st, const char *base, const char **shown, const RtTensor **out,
+static int st_tensor(TrStep *s, const RtSafetensors *st, const char *base, const RtTensor **out,
                      RbBuf *err) {
   char name[600];
   if (cg_dense_name(name, sizeof name, base) < 0) {
@@ -27,44 +27,15 @@ static int st_tensor(TrStep *s, const RtSafetensors *st, const char *base, const
     rb_buf_printf(err, "%s: '%s' is %s; training reads F32, F16 or BF16", s->o.weights, name, rt_dtype_name(t->dtype));
     return RB_EUSER;
   }
-  (void)shown;
   *out = t;
   return RB_OK;
-}
-
-static float bf16_to_f32(uint16_t b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
-static uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stays NaN */
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
 /* The tensor as floats, rb_malloc'ed. */
 static float *to_f32(const RtTensor *t, size_t n) {
   float *f = rb_malloc(n * sizeof *f);
-  if (!f) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (t->dtype == RT_F32) memcpy(&f[i], (const char *)t->data + 4 * i, 4);
-    else {
-      uint16_t h;
-      memcpy(&h, (const char *)t->data + 2 * i, 2);
-      f[i] = t->dtype == RT_F16 ? rb_f32_from_f16(h) : bf16_to_f32(h);
-    }
-  }
+  for (size_t i = 0; f && i < n; i++) f[i] = rt_tensor_f32(t, i);
   return f;
-}
-
-static size_t numel(const RtTensor *t) {
-  size_t n = 1;
-  for (int i = 0; i < t->rank; i++) n *= (size_t)t->shape[i];
-  return n;
 }
 
 /* Upload a frozen tensor: fp32 (norms) or bf16 (matrices). */
@@ -72,9 +43,9 @@ static int add_frozen(TrStep *s, const RtSafetensors *st, const char *base, int 
   int idx;
   if (rb_map_get(&s->findex, base, &idx)) return RB_OK;
   const RtTensor *t;
-  int rc = st_tensor(s, st, base, NULL, &t, err);
+  int rc = st_tensor(s, st, base, &t, err);
   if (rc) return rc;
-  size_t n = numel(t);
+  size_t n = rt_tensor_count(t);
   if (want && n != want) {
     rb_buf_printf(err, "%s: '%s.weight' has %zu elements; the IR needs %zu", s->o.weights, base, n, want);
     return RB_EUSER;
@@ -85,7 +56,7 @@ static int add_frozen(TrStep *s, const RtSafetensors *st, const char *base, int 
   rc = tr_dev_alloc(s, &fr.p, n * (as_bf16 ? 2 : 4));
   if (!rc && as_bf16) {
     uint16_t *b = (uint16_t *)f; /* in place: each bf16 is written after its float is read */
-    for (size_t i = 0; i < n; i++) b[i] = f32_to_bf16(f[i]);
+    for (size_t i = 0; i < n; i++) b[i] = rb_bf16_from_f32(f[i]);
   }
   if (!rc) rc = rt_memcpy_htod(s->gpu, fr.p, f, n * (as_bf16 ? 2 : 4));
   rb_free(f);
@@ -238,7 +209,7 @@ int tr_init_weights(TrStep *s, const RtSafetensors *st, float **row_w, float **c
   for (int i = 0; i < s->nqw && !rc; i++) {
     QWeight *q = &s->qw[i];
     const RtTensor *t;
-    if ((rc = st_tensor(s, st, q->name, NULL, &t, err))) break;
+    if ((rc = st_tensor(s, st, q->name, &t, err))) break;
     if (t->rank != 2 || t->shape[0] != q->N || t->shape[1] != q->K) {
       rb_buf_printf(err, "%s: '%s.weight' is not [%d, %d] as the IR (%s:%d) says", s->o.weights, q->name, q->N, q->K,
                     s->o.ir, q->line);
@@ -268,7 +239,7 @@ int tr_init_weights(TrStep *s, const RtSafetensors *st, float **row_w, float **c
       rc = RB_EINTERNAL;
       break;
     }
-    for (size_t j = 0; j < n; j++) b[j] = f32_to_bf16(ip.W[i][j]);
+    for (size_t j = 0; j < n; j++) b[j] = rb_bf16_from_f32(ip.W[i][j]);
     rc = rt_memcpy_htod(s->gpu, q->dense, b, n * 2);
     rb_free(b);
     if (!rc && q->nlat == 1) rc = rt_memcpy_htod(s->gpu, s->params + (RtDevPtr)(q->w_off * 4), ip.W[i], n * 4);

@@ -62,24 +62,6 @@ typedef struct {
   int nthreads;
 } Quant;
 
-/* Tensor element i as float, for the input dtypes we accept. memcpy because
- * safetensors offsets need not be aligned. */
-static float load_elem(const RtTensor *t, size_t i) {
-  const unsigned char *p = t->data;
-  if (t->dtype == RT_F32) {
-    float f;
-    memcpy(&f, p + 4 * i, 4);
-    return f;
-  }
-  uint16_t u;
-  memcpy(&u, p + 2 * i, 2);
-  if (t->dtype == RT_F16) return rb_f32_from_f16(u);
-  uint32_t x = (uint32_t)u << 16; /* BF16 is the top half of an f32 */
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-
 /* Fit one job; fills its result or err. Runs on a worker thread. */
 static void run_job(Job *j, int rounds) {
   double t0 = rb_now_ms();
@@ -93,7 +75,7 @@ static void run_job(Job *j, int rounds) {
     goto done;
   }
   for (size_t i = 0; i < nk; i++) {
-    W[i] = load_elem(j->t, i);
+    W[i] = rt_tensor_f32(j->t, i);
     j->w2 += (double)W[i] * W[i];
   }
   /* f16 scales inside the fit: the signs of paths 2.. then follow from the

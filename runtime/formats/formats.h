@@ -41,6 +41,10 @@ void rt_st_close(RtSafetensors *st);
 int rt_st_count(const RtSafetensors *st);
 const RtTensor *rt_st_tensor(const RtSafetensors *st, int i);
 const RtTensor *rt_st_find(const RtSafetensors *st, const char *name); /* NULL if absent */
+/* Element i of a float tensor (F32, F16 or BF16) as float; offsets need not be aligned. */
+float rt_tensor_f32(const RtTensor *t, size_t i);
+/* Its elements: the product of its shape. */
+size_t rt_tensor_count(const RtTensor *t);
 const char *rt_st_meta(const RtSafetensors *st, const char *key);     /* __metadata__ string values */
 
 /* Writer: tensors are added (data copied), then written at once to a temp

@@ -737,3 +737,21 @@ int rt_st_writer_finish(RtStWriter *w, const char *path, RbBuf *err) {
   rt_st_writer_free(w);
   return code;
 }
+
+float rt_tensor_f32(const RtTensor *t, size_t i) {
+  const unsigned char *p = t->data;
+  if (t->dtype == RT_F32) {
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return f;
+  }
+  uint16_t u;
+  memcpy(&u, p + 2 * i, 2);
+  return t->dtype == RT_F16 ? rb_f32_from_f16(u) : rb_f32_from_bf16(u);
+}
+
+size_t rt_tensor_count(const RtTensor *t) {
+  size_t n = 1;
+  for (int i = 0; i < t->rank; i++) n *= (size_t)t->shape[i];
+  return n;
+}

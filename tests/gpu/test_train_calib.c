@@ -19,13 +19,7 @@
 #include "tests/common/train_weights.h"
 #include "trainer/trainer.h"
 
-static float bf16_round(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  memcpy(&f, &u, 4);
-  return f;
-}
+static float bf16_round(float f) { return rb_f32_from_bf16(rb_bf16_from_f32(f)); }
 
 /* The CE kernel through the same path the trainer uses: built with NVRTC and launched. */
 static void check_ce(RtGpu *gpu, const char *arch, int T, int V) {

@@ -89,15 +89,6 @@ static float u2f(uint32_t u) {
   return f;
 }
 
-/* bf16 bits of f, round to nearest even (finite f), and back. */
-static uint16_t bf16_of(float f) {
-  uint32_t u = f2u(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-static float bf16_val(uint16_t h) { return u2f((uint32_t)h << 16); }
 
 static RtDevPtr dalloc(size_t bytes) {
   RtDevPtr p = 0;
@@ -149,7 +140,7 @@ static size_t dl_bf16(double *out, RtDevPtr p, size_t n) {
   dl(h, p, n * 2);
   size_t nan = 0;
   for (size_t i = 0; i < n; i++) {
-    out[i] = bf16_val(h[i]);
+    out[i] = rb_f32_from_bf16(h[i]);
     nan += isnan(out[i]) != 0;
   }
   free(h);
@@ -292,7 +283,7 @@ static void test_cast(const Shape *m) {
   uint16_t *h = xmalloc((size_t)n * 2);
   dl(h, a.y, (size_t)n * 2);
   size_t bad = 0;
-  for (int i = 0; i < n; i++) bad += h[i] != bf16_of(x[i]);
+  for (int i = 0; i < n; i++) bad += h[i] != rb_bf16_from_f32(x[i]);
   char what[128];
   snprintf(what, sizeof what, "cast_bf16 %s n=%d (bits, round to nearest even)", m->name, n);
   report(what, 0, (double)bad, 0);
@@ -305,7 +296,7 @@ static void test_embed(const Shape *m) {
   int T = m->B * m->S, V = m->vocab, D = m->dim;
   size_t nt = (size_t)V * D, ny = (size_t)T * D;
   uint16_t *tab = xmalloc(nt * 2);
-  for (size_t i = 0; i < nt; i++) tab[i] = bf16_of((float)urand());
+  for (size_t i = 0; i < nt; i++) tab[i] = rb_bf16_from_f32((float)urand());
   int *tok = xmalloc(T * sizeof(int));
   for (int t = 0; t < T; t++) tok[t] = (int)((urand() + 1.0) * 0.5 * V) % V;
   tok[0] = V - 1, tok[1] = -1, tok[2] = V; /* the last row; two ids outside: zero rows */
@@ -321,7 +312,7 @@ static void test_embed(const Shape *m) {
   size_t nan = dl_f32(got, fa.y, ny);
   for (int t = 0; t < T; t++)
     for (int d = 0; d < D; d++)
-      ref[(size_t)t * D + d] = tok[t] >= 0 && tok[t] < V ? bf16_val(tab[(size_t)tok[t] * D + d]) : 0.0;
+      ref[(size_t)t * D + d] = tok[t] >= 0 && tok[t] < V ? rb_f32_from_bf16(tab[(size_t)tok[t] * D + d]) : 0.0;
   char what[128];
   snprintf(what, sizeof what, "embed_fwd %s T=%d", m->name, T);
   report(what, nan, err_f32(got, ref, ny), TOL_F32);
@@ -494,7 +485,7 @@ static void test_heads(const Shape *m, int nh, int col) {
     uint16_t *yb = xmalloc(nhd * 2);
     float *yf = xmalloc(nhd * 4);
     dl(yb, dy, nhd * 2);
-    for (size_t i = 0; i < nhd; i++) yf[i] = bf16_val(yb[i]);
+    for (size_t i = 0; i < nhd; i++) yf[i] = rb_f32_from_bf16(yb[i]);
     if (rt_memcpy_htod(gpu, dh, yf, nhd * 4)) exit(2);
     krun(&km, T, &av);
     dl_f32(mg, dm, nx);
@@ -549,9 +540,9 @@ static void test_softmax(const Shape *m, int B, int H, int S) {
   for (size_t r = 0; r < rows; r++) {
     int i = (int)(r % S);
     double acc = 0.0;
-    for (int j = 0; j <= i; j++) acc += (double)bf16_val(pb[r * S + j]) * dpv[r * S + j];
+    for (int j = 0; j <= i; j++) acc += (double)rb_f32_from_bf16(pb[r * S + j]) * dpv[r * S + j];
     for (int j = 0; j < S; j++)
-      ref[r * S + j] = j <= i ? bf16_val(pb[r * S + j]) * (dpv[r * S + j] - acc) * (double)(float)scale : 0.0;
+      ref[r * S + j] = j <= i ? rb_f32_from_bf16(pb[r * S + j]) * (dpv[r * S + j] - acc) * (double)(float)scale : 0.0;
   }
   RtDevPtr ddp = dupload(dpv, n * 4), dds = dpoison(n * 2);
   CgSoftmaxGradArgs ga = {dds, dp, ddp, (int)rows, S};

@@ -88,22 +88,6 @@ static void dget(void *h, RtDevPtr p, size_t bytes) {
   if (rt_memcpy_dtoh(gpu, h, p, bytes)) die("rt_memcpy_dtoh");
 }
 
-/* f32 -> bf16 bits, round to nearest even (what PTX cvt.rn.bf16.f32 does for finite values). */
-static uint16_t bf16_rne(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-static float bf16_f32(uint16_t b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
 static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
 
 /* Record one comparison and print its line. */
@@ -224,7 +208,7 @@ static void cpu_derive(const float *W, const float *g, const float *h, int N, in
         }
         acc = acc + B * gh;
       }
-      what[(size_t)n * K + c] = bf16_rne(acc);
+      what[(size_t)n * K + c] = rb_bf16_from_f32(acc);
     }
 }
 
@@ -503,7 +487,7 @@ static void test_muon_normalize_apply(int batch, int rows, int cols, int transpo
     for (int r = 0; r < rows; r++)
       for (int c = 0; c < cols; c++) {
         size_t o = transpose ? (size_t)c * rows + r : (size_t)r * cols + c;
-        x[b * per + o] = bf16_rne(u[b * per + (size_t)r * cols + c] / d);
+        x[b * per + o] = rb_bf16_from_f32(u[b * per + (size_t)r * cols + c] / d);
       }
   }
   uint16_t *gx = xmalloc(n * 2);
@@ -529,7 +513,7 @@ static void test_muon_normalize_apply(int batch, int rows, int cols, int transpo
     for (int r = 0; r < rows; r++)
       for (int c = 0; c < cols; c++) {
         size_t o = transpose ? (size_t)c * rows + r : (size_t)r * cols + c, e = b * per + (size_t)r * cols + c;
-        w[e] = w[e] - a * bf16_f32(x[b * per + o]);
+        w[e] = w[e] - a * rb_f32_from_bf16(x[b * per + o]);
       }
   float *gw = xmalloc(n * 4);
   dget(gw, dw, n * 4);

@@ -28,14 +28,8 @@ static double rel_err(const float *a, const double *b, size_t n) {
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static float bf16(double x) { /* round to nearest even, as the GPU's cvt.rn.bf16.f32 */
-  float f = (float)x;
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  memcpy(&f, &u, 4);
-  return f;
-}
+/* x rounded to bf16 as the GPU's cvt.rn.bf16.f32 does, as a float. */
+static float bf16(double x) { return rb_f32_from_bf16(rb_bf16_from_f32((float)x)); }
 
 /* The GPU's Muon update of a first step, emulated with its bf16 roundings: u from the
  * gradient dW (N, K) and clip c, X = bf16(u / |u|) made wide, 5 Newton-Schulz steps with

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/base.h"
+
 /* ---- small helpers ---- */
 
 static void *xcalloc(size_t n, size_t size) {
@@ -17,16 +19,8 @@ static void *xcalloc(size_t n, size_t size) {
 
 static size_t words_of(int K) { return (size_t)K / 32 + (K % 32 != 0); }
 
-/* Round-to-nearest-even fp32 -> bf16 -> fp32 (rb_bf16's rule; NaN kept quiet). */
-static float bf16_round(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x00400000u;
-  else u += 0x7fffu + ((u >> 16) & 1u);
-  u &= 0xffff0000u;
-  memcpy(&x, &u, 4);
-  return x;
-}
+/* Round-to-nearest-even fp32 -> bf16 -> fp32 (ir/base.c's rule, the kernels'). */
+static float bf16_round(float x) { return rb_f32_from_bf16(rb_bf16_from_f32(x)); }
 
 /* +1 or -1 of path p, row n, column c of canonical bits (bit set: -1). */
 static int sign_at(const uint32_t *bits, int p, int n, int c, int N, int K) {

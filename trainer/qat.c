@@ -491,15 +491,16 @@ static int copy_teacher_hidden(TrStep *s) {
   return RB_OK;
 }
 
-/* Everything before the update: the derivation, the forwards, the loss, the backward and, unless
- * forward_only, the gradient norm. While planning it only collects kernels. */
+/* Everything before the update, on the W_hat derive_all last made: the teacher's forward, the
+ * student's, and unless forward_only the loss, the backward and the gradient norm. Calibrating,
+ * the FP model's forward and backward alone. While planning it only collects kernels. */
 int tr_step_body(TrStep *s) {
-  int rc = s->calibrating ? RB_OK : derive_all(s);
-  if (!rc && !s->forward_only && !s->calibrating) rc = run_nodes(s, &s->teacher, 1);
-  if (!rc && !s->forward_only && !s->calibrating) rc = copy_teacher_hidden(s);
+  int teacher = !s->forward_only && !s->calibrating;
+  int rc = teacher ? run_nodes(s, &s->teacher, 1) : RB_OK;
+  if (!rc && teacher) rc = copy_teacher_hidden(s);
   if (!rc) rc = run_nodes(s, &s->student, 1);
   if (!rc && !s->forward_only) rc = run_nodes(s, &s->student, 0);
-  if (!rc && !s->forward_only && !s->calibrating) rc = tr_optim_norm(s);
+  if (!rc && teacher) rc = tr_optim_norm(s);
   return rc;
 }
 
@@ -728,7 +729,8 @@ int tr_step_open(TrStep **out, RtGpu *gpu, const TrStepOptions *o, RbBuf *err) {
   rt_st_close(st);
   if (!rc) { /* planning: every kernel the step and the evaluation forward launch */
     s->planning = 1;
-    rc = tr_step_body(s);
+    rc = derive_all(s);
+    if (!rc) rc = tr_step_body(s);
     if (!rc) rc = tr_optim_update(s);
     s->calibrating = 1;
     if (!rc) rc = tr_step_body(s);
@@ -778,6 +780,7 @@ int tr_step_run(TrStep *s, const int32_t *tokens, const TrStepHyper *hp, TrStepR
   sc[CG_SC_CLIP] = 1.0f;
   int rc = rt_memcpy_htod(s->gpu, s->tokens, tokens, (size_t)s->T * 4);
   if (!rc) rc = rt_memcpy_htod(s->gpu, s->scalars, sc, sizeof sc);
+  if (!rc) rc = derive_all(s);
   if (!rc) rc = tr_step_body(s);
   /* The loss and the norm come back before the update, which runs only when both are
    * finite: a NaN leaves the parameters as they were, for the report to find its cause. */
@@ -907,6 +910,7 @@ int tr_step_eval(TrStep *s, const TrEvalData *d, int max_windows, double *mean_n
   double sum = 0;
   uint64_t count = 0;
   RtDevPtr targets = s->row_loss; /* T_max ints fit in its 2 T_max floats */
+  if (!rc) rc = derive_all(s);     /* once: the weights do not change between the batches */
   for (int b0 = 0; !rc && b0 < np; b0 += s->o.eval_batch) {
     int nb = np - b0 < s->o.eval_batch ? np - b0 : s->o.eval_batch;
     for (int b = 0; b < nb; b++) {

@@ -111,7 +111,8 @@ int tr_launch(TrStep *s, const CgOp *op, long long n, const CgArgv *av);
 int tr_gemm(TrStep *s, const RtGemm *g);
 /* out (m) = the fixed-order column sums of in (rows, m). */
 int tr_reduce(TrStep *s, RtDevPtr out, RtDevPtr in, int rows, int m);
-/* Everything before the update (TRAINING.md), or while calibrating the FP model's CE pass. */
+/* Everything before the update (TRAINING.md) on the current W_hat, or while calibrating the FP
+ * model's CE pass (which reads the dense weights and derives nothing). */
 int tr_step_body(TrStep *s);
 /* Node i is of the forward (before the loss). */
 int tr_is_forward_node(const TrStep *s, int i);

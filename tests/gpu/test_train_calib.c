@@ -28,7 +28,7 @@ static void check_ce(RtGpu *gpu, const char *arch, int T, int V) {
   k.op.kind = CG_CE_LOSS, k.op.vocab = V;
   RtModule *mod = NULL;
   RtFunction fn = NULL;
-  if (test_build_load(gpu, arch, &k, &mod, &fn)) {
+  if (test_build_load(gpu, arch, &k, &mod, &fn, NULL)) {
     CHECK(0, "ce_loss V=%d did not build", V);
     return;
   }

@@ -210,25 +210,7 @@ static Kernel kload(CgKernel s) {
   Kernel k;
   memset(&k, 0, sizeof k);
   k.spec = s;
-  RbBuf src = {0}, err = {0};
-  void *cubin = NULL;
-  size_t len = 0;
-  if (test_emit(&s, &src, k.entry, &err) != RB_OK) {
-    fprintf(stderr, "emit %s: %s\n", cg_kind_name(s.op.kind), err.data ? err.data : "?");
-    exit(1);
-  }
-  if (rt_nvrtc_compile(src.data, k.entry, rt_gpu_arch(gpu), rt_nvrtc_default_opts, rt_nvrtc_default_nopts,
-                       &cubin, &len, &err) != RB_OK) {
-    fprintf(stderr, "NVRTC failed for %s:\n%s\n%s\n", k.entry, err.data ? err.data : "", src.data);
-    exit(1);
-  }
-  if (rt_module_load(gpu, cubin, len, &k.mod) || rt_module_function(k.mod, k.entry, &k.fn)) {
-    fprintf(stderr, "loading %s failed: %s\n", k.entry, rt_gpu_error(gpu));
-    exit(1);
-  }
-  rb_free(cubin);
-  rb_buf_free(&src);
-  rb_buf_free(&err);
+  if (test_build_load(gpu, rt_gpu_arch(gpu), &s, &k.mod, &k.fn, k.entry)) exit(1);
   return k;
 }
 

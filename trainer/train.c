@@ -446,15 +446,14 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
     rc = RB_EUSER;
   }
   r.steps = (int)(o->tokens / (uint64_t)T);
-  int no_training = o->method && !strcmp(o->method, "ptq");
-  if (!rc && r.steps < 1 && !no_training) {
+  int ptq = o->method && !strcmp(o->method, "ptq"); /* the initialization alone: evaluated and exported */
+  if (!rc && r.steps < 1 && !ptq) {
     rb_buf_printf(err, "--tokens %llu is less than one step of %d x %d tokens", (unsigned long long)o->tokens,
                   o->step.batch, o->step.seq);
     rc = RB_EUSER;
   }
   if (!rc) rc = rt_gpu_open(&r.gpu, 0, err);
   TrStepOptions so = o->step;
-  int ptq = o->method && !strcmp(o->method, "ptq"); /* the initialization alone: evaluated and exported */
   so.method = o->method && !strcmp(o->method, "standard") ? TR_METHOD_STANDARD : TR_METHOD_RABIT;
   if (r.eval.nwindows) so.eval_batch = TR_EVAL_BATCH, so.eval_seq = TR_EVAL_WINDOW;
   if (!rc) rc = tr_step_open(&r.st, r.gpu, &so, err);

@@ -972,8 +972,8 @@ void tr_step_find_nonfinite(TrStep *s, char *what, size_t n) {
   const TrPart order[] = {TR_PART_W, TR_PART_G, TR_PART_H, TR_PART_DW, TR_PART_DG, TR_PART_DH};
   for (int o = 0; o < 6; o++)
     for (int i = 0; i < s->nqw; i++) {
-      RtDevPtr p;
-      size_t bytes;
+      RtDevPtr p = 0;
+      size_t bytes = 0;
       part_addr(s, i, order[o], &p, &bytes);
       long long at = first_nonfinite(s, p, bytes / 4, buf);
       if (at >= 0) {

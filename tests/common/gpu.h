@@ -11,6 +11,7 @@
 
 /* Open GPU 0 for the whole test (its architecture into arch), or skip. */
 static inline RtGpu *gpu_open_or_skip(char arch[16]) {
+  setvbuf(stdout, NULL, _IOLBF, 0); /* a crash, even an abort, keeps every line before it in the log */
   RtGpu *gpu = NULL;
   RbBuf err = {0};
   if (rt_gpu_open(&gpu, 0, &err) != RB_OK) {

@@ -20,7 +20,8 @@ static const char help_head[] =
     "Muon trains the latent weights, AdamW the scales; warm-up, cosine decay, clipping.\n"
     "\n"
     "OUT is a directory: checkpoint.safetensors (every --ckpt-every steps, atomically;\n"
-    "--resume continues from it), loss.svg, and model.safetensors, the packed export.\n"
+    "--resume continues from it), loss.svg, and model.safetensors, the packed export;\n"
+    "with --eval-data also best.safetensors, the export at the best validation so far.\n"
     "\n";
 static const char help_tail[] =
     "\n"
@@ -140,6 +141,8 @@ int cmd_train(int argc, char **argv) {
            "exported %s\n",
            r.steps, (unsigned long long)r.tokens, r.tok_per_s, r.tok_per_s_steady, TR_STEADY_AFTER, r.loss,
            r.export_path[0] ? r.export_path : "nothing (budget not spent)");
+  if (!rc && r.best_path[0])
+    printf("best validation ppl %.3f at step %d: %s\n", r.best_val_ppl, r.best_step, r.best_path);
   rb_buf_free(&err);
   return rc == RB_EINTERNAL ? 2 : rc ? 1 : 0;
 }

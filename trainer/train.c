@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "trainer/trainer.h"
 
@@ -146,6 +147,7 @@ double tr_lr_scale(int step, int steps, int warmup) {
 #define CKPT_FILE "checkpoint.safetensors"
 #define EXPORT_FILE "model.safetensors"
 #define CURVE_FILE "loss.svg"
+#define BEST_FILE "best.safetensors"
 
 typedef struct {
   const TrTrainOptions *o;
@@ -160,7 +162,9 @@ typedef struct {
   int nhist, caphist;
   /* host copies of the state regions */
   void *region[TR_NREGION];
-  char path_ckpt[1024], path_export[1024], path_curve[1024];
+  char path_ckpt[1024], path_export[1024], path_curve[1024], path_best[1024];
+  double best_val; /* the lowest validation loss so far (its model is in path_best), or INFINITY */
+  int best_step;
   uint32_t *bits_scratch; /* the export's bits of one standard-QAT weight */
 } Run;
 
@@ -342,6 +346,23 @@ static int export_get(void *ctx, const char *base, int N, int K, int k, TrExport
   return RB_EUSER;
 }
 
+/* The student as it stands, packed into path. */
+static int export_to(Run *r, const char *path, RbBuf *err) {
+  int rc = download_state(r);
+  uint64_t T = (uint64_t)r->o->step.batch * r->o->step.seq;
+  TrExportOptions eo = {.ir = r->o->step.ir, .fe = r->o->step.fe, .weights = r->o->step.weights, .out = path,
+                        .step = (uint64_t)r->step, .tokens = (uint64_t)r->step * T, .get = export_get, .ctx = r};
+  return rc ? rc : tr_export(&eo, err);
+}
+
+/* Checkpoint choice on the validation windows (DESIGN.md): each validation better than all before
+ * it exports the student to path_best, so the best model survives a later, worse one. */
+static int keep_if_best(Run *r, double val, RbBuf *err) {
+  if (!(val < r->best_val)) return RB_OK;
+  r->best_val = val, r->best_step = r->step;
+  return export_to(r, r->path_best, err);
+}
+
 static int write_curve(const Run *r, RbBuf *err) {
   TrCurvePoint *tp = rb_calloc((size_t)r->nhist + 1, sizeof *tp), *vp = rb_calloc((size_t)r->nhist + 1, sizeof *vp);
   int nt = 0, nv = 0, rc = RB_OK;
@@ -422,12 +443,13 @@ static int join(char *out, size_t n, const char *dir, const char *file, RbBuf *e
 
 int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   memset(res, 0, sizeof *res);
-  Run r = {.o = o, .rng = o->seed ^ 0x5DEECE66Dull};
+  Run r = {.o = o, .rng = o->seed ^ 0x5DEECE66Dull, .best_val = INFINITY};
   int rc = RB_OK;
   const char *out = o->out ? o->out : "."; /* only a --method ptq with export_path may leave it out */
   if ((rc = join(r.path_ckpt, sizeof r.path_ckpt, out, CKPT_FILE, err)) ||
       (rc = join(r.path_export, sizeof r.path_export, out, EXPORT_FILE, err)) ||
-      (rc = join(r.path_curve, sizeof r.path_curve, out, CURVE_FILE, err)))
+      (rc = join(r.path_curve, sizeof r.path_curve, out, CURVE_FILE, err)) ||
+      (rc = join(r.path_best, sizeof r.path_best, out, BEST_FILE, err)))
     return rc;
   if (o->export_path && (size_t)snprintf(r.path_export, sizeof r.path_export, "%s", o->export_path) >= sizeof r.path_export) {
     rb_buf_printf(err, "%s: the output path is too long", o->export_path);
@@ -459,6 +481,9 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   if (!rc) rc = tr_step_open(&r.st, r.gpu, &so, err);
   if (!rc && o->init && !strcmp(o->init, "rabit") && !o->resume) rc = calibrate(&r, err);
   if (!rc && o->resume) rc = load_checkpoint(&r, err);
+  if (!rc && o->resume && !access(r.path_best, F_OK)) /* the best so far is the history's, already exported */
+    for (int i = 0; i < r.nhist; i++)
+      if (r.hist[i].val_loss < r.best_val) r.best_val = r.hist[i].val_loss, r.best_step = (int)r.hist[i].step;
   if (rc) {
     run_free(&r);
     return rc;
@@ -505,6 +530,7 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
       if ((rc = validate(&r, &val, &windows, err))) break;
       progress(&r, &(TrTrainProgress){.event = TR_EVENT_EVAL, .step = r.step, .steps = r.steps, .val_ppl = exp(val),
                                       .val_loss = val, .windows = windows});
+      if (!o->export_path && (rc = keep_if_best(&r, val, err))) break;
     }
     if ((rc = add_point(&r, sr.loss, val))) break;
     double now = rb_now_ms();
@@ -528,13 +554,13 @@ int tr_train(const TrTrainOptions *o, TrTrainResult *res, RbBuf *err) {
   }
   rb_free(tok);
   if (!rc && r.step == r.steps) {
-    if (!ran && (rc = download_state(&r))) goto done; /* a finished run resumed: export what it holds */
-    TrExportOptions eo = {.ir = o->step.ir, .fe = o->step.fe, .weights = o->step.weights, .out = r.path_export,
-                          .step = (uint64_t)r.step, .tokens = (uint64_t)r.step * T, .get = export_get, .ctx = &r};
-    rc = tr_export(&eo, err);
+    rc = export_to(&r, r.path_export, err);
     snprintf(res->export_path, sizeof res->export_path, "%s", r.path_export);
   }
-done:
+  if (isfinite(r.best_val)) {
+    res->best_step = r.best_step, res->best_val_ppl = exp(r.best_val);
+    snprintf(res->best_path, sizeof res->best_path, "%s", r.path_best);
+  }
   res->steps = r.step, res->tokens = (uint64_t)r.step * T, res->loss = loss;
   run_free(&r);
   return rc;

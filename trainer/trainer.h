@@ -309,6 +309,11 @@ typedef struct {
   double loss, tok_per_s;   /* tokens/s over the whole run, evaluation and checkpoints included */
   double tok_per_s_steady;  /* over the steps after the first TR_STEADY_AFTER, their wall time (0 if too few) */
   char export_path[1024];   /* empty until the budget is spent */
+  /* with validation data: the model of the best validation so far (out/best.safetensors), its step
+   * and perplexity; best_path is empty when nothing was validated in this run */
+  char best_path[1024];
+  int best_step;
+  double best_val_ppl;
 } TrTrainResult;
 
 #define TR_EVAL_BATCH 4   /* validation windows a forward */
@@ -318,7 +323,9 @@ typedef struct {
 /* Train o->step.ir's student on o->data's windows to o->tokens tokens: steps
  * of batch x seq, the schedule of TRAINING.md, a checkpoint every ckpt_every
  * steps and at the end (atomically, with the loss curve beside it), and when
- * the budget is spent the packed export, out/model.safetensors. A NaN or inf
+ * the budget is spent the packed export, out/model.safetensors; with
+ * validation data, every validation better than those before it also exports
+ * out/best.safetensors (the checkpoint chosen on validation). A NaN or inf
  * stops the run (RB_EUSER) naming the step and the tensor, keeping the last
  * checkpoint. Opens GPU 0. Never prints: progress through o->progress. */
 int tr_train(const TrTrainOptions *o, TrTrainResult *r, RbBuf *err);

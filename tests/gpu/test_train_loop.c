@@ -64,17 +64,27 @@ static int write_model(const char *path) {
   return rc;
 }
 
-/* A shard of n tokens with some structure to learn: a noisy repeating pattern. */
-static int write_shard(const char *path, uint64_t n, TrSplit split, unsigned char tag) {
-  TrShard s = {.split = split, .ntokens = n, .vocab = V};
+static int write_tokens(const char *path, int32_t *tokens, uint64_t n, TrSplit split, unsigned char tag) {
+  TrShard s = {.split = split, .ntokens = n, .vocab = V, .tokens = tokens};
   memset(s.source_sha256, tag, sizeof s.source_sha256);
-  s.tokens = malloc(n * sizeof *s.tokens);
-  for (uint64_t i = 0; i < n; i++) s.tokens[i] = (int32_t)(rnd() % 4 ? (i * 7) % V : rnd() % V);
   RbBuf err = {0};
   int rc = tr_shard_write(path, &s, &err);
   if (rc) printf("writing %s: %s\n", path, err.data);
   rb_buf_free(&err);
-  free(s.tokens);
+  return rc;
+}
+
+/* n tokens with some structure to learn: a noisy repeating pattern. */
+static int32_t *pattern(uint64_t n) {
+  int32_t *t = malloc(n * sizeof *t);
+  for (uint64_t i = 0; i < n; i++) t[i] = (int32_t)(rnd() % 4 ? (i * 7) % V : rnd() % V);
+  return t;
+}
+
+static int write_shard(const char *path, uint64_t n, TrSplit split, unsigned char tag) {
+  int32_t *t = pattern(n);
+  int rc = write_tokens(path, t, n, split, tag);
+  free(t);
   return rc;
 }
 
@@ -103,6 +113,16 @@ static TrTrainOptions options(const char *ir, const char *weights, const char *d
                       .progress = record,
                       .ctx = rec};
   return o;
+}
+
+typedef struct {
+  double ppl[16];
+  int step[16], n;
+} Vals;
+
+static void record_eval(void *ctx, const TrTrainProgress *p) {
+  Vals *v = ctx;
+  if (p->event == TR_EVENT_EVAL && v->n < 16) v->ppl[v->n] = p->val_ppl, v->step[v->n++] = p->step;
 }
 
 /* The losses of steps first..last as the checkpoint's history records them. */
@@ -187,6 +207,45 @@ int main(int argc, char **argv) {
   CHECK(rt_st_open(r.export_path, &st, &err) == RB_OK && rt_st_meta(st, "trained_by"), "the export: %s",
         err.data ? err.data : "no trained_by");
   rt_st_close(st);
+
+  /* validation every 4 steps on 4 held-out windows of 1024 (2 validation): best.safetensors holds the
+   * export of the step whose validation was lowest, whichever step that is */
+  {
+    Vals vals = {0};
+    char out_v[600], val_dir[600];
+    snprintf(out_v, sizeof out_v, "%s/v", dir);
+    snprintf(val_dir, sizeof val_dir, "%s/val", dir);
+    mkdir(val_dir, 0755);
+    int32_t *stream = pattern(4 * 1024); /* the held-out stream and its "KJV part", the first half */
+    snprintf(shard, sizeof shard, "%s/heldout.shard", val_dir);
+    int bad = write_tokens(shard, stream, 4 * 1024, TR_SPLIT_HELDOUT, 4);
+    snprintf(shard, sizeof shard, "%s/heldout-kjv.shard", val_dir);
+    bad = bad || write_tokens(shard, stream, 2 * 1024, TR_SPLIT_HELDOUT, 5);
+    free(stream);
+    if (bad) return 1;
+    TrTrainOptions ov = options(ir, weights, fixed, out_v, NULL);
+    ov.eval_data = val_dir, ov.eval_every = 4, ov.progress = record_eval, ov.ctx = &vals;
+    rb_buf_free(&err);
+    rc = tr_train(&ov, &r, &err);
+    int argmin = 0;
+    for (int i = 1; i < vals.n; i++)
+      if (vals.ppl[i] < vals.ppl[argmin]) argmin = i;
+    printf("validation: %d evaluations, best ppl %.4f at step %d; best.safetensors from step %d\n", vals.n,
+           vals.n ? vals.ppl[argmin] : 0, vals.n ? vals.step[argmin] : 0, r.best_step);
+    CHECK(rc == RB_OK && vals.n == 6, "validated run: %s (%d evaluations, expected 6)", err.data ? err.data : "ok",
+          vals.n);
+    CHECK(vals.n && r.best_step == vals.step[argmin] && fabs(r.best_val_ppl - vals.ppl[argmin]) < 1e-9,
+          "best step %d (ppl %g), the lowest validation was at step %d", r.best_step, r.best_val_ppl,
+          vals.n ? vals.step[argmin] : -1);
+    rb_buf_free(&err);
+    const char *step = NULL;
+    st = NULL;
+    CHECK(r.best_path[0] && rt_st_open(r.best_path, &st, &err) == RB_OK && (step = rt_st_meta(st, "step")) &&
+              atoi(step) == r.best_step,
+          "%s: %s (step %s, expected %d)", r.best_path, err.data ? err.data : "opened", step ? step : "none",
+          r.best_step);
+    if (st) rt_st_close(st);
+  }
 
   /* standard QAT on the same window: its loss falls too; and --method ptq exports the init untrained */
   {

@@ -14,6 +14,7 @@
 #   qat2   joins the second half and the shards (data-dev/d2, with .carry): the step test; import; rabit train SmolLM2 k = 2
 #          (QAT_TOKENS, default 2M) beside qat_train_peer.py and rabit_qat_peer.py (speed, same
 #          call); the export through rabit run, rabit ppl and rabit eval; ppl speed against prefill
+#   exp    as qat2's setup, then tests/bench/qat_experiment.sh: the issue-9 runs (EXP_* variables)
 #   all    tests (memcheck on the model-level tests only), bench and model in one call
 #   model  the executor against the reference decoder, then whole-model decode
 #          and prefill speed (rabit bench, random weights) beside the PyTorch
@@ -89,16 +90,23 @@ train_tests() {
   grep -E "^  B=|worst|grad norm|run A|kill -9" "$OUT/test_train_step.log" "$OUT/test_train_loop.log"
 }
 
-# RaBiT QAT of the real SmolLM2 (the model and shards carried by qat1 and qat2).
-qat_real() {
+# The real SmolLM2 in /tmp/rabit-qat (its halves carried by qat1 and qat2, the shards by qat2), imported;
+# then the GPU tests named in TESTS (memcheck over MEMCHECK).
+qat_setup() {
   Q=/tmp/rabit-qat R="$B/tools/rabit" IR=samples/smollm2-135m.ir
-  [ -f $Q/paa ] && [ -f data-dev/d2/pab ] || { echo "qat2: the first half is missing (run qat1 just before)"; exit 1; }
+  [ -f $Q/paa ] && [ -f data-dev/d2/pab ] || { echo "$mode: the first half is missing (run qat1 just before)"; exit 1; }
   G=$Q/model.gguf
   cat $Q/paa data-dev/d2/pab > $G
   cp -r data-dev/d2/shards-train data-dev/d2/shards-heldout data-dev/d2/heldout.txt $Q/ && gunzip -f $Q/shards-*/*.gz
   gpu_tests "${TESTS-test_train_step}" "${MEMCHECK-}"
   echo "$(cat data-dev/d2/sha256)  $G" | sha256sum -c || exit 1
+  rm -rf $Q/hf $Q/runs # a machine still warm from the last call keeps /tmp
   run import "$R" import $G -o $Q/hf
+}
+
+# RaBiT QAT of the real SmolLM2.
+qat_real() {
+  qat_setup
   if [ -n "${QAT_INIT_GRID:-}" ]; then # the initialization alone (--method ptq): greedy, then --init rabit per "a,b"
     run ptq_greedy "$R" train $IR --method ptq --weights $Q/hf/model.safetensors --data $Q/shards-train \
         --eval-data $Q/shards-heldout -o $Q/ptq-greedy
@@ -238,6 +246,9 @@ case $mode in
   train) train_tests ;;
   qat1) mkdir -p /tmp/rabit-qat && cp -r data-dev/d1/* /tmp/rabit-qat/ && ls -la /tmp/rabit-qat ;;
   qat2) qat_real ;;
+  exp) qat_setup # a failed test or import stops it before the runs spend the call
+       if grep -E "rc=[1-9]" "$summary"; then cat "$summary"; exit 1; fi
+       Q=$Q R=$R IR=$IR G=$G OUT=$OUT bash tests/bench/qat_experiment.sh ;;
   real1) mkdir -p /tmp/rabit-model && cp .carry/m1/* /tmp/rabit-model/ && ls -la /tmp/rabit-model ;;
   real2) real_model ;;
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;

@@ -184,8 +184,10 @@ static int add_point(Run *r, double train, double val) {
   return RB_OK;
 }
 
-static int download_state(Run *r) {
+/* The state regions to host, all of them (a checkpoint) or the parameters alone (an export). */
+static int download_regions(Run *r, int params_only) {
   for (int i = 0; i < TR_NREGION; i++) {
+    if (params_only && i != TR_REGION_PARAMS) continue;
     if (!r->region[i] && !(r->region[i] = rb_malloc(tr_step_region_bytes(r->st, (TrRegion)i) + 4)))
       return RB_EINTERNAL;
     int rc = tr_step_region(r->st, (TrRegion)i, r->region[i], 0);
@@ -217,10 +219,11 @@ static void weight_parts(const Run *r, int i, Parts *w) {
   const float *P = r->region[TR_REGION_PARAMS], *M = r->region[TR_REGION_MUON];
   const float *AM = r->region[TR_REGION_ADAM_M], *AV = r->region[TR_REGION_ADAM_V];
   size_t kn = (size_t)k * N;
+  /* an export downloads the parameters alone: the optimizer's parts are then NULL */
   part[TR_CKPT_W] = P + w_off, part[TR_CKPT_G] = P + nW + s_off, part[TR_CKPT_H] = P + nW + s_off + kn;
-  part[TR_CKPT_W_MOM] = M + w_off;
-  part[TR_CKPT_G_M] = AM + s_off, part[TR_CKPT_H_M] = AM + s_off + kn;
-  part[TR_CKPT_G_V] = AV + s_off, part[TR_CKPT_H_V] = AV + s_off + kn;
+  part[TR_CKPT_W_MOM] = M ? M + w_off : NULL;
+  part[TR_CKPT_G_M] = AM ? AM + s_off : NULL, part[TR_CKPT_H_M] = AM ? AM + s_off + kn : NULL;
+  part[TR_CKPT_G_V] = AV ? AV + s_off : NULL, part[TR_CKPT_H_V] = AV ? AV + s_off + kn : NULL;
   for (int p = 0; p < TR_CKPT_NPART; p++) {
     int isw = p == TR_CKPT_W || p == TR_CKPT_W_MOM, isg = p == TR_CKPT_G || p == TR_CKPT_G_M || p == TR_CKPT_G_V;
     int64_t *sh = w->shape[p];
@@ -237,7 +240,7 @@ static void fill_options(const Run *r, TrCkptOptions *co) {
 }
 
 static int save_checkpoint(Run *r, RbBuf *err) {
-  int rc = download_state(r), nw = tr_step_nweights(r->st);
+  int rc = download_regions(r, 0), nw = tr_step_nweights(r->st);
   TrCkptTensor *t = rb_calloc((size_t)nw * TR_CKPT_NPART, sizeof *t);
   char(*names)[600] = rb_calloc((size_t)nw * TR_CKPT_NPART, sizeof *names);
   if (!rc && (!t || !names)) rc = RB_EINTERNAL;
@@ -348,7 +351,7 @@ static int export_get(void *ctx, const char *base, int N, int K, int k, TrExport
 
 /* The student as it stands, packed into path. */
 static int export_to(Run *r, const char *path, RbBuf *err) {
-  int rc = download_state(r);
+  int rc = download_regions(r, 1); /* export_get reads W, g and h only */
   uint64_t T = (uint64_t)r->o->step.batch * r->o->step.seq;
   TrExportOptions eo = {.ir = r->o->step.ir, .fe = r->o->step.fe, .weights = r->o->step.weights, .out = path,
                         .step = (uint64_t)r->step, .tokens = (uint64_t)r->step * T, .get = export_get, .ctx = r};

@@ -121,14 +121,15 @@ typedef struct CgKernel {
 /* Launch geometry, fixed when the plan is made, as a function of the run-time
  * extent n (batch rows for a linear, T for the row-wise ops, the element count
  * for add): the grid along grow_axis is grid[grow_axis] * ceil(n / n_per_block);
- * a kernel with a decode variant (attention) runs block_x_small threads when
- * n <= n_small. */
+ * a kernel with a decode variant (attention) runs block_x_small threads and
+ * grid_x_small blocks along x (its context split) when n <= n_small. */
 typedef struct {
   unsigned grid[3], block[3];
   unsigned smem;          /* dynamic shared memory bytes */
   int grow_axis;          /* 0..2; -1: the grid does not depend on n */
   unsigned n_per_block;
   unsigned n_small, block_x_small; /* 0: no decode variant */
+  unsigned grid_x_small;           /* the decode variant's grid[0]; 0: grid[0] */
 } CgGeometry;
 
 typedef struct {
@@ -174,7 +175,9 @@ typedef struct { CgDevPtr y, x, w; int T; } CgRmsnormArgs;
  * decode step replays at every position without touching the graph. */
 typedef struct { CgDevPtr q; int ldq; CgDevPtr k; int ldk; CgDevPtr v; int ldv; CgDevPtr kcache, vcache, pos0; int T; } CgRopeKvArgs;
 /* CG_ATTENTION: causal GQA, query t attends to cache positions 0..pos0+t; out (T, heads*head_dim) */
-typedef struct { CgDevPtr out, q; int ldq; CgDevPtr kcache, vcache, pos0; int T; } CgAttentionArgs;
+/* ws: the decode variant's workspace, cg_attention_ws_bytes of it, zeroed once
+ * before the first launch (the kernels leave it zeroed); unused when 0 bytes. */
+typedef struct { CgDevPtr out, q; int ldq; CgDevPtr kcache, vcache, pos0; int T; CgDevPtr ws; } CgAttentionArgs;
 /* CG_SWIGLU: y (T, dim) = silu(gu[:, :dim]) * gu[:, dim:2dim], rows of gu ld apart */
 typedef struct { CgDevPtr y, gu; int ld, T; } CgSwigluArgs;
 /* CG_ADD: y = a + b over n elements */
@@ -198,6 +201,8 @@ void cg_embed_argv(CgEmbedArgs *a, CgArgv *out);
 void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *out);
 void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *out);
 void cg_attention_argv(CgAttentionArgs *a, CgArgv *out);
+/* Bytes of workspace an attention kernel of this geometry needs (0: none). */
+size_t cg_attention_ws_bytes(const CgOp *op, const CgGeometry *g);
 void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *out);
 void cg_add_argv(CgAddArgs *a, CgArgv *out);
 void cg_nll_argv(CgNllArgs *a, CgArgv *out);

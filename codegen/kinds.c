@@ -97,6 +97,9 @@ CgLaunch cg_geometry_launch(const CgGeometry *g, int n) {
   l.smem = g->smem;
   if (g->grow_axis >= 0 && g->grow_axis < 3 && g->n_per_block)
     l.grid[g->grow_axis] *= ((unsigned)n + g->n_per_block - 1) / g->n_per_block;
-  if (g->n_small && (unsigned)n <= g->n_small) l.block[0] = g->block_x_small;
+  if (g->n_small && (unsigned)n <= g->n_small) {
+    l.block[0] = g->block_x_small;
+    if (g->grid_x_small) l.grid[0] = g->grid_x_small;
+  }
   return l;
 }

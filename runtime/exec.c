@@ -49,6 +49,7 @@ struct RtModel {
   int nbuf;
   StepState *st;
   RtDevPtr tokens, pos, scratch;
+  RtDevPtr attn_ws; /* the split decode attention's workspace, shared by every layer (one stream) */
   RtDevPtr nll_ids, nll_rows; /* rt_model_nll: a window's ids (max_ctx), its rows' NLL (max_ctx f32) */
   float *nll_host;
   size_t weight_bytes, total_bytes;
@@ -226,8 +227,9 @@ static int bind_dense(RtModel *m, int step, RtSafetensors *f, int K, RbBuf *err)
   return rc;
 }
 
-/* Each step's weights, by op kind. */
+/* Each step's weights, by op kind; the caches, and the attention workspace. */
 static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
+  size_t ws_bytes = 0;
   for (int i = 0; i < m->p->nsteps; i++) {
     const RtPlanStep *ps = &m->p->steps[i];
     StepState *ss = &m->st[i];
@@ -256,16 +258,25 @@ static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
       rc = ps->paths ? bind_linear(m, i, f, err) : bind_dense(m, i, f, m->val[ps->in[0]].width, err);
       break;
     case IR_ATTENTION: {
-      const CgOp *op = &m->p->kernels[ps->kernels.main].kernel.op;
+      const RtPlanKernel *pk = &m->p->kernels[ps->kernels.main];
+      const CgOp *op = &pk->kernel.op;
       size_t bytes = (size_t)op->kv_heads * op->max_ctx * op->head_dim * 2;
       rc = rt_mem_alloc(m->gpu, &ss->kc, bytes) || rt_mem_alloc(m->gpu, &ss->vc, bytes) ? RB_EINTERNAL : RB_OK;
       m->total_bytes += 2 * bytes;
+      size_t ws = cg_attention_ws_bytes(op, &pk->geometry);
+      if (ws > ws_bytes) ws_bytes = ws;
       break;
     }
     default: break;
     }
     rb_free(h);
     if (rc) return rc;
+  }
+  if (ws_bytes) { /* the kernels keep its counters zero after the first launch */
+    if (rt_mem_alloc(m->gpu, &m->attn_ws, ws_bytes) || rt_memset8(m->gpu, m->attn_ws, 0, ws_bytes) ||
+        rt_sync(m->gpu)) /* the memset is on the legacy stream, the model on its own */
+      return RB_EINTERNAL;
+    m->total_bytes += ws_bytes;
   }
   return RB_OK;
 }
@@ -358,7 +369,7 @@ static int run_attention(RtModel *m, int i, int T) {
   int ldq = m->val[ps->in[0]].ld;
   CgRopeKvArgs r = {view(m, ps->in[0]), ldq, view(m, ps->in[1]), m->val[ps->in[1]].ld, view(m, ps->in[2]),
                     m->val[ps->in[2]].ld, ss->kc, ss->vc, m->pos, T};
-  CgAttentionArgs a = {view(m, ps->out[0]), r.q, ldq, ss->kc, ss->vc, m->pos, T};
+  CgAttentionArgs a = {view(m, ps->out[0]), r.q, ldq, ss->kc, ss->vc, m->pos, T, m->attn_ws};
   CgArgv vr, va;
   cg_rope_kv_argv(&r, &vr);
   cg_attention_argv(&a, &va);
@@ -604,6 +615,7 @@ void rt_model_close(RtModel *m) {
   for (int i = 0; i < m->nbuf; i++) rt_mem_free(m->gpu, m->buf[i].p);
   if (m->tokens) rt_mem_free(m->gpu, m->tokens);
   if (m->pos) rt_mem_free(m->gpu, m->pos);
+  if (m->attn_ws) rt_mem_free(m->gpu, m->attn_ws);
   if (m->scratch) rt_mem_free(m->gpu, m->scratch);
   if (m->nll_ids) rt_mem_free(m->gpu, m->nll_ids);
   if (m->nll_rows) rt_mem_free(m->gpu, m->nll_rows);

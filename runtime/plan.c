@@ -2,7 +2,7 @@
  * runtime and trainer. A line-oriented text format, so that it diffs and
  * reads well:
  *
- *   rabit-plan 2
+ *   rabit-plan 3
  *   model smollm2-135m
  *   ir-hash <32 hex>          XXH3-128 of the IR text
  *   target cuda
@@ -11,7 +11,7 @@
  *   rabitc 0.1.0
  *   counts kernels=26 steps=123 values=250
  *   return value=249 dtype=f32
- *   kernel 0 key=<32 hex> entry=<name> schedule=default grid=.. block=.. smem=.. grow=1 per=8 small=0,0 kind=linear ...
+ *   kernel 0 key=<32 hex> entry=<name> schedule=default grid=.. block=.. smem=.. grow=1 per=8 small=0,0,0 kind=linear ...
  *   step 0 op=embed line=13 layer=-1 paths=0 main=5 rope=- repack=- buckets=- in=0 out=1 weights=model.embed_tokens ...
  *
  * Every kernel line carries its whole op and schedule (floats in C's exact %a
@@ -142,9 +142,9 @@ static void put_kernel(RbBuf *b, const CgKernel *k) {
 }
 
 static void put_geometry(RbBuf *b, const CgGeometry *g) {
-  rb_buf_printf(b, " grid=%u,%u,%u block=%u,%u,%u smem=%u grow=%d per=%u small=%u,%u", g->grid[0], g->grid[1],
+  rb_buf_printf(b, " grid=%u,%u,%u block=%u,%u,%u smem=%u grow=%d per=%u small=%u,%u,%u", g->grid[0], g->grid[1],
                 g->grid[2], g->block[0], g->block[1], g->block[2], g->smem, g->grow_axis, g->n_per_block,
-                g->n_small, g->block_x_small);
+                g->n_small, g->block_x_small, g->grid_x_small);
 }
 
 static void put_role(RbBuf *b, const char *key, int v) {
@@ -343,15 +343,16 @@ static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   if (!field(w, n, "entry", k->entry, sizeof k->entry)) perr(c, "missing field 'entry'");
   k->from = (CgScheduleSource)get_name(c, w, n, "schedule", sources, 3);
   CgGeometry *g = &k->geometry;
-  int grid[3] = {1, 1, 1}, block[3] = {1, 1, 1}, small[2] = {0, 0};
+  int grid[3] = {1, 1, 1}, block[3] = {1, 1, 1}, small[3] = {0, 0, 0};
   if (get_list(c, w, n, "grid", grid, 3, 1, 1 << 30) != 3) perr(c, "field 'grid' needs 3 sizes");
   if (get_list(c, w, n, "block", block, 3, 1, 1024) != 3) perr(c, "field 'block' needs 3 sizes");
   for (int i = 0; i < 3; i++) g->grid[i] = (unsigned)grid[i], g->block[i] = (unsigned)block[i];
   g->smem = (unsigned)get_int(c, w, n, "smem", 0, 1 << 20);
   g->grow_axis = (int)get_int(c, w, n, "grow", -1, 2);
   g->n_per_block = (unsigned)get_int(c, w, n, "per", 0, 1 << 20);
-  if (get_list(c, w, n, "small", small, 2, 0, 1 << 20) != 2) perr(c, "field 'small' needs 2 values");
-  g->n_small = (unsigned)small[0], g->block_x_small = (unsigned)small[1];
+  if (get_list(c, w, n, "small", small, 3, 0, 1 << 30) != 3)
+    perr(c, "field 'small' needs 3 values (rows, block, grid x of the decode variant)");
+  g->n_small = (unsigned)small[0], g->block_x_small = (unsigned)small[1], g->grid_x_small = (unsigned)small[2];
   if (g->grow_axis >= 0 && !g->n_per_block) perr(c, "field 'per' must be positive when the grid grows");
   if (g->n_small && (!g->block_x_small || g->block_x_small > 1024)) perr(c, "field 'small' needs a block of 1..1024");
   CgOp *s = &k->kernel.op;

@@ -16,7 +16,7 @@
 
 /* ==== plan.c: the versioned plan, the contract between rabitc and its users ==== */
 
-#define RT_PLAN_VERSION 2
+#define RT_PLAN_VERSION 3 /* 3: the decode variant's grid x (split attention) */
 #define RT_PLAN_MAX_BYTES (64ull << 20) /* a plan file is read whole: 64 MiB at most */
 
 /* One kernel: what it computes and how (the whole kernel, so a missing binary

@@ -255,15 +255,37 @@ static void emit_rope_kv(const CgKernel *k, RbBuf *b, const char *entry) {
 
 /* ==== attention ==== */
 
-#define ATT_MAXW 16      /* warps per block for decode (T <= 4) */
-#define ATT_PREFILL_W 4  /* warps per block when T > 4: there are T*H blocks to fill the GPU */
+#define ATT_MAXW 16      /* warps per block for decode (T <= ATT_SMALL) */
+#define ATT_PREFILL_W 4  /* warps per block when T > ATT_SMALL: there are T*H blocks to fill the GPU */
 #define ATT_U 4          /* keys per lane group per iteration: loads in flight */
+#define ATT_SMALL 4      /* rows up to which a launch is a decode: the context split over blocks */
+#define ATT_MAXSPLIT 32  /* most blocks one (head, token) is split over */
+#define ATT_FILL 128     /* the default split gives about this many blocks (H200: 132 SMs) */
 
-/* One block per (query head, token). The context is split across the block:
- * each group of G lanes scores one key (every lane holds 8*CPL dims of q, k
- * and v, 16-byte loads) and keeps an online softmax of its keys; groups merge
- * by shuffles, warps through shared memory, in a fixed order, so results do
- * not depend on scheduling. */
+/* Context splits of a decode launch: the schedule's tile[0], or enough to give
+ * about ATT_FILL blocks, never a split shorter than 64 keys of a full cache. */
+static int att_splits(const CgKernel *k) {
+  const CgOp *s = &k->op;
+  int n = k->sched.tile[0] ? k->sched.tile[0] : (ATT_FILL + s->heads - 1) / s->heads;
+  int most = (s->max_ctx + 63) / 64;
+  if (n > most) n = most;
+  return n < 1 ? 1 : n > ATT_MAXSPLIT ? ATT_MAXSPLIT : n;
+}
+
+/* Keys a warp scores per iteration: 32 / G lane groups of U keys each. */
+static int att_keys_per_warp(const CgOp *s) {
+  int nchunk = s->head_dim / 8, G = pow2_ceil(nchunk) < 32 ? pow2_ceil(nchunk) : 32;
+  return 32 / G * ATT_U;
+}
+
+/* One block per (query head, token, context split). Within a block the keys
+ * are spread over the warps: each group of G lanes scores one key (every lane
+ * holds 8*CPL dims of q, k and v, 16-byte loads) and keeps an online softmax
+ * of its keys; groups merge by shuffles, warps through shared memory, in a
+ * fixed order. A decode launch (T <= NSMALL) splits the context over
+ * gridDim.x / H blocks besides (flash-decoding): each writes its softmax state
+ * to the workspace, and the last of them to arrive merges all of them in split
+ * order. Results never depend on scheduling. */
 static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   int hd = s->head_dim, nchunk = hd / 8;
@@ -285,6 +307,8 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
                 "#define KPW (32 / G)  /* keys a warp scores at once */\n"
                 "#define U %d  /* keys per lane group per iteration */\n"
                 "#define MAXW %d  /* most warps per block */\n"
+                "#define NSMALL %d  /* a launch of at most NSMALL rows may split the context */\n"
+                "#define MAXSPLIT %d  /* most context splits */\n"
                 "#define SCALE_LOG2 %s  /* log2(e) / sqrt(HD) */\n"
                 "#define NEG_BIG (-1e30f)  /* finite \"-inf\": merging two empty states stays NaN-free */\n"
                 "\n"
@@ -298,22 +322,28 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
                 "  }\n"
                 "}\n"
                 "\n",
-                s->heads, s->kv_heads, hd, s->max_ctx, G, cpl, ATT_U, ATT_MAXW, scl);
+                s->heads, s->kv_heads, hd, s->max_ctx, G, cpl, ATT_U, ATT_MAXW, ATT_SMALL, ATT_MAXSPLIT, scl);
   rb_buf_printf(
       b,
       "/* Causal GQA attention over the caches, softmax scale 1/sqrt(HD): query t\n"
       " * (position pos0+t) of head h attends to cache positions 0 .. pos0+t of kv\n"
       " * head h / GROUP. q (T, ldq) with heads at h*HD, already rotated; out (T, H*HD).\n"
       " * pos0 = *pos0p is read on the device, so a captured decode step replays anywhere.\n"
-      " * grid (H, T), block (32 * warps), warps <= MAXW. */\n"
+      " * grid (H * nsplit, T), block (32 * warps), warps <= MAXW; nsplit > 1 only when\n"
+      " * T <= NSMALL. ws: (NSMALL, H) arrival counters, zero between launches, then\n"
+      " * (NSMALL, H, nsplit, 2 + HD) floats of split states (m, l, unnormalized out). */\n"
       "extern \"C\" __global__ void __launch_bounds__(32 * MAXW)\n"
       "%s(rb_half *__restrict__ out, const rb_half *__restrict__ q, int ldq,\n"
       "    const rb_half *__restrict__ kcache, const rb_half *__restrict__ vcache,\n"
-      "    const int *__restrict__ pos0p, int T) {\n"
-      "  const int h = blockIdx.x, t = blockIdx.y;\n"
-      "  if (t >= T) return;\n"
+      "    const int *__restrict__ pos0p, int T, float *__restrict__ ws) {\n"
+      "  const int nsplit = gridDim.x / H;\n"
+      "  const int h = blockIdx.x %% H, split = blockIdx.x / H, t = blockIdx.y;\n"
+      "  if (t >= T || (nsplit > 1 && T > NSMALL)) return;\n"
       "  const int pos0 = *pos0p;\n"
       "  const int nkeys = min(pos0 + t + 1, CTX);\n"
+      "  /* This block's keys: split of nsplit near-equal ranges (an empty one at a short context). */\n"
+      "  const int chunk = (nkeys + nsplit - 1) / nsplit;\n"
+      "  const int kbeg = min(split * chunk, nkeys), kend = min(kbeg + chunk, nkeys);\n"
       "  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;\n"
       "  const int nwarps = blockDim.x >> 5;\n"
       "  const int grp = lane / G, gl = lane %% G;  /* key slot in the warp, lane in the group */\n"
@@ -340,7 +370,7 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       "\n"
       "  /* Warp w takes KPW*U consecutive keys per step; group grp the U keys at\n"
       "   * jw + grp*U. The trip count is uniform over the warp, as the shuffles need. */\n"
-      "  for (int jw = warp * KPW * U; jw < nkeys; jw += nwarps * KPW * U) {\n"
+      "  for (int jw = kbeg + warp * KPW * U; jw < kend; jw += nwarps * KPW * U) {\n"
       "    const int j0 = jw + grp * U;\n"
       "    rb_chunk kc[U][CPL], vc[U][CPL];\n"
       "#pragma unroll\n"
@@ -348,7 +378,7 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       "#pragma unroll\n"
       "      for (int c = 0; c < CPL; c++) {\n"
       "        const int ch = gl + c * G;\n"
-      "        if (j0 + u < nkeys && ch < NCHUNK) {\n"
+      "        if (j0 + u < kend && ch < NCHUNK) {\n"
       "          kc[u][c] = *(const rb_chunk *)(kb + (long long)(j0 + u) * HD + ch * 8);\n"
       "          vc[u][c] = *(const rb_chunk *)(vb + (long long)(j0 + u) * HD + ch * 8);\n"
       "        } else {\n"
@@ -372,7 +402,7 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       "      }\n"
       "#pragma unroll\n"
       "      for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);\n"
-      "      sc[u] = j0 + u < nkeys ? dot : NEG_BIG;\n"
+      "      sc[u] = j0 + u < kend ? dot : NEG_BIG;\n"
       "      mnew = fmaxf(mnew, sc[u]);\n"
       "    }\n"
       "\n"
@@ -386,7 +416,7 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       "      for (int e = 0; e < 8; e++) acc[c][e] *= corr;\n"
       "#pragma unroll\n"
       "    for (int u = 0; u < U; u++) {\n"
-      "      const float p = j0 + u < nkeys ? exp2f(sc[u] - m) : 0.0f;\n"
+      "      const float p = j0 + u < kend ? exp2f(sc[u] - m) : 0.0f;\n"
       "      l += p;\n"
       "#pragma unroll\n"
       "      for (int c = 0; c < CPL; c++) {\n"
@@ -435,12 +465,53 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       "  for (int w = 0; w < nwarps; w++) mmax = fmaxf(mmax, sm_m[w]);\n"
       "  float lsum = 0.0f;\n"
       "  for (int w = 0; w < nwarps; w++) lsum += sm_l[w] * exp2f(sm_m[w] - mmax);\n"
-      "  const float inv = 1.0f / lsum;  /* lsum >= 1: the max key contributes exp2(0) */\n"
       "  rb_half *orow = out + (long long)t * (H * HD) + h * HD;\n"
+      "  if (nsplit == 1) {\n"
+      "    const float inv = 1.0f / lsum;  /* lsum >= 1: the max key contributes exp2(0) */\n"
+      "    for (int d = threadIdx.x; d < HD; d += blockDim.x) {\n"
+      "      float o = 0.0f;\n"
+      "      for (int w = 0; w < nwarps; w++) o += sm_o[w][d] * exp2f(sm_m[w] - mmax);\n"
+      "      orow[d] = rb_f2h(o * inv);\n"
+      "    }\n"
+      "    return;\n"
+      "  }\n"
+      "\n"
+      "  /* A split: its state to the workspace (an empty split's is m = NEG_BIG, l = 0). */\n"
+      "  unsigned int *count = (unsigned int *)ws + t * H + h;\n"
+      "  float *states = ws + NSMALL * H + (long long)(t * H + h) * nsplit * (2 + HD);\n"
+      "  float *mine = states + split * (2 + HD);\n"
       "  for (int d = threadIdx.x; d < HD; d += blockDim.x) {\n"
       "    float o = 0.0f;\n"
       "    for (int w = 0; w < nwarps; w++) o += sm_o[w][d] * exp2f(sm_m[w] - mmax);\n"
-      "    orow[d] = rb_f2h(o * inv);\n"
+      "    mine[2 + d] = o;\n"
+      "  }\n"
+      "  if (threadIdx.x == 0) mine[0] = mmax, mine[1] = lsum;\n"
+      "  __threadfence();  /* the state is visible before the arrival is counted */\n"
+      "  __syncthreads();\n"
+      "  __shared__ int last;\n"
+      "  if (threadIdx.x == 0) last = atomicAdd(count, 1u) == (unsigned int)nsplit - 1u;\n"
+      "  __syncthreads();\n"
+      "  if (!last) return;\n"
+      "\n"
+      "  /* The last split to arrive merges all of them, in split order, reading past L1. */\n"
+      "  __threadfence();\n"
+      "  __shared__ float sm_w[MAXSPLIT];\n"
+      "  if (threadIdx.x == 0) {\n"
+      "    float M = NEG_BIG, L = 0.0f;\n"
+      "    for (int s = 0; s < nsplit; s++) M = fmaxf(M, __ldcg(states + s * (2 + HD)));\n"
+      "    for (int s = 0; s < nsplit; s++) {\n"
+      "      sm_w[s] = exp2f(__ldcg(states + s * (2 + HD)) - M);\n"
+      "      L += __ldcg(states + s * (2 + HD) + 1) * sm_w[s];\n"
+      "    }\n"
+      "    const float inv = 1.0f / L;  /* L >= 1: the split holding the top score gives >= 1 */\n"
+      "    for (int s = 0; s < nsplit; s++) sm_w[s] *= inv;\n"
+      "    *count = 0u;  /* ready for the next launch: a replayed graph included */\n"
+      "  }\n"
+      "  __syncthreads();\n"
+      "  for (int d = threadIdx.x; d < HD; d += blockDim.x) {\n"
+      "    float o = 0.0f;\n"
+      "    for (int s = 0; s < nsplit; s++) o += __ldcg(states + s * (2 + HD) + 2 + d) * sm_w[s];\n"
+      "    orow[d] = rb_f2h(o);\n"
       "  }\n"
       "}\n",
       entry);
@@ -642,15 +713,20 @@ int cg_geometry_op(const CgKernel *k, CgGeometry *g, RbBuf *err) {
     g->block[0] = (unsigned)(half < 256 ? half : 256);
     break;
   }
-  case CG_ATTENTION:
-    /* Decode (few rows) has only H blocks: give each the most warps to split
-     * the context. Prefill has T*H blocks, so fewer warps each. */
+  case CG_ATTENTION: {
+    /* Decode (few rows) would have only H blocks: the context is split over
+     * att_splits blocks each, with warps enough for a split of a full cache.
+     * Prefill has T*H blocks, so fewer warps each and no split. */
+    int splits = att_splits(k), per_warp = att_keys_per_warp(s);
+    int warps = (s->max_ctx / splits + per_warp - 1) / per_warp;
     g->grid[0] = (unsigned)s->heads;
     g->grow_axis = 1;
     g->block[0] = 32u * ATT_PREFILL_W;
-    g->n_small = 4;
-    g->block_x_small = 32u * ATT_MAXW;
+    g->n_small = ATT_SMALL;
+    g->block_x_small = 32u * (unsigned)(warps < 1 ? 1 : warps > ATT_MAXW ? ATT_MAXW : warps);
+    g->grid_x_small = (unsigned)(s->heads * splits);
     break;
+  }
   case CG_SWIGLU:
     g->grid[0] = (unsigned)((s->dim + EW_THREADS - 1) / EW_THREADS);
     g->grow_axis = 1;
@@ -678,7 +754,13 @@ void cg_rope_kv_argv(CgRopeKvArgs *a, CgArgv *o) {
   CG_ARGV(o, &a->q, &a->ldq, &a->k, &a->ldk, &a->v, &a->ldv, &a->kcache, &a->vcache, &a->pos0, &a->T);
 }
 void cg_attention_argv(CgAttentionArgs *a, CgArgv *o) {
-  CG_ARGV(o, &a->out, &a->q, &a->ldq, &a->kcache, &a->vcache, &a->pos0, &a->T);
+  CG_ARGV(o, &a->out, &a->q, &a->ldq, &a->kcache, &a->vcache, &a->pos0, &a->T, &a->ws);
+}
+
+size_t cg_attention_ws_bytes(const CgOp *op, const CgGeometry *g) {
+  size_t splits = g->grid[0] ? g->grid_x_small / g->grid[0] : 0;
+  if (op->kind != CG_ATTENTION || splits <= 1) return 0;
+  return (size_t)g->n_small * op->heads * (4 + splits * (2 + (size_t)op->head_dim) * 4);
 }
 void cg_swiglu_argv(CgSwigluArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->gu, &a->ld, &a->T); }
 void cg_add_argv(CgAddArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->a, &a->b, &a->n); }

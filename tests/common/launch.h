@@ -23,6 +23,15 @@ static inline CgLaunch test_launch(const CgKernel *k, int n) {
   return cg_geometry_launch(&g, n);
 }
 
+/* The attention workspace kernel k needs (cg_attention_ws_bytes; 0 for other kinds). */
+static inline size_t test_attention_ws_bytes(const CgKernel *k) {
+  CgGeometry g;
+  RbBuf err = {0};
+  int rc = cg_target_cuda.geometry(k, &g, &err);
+  rb_buf_free(&err);
+  return rc ? 0 : cg_attention_ws_bytes(&k->op, &g);
+}
+
 static inline int test_emit(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   return cg_target_cuda.emit(k, src, entry, err);
 }

@@ -350,9 +350,11 @@ static void test_rope(const Shape *m, int T, int pos0) {
  * T, T+1, ... and compare each step's row. ref_attention is causal, so its
  * row s over the whole sequence equals the last row over tokens 0..s: one
  * reference call covers every step. */
-static void test_attention(const Shape *m, int T, int steps) {
+static void test_attention(const Shape *m, int T, int steps, int splits) {
   Kernel rope = kernel_load(op_spec(CG_ROPE_KV, m));
-  Kernel att = kernel_load(op_spec(CG_ATTENTION, m));
+  CgKernel spec = op_spec(CG_ATTENTION, m);
+  spec.sched.tile[0] = splits; /* the decode launches' context splits; 0: the default */
+  Kernel att = kernel_load(spec);
   int H = m->heads, HKV = m->kv_heads, HD = m->head_dim, C = m->max_ctx, N = T + steps;
   size_t qw = (size_t)H * HD, kw = (size_t)HKV * HD, ncache = (size_t)HKV * C * HD;
   /* q and k with spread 2 give scores of a few units: a softmax that is
@@ -369,6 +371,14 @@ static void test_attention(const Shape *m, int T, int steps) {
   RtDevPtr dq = dupload(qh, N * qw * 2), dk = dupload(kh, N * kw * 2), dv = dupload(vh, N * kw * 2);
   RtDevPtr kc = dpoison(ncache * 2), vc = dpoison(ncache * 2), dout = dpoison(N * qw * 2);
   int ldq = (int)qw, ldkv = (int)kw;
+  /* the decode launches split the context over blocks: their workspace, zeroed once (the kernel
+   * leaves its counters zero, which every later step relies on) */
+  size_t wsb = test_attention_ws_bytes(&att.spec);
+  RtDevPtr ws = 0;
+  if (wsb && (rt_mem_alloc(gpu, &ws, wsb) || rt_memset8(gpu, ws, 0, wsb))) {
+    fprintf(stderr, "attention workspace of %zu bytes\n", wsb);
+    exit(1);
+  }
   char what[128];
   for (int s = 0; s <= steps; s++) {
     int pos0 = s == 0 ? 0 : T + s - 1, n = s == 0 ? T : 1;
@@ -377,14 +387,17 @@ static void test_attention(const Shape *m, int T, int steps) {
     RtDevPtr p0 = dupload(&pos0, sizeof pos0); /* the kernels read pos0 on the device */
     void *rargs[] = {&q, &ldq, &k, &ldkv, &v, &ldkv, &kc, &vc, &p0, &n};
     kernel_run(&rope, n, rargs);
-    void *aargs[] = {&out, &q, &ldq, &kc, &vc, &p0, &n};
-    kernel_run(&att, n, aargs);
+    CgAttentionArgs a = {out, q, ldq, kc, vc, p0, n, ws};
+    CgArgv av;
+    cg_attention_argv(&a, &av);
+    kernel_run(&att, n, av.v);
     rt_mem_free(gpu, p0);
     size_t nan = download(got + (size_t)pos0 * qw, out, n * qw);
     if (s == 0)
       snprintf(what, sizeof what, "attention %s prefill T=%d", m->name, T);
     else
-      snprintf(what, sizeof what, "attention %s decode pos=%d (ctx %d)", m->name, pos0, pos0 + 1);
+      snprintf(what, sizeof what, "attention %s decode pos=%d (ctx %d), %d splits", m->name, pos0, pos0 + 1,
+               test_launch(&att.spec, 1).grid[0] / (unsigned)m->heads);
     /* Print every prefill and the first, last and every 8th decode step. */
     double err = rel_l2(got + (size_t)pos0 * qw, ref + (size_t)pos0 * qw, n * qw);
     if (s <= 1 || s == steps || s % 8 == 0 || nan || err > TOL_ATT) {
@@ -395,6 +408,7 @@ static void test_attention(const Shape *m, int T, int steps) {
   }
   rt_mem_free(gpu, dq), rt_mem_free(gpu, dk), rt_mem_free(gpu, dv);
   rt_mem_free(gpu, kc), rt_mem_free(gpu, vc), rt_mem_free(gpu, dout);
+  if (ws) rt_mem_free(gpu, ws);
   rt_module_unload(rope.mod);
   rt_module_unload(att.mod);
   free(qf), free(kf), free(vf), free(qh), free(kh), free(vh), free(ref), free(got);
@@ -420,11 +434,13 @@ int main(void) {
       test_rope(m, Ts[j], j == 2 ? 1000 - Ts[j] : 3 * j);
     }
     /* (prefill T, decode steps): odd prefills, long decode, and a context up to 1024. */
-    test_attention(m, 1, 40);
-    test_attention(m, 7, 9);
-    test_attention(m, 100, 28);
-    test_attention(m, 333, 3);
-    test_attention(m, 990, 34);
+    test_attention(m, 1, 40, 0);
+    test_attention(m, 7, 9, 0);
+    test_attention(m, 100, 28, 0);
+    test_attention(m, 333, 3, 0);
+    test_attention(m, 990, 34, 0);
+    test_attention(m, 990, 10, 1);  /* unsplit decode, as before the splits */
+    test_attention(m, 3, 20, 32);   /* the most splits: most of them empty at these contexts */
   }
   printf("%d passed, %d failed\n", npass, nfail);
   rt_gpu_close(gpu);

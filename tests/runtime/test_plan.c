@@ -107,15 +107,25 @@ int main(int argc, char **argv) {
     cut[strrchr(cut, '\n') - cut + 1] = 0; /* truncated at a line boundary */
     expect_refused("truncated", cut, "the plan is truncated");
     rb_free(cut);
-    expect_refused("version", t = replaced(tiny_text, "rabit-plan 2", "rabit-plan 7"), "plan version 7 is not supported");
+    expect_refused("version", t = replaced(tiny_text, "rabit-plan 3", "rabit-plan 7"), "plan version 7 is not supported");
     rb_free(t);
     expect_refused("magic", t = replaced(tiny_text, "rabit-plan", "rabbit-plan"), "not a rabit plan");
     rb_free(t);
     /* blank lines before the magic line do not skip its check (found by fuzz_plan) */
-    expect_refused("blank, then no magic", t = replaced(tiny_text, "rabit-plan 2", " \n  \nrabbit-plan 2"),
+    expect_refused("blank, then no magic", t = replaced(tiny_text, "rabit-plan 3", " \n  \nrabbit-plan 3"),
                    "not a rabit plan");
     rb_free(t);
-    expect_refused("blank, then version 0", t = replaced(tiny_text, "rabit-plan 2", " \nrabit-plan 0"),
+    { /* the attention kernel's decode variant as version 2 wrote it: rows and block, no grid */
+      char v3[64] = "", v2[64] = "";
+      const char *at = strstr(tiny_text, " small=4,");
+      if (at) sscanf(at, " %63s", v3);
+      char *third = strrchr(v3, ',');
+      if (third) snprintf(v2, sizeof v2, "%.*s", (int)(third - v3), v3);
+      CHECK(v2[0], "tiny's plan has no decode variant (small=4,...)");
+      expect_refused("a version-2 decode variant", t = replaced(tiny_text, v3, v2), "field 'small' needs 3 values");
+      rb_free(t);
+    }
+    expect_refused("blank, then version 0", t = replaced(tiny_text, "rabit-plan 3", " \nrabit-plan 0"),
                    "plan version 0 is not supported");
     rb_free(t);
     expect_refused("kernel index", t = replaced(tiny_text, "main=0 ", "main=999 "), "field 'main'");

@@ -34,6 +34,8 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
 #define KPW (32 / G)  /* keys a warp scores at once */
 #define U 4  /* keys per lane group per iteration */
 #define MAXW 16  /* most warps per block */
+#define NSMALL 4  /* a launch of at most NSMALL rows may split the context */
+#define MAXSPLIT 32  /* most context splits */
 #define SCALE_LOG2 0.360673755f  /* log2(e) / sqrt(HD) */
 #define NEG_BIG (-1e30f)  /* finite "-inf": merging two empty states stays NaN-free */
 
@@ -51,15 +53,21 @@ __device__ __forceinline__ void rb_unpack8(const rb_chunk &c, float f[8]) {
  * (position pos0+t) of head h attends to cache positions 0 .. pos0+t of kv
  * head h / GROUP. q (T, ldq) with heads at h*HD, already rotated; out (T, H*HD).
  * pos0 = *pos0p is read on the device, so a captured decode step replays anywhere.
- * grid (H, T), block (32 * warps), warps <= MAXW. */
+ * grid (H * nsplit, T), block (32 * warps), warps <= MAXW; nsplit > 1 only when
+ * T <= NSMALL. ws: (NSMALL, H) arrival counters, zero between launches, then
+ * (NSMALL, H, nsplit, 2 + HD) floats of split states (m, l, unnormalized out). */
 extern "C" __global__ void __launch_bounds__(32 * MAXW)
 rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *__restrict__ q, int ldq,
     const rb_half *__restrict__ kcache, const rb_half *__restrict__ vcache,
-    const int *__restrict__ pos0p, int T) {
-  const int h = blockIdx.x, t = blockIdx.y;
-  if (t >= T) return;
+    const int *__restrict__ pos0p, int T, float *__restrict__ ws) {
+  const int nsplit = gridDim.x / H;
+  const int h = blockIdx.x % H, split = blockIdx.x / H, t = blockIdx.y;
+  if (t >= T || (nsplit > 1 && T > NSMALL)) return;
   const int pos0 = *pos0p;
   const int nkeys = min(pos0 + t + 1, CTX);
+  /* This block's keys: split of nsplit near-equal ranges (an empty one at a short context). */
+  const int chunk = (nkeys + nsplit - 1) / nsplit;
+  const int kbeg = min(split * chunk, nkeys), kend = min(kbeg + chunk, nkeys);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int nwarps = blockDim.x >> 5;
   const int grp = lane / G, gl = lane % G;  /* key slot in the warp, lane in the group */
@@ -86,7 +94,7 @@ rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *
 
   /* Warp w takes KPW*U consecutive keys per step; group grp the U keys at
    * jw + grp*U. The trip count is uniform over the warp, as the shuffles need. */
-  for (int jw = warp * KPW * U; jw < nkeys; jw += nwarps * KPW * U) {
+  for (int jw = kbeg + warp * KPW * U; jw < kend; jw += nwarps * KPW * U) {
     const int j0 = jw + grp * U;
     rb_chunk kc[U][CPL], vc[U][CPL];
 #pragma unroll
@@ -94,7 +102,7 @@ rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *
 #pragma unroll
       for (int c = 0; c < CPL; c++) {
         const int ch = gl + c * G;
-        if (j0 + u < nkeys && ch < NCHUNK) {
+        if (j0 + u < kend && ch < NCHUNK) {
           kc[u][c] = *(const rb_chunk *)(kb + (long long)(j0 + u) * HD + ch * 8);
           vc[u][c] = *(const rb_chunk *)(vb + (long long)(j0 + u) * HD + ch * 8);
         } else {
@@ -118,7 +126,7 @@ rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *
       }
 #pragma unroll
       for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      sc[u] = j0 + u < nkeys ? dot : NEG_BIG;
+      sc[u] = j0 + u < kend ? dot : NEG_BIG;
       mnew = fmaxf(mnew, sc[u]);
     }
 
@@ -132,7 +140,7 @@ rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *
       for (int e = 0; e < 8; e++) acc[c][e] *= corr;
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      const float p = j0 + u < nkeys ? exp2f(sc[u] - m) : 0.0f;
+      const float p = j0 + u < kend ? exp2f(sc[u] - m) : 0.0f;
       l += p;
 #pragma unroll
       for (int c = 0; c < CPL; c++) {
@@ -181,12 +189,53 @@ rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *
   for (int w = 0; w < nwarps; w++) mmax = fmaxf(mmax, sm_m[w]);
   float lsum = 0.0f;
   for (int w = 0; w < nwarps; w++) lsum += sm_l[w] * exp2f(sm_m[w] - mmax);
-  const float inv = 1.0f / lsum;  /* lsum >= 1: the max key contributes exp2(0) */
   rb_half *orow = out + (long long)t * (H * HD) + h * HD;
+  if (nsplit == 1) {
+    const float inv = 1.0f / lsum;  /* lsum >= 1: the max key contributes exp2(0) */
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+      float o = 0.0f;
+      for (int w = 0; w < nwarps; w++) o += sm_o[w][d] * exp2f(sm_m[w] - mmax);
+      orow[d] = rb_f2h(o * inv);
+    }
+    return;
+  }
+
+  /* A split: its state to the workspace (an empty split's is m = NEG_BIG, l = 0). */
+  unsigned int *count = (unsigned int *)ws + t * H + h;
+  float *states = ws + NSMALL * H + (long long)(t * H + h) * nsplit * (2 + HD);
+  float *mine = states + split * (2 + HD);
   for (int d = threadIdx.x; d < HD; d += blockDim.x) {
     float o = 0.0f;
     for (int w = 0; w < nwarps; w++) o += sm_o[w][d] * exp2f(sm_m[w] - mmax);
-    orow[d] = rb_f2h(o * inv);
+    mine[2 + d] = o;
+  }
+  if (threadIdx.x == 0) mine[0] = mmax, mine[1] = lsum;
+  __threadfence();  /* the state is visible before the arrival is counted */
+  __syncthreads();
+  __shared__ int last;
+  if (threadIdx.x == 0) last = atomicAdd(count, 1u) == (unsigned int)nsplit - 1u;
+  __syncthreads();
+  if (!last) return;
+
+  /* The last split to arrive merges all of them, in split order, reading past L1. */
+  __threadfence();
+  __shared__ float sm_w[MAXSPLIT];
+  if (threadIdx.x == 0) {
+    float M = NEG_BIG, L = 0.0f;
+    for (int s = 0; s < nsplit; s++) M = fmaxf(M, __ldcg(states + s * (2 + HD)));
+    for (int s = 0; s < nsplit; s++) {
+      sm_w[s] = exp2f(__ldcg(states + s * (2 + HD)) - M);
+      L += __ldcg(states + s * (2 + HD) + 1) * sm_w[s];
+    }
+    const float inv = 1.0f / L;  /* L >= 1: the split holding the top score gives >= 1 */
+    for (int s = 0; s < nsplit; s++) sm_w[s] *= inv;
+    *count = 0u;  /* ready for the next launch: a replayed graph included */
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+    float o = 0.0f;
+    for (int s = 0; s < nsplit; s++) o += __ldcg(states + s * (2 + HD) + 2 + d) * sm_w[s];
+    orow[d] = rb_f2h(o);
   }
 }
 //// rb_embed_v256_d64.cu

@@ -94,5 +94,7 @@ int rt_program_launch(RtProgram *pr, int kernel, int n, void **args, RtStream s)
   if (kernel < 0 || kernel >= pr->plan->nkernels) return RB_EUSER;
   CgLaunch l = cg_geometry_launch(&pr->plan->kernels[kernel].geometry, n);
   if (!l.grid[0]) return RB_EUSER;
-  return rt_launch(pr->gpu, pr->fn[kernel], l.grid, l.block, l.smem, s, args);
+  /* Every kernel a plan names begins with rb_grid_enter, so on a stream of its own it may
+   * overlap the one before (the legacy default stream, the repack's, stays plain). */
+  return rt_launch_ex(pr->gpu, pr->fn[kernel], l.grid, l.block, l.smem, s, args, s != NULL);
 }

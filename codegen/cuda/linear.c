@@ -475,7 +475,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
-      "    const rb_half *res, int batch) {\n",
+      "    const rb_half *res, int batch) {\n"
+      "  rb_grid_enter();\n",
       entry);
   rb_buf_puts(b,
       "  extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */\n"
@@ -568,7 +569,8 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
-      "    const rb_half *res, int batch) {\n",
+      "    const rb_half *res, int batch) {\n"
+      "  rb_grid_enter();\n",
       entry);
   rb_buf_puts(b,
       "  extern __shared__ __align__(16) unsigned char smem[];\n"
@@ -765,6 +767,7 @@ int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   rb_buf_printf(src, "extern \"C\" __global__ void %s(unsigned *dst, const unsigned *src, int seg) {\n",
                 entry);
   rb_buf_puts(src,
+      "  rb_grid_enter();\n"
       "  const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;\n"
       "  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
       "  if (i >= (size_t)PATHS * ntile * C256 * 128) return;\n"

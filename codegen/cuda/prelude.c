@@ -35,6 +35,17 @@ void cg_cuda_prelude(RbBuf *b, const CgKernel *k, const char *emitter) {
               "  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));\n"
               "  return h;\n"
               "}\n"
+              "\n"
+              "/* Programmatic dependent launch (sm_90): launched with the overlap attribute,\n"
+              " * this kernel may start while the previous one finishes. It waits for that one's\n"
+              " * results before touching memory, then lets the next kernel start launching.\n"
+              " * Launched plainly, or before sm_90, both are no-ops. */\n"
+              "__device__ __forceinline__ void rb_grid_enter(void) {\n"
+              "#if __CUDA_ARCH__ >= 900\n"
+              "  asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");\n"
+              "  asm volatile(\"griddepcontrol.launch_dependents;\");\n"
+              "#endif\n"
+              "}\n"
               "\n");
   if (d.oom) b->oom = 1;
   rb_buf_free(&d);

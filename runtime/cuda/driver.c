@@ -41,6 +41,7 @@
   X(MemsetD8, 12000, PFN_cuMemsetD8_v3020)                               \
   X(MemcpyDtoDAsync, 12000, PFN_cuMemcpyDtoDAsync_v3020)                 \
   X(LaunchKernel, 12000, PFN_cuLaunchKernel_v4000)                       \
+  X(LaunchKernelEx, 12000, PFN_cuLaunchKernelEx_v11060)                  \
   X(StreamCreate, 12000, PFN_cuStreamCreate_v2000)                       \
   X(StreamDestroy, 12000, PFN_cuStreamDestroy_v4000)                     \
   X(StreamSynchronize, 12000, PFN_cuStreamSynchronize_v2000)             \
@@ -76,6 +77,7 @@ struct RtGpu {
   char name[256];
   char arch[16];
   int sm_count;
+  int overlap; /* programmatic dependent launch: sm_90 and later, unless RABIT_PDL=0 */
   char error[512]; /* the last failing call, for the caller to show */
 };
 
@@ -257,6 +259,8 @@ int rt_gpu_open(RtGpu **out, int ordinal, RbBuf *err) {
   OPEN_CHECK(cu.DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, g->dev));
   OPEN_CHECK(cu.DeviceGetAttribute(&g->sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, g->dev));
   snprintf(g->arch, sizeof g->arch, "sm_%d%d", major, minor);
+  const char *pdl = getenv("RABIT_PDL");
+  g->overlap = major >= 9 && !(pdl && !strcmp(pdl, "0"));
   OPEN_CHECK(cu.DevicePrimaryCtxRetain(&g->ctx, g->dev));
   r = cu.CtxSetCurrent(g->ctx);
   if (r != CUDA_SUCCESS) {
@@ -375,17 +379,35 @@ int rt_memset8(RtGpu *g, RtDevPtr dst, unsigned char v, size_t bytes) {
   return RB_OK;
 }
 
+int rt_gpu_overlap(const RtGpu *g) { return g->overlap; }
+
 /* Launch fn. Dynamic shared memory above the 48 KiB default must be opted into
  * per function, so that is done here rather than left to every caller. */
 int rt_launch(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3],
               unsigned smem, RtStream stream, void **args) {
+  return rt_launch_ex(g, fn, grid, block, smem, stream, args, 0);
+}
+
+int rt_launch_ex(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
+                 RtStream stream, void **args, int overlap) {
   CU_BIND(g);
   CUfunction f = (CUfunction)fn;
   if (smem > 48u * 1024u)
     CU_CHECK(g, cu.FuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                     (int)smem));
-  CU_CHECK(g, cu.LaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], smem,
-                              (CUstream)stream, args, NULL));
+  if (!overlap || !g->overlap) {
+    CU_CHECK(g, cu.LaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], smem,
+                                (CUstream)stream, args, NULL));
+    return RB_OK;
+  }
+  /* The kernel may begin while the one before it on the stream drains; its
+   * griddepcontrol.wait (rb_grid_enter) holds it until that one's results are visible. */
+  CUlaunchAttribute attr;
+  memset(&attr, 0, sizeof attr);
+  attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attr.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchConfig cfg = {grid[0], grid[1], grid[2], block[0], block[1], block[2], smem, (CUstream)stream, &attr, 1};
+  CU_CHECK(g, cu.LaunchKernelEx(&cfg, f, args, NULL));
   return RB_OK;
 }
 

@@ -47,6 +47,13 @@ int rt_memcpy_dtod(RtGpu *g, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream 
 /* args: an array of pointers to each kernel argument, as cuLaunchKernel wants. */
 int rt_launch(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3],
               unsigned smem, RtStream stream, void **args);
+/* rt_launch, with overlap: programmatic dependent launch where the GPU has it
+ * (rt_gpu_overlap): the kernel may start before the previous one on the stream
+ * ends, so it must begin with rb_grid_enter (every kernel of a plan does). */
+int rt_launch_ex(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
+                 RtStream stream, void **args, int overlap);
+/* Whether launches may overlap: sm_90 or later, and RABIT_PDL is not "0". */
+int rt_gpu_overlap(const RtGpu *g);
 int rt_sync(RtGpu *g);
 
 int rt_stream_create(RtGpu *g, RtStream *s);

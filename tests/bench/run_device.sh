@@ -14,6 +14,8 @@
 #   qat2   joins the second half and the shards (data-dev/d2, with .carry): the step test; import; rabit train SmolLM2 k = 2
 #          (QAT_TOKENS, default 2M) beside qat_train_peer.py and rabit_qat_peer.py (speed, same
 #          call); the export through rabit run, rabit ppl and rabit eval; ppl speed against prefill
+#   overlap  the op and model tests (overlapped launches on), then the same random
+#          models with RABIT_PDL=0 and 1: identical logits, and the speed of each
 #   exp    as qat2's setup, then tests/bench/qat_experiment.sh: the issue-9 runs (EXP_* variables)
 #   all    tests (memcheck on the model-level tests only), bench and model in one call
 #   model  the executor against the reference decoder, then whole-model decode
@@ -219,6 +221,31 @@ same_outputs() {
   done
 }
 
+# Overlapped launches (programmatic dependent launch) against plain ones: the same
+# random models give the same logits byte for byte, then decode and prefill speed of each.
+overlap_compare() {
+  printf '%-16s %-6s %-6s %-18s %-18s %s\n' model path prompt plain overlapped same >> "$summary"
+  for m in tiny smollm2-135m llama2-7b; do
+    for p in 1 12 100; do
+      toks=$(seq 1 $p | tr '\n' ' ')
+      for pdl in 0 1; do
+        RABIT_PDL=$pdl "$B/tools/rabit" run samples/$m.ir --random-weights --tokens "$toks" -n 4 --quiet \
+          --logits-out /tmp/logits-$pdl.bin --ids-out /tmp/ids-$pdl.txt > "$OUT/run-$m-$p-pdl$pdl.log" 2>&1
+        eval "sum_$pdl=$(cat /tmp/logits-$pdl.bin /tmp/ids-$pdl.txt | sha256sum | cut -c1-16)"
+      done
+      printf '%-16s %-6s %-6s %-18s %-18s %s\n' $m 2bit $p $sum_0 $sum_1 "$([ "$sum_0" = "$sum_1" ] && echo yes || echo NO)" >> "$summary"
+    done
+  done
+  for round in 1 2; do
+    for pdl in 0 1; do
+      for m in smollm2-135m llama2-7b; do
+        RABIT_PDL=$pdl run "bench_${m}_pdl${pdl}_$round" "$B/tools/rabit" bench samples/$m.ir --random-weights
+      done
+    done
+  done
+  for f in "$OUT"/bench_*_pdl*.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 6; done
+}
+
 # Old and new, alternating, in one call: kernels, the chain, whole models.
 speed_compare() {
   for round in $(seq 1 "${ROUNDS:-2}"); do
@@ -253,6 +280,7 @@ case $mode in
   real2) real_model ;;
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;
   speed) speed_compare ;;
+  overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
   *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed)"; exit 2 ;;
 esac

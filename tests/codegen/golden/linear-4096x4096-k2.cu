@@ -23,6 +23,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
  * of K. Per group it streams one 16-byte word set per tile and path (loaded one
  * group ahead), builds the B fragments of u_p = h_p .* x from two 16-byte loads
@@ -239,6 +250,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n4096_k4096_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -316,6 +328,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.
  * Each lane loads one word per 64 columns holding exactly the signs of its
  * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):
@@ -361,6 +384,7 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n4096_k4096_p2_b512(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned *us = (unsigned *)smem; /* (NSB, BT, LDU / 2) half pairs of u for one K chunk */
   float *red = (float *)smem;       /* after the K loop: (KS - 1, RT, NSB, NB, 4, 32) */
@@ -510,6 +534,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -728,6 +763,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n4096_k4096_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -802,6 +838,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one
  * thread gathers the 32 signs one lane's A fragments need for 64 columns. */
 
@@ -817,6 +864,7 @@ __device__ __forceinline__ int seg_row0(int s) { return (0); }
 __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 
 extern "C" __global__ void rb_repack_n4096_k4096_p2(unsigned *dst, const unsigned *src, int seg) {
+  rb_grid_enter();
   const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)PATHS * ntile * C256 * 128) return;

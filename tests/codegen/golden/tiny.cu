@@ -23,6 +23,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #define H 4  /* query heads */
 #define HKV 2  /* key/value heads */
 #define HD 16  /* head dim */
@@ -60,6 +71,7 @@ extern "C" __global__ void __launch_bounds__(32 * MAXW)
 rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *__restrict__ q, int ldq,
     const rb_half *__restrict__ kcache, const rb_half *__restrict__ vcache,
     const int *__restrict__ pos0p, int T, float *__restrict__ ws) {
+  rb_grid_enter();
   const int nsplit = gridDim.x / H;
   const int h = blockIdx.x % H, split = blockIdx.x / H, t = blockIdx.y;
   if (t >= T || (nsplit > 1 && T > NSMALL)) return;
@@ -263,6 +275,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #define V 256  /* vocabulary */
 #define D 64  /* width */
 
@@ -270,6 +293,7 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
 extern "C" __global__ void __launch_bounds__(256)
 rb_embed_v256_d64(rb_half *__restrict__ y, const int *__restrict__ tokens,
     const rb_half *__restrict__ table, int T) {
+  rb_grid_enter();
   const int d = blockIdx.x * 256 + threadIdx.x;
   const int t = blockIdx.y;
   if (d >= D || t >= T) return;
@@ -300,6 +324,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -518,6 +553,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -596,6 +632,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.
  * Each lane loads one word per 64 columns holding exactly the signs of its
  * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):
@@ -641,6 +688,7 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k160_p1_b512(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned *us = (unsigned *)smem; /* (NSB, BT, LDU / 2) half pairs of u for one K chunk */
   float *red = (float *)smem;       /* after the K loop: (KS - 1, RT, NSB, NB, 4, 32) */
@@ -791,6 +839,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -1009,6 +1068,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -1087,6 +1147,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.
  * Each lane loads one word per 64 columns holding exactly the signs of its
  * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):
@@ -1132,6 +1203,7 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k64_p2_b512(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned *us = (unsigned *)smem; /* (NSB, BT, LDU / 2) half pairs of u for one K chunk */
   float *red = (float *)smem;       /* after the K loop: (KS - 1, RT, NSB, NB, 4, 32) */
@@ -1282,6 +1354,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -1500,6 +1583,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -1573,6 +1657,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -1791,6 +1886,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -1864,6 +1960,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -2082,6 +2189,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -2159,6 +2267,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.
  * Each lane loads one word per 64 columns holding exactly the signs of its
  * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):
@@ -2204,6 +2323,7 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n32_k64_p3_b512(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned *us = (unsigned *)smem; /* (NSB, BT, LDU / 2) half pairs of u for one K chunk */
   float *red = (float *)smem;       /* after the K loop: (KS - 1, RT, NSB, NB, 4, 32) */
@@ -2353,6 +2473,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -2572,6 +2703,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -2649,6 +2781,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.
  * Each lane loads one word per 64 columns holding exactly the signs of its
  * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):
@@ -2695,6 +2838,7 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n64_32_k64_p2_b512(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned *us = (unsigned *)smem; /* (NSB, BT, LDU / 2) half pairs of u for one K chunk */
   float *red = (float *)smem;       /* after the K loop: (KS - 1, RT, NSB, NB, 4, 32) */
@@ -2844,6 +2988,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -3062,6 +3217,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -3140,6 +3296,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.
  * Each lane loads one word per 64 columns holding exactly the signs of its
  * four m16n8k16 A fragments and decodes them to +-g_p in fp16 (shift, LOP3):
@@ -3185,6 +3352,7 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_mma_n160x2_k64_p2_b512(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned *us = (unsigned *)smem; /* (NSB, BT, LDU / 2) half pairs of u for one K chunk */
   float *red = (float *)smem;       /* after the K loop: (KS - 1, RT, NSB, NB, 4, 32) */
@@ -3335,6 +3503,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -3553,6 +3732,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -3626,6 +3806,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -3844,6 +4035,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -3916,6 +4108,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   rb_half h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
+}
+
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 }
 
 /* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group
@@ -4135,6 +4338,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n64_32_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -4209,6 +4413,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #define V 256  /* vocabulary: logits per row */
 #define THREADS 32
 #define NWARP (THREADS / 32)
@@ -4237,6 +4452,7 @@ __device__ __forceinline__ float rb_block_reduce(float v, bool is_max, float *pa
 extern "C" __global__ void __launch_bounds__(THREADS)
 rb_nll_v256(float *__restrict__ nll, const float *__restrict__ logits,
     const int *__restrict__ targets, int ld, int T) {
+  rb_grid_enter();
   const int t = blockIdx.x;
   if (t >= T) return;
   const float *row = logits + (long long)t * ld;
@@ -4280,6 +4496,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one
  * thread gathers the 32 signs one lane's A fragments need for 64 columns. */
 
@@ -4295,6 +4522,7 @@ __device__ __forceinline__ int seg_row0(int s) { return (s == 0 ? 0 : 160); }
 __device__ __forceinline__ int seg_tile0(int s) { return (s == 0 ? 0 : 10); }
 
 extern "C" __global__ void rb_repack_n160x2_k64_p2(unsigned *dst, const unsigned *src, int seg) {
+  rb_grid_enter();
   const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)PATHS * ntile * C256 * 128) return;
@@ -4338,6 +4566,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one
  * thread gathers the 32 signs one lane's A fragments need for 64 columns. */
 
@@ -4353,6 +4592,7 @@ __device__ __forceinline__ int seg_row0(int s) { return (0); }
 __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 
 extern "C" __global__ void rb_repack_n32_k64_p3(unsigned *dst, const unsigned *src, int seg) {
+  rb_grid_enter();
   const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)PATHS * ntile * C256 * 128) return;
@@ -4396,6 +4636,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one
  * thread gathers the 32 signs one lane's A fragments need for 64 columns. */
 
@@ -4411,6 +4662,7 @@ __device__ __forceinline__ int seg_row0(int s) { return (s == 0 ? 0 : 64); }
 __device__ __forceinline__ int seg_tile0(int s) { return (s == 0 ? 0 : 4); }
 
 extern "C" __global__ void rb_repack_n64_32_k64_p2(unsigned *dst, const unsigned *src, int seg) {
+  rb_grid_enter();
   const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)PATHS * ntile * C256 * 128) return;
@@ -4454,6 +4706,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one
  * thread gathers the 32 signs one lane's A fragments need for 64 columns. */
 
@@ -4469,6 +4732,7 @@ __device__ __forceinline__ int seg_row0(int s) { return (0); }
 __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 
 extern "C" __global__ void rb_repack_n64_k160_p1(unsigned *dst, const unsigned *src, int seg) {
+  rb_grid_enter();
   const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)PATHS * ntile * C256 * 128) return;
@@ -4512,6 +4776,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 /* Canonical bits (paths, N[seg], W) of one segment -> (paths, TT, C256, 32, 4): one
  * thread gathers the 32 signs one lane's A fragments need for 64 columns. */
 
@@ -4527,6 +4802,7 @@ __device__ __forceinline__ int seg_row0(int s) { return (0); }
 __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 
 extern "C" __global__ void rb_repack_n64_k64_p2(unsigned *dst, const unsigned *src, int seg) {
+  rb_grid_enter();
   const int nrows = seg_rows(seg), ntile = (nrows + 15) / 16;
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (size_t)PATHS * ntile * C256 * 128) return;
@@ -4570,6 +4846,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #define D 64
 #define THREADS 32
 #define PER 2  /* elements per thread: i = threadIdx.x + k * THREADS */
@@ -4581,6 +4868,7 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
  * x, y (T, D); w (D); grid (T), block (THREADS). y may alias x. */
 extern "C" __global__ void __launch_bounds__(THREADS)
 rb_rmsnorm_d64_b50037(rb_half *y, const rb_half *x, const rb_half *__restrict__ w, int T) {
+  rb_grid_enter();
   const int t = blockIdx.x;
   if (t >= T) return;
   const rb_half *xr = x + (long long)t * D;
@@ -4637,6 +4925,17 @@ __device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
   return h;
 }
 
+/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
+ * this kernel may start while the previous one finishes. It waits for that one's
+ * results before touching memory, then lets the next kernel start launching.
+ * Launched plainly, or before sm_90, both are no-ops. */
+__device__ __forceinline__ void rb_grid_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #define H 4  /* query heads */
 #define HKV 2  /* key/value heads */
 #define HD 16  /* head dim */
@@ -4663,6 +4962,7 @@ extern "C" __global__ void __launch_bounds__(8)
 rb_rope_kv_h4_kv2_hd16_c2048_39ec8d(rb_half *q, int ldq, const rb_half *__restrict__ k, int ldk,
     const rb_half *__restrict__ v, int ldv, rb_half *__restrict__ kcache,
     rb_half *__restrict__ vcache, const int *__restrict__ pos0p, int T) {
+  rb_grid_enter();
   const int t = blockIdx.x, head = blockIdx.y;
   if (t >= T || head >= H + HKV) return;
   const int pos = *pos0p + t;

@@ -1,0 +1,25 @@
+#!/bin/sh
+# grid_enter.sh RABITC SAMPLE...: every kernel rabitc emits for the samples begins
+# with rb_grid_enter(), the wait that makes an overlapped launch (programmatic
+# dependent launch, runtime/program.c) safe: a kernel that touched memory before it
+# could read its predecessor's output before that was written.
+rabitc=$1; shift
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+export RABIT_CACHE_DIR="$tmp/cache"
+fail=0 n=0
+for sample in "$@"; do
+  rm -rf "$tmp/cu"
+  "$rabitc" --arch sm_90 --emit=cuda -o "$tmp/cu" "$sample" > /dev/null || { echo "FAIL: rabitc $sample"; exit 1; }
+  for f in "$tmp"/cu/*.cu; do
+    n=$((n + 1))
+    # the first statement after the line that opens the __global__ function's body
+    first=$(awk '/__global__/ { g = 1 } g && /\) \{$/ { getline; print; exit }' "$f")
+    case $first in
+      "  rb_grid_enter();") ;;
+      *) echo "FAIL: $(basename "$f") ($sample) begins with '$first', not rb_grid_enter()"; fail=1 ;;
+    esac
+  done
+done
+[ "$n" -gt 0 ] || { echo "FAIL: no kernels emitted"; exit 1; }
+[ $fail = 0 ] && echo "$n kernels, each begins with rb_grid_enter()"
+exit $fail

@@ -55,4 +55,41 @@ typedef struct {
 int at_space_build(const CgTarget *t, const CgKernel *k, const AtLimits *lim, AtSpace *out, RbBuf *err);
 void at_space_free(AtSpace *s);
 
+/* ==== choose.c: the 3% rule ==== */
+
+/* A candidate faster than the incumbent by less than this is noise: it does
+ * not replace it. Two tunings therefore agree, or differ only by pairs within it. */
+#define AT_MARGIN 0.03
+
+/* One candidate's measurement: its median time (us; not finite or <= 0: not
+ * timed, e.g. it did not build) and whether its output matched the reference. */
+typedef struct {
+  double us;
+  int valid;
+  const char *what; /* its description, for the log; NULL: "candidate i" */
+} AtTiming;
+
+/* Visit t[0..n) in order (t[0] the default): the first valid timed candidate
+ * is the incumbent, and a later one replaces it only when valid and at least
+ * AT_MARGIN faster (us <= (1 - AT_MARGIN) * incumbent's). Each invalid
+ * candidate gets a line in log ("... failed validation; never chosen").
+ * Returns the chosen index, or -1 when no candidate is valid and timed.
+ * The choice is within AT_MARGIN of the fastest valid candidate: every
+ * candidate not taken was slower than 0.97 times an incumbent at least as
+ * slow as the last. */
+int at_choose(const AtTiming *t, int n, RbBuf *log);
+
+/* One kernel's result in one tuning: the chosen candidate and its time. */
+typedef struct {
+  int choice;
+  double us;
+} AtPick;
+
+/* Two tunings a[0..n) and b[0..n) of the same kernels agree when each kernel
+ * chose the same candidate, or its two picks' times are within AT_MARGIN
+ * (the faster above (1 - AT_MARGIN) times the slower): the rule lets noise
+ * flip such a pair, never more. Returns the number of kernels that break
+ * this, each named in why ("kernel i: ..."). */
+int at_picks_disagree(const AtPick *a, const AtPick *b, int n, RbBuf *why);
+
 #endif

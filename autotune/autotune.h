@@ -92,4 +92,95 @@ typedef struct {
  * this, each named in why ("kernel i: ..."). */
 int at_picks_disagree(const AtPick *a, const AtPick *b, int n, RbBuf *why);
 
+/* ==== db.c: the tuning database ==== */
+
+#define AT_DB_FORMAT "rabit-tune"
+#define AT_DB_VERSION 1
+#define AT_DB_FILE "tuning.json" /* its name in the kernel cache directory */
+#define AT_DB_MAX_BYTES ((size_t)64 << 20)
+#define AT_DB_MAX_RECORDS 65536 /* a GPU has a few hundred; more is not a database we wrote */
+
+/* Where a measurement holds: the GPU, the exact target and the compiler. */
+typedef struct {
+  char device[128]; /* the driver's name: "NVIDIA H200" */
+  char arch[16];    /* "sm_90" */
+  char nvrtc[96];   /* the compiler's version: rt_nvrtc_id() */
+} AtDevice;
+
+/* One tuned kernel: keyed by device, op (at_op_describe) and batch bucket. */
+typedef struct {
+  AtDevice dev;
+  char op[160];
+  int batch;           /* the bucket's batch_max; the schedule's batch_max is this */
+  CgSchedule sched;
+  double us, default_us; /* the tuned schedule's time and the default's, us */
+  char date[24];       /* UTC, "2025-06-01T12:00:00Z" */
+} AtRecord;
+
+typedef struct {
+  AtRecord *r;
+  int n, cap;
+} AtDb;
+
+typedef struct {
+  int added, replaced, kept; /* records new to the database, that won, that lost */
+} AtMerged;
+
+/* A stable description of an op alone, the database's key: the kind, the
+ * epilogue and every shape field the kernel is specialized on, never its
+ * schedule: "linear+add N=4096 K=11008 k=2", "rmsnorm D=4096 eps=1e-05".
+ * RB_EUSER when it does not fit AtRecord.op. */
+int at_op_describe(const CgOp *op, char out[160]);
+/* The record key of kernel k on dev. */
+int at_record_key(const AtDevice *dev, const CgKernel *k, AtRecord *out);
+/* "YYYY-MM-DDTHH:MM:SSZ" of a time_t-like seconds count since the epoch. */
+void at_date_utc(long long seconds, char out[24]);
+
+void at_db_free(AtDb *db);
+/* Orders records by key (device, arch, compiler, op, batch): the file's order. */
+int at_record_cmp(const AtRecord *a, const AtRecord *b);
+/* The record with key's device, op and batch, or NULL. */
+const AtRecord *at_db_lookup(const AtDb *db, const AtRecord *key);
+/* Insert r, or replace the record with its key. RB_OK or RB_EINTERNAL. */
+int at_db_put(AtDb *db, const AtRecord *r);
+/* Import from into db. For a key both hold, the newer record wins (the later
+ * date: a re-tune reflects the newer emitter and compiler); on the same date
+ * the faster (smaller us) wins; a tie keeps db's. Times are never compared
+ * across dates: they come from different runs, maybe different machines.
+ * RB_OK or RB_EINTERNAL; *st (may be NULL) counts what happened. */
+int at_db_merge(AtDb *db, const AtDb *from, AtMerged *st);
+
+/* Parse a database from text[0..len) named path: RB_OK, or RB_EUSER with
+ * "PATH: problem" in err (where the JSON breaks, by line, column and byte; a
+ * truncated file; another format or version; a record's missing or
+ * mistyped field, by record number). db is emptied first and left empty on
+ * failure. RB_EINTERNAL out of memory. */
+int at_db_parse(AtDb *db, const char *text, size_t len, const char *path, RbBuf *err);
+/* Read and parse the file path (at most AT_DB_MAX_BYTES); an unreadable file
+ * is RB_EUSER "PATH: cannot read: reason" with errno kept. */
+int at_db_load(AtDb *db, const char *path, RbBuf *err);
+/* The file's text: records sorted by key, one a line, so files diff well. */
+void at_db_format(const AtDb *db, RbBuf *out);
+/* Write db to path atomically (the durable write): readers see the old file
+ * or the new one. RB_OK, RB_EUSER or RB_EINTERNAL with "PATH: step: reason". */
+int at_db_save(const AtDb *db, const char *path, RbBuf *err);
+
+/* The cache's database, AT_DB_FILE in the kernel cache directory
+ * (rt_cache_dir): its path, rb_malloc'ed. RB_EUSER when no directory is set. */
+int at_db_cache_path(char **out, RbBuf *err);
+/* Load the cache's database at path for use: a missing file is an empty
+ * database; a corrupted, truncated or stale one (another format version) is
+ * ignored, as an empty database, and said in warn (a line the caller
+ * prints) once per process and path: a compile of several files opens it
+ * once each. Never fails but for RB_EINTERNAL (out of memory). */
+int at_db_open(AtDb *db, const char *path, RbBuf *warn);
+
+/* Change the database at path in place: under an exclusive lock on
+ * "PATH.lock" (so two writers never lose each other's records), open it as
+ * at_db_open does (a broken one is said in warn and replaced), let fn change
+ * it, and save it when fn returns RB_OK. Returns fn's code, or the lock's or
+ * the save's failure (message in err). */
+typedef int (*AtDbEditFn)(AtDb *db, void *ctx, RbBuf *err);
+int at_db_edit(const char *path, AtDbEditFn fn, void *ctx, RbBuf *warn, RbBuf *err);
+
 #endif

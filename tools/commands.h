@@ -1,6 +1,6 @@
 /* commands.h: the subcommands of the `rabit` driver, one file each
- * (cmd_<name>.c). Each takes the arguments after its name and returns the
- * exit status: 0 ok, 1 user error, 2 internal error. */
+ * (cmd_<name>.c), and rabitc's in rabitc_<name>.c. Each takes the arguments
+ * after its name and returns the exit status: 0 ok, 1 user error, 2 internal error. */
 #ifndef RABIT_COMMANDS_H
 #define RABIT_COMMANDS_H
 
@@ -12,5 +12,7 @@ int cmd_bench(int argc, char **argv);    /* rabit bench model.ir [--random-weigh
 int cmd_data(int argc, char **argv);     /* rabit data prepare --tokenizer T --text F -o DIR */
 int cmd_eval(int argc, char **argv);     /* rabit eval model.ir --weights W --data DIR */
 int cmd_train(int argc, char **argv);    /* rabit train model.ir --weights W --data DIR --tokens N -o OUT */
+
+int rabitc_tune(int argc, char **argv);  /* rabitc tune --export FILE | --import FILE | MODEL.ir */
 
 #endif

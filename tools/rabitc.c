@@ -18,6 +18,7 @@
 #include "runtime/jit/jit.h"
 #include "runtime/cuda/gpu.h"
 #include "tools/args.h"
+#include "tools/commands.h"
 #include "tools/paths.h"
 
 enum { DUMP_NONE, DUMP_PARSE, DUMP_VERIFY, DUMP_FUSION, DUMP_GRAD };
@@ -42,6 +43,7 @@ typedef struct {
 static const char help_head[] =
     "usage: rabitc [options] FILE.ir...\n"
     "       rabitc cache stats|clear\n"
+    "       rabitc tune --export FILE | --import FILE | MODEL.ir\n"
     "\n"
     "Compile RaBiT models: parse and verify the IR, fuse, print the layers, and compile\n"
     "every distinct kernel with NVRTC into the on-disk cache. FILE may be '-' for stdin.\n"
@@ -51,6 +53,8 @@ static const char help_tail[] =
     "\n"
     "The kernel cache lives in $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else\n"
     "~/.cache/rabit. 'rabitc cache stats' shows it; 'rabitc cache clear' empties it.\n"
+    "The tuning database beside it is shared with 'rabitc tune --export FILE' and\n"
+    "'rabitc tune --import FILE'.\n"
     "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
     "its cache key.\n"
     "\n"
@@ -350,6 +354,7 @@ static int cache_command(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "cache") == 0) return cache_command(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "tune") == 0) return rabitc_tune(argc - 1, argv + 1);
   Options o = {.dump = DUMP_NONE, .emit = EMIT_PLAN, .max_ctx = 2048, .gamma = -1};
   int version = 0;
   const ArgsOpt opts[] = {

@@ -301,6 +301,12 @@ static int resolve_dir(const char *dir, char **out) {
   return *out ? 0 : -1;
 }
 
+/* The directory rt_cache_open(dir = NULL) uses (contract in jit.h). */
+int rt_cache_dir(char **out) {
+  int r = resolve_dir(NULL, out);
+  return r < 0 ? RB_EINTERNAL : r > 0 ? RB_EUSER : RB_OK;
+}
+
 static void remove_stale_temps(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return;

@@ -57,6 +57,12 @@ typedef struct {
  * allocation failure. */
 int rt_cache_open(RtCache **out, const char *dir, uint64_t max_bytes, RbBuf *warn);
 void rt_cache_close(RtCache *c);
+/* The directory rt_cache_open(NULL) opens, without touching it: *out
+ * (rb_malloc'ed) is $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else
+ * ~/.cache/rabit, for files kept beside the kernels (the tuning database).
+ * Returns RB_OK, RB_EUSER when none of them is set (*out NULL), or
+ * RB_EINTERNAL out of memory. */
+int rt_cache_dir(char **out);
 
 /* Look a key up. Returns 1 on a hit with *data (rb_malloc'ed) and *len set,
  * 0 on a miss. An entry with a bad magic, version, key, length or checksum is

@@ -1,6 +1,6 @@
 /* test_location.c: the directory comes from the argument, else
  * $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else $HOME/.cache/rabit, and
- * is created (with parents) mode 0700. */
+ * is created (with parents) mode 0700; rt_cache_dir names the same one. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +20,10 @@ static void expect(const char *dir, const char *want) {
   if (!c || !st.dir || strcmp(st.dir, want) != 0)
     fprintf(stderr, "dir %s, want %s\n", c && st.dir ? st.dir : "(null)", want);
   CHECK(c && st.dir && strcmp(st.dir, want) == 0);
+  /* rt_cache_dir names the same directory when no argument overrides it. */
+  char *named = NULL;
+  if (!dir) CHECK(rt_cache_dir(&named) == RB_OK && named && strcmp(named, want) == 0);
+  rb_free(named);
   struct stat s;
   CHECK(stat(want, &s) == 0 && S_ISDIR(s.st_mode) && (s.st_mode & 0777) == 0700);
   rt_cache_close(c);
@@ -64,6 +68,8 @@ int main(void) {
         strstr(warn.data, "caching in memory only\n"));
   RtCacheStats st;
   CHECK(c && rt_cache_stats(c, &st) == RB_OK && st.dir == NULL);
+  char *none = (char *)"unset";
+  CHECK(rt_cache_dir(&none) == RB_EUSER && none == NULL);
   rt_cache_close(c);
   rb_buf_free(&warn);
 

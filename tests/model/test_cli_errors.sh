@@ -83,7 +83,7 @@ bad train-no-ir "rabit train: needs a model IR (MODEL.ir)\nusage: rabit train MO
   "$rabit" train --weights w
 bad data-no-verb "rabit data: needs a verb (prepare)\nusage: rabit data prepare --tokenizer T --text FILE [--text FILE...] -o DIR [--split train|heldout]" \
   "$rabit" data
-bad rabitc-no-file "rabitc: needs an input file (FILE.ir, or - for stdin)\nusage: rabitc [options] FILE.ir...\n       rabitc cache stats|clear" \
+bad rabitc-no-file "rabitc: needs an input file (FILE.ir, or - for stdin)\nusage: rabitc [options] FILE.ir...\n       rabitc cache stats|clear\n       rabitc tune --export FILE | --import FILE | MODEL.ir" \
   "$rabitc" --paths 2
 
 # A missing input is named first: not "no tokenizer".

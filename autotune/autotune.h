@@ -1,0 +1,186 @@
+/* autotune.h: the autotuner's CPU half (prefix at_): the search space of a
+ * kernel's schedules, the 3% rule that picks among measured candidates, and
+ * the per-GPU tuning database. It changes a kernel's schedule, never its op.
+ * README.md in this folder documents the knobs, the file format and the rule. */
+#ifndef RABIT_AUTOTUNE_H
+#define RABIT_AUTOTUNE_H
+
+#include <stddef.h>
+
+#include "codegen/codegen.h"
+#include "ir/base.h"
+
+/* ==== space.c: the candidate schedules of one kernel ==== */
+
+/* What the device allows, as the driver reports it (the tuner fills it from
+ * cuDeviceGetAttribute). A field of 0 is unknown and prunes nothing. */
+typedef struct {
+  int regs_per_thread;   /* 255 on every GPU since Kepler */
+  int regs_per_block;    /* CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK: 65536 */
+  int smem_per_block;    /* bytes a block gets without opting in: 49152 */
+  int threads_per_block; /* CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: 1024 */
+  int sm_count;          /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: 132 on the H200 */
+} AtLimits;
+
+/* Why a candidate left the space, for the tuner's report and the tests. */
+typedef enum {
+  AT_PRUNE_THREADS, /* more threads per block than the device has */
+  AT_PRUNE_SMEM,    /* more shared memory per block than the device gives */
+  AT_PRUNE_REGS,    /* its loop-carried registers exceed the per-thread budget: it would spill */
+  AT_PRUNE_SMS,     /* rows per block > 1 leaving over half the SMs without a block */
+  AT_PRUNE_TARGET,  /* the target's geometry refused it (its own limits) */
+  AT_NPRUNE
+} AtPrune;
+
+typedef struct {
+  CgSchedule sched;
+  unsigned threads, smem; /* per block, from the target's geometry */
+  int regs;               /* loop-carried registers per thread, estimated; 0: not estimated */
+} AtCandidate;
+
+typedef struct {
+  AtCandidate *c; /* c[0] is the default schedule */
+  int n, cap;
+  int pruned[AT_NPRUNE]; /* candidates removed, by reason */
+} AtSpace;
+
+/* The candidates of kernel k on target t, in the fixed order README.md
+ * documents: the default first (the incumbent; kept whatever lim says, since
+ * it is what runs untuned), then every combination of the knobs the target's
+ * emitter honours for k's kind, pruned by lim (NULL: no device limits) and by
+ * the target's geometry, so every candidate is one t->emit accepts. A kind
+ * with no knobs (and any kind on a target with no table) has the default
+ * alone. Returns RB_OK, RB_EUSER (the target refuses k's default, reason in
+ * err) or RB_EINTERNAL. Free with at_space_free, on failure too. */
+int at_space_build(const CgTarget *t, const CgKernel *k, const AtLimits *lim, AtSpace *out, RbBuf *err);
+void at_space_free(AtSpace *s);
+
+/* ==== choose.c: the 3% rule ==== */
+
+/* A candidate faster than the incumbent by less than this is noise: it does
+ * not replace it. Two tunings therefore agree, or differ only by pairs within it. */
+#define AT_MARGIN 0.03
+
+/* One candidate's measurement: its median time (us; not finite or <= 0: not
+ * timed, e.g. it did not build) and whether its output matched the reference. */
+typedef struct {
+  double us;
+  int valid;
+  const char *what; /* its description, for the log; NULL: "candidate i" */
+} AtTiming;
+
+/* Visit t[0..n) in order (t[0] the default): the first valid timed candidate
+ * is the incumbent, and a later one replaces it only when valid and at least
+ * AT_MARGIN faster (us <= (1 - AT_MARGIN) * incumbent's). Each invalid
+ * candidate gets a line in log ("... failed validation; never chosen").
+ * Returns the chosen index, or -1 when no candidate is valid and timed.
+ * The choice is within AT_MARGIN of the fastest valid candidate: every
+ * candidate not taken was slower than 0.97 times an incumbent at least as
+ * slow as the last. */
+int at_choose(const AtTiming *t, int n, RbBuf *log);
+
+/* One kernel's result in one tuning: the chosen candidate and its time. */
+typedef struct {
+  int choice;
+  double us;
+} AtPick;
+
+/* Two tunings a[0..n) and b[0..n) of the same kernels agree when each kernel
+ * chose the same candidate, or its two picks' times are within AT_MARGIN
+ * (the faster above (1 - AT_MARGIN) times the slower): the rule lets noise
+ * flip such a pair, never more. Returns the number of kernels that break
+ * this, each named in why ("kernel i: ..."). */
+int at_picks_disagree(const AtPick *a, const AtPick *b, int n, RbBuf *why);
+
+/* ==== db.c: the tuning database ==== */
+
+#define AT_DB_FORMAT "rabit-tune"
+#define AT_DB_VERSION 1
+#define AT_DB_FILE "tuning.json" /* its name in the kernel cache directory */
+#define AT_DB_MAX_BYTES ((size_t)64 << 20)
+#define AT_DB_MAX_RECORDS 65536 /* a GPU has a few hundred; more is not a database we wrote */
+
+/* Where a measurement holds: the GPU, the exact target and the compiler. */
+typedef struct {
+  char device[128]; /* the driver's name: "NVIDIA H200" */
+  char arch[16];    /* "sm_90" */
+  char nvrtc[96];   /* the compiler's version: rt_nvrtc_id() */
+} AtDevice;
+
+/* One tuned kernel: keyed by device, op (at_op_describe) and batch bucket. */
+typedef struct {
+  AtDevice dev;
+  char op[160];
+  int batch;           /* the bucket's batch_max; the schedule's batch_max is this */
+  CgSchedule sched;
+  double us, default_us; /* the tuned schedule's time and the default's, us */
+  char date[24];       /* UTC, "2025-06-01T12:00:00Z" */
+} AtRecord;
+
+typedef struct {
+  AtRecord *r;
+  int n, cap;
+} AtDb;
+
+typedef struct {
+  int added, replaced, kept; /* records new to the database, that won, that lost */
+} AtMerged;
+
+/* A stable description of an op alone, the database's key: the kind, the
+ * epilogue and every shape field the kernel is specialized on, never its
+ * schedule: "linear+add N=4096 K=11008 k=2", "rmsnorm D=4096 eps=1e-05".
+ * RB_EUSER when it does not fit AtRecord.op. */
+int at_op_describe(const CgOp *op, char out[160]);
+/* The record key of kernel k on dev. */
+int at_record_key(const AtDevice *dev, const CgKernel *k, AtRecord *out);
+/* "YYYY-MM-DDTHH:MM:SSZ" of a time_t-like seconds count since the epoch. */
+void at_date_utc(long long seconds, char out[24]);
+
+void at_db_free(AtDb *db);
+/* Orders records by key (device, arch, compiler, op, batch): the file's order. */
+int at_record_cmp(const AtRecord *a, const AtRecord *b);
+/* The record with key's device, op and batch, or NULL. */
+const AtRecord *at_db_lookup(const AtDb *db, const AtRecord *key);
+/* Insert r, or replace the record with its key. RB_OK or RB_EINTERNAL. */
+int at_db_put(AtDb *db, const AtRecord *r);
+/* Import from into db. For a key both hold, the newer record wins (the later
+ * date: a re-tune reflects the newer emitter and compiler); on the same date
+ * the faster (smaller us) wins; a tie keeps db's. Times are never compared
+ * across dates: they come from different runs, maybe different machines.
+ * RB_OK or RB_EINTERNAL; *st (may be NULL) counts what happened. */
+int at_db_merge(AtDb *db, const AtDb *from, AtMerged *st);
+
+/* Parse a database from text[0..len) named path: RB_OK, or RB_EUSER with
+ * "PATH: problem" in err (where the JSON breaks, by line, column and byte; a
+ * truncated file; another format or version; a record's missing or
+ * mistyped field, by record number). db is emptied first and left empty on
+ * failure. RB_EINTERNAL out of memory. */
+int at_db_parse(AtDb *db, const char *text, size_t len, const char *path, RbBuf *err);
+/* Read and parse the file path (at most AT_DB_MAX_BYTES); an unreadable file
+ * is RB_EUSER "PATH: cannot read: reason" with errno kept. */
+int at_db_load(AtDb *db, const char *path, RbBuf *err);
+/* The file's text: records sorted by key, one a line, so files diff well. */
+void at_db_format(const AtDb *db, RbBuf *out);
+/* Write db to path atomically (the durable write): readers see the old file
+ * or the new one. RB_OK, RB_EUSER or RB_EINTERNAL with "PATH: step: reason". */
+int at_db_save(const AtDb *db, const char *path, RbBuf *err);
+
+/* The cache's database, AT_DB_FILE in the kernel cache directory
+ * (rt_cache_dir): its path, rb_malloc'ed. RB_EUSER when no directory is set. */
+int at_db_cache_path(char **out, RbBuf *err);
+/* Load the cache's database at path for use: a missing file is an empty
+ * database; a corrupted, truncated or stale one (another format version) is
+ * ignored, as an empty database, and said in warn (a line the caller
+ * prints) once per process and path: a compile of several files opens it
+ * once each. Never fails but for RB_EINTERNAL (out of memory). */
+int at_db_open(AtDb *db, const char *path, RbBuf *warn);
+
+/* Change the database at path in place: under an exclusive lock on
+ * "PATH.lock" (so two writers never lose each other's records), open it as
+ * at_db_open does (a broken one is said in warn and replaced), let fn change
+ * it, and save it when fn returns RB_OK. Returns fn's code, or the lock's or
+ * the save's failure (message in err). */
+typedef int (*AtDbEditFn)(AtDb *db, void *ctx, RbBuf *err);
+int at_db_edit(const char *path, AtDbEditFn fn, void *ctx, RbBuf *warn, RbBuf *err);
+
+#endif

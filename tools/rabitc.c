@@ -176,7 +176,7 @@ static void report_kernels(const RtCompiled *c, const char *arch) {
   }
   RtCacheStats st = {0};
   if (!c->cache || rt_cache_stats(c->cache, &st) != RB_OK) st.dir = NULL;
-  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall; cache %s\n", ks->n, arch,
+  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.3f s wall; cache %s\n", ks->n, arch,
          ks->n - c->hits - c->failed, c->hits, c->failed, c->ms_build / 1e3, st.dir ? st.dir : "in memory only");
   for (int i = 0; i < ks->n; i++) {
     const RtBuilt *b = &c->built[i];

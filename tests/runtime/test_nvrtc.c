@@ -138,8 +138,27 @@ static void test_no_line_tables(void) {
     rb_free(bin);
     rb_buf_free(&log);
   }
-  for (int i = 0; i < rt_nvrtc_default_nopts; i++)
+  int minimal = 0;
+  for (int i = 0; i < rt_nvrtc_default_nopts; i++) {
     EXPECT(strcmp(rt_nvrtc_default_opts[i], "-lineinfo") != 0);
+    minimal += strcmp(rt_nvrtc_default_opts[i], "-minimal") == 0;
+  }
+  EXPECT(minimal == 1);
+}
+
+/* (5) -minimal (a default) drops the texture and device-runtime declarations
+ * to shorten the front end: a kernel that used them fails to compile, with
+ * NVRTC's words, rather than building silently without the defaults. */
+static void test_minimal(void) {
+  const char *src = "extern \"C\" __global__ void k(cudaTextureObject_t t, float *y) { y[0] = tex1Dfetch<float>(t, 0); }\n";
+  void *bin = NULL;
+  size_t len = 0;
+  RbBuf log = {0};
+  int rc = rt_nvrtc_compile(src, "tex.cu", "sm_90", NULL, 0, &bin, &len, &log);
+  EXPECT(rc == RB_EUSER);
+  EXPECT(log.data && strstr(log.data, "cudaTextureObject_t") != NULL);
+  rb_free(bin);
+  rb_buf_free(&log);
 }
 
 int main(int argc, char **argv) {
@@ -155,6 +174,8 @@ int main(int argc, char **argv) {
     test_id(), ran++;
   if (all || strcmp(which, "no_line_tables") == 0)
     test_no_line_tables(), ran++;
+  if (all || strcmp(which, "minimal") == 0)
+    test_minimal(), ran++;
   if (!ran) {
     fprintf(stderr, "unknown case %s\n", which);
     return 2;

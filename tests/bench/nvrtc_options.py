@@ -2,8 +2,9 @@
 """nvrtc_options.py: what NVRTC options cost and whether they change the code.
 
 Compiles every kernel source in DIR (from `rabitc --emit=cuda -o DIR MODEL.ir`)
-once per option set, in this process through libnvrtc (ctypes), and prints per
-set: the CPU time of the compiles (this thread's, so other work on the machine
+once per option set, one after another in this process through libnvrtc
+(ctypes), and prints per set: the CPU time of the compiles (the process's, so
+that helper threads such as --split-compile's count; other work on the machine
 inflates it less than wall time), the slowest kernel, the cubin bytes, and how
 many kernels have SASS byte-identical to the first set's (the .text sections of
 the cubin ELF; line tables and embedded PTX are not code). An option that keeps
@@ -44,9 +45,9 @@ def compile_one(nv, src, name, opts):
     if nv.nvrtcCreateProgram(ctypes.byref(prog), src, name.encode(), 0, None, None):
         raise RuntimeError("nvrtcCreateProgram failed")
     argv = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
-    t0 = time.thread_time()
+    t0 = time.process_time()
     rc = nv.nvrtcCompileProgram(prog, len(opts), argv)
-    t = time.thread_time() - t0
+    t = time.process_time() - t0
     try:
         if rc:
             n = ctypes.c_size_t()

@@ -56,7 +56,8 @@ static const char help_tail[] =
     "The tuning database beside it is shared with 'rabitc tune --export FILE' and\n"
     "'rabitc tune --import FILE'.\n"
     "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
-    "its cache key.\n"
+    "its cache key: -lineinfo for Nsight Compute's source view (kernels are built\n"
+    "without line tables by default).\n"
     "\n"
     "With --train, rabitc builds the training graph (the unfused forward, then the KL\n"
     "loss against a teacher's logits, the hidden-state MSE when --gamma > 0, and the\n"
@@ -180,7 +181,7 @@ static void report_kernels(const RtCompiled *c, const char *arch) {
   }
   RtCacheStats st = {0};
   if (!c->cache || rt_cache_stats(c->cache, &st) != RB_OK) st.dir = NULL;
-  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.2f s wall; cache %s\n", ks->n, arch,
+  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.3f s wall; cache %s\n", ks->n, arch,
          ks->n - c->hits - c->failed, c->hits, c->failed, c->ms_build / 1e3, st.dir ? st.dir : "in memory only");
   for (int i = 0; i < ks->n; i++) {
     const RtBuilt *b = &c->built[i];

@@ -23,10 +23,16 @@
  * - fmad=true: contraction to FMA is kept on purpose; it is at least as
  *   accurate as a separate multiply and add, and the references' tolerances
  *   already allow for reassociation.
- * - lineinfo: line tables for Nsight Compute source views; it leaves the
- *   SASS unchanged, so it costs nothing at run time. */
+ * - minimal: NVRTC skips its builtin declarations of textures, surfaces and
+ *   the device runtime (cudaMalloc, device-side launch), which no generated
+ *   kernel uses: 40% of the front end's time, the SASS byte-identical.
+ * No -lineinfo: it leaves the SASS byte-identical but embeds the line tables
+ * and the whole PTX text in every cubin (4x the bytes: 2.9 MB for llama2-7b's
+ * kernels) and costs ~3% of a cold compile's CPU. For Nsight Compute's source
+ * views, RABIT_NVRTC_OPTIONS=-lineinfo builds them under their own keys.
+ * Measured in tests/bench/KERNEL_NOTES.md (2026-12-01, the cold compile). */
 const char *const rt_nvrtc_default_opts[] = {
-    "-std=c++17", "--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--fmad=true", "-lineinfo",
+    "-std=c++17", "--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--fmad=true", "-minimal",
 };
 const int rt_nvrtc_default_nopts =
     (int)(sizeof rt_nvrtc_default_opts / sizeof rt_nvrtc_default_opts[0]);

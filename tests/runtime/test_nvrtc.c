@@ -111,6 +111,56 @@ static void test_id(void) {
   printf("rt_nvrtc_id: %s\n", a);
 }
 
+/* Whether the n bytes at p contain the string s (a section name in a cubin). */
+static int has_string(const void *p, size_t n, const char *s) {
+  size_t m = strlen(s);
+  for (size_t i = 0; i + m <= n; i++)
+    if (memcmp((const char *)p + i, s, m) == 0)
+      return 1;
+  return 0;
+}
+
+/* (4) The default options build cubins without line tables or the embedded
+ * PTX text (they cost compile time and bytes, never SASS); -lineinfo still
+ * adds them when asked, which also shows that the check below can fail. */
+static void test_no_line_tables(void) {
+  const char *li[] = {"-lineinfo"};
+  for (int with = 0; with < 2; with++) {
+    void *bin = NULL;
+    size_t len = 0;
+    RbBuf log = {0};
+    int rc = rt_nvrtc_compile(good_src, "fill.cu", "sm_90", li, with, &bin, &len, &log);
+    EXPECT(rc == RB_OK);
+    if (rc == RB_OK) {
+      EXPECT(has_string(bin, len, ".debug_line") == with);
+      EXPECT(has_string(bin, len, ".nv_debug_ptx_txt") == with);
+    }
+    rb_free(bin);
+    rb_buf_free(&log);
+  }
+  int minimal = 0;
+  for (int i = 0; i < rt_nvrtc_default_nopts; i++) {
+    EXPECT(strcmp(rt_nvrtc_default_opts[i], "-lineinfo") != 0);
+    minimal += strcmp(rt_nvrtc_default_opts[i], "-minimal") == 0;
+  }
+  EXPECT(minimal == 1);
+}
+
+/* (5) -minimal (a default) drops the texture and device-runtime declarations
+ * to shorten the front end: a kernel that used them fails to compile, with
+ * NVRTC's words, rather than building silently without the defaults. */
+static void test_minimal(void) {
+  const char *src = "extern \"C\" __global__ void k(cudaTextureObject_t t, float *y) { y[0] = tex1Dfetch<float>(t, 0); }\n";
+  void *bin = NULL;
+  size_t len = 0;
+  RbBuf log = {0};
+  int rc = rt_nvrtc_compile(src, "tex.cu", "sm_90", NULL, 0, &bin, &len, &log);
+  EXPECT(rc == RB_EUSER);
+  EXPECT(log.data && strstr(log.data, "cudaTextureObject_t") != NULL);
+  rb_free(bin);
+  rb_buf_free(&log);
+}
+
 int main(int argc, char **argv) {
   const char *which = argc > 1 ? argv[1] : "all";
   int all = strcmp(which, "all") == 0, ran = 0;
@@ -122,6 +172,10 @@ int main(int argc, char **argv) {
     test_bad_option(), ran++;
   if (all || strcmp(which, "id") == 0)
     test_id(), ran++;
+  if (all || strcmp(which, "no_line_tables") == 0)
+    test_no_line_tables(), ran++;
+  if (all || strcmp(which, "minimal") == 0)
+    test_minimal(), ran++;
   if (!ran) {
     fprintf(stderr, "unknown case %s\n", which);
     return 2;

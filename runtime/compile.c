@@ -57,6 +57,45 @@ static int front_end(const RtCompileOptions *o, RtCompiled *c) {
   return rc;
 }
 
+/* The schedule hook (RtScheduleFn) over the selected kernels: each schedule
+ * it proposes replaces the default when it keeps the bucket (so the set's
+ * kernels stay distinct: those of one op differ in their bucket) and the
+ * target's geometry and emitter accept it; else the default stays, with a
+ * note. A bad record never fails the compile. */
+static int apply_schedules(const RtCompileOptions *o, const CgTarget *t, RtCompiled *c) {
+  CgKernelSet *ks = &c->kernels;
+  for (int i = 0; o->schedule && i < ks->n; i++) {
+    CgKernelUse *u = &ks->k[i];
+    CgKernel k = u->kernel;
+    CgScheduleSource from = o->schedule(o->schedule_ctx, &u->kernel, &k.sched);
+    if (from != CG_FROM_SHIPPED && from != CG_FROM_TUNED) continue;
+    RbBuf why = {0}, src = {0}, was = {0}, now = {0};
+    char entry[CG_ENTRY_MAX];
+    CgGeometry geo;
+    if (k.sched.batch_max != u->kernel.sched.batch_max)
+      rb_buf_printf(&why, "it serves batches up to %d, the kernel's bucket %d", k.sched.batch_max,
+                    u->kernel.sched.batch_max);
+    else if (t->geometry(&k, &geo, &why) == RB_OK && t->emit(&k, &src, entry, &why) == RB_OK) {
+      u->kernel = k;
+      u->from = from;
+    } else if (!why.len) rb_buf_puts(&why, "refused without a reason");
+    if (why.len) {
+      cg_kernel_describe(&u->kernel, &was);
+      cg_kernel_describe(&k, &now);
+      rb_buf_printf(&c->warnings, "note: %s schedule ignored, the %s target refuses '%s': %.*s; kernel '%s' keeps "
+                    "its default schedule\n", cg_schedule_source_name(from), t->name, now.data ? now.data : "?",
+                    (int)strcspn(why.data, "\n"), why.data, was.data ? was.data : "?");
+    }
+    int oom = why.oom || src.oom || was.oom || now.oom || c->warnings.oom;
+    rb_buf_free(&why);
+    rb_buf_free(&src);
+    rb_buf_free(&was);
+    rb_buf_free(&now);
+    if (oom) return RB_EINTERNAL;
+  }
+  return RB_OK;
+}
+
 /* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
 static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   const CgTarget *t = o->target ? o->target : &cg_target_cuda;
@@ -66,6 +105,7 @@ static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   int rc = cg_kernels_from_graph(c->graph, t, &topt, &d, &c->kernels);
   if (d.out.data) rb_buf_puts(&c->diag, d.out.data);
   ir_diag_free(&d);
+  if (!rc) rc = apply_schedules(o, t, c);
   if (rc) return rc;
   c->reached = RT_STAGE_SELECT;
   if (o->stop < RT_STAGE_BUILD) return RB_OK;

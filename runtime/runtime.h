@@ -85,6 +85,16 @@ void rt_plan_free(RtPlan *p);
 typedef enum { RT_STAGE_PARSE, RT_STAGE_VERIFY, RT_STAGE_GRAD, RT_STAGE_FUSE, RT_STAGE_SELECT, RT_STAGE_BUILD,
                RT_STAGE_PLAN, RT_NSTAGE } RtStage;
 
+/* The schedule hook: called once per selected kernel, in the set's order,
+ * after selection and before anything is built (rabitc and rabit pass the
+ * autotuner's at_schedule_pick, which reads the tuning databases). It may
+ * write another schedule for k into *sched, keeping its batch bucket (k's op
+ * is never changed), and returns where that schedule came from;
+ * CG_FROM_DEFAULT keeps k as selected. The pipeline passes a replacement
+ * through the target (geometry, then emit): one the target refuses leaves
+ * the default in place with a note in RtCompiled.warnings, never a failure. */
+typedef CgScheduleSource (*RtScheduleFn)(void *ctx, const CgKernel *k, CgSchedule *sched);
+
 typedef struct {
   const char *path;  /* the IR file ("-": stdin); names the diagnostics */
   const char *text;  /* the IR text itself, or NULL to read path */
@@ -96,6 +106,8 @@ typedef struct {
   int jobs;          /* compile threads; 0 = the online CPUs */
   int train;         /* the training graph: verify, grad, verify; nothing after RT_STAGE_GRAD */
   double gamma;      /* with train: the hidden-state MSE's weight (ir_grad); 0 = KL alone */
+  RtScheduleFn schedule; /* NULL: every kernel keeps its default schedule */
+  void *schedule_ctx;    /* schedule's first argument */
 } RtCompileOptions;
 
 /* What the stages made; each field is valid once `reached` is past its stage. */
@@ -111,7 +123,8 @@ typedef struct {
   int hits, failed;    /* kernels the cache held; kernels that did not build */
   double ms_build;
   RbBuf diag;          /* frontend diagnostics: path:line:col: error: ..., the line, a caret */
-  RbBuf warnings;      /* the cache's (e.g. a memory-only cache), for the caller to show */
+  RbBuf warnings;      /* lines for the caller to show: the cache's (e.g. a memory-only cache),
+                        * and a note per schedule the hook proposed and the target refused */
 } RtCompiled;
 
 /* Run the stages up to o->stop. Frontend diagnostics go to c->diag, other

@@ -183,4 +183,41 @@ int at_db_open(AtDb *db, const char *path, RbBuf *warn);
 typedef int (*AtDbEditFn)(AtDb *db, void *ctx, RbBuf *err);
 int at_db_edit(const char *path, AtDbEditFn fn, void *ctx, RbBuf *warn, RbBuf *err);
 
+/* ==== schedules.c: the compile pipeline's schedules from the databases ==== */
+
+/* The shipped databases: every *.json file in this directory, records for
+ * the GPUs the project tuned (autotune/shipped/h200.json). The build
+ * compiles in the source tree's autotune/shipped (AT_SHIPPED_DIR, a CMake
+ * definition); $RABIT_SHIPPED_DIR, when set, names another one (an install,
+ * a test). */
+const char *at_shipped_dir(void);
+
+/* Fill dev for the GPU named name (the driver's: "NVIDIA H200") and arch,
+ * with this process's compiler (rt_nvrtc_id()). RB_EUSER, the reason in err,
+ * for an empty name or one or an arch too long for the key. */
+int at_device_init(AtDevice *dev, const char *name, const char *arch, RbBuf *err);
+
+/* What the compile's schedule hook reads: the tuned records (the cache's
+ * database) and the shipped ones, for one device. */
+typedef struct {
+  AtDevice dev;
+  AtDb tuned, shipped;
+} AtSchedules;
+
+/* Load the databases for dev: tuned_path (NULL: the cache's, at_db_cache_path;
+ * none when there is no cache directory) and every *.json in shipped_dir
+ * (NULL: at_shipped_dir(); a missing directory ships nothing). A missing
+ * file is empty; a broken one is ignored and said once per process and file
+ * in warn, as at_db_open does. Never fails but for RB_EINTERNAL (out of
+ * memory). Free with at_schedules_free, on failure too. */
+int at_schedules_open(AtSchedules *s, const AtDevice *dev, const char *tuned_path, const char *shipped_dir,
+                      RbBuf *warn);
+void at_schedules_free(AtSchedules *s);
+
+/* The pipeline's schedule hook (RtScheduleFn; ctx an AtSchedules): kernel
+ * k's schedule from the record of its key (at_record_key on the device): the
+ * tuned record, else the shipped one, else none (CG_FROM_DEFAULT, *out
+ * untouched). The pipeline checks what it returns against the target. */
+CgScheduleSource at_schedule_pick(void *ctx, const CgKernel *k, CgSchedule *out);
+
 #endif

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autotune/autotune.h"
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
@@ -33,6 +34,7 @@ typedef struct {
   int jobs;
   int max_ctx;
   const char *arch;
+  const char *device; /* --device: the GPU whose tuned and shipped schedules apply */
   const char *out;
   int train;    /* --train: the training graph (grad pass), nothing compiled */
   float gamma;  /* --gamma (ARGS_FLOAT stores a float) */
@@ -54,7 +56,11 @@ static const char help_tail[] =
     "The kernel cache lives in $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else\n"
     "~/.cache/rabit. 'rabitc cache stats' shows it; 'rabitc cache clear' empties it.\n"
     "The tuning database beside it is shared with 'rabitc tune --export FILE' and\n"
-    "'rabitc tune --import FILE'.\n"
+    "'rabitc tune --import FILE'. Each kernel takes the schedule tuned for this GPU (the\n"
+    "database's record for its exact device, arch and compiler), else the one shipped\n"
+    "in autotune/shipped/ ($RABIT_SHIPPED_DIR overrides the folder), else the default;\n"
+    "the kernel table says which, and the plan records it. Without a GPU, --device names\n"
+    "the GPU to take them for.\n"
     "$RABIT_NVRTC_OPTIONS adds NVRTC options (space-separated) to every kernel, and to\n"
     "its cache key: -lineinfo for Nsight Compute's source view (kernels are built\n"
     "without line tables by default).\n"
@@ -68,6 +74,12 @@ static const char help_tail[] =
 /* The custom options: --arch, --emit and --dump-ir (args.h). */
 static const char *parse_arch(const char *v, void *dest) {
   if (strncmp(v, "sm_", 3) != 0 || strlen(v) < 5 || strlen(v) > 8) return "a target such as sm_90";
+  *(const char **)dest = v;
+  return NULL;
+}
+
+static const char *parse_device(const char *v, void *dest) {
+  if (!*v || strlen(v) >= sizeof ((AtDevice *)0)->device) return "a GPU's name such as 'NVIDIA H200' (at most 127 bytes)";
   *(const char **)dest = v;
   return NULL;
 }
@@ -145,16 +157,23 @@ static int dump_cuda(const char *path, const CgKernelUse *u, const RtBuilt *b, c
   return -1;
 }
 
-static const char *detect_arch(const Options *o, char *buf, size_t n) {
-  if (o->arch) return o->arch;
+/* The target: its arch (--arch, else the GPU's, else sm_90) and the device
+ * whose tuned and shipped schedules apply (--device, else the GPU's name,
+ * else none: device[0] is 0). */
+static const char *detect_target(const Options *o, char *buf, size_t n, char *device, size_t dn) {
+  snprintf(device, dn, "%s", o->device ? o->device : "");
+  if (o->arch && o->device) return o->arch;
   RbBuf err = {0};
   RtGpu *gpu = NULL;
-  const char *arch = "sm_90";
+  const char *arch = o->arch ? o->arch : "sm_90";
   if (rt_gpu_open(&gpu, 0, &err) == RB_OK) {
-    snprintf(buf, n, "%s", rt_gpu_arch(gpu));
-    arch = buf;
+    if (!o->arch) {
+      snprintf(buf, n, "%s", rt_gpu_arch(gpu));
+      arch = buf;
+    }
+    if (!o->device) snprintf(device, dn, "%s", rt_gpu_name(gpu));
     rt_gpu_close(gpu);
-  } else {
+  } else if (!o->arch) {
     /* The loader's reason, without the "needs a GPU" preamble or a newline. */
     const char *why = err.data ? strstr(err.data, "driver: ") : NULL;
     why = why ? why + 8 : err.data ? err.data : "?";
@@ -168,21 +187,25 @@ static const char *detect_arch(const Options *o, char *buf, size_t n) {
 /* One line per kernel, then the failures: the log, the .cu to read, the IR it serves. */
 static void report_kernels(const RtCompiled *c, const char *arch) {
   const CgKernelSet *ks = &c->kernels;
-  printf("\n%-58s %-16s %5s %9s\n", "kernel", "IR lines", "cache", "ms");
+  int from[3] = {0};
+  printf("\n%-58s %-16s %-8s %5s %9s\n", "kernel", "IR lines", "schedule", "cache", "ms");
   for (int i = 0; i < ks->n; i++) {
     RbBuf d = {0};
     char lines[256];
     cg_kernel_describe(&ks->k[i].kernel, &d);
     lines_str(&ks->k[i], "", lines, sizeof lines);
     const RtBuilt *b = &c->built[i];
-    printf("%-58s %-16s %5s %9.1f\n", d.data ? d.data : "?", lines + 1,
+    if ((unsigned)ks->k[i].from < 3) from[ks->k[i].from]++;
+    printf("%-58s %-16s %-8s %5s %9.1f\n", d.data ? d.data : "?", lines + 1, cg_schedule_source_name(ks->k[i].from),
            b->rc != RB_OK ? "FAIL" : b->hit ? "hit" : "miss", b->ms);
     rb_buf_free(&d);
   }
   RtCacheStats st = {0};
   if (!c->cache || rt_cache_stats(c->cache, &st) != RB_OK) st.dir = NULL;
-  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.3f s wall; cache %s\n", ks->n, arch,
-         ks->n - c->hits - c->failed, c->hits, c->failed, c->ms_build / 1e3, st.dir ? st.dir : "in memory only");
+  printf("%d kernels for %s: %d compiled, %d from the cache, %d failed, %.3f s wall; schedules %d tuned, "
+         "%d shipped, %d default; cache %s\n", ks->n, arch, ks->n - c->hits - c->failed, c->hits, c->failed,
+         c->ms_build / 1e3, from[CG_FROM_TUNED], from[CG_FROM_SHIPPED], from[CG_FROM_DEFAULT],
+         st.dir ? st.dir : "in memory only");
   for (int i = 0; i < ks->n; i++) {
     const RtBuilt *b = &c->built[i];
     if (b->rc == RB_OK) {
@@ -268,10 +291,25 @@ static int train_file(const char *path, const Options *o) {
   return rc;
 }
 
+/* The tuned and shipped schedules for device on arch into s, said when a
+ * database is broken (and then ignored); no device, none (s stays empty). */
+static int open_schedules(const char *device, const char *arch, AtSchedules *s, RbBuf *err) {
+  AtDevice dev;
+  if (!*device) return RB_OK;
+  int rc = at_device_init(&dev, device, arch, err);
+  RbBuf warn = {0};
+  if (rc == RB_OK) rc = at_schedules_open(s, &dev, NULL, NULL, &warn);
+  args_report("rabitc", warn.data);
+  if (warn.oom) rc = RB_EINTERNAL;
+  rb_buf_free(&warn);
+  return rc;
+}
+
 /* Compile one file through the pipeline, as far as the options ask; returns an exit code. */
 static int compile_file(const char *path, const Options *o) {
   RtCompileOptions co = {.path = path, .fe = o->fe, .max_ctx = o->max_ctx, .jobs = o->jobs};
-  char archbuf[16];
+  char archbuf[16], device[sizeof ((AtDevice *)0)->device];
+  AtSchedules sch = {0};
   int kernels = o->list || !o->no_compile || o->out;
   co.stop = o->dump != DUMP_NONE ? dump_stage[o->dump] : o->list ? RT_STAGE_SELECT
             : kernels ? (o->out && o->emit == EMIT_PLAN ? RT_STAGE_PLAN : RT_STAGE_BUILD) : RT_STAGE_FUSE;
@@ -292,9 +330,13 @@ static int compile_file(const char *path, const Options *o) {
     rb_buf_free(&t);
     fflush(stdout);
     if (co.stop > RT_STAGE_FUSE) {
-      if (co.stop >= RT_STAGE_BUILD) co.arch = detect_arch(o, archbuf, sizeof archbuf);
-      rc = rt_compile_continue(&co, &c, &err);
-      if (c.warnings.data) fprintf(stderr, "rabitc: %s", c.warnings.data);
+      if (co.stop >= RT_STAGE_BUILD) {
+        co.arch = detect_target(o, archbuf, sizeof archbuf, device, sizeof device);
+        rc = open_schedules(device, co.arch, &sch, &err);
+        if (sch.dev.device[0]) co.schedule = at_schedule_pick, co.schedule_ctx = &sch;
+      }
+      if (rc == RB_OK) rc = rt_compile_continue(&co, &c, &err);
+      args_report("rabitc", c.warnings.data);
       if (o->list && c.reached >= RT_STAGE_SELECT) list_kernels(&c.kernels);
       else if (c.built) report_kernels(&c, co.arch);
       if (c.failed) rb_buf_free(&err); /* each failure was reported above, with its log */
@@ -310,6 +352,7 @@ static int compile_file(const char *path, const Options *o) {
   if (rc == RB_EINTERNAL) fprintf(stderr, "rabitc: internal error while compiling '%s'\n", c.shown);
   rb_buf_free(&err);
   rt_compiled_free(&c);
+  at_schedules_free(&sch);
   return rc;
 }
 
@@ -364,6 +407,10 @@ int main(int argc, char **argv) {
                    "(overrides the file's 'quant default'; K in 1..4)"),
       ARGS_OPT_CUSTOM(NULL, "--arch", parse_arch, &o.arch, "sm_XY",
                       "target GPU architecture (default: the GPU's, else sm_90)"),
+      ARGS_OPT_CUSTOM(NULL, "--device", parse_device, &o.device, "NAME",
+                      "take the tuned and shipped schedules recorded for the GPU\n"
+                      "named NAME, e.g. 'NVIDIA H200', when compiling on a machine\n"
+                      "without it (default: this machine's GPU, else none)"),
       ARGS_OPT_INT(NULL, "--max-ctx", &o.max_ctx, "N", 1, 1 << 20,
                    "KV-cache length the attention kernels serve (default 2048)"),
       ARGS_OPT_STRING("-o", NULL, &o.out, "PATH",
@@ -418,6 +465,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rabitc: --train builds the training graph only; it takes --dump-ir=after-parse, "
                     "after-verify or after-grad, not %s\n",
             o.dump == DUMP_FUSION ? "--dump-ir=after-fusion" : o.out ? "-o" : o.list ? "--list-kernels" : "--no-compile");
+    return 1;
+  }
+  if (o.device && (o.train || o.list || o.no_compile || o.dump != DUMP_NONE)) {
+    fprintf(stderr, "rabitc: --device picks the schedules of compiled kernels; it does not go with %s\n",
+            o.train ? "--train" : o.list ? "--list-kernels" : o.no_compile ? "--no-compile" : "--dump-ir");
     return 1;
   }
   /* The output before the work: a typo in -o must not cost a compile. */

@@ -13,7 +13,7 @@ trap 'rm -rf "$dir"' EXIT
 
 # One rabitc run into $dir/cache; prints "wall cpu build" (seconds): the whole
 # process, its CPU time, and the build's own wall time from rabitc's summary
-# line ("... 1.234 s wall; cache ...").
+# line ("... 1.234 s wall; schedules ...; cache ...").
 run() {
   RABIT_CACHE_DIR="$dir/cache" /usr/bin/time -f "%e %U %S" -o "$dir/time" "$rabitc" -o "$dir/l.rplan" "$ir" \
     > "$dir/out" 2>&1 || { cat "$dir/out" >&2; exit 1; }

@@ -8,28 +8,43 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autotune/autotune.h"
 #include "tools/args.h"
 #include "tools/load.h"
 #include "tools/paths.h"
 
-/* IR -> plan through the pipeline, with every kernel built (so the session finds them cached). */
-static int compile_plan(const LoadOptions *o, RtPlan **plan, const char *arch, int *kernels, int *hits) {
-  RbBuf err = {0};
+/* IR -> plan through the pipeline, with every kernel built (so the session
+ * finds them cached), under the schedules tuned or shipped for this GPU (as rabitc's). */
+static int compile_plan(const LoadOptions *o, RtPlan **plan, const RtGpu *gpu, int *kernels, int *hits) {
+  RbBuf err = {0}, warn = {0};
+  const char *arch = rt_gpu_arch(gpu);
   RtCompileOptions co = {.path = o->ir, .fe = {o->paths, o->fp16}, .stop = RT_STAGE_PLAN, .arch = arch,
                          .max_ctx = o->max_ctx};
+  AtDevice dev;
+  AtSchedules sch = {0};
+  int rc = RB_OK;
+  if (at_device_init(&dev, rt_gpu_name(gpu), arch, &err) == RB_OK) { /* else a nameless GPU: the defaults */
+    rc = at_schedules_open(&sch, &dev, NULL, NULL, &warn);
+    co.schedule = at_schedule_pick, co.schedule_ctx = &sch;
+  }
+  rb_buf_free(&err);
+  args_report(o->tool, warn.data);
+  rb_buf_free(&warn);
   RtCompiled c;
-  int rc = rt_compile(&co, &c, &err);
+  if (rc == RB_OK) rc = rt_compile(&co, &c, &err);
+  else memset(&c, 0, sizeof c);
   *plan = rt_compiled_take_plan(&c);
   *kernels = c.kernels.n;
   *hits = c.hits;
   if (c.diag.data) fputs(c.diag.data, stderr);
-  if (c.warnings.data) fprintf(stderr, "%s: %s", o->tool, c.warnings.data);
+  args_report(o->tool, c.warnings.data);
   for (int i = 0; c.built && i < c.kernels.n; i++)
     if (c.built[i].rc)
       fprintf(stderr, "%s: kernel %s failed to build: %s", o->tool, c.built[i].entry,
               c.built[i].log.data ? c.built[i].log.data : "\n");
   args_report(o->tool, err.data);
   rt_compiled_free(&c);
+  at_schedules_free(&sch);
   rb_buf_free(&err);
   return rc;
 }
@@ -50,7 +65,7 @@ int load_model(const LoadOptions *o, Loaded *out) {
     return 1;
   }
   double t0 = rb_now_ms();
-  int rc = compile_plan(o, &out->plan, rt_gpu_arch(out->gpu), &out->kernels, &out->hits);
+  int rc = compile_plan(o, &out->plan, out->gpu, &out->kernels, &out->hits);
   if (!rc) rc = rt_program_open(out->plan, out->gpu, &out->program, &err);
   out->ms_compile = rb_now_ms() - t0;
   RtModelOptions mo = {o->max_tokens, o->random, 0};

@@ -10,21 +10,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export RABIT_CACHE_DIR="$tmp/cache"
 db="$RABIT_CACHE_DIR/tuning.json"
 
-# expect NAME WANT_RC PATTERN CMD...: exit status and a grep pattern over stdout+stderr.
-expect() {
-  name=$1 want=$2 pat=$3; shift 3
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq "$want" ] && printf '%s\n' "$out" | grep -q -- "$pat"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1)); echo "FAIL $name: rc=$rc (want $want), output:"; printf '%s\n' "$out" | head -8
-  fi
-}
-check() {
-  name=$1; shift
-  if [ "$@" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $name: [ $* ]"; fi
-}
-lines() { printf '%s\n' "$out" | grep -c -- "$1"; }
+. "$(dirname "$0")/../common/cli.sh" # expect, check, lines
 
 head='{"format": "rabit-tune", "version": 1, "records": ['
 rec() { # rec BATCH ROWS US DATE

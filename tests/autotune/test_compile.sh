@@ -14,21 +14,7 @@ export RABIT_CACHE_DIR="$tmp/cache"
 unset RABIT_SHIPPED_DIR
 db="$RABIT_CACHE_DIR/tuning.json" plan="$tmp/tiny.rplan"
 
-# expect NAME WANT_RC PATTERN CMD...: exit status and a grep pattern over stdout+stderr (kept in $out).
-expect() {
-  name=$1 want=$2 pat=$3; shift 3
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq "$want" ] && printf '%s\n' "$out" | grep -q -- "$pat"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1)); echo "FAIL $name: rc=$rc (want $want), output:"; printf '%s\n' "$out" | tail -12
-  fi
-}
-check() {
-  name=$1; shift
-  if [ "$@" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $name: [ $* ]"; fi
-}
-lines() { printf '%s\n' "$out" | grep -c -- "$1"; }
+. "$(dirname "$0")/../common/cli.sh" # expect, check, lines
 plan_lines() { grep -c -- "$1" "$plan"; }
 
 # The key: the device, the arch, this rabitc's compiler (as 'cache stats' says

@@ -12,22 +12,7 @@ chmod 755 "$tmp"
 cache="$tmp/cache"
 export RABIT_CACHE_DIR="$cache"
 
-# expect NAME WANT_RC PATTERN CMD...: exit status and a grep pattern over stdout+stderr.
-expect() {
-  name=$1 want=$2 pat=$3; shift 3
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq "$want" ] && printf '%s\n' "$out" | grep -q -- "$pat"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1)); echo "FAIL $name: rc=$rc (want $want), output:"; printf '%s\n' "$out" | head -8
-  fi
-}
-# check NAME CONDITION...: a test(1) condition.
-check() {
-  name=$1; shift
-  if [ "$@" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $name: [ $* ]"; fi
-}
-lines() { printf '%s\n' "$out" | grep -c -- "$1"; }
+. "$(dirname "$0")/../common/cli.sh" # expect, check, lines
 
 # 1. A failing kernel's source: not at the predictable path, where a link waits.
 echo precious > "$tmp/victim"

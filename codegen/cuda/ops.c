@@ -275,11 +275,14 @@ static int att_splits(const CgKernel *k) {
   return n < 1 ? 1 : n > ATT_MAXSPLIT ? ATT_MAXSPLIT : n;
 }
 
-/* Keys a warp scores per iteration: 32 / G lane groups of U keys each. */
-static int att_keys_per_warp(const CgOp *s) {
-  int nchunk = s->head_dim / 8, G = pow2_ceil(nchunk) < 32 ? pow2_ceil(nchunk) : 32;
-  return 32 / G * ATT_U;
+/* Lanes scoring one key (G): a power of two covering the head's 16-byte chunks, at most a warp. */
+static int att_lanes_per_key(const CgOp *s) {
+  int g = pow2_ceil(s->head_dim / 8);
+  return g < 32 ? g : 32;
 }
+
+/* Keys a warp scores per iteration: 32 / G lane groups of U keys each. */
+static int att_keys_per_warp(const CgOp *s) { return 32 / att_lanes_per_key(s) * ATT_U; }
 
 /* One block per (query head, token, context split). Within a block the keys
  * are spread over the warps: each group of G lanes scores one key (every lane
@@ -292,7 +295,7 @@ static int att_keys_per_warp(const CgOp *s) {
 static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   int hd = s->head_dim, nchunk = hd / 8;
-  int G = pow2_ceil(nchunk) < 32 ? pow2_ceil(nchunk) : 32;
+  int G = att_lanes_per_key(s);
   int cpl = (nchunk + G - 1) / G;
   char scl[48];
   /* Scores go to base 2 (exp2f is one MUFU op): log2(e) / sqrt(HD) folded into q. */

@@ -27,6 +27,8 @@
 #          byte-identical
 #   speed  old against new build: per-shape kernels, the 32-layer chain and
 #          whole-model decode and prefill, alternating old and new, beside the peers
+#   json   bench and model in one call, then their numbers as results-h200.json
+#          (tests/bench/results_json.py; the speed issue's schema)
 # Expects the binaries tests/bench/pack_device.sh puts in .carry/new (and
 # .carry/old for same and speed), and the peer scripts in .carry/peers.
 # Logs go to $OUT; a short table is printed last.
@@ -280,9 +282,11 @@ case $mode in
   real2) real_model ;;
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;
   speed) speed_compare ;;
+  json) export OUT; kernel_bench; model_bench # graph_bench.py writes $OUT/graph_bench.json
+        python3 tests/bench/results_json.py "$OUT" "$OUT/results-h200.json" && cat "$OUT/results-h200.json" | head -c 600 ;;
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, overlap, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

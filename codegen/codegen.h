@@ -96,7 +96,7 @@ typedef struct CgOp {
 /* Linear strategies (the autotuner chooses among them per shape and batch). */
 typedef enum {
   CG_STRAT_NONE = 0,
-  CG_STRAT_XOR,  /* the batch-1 bucket: bits decoded to +-g with one LOP3 per register, mma.sync sums */
+  CG_STRAT_XOR,  /* the b<=8 bucket: bits decoded to +-g with one LOP3 per register, mma.sync sums */
   CG_STRAT_MMA,  /* batch >= 2: bits decoded to +-g fp16 fragments for mma.sync, batch tiles of 8..64 */
 } CgStrategy;
 
@@ -354,7 +354,7 @@ const char *cg_kind_name(CgKind k);
 const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
-/* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=1 tile=4,0,0,0".
+/* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=8 tile=4,0,0,0".
  * It names the kernel in plans, tables and the header of dumped .cu files. */
 void cg_kernel_describe(const CgKernel *k, RbBuf *out);
 int cg_kernel_equal(const CgKernel *a, const CgKernel *b);

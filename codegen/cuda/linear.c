@@ -1,6 +1,6 @@
 /* linear.c: the residual binary linear y = sum_p g_p .* (B_p (h_p .* x)) and
  * the repack kernel that writes its bit layout, for both strategies (xor for
- * batch 1, mma for batches of 2 and more). Every shape, path count and tile
+ * batches up to 8, mma above). Every shape, path count and tile
  * parameter is a compile-time constant (a #define) of the emitted source,
  * which starts with the prelude of prelude.c. Both strategies sum with
  * mma.sync on A fragments decoded to +-g_p; "xor" names how a sign is applied
@@ -27,7 +27,7 @@
  *   Pad rows and columns are 0.
  *
  * Two kernel designs read it:
- *   reg (strategy xor, the batch-1 bucket, and mma with batch tiles of 8 or 16):
+ *   reg (strategy xor, the b<=8 bucket, and mma with batch tiles of 8 or 16):
  *     no shared staging. A warp owns RT row tiles and every KS-th 256-column
  *     group of K; it streams its bits with 16-byte loads one group ahead,
  *     builds its B fragments from two 16-byte loads of x and of h_p (HMUL2),
@@ -55,6 +55,7 @@ typedef struct {
   int blk0[CG_MAX_SEG + 1];   /* first block of each group, then the total */
   int reg;                    /* 1: the register design (xor, mma batch tiles 8/16); 0: staged */
   int RT, KS, KC, BT;
+  int short_tile;             /* reg, BT 16: a block may see 8 batch rows or fewer (a second K loop) */
   unsigned threads, smem;
 } Plan;
 
@@ -119,9 +120,14 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   }
 
   int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
-  if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the batch-1 bucket: larger batches tile the grid's y */
+  if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the b<=8 bucket: larger batches tile the grid's y */
   pl->BT = sc->tile[3] ? sc->tile[3] : bt;
   pl->reg = pl->BT <= 16;
+  /* The b<=16 bucket runs batches 9..16 only (cg_linear_buckets: the xor bucket
+   * below takes 1..8), so one 16-row tile is always more than half live; a larger
+   * bucket's last grid row may not be. Leaving out the second K loop where it is
+   * never taken halves these kernels' compile time. */
+  pl->short_tile = pl->BT > 8 && sc->batch_max > pl->BT;
   if (pl->reg) {
     /* Register design. Default: 2 row tiles per block; KS warps over the 256-column
      * groups, as many as fill 16 warps with little imbalance (43 groups: 15 warps). */
@@ -195,7 +201,7 @@ static void name_rows(RbBuf *b, const CgOp *s) {
 }
 
 /* A linear's entry: rb_linear[_add|_swiglu]_{xor|mma}_n.._k<K>_p<paths>, then
- * _b<batch_max> for mma (and for an xor bucket other than batch 1), hashed when
+ * _b<batch_max> for mma (and for an xor bucket past 8), hashed when
  * a tile is set (the name does not say tiles). */
 static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   const CgOp *s = &k->op;
@@ -206,7 +212,7 @@ static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   rb_buf_printf(&b, "%s_", cg_strategy_name(sc->strategy));
   name_rows(&b, s);
   rb_buf_printf(&b, "_k%d_p%d", s->K, s->paths);
-  if (sc->strategy != CG_STRAT_XOR || sc->batch_max != 1) rb_buf_printf(&b, "_b%d", sc->batch_max);
+  if (sc->strategy != CG_STRAT_XOR || sc->batch_max > 8) rb_buf_printf(&b, "_b%d", sc->batch_max);
   int tiled = 0;
   for (int i = 0; i < CG_MAX_TILE; i++) tiled |= sc->tile[i] != 0;
   cg_cuda_entry(k, b.data ? b.data : "rb_linear", tiled, entry);
@@ -500,14 +506,14 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      for (int nb = 0; nb < NB; ++nb)\n"
       "#pragma unroll\n"
       "        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;\n");
-  if (pl->BT > 8)
+  if (pl->short_tile)
     rb_buf_puts(b,
         "  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */\n"
         "    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n"
         "  else\n"
         "    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
   else
-    rb_buf_puts(b, "  kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
+    rb_buf_printf(b, "  kloop<%s>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n", pl->BT > 8 ? "NB" : "1");
   rb_buf_puts(b,
       "\n"
       "#pragma unroll\n"
@@ -836,7 +842,7 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
  * evaluation) strategy mma in the staged design (batch tiles of 64). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
-      {CG_STRAT_XOR, 1}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};
+      {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};
   (void)op;
   int n = (int)(sizeof buckets / sizeof buckets[0]);
   for (int i = 0; i < n; i++) {

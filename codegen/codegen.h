@@ -98,7 +98,11 @@ typedef enum {
   CG_STRAT_NONE = 0,
   CG_STRAT_XOR,  /* the batch-1 bucket: bits decoded to +-g with one LOP3 per register, mma.sync sums */
   CG_STRAT_MMA,  /* batch >= 2: bits decoded to +-g fp16 fragments for mma.sync, batch tiles of 8..64 */
+  CG_STRAT_DEQUANT, /* buckets above batch 16 (prefill, evaluation): the kernel expands the bits into the
+                     * dense fp16 W_hat (CgDequantArgs); the runtime multiplies on cuBLAS and applies the
+                     * epilogue (res added by the GEMM, swiglu by the step's product kernel, `main`) */
 } CgStrategy;
+#define CG_NSTRATEGY 4 /* the spellings a plan may hold: none, xor, mma, dequant */
 
 /* Where a schedule came from (recorded in the plan). */
 typedef enum { CG_FROM_DEFAULT, CG_FROM_SHIPPED, CG_FROM_TUNED } CgScheduleSource;
@@ -161,6 +165,13 @@ typedef struct {
  *    res  (batch, Ntot) for CG_EPI_ADD, else 0
  *    y    (batch, Ntot), or (batch, N[0]) for CG_EPI_SWIGLU */
 typedef struct { CgDevPtr y, x, bits, g, h, res; int batch; } CgLinearArgs;
+/* CG_LINEAR under CG_STRAT_DEQUANT: the first half of the op. w (Ntot, K) fp16 row-major =
+ * W_hat = sum_p diag(g_p) B_p diag(h_p) of every segment, rows of the segments concatenated as in g,
+ * each element fmaf(+-g_p, h_p, acc) over p = 0..paths-1 in fp32 from 0, then rounded to fp16
+ * (nearest even), so a CPU loop of the same fmaf gives the same bits. bits, g, h as above. Then
+ * y = x W_hat^T (+ res) is one GEMM, and for CG_EPI_SWIGLU the GEMM's (batch, 2 N[0]) gate|up
+ * goes through the CG_SWIGLU product kernel. The grid is fixed (it covers the weights). */
+typedef struct { CgDevPtr w, bits, g, h; } CgDequantArgs;
 /* CG_REPACK: segment seg's canonical bits (paths, N[seg], ceil(K/32)) -> dst, the
  * kernel layout of the whole fused op, one layout for every schedule (so a
  * layer's bits are held once). Launched once per segment. */
@@ -196,6 +207,7 @@ typedef struct { CgDevPtr nll, logits, targets; int ld, T; } CgNllArgs;
   } while (0)
 
 void cg_linear_argv(CgLinearArgs *a, CgArgv *out);
+void cg_dequant_argv(CgDequantArgs *a, CgArgv *out);
 void cg_repack_argv(CgRepackArgs *a, CgArgv *out);
 void cg_embed_argv(CgEmbedArgs *a, CgArgv *out);
 void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *out);

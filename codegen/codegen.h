@@ -363,7 +363,7 @@ extern const CgTarget cg_target_cuda;
 /* ==== kinds.c: names and descriptions ==== */
 
 const char *cg_kind_name(CgKind k);
-const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "none" */
+const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
 /* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=1 tile=4,0,0,0".
@@ -390,9 +390,11 @@ typedef struct {
 
 /* The kernels of one graph node by role, as indices into the set; -1 where
  * a role does not apply. Dense (quant = none) linears run on cuBLAS and have
- * none, but for the product kernel of a dense swiglu. */
+ * none, but for the product kernel of a dense swiglu (and of a quantized one
+ * with a dequant bucket: cg_kernels_complete). */
 typedef struct {
-  int main;    /* the op's kernel: embed, rmsnorm, attention, swiglu, add */
+  int main;    /* the op's kernel: embed, rmsnorm, attention, swiglu, add; a linear_swiglu's
+                * product kernel (CG_SWIGLU: dense, or a bucket under the dequant strategy) */
   int rope;    /* attention: rope_kv, launched before main */
   int repack;  /* quantized linear: writes the bit layout that every bucket reads */
   int nbucket; /* quantized linear: its kernels by batch, ascending batch_max */
@@ -444,6 +446,11 @@ int cg_graph_check(const struct IrGraph *g, struct IrDiag *d);
  * allocation failure. */
 int cg_kernels_from_graph(const struct IrGraph *g, const CgTarget *t, const CgTargetOptions *opt,
                           struct IrDiag *d, CgKernelSet *out);
+/* Once the schedules are final (the compile's schedule hook, RABIT_PREFILL): add
+ * the kernels a schedule needs beside its own. A quantized swiglu with a bucket
+ * under CG_STRAT_DEQUANT gets the CG_SWIGLU product kernel as its `main` (the
+ * fused kernels need none, so default plans hold none). RB_OK or RB_EINTERNAL. */
+int cg_kernels_complete(const struct IrGraph *g, CgKernelSet *ks);
 void cg_kernel_set_free(CgKernelSet *ks);
 
 /* ==== stats.c: the layer table ==== */

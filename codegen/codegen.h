@@ -461,6 +461,30 @@ void cg_graph_summary(const struct IrGraph *g, RbBuf *out);
 uint64_t cg_graph_params(const struct IrGraph *g);
 
 
+/* ==== reference.c: the CPU reference of the quantized linear (float64) ====
+ * Written from DESIGN.md's equations, independent of the emitters; the kernel
+ * tests and the tuner's validation check every linear kernel against it. */
+
+/* One segment: y (batch, N) = sum_p g[p, n] * sum_j s(p, n, j) * h[p, j] * x[b, j], where
+ * s = -1 if bit j of row (p, n) in canonical bits (paths, N, ceil(K/32)) is set, else +1.
+ * x (batch, K), g (paths, N), h (paths, K) float. */
+void cg_ref_linear(double *y, const float *x, const uint32_t *bits, const float *g, const float *h, int batch, int N,
+                   int K, int paths);
+/* Pack signs (paths, N, K) of +1/-1 into canonical words (paths, N, ceil(K/32)); pad bits 0. */
+void cg_ref_pack_signs(uint32_t *bits, const int8_t *signs, int paths, int N, int K);
+double cg_ref_silu(double v);
+/* ||a - b|| / ||b||; ||a - b|| when ||b|| is 0. A NaN anywhere gives NaN: test !(err <= tol). */
+double cg_ref_rel_l2(const double *a, const double *b, size_t n);
+/* A linear op's output row width (N[0] for swiglu, else Ntot); *ntot (may be NULL) gets Ntot. */
+int cg_ref_linear_width(const CgOp *op, int *ntot);
+/* One output row of the fused linear op: each segment s from bits[s], g[s]
+ * (paths, N[s]) and h + s * paths * K, concatenated, then the epilogue (+ res
+ * (Ntot) for add; silu(gate) * up for swiglu). seg: Ntot doubles of scratch. */
+void cg_ref_linear_row(const CgOp *op, double *y, const float *x, const uint32_t *const *bits, const float *const *g,
+                       const float *h, const float *res, double *seg);
+/* The relative L2 error a linear kernel under s may show against the reference. */
+double cg_ref_linear_tolerance(const CgSchedule *s);
+
 /* ==== packed.c: the canonical packed format, owned once ==== */
 
 /* For each quantized weight <base> (N x K) with k paths, on disk and in

@@ -295,6 +295,24 @@ const char *rt_gpu_name(const RtGpu *g) { return g->name; }
 const char *rt_gpu_arch(const RtGpu *g) { return g->arch; }
 int rt_gpu_sm_count(const RtGpu *g) { return g->sm_count; }
 
+/* The driver's attribute behind each RtGpuAttr (gpu.h). */
+static const CUdevice_attribute attr_of[RT_GPU_NATTR] = {
+    [RT_GPU_REGS_PER_BLOCK] = CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK,
+    [RT_GPU_SMEM_PER_BLOCK] = CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
+    [RT_GPU_THREADS_PER_BLOCK] = CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+    [RT_GPU_MEM_CLOCK_KHZ] = CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE,
+    [RT_GPU_MEM_BUS_BITS] = CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH,
+    [RT_GPU_L2_BYTES] = CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
+};
+
+int rt_gpu_attribute(RtGpu *g, RtGpuAttr a, int *value) {
+  *value = 0;
+  if ((unsigned)a >= RT_GPU_NATTR) return RB_EINTERNAL;
+  CU_BIND(g);
+  CU_CHECK(g, cu.DeviceGetAttribute(value, attr_of[a], g->dev));
+  return RB_OK;
+}
+
 /* Load a cubin (len is implied by its ELF header; cuModuleLoadData reads it). */
 int rt_module_load(RtGpu *g, const void *cubin, size_t len, RtModule **out) {
   *out = NULL;

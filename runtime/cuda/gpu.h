@@ -25,6 +25,17 @@ void rt_gpu_close(RtGpu *g);
 const char *rt_gpu_name(const RtGpu *g);
 const char *rt_gpu_arch(const RtGpu *g); /* "sm_90" */
 int rt_gpu_sm_count(const RtGpu *g);
+/* Device attributes the autotuner reads (its limits, the nominal bandwidth). */
+typedef enum {
+  RT_GPU_REGS_PER_BLOCK,   /* 32-bit registers a block may hold */
+  RT_GPU_SMEM_PER_BLOCK,   /* shared memory bytes a block gets without opting in */
+  RT_GPU_THREADS_PER_BLOCK,
+  RT_GPU_MEM_CLOCK_KHZ,    /* peak memory clock */
+  RT_GPU_MEM_BUS_BITS,     /* global memory bus width */
+  RT_GPU_L2_BYTES,
+  RT_GPU_NATTR
+} RtGpuAttr;
+int rt_gpu_attribute(RtGpu *g, RtGpuAttr a, int *value);
 
 /* A failing driver call returns RB_EINTERNAL and records
  * "file:line: CUDA error NAME (code) in `statement` on device N (name)" on the
@@ -67,6 +78,24 @@ int rt_capture_end(RtGpu *g, RtStream s, RtGraph **out);
 int rt_graph_launch(RtGpu *g, RtGraph *gr, RtStream s);
 void rt_graph_destroy(RtGpu *g, RtGraph *gr);
 int rt_time_graph(RtGpu *g, RtGraph *gr, RtStream s, int reps, float *median_ms);
+
+/* ==== timing.c: the graph harness, as ../shared/peers/graph_bench.py times kernels ==== */
+
+/* Bytes of weights the launches of one replay rotate through: over 8x the
+ * H200's 60 MB L2, so no launch finds its weights left in L2 by another. */
+#define RT_TIME_ROTATE_BYTES ((size_t)512 << 20)
+/* Copies of `bytes` of weights to rotate so that RT_TIME_ROTATE_BYTES lie
+ * between two reads of one copy: at least 3, at most max. */
+int rt_time_rotation(size_t bytes, int max);
+/* Steady-state time of one launch of fn: 3 warm-up launches, then `launches`
+ * launches captured in one CUDA graph on a stream of its own, launch i with
+ * the argument list args[i % nargs] (its rotating buffers); the graph is
+ * replayed reps times and *us is the median replay divided by launches. */
+int rt_time_launches(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
+                     void **const *args, int nargs, int launches, int reps, double *us);
+/* The device's copy bandwidth: a device-to-device copy of `bytes`, 8 to a
+ * graph, replayed reps times; bytes read plus written per second (median). */
+int rt_time_copy_bandwidth(RtGpu *g, size_t bytes, int reps, double *bytes_per_s);
 
 /* ==== blas.c: cuBLAS through dlopen, for dense (unquantized, fp16) linears ==== */
 

@@ -288,31 +288,23 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
     int nr = pick_rows(batch, L, rows);
     double *got = malloc((size_t)nr * L->nout * sizeof(double));
     double *want = malloc((size_t)nr * L->nout * sizeof(double));
-    double *seg[CG_MAX_SEG];
-    for (int sg = 0; sg < s->op.nseg; sg++) seg[sg] = malloc((size_t)s->op.N[sg] * sizeof(double));
+    const float *gs[CG_MAX_SEG];
+    const uint32_t *bs[CG_MAX_SEG];
+    for (int sg = 0; sg < s->op.nseg; sg++) gs[sg] = L->g[sg], bs[sg] = L->bits[sg];
+    double *seg = malloc((size_t)L->ntot * sizeof(double));
     for (int i = 0; i < nr; i++) {
       int b = rows[i];
-      for (int sg = 0; sg < s->op.nseg; sg++)
-        ref_linear(seg[sg], xf + (size_t)b * K, L->bits[sg], L->g[sg], L->h + (size_t)sg * s->op.paths * K, 1,
-                   s->op.N[sg], K, s->op.paths);
-      double *w = want + (size_t)i * L->nout;
-      if (s->op.epilogue == CG_EPI_SWIGLU) {
-        for (int n = 0; n < s->op.N[0]; n++) w[n] = ref_silu(seg[0][n]) * seg[1][n];
-      } else {
-        for (int sg = 0, row0 = 0; sg < s->op.nseg; row0 += s->op.N[sg], sg++)
-          for (int n = 0; n < s->op.N[sg]; n++)
-            w[row0 + n] = seg[sg][n] + (s->op.epilogue == CG_EPI_ADD ? rf[(size_t)b * L->ntot + row0 + n] : 0.0);
-      }
+      cg_ref_linear_row(&s->op, want + (size_t)i * L->nout, xf + (size_t)b * K, bs, gs, L->h,
+                        rf + (size_t)b * L->ntot, seg);
       for (int n = 0; n < L->nout; n++)
         got[(size_t)i * L->nout + n] = rb_f32_from_f16(yh[(size_t)b * L->nout + n]);
     }
     err = ref_rel_l2(got, want, (size_t)nr * L->nout);
-    for (int sg = 0; sg < s->op.nseg; sg++) free(seg[sg]);
+    free(seg);
     free(rows);
     free(got);
     free(want);
-    /* dequant: W_hat and the GEMM's output rounded to fp16, the product exact (fp32 sums) */
-    double tol = s->sched.strategy == CG_STRAT_MMA ? 1e-2 : dequant ? 5e-3 : 2e-3;
+    double tol = cg_ref_linear_tolerance(&s->sched);
     ok = nnan == 0 && err <= tol && wbad == 0;
     printf("%s %-60s b=%-4d rel_l2=%.2e nan=%d (tol %.0e)", ok ? "ok  " : "FAIL", desc, batch, err, nnan, tol);
     if (dequant) printf(" W_hat: %zu of %zu elements differ from the CPU's", wbad, (size_t)L->ntot * K);
@@ -419,10 +411,8 @@ static void bench_one(const CgKernel *s, int batch) {
   if (kernel_build(s, 0, &k)) return;
   size_t bytes = cg_target_cuda.layout_bytes(&s->op);
   int P = s->op.paths, K = s->op.K, N = s->op.N[0];
-  /* Enough rotating weight buffers that the 64 launches touch more than 10x the 50 MB L2. */
-  size_t nbuf = (size_t)(512e6 / (double)bytes) + 1;
-  if (nbuf < 3) nbuf = 3;
-  if (nbuf > R) nbuf = R;
+  /* Rotating weight buffers, so that the 64 launches read past the L2 (timing.c). */
+  size_t nbuf = (size_t)rt_time_rotation(bytes, R);
   RtDevPtr bufs[R] = {0}, d_x = 0, d_y = 0, d_g = 0, d_h = 0;
   int rc = 0;
   uint32_t *host = malloc(bytes);
@@ -443,33 +433,22 @@ static void bench_one(const CgKernel *s, int batch) {
   free(hx);
   free(hg);
   free(hhh);
-  RtStream st = NULL;
-  RtGraph *gr = NULL;
-  float ms = 0;
+  double us = 0;
   CgLaunch l = test_launch(s, batch);
   RtDevPtr nores = 0;
-  if (!rc) rc = rt_stream_create(gpu, &st);
-  for (int i = 0; i < 3 && !rc; i++) { /* warm-up outside the graph */
-    void *args[] = {&d_y, &d_x, &bufs[i % nbuf], &d_g, &d_h, &nores, &batch};
-    rc = rt_launch(gpu, k.fn, l.grid, l.block, l.smem, st, args);
+  void *argv[R][7], **args[R];
+  for (int i = 0; i < R; i++) {
+    void *one[] = {&d_y, &d_x, &bufs[i % nbuf], &d_g, &d_h, &nores, &batch};
+    memcpy(argv[i], one, sizeof one);
+    args[i] = argv[i];
   }
-  if (!rc) rc = rt_sync(gpu);
-  if (!rc) rc = rt_capture_begin(gpu, st);
-  for (int i = 0; i < R && !rc; i++) {
-    void *args[] = {&d_y, &d_x, &bufs[i % nbuf], &d_g, &d_h, &nores, &batch};
-    rc = rt_launch(gpu, k.fn, l.grid, l.block, l.smem, st, args);
-  }
-  if (!rc) rc = rt_capture_end(gpu, st, &gr);
-  if (!rc) rc = rt_time_graph(gpu, gr, st, 20, &ms);
+  if (!rc) rc = rt_time_launches(gpu, k.fn, l.grid, l.block, l.smem, args, R, R, 20, &us);
   if (!rc) {
-    double us = ms * 1e3 / R;
     printf("bench %5dx%-5d k=%d b=%-2d %s  %8.2f us  %7.1f GB/s of bits\n", N, K, P, batch,
            s->sched.strategy == CG_STRAT_XOR ? "xor" : "mma", us, (double)bytes / (us * 1e3));
   } else {
     printf("bench %dx%d k=%d b=%d: driver error\n", N, K, P, batch);
   }
-  if (gr) rt_graph_destroy(gpu, gr);
-  if (st) rt_stream_destroy(gpu, st);
   for (size_t i = 0; i < nbuf; i++)
     if (bufs[i]) rt_mem_free(gpu, bufs[i]);
   RtDevPtr all[] = {d_x, d_y, d_g, d_h};

@@ -1,5 +1,5 @@
 /* ref.h: CPU references for every kernel kind, written from the equations in
- * DESIGN.md and independent of codegen. Everything is float64 or float32 on
+ * DESIGN.md and independent of the emitters. Everything is float64 or float32 on
  * unpacked inputs; the tests pack inputs into the canonical format themselves. */
 #ifndef RABIT_REF_H
 #define RABIT_REF_H
@@ -7,17 +7,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Residual binary linear, one segment:
- * y[b, n] = sum_p g[p, n] * sum_j s(p, n, j) * h[p, j] * x[b, j]
- * where s = -1 if bit j of row (p, n) in canonical bits (paths, N, ceil(K/32)) is set, else +1.
- * x (batch, K) float, g (paths, N), h (paths, K) float, y (batch, N) double. */
-void ref_linear(double *y, const float *x, const uint32_t *bits, const float *g, const float *h,
-                int batch, int N, int K, int paths);
+#include "codegen/codegen.h"
 
-/* Pack signs (paths, N, K) of +1/-1 into canonical words (paths, N, ceil(K/32)); pad bits 0. */
-void ref_pack_signs(uint32_t *bits, const int8_t *signs, int paths, int N, int K);
-
-double ref_silu(double v);
+/* The quantized linear's reference lives in the library (codegen/reference.c),
+ * where the tuner validates candidates against it too; these are its names
+ * in the tests. One segment: y (batch, N) = sum_p g[p, n] * sum_j s(p, n, j) *
+ * h[p, j] * x[b, j], s = -1 where bit j of row (p, n) of the canonical bits is set. */
+static inline void ref_linear(double *y, const float *x, const uint32_t *bits, const float *g, const float *h,
+                              int batch, int N, int K, int paths) {
+  cg_ref_linear(y, x, bits, g, h, batch, N, K, paths);
+}
+/* Pack signs (paths, N, K) of +1/-1 into canonical words; pad bits 0. */
+static inline void ref_pack_signs(uint32_t *bits, const int8_t *signs, int paths, int N, int K) {
+  cg_ref_pack_signs(bits, signs, paths, N, K);
+}
+static inline double ref_silu(double v) { return cg_ref_silu(v); }
 
 /* Row-wise decoder ops, float64 out. */
 void ref_rmsnorm(double *y, const float *x, const float *w, int T, int D, float eps);
@@ -59,6 +63,6 @@ typedef struct {
 void ref_model_forward(const RefModel *m, const int *tokens, int T, double *logits);
 
 /* Relative L2 error ||a - b|| / ||b||. */
-double ref_rel_l2(const double *a, const double *b, size_t n);
+static inline double ref_rel_l2(const double *a, const double *b, size_t n) { return cg_ref_rel_l2(a, b, n); }
 
 #endif

@@ -6,6 +6,7 @@
 #define RABIT_AUTOTUNE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "codegen/codegen.h"
 #include "ir/base.h"
@@ -219,5 +220,152 @@ void at_schedules_free(AtSchedules *s);
  * tuned record, else the shipped one, else none (CG_FROM_DEFAULT, *out
  * untouched). The pipeline checks what it returns against the target. */
 CgScheduleSource at_schedule_pick(void *ctx, const CgKernel *k, CgSchedule *out);
+
+/* ==== units.c: what a tuning measures ==== */
+
+#define AT_MAX_BATCH 8 /* batches one tuning names (--batch) */
+
+/* One kernel at its batch bucket, measured at the tuned batches the bucket
+ * serves: the bucket's schedule runs all of them, so its time is their mean. */
+typedef struct {
+  CgKernel kernel;                 /* the selected kernel: the bucket's default schedule */
+  int nbatch, batch[AT_MAX_BATCH]; /* ascending, each served by the bucket */
+  uint64_t weight_bytes;           /* the packed weights a launch reads: the layout's bits, g and h */
+  uint64_t row_bytes;              /* activation bytes per batch row: x, y (and res for linear_add) */
+} AtUnit;
+
+/* The units of a model's kernels ks on target t for batches[0..nb) (each
+ * 1..2^20): every linear kernel whose bucket serves one of them (the
+ * smallest bucket whose batch_max holds it, the last for larger batches),
+ * in the set's order. Kernels of other kinds have no knobs and none. *out
+ * rb_malloc'ed (NULL when *n is 0). RB_OK or RB_EINTERNAL. */
+int at_units_from_kernels(const CgTarget *t, const CgKernelSet *ks, const int *batches, int nb, AtUnit **out,
+                          int *n);
+/* The bytes a launch at batch must move at least: the read floor's numerator. */
+uint64_t at_unit_floor_bytes(const AtUnit *u, int batch);
+/* A schedule in a few words for logs and tables: "xor tile=1,4,0,8". */
+void at_schedule_describe(const CgSchedule *s, char out[48]);
+
+/* ==== validate.c: fresh random data of a linear and its CPU reference ==== */
+
+/* One linear op's inputs, drawn fresh (random signs, g, h, x and res, never
+ * zeros) in the canonical packed format and as fp16, and the reference
+ * output (codegen/reference.c) of the rows a check compares. */
+typedef struct {
+  CgOp op;
+  int max_batch, ntot, nout;
+  uint32_t *bits[CG_MAX_SEG];  /* canonical (paths, N[s], ceil(K/32)) */
+  uint16_t *g16;               /* (paths, Ntot): the kernel's g, segments concatenated */
+  uint16_t *h16;               /* (nseg, paths, K) */
+  uint16_t *x16, *res16;       /* (max_batch, K), (max_batch, Ntot) */
+  float *g[CG_MAX_SEG], *h, *x, *res; /* the same, as the fp16 values in float */
+  int nrows, *rows;            /* the rows with a reference, ascending */
+  double *ref;                 /* (nrows, nout) */
+} AtLinearData;
+
+/* Draw op's data for batches up to max_batch from seed, and compute the
+ * reference of every row, or (past about 1.5e8 multiply-adds) of a spread
+ * of rows that holds the first and the last row of each batch in
+ * batches[0..nb). RB_OK or RB_EINTERNAL. Free with at_linear_data_free. */
+int at_linear_data_make(AtLinearData *d, const CgOp *op, int max_batch, const int *batches, int nb, uint64_t seed);
+void at_linear_data_free(AtLinearData *d);
+/* Check a kernel's fp16 output y (batch, nout) under schedule s against the
+ * reference: no NaN anywhere (outputs are poisoned before a launch), and the
+ * relative L2 error of the reference rows below batch within
+ * cg_ref_linear_tolerance. Returns 1 when it passes; else 0 with the reason
+ * in why. *err (may be NULL) gets the error. */
+int at_linear_data_check(const AtLinearData *d, const CgSchedule *s, const uint16_t *y, int batch, double *err,
+                         RbBuf *why);
+
+/* ==== tune.c: the search loop, over a backend ==== */
+
+/* What measures candidates: the GPU (measure.c), or a test's fake. Every
+ * call returns RB_OK, or RB_EINTERNAL for a failure that ends the tuning (a
+ * driver error), its message in log; a candidate that does not build or
+ * computes the wrong thing is a result (ok, valid), not a failure. */
+typedef struct {
+  void *ctx;
+  /* Prepare unit u, whose candidates are s->c[0..s->n): its fresh data and buffers. */
+  int (*begin)(void *ctx, const AtUnit *u, const AtSpace *s, RbBuf *log);
+  /* Build candidates [from, to) of the unit begun, in parallel; ok[i - from]
+   * says which did (a failure's reason goes to log). */
+  int (*compile)(void *ctx, int from, int to, int *ok, RbBuf *log);
+  /* Run candidate i at every batch of the unit on the fresh data and compare
+   * with the reference: *valid, with the reason in log when 0. broken is the
+   * test hook: run the candidate deliberately wrong. */
+  int (*validate)(void *ctx, int i, int broken, int *valid, RbBuf *log);
+  /* The graph harness's median time of one launch of candidate i at batch, in us. */
+  int (*time)(void *ctx, int i, int batch, double *us, RbBuf *log);
+  void (*end)(void *ctx); /* the unit's buffers and modules go */
+  double (*now)(void *ctx); /* seconds, for the budget */
+} AtBackend;
+
+/* Where the search stands, for a progress bar. */
+typedef struct {
+  int unit, nunit;     /* 0-based */
+  const AtUnit *u;
+  int cand, ncand;     /* the candidate just visited, of the unit's space */
+  int best;            /* the incumbent of the 3% rule so far; -1: none */
+  double best_us, default_us; /* their mean times; NaN: not timed */
+  int done;            /* the unit is finished */
+  int budget_stopped;  /* it stopped before its last candidate: the budget */
+} AtProgress;
+
+typedef struct {
+  double budget_s;     /* 0: none; else seconds for the whole tuning, shared out over the units left */
+  int break_candidate; /* test hook: the candidate of this index in every unit runs broken; -1: none */
+  int chunk;           /* candidates compiled together; 0: 32 */
+  void (*progress)(void *ctx, const AtProgress *p); /* NULL: none */
+  void *progress_ctx;
+} AtTuneOptions;
+
+/* One unit's search. */
+typedef struct {
+  AtSpace space;
+  int visited;        /* candidates 0..visited-1 were visited (the budget may stop it early) */
+  int budget_stopped;
+  int *built, *valid; /* per candidate visited */
+  double *us;         /* (space.n, nbatch): medians; NaN where not timed */
+  AtTiming *t;        /* per candidate: the mean over the batches, for at_choose */
+  char (*what)[48];   /* per candidate: at_schedule_describe */
+  int choice;         /* at_choose over the visited; -1: none */
+  int nfailed, ninvalid; /* candidates that did not build, that failed validation */
+} AtUnitResult;
+
+typedef struct {
+  const AtUnit *u; /* borrowed */
+  AtUnitResult *r;
+  int n;
+  RbBuf log;       /* every candidate that did not build or was wrong, and budget stops */
+  double seconds;
+} AtTuning;
+
+/* Tune units[0..n) on b: for each, its space (at_space_build on t with
+ * lim), compiled in chunks, then in the space's order each candidate
+ * validated and, when right, timed at each of the unit's batches; the 3%
+ * rule (at_choose) picks. The default (candidate 0) is always visited; with
+ * a budget, a unit stops when its share (what is left, over the units left)
+ * is spent, and keeps the best so far. RB_OK (out filled: free with
+ * at_tuning_free, on failure too), RB_EUSER (the target refuses a default),
+ * RB_EINTERNAL (the backend failed); the reason in err. */
+int at_tune(const AtBackend *b, const CgTarget *t, const AtLimits *lim, const AtUnit *units, int n,
+            const AtTuneOptions *o, AtTuning *out, RbBuf *err);
+void at_tuning_free(AtTuning *tu);
+/* Each unit's choice and its time, for at_picks_disagree. */
+void at_tuning_picks(const AtTuning *tu, AtPick *out);
+/* The database records of tu on dev dated date: one per unit whose choice
+ * and default were both timed, keyed at the unit's bucket. RB_OK or RB_EINTERNAL. */
+int at_tuning_records(const AtTuning *tu, const AtDevice *dev, const char *date, AtDb *out);
+
+/* ==== report.c, plot.c: the final table and the SVG ==== */
+
+/* The table, one row per unit and batch: kernel, batch, default us, tuned
+ * us, speed-up, the read floor (at_unit_floor_bytes at bytes_per_s) and the
+ * fraction of it the tuned kernel reaches; then a line naming the
+ * bandwidth and where it came from (how: "measured ..." or "nominal ..."). */
+void at_tuning_table(const AtTuning *tu, double bytes_per_s, const char *how, RbBuf *out);
+/* The same as a plain SVG: per shape and batch, the default's, the tuned
+ * and the floor's time, log scale. */
+void at_tuning_svg(const AtTuning *tu, double bytes_per_s, const char *how, RbBuf *out);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include "codegen/codegen.h"
 #include "ir/base.h"
+#include "runtime/cuda/gpu.h"
+#include "runtime/jit/jit.h"
 
 /* ==== space.c: the candidate schedules of one kernel ==== */
 
@@ -367,5 +369,25 @@ void at_tuning_table(const AtTuning *tu, double bytes_per_s, const char *how, Rb
 /* The same as a plain SVG: per shape and batch, the default's, the tuned
  * and the floor's time, log scale. */
 void at_tuning_svg(const AtTuning *tu, double bytes_per_s, const char *how, RbBuf *out);
+
+/* ==== measure.c: the backend on a GPU ==== */
+
+typedef struct AtGpu AtGpu;
+
+/* The backend that measures on gpu: candidates emitted by t and built
+ * through cache for the GPU's arch on jobs threads (rt_build_kernels; 0: the
+ * online CPUs), validated against the reference (validate.c) on fresh
+ * random data, timed with the graph harness (rt_time_launches) over weights
+ * rotating past the L2. gpu and cache are borrowed. RB_OK or RB_EINTERNAL. */
+int at_gpu_open(RtGpu *gpu, RtCache *cache, const CgTarget *t, int jobs, AtGpu **out);
+void at_gpu_close(AtGpu *m);
+AtBackend at_gpu_backend(AtGpu *m);
+/* The device's limits for at_space_build, from the driver. */
+int at_gpu_limits(RtGpu *gpu, AtLimits *out);
+/* The bandwidth the read floor divides by: measured (a device-to-device copy
+ * in a graph, bytes read and written), else the nominal one from the
+ * driver's memory clock and bus width; how (n bytes) says which. RB_OK, or
+ * RB_EINTERNAL when neither is known. */
+int at_gpu_bandwidth(RtGpu *gpu, double *bytes_per_s, char *how, size_t n);
 
 #endif

@@ -14,5 +14,9 @@ int cmd_eval(int argc, char **argv);     /* rabit eval model.ir --weights W --da
 int cmd_train(int argc, char **argv);    /* rabit train model.ir --weights W --data DIR --tokens N -o OUT */
 
 int rabitc_tune(int argc, char **argv);  /* rabitc tune --export FILE | --import FILE | MODEL.ir */
+/* rabitc tune MODEL.ir, its arguments checked (rabitc_tune_model.c): tune the
+ * model's linears at batches[0..nb) within budget seconds (0: none), the SVG
+ * to plot (NULL: none). Returns the exit status. */
+int rabitc_tune_model(const char *model, const int *batches, int nb, double budget, const char *plot);
 
 #endif

@@ -1,6 +1,7 @@
 /* rabitc_tune.c: `rabitc tune`: the tuning database in the kernel cache
  * directory, shared between machines with --export FILE and --import FILE;
- * `rabitc tune MODEL.ir` (measuring candidates) needs a GPU and says so.
+ * `rabitc tune MODEL.ir` measures the model's kernels on the GPU
+ * (rabitc_tune_model.c) and says so plainly where there is none.
  * Exit codes: 0 ok, 1 user error (a broken import, bad usage), 2 internal error. */
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 static const char help_head[] =
     "usage: rabitc tune --export FILE\n"
     "       rabitc tune --import FILE\n"
-    "       rabitc tune MODEL.ir [--budget S] [--batch 1,4,16]\n"
+    "       rabitc tune MODEL.ir [--budget S] [--batch 1,4,16] [--plot OUT.svg]\n"
     "\n"
     "The tuning database: per GPU (device name, arch, NVRTC version) and per kernel\n"
     "(op and batch bucket), the schedule that ran fastest, its time, the default's\n"
@@ -27,11 +28,24 @@ static const char help_tail[] =
     "--import merges FILE into it: for a kernel both hold, the newer record wins (the\n"
     "later date), on the same date the faster; a broken FILE changes nothing and exits 1.\n"
     "A corrupted, truncated or stale database in the cache is reported once and ignored.\n"
-    "Tuning a model measures each kernel's candidate schedules on the GPU and needs one.\n"
+    "\n"
+    "Tuning MODEL.ir needs a GPU. Each quantized linear kernel at the batch buckets\n"
+    "serving --batch (default 1,4,16) has its candidate schedules built in parallel\n"
+    "through the kernel cache, each validated against the CPU reference on fresh\n"
+    "random data (a wrong one is named and never chosen), then timed: many launches\n"
+    "over weights rotating past the L2, in one CUDA graph, the median. Candidates are\n"
+    "visited in a fixed order and one replaces the best so far only when at least 3%\n"
+    "faster, so two tunings agree. --budget S stops each kernel's search when its\n"
+    "share of S seconds (what is left over the kernels left) is spent, keeping the\n"
+    "best so far. stderr shows the progress; stdout ends with a table: default and\n"
+    "tuned time, speed-up, and the fraction of the read floor (the bytes a launch\n"
+    "moves at the device's measured bandwidth). --plot draws it as an SVG. The\n"
+    "choices go to the cache's database, which later compiles on this GPU use.\n"
+    "RABIT_TUNE_BREAK=N (a test hook) runs candidate N of every kernel broken.\n"
     "autotune/README.md documents the search space, the 3% rule and the file format.\n"
     "\n"
     "The cache directory is $RABIT_CACHE_DIR, else $XDG_CACHE_HOME/rabit, else ~/.cache/rabit.\n"
-    "exit status: 0 ok, 1 bad input or usage, 2 internal error\n";
+    "exit status: 0 ok, 1 bad input or usage (or no GPU to tune on), 2 internal error\n";
 
 /* The cache's database path, or NULL after saying why. */
 static char *db_path(void) {
@@ -102,36 +116,17 @@ static int import_db(const char *file) {
   return rc;
 }
 
-/* Tuning a model measures kernels: without a GPU there is nothing to time. */
-static int tune_model(const char *model) {
-  if (paths_input("rabitc tune", "model", model)) return 1;
-  RtGpu *gpu = NULL;
-  RbBuf err = {0};
-  int have = rt_gpu_open(&gpu, 0, &err) == RB_OK;
-  if (have) {
-    fprintf(stderr, "rabitc tune: measuring kernels on %s is not built yet (issue 12's GPU half); "
-                    "--export and --import work\n", rt_gpu_name(gpu));
-    rt_gpu_close(gpu);
-  } else {
-    const char *why = err.data ? strstr(err.data, "driver: ") : NULL;
-    why = why ? why + 8 : err.data ? err.data : "?";
-    fprintf(stderr, "rabitc tune: tuning %s needs a GPU, and there is none here (%.*s); "
-                    "--export and --import work without one\n", model, (int)strcspn(why, "\n"), why);
-  }
-  rb_buf_free(&err);
-  return 1;
-}
-
 /* Contract (commands.h). */
 int rabitc_tune(int argc, char **argv) {
-  const char *export_file = NULL, *import_file = NULL, *batch = NULL;
+  const char *export_file = NULL, *import_file = NULL, *batch = NULL, *plot = NULL;
   float budget = 0;
   const ArgsOpt opts[] = {
       ARGS_OPT_STRING(NULL, "--export", &export_file, "FILE", "write the cache's tuning database to FILE"),
       ARGS_OPT_STRING(NULL, "--import", &import_file, "FILE", "merge the tuning database FILE into the cache's"),
       ARGS_OPT_FLOAT(NULL, "--budget", &budget, "S", 0, 1e6, ARGS_OPEN_LO,
                      "tuning a model: seconds to spend at most (needs a GPU)"),
-      ARGS_OPT_STRING(NULL, "--batch", &batch, "LIST", "tuning a model: the batches to tune, e.g. 1,4,16"),
+      ARGS_OPT_STRING(NULL, "--batch", &batch, "LIST", "tuning a model: the batches to tune (default 1,4,16)"),
+      ARGS_OPT_STRING(NULL, "--plot", &plot, "OUT.svg", "tuning a model: tuned and default times against the floor"),
       ARGS_OPT_HELP("-h", "--help", "show this help"),
   };
   const char *pos[1];
@@ -139,8 +134,10 @@ int rabitc_tune(int argc, char **argv) {
   const ArgsSpec spec = {"rabitc tune", help_head, help_tail, 17, opts, ARGS_COUNT(opts), 1, "one model"};
   int rc = args_parse(&spec, argc, argv, pos, &npos);
   if (rc != ARGS_GO) return rc;
-  if (batch && args_ints(batch, 1, 1 << 20, NULL, 16) < 0) {
-    fprintf(stderr, "rabitc tune: --batch needs batches 1..%d separated by commas, got '%s'\n", 1 << 20, batch);
+  int batches[AT_MAX_BATCH] = {1, 4, 16}, nb = 3;
+  if (batch && (nb = args_ints(batch, 1, 1 << 20, batches, AT_MAX_BATCH)) < 0) {
+    fprintf(stderr, "rabitc tune: --batch needs at most %d batches 1..%d separated by commas, got '%s'\n",
+            AT_MAX_BATCH, 1 << 20, batch);
     return 1;
   }
   int modes = (export_file != NULL) + (import_file != NULL) + (npos > 0);
@@ -149,8 +146,8 @@ int rabitc_tune(int argc, char **argv) {
     return 1;
   }
   if (!modes) return args_missing(&spec, "--export FILE, --import FILE or MODEL.ir");
-  if ((budget > 0 || batch) && !npos) {
-    fprintf(stderr, "rabitc tune: --budget and --batch go with MODEL.ir\n");
+  if ((budget > 0 || batch || plot) && !npos) {
+    fprintf(stderr, "rabitc tune: --budget, --batch and --plot go with MODEL.ir\n");
     return 1;
   }
   if (export_file) {
@@ -158,5 +155,7 @@ int rabitc_tune(int argc, char **argv) {
     return export_db(export_file);
   }
   if (import_file) return paths_input("rabitc tune", "database", import_file) ? 1 : import_db(import_file);
-  return tune_model(pos[0]);
+  if (paths_input("rabitc tune", "model", pos[0])) return 1;
+  if (plot && paths_output_file("rabitc tune", "--plot", plot, "tune.svg")) return 1;
+  return rabitc_tune_model(pos[0], batches, nb, budget, plot);
 }

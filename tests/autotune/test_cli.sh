@@ -76,12 +76,29 @@ expect none 1 "rabitc tune: needs --export FILE, --import FILE or MODEL.ir" "$ra
 expect both 1 "rabitc tune: give one of --export FILE, --import FILE or MODEL.ir" \
   "$rabitc" tune --export "$tmp/a" --import "$tmp/two.json"
 expect export-nodir 1 "rabitc tune: cannot write '$tmp/no/such/x.json': directory" "$rabitc" tune --export "$tmp/no/such/x.json"
-expect bad-batch 1 "rabitc tune: --batch needs batches" "$rabitc" tune "$samples/tiny.ir" --batch 1,x
-expect budget-alone 1 "rabitc tune: --budget and --batch go with MODEL.ir" "$rabitc" tune --export "$tmp/a" --budget 5
+expect bad-batch 1 "rabitc tune: --batch needs at most 8 batches 1..1048576 separated by commas, got '1,x'" \
+  "$rabitc" tune "$samples/tiny.ir" --batch 1,x
+expect many-batches 1 "rabitc tune: --batch needs at most 8 batches" "$rabitc" tune "$samples/tiny.ir" --batch 1,2,3,4,5,6,7,8,9
+expect zero-batch 1 "rabitc tune: --batch needs" "$rabitc" tune "$samples/tiny.ir" --batch 0
+expect bad-budget 1 "rabitc tune: --budget needs" "$rabitc" tune "$samples/tiny.ir" --budget -3
+expect budget-alone 1 "rabitc tune: --budget, --batch and --plot go with MODEL.ir" "$rabitc" tune --export "$tmp/a" --budget 5
+expect plot-alone 1 "rabitc tune: --budget, --batch and --plot go with MODEL.ir" "$rabitc" tune --import "$tmp/a" --plot "$tmp/p.svg"
+expect plot-nodir 1 "rabitc tune: cannot write '$tmp/no/such/p.svg': directory" \
+  "$rabitc" tune "$samples/tiny.ir" --plot "$tmp/no/such/p.svg"
 expect unknown 1 "rabitc tune: unknown option '--frob'" "$rabitc" tune --frob
 expect model-missing 1 "rabitc tune: cannot read model '$tmp/none.ir'" "$rabitc" tune "$tmp/none.ir"
-# Without a GPU the model cannot be tuned; with one, the GPU half is not built yet.
-expect model-gpu 1 "needs a GPU, and there is none here\|is not built yet" "$rabitc" tune "$samples/tiny.ir"
+expect model-bad 1 "error" "$rabitc" tune "$samples/../tests/autotune/test_cli.sh"
+# Without a GPU the model cannot be tuned (and nothing is written); with one,
+# a short tuning of the toy model ends with its table, records and plot.
+out=$("$rabitc" tune "$samples/tiny.ir" 2>&1); rc=$?
+if printf '%s\n' "$out" | grep -q "needs a GPU, and there is none here"; then
+  check model-nogpu "$rc" -eq 1
+  check model-nogpu-nothing-written "$(lines 'wrote')" -eq 0
+else
+  expect model-gpu 0 "of floor" "$rabitc" tune "$samples/tiny.ir" --batch 1 --budget 30 --plot "$tmp/tiny.svg"
+  check model-gpu-records "$(lines 'tuned record')" -eq 1
+  check model-gpu-plot "$(grep -c '<svg ' "$tmp/tiny.svg")" -eq 1
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,7 +1,9 @@
-/* autotune.h: the autotuner's CPU half (prefix at_): the search space of a
- * kernel's schedules, the 3% rule that picks among measured candidates, and
- * the per-GPU tuning database. It changes a kernel's schedule, never its op.
- * README.md in this folder documents the knobs, the file format and the rule. */
+/* autotune.h: the autotuner (prefix at_): the search space of a kernel's
+ * schedules, the 3% rule that picks among measured candidates, the per-GPU
+ * tuning database, and the tuner: a search loop over a backend that
+ * compiles, validates and times (the GPU's, or a test's fake). It changes a
+ * kernel's schedule, never its op. README.md in this folder documents the
+ * knobs, the file format, the rule and the tuner. */
 #ifndef RABIT_AUTOTUNE_H
 #define RABIT_AUTOTUNE_H
 

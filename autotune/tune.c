@@ -62,8 +62,8 @@ static void progress(const AtTuneOptions *o, AtProgress *p) {
 /* One unit: begin, then chunks of compiles each followed by their visits. */
 static int tune_unit(const AtBackend *b, const AtUnit *u, AtUnitResult *r, const AtTuneOptions *o, double share,
                      AtProgress *p, RbBuf *log) {
+  double t0 = b->now(b->ctx); /* the unit's data and reference count against its share too */
   int n = r->space.n, chunk = o->chunk > 0 ? o->chunk : 32, rc = b->begin(b->ctx, u, &r->space, log);
-  double t0 = b->now(b->ctx);
   int *ok = rb_calloc((size_t)(chunk < n ? chunk : n) + 1, sizeof *ok);
   if (!ok && rc == RB_OK) rc = RB_EINTERNAL;
   p->best = -1;

@@ -31,8 +31,10 @@ static void on_progress(void *ctx, const AtProgress *p) {
   char best[64] = "none valid yet";
   if (p->best >= 0) snprintf(best, sizeof best, "best %.2f us (candidate %d)", p->best_us, p->best);
   if (p->done) {
-    fprintf(stderr, "%skernel %d/%d: %d candidates, %s, default %.2f us%s  %s\n", bar->tty ? "\r\033[K" : "",
-            p->unit + 1, p->nunit, p->ncand, best, p->default_us, p->budget_stopped ? "; the budget stopped it" : "",
+    char def[32] = "not timed";
+    if (isfinite(p->default_us)) snprintf(def, sizeof def, "%.2f us", p->default_us);
+    fprintf(stderr, "%skernel %d/%d: %d candidates, %s, default %s%s  %s\n", bar->tty ? "\r\033[K" : "",
+            p->unit + 1, p->nunit, p->ncand, best, def, p->budget_stopped ? "; the budget stopped it" : "",
             d.data ? d.data : "?");
   } else {
     int width = 24, fill = (int)((long)width * (p->cand + 1) / (p->ncand ? p->ncand : 1));

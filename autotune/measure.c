@@ -32,7 +32,7 @@ struct AtGpu {
   size_t layout, gbytes, hbytes;
   RtDevPtr rot;                    /* nrot slots of stride bytes: bits, g, h each */
   size_t stride;
-  int nrot, launches, batch;       /* batch: the launches' argument, alive during capture */
+  int nrot, launches;
 };
 
 static size_t up256(size_t v) { return (v + 255) & ~(size_t)255; }
@@ -203,7 +203,6 @@ static int gpu_validate(void *ctx, int i, int broken, int *valid, RbBuf *log) {
 
 static int gpu_time(void *ctx, int i, int batch, double *us, RbBuf *log) {
   AtGpu *m = ctx;
-  m->batch = batch;
   RtDevPtr res = m->u->kernel.op.epilogue == CG_EPI_ADD ? m->res : 0;
   CgLinearArgs *a = rb_malloc((size_t)m->nrot * sizeof *a);
   CgArgv *v = rb_malloc((size_t)m->nrot * sizeof *v);

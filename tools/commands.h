@@ -16,7 +16,8 @@ int cmd_train(int argc, char **argv);    /* rabit train model.ir --weights W --d
 int rabitc_tune(int argc, char **argv);  /* rabitc tune --export FILE | --import FILE | MODEL.ir */
 /* rabitc tune MODEL.ir, its arguments checked (rabitc_tune_model.c): tune the
  * model's linears at batches[0..nb) within budget seconds (0: none), the SVG
- * to plot (NULL: none). Returns the exit status. */
-int rabitc_tune_model(const char *model, const int *batches, int nb, double budget, const char *plot);
+ * to plot (NULL: none); twice: tune again and check the choices agree.
+ * Returns the exit status. */
+int rabitc_tune_model(const char *model, const int *batches, int nb, double budget, const char *plot, int twice);
 
 #endif

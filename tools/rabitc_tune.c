@@ -15,7 +15,7 @@
 static const char help_head[] =
     "usage: rabitc tune --export FILE\n"
     "       rabitc tune --import FILE\n"
-    "       rabitc tune MODEL.ir [--budget S] [--batch 1,4,16] [--plot OUT.svg]\n"
+    "       rabitc tune MODEL.ir [--budget S] [--batch 1,4,16] [--plot OUT.svg] [--twice]\n"
     "\n"
     "The tuning database: per GPU (device name, arch, NVRTC version) and per kernel\n"
     "(op and batch bucket), the schedule that ran fastest, its time, the default's\n"
@@ -41,6 +41,7 @@ static const char help_tail[] =
     "tuned time, speed-up, and the fraction of the read floor (the bytes a launch\n"
     "moves at the device's measured bandwidth). --plot draws it as an SVG. The\n"
     "choices go to the cache's database, which later compiles on this GPU use.\n"
+    "--twice tunes again in the same call and checks that the choices agree.\n"
     "RABIT_TUNE_BREAK=N (a test hook) runs candidate N of every kernel broken.\n"
     "autotune/README.md documents the search space, the 3% rule and the file format.\n"
     "\n"
@@ -120,6 +121,7 @@ static int import_db(const char *file) {
 int rabitc_tune(int argc, char **argv) {
   const char *export_file = NULL, *import_file = NULL, *batch = NULL, *plot = NULL;
   float budget = 0;
+  int twice = 0;
   const ArgsOpt opts[] = {
       ARGS_OPT_STRING(NULL, "--export", &export_file, "FILE", "write the cache's tuning database to FILE"),
       ARGS_OPT_STRING(NULL, "--import", &import_file, "FILE", "merge the tuning database FILE into the cache's"),
@@ -127,6 +129,8 @@ int rabitc_tune(int argc, char **argv) {
                      "tuning a model: seconds to spend at most (needs a GPU)"),
       ARGS_OPT_STRING(NULL, "--batch", &batch, "LIST", "tuning a model: the batches to tune (default 1,4,16)"),
       ARGS_OPT_STRING(NULL, "--plot", &plot, "OUT.svg", "tuning a model: tuned and default times against the floor"),
+      ARGS_OPT_FLAG(NULL, "--twice", &twice, "tuning a model: tune again in the same call and check that the\n"
+                                             "choices agree (exit 1 when they do not); the first is kept"),
       ARGS_OPT_HELP("-h", "--help", "show this help"),
   };
   const char *pos[1];
@@ -146,8 +150,8 @@ int rabitc_tune(int argc, char **argv) {
     return 1;
   }
   if (!modes) return args_missing(&spec, "--export FILE, --import FILE or MODEL.ir");
-  if ((budget > 0 || batch || plot) && !npos) {
-    fprintf(stderr, "rabitc tune: --budget, --batch and --plot go with MODEL.ir\n");
+  if ((budget > 0 || batch || plot || twice) && !npos) {
+    fprintf(stderr, "rabitc tune: --budget, --batch, --plot and --twice go with MODEL.ir\n");
     return 1;
   }
   if (export_file) {
@@ -157,5 +161,5 @@ int rabitc_tune(int argc, char **argv) {
   if (import_file) return paths_input("rabitc tune", "database", import_file) ? 1 : import_db(import_file);
   if (paths_input("rabitc tune", "model", pos[0])) return 1;
   if (plot && paths_output_file("rabitc tune", "--plot", plot, "tune.svg")) return 1;
-  return rabitc_tune_model(pos[0], batches, nb, budget, plot);
+  return rabitc_tune_model(pos[0], batches, nb, budget, plot, twice);
 }

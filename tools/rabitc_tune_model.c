@@ -126,7 +126,32 @@ static int model_units(const char *model, const int *batches, int nb, RtCompiled
   return rc;
 }
 
-int rabitc_tune_model(const char *model, const int *batches, int nb, double budget, const char *plot) {
+/* --twice: the second tuning's choices against the first's, said; 1 when they disagree. */
+static int compare(const AtTuning *a, const AtTuning *b) {
+  AtPick *pa = rb_calloc((size_t)a->n + 1, sizeof *pa), *pb = rb_calloc((size_t)b->n + 1, sizeof *pb);
+  RbBuf why = {0};
+  int bad = -1;
+  if (pa && pb && a->n == b->n) {
+    at_tuning_picks(a, pa);
+    at_tuning_picks(b, pb);
+    bad = at_picks_disagree(pa, pb, a->n, &why);
+    int same = 0;
+    for (int i = 0; i < a->n; i++) same += pa[i].choice == pb[i].choice;
+    if (!bad)
+      printf("tuned twice: the choices agree (%d of %d the same candidate, the rest within %.0f%%)\n", same, a->n,
+             100 * AT_MARGIN);
+    else
+      fprintf(stderr, "%s: tuned twice, %d kernel%s disagree beyond the %.0f%% margin:\n", cmd, bad,
+              bad == 1 ? "" : "s", 100 * AT_MARGIN);
+    args_report(cmd, why.data);
+  }
+  rb_buf_free(&why);
+  rb_free(pa);
+  rb_free(pb);
+  return bad != 0;
+}
+
+int rabitc_tune_model(const char *model, const int *batches, int nb, double budget, const char *plot, int twice) {
   /* The model first: a broken file is said without a GPU. */
   RtCompiled c;
   AtUnit *units = NULL;
@@ -147,6 +172,7 @@ int rabitc_tune_model(const char *model, const int *batches, int nb, double budg
   RtCache *cache = NULL;
   AtGpu *m = NULL;
   AtTuning tu = {0};
+  int disagree = 0;
   if (rc == RB_OK && (rc = at_device_init(&dev, rt_gpu_name(gpu), rt_gpu_arch(gpu), &err))) args_report(cmd, err.data);
   if (rc == RB_OK && (rc = at_gpu_limits(gpu, &lim))) fprintf(stderr, "%s: %s\n", cmd, rt_gpu_error(gpu));
   if (rc == RB_OK && at_gpu_bandwidth(gpu, &bw, how, sizeof how))
@@ -169,6 +195,15 @@ int rabitc_tune_model(const char *model, const int *batches, int nb, double budg
     rc = at_tune(&b, &cg_target_cuda, &lim, units, nunits, &o, &tu, &err);
     args_report(cmd, tu.log.data);
     args_report(cmd, err.data);
+    if (rc == RB_OK && twice) { /* the first tuning is the one kept; the second checks it */
+      AtTuning again = {0};
+      fprintf(stderr, "%s: tuning again, to check that the choices agree\n", cmd);
+      rb_buf_free(&err);
+      rc = at_tune(&b, &cg_target_cuda, &lim, units, nunits, &o, &again, &err);
+      args_report(cmd, err.data);
+      if (rc == RB_OK && compare(&tu, &again)) disagree = 1;
+      at_tuning_free(&again);
+    }
     RbBuf table = {0};
     at_tuning_table(&tu, bw, how, &table);
     if (table.data) fputs(table.data, stdout);
@@ -179,6 +214,7 @@ int rabitc_tune_model(const char *model, const int *batches, int nb, double budg
     if (rc == RB_OK) rc = saved;
     if (plot && rc == RB_OK) rc = write_plot(&tu, bw, how, plot);
   }
+  if (rc == RB_OK && disagree) rc = RB_EUSER;
   if (rc == RB_EINTERNAL) fprintf(stderr, "%s: internal error while tuning '%s'\n", cmd, model);
   at_tuning_free(&tu);
   at_gpu_close(m);

@@ -81,8 +81,9 @@ expect bad-batch 1 "rabitc tune: --batch needs at most 8 batches 1..1048576 sepa
 expect many-batches 1 "rabitc tune: --batch needs at most 8 batches" "$rabitc" tune "$samples/tiny.ir" --batch 1,2,3,4,5,6,7,8,9
 expect zero-batch 1 "rabitc tune: --batch needs" "$rabitc" tune "$samples/tiny.ir" --batch 0
 expect bad-budget 1 "rabitc tune: --budget needs" "$rabitc" tune "$samples/tiny.ir" --budget -3
-expect budget-alone 1 "rabitc tune: --budget, --batch and --plot go with MODEL.ir" "$rabitc" tune --export "$tmp/a" --budget 5
-expect plot-alone 1 "rabitc tune: --budget, --batch and --plot go with MODEL.ir" "$rabitc" tune --import "$tmp/a" --plot "$tmp/p.svg"
+expect budget-alone 1 "rabitc tune: --budget, --batch, --plot and --twice go with MODEL.ir" "$rabitc" tune --export "$tmp/a" --budget 5
+expect plot-alone 1 "rabitc tune: --budget, --batch, --plot and --twice go with MODEL.ir" "$rabitc" tune --import "$tmp/a" --plot "$tmp/p.svg"
+expect twice-alone 1 "go with MODEL.ir" "$rabitc" tune --export "$tmp/a" --twice
 expect plot-nodir 1 "rabitc tune: cannot write '$tmp/no/such/p.svg': directory" \
   "$rabitc" tune "$samples/tiny.ir" --plot "$tmp/no/such/p.svg"
 expect unknown 1 "rabitc tune: unknown option '--frob'" "$rabitc" tune --frob
@@ -95,7 +96,8 @@ if printf '%s\n' "$out" | grep -q "needs a GPU, and there is none here"; then
   check model-nogpu "$rc" -eq 1
   check model-nogpu-nothing-written "$(lines 'wrote')" -eq 0
 else
-  expect model-gpu 0 "of floor" "$rabitc" tune "$samples/tiny.ir" --batch 1 --budget 30 --plot "$tmp/tiny.svg"
+  expect model-gpu 0 "the choices agree" "$rabitc" tune "$samples/tiny.ir" --batch 1 --plot "$tmp/tiny.svg" --twice
+  check model-gpu-table "$(lines "of floor")" -eq 1
   check model-gpu-records "$(lines 'tuned record')" -eq 1
   check model-gpu-plot "$(grep -c '<svg ' "$tmp/tiny.svg")" -eq 1
 fi

@@ -309,6 +309,8 @@ typedef struct {
   int unit, nunit;     /* 0-based */
   const AtUnit *u;
   int cand, ncand;     /* the candidate just visited, of the unit's space */
+  int compiling;       /* candidates cand..compile_to-1 are being built (nothing visited yet) */
+  int compile_to;
   int best;            /* the incumbent of the 3% rule so far; -1: none */
   double best_us, default_us; /* their mean times; NaN: not timed */
   int done;            /* the unit is finished */

@@ -63,7 +63,7 @@ void at_tuning_svg(const AtTuning *tu, double bytes_per_s, const char *how, RbBu
   if (!(lo <= hi)) lo = 1, hi = 10;
   Frame f = {floor(log10(lo) * 4) / 4, ceil(log10(hi) * 4) / 4, LEFT + RIGHT + SLOT * (slots ? slots : 1)};
   if (f.ly1 - f.ly0 < 0.5) f.ly1 = f.ly0 + 0.5;
-  if (f.width < 480) f.width = 480;
+  if (f.width < 720) f.width = 720; /* room for the legend and the floor's line */
   int x_right = f.width - RIGHT, y_bottom = HEIGHT - BOTTOM;
   rb_buf_printf(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",

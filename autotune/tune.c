@@ -74,6 +74,9 @@ static int tune_unit(const AtBackend *b, const AtUnit *u, AtUnitResult *r, const
       r->budget_stopped = 1;
       break;
     }
+    p->compiling = 1, p->cand = from, p->compile_to = to;
+    progress(o, p);
+    p->compiling = 0;
     if ((rc = b->compile(b->ctx, from, to, ok, log))) break;
     for (int i = from; i < to && rc == RB_OK; i++) {
       /* The default is always measured: it is the incumbent and the table's reference. */

@@ -36,6 +36,9 @@ static void on_progress(void *ctx, const AtProgress *p) {
     fprintf(stderr, "%skernel %d/%d: %d candidates, %s, default %s%s  %s\n", bar->tty ? "\r\033[K" : "",
             p->unit + 1, p->nunit, p->ncand, best, def, p->budget_stopped ? "; the budget stopped it" : "",
             d.data ? d.data : "?");
+  } else if (p->compiling) {
+    fprintf(stderr, "\r\033[Kkernel %d/%d: building candidates %d-%d of %d  %s", p->unit + 1, p->nunit, p->cand + 1,
+            p->compile_to, p->ncand, best);
   } else {
     int width = 24, fill = (int)((long)width * (p->cand + 1) / (p->ncand ? p->ncand : 1));
     fprintf(stderr, "\r\033[Kkernel %d/%d [%.*s%*s] candidate %d/%d  %s", p->unit + 1, p->nunit, fill,

@@ -5,6 +5,7 @@
  * chosen, candidates that do not build, the budget, two noisy tunings that
  * agree, the records, the table and the SVG. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,7 +216,7 @@ static int tune(Fake *f, const AtTuneOptions *o, AtTuning *tu) {
 }
 
 typedef struct {
-  int calls, done, last_unit, last_cand, ordered;
+  int calls, done, compiles, last_unit, last_cand, ordered;
 } Seen;
 
 static void on_progress(void *ctx, const AtProgress *p) {
@@ -223,6 +224,11 @@ static void on_progress(void *ctx, const AtProgress *p) {
   s->calls++;
   if (p->done) {
     s->done++;
+    return;
+  }
+  if (p->compiling) {
+    s->compiles++;
+    if (p->cand % 5 || p->compile_to - p->cand > 5) s->ordered = 0; /* chunks of 5 in this test */
     return;
   }
   if (p->unit == s->last_unit && p->cand <= s->last_cand) s->ordered = 0;
@@ -233,7 +239,7 @@ static void on_progress(void *ctx, const AtProgress *p) {
 static void test_order_and_choice(void) {
   Fake *f = calloc(1, sizeof *f);
   f->factor = scattered;
-  Seen seen = {0, 0, -1, -1, 1};
+  Seen seen = {0, 0, 0, -1, -1, 1};
   AtTuneOptions o = {.break_candidate = -1, .chunk = 5, .progress = on_progress, .progress_ctx = &seen};
   AtTuning tu;
   CHECK(tune(f, &o, &tu) == RB_OK, "tune");
@@ -265,8 +271,11 @@ static void test_order_and_choice(void) {
     for (int j = 0; j < units[u].nbatch; j++) mean += r->us[(size_t)r->choice * units[u].nbatch + j];
     CHECK(fabs(mean / units[u].nbatch - r->t[r->choice].us) < 1e-9, "unit %d: not the mean", u);
   }
-  CHECK(seen.ordered && seen.done == nunits && seen.calls > nunits, "progress: %d calls, %d done, ordered %d",
-        seen.calls, seen.done, seen.ordered);
+  int chunks = 0;
+  for (int u = 0; u < nunits; u++) chunks += (tu.r[u].space.n + 4) / 5;
+  CHECK(seen.ordered && seen.done == nunits && seen.compiles == chunks && seen.calls > nunits,
+        "progress: %d calls, %d done, %d compiles (want %d), ordered %d", seen.calls, seen.done, seen.compiles, chunks,
+        seen.ordered);
   CHECK(!tu.log.len, "a clean tuning logged: %s", tu.log.data);
   at_tuning_free(&tu);
   free(f);
@@ -449,12 +458,26 @@ static void test_outputs(void) {
   CHECK(!strncmp(s, "<svg ", 5) && strstr(s, "</svg>\n") && tuned == 6 && def == 6 && floors == 6,
         "svg: %d tuned, %d default, %d floor marks", tuned, def, floors);
   CHECK(strstr(s, "512x1024 k=2 +add b=1") && strstr(s, "256+256x512 k=2 swiglu b=16"), "svg labels");
+  const char *keep = getenv("TEST_TUNE_SVG"); /* a file to look at */
+  if (keep) {
+    FILE *fp = fopen(keep, "w");
+    if (fp) fputs(s, fp), fclose(fp);
+  }
   rb_buf_free(&svg);
   at_tuning_free(&tu);
   free(f);
 }
 
+/* The harness's rotation: 512 MB between two reads of one copy, 3 at least, max at most. */
+static void test_rotation(void) {
+  CHECK(rt_time_rotation((size_t)4 << 20, 64) == 64, "4 MiB, 64 at most: %d", rt_time_rotation((size_t)4 << 20, 64));
+  CHECK(rt_time_rotation((size_t)4 << 20, 4096) == 129, "4 MiB: %d", rt_time_rotation((size_t)4 << 20, 4096));
+  CHECK(rt_time_rotation((size_t)1 << 30, 4096) == 3, "1 GiB: %d", rt_time_rotation((size_t)1 << 30, 4096));
+  CHECK(rt_time_rotation(1000, 4096) == 4096, "1000 bytes: %d", rt_time_rotation(1000, 4096));
+}
+
 int main(void) {
+  test_rotation();
   make_model();
   test_units();
   test_check();

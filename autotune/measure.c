@@ -59,8 +59,10 @@ static void unit_free(AtGpu *m) {
   m->u = NULL;
 }
 
-/* Build kernels[0..n) through the cache; load each that built into c[i]. */
-static int build(AtGpu *m, const CgKernel *kernels, int n, Cand *c, int *ok, RbBuf *log) {
+/* Build kernels[0..n) (candidates first..first+n-1) through the cache; load
+ * each that built into c[i]. A candidate that spills is said: the space's
+ * register estimate is a lower bound, and the timing shows what it costs. */
+static int build(AtGpu *m, const CgKernel *kernels, int n, int first, Cand *c, int *ok, RbBuf *log) {
   RtBuilt *b = rb_calloc((size_t)n, sizeof *b);
   if (!b) return RB_EINTERNAL;
   RtBuildOptions o = {m->t, rt_gpu_arch(m->gpu), m->cache, m->jobs};
@@ -82,6 +84,10 @@ static int build(AtGpu *m, const CgKernel *kernels, int n, Cand *c, int *ok, RbB
       c[i].mod = NULL;
     } else {
       ok[i] = 1;
+      int regs = 0, local = 0;
+      if (first >= 0 && rt_function_usage(m->gpu, c[i].fn, &regs, &local) == RB_OK && local > 0)
+        rb_buf_printf(log, "note: candidate %d (%s) spills: %d registers and %d bytes of local memory a thread\n",
+                      first + i, b[i].entry, regs, local);
     }
     rb_buf_free(&why);
   }
@@ -99,7 +105,7 @@ static int repack(AtGpu *m, RbBuf *log) {
   rk.op.K = op->K, rk.op.paths = op->paths, rk.op.nseg = op->nseg;
   memcpy(rk.op.N, op->N, sizeof rk.op.N);
   Cand c = {0};
-  int ok = 0, rc = build(m, &rk, 1, &c, &ok, log);
+  int ok = 0, rc = build(m, &rk, 1, -1, &c, &ok, log);
   if (rc == RB_OK && !ok) rc = RB_EINTERNAL; /* the layout writer must build: nothing is tunable without it */
   size_t maxseg = 0;
   for (int s = 0; s < op->nseg; s++)
@@ -176,7 +182,7 @@ static int gpu_compile(void *ctx, int from, int to, int *ok, RbBuf *log) {
   CgKernel *k = rb_calloc((size_t)(to - from), sizeof *k);
   if (!k) return RB_EINTERNAL;
   for (int i = from; i < to; i++) k[i - from] = (CgKernel){.op = m->u->kernel.op, .sched = m->s->c[i].sched};
-  int rc = build(m, k, to - from, m->c + from, ok, log);
+  int rc = build(m, k, to - from, from, m->c + from, ok, log);
   rb_free(k);
   return rc;
 }

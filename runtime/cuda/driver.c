@@ -34,6 +34,7 @@
   X(ModuleGetFunction, 12000, PFN_cuModuleGetFunction_v2000)             \
   X(ModuleUnload, 12000, PFN_cuModuleUnload_v2000)                       \
   X(FuncSetAttribute, 12000, PFN_cuFuncSetAttribute_v9000)               \
+  X(FuncGetAttribute, 12000, PFN_cuFuncGetAttribute_v2020)               \
   X(MemAlloc, 12000, PFN_cuMemAlloc_v3020)                               \
   X(MemFree, 12000, PFN_cuMemFree_v3020)                                 \
   X(MemcpyHtoD, 12000, PFN_cuMemcpyHtoD_v3020)                           \
@@ -304,6 +305,14 @@ static const CUdevice_attribute attr_of[RT_GPU_NATTR] = {
     [RT_GPU_MEM_BUS_BITS] = CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH,
     [RT_GPU_L2_BYTES] = CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
 };
+
+int rt_function_usage(RtGpu *g, RtFunction fn, int *regs, int *local_bytes) {
+  *regs = *local_bytes = 0;
+  CU_BIND(g);
+  CU_CHECK(g, cu.FuncGetAttribute(regs, CU_FUNC_ATTRIBUTE_NUM_REGS, (CUfunction)fn));
+  CU_CHECK(g, cu.FuncGetAttribute(local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, (CUfunction)fn));
+  return RB_OK;
+}
 
 int rt_gpu_attribute(RtGpu *g, RtGpuAttr a, int *value) {
   *value = 0;

@@ -36,6 +36,8 @@ typedef enum {
   RT_GPU_NATTR
 } RtGpuAttr;
 int rt_gpu_attribute(RtGpu *g, RtGpuAttr a, int *value);
+/* A loaded kernel's registers a thread and its local memory a thread (spills, local arrays). */
+int rt_function_usage(RtGpu *g, RtFunction fn, int *regs, int *local_bytes);
 
 /* A failing driver call returns RB_EINTERNAL and records
  * "file:line: CUDA error NAME (code) in `statement` on device N (name)" on the

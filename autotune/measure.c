@@ -59,10 +59,8 @@ static void unit_free(AtGpu *m) {
   m->u = NULL;
 }
 
-/* Build kernels[0..n) (candidates first..first+n-1) through the cache; load
- * each that built into c[i]. A candidate that spills is said: the space's
- * register estimate is a lower bound, and the timing shows what it costs. */
-static int build(AtGpu *m, const CgKernel *kernels, int n, int first, Cand *c, int *ok, RbBuf *log) {
+/* Build kernels[0..n) through the cache; load each that built into c[i]. */
+static int build(AtGpu *m, const CgKernel *kernels, int n, Cand *c, int *ok, RbBuf *log) {
   RtBuilt *b = rb_calloc((size_t)n, sizeof *b);
   if (!b) return RB_EINTERNAL;
   RtBuildOptions o = {m->t, rt_gpu_arch(m->gpu), m->cache, m->jobs};
@@ -84,10 +82,6 @@ static int build(AtGpu *m, const CgKernel *kernels, int n, int first, Cand *c, i
       c[i].mod = NULL;
     } else {
       ok[i] = 1;
-      int regs = 0, local = 0;
-      if (first >= 0 && rt_function_usage(m->gpu, c[i].fn, &regs, &local) == RB_OK && local > 0)
-        rb_buf_printf(log, "note: candidate %d (%s) spills: %d registers and %d bytes of local memory a thread\n",
-                      first + i, b[i].entry, regs, local);
     }
     rb_buf_free(&why);
   }
@@ -105,7 +99,7 @@ static int repack(AtGpu *m, RbBuf *log) {
   rk.op.K = op->K, rk.op.paths = op->paths, rk.op.nseg = op->nseg;
   memcpy(rk.op.N, op->N, sizeof rk.op.N);
   Cand c = {0};
-  int ok = 0, rc = build(m, &rk, 1, -1, &c, &ok, log);
+  int ok = 0, rc = build(m, &rk, 1, &c, &ok, log);
   if (rc == RB_OK && !ok) rc = RB_EINTERNAL; /* the layout writer must build: nothing is tunable without it */
   size_t maxseg = 0;
   for (int s = 0; s < op->nseg; s++)
@@ -174,16 +168,45 @@ static int gpu_begin(void *ctx, const AtUnit *u, const AtSpace *s, RbBuf *log) {
   return rc ? rc : rotation(m, log);
 }
 
+/* The strategies whose time is one kernel's: dequant's is its kernel, the cuBLAS
+ * GEMM and the epilogue together (rt_linear_run), which this backend does not run. */
+static int one_kernel(CgStrategy s) { return s == CG_STRAT_XOR || s == CG_STRAT_MMA; }
+
 static int gpu_compile(void *ctx, int from, int to, int *ok, RbBuf *log) {
   AtGpu *m = ctx;
   /* Only the chunk being visited stays loaded. */
   for (int i = 0; i < m->s->n; i++)
     if (m->c[i].mod && (i < from || i >= to)) rt_module_unload(m->c[i].mod), m->c[i].mod = NULL;
   CgKernel *k = rb_calloc((size_t)(to - from), sizeof *k);
-  if (!k) return RB_EINTERNAL;
-  for (int i = from; i < to; i++) k[i - from] = (CgKernel){.op = m->u->kernel.op, .sched = m->s->c[i].sched};
-  int rc = build(m, k, to - from, from, m->c + from, ok, log);
-  rb_free(k);
+  int *at = rb_calloc((size_t)(to - from), sizeof *at), *built = rb_calloc((size_t)(to - from), sizeof *built);
+  Cand *c = rb_calloc((size_t)(to - from), sizeof *c);
+  if (!k || !at || !built || !c) {
+    rb_free(k), rb_free(at), rb_free(built), rb_free(c);
+    return RB_EINTERNAL;
+  }
+  int n = 0;
+  for (int i = from; i < to; i++) {
+    ok[i - from] = 0;
+    if (one_kernel(m->s->c[i].sched.strategy)) {
+      at[n] = i;
+      k[n++] = (CgKernel){.op = m->u->kernel.op, .sched = m->s->c[i].sched};
+      continue;
+    }
+    char what[48];
+    at_schedule_describe(&m->s->c[i].sched, what);
+    rb_buf_printf(log, "candidate %d (%s) is not measured: its time is a kernel, a cuBLAS GEMM and the epilogue "
+                       "together, and this tuner times one kernel\n", i, what);
+  }
+  int rc = n ? build(m, k, n, c, built, log) : RB_OK;
+  for (int j = 0; j < n; j++) {
+    m->c[at[j]] = c[j];
+    ok[at[j] - from] = built[j];
+    int regs = 0, local = 0;
+    if (built[j] && rt_function_usage(m->gpu, c[j].fn, &regs, &local) == RB_OK && local > 0)
+      rb_buf_printf(log, "note: candidate %d spills: %d registers and %d bytes of local memory a thread\n", at[j], regs,
+                    local);
+  }
+  rb_free(k), rb_free(at), rb_free(built), rb_free(c);
   return rc;
 }
 

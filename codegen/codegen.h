@@ -356,6 +356,10 @@ typedef struct CgTarget {
   /* The default schedules of a quantized linear: one per batch bucket,
    * ascending batch_max, the last serving every larger batch. Returns the count. */
   int (*linear_buckets)(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
+  /* Whether k's source is written for arch, the exact target its compiler gets
+   * ("sm_90", "sm_90a"): RB_OK, or RB_EUSER with the archs it needs in err.
+   * NULL: a target without architectures. */
+  int (*arch_check)(const CgKernel *k, const char *arch, RbBuf *err);
 } CgTarget;
 
 extern const CgTarget cg_target_cuda;

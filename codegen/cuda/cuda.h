@@ -28,6 +28,7 @@ void cg_cuda_entry(const CgKernel *k, const char *readable, int hashed, char ent
 int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
 int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
 int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err); /* linear and repack */
+int cg_cuda_arch_check(const CgKernel *k, const char *arch, RbBuf *err); /* archs.c */
 uint64_t cg_layout_bytes_linear(const CgOp *op);
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
 

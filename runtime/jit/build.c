@@ -73,6 +73,7 @@ static int compile_cb(void *ctx, void **data, size_t *len) {
 
 static void build_one(const CgKernel *k, const RtBuildOptions *o, const RtCompiler *cc, RtBuilt *b) {
   double t0 = rb_now_ms();
+  if (o->target->arch_check && (b->rc = o->target->arch_check(k, o->arch, &b->log)) != RB_OK) return;
   b->rc = o->target->emit(k, &b->source, b->entry, &b->log);
   if (b->rc != RB_OK) return;
   if (b->source.oom) {

@@ -28,10 +28,12 @@ check linear-spec "$(grep -c '^; spec:   linear xor N=64+32 K=64 k=2' "$lin")" -
 check linear-xor "$(grep -c 'xor <8 x i32>' "$lin")" -ge 4
 check linear-fadd "$(grep -c 'fadd <8 x float>' "$lin")" -ge 4
 check attention-op "$(grep -c '^; spec:   attention H=4 HKV=2 HD=16' "$tmp"/ll/rb_host_attention_*.ll)" -eq 1
-# The asm of the linear at O3 for this CPU: packed XORs and adds on vector registers.
-if command -v llc-16 >/dev/null 2>&1; then
-  llc-16 -O3 -mcpu=native -o "$tmp/lin.s" "$lin"
-  check asm-vxor "$(grep -cE 'vxorps|vpxor|xorps|pxor' "$tmp/lin.s")" -ge 4
+# The asm of the linear after the JIT's pipeline (default<O3>, then codegen
+# for this CPU): packed XORs of the sign masks and packed adds.
+if command -v opt-16 >/dev/null 2>&1 && command -v llc-16 >/dev/null 2>&1; then
+  opt-16 -passes='default<O3>' -mcpu=native -o "$tmp/lin.bc" "$lin" &&
+    llc-16 -O3 -mcpu=native -o "$tmp/lin.s" "$tmp/lin.bc"
+  check asm-vxor "$(grep -cE '(v?xorps|v?pxor[dq]?)[[:space:]].*sign_masks' "$tmp/lin.s")" -ge 4
   check asm-vadd "$(grep -cE 'v?addps' "$tmp/lin.s")" -ge 4
 fi
 

@@ -7,9 +7,13 @@
  * holds the signs of columns 8c .. 8c + 7, bit j for column 8c + j.
  *
  * The product is sign-XOR on 8 fp32 lanes: u = h_p .* x for 8 columns, then
- * per weight row one byte of signs indexes a 256-entry table of <8 x i32>
- * sign masks (bit j of the byte -> the sign bit of lane j), XORed into u and
- * added: +u or -u with no multiply and no branch. A work item is a block of
+ * per weight row one byte of signs becomes an <8 x i32> sign mask (bit j of
+ * the byte -> the sign bit of lane j), XORed into u and added: +u or -u with
+ * no multiply and no branch. The schedule's tile[1] says how the byte becomes
+ * the mask: 0 (default) one load from a 256-entry table (4 instructions per
+ * 8 weights on AVX2), 1 the byte bitcast to <8 x i1> lane predicates (on
+ * AVX-512 a mask-register load and a blend: 3), the choice an autotuner makes
+ * per CPU. tile[0] is the output rows per item (default 4, 2 for swiglu). A work item is a block of
  * RB output rows of one segment (never straddling two, since each segment has
  * its own h and hence its own u), for every batch row; u is computed once per
  * 8 columns and shared by the block's rows. */
@@ -24,6 +28,7 @@
 typedef struct {
   int G;             /* weight-row groups per output row: 2 for swiglu (gate, up), else 1 */
   int RB;            /* output rows per item */
+  int predicate;     /* the sign decode: 0 the table of masks, 1 the byte as lane predicates */
   int nout;          /* output width: Ntot, or N[0] for swiglu */
   int ntot;
   int row0[CG_MAX_SEG], blk0[CG_MAX_SEG + 1];
@@ -58,6 +63,12 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     return RB_EUSER;
   }
   pl->RB = rb;
+  if (k->sched.tile[1] < 0 || k->sched.tile[1] > 1) {
+    rb_buf_printf(err, "host linear: tile[1] (the sign decode) must be 0 (table) or 1 (predicates), got %d",
+                  k->sched.tile[1]);
+    return RB_EUSER;
+  }
+  pl->predicate = k->sched.tile[1];
   for (int i = 0; i < s->nseg; i++) {
     pl->row0[i] = pl->ntot;
     pl->ntot += s->N[i];
@@ -114,10 +125,21 @@ static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueR
       LLVMValueRef rp = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rows[w], cg_host_i64(h, paths), ""), p, "");
       LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rp, rowbytes, ""), c, "");
       LLVMValueRef byte = LLVMBuildLoad2(h->b, h->i8, cg_host_gep(h, h->i8, bits, off), "signs");
-      LLVMValueRef idx[2] = {cg_host_i64(h, 0), LLVMBuildZExt(h->b, byte, h->i64, "")};
-      LLVMValueRef mp = LLVMBuildInBoundsGEP2(h->b, LLVMArrayType(h->vi, 256), lut, idx, 2, "");
-      LLVMValueRef mask = LLVMBuildLoad2(h->b, h->vi, mp, "mask");
-      LLVMSetAlignment(mask, 32);
+      LLVMValueRef mask;
+      if (pl->predicate) {
+        /* the byte as 8 lane predicates: AVX-512 loads it into a mask register
+         * and blends u with -u; AVX2 broadcasts, ands and compares */
+        LLVMValueRef m1 = LLVMBuildBitCast(h->b, byte, LLVMVectorType(h->i1, CG_HOST_LANES), "");
+        LLVMValueRef sgn = LLVMConstInt(h->i32, 0x80000000u, 0);
+        LLVMValueRef lanes[CG_HOST_LANES];
+        for (int j = 0; j < CG_HOST_LANES; j++) lanes[j] = sgn;
+        mask = LLVMBuildSelect(h->b, m1, LLVMConstVector(lanes, CG_HOST_LANES), LLVMConstNull(h->vi), "mask");
+      } else { /* one load from the table: AVX2's cheapest */
+        LLVMValueRef idx[2] = {cg_host_i64(h, 0), LLVMBuildZExt(h->b, byte, h->i64, "")};
+        LLVMValueRef mp = LLVMBuildInBoundsGEP2(h->b, LLVMArrayType(h->vi, 256), lut, idx, 2, "");
+        mask = LLVMBuildLoad2(h->b, h->vi, mp, "mask");
+        LLVMSetAlignment(mask, 32);
+      }
       LLVMValueRef su = LLVMBuildBitCast(h->b, LLVMBuildXor(h->b, ui, mask, ""), h->vf, "su");
       cg_host_set(h, acc[w], LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, acc[w], ""), su, ""));
     }
@@ -138,7 +160,7 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
 
   CgHostFn h;
   cg_host_begin(&h, entry);
-  LLVMValueRef lut = sign_table(&h);
+  LLVMValueRef lut = pl.predicate ? NULL : sign_table(&h);
   LLVMValueRef y = cg_host_arg_ptr(&h, 0, "y"), x = cg_host_arg_ptr(&h, 1, "x");
   LLVMValueRef bits = cg_host_arg_ptr(&h, 2, "bits"), g = cg_host_arg_ptr(&h, 3, "g");
   LLVMValueRef hs = cg_host_arg_ptr(&h, 4, "h"), res = cg_host_arg_ptr(&h, 5, "res");
@@ -227,9 +249,10 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   snprintf(what, sizeof what,
            "y = sum_p g_p .* (B_p (h_p .* x))%s, x and y fp16, fp32 sums.\n"
            "work item: %d output rows of one segment, every batch row; %d items.\n"
-           "bits: the host layout (Ntot, paths, ceil(K/32)) words; signs by sign-XOR on 8 fp32 lanes.",
+           "bits: the host layout (Ntot, paths, ceil(K/32)) words; signs by sign-XOR on 8 fp32 lanes,\n"
+           "each byte of signs decoded %s.",
            s->epilogue == CG_EPI_ADD ? " + res" : s->epilogue == CG_EPI_SWIGLU ? ", then silu(gate) * up" : "",
-           pl.RB, plan_items(&pl, s));
+           pl.RB, plan_items(&pl, s), pl.predicate ? "as 8 lane predicates (tile[1] = 1)" : "by a table of 256 sign masks (tile[1] = 0)");
   return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
 }
 

@@ -2,7 +2,8 @@
  * O3 and run on a 2-thread pool, against the independent float64 reference
  * (tests/ref) on fresh random fp16 inputs: the binary linear at k = 1..4 on
  * odd shapes (N and K not multiples of 8, 32 or 64), fused segments, the add
- * and swiglu epilogues, batch 1..16 (through the host repack); rmsnorm,
+ * and swiglu epilogues, both sign decodes (tile[1]), batch 1..16 (through the
+ * host repack); rmsnorm,
  * embed, swiglu, add, nll; rope_kv + attention as a prefill and a decode step.
  * Tolerance: relative L2 <= 2e-3 (fp16 outputs round at 2^-11 ~ 4.9e-4);
  * 5e-3 for attention, whose q and k are stored in fp16 after RoPE. */
@@ -110,9 +111,8 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
     rt_host_launch(pool, fl, &gl, B, &av);
     for (int i = 0; i < B * nout; i++) got[i] = h2d(yh[i]);
     double e = ref_rel_l2(got, want, (size_t)B * nout);
-    if (getenv("HOST_TEST_VERBOSE")) printf("linear N0=%d K=%d k=%d epi=%d b=%d: %.3g\n", c->N[0], K, paths, c->epi, B, e);
-    CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s batch %d: rel L2 %.3g", c->N[0], c->N[1], c->N[2], K,
-          paths, cg_epilogue_name(c->epi), B, e);
+    CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s decode %d batch %d: rel L2 %.3g", c->N[0], c->N[1], c->N[2],
+          K, paths, cg_epilogue_name(c->epi), kl->sched.tile[1], B, e);
   }
   for (int s = 0; s < c->nseg; s++) free(canon[s]);
   free(gf), free(hf), free(gh), free(hh), free(layout), free(xf), free(rf), free(xh), free(rh), free(yh);
@@ -120,8 +120,10 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
 }
 
 static void test_linears(void) {
-  enum { NC = sizeof lin_cases / sizeof lin_cases[0] };
-  CgKernel ks[NC * 4 * 2];
+  /* per case and k: the linear under each sign decode (tile[1] 0 and 1), then
+   * the one repack both read (the same op: one kernel, loaded once) */
+  enum { NC = sizeof lin_cases / sizeof lin_cases[0], PER = 3 };
+  CgKernel ks[NC * 4 * PER];
   int n = 0;
   for (int c = 0; c < NC; c++)
     for (int p = 1; p <= 4; p++) {
@@ -132,20 +134,24 @@ static void test_linears(void) {
       k.op.epilogue = lin_cases[c].epi;
       CgSchedule sc[CG_MAX_BUCKETS];
       CHECK(cg_target_host.linear_buckets(&k.op, sc) == 1, "one bucket");
-      k.sched = sc[0];
-      ks[n++] = k;
+      for (int decode = 0; decode < 2; decode++) {
+        k.sched = sc[0];
+        k.sched.tile[1] = decode;
+        ks[n++] = k;
+      }
       k.op.kind = CG_REPACK, k.op.epilogue = CG_EPI_NONE;
       memset(&k.sched, 0, sizeof k.sched);
       ks[n++] = k;
     }
-  RtBuilt built[NC * 8];
-  CgHostEntry fn[NC * 8];
+  RtBuilt built[NC * 4 * PER];
+  CgHostEntry fn[NC * 4 * PER];
   double t0 = rb_now_ms();
   int rc = hu_build_load(ks, n, cache, jit, built, fn, &warn);
   printf("linear: %d kernels built and loaded in %.0f ms\n", n, rb_now_ms() - t0);
   CHECK(rc == RB_OK, "build");
   if (rc == RB_OK)
-    for (int i = 0; i < n; i += 2) run_linear(&lin_cases[i / 8], ks[i].op.paths, fn[i], fn[i + 1], &ks[i]);
+    for (int i = 0; i < n; i += PER)
+      for (int d = 0; d < 2; d++) run_linear(&lin_cases[i / (4 * PER)], ks[i].op.paths, fn[i + d], fn[i + 2], &ks[i + d]);
   rt_built_free(built, n);
 }
 

@@ -324,6 +324,23 @@ static void test_attention(int T, int H, int HKV, int HD, int CTX) {
   free(qf), free(kf), free(vf), free(qh), free(kh), free(vh), free(kc), free(vc), free(oh), free(q2), free(want), free(got);
 }
 
+/* The training kinds are not lowered for the host: refused, saying so. */
+static void test_refused(void) {
+  CgKernel k = {.op = {.kind = CG_ADAMW}};
+  RbBuf src = {0}, err = {0};
+  char entry[CG_ENTRY_MAX];
+  CgGeometry g;
+  CHECK(cg_target_host.emit(&k, &src, entry, &err) == RB_EUSER && err.data &&
+            strstr(err.data, "does not lower kernel kind adamw"), "emit: %s", err.data ? err.data : "");
+  CHECK(cg_target_host.geometry(&k, &g, &err) == RB_EUSER, "geometry");
+  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.tile = {0, 2}}};
+  rb_buf_free(&err);
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 2: %s",
+        err.data ? err.data : "");
+  rb_buf_free(&src);
+  rb_buf_free(&err);
+}
+
 int main(void) {
   double t0 = rb_now_ms();
   char *dir = hu_tmpdir("host-kernels");
@@ -334,6 +351,7 @@ int main(void) {
     fprintf(stderr, "setup: %s\n", err.data ? err.data : "?");
     return 2;
   }
+  test_refused();
   test_linears();
   test_rmsnorm(5, 70);
   test_rmsnorm(3, 576);

@@ -12,6 +12,7 @@
 /* The vector width the kernels are written in: 8 fp32 lanes (one AVX
  * register; LLVM splits it for narrower units and the host's O3 may widen). */
 #define CG_HOST_LANES 8
+#define CG_HOST_MAX_LANES 16 /* what an emitter may ask for (cg_host_set_lanes): one AVX-512 register */
 
 /* ==== ir.c ==== */
 
@@ -23,7 +24,7 @@ typedef struct {
   LLVMBuilderRef b;
   LLVMValueRef fn, argv, begin, end;
   LLVMBasicBlockRef entry_bb;                /* allocas go here */
-  LLVMTypeRef i1, i8, i16, i32, i64, f16, f32, ptr, vf, vi, vh; /* vf <8 x float>, vi <8 x i32>, vh <8 x half> */
+  LLVMTypeRef i1, i8, i16, i32, i64, f16, f32, ptr, vf, vi, vh; /* vf <8 x float>, vi <8 x i32>, vh <8 x half> (cg_host_set_lanes) */
 } CgHostFn;
 
 /* A counted loop i = start .. end - 1 (i64), its counter in an alloca that O3 promotes. */
@@ -38,6 +39,10 @@ typedef struct {
 } CgHostIf;
 
 void cg_host_begin(CgHostFn *h, const char *entry);
+/* The vector width of vf, vi, vh (8 after cg_host_begin; 8 or 16), which the
+ * helpers below follow. */
+void cg_host_set_lanes(CgHostFn *h, int lanes);
+int cg_host_lanes(const CgHostFn *h);
 /* Finish the entry, verify the module and print it into src after a header
  * of comment lines naming the kernel (cg_kernel_describe), the emitter and
  * what the entry computes. RB_OK, or RB_EINTERNAL with LLVM's verifier
@@ -67,12 +72,12 @@ void cg_host_if_end(CgHostFn *h, CgHostIf *f);
 
 /* &base[idx] for elements of type t (idx i64). */
 LLVMValueRef cg_host_gep(CgHostFn *h, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef idx);
-/* fp16 memory, fp32 math: one half, or 8 consecutive halves (the first
- * count of them when count < 8, the other lanes 0). Stores round to nearest even. */
+/* fp16 memory, fp32 math: one half, or a vector of consecutive halves (the
+ * first count of them when count < the lanes, the other lanes 0). Stores round to nearest even. */
 LLVMValueRef cg_host_load_h(CgHostFn *h, LLVMValueRef base, LLVMValueRef idx);
 LLVMValueRef cg_host_load_h8(CgHostFn *h, LLVMValueRef base, LLVMValueRef idx, int count);
 void cg_host_store_h(CgHostFn *h, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
-/* The sum of the 8 lanes of v, in a fixed tree order. */
+/* The sum of the lanes of v, in a fixed tree order. */
 LLVMValueRef cg_host_hsum(CgHostFn *h, LLVMValueRef v);
 /* An overloaded LLVM intrinsic on fp32 ("llvm.sqrt", "llvm.exp", "llvm.log", "llvm.maxnum", "llvm.cos", ...). */
 LLVMValueRef cg_host_intrinsic(CgHostFn *h, const char *name, LLVMValueRef *args, int nargs);

@@ -86,11 +86,20 @@ LLVMValueRef cg_host_i64(CgHostFn *h, long long v) { return LLVMConstInt(h->i64,
 LLVMValueRef cg_host_i32(CgHostFn *h, int v) { return LLVMConstInt(h->i32, (unsigned long long)(long long)v, 1); }
 LLVMValueRef cg_host_f32(CgHostFn *h, float v) { return LLVMConstReal(h->f32, v); }
 
+int cg_host_lanes(const CgHostFn *h) { return (int)LLVMGetVectorSize(h->vf); }
+
+void cg_host_set_lanes(CgHostFn *h, int lanes) {
+  h->vf = LLVMVectorType(h->f32, (unsigned)lanes);
+  h->vi = LLVMVectorType(h->i32, (unsigned)lanes);
+  h->vh = LLVMVectorType(h->f16, (unsigned)lanes);
+}
+
 LLVMValueRef cg_host_splat(CgHostFn *h, LLVMValueRef s) {
+  int n = cg_host_lanes(h);
   LLVMValueRef one = LLVMBuildInsertElement(h->b, LLVMGetUndef(h->vf), s, cg_host_i32(h, 0), "");
-  LLVMValueRef zeros[CG_HOST_LANES];
-  for (int i = 0; i < CG_HOST_LANES; i++) zeros[i] = cg_host_i32(h, 0);
-  return LLVMBuildShuffleVector(h->b, one, LLVMGetUndef(h->vf), LLVMConstVector(zeros, CG_HOST_LANES), "splat");
+  LLVMValueRef zeros[CG_HOST_MAX_LANES];
+  for (int i = 0; i < n; i++) zeros[i] = cg_host_i32(h, 0);
+  return LLVMBuildShuffleVector(h->b, one, LLVMGetUndef(h->vf), LLVMConstVector(zeros, (unsigned)n), "splat");
 }
 
 /* argv[i]: the address of the field. */
@@ -176,7 +185,7 @@ LLVMValueRef cg_host_load_h(CgHostFn *h, LLVMValueRef base, LLVMValueRef idx) {
 
 LLVMValueRef cg_host_load_h8(CgHostFn *h, LLVMValueRef base, LLVMValueRef idx, int count) {
   LLVMValueRef p = cg_host_gep(h, h->f16, base, idx);
-  if (count >= CG_HOST_LANES) {
+  if (count >= cg_host_lanes(h)) {
     LLVMValueRef v = LLVMBuildLoad2(h->b, h->vh, p, "");
     LLVMSetAlignment(v, 2);
     return LLVMBuildFPExt(h->b, v, h->vf, "");
@@ -192,9 +201,10 @@ void cg_host_store_h(CgHostFn *h, LLVMValueRef v, LLVMValueRef base, LLVMValueRe
 }
 
 LLVMValueRef cg_host_hsum(CgHostFn *h, LLVMValueRef v) {
-  LLVMValueRef l[CG_HOST_LANES];
-  for (int i = 0; i < CG_HOST_LANES; i++) l[i] = LLVMBuildExtractElement(h->b, v, cg_host_i32(h, i), "");
-  for (int w = CG_HOST_LANES / 2; w >= 1; w /= 2)
+  int n = cg_host_lanes(h);
+  LLVMValueRef l[CG_HOST_MAX_LANES];
+  for (int i = 0; i < n; i++) l[i] = LLVMBuildExtractElement(h->b, v, cg_host_i32(h, i), "");
+  for (int w = n / 2; w >= 1; w /= 2)
     for (int i = 0; i < w; i++) l[i] = LLVMBuildFAdd(h->b, l[i], l[i + w], "");
   return l[0];
 }

@@ -13,7 +13,9 @@
  * the mask: 0 (default) one load from a 256-entry table (4 instructions per
  * 8 weights on AVX2), 1 the byte bitcast to <8 x i1> lane predicates (on
  * AVX-512 a mask-register load and a blend: 3), the choice an autotuner makes
- * per CPU. tile[0] is the output rows per item (default 4, 2 for swiglu). A work item is a block of
+ * per CPU. tile[2] is the fp32 lanes, 8 (default) or 16 (an AVX-512
+ * register, two bytes of signs a chunk; predicates only). tile[0] is the
+ * output rows per item (default 4, 2 for swiglu). A work item is a block of
  * RB output rows of one segment (never straddling two, since each segment has
  * its own h and hence its own u), for every batch row; u is computed once per
  * 8 columns and shared by the block's rows. */
@@ -29,6 +31,7 @@ typedef struct {
   int G;             /* weight-row groups per output row: 2 for swiglu (gate, up), else 1 */
   int RB;            /* output rows per item */
   int predicate;     /* the sign decode: 0 the table of masks, 1 the byte as lane predicates */
+  int L;             /* lanes: 8, or 16 (two bytes of signs a chunk; predicates only) */
   int nout;          /* output width: Ntot, or N[0] for swiglu */
   int ntot;
   int row0[CG_MAX_SEG], blk0[CG_MAX_SEG + 1];
@@ -69,6 +72,16 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     return RB_EUSER;
   }
   pl->predicate = k->sched.tile[1];
+  pl->L = k->sched.tile[2] ? k->sched.tile[2] : CG_HOST_LANES;
+  if (pl->L != 8 && pl->L != 16) {
+    rb_buf_printf(err, "host linear: tile[2] (fp32 lanes) must be 8 or 16, got %d", pl->L);
+    return RB_EUSER;
+  }
+  if (pl->L == 16 && !pl->predicate) {
+    rb_buf_printf(err, "host linear: 16 lanes decode their signs as predicates (tile[1] = 1): a table would "
+                  "hold 65536 masks");
+    return RB_EUSER;
+  }
   for (int i = 0; i < s->nseg; i++) {
     pl->row0[i] = pl->ntot;
     pl->ntot += s->N[i];
@@ -123,17 +136,21 @@ static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueR
       int w = gi * pl->RB + r;
       /* byte (row * paths + p) * W * 4 + c of the layout */
       LLVMValueRef rp = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rows[w], cg_host_i64(h, paths), ""), p, "");
-      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rp, rowbytes, ""), c, "");
-      LLVMValueRef byte = LLVMBuildLoad2(h->b, h->i8, cg_host_gep(h, h->i8, bits, off), "signs");
+      /* chunk c's L / 8 bytes: columns L c .. L c + L - 1, bit j for column L c + j (little-endian) */
+      LLVMValueRef cb = LLVMBuildMul(h->b, c, cg_host_i64(h, pl->L / 8), "");
+      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rp, rowbytes, ""), cb, "");
+      LLVMTypeRef st = pl->L == 16 ? h->i16 : h->i8;
+      LLVMValueRef byte = LLVMBuildLoad2(h->b, st, cg_host_gep(h, h->i8, bits, off), "signs");
+      LLVMSetAlignment(byte, 1);
       LLVMValueRef mask;
       if (pl->predicate) {
         /* the byte as 8 lane predicates: AVX-512 loads it into a mask register
          * and blends u with -u; AVX2 broadcasts, ands and compares */
-        LLVMValueRef m1 = LLVMBuildBitCast(h->b, byte, LLVMVectorType(h->i1, CG_HOST_LANES), "");
+        LLVMValueRef m1 = LLVMBuildBitCast(h->b, byte, LLVMVectorType(h->i1, (unsigned)pl->L), "");
         LLVMValueRef sgn = LLVMConstInt(h->i32, 0x80000000u, 0);
-        LLVMValueRef lanes[CG_HOST_LANES];
-        for (int j = 0; j < CG_HOST_LANES; j++) lanes[j] = sgn;
-        mask = LLVMBuildSelect(h->b, m1, LLVMConstVector(lanes, CG_HOST_LANES), LLVMConstNull(h->vi), "mask");
+        LLVMValueRef lanes[CG_HOST_MAX_LANES];
+        for (int j = 0; j < pl->L; j++) lanes[j] = sgn;
+        mask = LLVMBuildSelect(h->b, m1, LLVMConstVector(lanes, (unsigned)pl->L), LLVMConstNull(h->vi), "mask");
       } else { /* one load from the table: AVX2's cheapest */
         LLVMValueRef idx[2] = {cg_host_i64(h, 0), LLVMBuildZExt(h->b, byte, h->i64, "")};
         LLVMValueRef mp = LLVMBuildInBoundsGEP2(h->b, LLVMArrayType(h->vi, 256), lut, idx, 2, "");
@@ -165,7 +182,8 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   LLVMValueRef bits = cg_host_arg_ptr(&h, 2, "bits"), g = cg_host_arg_ptr(&h, 3, "g");
   LLVMValueRef hs = cg_host_arg_ptr(&h, 4, "h"), res = cg_host_arg_ptr(&h, 5, "res");
   LLVMValueRef batch = cg_host_arg_int(&h, 6, "batch");
-  const int K = s->K, KC = K / CG_HOST_LANES, tail = K % CG_HOST_LANES, P = s->paths;
+  cg_host_set_lanes(&h, pl.L);
+  const int K = s->K, KC = K / pl.L, tail = K % pl.L, P = s->paths;
   int nseg = pl.G == 2 ? 1 : s->nseg;
   LLVMValueRef acc[MAXR], yacc[MAXR];
   for (int w = 0; w < pl.G * pl.RB; w++) {
@@ -210,8 +228,8 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
     if (part == 1 && !tail) break;
     LLVMValueRef c = part == 0 ? cg_host_loop_begin(&h, &lc, cg_host_i64(&h, 0), cg_host_i64(&h, KC), "c")
                                : cg_host_i64(&h, KC);
-    int count = part == 0 ? CG_HOST_LANES : tail;
-    LLVMValueRef col = LLVMBuildMul(h.b, c, cg_host_i64(&h, CG_HOST_LANES), "col");
+    int count = part == 0 ? pl.L : tail;
+    LLVMValueRef col = LLVMBuildMul(h.b, c, cg_host_i64(&h, pl.L), "col");
     LLVMValueRef xv = cg_host_load_h8(&h, x, LLVMBuildAdd(h.b, xrow, col, ""), count);
     LLVMValueRef u[2];
     for (int gi = 0; gi < pl.G; gi++)
@@ -249,10 +267,10 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   snprintf(what, sizeof what,
            "y = sum_p g_p .* (B_p (h_p .* x))%s, x and y fp16, fp32 sums.\n"
            "work item: %d output rows of one segment, every batch row; %d items.\n"
-           "bits: the host layout (Ntot, paths, ceil(K/32)) words; signs by sign-XOR on 8 fp32 lanes,\n"
+           "bits: the host layout (Ntot, paths, ceil(K/32)) words; signs by sign-XOR on %d fp32 lanes,\n"
            "each byte of signs decoded %s.",
            s->epilogue == CG_EPI_ADD ? " + res" : s->epilogue == CG_EPI_SWIGLU ? ", then silu(gate) * up" : "",
-           pl.RB, plan_items(&pl, s), pl.predicate ? "as 8 lane predicates (tile[1] = 1)" : "by a table of 256 sign masks (tile[1] = 0)");
+           pl.RB, plan_items(&pl, s), pl.L, pl.predicate ? "as lane predicates (tile[1] = 1)" : "by a table of 256 sign masks (tile[1] = 0)");
   return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
 }
 

@@ -1,9 +1,10 @@
 /* bench_host_gemv.c: the host target's k-path binary GEMV against this
  * machine's memory bandwidth (issue 13's target: >= 50% of it on 4096 x 4096
  * at k = 2, rotating over >= 128 MB of layers so that no layer sits in L3).
- * Usage: bench_host_gemv [N K paths layers threads decode], threads the pool's
+ * Usage: bench_host_gemv [N K paths layers threads decode lanes], threads the pool's
  * workers besides the caller (-1: one per other CPU), decode the schedule's
- * tile[1] (0 the table of sign masks, 1 lane predicates); prints one line each
+ * tile[1] (0 the table of sign masks, 1 lane predicates), lanes its tile[2]
+ * (8 or 16); prints one line each
  * for the memcpy bandwidth (bytes read + written) and the GEMV. Not run by ctest. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ int main(int argc, char **argv) {
   k.op.kind = CG_LINEAR, k.op.K = K, k.op.nseg = 1, k.op.N[0] = N, k.op.paths = P;
   cg_target_host.linear_buckets(&k.op, &k.sched);
   k.sched.tile[1] = argc > 6 ? atoi(argv[6]) : 0;
+  k.sched.tile[2] = argc > 7 ? atoi(argv[7]) : 8;
   RtCache *c;
   RtHostJit *j;
   RbPool *pool;
@@ -65,8 +67,8 @@ int main(int argc, char **argv) {
   }
   double us = (rb_now_ms() - t0) * 1e3 / reps;
   double gbs = lb / (us * 1e-6) / 1e9;
-  printf("gemv N=%d K=%d k=%d decode %d batch 1, %d threads, %d layers (%.0f MB): %.1f us, %.2f GB/s of bits (%.0f%% of memcpy)\n",
-         N, K, P, k.sched.tile[1], rb_pool_threads(pool), L, lb * (double)L / 1e6, us, gbs, 100 * gbs / bw);
+  printf("gemv N=%d K=%d k=%d decode %d lanes %d batch 1, %d threads, %d layers (%.0f MB): %.1f us, %.2f GB/s of bits (%.0f%% of memcpy)\n",
+         N, K, P, k.sched.tile[1], k.sched.tile[2], rb_pool_threads(pool), L, lb * (double)L / 1e6, us, gbs, 100 * gbs / bw);
   rt_built_free(&built, 1);
   rt_host_jit_close(j);
   rt_cache_close(c);

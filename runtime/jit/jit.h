@@ -138,7 +138,9 @@ typedef struct RtHostJit RtHostJit;
 int rt_host_jit_open(RtHostJit **out, RbBuf *err); /* RB_OK, RB_EUSER (no native target), RB_EINTERNAL */
 void rt_host_jit_close(RtHostJit *j);              /* the entries it gave are gone with it */
 struct RtBuilt;
-/* Load built kernel b's object and resolve its entry into *fn. A cached
+/* Load built kernel b's object and resolve its entry into *fn; an entry this
+ * JIT already holds (the same kernel again: another layer of one shape) is
+ * returned without loading anything. A cached
  * object that LLVM refuses is reported once per JIT in warn, rebuilt from
  * b->source, stored over the bad entry (when cache is not NULL) and loaded;
  * never run. Returns RB_OK, or RB_EUSER/RB_EINTERNAL with the reason in warn. */

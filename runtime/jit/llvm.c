@@ -142,10 +142,37 @@ const RtCompiler rt_compiler_llvm = {"llvm", rt_llvm_id, llvm_opts, 1, llvm_comp
 
 /* ---- the JIT ---- */
 
+/* An entry already loaded: a kernel's name says what it is (its hash covers
+ * the whole description), so a second load of that name is the same code. */
+typedef struct {
+  char name[CG_ENTRY_MAX];
+  CgHostEntry fn;
+} Loaded;
+
 struct RtHostJit {
   LLVMOrcLLJITRef jit;
   int warned; /* a refused object has been said once */
+  Loaded *loaded;
+  int nloaded, cap;
 };
+
+static CgHostEntry loaded_find(const RtHostJit *j, const char *name) {
+  for (int i = 0; i < j->nloaded; i++)
+    if (strcmp(j->loaded[i].name, name) == 0) return j->loaded[i].fn;
+  return NULL;
+}
+
+static int loaded_add(RtHostJit *j, const char *name, CgHostEntry fn) {
+  if (j->nloaded == j->cap) {
+    int cap = j->cap ? 2 * j->cap : 64;
+    Loaded *l = rb_realloc(j->loaded, (size_t)cap * sizeof *l);
+    if (!l) return RB_EINTERNAL;
+    j->loaded = l, j->cap = cap;
+  }
+  snprintf(j->loaded[j->nloaded].name, CG_ENTRY_MAX, "%s", name);
+  j->loaded[j->nloaded++].fn = fn;
+  return RB_OK;
+}
 
 int rt_host_jit_open(RtHostJit **out, RbBuf *err) {
   *out = NULL;
@@ -182,6 +209,7 @@ void rt_host_jit_close(RtHostJit *j) {
     LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->jit);
     if (e) LLVMConsumeError(e);
   }
+  rb_free(j->loaded);
   rb_free(j);
 }
 
@@ -231,12 +259,13 @@ static int add_and_find(RtHostJit *j, const void *obj, size_t len, const char *e
 int rt_host_jit_load(RtHostJit *j, RtBuilt *b, RtCache *cache, CgHostEntry *fn, RbBuf *warn) {
   *fn = NULL;
   if (b->rc != RB_OK) return b->rc;
+  if ((*fn = loaded_find(j, b->entry))) return RB_OK; /* a layer of the same shape, loaded before */
   RbBuf why = {0};
   int rc = add_and_find(j, b->cubin, b->len, b->entry, fn, &why);
   if (rc == RB_OK || !b->hit) {
     if (rc) rb_buf_printf(warn, "kernel %s: %s", b->entry, why.data ? why.data : "?");
     rb_buf_free(&why);
-    return rc;
+    return rc ? rc : loaded_add(j, b->entry, *fn);
   }
   /* A cached object LLVM refuses: said once per JIT, rebuilt from its source and stored over the bad one. */
   if (!j->warned++)
@@ -253,7 +282,7 @@ int rt_host_jit_load(RtHostJit *j, RtBuilt *b, RtCache *cache, CgHostEntry *fn, 
   rc = add_and_find(j, obj, len, b->entry, fn, &why);
   if (rc) rb_buf_printf(warn, "kernel %s: %s", b->entry, why.data ? why.data : "?");
   rb_buf_free(&why);
-  return rc;
+  return rc ? rc : loaded_add(j, b->entry, *fn);
 }
 
 /* ---- launch: a kernel's work items over the pool ---- */

@@ -137,7 +137,7 @@ static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueR
       /* byte (row * paths + p) * W * 4 + c of the layout */
       LLVMValueRef rp = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rows[w], cg_host_i64(h, paths), ""), p, "");
       /* chunk c's L / 8 bytes: columns L c .. L c + L - 1, bit j for column L c + j (little-endian) */
-      LLVMValueRef cb = LLVMBuildMul(h->b, c, cg_host_i64(h, pl->L / 8), "");
+      LLVMValueRef cb = pl->L == 8 ? c : LLVMBuildMul(h->b, c, cg_host_i64(h, pl->L / 8), "");
       LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rp, rowbytes, ""), cb, "");
       LLVMTypeRef st = pl->L == 16 ? h->i16 : h->i8;
       LLVMValueRef byte = LLVMBuildLoad2(h->b, st, cg_host_gep(h, h->i8, bits, off), "signs");

@@ -101,6 +101,8 @@ static int llvm_compile(const char *source, const char *name, const char *arch, 
     rb_buf_printf(log, "llvm: %s does not verify: %s\n", name, msg ? msg : "?");
     goto done;
   }
+  LLVMDisposeMessage(msg); /* the verifier allocates one (empty) even on success */
+  msg = NULL;
   if (!(tm = host_machine(log))) goto done;
   LLVMSetTarget(mod, host_triple);
   LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);

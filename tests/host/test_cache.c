@@ -85,6 +85,14 @@ int main(void) {
         "identity '%.120s'", id);
   const RtCompiler *cc = rt_compiler_find("llvm");
   CHECK(cc && cc->id == rt_llvm_id, "the llvm compiler is registered");
+  if (cc) { /* a source that is not LLVM IR: refused with LLVM's message, nothing built */
+    void *bin = NULL;
+    size_t len = 0;
+    RbBuf log = {0};
+    CHECK(cc->compile("define void @f( {", "bad", "host", NULL, 0, &bin, &len, &log) == RB_EUSER && !bin &&
+              log.data && strstr(log.data, "llvm: bad does not parse"), "bad source: %s", log.data ? log.data : "");
+    rb_buf_free(&log);
+  }
 
   CHECK(round_(c, k, b, &warn, &ok) == 0 && ok, "cold build: no hits");
   /* the key differs from the same source under another CPU's identity */

@@ -170,6 +170,21 @@ static void linear_space(Walk *w, const CgSchedule *def) {
   }
 }
 
+/* The dequant strategy (buckets above batch 16): the bits expanded to fp16 for a
+ * cuBLAS GEMM, after every mma candidate, by warps per block (tile[0]: 4, 8, 16).
+ * Its time is the kernel's, the GEMM's and the epilogue's together (rt_linear_run),
+ * not the kernel's alone, when the measuring half compares it with the others. */
+static void dequant_space(Walk *w, const CgSchedule *def) {
+  static const int warps[] = {4, 8, 16};
+  if (def->batch_max <= 16) return;
+  for (size_t i = 0; i < sizeof warps / sizeof warps[0]; i++) {
+    CgSchedule sc = {.strategy = CG_STRAT_DEQUANT, .batch_max = def->batch_max};
+    sc.tile[0] = warps[i];
+    if (!memcmp(&sc, def, sizeof sc)) continue; /* the default already leads the space */
+    consider(w, &sc, 1, 0);
+  }
+}
+
 /* The targets and kinds with knobs; every other kernel has its default alone. */
 typedef void (*SpaceFn)(Walk *w, const CgSchedule *def);
 static const struct {
@@ -178,6 +193,7 @@ static const struct {
   SpaceFn fn;
 } spaces[] = {
     {"cuda", CG_LINEAR, linear_space},
+    {"cuda", CG_LINEAR, dequant_space},
 };
 
 /* The default schedule of k: for a linear, the target's bucket with k's

@@ -96,9 +96,13 @@ typedef struct CgOp {
 /* Linear strategies (the autotuner chooses among them per shape and batch). */
 typedef enum {
   CG_STRAT_NONE = 0,
-  CG_STRAT_XOR,  /* the batch-1 bucket: bits decoded to +-g with one LOP3 per register, mma.sync sums */
+  CG_STRAT_XOR,  /* the b<=8 bucket: bits decoded to +-g with one LOP3 per register, mma.sync sums */
   CG_STRAT_MMA,  /* batch >= 2: bits decoded to +-g fp16 fragments for mma.sync, batch tiles of 8..64 */
+  CG_STRAT_DEQUANT, /* buckets above batch 16 (prefill, evaluation): the kernel expands the bits into the
+                     * dense fp16 W_hat (CgDequantArgs); the runtime multiplies on cuBLAS and applies the
+                     * epilogue (res added by the GEMM, swiglu by the step's product kernel, `main`) */
 } CgStrategy;
+#define CG_NSTRATEGY 4 /* the spellings a plan may hold: none, xor, mma, dequant */
 
 /* Where a schedule came from (recorded in the plan). */
 typedef enum { CG_FROM_DEFAULT, CG_FROM_SHIPPED, CG_FROM_TUNED } CgScheduleSource;
@@ -161,6 +165,13 @@ typedef struct {
  *    res  (batch, Ntot) for CG_EPI_ADD, else 0
  *    y    (batch, Ntot), or (batch, N[0]) for CG_EPI_SWIGLU */
 typedef struct { CgDevPtr y, x, bits, g, h, res; int batch; } CgLinearArgs;
+/* CG_LINEAR under CG_STRAT_DEQUANT: the first half of the op. w (Ntot, K) fp16 row-major =
+ * W_hat = sum_p diag(g_p) B_p diag(h_p) of every segment, rows of the segments concatenated as in g,
+ * each element fmaf(+-g_p, h_p, acc) over p = 0..paths-1 in fp32 from 0, then rounded to fp16
+ * (nearest even), so a CPU loop of the same fmaf gives the same bits. bits, g, h as above. Then
+ * y = x W_hat^T (+ res) is one GEMM, and for CG_EPI_SWIGLU the GEMM's (batch, 2 N[0]) gate|up
+ * goes through the CG_SWIGLU product kernel. The grid is fixed (it covers the weights). */
+typedef struct { CgDevPtr w, bits, g, h; } CgDequantArgs;
 /* CG_REPACK: segment seg's canonical bits (paths, N[seg], ceil(K/32)) -> dst, the
  * kernel layout of the whole fused op, one layout for every schedule (so a
  * layer's bits are held once). Launched once per segment. */
@@ -196,6 +207,7 @@ typedef struct { CgDevPtr nll, logits, targets; int ld, T; } CgNllArgs;
   } while (0)
 
 void cg_linear_argv(CgLinearArgs *a, CgArgv *out);
+void cg_dequant_argv(CgDequantArgs *a, CgArgv *out);
 void cg_repack_argv(CgRepackArgs *a, CgArgv *out);
 void cg_embed_argv(CgEmbedArgs *a, CgArgv *out);
 void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *out);
@@ -365,10 +377,10 @@ int cg_host_available(RbBuf *err);
 /* ==== kinds.c: names and descriptions ==== */
 
 const char *cg_kind_name(CgKind k);
-const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "none" */
+const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
-/* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=1 tile=4,0,0,0".
+/* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=8 tile=4,0,0,0".
  * It names the kernel in plans, tables and the header of dumped .cu files. */
 void cg_kernel_describe(const CgKernel *k, RbBuf *out);
 int cg_kernel_equal(const CgKernel *a, const CgKernel *b);
@@ -392,9 +404,11 @@ typedef struct {
 
 /* The kernels of one graph node by role, as indices into the set; -1 where
  * a role does not apply. Dense (quant = none) linears run on cuBLAS and have
- * none, but for the product kernel of a dense swiglu. */
+ * none, but for the product kernel of a dense swiglu (and of a quantized one
+ * with a dequant bucket: cg_kernels_complete). */
 typedef struct {
-  int main;    /* the op's kernel: embed, rmsnorm, attention, swiglu, add */
+  int main;    /* the op's kernel: embed, rmsnorm, attention, swiglu, add; a linear_swiglu's
+                * product kernel (CG_SWIGLU: dense, or a bucket under the dequant strategy) */
   int rope;    /* attention: rope_kv, launched before main */
   int repack;  /* quantized linear: writes the bit layout that every bucket reads */
   int nbucket; /* quantized linear: its kernels by batch, ascending batch_max */
@@ -446,6 +460,11 @@ int cg_graph_check(const struct IrGraph *g, struct IrDiag *d);
  * allocation failure. */
 int cg_kernels_from_graph(const struct IrGraph *g, const CgTarget *t, const CgTargetOptions *opt,
                           struct IrDiag *d, CgKernelSet *out);
+/* Once the schedules are final (the compile's schedule hook, RABIT_PREFILL): add
+ * the kernels a schedule needs beside its own. A quantized swiglu with a bucket
+ * under CG_STRAT_DEQUANT gets the CG_SWIGLU product kernel as its `main` (the
+ * fused kernels need none, so default plans hold none). RB_OK or RB_EINTERNAL. */
+int cg_kernels_complete(const struct IrGraph *g, CgKernelSet *ks);
 void cg_kernel_set_free(CgKernelSet *ks);
 
 /* ==== stats.c: the layer table ==== */

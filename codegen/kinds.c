@@ -16,6 +16,7 @@ const char *cg_strategy_name(CgStrategy s) {
   switch (s) {
   case CG_STRAT_XOR: return "xor";
   case CG_STRAT_MMA: return "mma";
+  case CG_STRAT_DEQUANT: return "dequant";
   default: return "none";
   }
 }

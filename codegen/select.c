@@ -247,6 +247,25 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
   return RB_OK;
 }
 
+int cg_kernels_complete(const IrGraph *g, CgKernelSet *ks) {
+  for (int i = 0; i < g->nnodes && i < ks->nnodes; i++) {
+    CgNodeKernels *nk = &ks->node[i];
+    int dequant = 0, dim = 0;
+    for (int b = 0; b < nk->nbucket; b++) {
+      const CgKernel *k = &ks->k[nk->bucket[b]].kernel;
+      if (k->op.epilogue == CG_EPI_SWIGLU && k->sched.strategy == CG_STRAT_DEQUANT) dequant = 1, dim = k->op.N[0];
+    }
+    if (!dequant || nk->main >= 0) continue;
+    /* Its GEMM gives gate|up side by side, as a dense swiglu's cuBLAS product does. */
+    CgKernel pk;
+    memset(&pk, 0, sizeof pk);
+    pk.op.kind = CG_SWIGLU;
+    pk.op.dim = dim;
+    if (add_use(ks, &pk, i, g->nodes[i].line, &nk->main)) return RB_EINTERNAL;
+  }
+  return RB_OK;
+}
+
 void cg_kernel_set_free(CgKernelSet *ks) {
   rb_free(ks->k);
   rb_free(ks->node);

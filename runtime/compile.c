@@ -4,6 +4,7 @@
  * rabitc, every rabit command, the trainer and the autotuner call it and
  * stop at the stage they need. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frontend/frontend.h"
@@ -96,6 +97,51 @@ static int apply_schedules(const RtCompileOptions *o, const CgTarget *t, RtCompi
   return RB_OK;
 }
 
+/* RABIT_PREFILL=dequant: every quantized linear's bucket above batch 16 takes the
+ * dequant strategy (the bits expanded to fp16, then cuBLAS), whatever the default
+ * or the hook chose, so that it can be measured against the fused kernels before it
+ * is anyone's default; "mma" or unset keeps the selection. A replacement the target
+ * refuses keeps its kernel, with a note, as the hook's do. One note says what it did. */
+static int apply_prefill(const CgTarget *t, RtCompiled *c) {
+  const char *env = getenv("RABIT_PREFILL");
+  if (!env || !*env || strcmp(env, "mma") == 0) return RB_OK;
+  if (strcmp(env, "dequant") != 0) {
+    rb_buf_printf(&c->warnings, "note: RABIT_PREFILL='%s' is neither 'dequant' nor 'mma'; ignored\n", env);
+    return c->warnings.oom ? RB_EINTERNAL : RB_OK;
+  }
+  CgKernelSet *ks = &c->kernels;
+  int changed = 0;
+  for (int i = 0; i < ks->n; i++) {
+    CgKernelUse *u = &ks->k[i];
+    if (u->kernel.op.kind != CG_LINEAR || u->kernel.sched.batch_max <= 16 ||
+        u->kernel.sched.strategy == CG_STRAT_DEQUANT)
+      continue;
+    CgKernel k = u->kernel;
+    memset(&k.sched.tile, 0, sizeof k.sched.tile);
+    k.sched.strategy = CG_STRAT_DEQUANT;
+    RbBuf why = {0}, src = {0}, was = {0};
+    char entry[CG_ENTRY_MAX];
+    CgGeometry geo;
+    if (t->geometry(&k, &geo, &why) == RB_OK && t->emit(&k, &src, entry, &why) == RB_OK) {
+      u->kernel = k;
+      u->from = CG_FROM_DEFAULT;
+      changed++;
+    } else {
+      cg_kernel_describe(&u->kernel, &was);
+      rb_buf_printf(&c->warnings, "note: RABIT_PREFILL=dequant: the %s target refuses it for '%s': %.*s\n", t->name,
+                    was.data ? was.data : "?", (int)strcspn(why.data ? why.data : "", "\n"), why.data ? why.data : "");
+    }
+    int oom = why.oom || src.oom || was.oom;
+    rb_buf_free(&why);
+    rb_buf_free(&src);
+    rb_buf_free(&was);
+    if (oom) return RB_EINTERNAL;
+  }
+  rb_buf_printf(&c->warnings, "note: RABIT_PREFILL=dequant: %d prefill kernel%s (batches above 16) under the dequant "
+                "strategy (the bits to fp16, then cuBLAS)\n", changed, changed == 1 ? "" : "s");
+  return c->warnings.oom ? RB_EINTERNAL : RB_OK;
+}
+
 /* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
 static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   const CgTarget *t = o->target ? o->target : &cg_target_cuda;
@@ -106,6 +152,8 @@ static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   if (d.out.data) rb_buf_puts(&c->diag, d.out.data);
   ir_diag_free(&d);
   if (!rc) rc = apply_schedules(o, t, c);
+  if (!rc) rc = apply_prefill(t, c);
+  if (!rc) rc = cg_kernels_complete(c->graph, &c->kernels);
   if (rc) return rc;
   c->reached = RT_STAGE_SELECT;
   if (o->stop < RT_STAGE_BUILD) return RB_OK;

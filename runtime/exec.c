@@ -50,6 +50,7 @@ struct RtModel {
   StepState *st;
   RtDevPtr tokens, pos, scratch;
   RtDevPtr attn_ws; /* the split decode attention's workspace, shared by every layer (one stream) */
+  RtLinearScratch lin; /* the dequant buckets': W_hat of the largest layer, shared by every layer */
   RtDevPtr nll_ids, nll_rows; /* rt_model_nll: a window's ids (max_ctx), its rows' NLL (max_ctx f32) */
   float *nll_host;
   size_t weight_bytes, total_bytes;
@@ -404,7 +405,7 @@ static int run_linear(RtModel *m, int i, int T) {
   RtDevPtr y = view(m, ps->out[0]), x = view(m, ps->in[0]);
   int add = ps->op == IR_LINEAR_ADD;
   RtDevPtr res = add ? view(m, ps->in[1]) : 0;
-  if (ps->paths) return rt_linear_run(m->prog, ss->lin, T, y, x, res, m->stream);
+  if (ps->paths) return rt_linear_run(m->prog, ss->lin, T, y, x, res, m->stream, &m->lin);
   int K = m->val[ps->in[0]].width, N = m->val[ps->out[0]].ld, f32 = m->val[ps->out[0]].f32;
   if (ps->op == IR_LINEAR_SWIGLU) {
     int F = ps->width[0], ld = 2 * F;
@@ -575,6 +576,12 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
     if (ps->out[0] == m->p->ret) m->vocab = ps->width[0];
   }
   if (m->max_ctx == 1 << 30) m->max_ctx = m->o.max_tokens;
+  /* Prefill buckets under the dequant strategy multiply on cuBLAS; a swiglu's
+   * gate|up lands in the scratch the dense swiglu uses. */
+  size_t w_bytes = 0, gu_bytes = 0;
+  rt_linear_scratch_need(m->p, m->o.max_tokens, &w_bytes, &gu_bytes);
+  if (w_bytes) need_blas = 1;
+  if (gu_bytes / 2 / (size_t)m->o.max_tokens > (size_t)scratch_cols) scratch_cols = (int)(gu_bytes / 2 / (size_t)m->o.max_tokens);
   RtSafetensors *f = NULL;
   int rc = RB_EINTERNAL;
   m->val = rb_calloc((size_t)m->p->nvalues + 1, sizeof *m->val);
@@ -587,6 +594,11 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
   if ((rc = rt_mem_alloc(m->gpu, &m->tokens, (size_t)m->o.max_tokens * 4)) || (rc = rt_mem_alloc(m->gpu, &m->pos, 4)))
     goto fail;
   if (scratch_cols && (rc = rt_mem_alloc(m->gpu, &m->scratch, (size_t)m->o.max_tokens * scratch_cols * 2))) goto fail;
+  if (w_bytes) {
+    if ((rc = rt_mem_alloc(m->gpu, &m->lin.w, w_bytes))) goto fail;
+    m->lin = (RtLinearScratch){m->blas, m->lin.w, m->scratch, w_bytes, (size_t)m->o.max_tokens * scratch_cols * 2};
+    m->total_bytes += w_bytes;
+  }
   if ((rc = plan_buffers(m, err))) goto fail;
   if ((rc = bind_weights(m, f, err))) goto fail;
   rt_st_close(f);
@@ -617,6 +629,7 @@ void rt_model_close(RtModel *m) {
   if (m->pos) rt_mem_free(m->gpu, m->pos);
   if (m->attn_ws) rt_mem_free(m->gpu, m->attn_ws);
   if (m->scratch) rt_mem_free(m->gpu, m->scratch);
+  if (m->lin.w) rt_mem_free(m->gpu, m->lin.w);
   if (m->nll_ids) rt_mem_free(m->gpu, m->nll_ids);
   if (m->nll_rows) rt_mem_free(m->gpu, m->nll_rows);
   rb_free(m->nll_host);

@@ -1,7 +1,8 @@
 /* linear.c: a quantized linear step's weights on the device, and its run.
  * Binding uploads the canonical packed tensors (packed.c) and repacks the
  * bits on the GPU into the one layout all of the step's bucket kernels read;
- * running picks the bucket by batch. */
+ * running picks the bucket by batch, and for a bucket under the dequant
+ * strategy runs its kernel, cuBLAS and the epilogue over the executor's scratch. */
 #include <string.h>
 
 #include "runtime/runtime.h"
@@ -80,7 +81,66 @@ void rt_linear_free(RtProgram *pr, RtLinear *w) {
   rb_free(w);
 }
 
-int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s) {
+/* Rows of all segments: W_hat's rows, the GEMM's output width. */
+static int op_ntot(const CgOp *op) {
+  int ntot = 0;
+  for (int i = 0; i < op->nseg; i++) ntot += op->N[i];
+  return ntot;
+}
+
+void rt_linear_scratch_need(const RtPlan *p, int max_batch, size_t *w_bytes, size_t *gu_bytes) {
+  *w_bytes = *gu_bytes = 0;
+  for (int i = 0; i < p->nsteps; i++) {
+    const CgNodeKernels *nk = &p->steps[i].kernels;
+    for (int b = 0; b < nk->nbucket; b++) {
+      const CgKernel *k = &p->kernels[nk->bucket[b]].kernel;
+      if (k->sched.strategy != CG_STRAT_DEQUANT) continue;
+      size_t ntot = (size_t)op_ntot(&k->op), wb = ntot * (size_t)k->op.K * 2, gb = (size_t)max_batch * ntot * 2;
+      if (wb > *w_bytes) *w_bytes = wb;
+      if (k->op.epilogue == CG_EPI_SWIGLU && gb > *gu_bytes) *gu_bytes = gb;
+    }
+  }
+}
+
+/* The dequant strategy: W_hat into the scratch (one pass over the bits), then
+ * the product on cuBLAS with fp32 accumulation, as the fp16 path computes it. */
+static int run_dequant(RtProgram *pr, const RtLinear *w, int kernel, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res,
+                       RtStream s, const RtLinearScratch *sc) {
+  const RtPlan *p = rt_program_plan(pr);
+  RtGpu *gpu = rt_program_gpu(pr);
+  const CgOp *op = &p->kernels[kernel].kernel.op;
+  const RtPlanStep *st = &p->steps[w->step];
+  int ntot = op_ntot(op), swiglu = op->epilogue == CG_EPI_SWIGLU;
+  size_t wb = (size_t)ntot * op->K * 2, gb = (size_t)batch * ntot * 2;
+  if (!sc || !sc->blas || sc->w_bytes < wb || (swiglu && sc->gu_bytes < gb)) {
+    rt_gpu_set_error(gpu, "step %d (IR line %d): its dequant bucket needs the executor's scratch (cuBLAS, %zu bytes "
+                     "of fp16 weights%s), which this caller has not given", w->step, st->line, wb,
+                     swiglu ? " and the gate|up rows" : "");
+    return RB_EUSER;
+  }
+  if (swiglu && st->kernels.main < 0) {
+    rt_gpu_set_error(gpu, "step %d (IR line %d): a swiglu dequant bucket without its product kernel (the plan "
+                     "predates cg_kernels_complete: run rabitc again)", w->step, st->line);
+    return RB_EUSER;
+  }
+  CgDequantArgs d = {sc->w, w->bits, w->g, w->h};
+  CgArgv v;
+  cg_dequant_argv(&d, &v);
+  int rc = rt_program_launch(pr, kernel, batch, v.v, s);
+  if (rc) return rc;
+  if (swiglu) {
+    if ((rc = rt_blas_linear(sc->blas, batch, ntot, op->K, x, sc->w, sc->gu, ntot, 0, 0))) return rc;
+    CgSwigluArgs a = {y, sc->gu, ntot, batch};
+    cg_swiglu_argv(&a, &v);
+    return rt_program_launch(pr, st->kernels.main, batch, v.v, s);
+  }
+  int add = op->epilogue == CG_EPI_ADD;
+  if (add && y != res && (rc = rt_memcpy_dtod(gpu, y, res, (size_t)batch * ntot * 2, s))) return rc;
+  return rt_blas_linear(sc->blas, batch, ntot, op->K, x, sc->w, y, ntot, 0, add);
+}
+
+int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s,
+                  const RtLinearScratch *sc) {
   const RtPlan *p = rt_program_plan(pr);
   const CgNodeKernels *nk = &p->steps[w->step].kernels;
   /* The smallest bucket that holds the batch; the last serves every larger one. */
@@ -90,6 +150,8 @@ int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDev
       kernel = nk->bucket[i];
       break;
     }
+  if (p->kernels[kernel].kernel.sched.strategy == CG_STRAT_DEQUANT)
+    return run_dequant(pr, w, kernel, batch, y, x, res, s, sc);
   CgLinearArgs a = {y, x, w->bits, w->g, w->h, res, batch};
   CgArgv v;
   cg_linear_argv(&a, &v);

@@ -332,10 +332,10 @@ static int get_role(Cursor *c, char **w, int n, const char *key, int nkernels) {
 static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   char buf[128];
   /* The spellings are kinds.c's, so the format reads what it writes. */
-  const char *kinds[CG_NKIND], *strategies[3], *epilogues[3], *sources[3];
+  const char *kinds[CG_NKIND], *strategies[CG_NSTRATEGY], *epilogues[3], *sources[3];
   for (int i = 0; i < CG_NKIND; i++) kinds[i] = cg_kind_name((CgKind)i);
+  for (int i = 0; i < CG_NSTRATEGY; i++) strategies[i] = cg_strategy_name((CgStrategy)i);
   for (int i = 0; i < 3; i++) {
-    strategies[i] = cg_strategy_name((CgStrategy)i);
     epilogues[i] = cg_epilogue_name((CgEpilogue)i);
     sources[i] = cg_schedule_source_name((CgScheduleSource)i);
   }
@@ -359,7 +359,7 @@ static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   CgSchedule *sc = &k->kernel.sched;
   memset(&k->kernel, 0, sizeof k->kernel);
   s->kind = (CgKind)get_name(c, w, n, "kind", kinds, CG_NKIND);
-  sc->strategy = (CgStrategy)get_name(c, w, n, "strategy", strategies, 3);
+  sc->strategy = (CgStrategy)get_name(c, w, n, "strategy", strategies, CG_NSTRATEGY);
   s->epilogue = (CgEpilogue)get_name(c, w, n, "epilogue", epilogues, 3);
   sc->batch_max = (int)get_int(c, w, n, "batch", 0, 1 << 20);
   s->K = (int)get_int(c, w, n, "K", 0, 1 << 24);

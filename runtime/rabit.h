@@ -56,7 +56,9 @@ void rabit_linear_free(RabitSession *s, RabitLinear *w);
 /* y = W x (+ res for a linear_add step; silu(gate) * up for linear_swiglu).
  * x (batch, K) and y (batch, out width) fp16 on the device; res (batch, N)
  * or 0. The kernel is chosen by batch: the smallest of the step's buckets
- * that holds it. */
+ * that holds it. A bucket under the dequant strategy (a plan compiled with
+ * RABIT_PREFILL=dequant) needs the executor's fp16 scratch and cuBLAS, which a
+ * session does not hold: here it fails with that reason. */
 int rabit_linear_run(RabitSession *s, const RabitLinear *w, int batch, rabit_devptr y, rabit_devptr x,
                      rabit_devptr res, void *stream);
 

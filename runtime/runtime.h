@@ -198,9 +198,28 @@ typedef struct RtLinear RtLinear;
 int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const uint16_t *const *g,
                    const uint16_t *const *h, RtLinear **out, RbBuf *err);
 void rt_linear_free(RtProgram *pr, RtLinear *w);
+/* What a bucket under the dequant strategy borrows from its executor: one per
+ * executor, allocated once and shared by every layer (never per call). blas is
+ * cuBLAS bound to the stream the runs use; w the fp16 W_hat of the largest layer
+ * with a dequant bucket; gu a swiglu's (batch, 2 F) gate|up, what the GEMM writes
+ * and the product kernel reads. */
+typedef struct {
+  RtBlas *blas;
+  RtDevPtr w, gu;
+  size_t w_bytes, gu_bytes;
+} RtLinearScratch;
+/* The scratch plan p's dequant buckets need for batches up to max_batch: *w_bytes
+ * the largest Ntot * K * 2, *gu_bytes the largest max_batch * 2 F * 2 of a swiglu;
+ * both 0 when no bucket is under the dequant strategy. */
+void rt_linear_scratch_need(const RtPlan *p, int max_batch, size_t *w_bytes, size_t *gu_bytes);
 /* y = W x (+ res for linear_add; silu(gate) * up for linear_swiglu) over batch
- * rows, with the kernel of the smallest bucket that holds the batch. */
-int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s);
+ * rows, with the kernel of the smallest bucket that holds the batch. A bucket
+ * under the dequant strategy runs its kernel into sc->w, then y = x W_hat^T on
+ * sc->blas (res added by the GEMM, as the fp16 path does; a swiglu's gate|up into
+ * sc->gu, then the step's product kernel); without sc (NULL, or too small) it
+ * fails with the reason on the GPU's error. */
+int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s,
+                  const RtLinearScratch *sc);
 /* The shape of a quantized linear step (its first bucket's op), or NULL. */
 const CgOp *rt_linear_op(const RtPlan *p, int step);
 

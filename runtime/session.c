@@ -150,5 +150,5 @@ void rabit_linear_free(RabitSession *s, RabitLinear *w) {
 
 int rabit_linear_run(RabitSession *s, const RabitLinear *w, int batch, rabit_devptr y, rabit_devptr x,
                      rabit_devptr res, void *stream) {
-  return rt_linear_run(s->prog, w->w, batch, y, x, res, stream);
+  return rt_linear_run(s->prog, w->w, batch, y, x, res, stream, NULL); /* no dequant scratch: the executor's */
 }

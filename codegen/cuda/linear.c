@@ -1,13 +1,14 @@
 /* linear.c: the residual binary linear y = sum_p g_p .* (B_p (h_p .* x)) and
- * the repack kernel that writes its bit layout, for both strategies (xor for
- * batch 1, mma for batches of 2 and more). Every shape, path count and tile
+ * the repack kernel that writes its bit layout, for its strategies (xor for
+ * batches up to 8, mma above, dequant for prefill buckets: the layout expanded
+ * into the dense fp16 W_hat for the runtime's GEMM). Every shape, path count and tile
  * parameter is a compile-time constant (a #define) of the emitted source,
  * which starts with the prelude of prelude.c. Both strategies sum with
  * mma.sync on A fragments decoded to +-g_p; "xor" names how a sign is applied
  * (XORed into the sign bit of the fp16 g_p, one LOP3 after one shift), not a
  * separate arithmetic path.
  *
- * Entry names say what a kernel is: rb_linear[_add|_swiglu]_{xor|mma}_n<N>_k<K>_p<k>
+ * Entry names say what a kernel is: rb_linear[_add|_swiglu]_{xor|mma|dequant}_n<N>_k<K>_p<k>
  * [_b<batch>], with fused segments n576_192_192 and equal ones n1536x2; a kernel
  * with tiles set gets "_" and 6 hex digits of its description's hash. The
  * repack is rb_repack_n<N>_k<K>_p<k>.
@@ -27,7 +28,7 @@
  *   Pad rows and columns are 0.
  *
  * Two kernel designs read it:
- *   reg (strategy xor, the batch-1 bucket, and mma with batch tiles of 8 or 16):
+ *   reg (strategy xor, the b<=8 bucket, and mma with batch tiles of 8 or 16):
  *     no shared staging. A warp owns RT row tiles and every KS-th 256-column
  *     group of K; it streams its bits with 16-byte loads one group ahead,
  *     builds its B fragments from two 16-byte loads of x and of h_p (HMUL2),
@@ -38,7 +39,12 @@
  *   staged (mma with batch tiles of 32 or 64): u = h .* x staged in shared
  *     memory per K chunk, see emit_mma. tile[0] 16-row tiles per block,
  *     tile[1] warps splitting K inside the block, tile[2] columns of K staged
- *     per chunk (multiple of 64), tile[3] batch rows per block (32, 64). */
+ *     per chunk (multiple of 64), tile[3] batch rows per block (32, 64).
+ * And one writes it out whole:
+ *   dequant (buckets above batch 16): W_hat (Ntot, K) fp16 into a scratch
+ *     buffer, one warp per (16-row tile, 256-column group), see emit_dequant;
+ *     the product is a cuBLAS GEMM the runtime runs after it. tile[0] warps
+ *     per block. */
 #include <string.h>
 
 #include "codegen/codegen.h"
@@ -55,17 +61,40 @@ typedef struct {
   int blk0[CG_MAX_SEG + 1];   /* first block of each group, then the total */
   int reg;                    /* 1: the register design (xor, mma batch tiles 8/16); 0: staged */
   int RT, KS, KC, BT;
+  int short_tile;             /* reg, BT 16: a block may see 8 batch rows or fewer (a second K loop) */
+  int WPB;                    /* dequant: warps per block */
   unsigned threads, smem;
 } Plan;
 
 static int div_up(int a, int b) { return (a + b - 1) / b; }
+
+/* The dequant strategy's tiles: tile[0] warps per block (1..32, default 8), each warp
+ * expanding one (16-row tile, 256-column group) of the layout; the rest unused. It serves
+ * only buckets above batch 16: below that the GEMM would read the fp16 weights the bits
+ * exist to avoid (the mma kernels read 1/8 of them at k = 2). */
+static int plan_dequant(const CgSchedule *sc, Plan *pl, RbBuf *err) {
+  if (sc->batch_max <= 16) {
+    rb_buf_printf(err, "linear dequant: serves buckets above batch 16, not b<=%d", sc->batch_max);
+    return RB_EUSER;
+  }
+  pl->WPB = sc->tile[0] ? sc->tile[0] : 8;
+  if (pl->WPB < 1 || pl->WPB > 32 || sc->tile[1] || sc->tile[2] || sc->tile[3]) {
+    rb_buf_printf(err, "linear dequant: bad tile %d,%d,%d,%d (warps per block 1..32, the rest unused: 0)",
+                  pl->WPB, sc->tile[1], sc->tile[2], sc->tile[3]);
+    return RB_EUSER;
+  }
+  pl->threads = (unsigned)(32 * pl->WPB);
+  pl->smem = 0;
+  pl->blk0[pl->ngroup] = div_up(pl->TT * pl->C256, pl->WPB); /* the grid: every (tile, group) once */
+  return RB_OK;
+}
 
 /* Check the spec and resolve the defaults. Returns RB_OK or RB_EUSER with a message. */
 static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   const CgOp *s = &k->op;
   const CgSchedule *sc = &k->sched;
   memset(pl, 0, sizeof *pl);
-  if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA) {
+  if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA && sc->strategy != CG_STRAT_DEQUANT) {
     rb_buf_printf(err, "linear: unknown strategy %d", (int)sc->strategy);
     return RB_EUSER;
   }
@@ -118,10 +147,17 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     pl->TT += pl->ntile[i];
   }
 
+  if (sc->strategy == CG_STRAT_DEQUANT) return plan_dequant(sc, pl, err);
+
   int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
-  if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the batch-1 bucket: larger batches tile the grid's y */
+  if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the b<=8 bucket: larger batches tile the grid's y */
   pl->BT = sc->tile[3] ? sc->tile[3] : bt;
   pl->reg = pl->BT <= 16;
+  /* The b<=16 bucket runs batches 9..16 only (cg_linear_buckets: the xor bucket
+   * below takes 1..8), so one 16-row tile is always more than half live; a larger
+   * bucket's last grid row may not be. Leaving out the second K loop where it is
+   * never taken halves these kernels' compile time. */
+  pl->short_tile = pl->BT > 8 && sc->batch_max > pl->BT;
   if (pl->reg) {
     /* Register design. Default: 2 row tiles per block; KS warps over the 256-column
      * groups, as many as fill 16 warps with little imbalance (43 groups: 15 warps). */
@@ -195,7 +231,7 @@ static void name_rows(RbBuf *b, const CgOp *s) {
 }
 
 /* A linear's entry: rb_linear[_add|_swiglu]_{xor|mma}_n.._k<K>_p<paths>, then
- * _b<batch_max> for mma (and for an xor bucket other than batch 1), hashed when
+ * _b<batch_max> for mma (and for an xor bucket past 8), hashed when
  * a tile is set (the name does not say tiles). */
 static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   const CgOp *s = &k->op;
@@ -206,7 +242,7 @@ static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   rb_buf_printf(&b, "%s_", cg_strategy_name(sc->strategy));
   name_rows(&b, s);
   rb_buf_printf(&b, "_k%d_p%d", s->K, s->paths);
-  if (sc->strategy != CG_STRAT_XOR || sc->batch_max != 1) rb_buf_printf(&b, "_b%d", sc->batch_max);
+  if (sc->strategy != CG_STRAT_XOR || sc->batch_max > 8) rb_buf_printf(&b, "_b%d", sc->batch_max);
   int tiled = 0;
   for (int i = 0; i < CG_MAX_TILE; i++) tiled |= sc->tile[i] != 0;
   cg_cuda_entry(k, b.data ? b.data : "rb_linear", tiled, entry);
@@ -300,6 +336,31 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_puts(b, "#define NT (KS * 32)  /* threads per block */\n\n");
   emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
+  rb_buf_puts(b,
+      "/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits\n"
+      " * for the one before it (rb_grid_enter): the weights are not that kernel's output,\n"
+      " * and an L2 prefetch is coherent even where one is (L2 is where writes land), so\n"
+      " * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads\n"
+      " * below read the bits again, whatever it brought. */\n"
+      "__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {\n"
+      "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
+      "  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */\n"
+      "  int seg0, first;\n"
+      "  block_segment(blockIdx.x, &seg0, &first);\n"
+      "  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;\n"
+      "  for (int c = ks; c < C256; c += KS)\n"
+      "#pragma unroll\n"
+      "    for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "      for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "        for (int rt = 0; rt < RT; ++rt) {\n"
+      "          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;\n"
+      "          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128\n"
+      "                              + lane * 4;\n"
+      "          asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(w));\n"
+      "        }\n"
+      "}\n\n");
   rb_buf_puts(b,
       "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */\n"
       "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {\n"
@@ -476,6 +537,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
       "    const rb_half *res, int batch) {\n"
+      "  prefetch_bits(bits);\n"
       "  rb_grid_enter();\n",
       entry);
   rb_buf_puts(b,
@@ -500,14 +562,14 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      for (int nb = 0; nb < NB; ++nb)\n"
       "#pragma unroll\n"
       "        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;\n");
-  if (pl->BT > 8)
+  if (pl->short_tile)
     rb_buf_puts(b,
         "  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */\n"
         "    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n"
         "  else\n"
         "    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
   else
-    rb_buf_puts(b, "  kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
+    rb_buf_printf(b, "  kloop<%s>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n", pl->BT > 8 ? "NB" : "1");
   rb_buf_puts(b,
       "\n"
       "#pragma unroll\n"
@@ -702,6 +764,127 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "}\n");
 }
 
+/* ---- the dequant strategy: the bits expanded into the dense fp16 W_hat ---- */
+
+/* Tile t of the layout -> its segment and its 16-row tile within the segment. */
+static void emit_tile_segment(RbBuf *b, const CgOp *s, const Plan *pl) {
+  rb_buf_puts(b, "__device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {\n");
+  for (int i = s->nseg - 1; i > 0; i--)
+    rb_buf_printf(b, "  if (t >= %d) { *seg = %d; *tl = t - %d; return; }\n", pl->tile0[i], i, pl->tile0[i]);
+  rb_buf_puts(b, "  *seg = 0;\n  *tl = t;\n}\n\n");
+}
+
+static void emit_dequant(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
+  rb_buf_puts(b,
+      "/* Dequantize: W_hat (NTOT, K) fp16, row-major, = sum_p diag(g_p) B_p diag(h_p), read from the\n"
+      " * kernel layout every bucket shares. A warp expands one (16-row tile, 256-column group):\n"
+      " * lane (gid, tig) holds 16 bytes of bits per path, one word per 64-column step j, which\n"
+      " * are exactly rows gid and gid + 8 at the 16 columns 256 c + 64 j + 16 tig .. + 15 (the\n"
+      " * layout's permutation, see the repack): column o of the 16, row half rh is bit\n"
+      " * (o & ~1) + rh + 16 (o & 1). The warp writes 16 rows of 128 contiguous bytes per step,\n"
+      " * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce.\n"
+      " * Each element is fmaf(+-g_p, h_p, acc) over the paths in order from 0, in fp32, then\n"
+      " * rounded to nearest even: the bits a CPU loop of the same fmaf gives. Pad rows and\n"
+      " * columns are not written; W_hat holds no pad. The GEMM that follows is the runtime's. */\n\n");
+  rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
+  rb_buf_printf(b, "#define C256 %d  /* 256-column groups of the bit layout */\n", pl->C256);
+  rb_buf_printf(b, "#define PATHS %d\n", s->paths);
+  rb_buf_printf(b, "#define NTOT %d  /* rows of all segments: W_hat's rows */\n", pl->ntot);
+  rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
+  rb_buf_printf(b, "#define WPB %d  /* warps per block, one (tile, group) each */\n\n", pl->WPB);
+  emit_segment_tables(b, s, pl, 1);
+  emit_tile_segment(b, s, pl);
+  rb_buf_printf(b,
+      "extern \"C\" __global__ void __launch_bounds__(WPB * 32)\n"
+      "%s(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {\n"
+      "  rb_grid_enter();\n",
+      entry);
+  rb_buf_puts(b,
+      "  const int lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;\n"
+      "  const int item = blockIdx.x * WPB + (threadIdx.x >> 5);\n"
+      "  if (item >= TT * C256) return;\n"
+      "  const int t = item / C256, c = item % C256;\n"
+      "  int seg, tl;\n"
+      "  tile_segment(t, &seg, &tl);\n"
+      "  const int nrows = seg_rows(seg), n0 = tl * 16 + gid; /* this lane's rows n0, n0 + 8 of the segment */\n"
+      "  const bool live0 = n0 < nrows, live1 = n0 + 8 < nrows;\n"
+      "  if (!live0) return; /* a pad row, and so is n0 + 8 */\n"
+      "  unsigned wb[PATHS][4];\n"
+      "  float g0[PATHS], g1[PATHS];\n"
+      "#pragma unroll\n"
+      "  for (int p = 0; p < PATHS; ++p) {\n"
+      "    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;\n"
+      "    asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+      "        : \"=r\"(wb[p][0]), \"=r\"(wb[p][1]), \"=r\"(wb[p][2]), \"=r\"(wb[p][3]) : \"l\"(src));\n"
+      "    const rb_half *gp = g + (size_t)p * NTOT + seg_row0(seg);\n"
+      "    g0[p] = rb_h2f(gp[n0]);\n"
+      "    g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;\n"
+      "  }\n"
+      "  rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;\n"
+      "#pragma unroll\n"
+      "  for (int j = 0; j < 4; ++j) {\n"
+      "    const int col0 = c * 256 + j * 64 + tig * 16;\n"
+      "    if (col0 >= K) break;\n"
+      "    float a0[16], a1[16];\n"
+      "#pragma unroll\n"
+      "    for (int o = 0; o < 16; ++o) a0[o] = a1[o] = 0.0f;\n"
+      "#pragma unroll\n"
+      "    for (int p = 0; p < PATHS; ++p) {\n"
+      "      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;\n"
+      "      float hv[16];\n"
+      "      if (K % 16 == 0) { /* then col0 + 16 <= K: two 16-byte loads */\n"
+      "        unsigned v[8];\n"
+      "        asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+      "            : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(hp));\n"
+      "        asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+      "            : \"=r\"(v[4]), \"=r\"(v[5]), \"=r\"(v[6]), \"=r\"(v[7]) : \"l\"(hp + 8));\n"
+      "#pragma unroll\n"
+      "        for (int i = 0; i < 8; ++i) {\n"
+      "          hv[2 * i] = rb_h2f((rb_half)v[i]);\n"
+      "          hv[2 * i + 1] = rb_h2f((rb_half)(v[i] >> 16));\n"
+      "        }\n"
+      "      } else {\n"
+      "#pragma unroll\n"
+      "        for (int o = 0; o < 16; ++o) hv[o] = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;\n"
+      "      }\n"
+      "#pragma unroll\n"
+      "      for (int o = 0; o < 16; ++o) {\n"
+      "        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */\n"
+      "        const float s0 = (wb[p][j] >> bit & 1u) ? -g0[p] : g0[p];\n"
+      "        const float s1 = (wb[p][j] >> (bit + 1) & 1u) ? -g1[p] : g1[p];\n"
+      "        a0[o] = fmaf(s0, hv[o], a0[o]);\n"
+      "        a1[o] = fmaf(s1, hv[o], a1[o]);\n"
+      "      }\n"
+      "    }\n"
+      "    if (K % 16 == 0) { /* rows are 32-byte aligned: two 16-byte stores a row */\n"
+      "      unsigned v0[8], v1[8];\n"
+      "#pragma unroll\n"
+      "      for (int i = 0; i < 8; ++i) {\n"
+      "        v0[i] = (unsigned)rb_f2h(a0[2 * i]) | (unsigned)rb_f2h(a0[2 * i + 1]) << 16;\n"
+      "        v1[i] = (unsigned)rb_f2h(a1[2 * i]) | (unsigned)rb_f2h(a1[2 * i + 1]) << 16;\n"
+      "      }\n"
+      "#pragma unroll\n"
+      "      for (int i = 0; i < 2; ++i) {\n"
+      "        asm volatile(\"st.global.v4.u32 [%0], {%1, %2, %3, %4};\"\n"
+      "                     :: \"l\"(w0 + col0 + 8 * i), \"r\"(v0[4 * i]), \"r\"(v0[4 * i + 1]), \"r\"(v0[4 * i + 2]),\n"
+      "                        \"r\"(v0[4 * i + 3]) : \"memory\");\n"
+      "        if (live1)\n"
+      "          asm volatile(\"st.global.v4.u32 [%0], {%1, %2, %3, %4};\"\n"
+      "                       :: \"l\"(w1 + col0 + 8 * i), \"r\"(v1[4 * i]), \"r\"(v1[4 * i + 1]), \"r\"(v1[4 * i + 2]),\n"
+      "                          \"r\"(v1[4 * i + 3]) : \"memory\");\n"
+      "      }\n"
+      "    } else {\n"
+      "#pragma unroll\n"
+      "      for (int o = 0; o < 16; ++o)\n"
+      "        if (col0 + o < K) {\n"
+      "          w0[col0 + o] = rb_f2h(a0[o]);\n"
+      "          if (live1) w1[col0 + o] = rb_f2h(a1[o]);\n"
+      "        }\n"
+      "    }\n"
+      "  }\n"
+      "}\n");
+}
+
 /* Emit the linear kernel k. Returns RB_OK or RB_EUSER (message in err). */
 int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   const CgOp *s = &k->op;
@@ -714,7 +897,9 @@ int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   if (st) return st;
   linear_entry(k, entry);
   cg_cuda_prelude(src, k, "codegen/cuda/linear.c");
-  if (pl.reg)
+  if (k->sched.strategy == CG_STRAT_DEQUANT)
+    emit_dequant(s, &pl, src, entry);
+  else if (pl.reg)
     emit_reg(s, &pl, src, entry);
   else
     emit_mma(s, &pl, src, entry);
@@ -814,6 +999,7 @@ int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   g->block[0] = pl.threads;
   g->grid[0] = (unsigned)pl.blk0[pl.ngroup];
   g->smem = pl.smem;
+  if (k->sched.strategy == CG_STRAT_DEQUANT) return RB_OK; /* a fixed grid over the weights */
   g->grow_axis = 1;
   g->n_per_block = (unsigned)pl.BT;
   return RB_OK;
@@ -836,7 +1022,7 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
  * evaluation) strategy mma in the staged design (batch tiles of 64). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
-      {CG_STRAT_XOR, 1}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};
+      {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};
   (void)op;
   int n = (int)(sizeof buckets / sizeof buckets[0]);
   for (int i = 0; i < n; i++) {
@@ -850,5 +1036,7 @@ int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
 /* ---- argument marshalling: the ABI of codegen.h ---- */
 
 void cg_linear_argv(CgLinearArgs *a, CgArgv *o) { CG_ARGV(o, &a->y, &a->x, &a->bits, &a->g, &a->h, &a->res, &a->batch); }
+
+void cg_dequant_argv(CgDequantArgs *a, CgArgv *o) { CG_ARGV(o, &a->w, &a->bits, &a->g, &a->h); }
 
 void cg_repack_argv(CgRepackArgs *a, CgArgv *o) { CG_ARGV(o, &a->dst, &a->src, &a->seg); }

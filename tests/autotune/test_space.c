@@ -3,7 +3,8 @@
  * H200's limits: the default comes first, every candidate is distinct, keeps
  * the op and the bucket, fits the limits, follows the documented order and
  * is emitted by the CUDA target without error; building twice gives the same
- * list. Tight limits remove candidates (counted by reason) and keep the
+ * list; buckets above batch 16 end in the dequant strategy's candidates. Tight
+ * limits remove candidates (counted by reason) and keep the
  * default; kinds without knobs have the default alone.
  * Usage: test_space SAMPLES_DIR */
 #include <stdio.h>
@@ -60,7 +61,16 @@ static void check_kernel(const CgKernel *k, const AtLimits *lim) {
     CHECK(c->threads >= 1 && c->threads <= (unsigned)lim->threads_per_block, "%s: %u threads", cw, c->threads);
     CHECK(i == 0 || c->smem <= (unsigned)lim->smem_per_block, "%s: %u bytes of shared memory", cw, c->smem);
     CHECK(i == 0 || c->regs <= lim->regs_per_thread, "%s: %d registers", cw, c->regs);
-    if (i > 0) {
+    if (i > 0 && c->sched.strategy == CG_STRAT_DEQUANT) {
+      /* The dequant tail: prefill buckets only, warps per block ascending, after every mma candidate. */
+      CHECK(k->sched.batch_max > 16 && c->sched.tile[0] >= 1 && !c->sched.tile[1] && !c->sched.tile[2] &&
+                !c->sched.tile[3],
+            "%s: a dequant candidate's knobs", cw);
+      CHECK(i == 1 || s.c[i - 1].sched.strategy != CG_STRAT_DEQUANT || s.c[i - 1].sched.tile[0] < c->sched.tile[0],
+            "%s: out of order after candidate %d", cw, i - 1);
+      for (int j = i + 1; j < s.n; j++)
+        CHECK(s.c[j].sched.strategy == CG_STRAT_DEQUANT, "%s: candidate %d after the dequant tail", cw, j);
+    } else if (i > 0) {
       CHECK(c->sched.tile[0] >= 1 && c->sched.tile[1] >= 1 && c->sched.tile[3] >= 8, "%s: a knob left 0", cw);
       CHECK(c->sched.tile[3] <= 16 ? c->sched.strategy == k->sched.strategy : c->sched.strategy == CG_STRAT_MMA,
             "%s: strategy", cw);
@@ -140,6 +150,10 @@ static void check_pruning(void) {
   AtSpace full, s;
   int n = count(&k, NULL, &full);
   CHECK(n > 100, "unlimited space of the swiglu b<=512: %d", n);
+  int ndq = 0;
+  for (int i = 0; i < full.n; i++) ndq += full.c[i].sched.strategy == CG_STRAT_DEQUANT;
+  CHECK(ndq == 3 && full.c[n - 1].sched.strategy == CG_STRAT_DEQUANT && full.c[n - 1].sched.tile[0] == 16,
+        "the swiglu b<=512 space ends in 3 dequant candidates (4, 8, 16 warps): %d", ndq);
   CHECK(full.pruned[AT_PRUNE_THREADS] + full.pruned[AT_PRUNE_SMEM] + full.pruned[AT_PRUNE_REGS] +
                 full.pruned[AT_PRUNE_SMS] == 0,
         "no limits, yet device pruning");
@@ -170,7 +184,8 @@ static void check_pruning(void) {
       const AtCandidate *x = &s.c[c];
       if (tight[i].reason == AT_PRUNE_THREADS) CHECK(x->threads <= 128, "%s: %u threads kept", tight[i].what, x->threads);
       if (tight[i].reason == AT_PRUNE_SMEM) CHECK(x->smem <= 8192, "%s: %u bytes kept", tight[i].what, x->smem);
-      if (tight[i].reason == AT_PRUNE_SMS) CHECK(x->sched.tile[0] == 1, "%s: rows %d kept", tight[i].what, x->sched.tile[0]);
+      if (tight[i].reason == AT_PRUNE_SMS && x->sched.strategy != CG_STRAT_DEQUANT) /* its grid covers the weights */
+        CHECK(x->sched.tile[0] == 1, "%s: rows %d kept", tight[i].what, x->sched.tile[0]);
     }
     at_space_free(&s);
   }

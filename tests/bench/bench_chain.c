@@ -144,11 +144,11 @@ int main(int argc, char **argv) {
     rt_memcpy_htod(gpu, res, hx, (size_t)B * maxout * 2 < (size_t)B * maxk * 2 ? (size_t)B * maxout * 2 : (size_t)B * maxk * 2);
     free(hx);
     /* Warm up outside the capture, then capture the whole chain once. */
-    for (int i = 0; i < nl; i++) rt_linear_run(s, layers[i].w, B, y, x, layers[i].add ? res : 0, stream);
+    for (int i = 0; i < nl; i++) rt_linear_run(s, layers[i].w, B, y, x, layers[i].add ? res : 0, stream, NULL);
     rt_sync(gpu);
     RtGraph *graph = NULL;
     rt_capture_begin(gpu, stream);
-    for (int i = 0; i < nl; i++) rt_linear_run(s, layers[i].w, B, y, x, layers[i].add ? res : 0, stream);
+    for (int i = 0; i < nl; i++) rt_linear_run(s, layers[i].w, B, y, x, layers[i].add ? res : 0, stream, NULL);
     rt_capture_end(gpu, stream, &graph);
     float ms = 0;
     if (!graph || rt_time_graph(gpu, graph, stream, 20, &ms)) {

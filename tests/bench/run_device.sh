@@ -25,8 +25,14 @@
 #          random models through both (1, 12 and 100 prompt tokens: the b<=1,
 #          b<=16 and b<=512 kernels; 2-bit and fp16), whose logits must be
 #          byte-identical
+#   prefill  the dequant prefill strategy (issue 11, item 4): the linear table (every
+#          strategy, dequant among them) and the model test (its RABIT_PREFILL=dequant
+#          prefill), memcheck of both, the 7B prefill layers at batch 512 beside cuBLAS
+#          fp16, then rabit bench of llama2-7b (k = 2 against fp16) with and without it
 #   speed  old against new build: per-shape kernels, the 32-layer chain and
 #          whole-model decode and prefill, alternating old and new, beside the peers
+#   json   bench and model in one call, then their numbers as results-h200.json
+#          (tests/bench/results_json.py; the speed issue's schema)
 # Expects the binaries tests/bench/pack_device.sh puts in .carry/new (and
 # .carry/old for same and speed), and the peer scripts in .carry/peers.
 # Logs go to $OUT; a short table is printed last.
@@ -265,6 +271,15 @@ speed_compare() {
   tail -n 8 "$OUT/peer_graph_bench.log" "$OUT/peer_fp16_decode.log"
 }
 
+# The dequant prefill: its layers beside cuBLAS fp16, then the whole model with and without it.
+prefill_bench() {
+  run bench_prefill "$B/tests/gpu/gpu_test_linear" --bench-only
+  run bench_llama_mma "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  run bench_llama_dequant env RABIT_PREFILL=dequant "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  grep -E "^bench prefill" "$OUT/bench_prefill.log"
+  for f in "$OUT"/bench_llama_mma.log "$OUT"/bench_llama_dequant.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
+}
+
 case $mode in
   tests) gpu_tests "test_linear test_ops test_plan_api test_model" "test_ops test_plan_api test_linear" ;;
   bench) kernel_bench ;;
@@ -280,9 +295,12 @@ case $mode in
   real2) real_model ;;
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;
   speed) speed_compare ;;
+  json) export OUT; kernel_bench; model_bench # graph_bench.py writes $OUT/graph_bench.json
+        python3 tests/bench/results_json.py "$OUT" "$OUT/results-h200.json" && cat "$OUT/results-h200.json" | head -c 600 ;;
+  prefill) gpu_tests "test_linear test_model" "${MEMCHECK-test_model}"; prefill_bench ;;
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

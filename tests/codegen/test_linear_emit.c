@@ -1,5 +1,5 @@
 /* test_linear_emit.c: CPU test of the linear and repack emitters
- * (codegen/cuda/linear.c). For a table of specs (both strategies, paths 1..4,
+ * (codegen/cuda/linear.c). For a table of specs (every strategy, paths 1..4,
  * 1..3 segments, every epilogue, odd and real shapes, batch buckets 1, 16, 512)
  * it checks that the source is deterministic, includes nothing, starts with the
  * prelude, has an entry name that is a C identifier under CG_ENTRY_MAX saying
@@ -35,6 +35,7 @@ typedef struct {
 
 #define X CG_STRAT_XOR
 #define M CG_STRAT_MMA
+#define D CG_STRAT_DEQUANT
 static const Row rows[] = {
     /* odd shapes: K not a multiple of 32 or 64, N not a multiple of any tile */
     {X, 1, 70, 1, {100}, 1, CG_EPI_NONE, 1},
@@ -59,9 +60,20 @@ static const Row rows[] = {
     {M, 16, 576, 2, {1536, 1536}, 2, CG_EPI_SWIGLU, 1},
     {M, 512, 576, 2, {1536, 1536}, 3, CG_EPI_SWIGLU, 1},
     {M, 1, 11008, 1, {4096}, 1, CG_EPI_ADD, 0},
+    /* dequant (prefill buckets): odd shapes (K not a multiple of 16: the scalar path), every
+     * epilogue, fused segments, the 7B shapes */
+    {D, 512, 70, 1, {100}, 1, CG_EPI_NONE, 1},
+    {D, 512, 1000, 1, {257}, 3, CG_EPI_ADD, 0},
+    {D, 4096, 72, 1, {33}, 4, CG_EPI_NONE, 0},
+    {D, 512, 4096, 1, {4096}, 2, CG_EPI_NONE, 1},
+    {D, 512, 576, 3, {576, 192, 192}, 4, CG_EPI_NONE, 0},
+    {D, 512, 576, 2, {1536, 1536}, 2, CG_EPI_SWIGLU, 1},
+    {D, 512, 4096, 2, {11008, 11008}, 1, CG_EPI_SWIGLU, 0},
+    {D, 512, 11008, 1, {4096}, 2, CG_EPI_ADD, 0},
 };
 #undef X
 #undef M
+#undef D
 
 static CgKernel make_spec(const Row *r) {
   CgKernel s;
@@ -278,6 +290,11 @@ int main(void) {
   m = base, m.sched.strategy = CG_STRAT_NONE, check_refused(m, "no strategy refused");
   m = base, m.sched.tile[2] = 4096, m.sched.tile[3] = 64, check_refused(m, "too much shared memory refused");
   m = xb, m.sched.tile[2] = 33, check_refused(m, "xor tile[2] (unused by the register design) refused");
+  m = base, m.sched.strategy = CG_STRAT_DEQUANT, check_refused(m, "dequant for b<=16 refused");
+  m = base, m.sched.strategy = CG_STRAT_DEQUANT, m.sched.batch_max = 512, m.sched.tile[0] = 33,
+  check_refused(m, "dequant with 33 warps refused");
+  m = base, m.sched.strategy = CG_STRAT_DEQUANT, m.sched.batch_max = 512, m.sched.tile[3] = 64,
+  check_refused(m, "dequant tile[3] (unused) refused");
 
   /* Readable entry names. */
   check_name(cg_emit_linear, &xb, "rb_linear_xor_n100_k70_p1");
@@ -295,6 +312,26 @@ int main(void) {
   r = make_spec(&rows[17]);
   check_name(cg_emit_linear, &r, "rb_linear_swiglu_mma_n1536x2_k576_p3_b512");
   check_name(cg_emit_repack, &base, "rb_repack_n576_192_192_k576_p2"); /* whatever kernel of the layout asks */
+  r = make_spec(&rows[22]);
+  check_name(cg_emit_linear, &r, "rb_linear_dequant_n4096_k4096_p2_b512");
+  check_name(cg_emit_repack, &r, "rb_repack_n4096_k4096_p2"); /* the same layout as every bucket's */
+  r = make_spec(&rows[24]);
+  check_name(cg_emit_linear, &r, "rb_linear_swiglu_dequant_n1536x2_k576_p2_b512");
+  {
+    /* The dequant grid is fixed (it covers the weights), whatever the batch. */
+    CgKernel dq = make_spec(&rows[22]);
+    CgLaunch l1 = test_launch(&dq, 17), l2 = test_launch(&dq, 4096);
+    check(l1.grid[0] == 256 * 16 / 8 && l1.block[0] == 256 && l1.smem == 0 && !memcmp(&l1, &l2, sizeof l1),
+          "dequant geometry", "not 512 blocks of 8 warps for 256 tiles x 16 groups at every batch");
+    dq.sched.tile[0] = 4;
+    l1 = test_launch(&dq, 512);
+    check(l1.grid[0] == 1024 && l1.block[0] == 128, "dequant geometry", "tile[0] = 4 warps per block");
+  }
+  {
+    CgKernel dq = make_spec(&rows[22]);
+    m = dq, m.sched.tile[0] = 4, check_changes(&dq, &m, "dequant tile[0]");
+    m = dq, m.sched.strategy = CG_STRAT_MMA, check_changes(&dq, &m, "strategy dequant -> mma");
+  }
 
   /* Tiles are not in the name: kernels that differ only in tiles get the
    * readable name plus distinct hash suffixes. */

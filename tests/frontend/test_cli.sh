@@ -68,7 +68,7 @@ expect cache-usage 1 "usage: rabitc cache stats|clear" "$rabitc" cache frob
 expect compile-sm89 0 "kernels for sm_89: 25 compiled" "$rabitc" --arch sm_89 "$samples/tiny.ir"
 # A kernel that cannot be built names the IR line it serves, and fails the run.
 printf 'rabit 1\ngraph f(x: f16[T, 2000000]) -> f16[T, 16] {\n  y = linear(x, 16) @weights("w")\n  return y\n}\n' > "$tmp/huge.ir"
-expect kernel-error 1 "huge.ir:3: error: kernel .linear xor N=16 K=2000000 k=2 b<=1 tile=0,0,0,0. cannot be built" "$rabitc" --arch sm_90 "$tmp/huge.ir"
+expect kernel-error 1 "huge.ir:3: error: kernel .linear xor N=16 K=2000000 k=2 b<=8 tile=0,0,0,0. cannot be built" "$rabitc" --arch sm_90 "$tmp/huge.ir"
 # NVRTC's own failure: the log, the dumped .cu to read, the IR line it serves.
 expect nvrtc-error 1 "tiny.ir:16,22,28: error: kernel 'rmsnorm D=64 eps=1e-05' cannot be built; its source is in $tmp/rabit-kernels-[A-Za-z0-9]\{6\}/rb_rmsnorm" \
   env RABIT_NVRTC_OPTIONS=--no-such-option TMPDIR="$tmp" "$rabitc" --arch sm_90 "$samples/tiny.ir"

@@ -2,7 +2,10 @@
  * the float64 reference (tests/ref). Table-driven over strategy x paths 1..4 x
  * shapes (odd and real, fused qkv, gate/up swiglu) x batches x epilogues, on
  * fresh random inputs, with every output poisoned with NaN before the launch.
- * With --bench (or --bench-only) it also times the Llama-2-7B shapes the way graph_bench.py does.
+ * The dequant strategy (prefill buckets, batches 17..4096) runs as the runtime runs it: its
+ * kernel into an fp16 W_hat that must equal the CPU's fmaf bit for bit, then cuBLAS and the
+ * epilogue. With --bench (or --bench-only) it also times the Llama-2-7B shapes the way
+ * graph_bench.py does, and the prefill layers at batch 512 beside cuBLAS fp16.
  * Exits 77 after "SKIP: <reason>" when there is no GPU or driver. */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "tests/ref/ref.h"
 
 static RtGpu *gpu;
+static RtBlas *blas; /* the dequant strategy's GEMM, on the legacy stream */
 static int npass, nfail;
 
 /* ---- random inputs (xorshift: fast enough for 67M signs) ---- */
@@ -169,6 +173,84 @@ static int pick_rows(int batch, const Layer *L, int *rows) {
   return n;
 }
 
+/* ---- the dequant strategy, as runtime/linear.c runs it ---- */
+
+/* The swiglu product kernel of width dim (the dequant strategy's epilogue), built once per width. */
+static int product_kernel(int dim, RtFunction *fn, CgLaunch *l, int batch) {
+  static struct { int dim; RtModule *mod; RtFunction fn; } cache[8];
+  static int ncache;
+  CgKernel pk;
+  memset(&pk, 0, sizeof pk);
+  pk.op.kind = CG_SWIGLU;
+  pk.op.dim = dim;
+  *l = test_launch(&pk, batch);
+  for (int i = 0; i < ncache; i++)
+    if (cache[i].dim == dim) return *fn = cache[i].fn, RB_OK;
+  if (ncache == 8) return RB_EINTERNAL;
+  int rc = test_build_load(gpu, rt_gpu_arch(gpu), &pk, &cache[ncache].mod, &cache[ncache].fn, NULL);
+  if (rc) return rc;
+  cache[ncache].dim = dim;
+  *fn = cache[ncache++].fn;
+  return RB_OK;
+}
+
+/* W_hat elements of the layer's segments that differ from the CPU's: each the fmaf
+ * of +-g_p and h_p over the paths in order from 0, rounded to fp16 (codegen.h,
+ * CgDequantArgs): the same bits, or a wrong sign, scale or column permutation. */
+static size_t what_mismatches(const Layer *L, const uint16_t *got) {
+  const CgOp *op = &L->s.op;
+  int P = op->paths, K = op->K;
+  size_t bad = 0;
+  for (int sg = 0, row0 = 0; sg < op->nseg; row0 += op->N[sg], sg++)
+    for (int n = 0; n < op->N[sg]; n++)
+      for (int j = 0; j < K; j++) {
+        float acc = 0.0f;
+        for (int p = 0; p < P; p++) {
+          uint32_t w = L->bits[sg][((size_t)p * op->N[sg] + n) * L->W + (size_t)j / 32];
+          float gv = L->g[sg][(size_t)p * op->N[sg] + n];
+          acc = fmaf((w >> (j % 32)) & 1u ? -gv : gv, L->h[((size_t)sg * P + p) * K + j], acc);
+        }
+        bad += got[(size_t)(row0 + n) * K + j] != rb_f16_from_f32(acc);
+      }
+  return bad;
+}
+
+/* Dequantize into a NaN-poisoned W_hat (checked whole against the CPU), then the
+ * GEMM and the epilogue into d_y. Returns the driver status; *bad the W_hat
+ * elements that differ. */
+static int dequant_run(const Layer *L, const Kernel *k, int batch, RtDevPtr d_y, RtDevPtr d_x, RtDevPtr d_res,
+                       size_t *bad) {
+  const CgOp *op = &L->s.op;
+  size_t wbytes = (size_t)L->ntot * op->K * 2;
+  RtDevPtr d_w = 0, d_gu = 0;
+  uint16_t *w = malloc(wbytes);
+  int rc = rt_mem_alloc(gpu, &d_w, wbytes) || rt_memset8(gpu, d_w, 0xFF, wbytes);
+  CgLaunch l = test_launch(&L->s, batch);
+  void *args[] = {&d_w, (void *)&L->d_bits, (void *)&L->d_g, (void *)&L->d_h};
+  if (!rc) rc = rt_launch(gpu, k->fn, l.grid, l.block, l.smem, NULL, args);
+  if (!rc) rc = rt_sync(gpu) || rt_memcpy_dtoh(gpu, w, d_w, wbytes);
+  *bad = rc ? wbytes / 2 : what_mismatches(L, w);
+  if (!rc && op->epilogue == CG_EPI_SWIGLU) {
+    RtFunction fn;
+    CgLaunch pl;
+    rc = rt_mem_alloc(gpu, &d_gu, (size_t)batch * L->ntot * 2) ||
+         rt_blas_linear(blas, batch, L->ntot, op->K, d_x, d_w, d_gu, L->ntot, 0, 0) ||
+         product_kernel(op->N[0], &fn, &pl, batch);
+    int ld = L->ntot;
+    void *pargs[] = {&d_y, &d_gu, &ld, &batch};
+    if (!rc) rc = rt_launch(gpu, fn, pl.grid, pl.block, pl.smem, NULL, pargs);
+  } else if (!rc) {
+    int add = op->epilogue == CG_EPI_ADD;
+    if (add) rc = rt_memcpy_dtod(gpu, d_y, d_res, (size_t)batch * L->ntot * 2, NULL);
+    if (!rc) rc = rt_blas_linear(blas, batch, L->ntot, op->K, d_x, d_w, d_y, L->ntot, 0, add);
+  }
+  if (!rc) rc = rt_sync(gpu);
+  if (d_w) rt_mem_free(gpu, d_w);
+  if (d_gu) rt_mem_free(gpu, d_gu);
+  free(w);
+  return rc;
+}
+
 /* Run one batch through the kernel and compare. Returns 1 on pass. */
 static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc) {
   const CgKernel *s = &L->s;
@@ -186,7 +268,10 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
   CgLaunch l = test_launch(s, batch);
   RtDevPtr d_resarg = s->op.epilogue == CG_EPI_ADD ? d_res : 0;
   void *args[] = {&d_y, &d_x, (void *)&L->d_bits, (void *)&L->d_g, (void *)&L->d_h, &d_resarg, &batch};
-  if (!rc) rc = rt_launch(gpu, k->fn, l.grid, l.block, l.smem, NULL, args);
+  size_t wbad = 0;
+  int dequant = s->sched.strategy == CG_STRAT_DEQUANT;
+  if (!rc && dequant) rc = dequant_run(L, k, batch, d_y, d_x, d_resarg, &wbad);
+  else if (!rc) rc = rt_launch(gpu, k->fn, l.grid, l.block, l.smem, NULL, args);
   if (!rc) rc = rt_sync(gpu);
   if (!rc) rc = rt_memcpy_dtoh(gpu, yh, d_y, ny * 2);
   if (rc) {
@@ -226,10 +311,12 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
     free(rows);
     free(got);
     free(want);
-    double tol = s->sched.strategy == CG_STRAT_MMA ? 1e-2 : 2e-3;
-    ok = nnan == 0 && err <= tol;
-    printf("%s %-60s b=%-4d rel_l2=%.2e nan=%d (tol %.0e)\n", ok ? "ok  " : "FAIL", desc, batch, err,
-           nnan, tol);
+    /* dequant: W_hat and the GEMM's output rounded to fp16, the product exact (fp32 sums) */
+    double tol = s->sched.strategy == CG_STRAT_MMA ? 1e-2 : dequant ? 5e-3 : 2e-3;
+    ok = nnan == 0 && err <= tol && wbad == 0;
+    printf("%s %-60s b=%-4d rel_l2=%.2e nan=%d (tol %.0e)", ok ? "ok  " : "FAIL", desc, batch, err, nnan, tol);
+    if (dequant) printf(" W_hat: %zu of %zu elements differ from the CPU's", wbad, (size_t)L->ntot * K);
+    printf("\n");
   }
   if (d_x) rt_mem_free(gpu, d_x);
   if (d_y) rt_mem_free(gpu, d_y);
@@ -269,6 +356,8 @@ static const Bucket buckets[] = {
     {CG_STRAT_XOR, 16, {1, 3, 16}, 3},
     {CG_STRAT_MMA, 16, {1, 3, 16}, 3},
     {CG_STRAT_MMA, 512, {64, 100, 512}, 3},
+    {CG_STRAT_DEQUANT, 512, {17, 100, 512}, 3},  /* the prefill bucket's edge, odd, full */
+    {CG_STRAT_DEQUANT, 4096, {1000, 4096}, 2},   /* evaluation windows */
 };
 
 static void run_table(void) {
@@ -293,8 +382,8 @@ static void run_table(void) {
         s.op.paths = paths;
         s.op.epilogue = sh->epi;
         char desc[160];
-        snprintf(desc, sizeof desc, "%s k=%d %s b<=%d", sh->name, paths,
-                 s.sched.strategy == CG_STRAT_XOR ? "xor" : "mma", s.sched.batch_max);
+        snprintf(desc, sizeof desc, "%s k=%d %s b<=%d", sh->name, paths, cg_strategy_name(s.sched.strategy),
+                 s.sched.batch_max);
         Kernel lin, rep;
         if (kernel_build(&s, 0, &lin) || kernel_build(&s, 1, &rep)) {
           printf("FAIL %s: build\n", desc);
@@ -415,6 +504,126 @@ static void run_bench(void) {
         }
 }
 
+/* ---- --bench: prefill (batch 512) under the dequant strategy beside cuBLAS fp16 ---- */
+
+/* One 7B layer at batch 512, 64 times in one graph: the dequant kernel (bits rotating
+ * through buffers over 10x the L2, W_hat in one scratch, as the executor has it), the
+ * GEMM and the epilogue, beside the fp16 path's GEMM (and its epilogue: the residual
+ * copy, the product kernel) over rotating fp16 weights, and the dequant kernel alone.
+ * One line: the three times, the dequant's bytes per us, and cuBLAS / ours. */
+static void bench_prefill(int nseg, int N, int K, int P, CgEpilogue epi, int batch) {
+  enum { R = 64 };
+  CgKernel s;
+  memset(&s, 0, sizeof s);
+  s.op.kind = CG_LINEAR;
+  s.op.K = K;
+  s.op.nseg = nseg;
+  for (int i = 0; i < nseg; i++) s.op.N[i] = N;
+  s.op.paths = P;
+  s.op.epilogue = epi;
+  s.sched.strategy = CG_STRAT_DEQUANT;
+  s.sched.batch_max = 512;
+  const char *t = getenv("RABIT_TILE_DEQUANT"); /* "a,0,0,0": warps per block (exploration) */
+  if (t) sscanf(t, "%d,%d,%d,%d", &s.sched.tile[0], &s.sched.tile[1], &s.sched.tile[2], &s.sched.tile[3]);
+  Kernel k;
+  if (kernel_build(&s, 0, &k)) return;
+  int ntot = nseg * N, swiglu = epi == CG_EPI_SWIGLU, add = epi == CG_EPI_ADD;
+  size_t bytes = cg_target_cuda.layout_bytes(&s.op), wbytes = (size_t)ntot * K * 2;
+  size_t nb = (size_t)(512e6 / (double)bytes) + 1, nw = (size_t)(512e6 / (double)wbytes) + 1;
+  nb = nb < 3 ? 3 : nb > R ? R : nb;
+  nw = nw < 3 ? 3 : nw > R ? R : nw;
+  RtDevPtr bits[R] = {0}, dense[R] = {0}, d_w = 0, d_x = 0, d_y = 0, d_gu = 0, d_res = 0, d_g = 0, d_h = 0;
+  int rc = 0;
+  uint32_t *host = malloc(bytes > wbytes ? bytes : wbytes);
+  for (size_t i = 0; i < (bytes > wbytes ? bytes : wbytes) / 4; i++) host[i] = (uint32_t)rnd() & 0x3bff3bffu; /* finite halves */
+  for (size_t i = 0; i < nb && !rc; i++) rc = rt_mem_alloc(gpu, &bits[i], bytes) || rt_memcpy_htod(gpu, bits[i], host, bytes);
+  for (size_t i = 0; i < nw && !rc; i++) rc = rt_mem_alloc(gpu, &dense[i], wbytes) || rt_memcpy_htod(gpu, dense[i], host, wbytes);
+  free(host);
+  uint16_t *hx = malloc((size_t)batch * K * 2), *hg = malloc((size_t)P * ntot * 2), *hh = malloc((size_t)nseg * P * K * 2);
+  float f;
+  for (size_t i = 0; i < (size_t)batch * K; i++) hx[i] = to_half(normal(), &f);
+  for (size_t i = 0; i < (size_t)P * ntot; i++) hg[i] = to_half(0.05, &f);
+  for (size_t i = 0; i < (size_t)nseg * P * K; i++) hh[i] = to_half(0.02, &f);
+  if (!rc)
+    rc = rt_mem_alloc(gpu, &d_w, wbytes) || rt_mem_alloc(gpu, &d_x, (size_t)batch * K * 2) ||
+         rt_mem_alloc(gpu, &d_y, (size_t)batch * ntot * 2) || rt_mem_alloc(gpu, &d_gu, (size_t)batch * ntot * 2) ||
+         rt_mem_alloc(gpu, &d_res, (size_t)batch * ntot * 2) || rt_mem_alloc(gpu, &d_g, (size_t)P * ntot * 2) ||
+         rt_mem_alloc(gpu, &d_h, (size_t)nseg * P * K * 2) || rt_memcpy_htod(gpu, d_x, hx, (size_t)batch * K * 2) ||
+         rt_memcpy_htod(gpu, d_g, hg, (size_t)P * ntot * 2) || rt_memcpy_htod(gpu, d_h, hh, (size_t)nseg * P * K * 2) ||
+         rt_memset8(gpu, d_res, 0, (size_t)batch * ntot * 2);
+  free(hx), free(hg), free(hh);
+  RtFunction pfn = NULL;
+  CgLaunch pl = {{0}, {0}, 0};
+  if (!rc && swiglu) rc = product_kernel(N, &pfn, &pl, batch);
+  RtStream st = NULL;
+  RtBlas *sb = NULL;
+  RbBuf err = {0};
+  if (!rc) rc = rt_stream_create(gpu, &st) || rt_blas_open(gpu, st, &sb, &err);
+  CgLaunch l = test_launch(&s, batch);
+  float ms[3] = {0, 0, 0};
+  /* 0: ours (dequant, GEMM, epilogue); 1: the fp16 path (GEMM, epilogue); 2: the dequant kernel alone */
+  for (int mode = 0; mode < 3 && !rc; mode++) {
+    RtGraph *gr = NULL;
+    for (int pass = 0; pass < 2 && !rc; pass++) { /* a warm-up outside the graph, then the capture */
+      if (pass) rc = rt_capture_begin(gpu, st);
+      for (int i = 0; i < (pass ? R : 2) && !rc; i++) {
+        RtDevPtr wsrc = mode == 1 ? dense[i % nw] : d_w;
+        if (mode != 1) {
+          void *args[] = {&d_w, &bits[i % nb], &d_g, &d_h};
+          rc = rt_launch(gpu, k.fn, l.grid, l.block, l.smem, st, args);
+        }
+        if (mode == 2 || rc) continue;
+        if (add) rc = rt_memcpy_dtod(gpu, d_y, d_res, (size_t)batch * ntot * 2, st);
+        if (!rc) rc = rt_blas_linear(sb, batch, ntot, K, d_x, wsrc, swiglu ? d_gu : d_y, ntot, 0, add);
+        if (!rc && swiglu) {
+          int ld = ntot;
+          void *pargs[] = {&d_y, &d_gu, &ld, &batch};
+          rc = rt_launch(gpu, pfn, pl.grid, pl.block, pl.smem, st, pargs);
+        }
+      }
+      if (!pass && !rc) rc = rt_sync(gpu);
+    }
+    if (!rc) rc = rt_capture_end(gpu, st, &gr);
+    if (!rc) rc = rt_time_graph(gpu, gr, st, 20, &ms[mode]);
+    if (gr) rt_graph_destroy(gpu, gr);
+  }
+  if (!rc) {
+    double us = ms[0] * 1e3 / R, fp = ms[1] * 1e3 / R, dq = ms[2] * 1e3 / R;
+    printf("bench prefill %s%5dx%-5d k=%d b=%d dequant+cublas %8.2f us (dequant %7.2f us, %6.0f GB/s written) "
+           "cublas fp16 %8.2f us  fp16/ours %.2f  %.0f TFLOP/s\n",
+           swiglu ? "2x" : nseg > 1 ? "3x" : "  ", N, K, P, batch, us, dq, (double)wbytes / (dq * 1e3), fp, fp / us,
+           2.0 * batch * ntot * K / (us * 1e6));
+  } else {
+    printf("bench prefill %dx%d k=%d b=%d: driver error %s %s\n", ntot, K, P, batch, rt_gpu_error(gpu),
+           err.data ? err.data : "");
+  }
+  rb_buf_free(&err);
+  rt_blas_close(sb);
+  if (st) rt_stream_destroy(gpu, st);
+  for (int i = 0; i < R; i++) {
+    if (bits[i]) rt_mem_free(gpu, bits[i]);
+    if (dense[i]) rt_mem_free(gpu, dense[i]);
+  }
+  RtDevPtr all[] = {d_w, d_x, d_y, d_gu, d_res, d_g, d_h};
+  for (int i = 0; i < 7; i++)
+    if (all[i]) rt_mem_free(gpu, all[i]);
+  kernel_free(&k);
+}
+
+/* The 7B layers as the model fuses them: qkv, o + residual, gate/up + swiglu, down + residual. */
+static void run_bench_prefill(void) {
+  const char *only = getenv("RABIT_BENCH_PATHS");
+  for (int paths = 1; paths <= 4; paths++) {
+    if (only ? atoi(only) != paths : paths != 2) continue; /* k = 2 unless asked */
+    bench_prefill(1, 4096, 4096, paths, CG_EPI_NONE, 512);
+    bench_prefill(3, 4096, 4096, paths, CG_EPI_NONE, 512);
+    bench_prefill(1, 4096, 4096, paths, CG_EPI_ADD, 512);
+    bench_prefill(2, 11008, 4096, paths, CG_EPI_SWIGLU, 512);
+    bench_prefill(1, 11008, 4096, paths, CG_EPI_NONE, 512);
+    bench_prefill(1, 4096, 11008, paths, CG_EPI_ADD, 512);
+  }
+}
+
 int main(int argc, char **argv) {
   int bench = 0, table = 1; /* --bench adds the timings; --bench-only skips the table */
   for (int i = 1; i < argc; i++) {
@@ -429,9 +638,17 @@ int main(int argc, char **argv) {
   }
   rb_buf_free(&err);
   printf("device: %s (%s)\n", rt_gpu_name(gpu), rt_gpu_arch(gpu));
+  if (rt_blas_open(gpu, NULL, &blas, &err) != RB_OK) {
+    printf("FAIL cuBLAS (the dequant strategy's GEMM): %s\n", err.data ? err.data : "?");
+    rb_buf_free(&err);
+    rt_gpu_close(gpu);
+    return 1;
+  }
   if (table) run_table();
   if (bench) run_bench();
+  if (bench) run_bench_prefill();
   printf("%d passed, %d failed\n", npass, nfail);
+  rt_blas_close(blas);
   rt_gpu_close(gpu);
   return nfail ? 1 : 0;
 }

@@ -3,6 +3,7 @@
  *  - 2-bit: packed weights written with the safetensors writer, prefill of 7
  *    tokens (in one call, and in chunks of 4), then decode steps replayed
  *    from one captured graph at successive positions;
+ *  - the 2-bit model's prefill of 40 tokens under RABIT_PREFILL=dequant;
  *  - fp16: the same model with every linear dense (cuBLAS).
  * Logits are compared by relative L2 error (activations are fp16 on the GPU).
  * Exits 77 after "SKIP: <reason>" when there is no GPU or driver. */
@@ -157,6 +158,43 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
   free(want), free(got);
 }
 
+/* RABIT_PREFILL=dequant: prefill above batch 16 through the dequant strategy (the
+ * executor's scratch, cuBLAS, the swiglu product kernel), in one call and in chunks
+ * that cross the bucket edge (24 tokens: dequant, then 16: the mma bucket). */
+static void run_dequant_prefill(const char *samples, const char *file, const RefModel *ref) {
+  char ir[512];
+  snprintf(ir, sizeof ir, "%s/tiny.ir", samples);
+  enum { T = 40 };
+  int tokens[T];
+  int32_t t32[T];
+  for (int i = 0; i < T; i++) t32[i] = tokens[i] = (int)(rnd() % V);
+  double *want = malloc((size_t)T * V * sizeof *want), *got = malloc((size_t)T * V * sizeof *got);
+  ref_model_forward(ref, tokens, T, want);
+  setenv("RABIT_PREFILL", "dequant", 1);
+  for (int chunked = 0; chunked < 2; chunked++) {
+    RtPlan *plan = NULL;
+    RtProgram *s = NULL;
+    RtModel *m = NULL;
+    if (open_model(ir, 0, file, 48, &plan, &s, &m)) {
+      nfail++;
+    } else {
+      int rc = chunked ? rt_model_forward(m, t32, 24, 0) || rt_model_forward(m, t32 + 24, 16, 24)
+                       : rt_model_forward(m, t32, T, 0);
+      if (rc) printf("forward failed: %s\n", rt_model_error(m));
+      int row0 = chunked ? 24 : 0, n = chunked ? 16 : T;
+      logits_of(m, 0, n, got);
+      if (rc) memset(got, 0xff, (size_t)n * V * sizeof *got);
+      check(chunked ? "2-bit dequant prefill in chunks 24+16" : "2-bit dequant prefill T=40", got,
+            want + (size_t)row0 * V, (size_t)n * V);
+    }
+    rt_model_close(m);
+    rt_program_close(s);
+    rt_plan_free(plan);
+  }
+  unsetenv("RABIT_PREFILL");
+  free(want), free(got);
+}
+
 int main(int argc, char **argv) {
   test_rng = 0xD1B54A32D192ED03ull;
   const char *samples = argc > 1 ? argv[1] : "samples";
@@ -222,6 +260,7 @@ int main(int argc, char **argv) {
     RefModel rm = ref;
     if (dense) rm.layer = dl;
     run_case(samples, file, dense, &rm, dense ? "fp16" : "2-bit");
+    if (!dense) run_dequant_prefill(samples, file, &rm);
   }
   char cmd[700];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -374,6 +374,31 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -553,6 +578,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -575,10 +601,7 @@ rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
-  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */
-    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
-  else
-    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
+  kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
@@ -889,6 +912,31 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -1068,6 +1116,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1090,10 +1139,7 @@ rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *b
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
-  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */
-    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
-  else
-    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
+  kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
@@ -1333,11 +1379,11 @@ rb_linear_add_mma_n64_k64_p2_b512(rb_half *y, const rb_half *x, const unsigned *
 }
 //// rb_linear_add_xor_n64_k160_p1.cu
 /* Generated by rabitc 0.1.0. Do not edit: the kernel is rebuilt from its spec.
- * spec:   linear+add xor N=64 K=160 k=1 b<=1 tile=0,0,0,0
+ * spec:   linear+add xor N=64 K=160 k=1 b<=8 tile=0,0,0,0
  * serves: tiny.ir:25 (2 ops)
  *         the target, the compiler identity and the rabitc version)
  */
-/* rabit linear+add xor N=64 K=160 k=1 b<=1 tile=0,0,0,0
+/* rabit linear+add xor N=64 K=160 k=1 b<=8 tile=0,0,0,0
  * Generated by rabitc (codegen/cuda/linear.c). fp16 tensors are raw IEEE
  * half bits (rb_half), converted by PTX cvt: NVRTC sees no header, not even
  * cuda_fp16.h. */
@@ -1402,6 +1448,31 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
+}
+
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -1583,6 +1654,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1636,11 +1708,11 @@ rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits
 
 //// rb_linear_add_xor_n64_k64_p2.cu
 /* Generated by rabitc 0.1.0. Do not edit: the kernel is rebuilt from its spec.
- * spec:   linear+add xor N=64 K=64 k=2 b<=1 tile=0,0,0,0
+ * spec:   linear+add xor N=64 K=64 k=2 b<=8 tile=0,0,0,0
  * serves: tiny.ir:21 (2 ops)
  *         the target, the compiler identity and the rabitc version)
  */
-/* rabit linear+add xor N=64 K=64 k=2 b<=1 tile=0,0,0,0
+/* rabit linear+add xor N=64 K=64 k=2 b<=8 tile=0,0,0,0
  * Generated by rabitc (codegen/cuda/linear.c). fp16 tensors are raw IEEE
  * half bits (rb_half), converted by PTX cvt: NVRTC sees no header, not even
  * cuda_fp16.h. */
@@ -1705,6 +1777,31 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
+}
+
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -1886,6 +1983,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2008,6 +2106,31 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
+}
+
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -2189,6 +2312,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2211,10 +2335,7 @@ rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits,
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
-  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */
-    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
-  else
-    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
+  kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
@@ -2524,6 +2645,31 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 2;
 }
 
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -2703,6 +2849,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2725,10 +2872,7 @@ rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bi
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
-  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */
-    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
-  else
-    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
+  kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
@@ -3038,6 +3182,31 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -3217,6 +3386,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -3239,10 +3409,7 @@ rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsig
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
-  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */
-    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
-  else
-    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
+  kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
@@ -3482,11 +3649,11 @@ rb_linear_swiglu_mma_n160x2_k64_p2_b512(rb_half *y, const rb_half *x, const unsi
 }
 //// rb_linear_swiglu_xor_n160x2_k64_p2.cu
 /* Generated by rabitc 0.1.0. Do not edit: the kernel is rebuilt from its spec.
- * spec:   linear+swiglu xor N=160+160 K=64 k=2 b<=1 tile=0,0,0,0
+ * spec:   linear+swiglu xor N=160+160 K=64 k=2 b<=8 tile=0,0,0,0
  * serves: tiny.ir:23 (2 ops)
  *         the target, the compiler identity and the rabitc version)
  */
-/* rabit linear+swiglu xor N=160+160 K=64 k=2 b<=1 tile=0,0,0,0
+/* rabit linear+swiglu xor N=160+160 K=64 k=2 b<=8 tile=0,0,0,0
  * Generated by rabitc (codegen/cuda/linear.c). fp16 tensors are raw IEEE
  * half bits (rb_half), converted by PTX cvt: NVRTC sees no header, not even
  * cuda_fp16.h. */
@@ -3551,6 +3718,31 @@ __device__ __forceinline__ int seg_tile0(int s) { return (s == 0 ? 0 : 10); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
+}
+
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -3732,6 +3924,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -3785,11 +3978,11 @@ rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned 
 
 //// rb_linear_xor_n32_k64_p3.cu
 /* Generated by rabitc 0.1.0. Do not edit: the kernel is rebuilt from its spec.
- * spec:   linear xor N=32 K=64 k=3 b<=1 tile=0,0,0,0
+ * spec:   linear xor N=32 K=64 k=3 b<=8 tile=0,0,0,0
  * serves: tiny.ir:19 (2 ops)
  *         the target, the compiler identity and the rabitc version)
  */
-/* rabit linear xor N=32 K=64 k=3 b<=1 tile=0,0,0,0
+/* rabit linear xor N=32 K=64 k=3 b<=8 tile=0,0,0,0
  * Generated by rabitc (codegen/cuda/linear.c). fp16 tensors are raw IEEE
  * half bits (rb_half), converted by PTX cvt: NVRTC sees no header, not even
  * cuda_fp16.h. */
@@ -3854,6 +4047,31 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
+}
+
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -4035,6 +4253,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -4087,11 +4306,11 @@ rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, con
 
 //// rb_linear_xor_n64_32_k64_p2.cu
 /* Generated by rabitc 0.1.0. Do not edit: the kernel is rebuilt from its spec.
- * spec:   linear xor N=64+32 K=64 k=2 b<=1 tile=0,0,0,0
+ * spec:   linear xor N=64+32 K=64 k=2 b<=8 tile=0,0,0,0
  * serves: tiny.ir:17 (2 ops)
  *         the target, the compiler identity and the rabitc version)
  */
-/* rabit linear xor N=64+32 K=64 k=2 b<=1 tile=0,0,0,0
+/* rabit linear xor N=64+32 K=64 k=2 b<=8 tile=0,0,0,0
  * Generated by rabitc (codegen/cuda/linear.c). fp16 tensors are raw IEEE
  * half bits (rb_half), converted by PTX cvt: NVRTC sees no header, not even
  * cuda_fp16.h. */
@@ -4157,6 +4376,31 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   if (blk < 2) { *seg = 0; *first = 0; return; }
   *seg = 1;
   *first = 2;
+}
+
+/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
+ * for the one before it (rb_grid_enter): the weights are not that kernel's output,
+ * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
+ * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
+ * below read the bits again, whatever it brought. */
+__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
+  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
+  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
+  int seg0, first;
+  block_segment(blockIdx.x, &seg0, &first);
+  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
+  for (int c = ks; c < C256; c += KS)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p)
+#pragma unroll
+      for (int sb = 0; sb < NSB; ++sb)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
+          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
+                              + lane * 4;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
+        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -4338,6 +4582,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n64_32_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
+  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;

@@ -58,6 +58,12 @@ static int linear_check(const CgOp *s, RbBuf *err) {
 static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   const CgOp *s = &k->op;
   if (linear_check(s, err)) return RB_EUSER;
+  if (s->kind == CG_LINEAR && k->sched.strategy != CG_STRAT_XOR) {
+    /* mma and dequant are the CUDA target's designs; a schedule proposing them is refused, so the default stays */
+    rb_buf_printf(err, "host linear: strategy %s is not the host's (it runs xor: sign-XOR on SIMD lanes)",
+                  cg_strategy_name(k->sched.strategy));
+    return RB_EUSER;
+  }
   memset(pl, 0, sizeof *pl);
   pl->G = s->epilogue == CG_EPI_SWIGLU ? 2 : 1;
   int rb = k->sched.tile[0] ? k->sched.tile[0] : RB_DEFAULT / pl->G;

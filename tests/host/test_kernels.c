@@ -335,12 +335,16 @@ static void test_refused(void) {
   CHECK(cg_target_host.emit(&k, &src, entry, &err) == RB_EUSER && err.data &&
             strstr(err.data, "does not lower kernel kind adamw"), "emit: %s", err.data ? err.data : "");
   CHECK(cg_target_host.geometry(&k, &g, &err) == RB_EUSER, "geometry");
-  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.tile = {0, 2}}};
+  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.strategy = CG_STRAT_XOR, .tile = {0, 2}}};
   rb_buf_free(&err);
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 2: %s",
         err.data ? err.data : "");
   rb_buf_free(&err);
-  bad.sched.tile[1] = 0, bad.sched.tile[2] = 16;
+  bad.sched.tile[1] = 0, bad.sched.tile[2] = 0, bad.sched.strategy = CG_STRAT_DEQUANT;
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "strategy dequant"),
+        "dequant: %s", err.data ? err.data : "");
+  rb_buf_free(&err);
+  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[2] = 16;
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "65536"), "16 lanes, table: %s",
         err.data ? err.data : "");
   rb_buf_free(&src);

@@ -364,6 +364,20 @@ typedef struct CgTarget {
 
 extern const CgTarget cg_target_cuda;
 
+/* The host CPU through LLVM 16 (codegen/host/): each kernel's source is a
+ * textual LLVM IR module (.ll) built with LLVM's C API, compiled by the
+ * "llvm" compiler (runtime/jit/llvm.c) at O3 for this CPU. An entry is a
+ * CgHostEntry: argv is the same CgArgv a CUDA launch takes (cg_*_argv, host
+ * addresses in the CgDevPtr fields), and it computes the work items
+ * [begin, end) of its geometry (the grid's product: grid[0] * grid[1] *
+ * grid[2] of cg_geometry_launch; block is 1, 1, 1), so a thread pool splits
+ * them. Where the build has no LLVM the target exists but refuses every
+ * kernel, and cg_host_available says why. */
+extern const CgTarget cg_target_host;
+typedef void (*CgHostEntry)(void *const *argv, int64_t begin, int64_t end);
+/* RB_OK when this build has the host target, else RB_EUSER with the reason in err. */
+int cg_host_available(RbBuf *err);
+
 /* ==== kinds.c: names and descriptions ==== */
 
 const char *cg_kind_name(CgKind k);

@@ -108,6 +108,20 @@ int rb_mkdir_p(const char *path, unsigned mode);
 /* Milliseconds on the monotonic clock: the one time helper, for durations. */
 double rb_now_ms(void);
 
+/* A small thread pool (pool.c): the host target's kernels spread their work
+ * items over it. rb_pool_run calls fn(ctx, begin, end) on disjoint ranges
+ * covering [0, n), at most grain items each, on the pool's threads and the
+ * caller's, and returns when all are done. One run at a time per pool. */
+typedef struct RbPool RbPool;
+typedef void (*RbPoolFn)(void *ctx, int64_t begin, int64_t end);
+/* threads: the workers besides the caller's thread; < 0: the online CPUs less one.
+ * RB_OK, or RB_EINTERNAL (out of memory; no thread could start is not an
+ * error: the caller's thread then does all the work). */
+int rb_pool_open(RbPool **out, int threads);
+void rb_pool_run(RbPool *p, int64_t n, int64_t grain, RbPoolFn fn, void *ctx); /* p NULL: the caller alone */
+int rb_pool_threads(const RbPool *p); /* threads that run work, the caller's included */
+void rb_pool_close(RbPool *p);
+
 /* SHA-256 of n bytes (FIPS 180-4): the name data shards give their source text. */
 void rb_sha256(const void *data, size_t n, unsigned char out[32]);
 

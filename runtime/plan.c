@@ -30,8 +30,8 @@
 #include "ir/ir.h"
 #include "runtime/runtime.h"
 
-/* The targets a plan can name (one today; the host target joins it). */
-static const CgTarget *const targets[] = {&cg_target_cuda};
+/* The targets a plan can name. */
+static const CgTarget *const targets[] = {&cg_target_cuda, &cg_target_host};
 
 const CgTarget *rt_plan_target(const RtPlan *p) {
   for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)

@@ -1,9 +1,10 @@
 #!/bin/sh
 # deps.sh: install the Debian packages the build needs, where missing.
-# Sourced by quickstart.sh and test.sh; safe to run again.
+# Sourced by quickstart.sh and test.sh; safe to run again. llvm-16-dev is the
+# host target's (the build leaves it out where LLVM 16 is missing).
 set -e
 need=""
-for pkg in gcc make cmake pkg-config libxxhash-dev libcjson-dev libpcre2-dev; do
+for pkg in gcc make cmake pkg-config libxxhash-dev libcjson-dev libpcre2-dev llvm-16-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

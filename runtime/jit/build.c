@@ -58,7 +58,12 @@ static void options_string(const RtCompiler *cc, char *out, size_t n) {
   for (int i = 0; i < nextra && used < n; i++) used += (size_t)snprintf(out + used, n - used, " %s", extra[i]);
 }
 
-static const RtCompiler *const compilers[] = {&rt_compiler_nvrtc};
+static const RtCompiler *const compilers[] = {
+    &rt_compiler_nvrtc,
+#ifdef RABIT_HAVE_LLVM
+    &rt_compiler_llvm,
+#endif
+};
 
 const RtCompiler *rt_compiler_find(const char *name) {
   for (size_t i = 0; i < sizeof compilers / sizeof compilers[0]; i++)

@@ -126,6 +126,29 @@ typedef struct RtCompiler {
 
 extern const RtCompiler rt_compiler_nvrtc;
 
+/* ==== llvm.c: the host target's compiler and JIT (builds with LLVM 16 only) ==== */
+
+/* "llvm 16.0.6 triple T cpu C features F", computed once: the compiler
+ * identity in every host kernel's key. */
+const char *rt_llvm_id(void);
+extern const RtCompiler rt_compiler_llvm; /* "llvm": .ll text -> O3 for this CPU -> ELF object */
+
+/* In-process loading of host objects: one ORC LLJIT. */
+typedef struct RtHostJit RtHostJit;
+int rt_host_jit_open(RtHostJit **out, RbBuf *err); /* RB_OK, RB_EUSER (no native target), RB_EINTERNAL */
+void rt_host_jit_close(RtHostJit *j);              /* the entries it gave are gone with it */
+struct RtBuilt;
+/* Load built kernel b's object and resolve its entry into *fn; an entry this
+ * JIT already holds (the same kernel again: another layer of one shape) is
+ * returned without loading anything. A cached
+ * object that LLVM refuses is reported once per JIT in warn, rebuilt from
+ * b->source, stored over the bad entry (when cache is not NULL) and loaded;
+ * never run. Returns RB_OK, or RB_EUSER/RB_EINTERNAL with the reason in warn. */
+int rt_host_jit_load(RtHostJit *j, struct RtBuilt *b, RtCache *cache, CgHostEntry *fn, RbBuf *warn);
+/* Run fn over the work items of geometry g at extent n, spread over pool
+ * (NULL: this thread alone); argv from the family's cg_*_argv. */
+void rt_host_launch(RbPool *pool, CgHostEntry fn, const CgGeometry *g, int n, const CgArgv *argv);
+
 /* ==== build.c: a model's kernels compiled in parallel through the cache ==== */
 
 /* The compiler named name ("nvrtc"), or NULL when this build has none. */
@@ -138,7 +161,7 @@ typedef struct {
   int jobs;               /* worker threads; 0 = the online CPUs */
 } RtBuildOptions;
 
-typedef struct {
+typedef struct RtBuilt {
   char entry[CG_ENTRY_MAX];
   RtKey key;
   int hit;     /* the binary came from the cache */

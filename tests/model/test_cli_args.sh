@@ -93,7 +93,7 @@ bad "rabitc: --paths needs an integer 1..4, got 'two'" "$rabitc" --paths two "$i
 bad "rabitc: --max-ctx needs an integer 1..1048576, got '0'" "$rabitc" --max-ctx=0 "$ir"
 bad "rabitc: -j needs an integer 1..64, got '65'" "$rabitc" -j 65 "$ir"
 bad "rabitc: -j needs a value" "$rabitc" "$ir" -j
-bad "rabitc: --emit needs plan or cuda, got 'ptx'" "$rabitc" --emit=ptx -o x "$ir"
+bad "rabitc: --emit needs plan, cuda or llvm, got 'ptx'" "$rabitc" --emit=ptx -o x "$ir"
 bad "rabitc: --dump-ir needs after-parse, after-verify, after-fusion or after-grad, got 'after-lunch'" "$rabitc" --dump-ir after-lunch "$ir"
 bad "rabitc: --arch needs a target such as sm_90, got 'sm_'" "$rabitc" --arch=sm_ "$ir"
 bad "rabitc: -o needs a non-empty value, got ''" "$rabitc" -o '' "$ir"

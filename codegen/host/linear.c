@@ -1,0 +1,359 @@
+/* linear.c: the host target's residual binary linear and its repack.
+ *
+ * Layout (what the repack writes, cg_host_layout_bytes its size): words
+ * (Ntot, paths, W), W = cg_packed_words(K): an output row's k paths side by
+ * side, so one work item streams one contiguous run of bits. Inside a row
+ * the canonical words are kept: on a little-endian host byte c of a row
+ * holds the signs of columns 8c .. 8c + 7, bit j for column 8c + j.
+ *
+ * The product is sign-XOR on 8 fp32 lanes: u = h_p .* x for 8 columns, then
+ * per weight row one byte of signs becomes an <8 x i32> sign mask (bit j of
+ * the byte -> the sign bit of lane j), XORed into u and added: +u or -u with
+ * no multiply and no branch. The schedule's tile[1] says how the byte becomes
+ * the mask: 0 (default) one load from a 256-entry table (4 instructions per
+ * 8 weights on AVX2), 1 the byte bitcast to <8 x i1> lane predicates (on
+ * AVX-512 a mask-register load and a blend: 3), the choice an autotuner makes
+ * per CPU. tile[2] is the fp32 lanes, 8 (default) or 16 (an AVX-512
+ * register, two bytes of signs a chunk; predicates only). tile[0] is the
+ * output rows per item (default 4, 2 for swiglu). A work item is a block of
+ * RB output rows of one segment (never straddling two, since each segment has
+ * its own h and hence its own u), for every batch row; u is computed once per
+ * 8 columns and shared by the block's rows. */
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen/host/host.h"
+
+#define RB_DEFAULT 4 /* output rows per work item (tile[0] overrides, 1..8) */
+
+/* The segments' first rows in Ntot, and the work items before each segment. */
+typedef struct {
+  int G;             /* weight-row groups per output row: 2 for swiglu (gate, up), else 1 */
+  int RB;            /* output rows per item */
+  int predicate;     /* the sign decode: 0 the table of masks, 1 the byte as lane predicates */
+  int L;             /* lanes: 8, or 16 (two bytes of signs a chunk; predicates only) */
+  int nout;          /* output width: Ntot, or N[0] for swiglu */
+  int ntot;
+  int row0[CG_MAX_SEG], blk0[CG_MAX_SEG + 1];
+  long long W;       /* words per row of one path */
+} Plan;
+
+static int linear_check(const CgOp *s, RbBuf *err) {
+  if (s->K <= 0 || s->paths < 1 || s->paths > CG_MAX_PATHS || s->nseg < 1 || s->nseg > CG_MAX_SEG) {
+    rb_buf_printf(err, "host linear: bad op (K %d, paths %d, segments %d)", s->K, s->paths, s->nseg);
+    return RB_EUSER;
+  }
+  for (int i = 0; i < s->nseg; i++)
+    if (s->N[i] <= 0) {
+      rb_buf_printf(err, "host linear: segment %d has N = %d", i, s->N[i]);
+      return RB_EUSER;
+    }
+  if (s->epilogue == CG_EPI_SWIGLU && (s->nseg != 2 || s->N[0] != s->N[1])) {
+    rb_buf_printf(err, "host linear: swiglu needs two segments of one width (got %d)", s->nseg);
+    return RB_EUSER;
+  }
+  return RB_OK;
+}
+
+static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
+  const CgOp *s = &k->op;
+  if (linear_check(s, err)) return RB_EUSER;
+  if (s->kind == CG_LINEAR && k->sched.strategy != CG_STRAT_XOR) {
+    /* mma and dequant are the CUDA target's designs; a schedule proposing them is refused, so the default stays */
+    rb_buf_printf(err, "host linear: strategy %s is not the host's (it runs xor: sign-XOR on SIMD lanes)",
+                  cg_strategy_name(k->sched.strategy));
+    return RB_EUSER;
+  }
+  memset(pl, 0, sizeof *pl);
+  pl->G = s->epilogue == CG_EPI_SWIGLU ? 2 : 1;
+  int rb = k->sched.tile[0] ? k->sched.tile[0] : RB_DEFAULT / pl->G;
+  if (rb < 1 || rb > 8) {
+    rb_buf_printf(err, "host linear: tile[0] (rows per item) must be 1..8, got %d", rb);
+    return RB_EUSER;
+  }
+  pl->RB = rb;
+  if (k->sched.tile[1] < 0 || k->sched.tile[1] > 1) {
+    rb_buf_printf(err, "host linear: tile[1] (the sign decode) must be 0 (table) or 1 (predicates), got %d",
+                  k->sched.tile[1]);
+    return RB_EUSER;
+  }
+  pl->predicate = k->sched.tile[1];
+  pl->L = k->sched.tile[2] ? k->sched.tile[2] : CG_HOST_LANES;
+  if (pl->L != 8 && pl->L != 16) {
+    rb_buf_printf(err, "host linear: tile[2] (fp32 lanes) must be 8 or 16, got %d", pl->L);
+    return RB_EUSER;
+  }
+  if (pl->L == 16 && !pl->predicate) {
+    rb_buf_printf(err, "host linear: 16 lanes decode their signs as predicates (tile[1] = 1): a table would "
+                  "hold 65536 masks");
+    return RB_EUSER;
+  }
+  for (int i = 0; i < s->nseg; i++) {
+    pl->row0[i] = pl->ntot;
+    pl->ntot += s->N[i];
+  }
+  pl->nout = pl->G == 2 ? s->N[0] : pl->ntot;
+  int nseg = pl->G == 2 ? 1 : s->nseg; /* swiglu: items cover N[0] and read both segments */
+  for (int i = 0; i < nseg; i++) pl->blk0[i + 1] = pl->blk0[i] + (s->N[i] + rb - 1) / rb;
+  for (int i = nseg + 1; i <= CG_MAX_SEG; i++) pl->blk0[i] = pl->blk0[nseg];
+  pl->W = cg_packed_words(s->K);
+  return RB_OK;
+}
+
+static int plan_items(const Plan *pl, const CgOp *s) { return pl->blk0[pl->G == 2 ? 1 : s->nseg]; }
+
+/* The table of sign masks: entry b, lane j = (bit j of b) << 31. Private to
+ * each object, so objects never clash in one JIT. */
+static LLVMValueRef sign_table(CgHostFn *h) {
+  LLVMValueRef rows[256];
+  for (int b = 0; b < 256; b++) {
+    LLVMValueRef lane[CG_HOST_LANES];
+    for (int j = 0; j < CG_HOST_LANES; j++)
+      lane[j] = LLVMConstInt(h->i32, (b >> j & 1) ? 0x80000000u : 0u, 0);
+    rows[b] = LLVMConstVector(lane, CG_HOST_LANES);
+  }
+  LLVMTypeRef at = LLVMArrayType(h->vi, 256);
+  LLVMValueRef g = LLVMAddGlobal(h->mod, at, "sign_masks");
+  LLVMSetInitializer(g, LLVMConstArray(h->vi, rows, 256));
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+  LLVMSetAlignment(g, 32);
+  return g;
+}
+
+/* A constant table lookup tab[i] for small tables, as a chain of selects on i (i64). */
+static LLVMValueRef pick(CgHostFn *h, LLVMValueRef i, const int *tab, int n) {
+  LLVMValueRef v = cg_host_i64(h, tab[0]);
+  for (int s = 1; s < n; s++)
+    v = LLVMBuildSelect(h->b, LLVMBuildICmp(h->b, LLVMIntEQ, i, cg_host_i64(h, s), ""), cg_host_i64(h, tab[s]), v, "");
+  return v;
+}
+
+#define MAXR 8 /* weight rows an item accumulates: G * RB */
+
+/* acc[r] += (u ^ mask(byte c of weight row r, path p)) for the item's rows. */
+static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueRef bits, LLVMValueRef *u,
+                       LLVMValueRef *rows, LLVMValueRef p, LLVMValueRef c, LLVMValueRef *acc, int paths) {
+  LLVMValueRef rowbytes = cg_host_i64(h, pl->W * 4);
+  for (int gi = 0; gi < pl->G; gi++) {
+    LLVMValueRef ui = LLVMBuildBitCast(h->b, u[gi], h->vi, "u.bits");
+    for (int r = 0; r < pl->RB; r++) {
+      int w = gi * pl->RB + r;
+      /* byte (row * paths + p) * W * 4 + c of the layout */
+      LLVMValueRef rp = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rows[w], cg_host_i64(h, paths), ""), p, "");
+      /* chunk c's L / 8 bytes: columns L c .. L c + L - 1, bit j for column L c + j (little-endian) */
+      LLVMValueRef cb = pl->L == 8 ? c : LLVMBuildMul(h->b, c, cg_host_i64(h, pl->L / 8), "");
+      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rp, rowbytes, ""), cb, "");
+      LLVMTypeRef st = pl->L == 16 ? h->i16 : h->i8;
+      LLVMValueRef byte = LLVMBuildLoad2(h->b, st, cg_host_gep(h, h->i8, bits, off), "signs");
+      LLVMSetAlignment(byte, 1);
+      LLVMValueRef mask;
+      if (pl->predicate) {
+        /* the byte as 8 lane predicates: AVX-512 loads it into a mask register
+         * and blends u with -u; AVX2 broadcasts, ands and compares */
+        LLVMValueRef m1 = LLVMBuildBitCast(h->b, byte, LLVMVectorType(h->i1, (unsigned)pl->L), "");
+        LLVMValueRef sgn = LLVMConstInt(h->i32, 0x80000000u, 0);
+        LLVMValueRef lanes[CG_HOST_MAX_LANES];
+        for (int j = 0; j < pl->L; j++) lanes[j] = sgn;
+        mask = LLVMBuildSelect(h->b, m1, LLVMConstVector(lanes, (unsigned)pl->L), LLVMConstNull(h->vi), "mask");
+      } else { /* one load from the table: AVX2's cheapest */
+        LLVMValueRef idx[2] = {cg_host_i64(h, 0), LLVMBuildZExt(h->b, byte, h->i64, "")};
+        LLVMValueRef mp = LLVMBuildInBoundsGEP2(h->b, LLVMArrayType(h->vi, 256), lut, idx, 2, "");
+        mask = LLVMBuildLoad2(h->b, h->vi, mp, "mask");
+        LLVMSetAlignment(mask, 32);
+      }
+      LLVMValueRef su = LLVMBuildBitCast(h->b, LLVMBuildXor(h->b, ui, mask, ""), h->vf, "su");
+      cg_host_set(h, acc[w], LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, acc[w], ""), su, ""));
+    }
+  }
+}
+
+/* Emit the linear. Parameters (CgLinearArgs): y, x, bits, g, h, res, batch. */
+int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
+  const CgOp *s = &k->op;
+  Plan pl;
+  if (plan_make(k, &pl, err)) return RB_EUSER;
+  char readable[96];
+  int n = snprintf(readable, sizeof readable, "linear_n");
+  for (int i = 0; i < s->nseg; i++) n += snprintf(readable + n, sizeof readable - (size_t)n, "%s%d", i ? "_" : "", s->N[i]);
+  snprintf(readable + n, sizeof readable - (size_t)n, "_k%d_p%d%s%s", s->K, s->paths,
+           s->epilogue ? "_" : "", s->epilogue ? cg_epilogue_name(s->epilogue) : "");
+  cg_host_entry(k, readable, entry);
+
+  CgHostFn h;
+  cg_host_begin(&h, entry);
+  LLVMValueRef lut = pl.predicate ? NULL : sign_table(&h);
+  LLVMValueRef y = cg_host_arg_ptr(&h, 0, "y"), x = cg_host_arg_ptr(&h, 1, "x");
+  LLVMValueRef bits = cg_host_arg_ptr(&h, 2, "bits"), g = cg_host_arg_ptr(&h, 3, "g");
+  LLVMValueRef hs = cg_host_arg_ptr(&h, 4, "h"), res = cg_host_arg_ptr(&h, 5, "res");
+  LLVMValueRef batch = cg_host_arg_int(&h, 6, "batch");
+  cg_host_set_lanes(&h, pl.L);
+  const int K = s->K, KC = K / pl.L, tail = K % pl.L, P = s->paths;
+  int nseg = pl.G == 2 ? 1 : s->nseg;
+  LLVMValueRef acc[MAXR], yacc[MAXR];
+  for (int w = 0; w < pl.G * pl.RB; w++) {
+    acc[w] = cg_host_var(&h, h.vf, NULL, "acc");
+    yacc[w] = cg_host_var(&h, h.vf, NULL, "yacc");
+  }
+
+  CgHostLoop li, lb, lp, lc;
+  LLVMValueRef it = cg_host_loop_begin(&h, &li, h.begin, h.end, "item");
+  /* the item's segment and first output row */
+  int blk0[CG_MAX_SEG], segn[CG_MAX_SEG], segrow0[CG_MAX_SEG];
+  LLVMValueRef seg = cg_host_i64(&h, 0);
+  for (int i = 0; i < nseg; i++) blk0[i] = pl.blk0[i], segn[i] = s->N[i], segrow0[i] = pl.row0[i];
+  for (int i = 1; i < nseg; i++)
+    seg = LLVMBuildSelect(h.b, LLVMBuildICmp(h.b, LLVMIntSGE, it, cg_host_i64(&h, blk0[i]), ""), cg_host_i64(&h, i), seg, "");
+  LLVMValueRef n0 = LLVMBuildMul(h.b, LLVMBuildSub(h.b, it, pick(&h, seg, blk0, nseg), ""), cg_host_i64(&h, pl.RB), "n0");
+  LLVMValueRef nseg_rows = pick(&h, seg, segn, nseg);
+  /* weight rows (in Ntot) of the item, clamped to the segment's last row: a
+   * partial block recomputes that row and skips the store */
+  LLVMValueRef rows[MAXR], hbase[2];
+  for (int gi = 0; gi < pl.G; gi++) {
+    LLVMValueRef r0 = pl.G == 2 ? cg_host_i64(&h, pl.row0[gi]) : pick(&h, seg, segrow0, nseg);
+    LLVMValueRef sg = pl.G == 2 ? cg_host_i64(&h, gi) : seg;
+    hbase[gi] = LLVMBuildMul(h.b, sg, cg_host_i64(&h, (long long)P * K), "h.seg"); /* h (nseg, paths, K) */
+    for (int r = 0; r < pl.RB; r++) {
+      LLVMValueRef nr = cg_host_min64(&h, LLVMBuildAdd(h.b, n0, cg_host_i64(&h, r), ""),
+                                      LLVMBuildSub(h.b, nseg_rows, cg_host_i64(&h, 1), ""));
+      rows[gi * pl.RB + r] = LLVMBuildAdd(h.b, r0, nr, "row");
+    }
+  }
+
+  LLVMValueRef b = cg_host_loop_begin(&h, &lb, cg_host_i64(&h, 0), batch, "b");
+  for (int w = 0; w < pl.G * pl.RB; w++) cg_host_set(&h, yacc[w], LLVMConstNull(h.vf));
+  LLVMValueRef xrow = LLVMBuildMul(h.b, b, cg_host_i64(&h, K), "x.row");
+  LLVMValueRef p = cg_host_loop_begin(&h, &lp, cg_host_i64(&h, 0), cg_host_i64(&h, P), "p");
+  for (int w = 0; w < pl.G * pl.RB; w++) cg_host_set(&h, acc[w], LLVMConstNull(h.vf));
+  LLVMValueRef hp[2];
+  for (int gi = 0; gi < pl.G; gi++)
+    hp[gi] = LLVMBuildAdd(h.b, hbase[gi], LLVMBuildMul(h.b, p, cg_host_i64(&h, K), ""), "h.path");
+  /* full chunks of 8 columns, then the tail (its lanes past K are 0, and so are its pad bits) */
+  for (int part = 0; part < 2; part++) {
+    if (part == 1 && !tail) break;
+    LLVMValueRef c = part == 0 ? cg_host_loop_begin(&h, &lc, cg_host_i64(&h, 0), cg_host_i64(&h, KC), "c")
+                               : cg_host_i64(&h, KC);
+    int count = part == 0 ? pl.L : tail;
+    LLVMValueRef col = LLVMBuildMul(h.b, c, cg_host_i64(&h, pl.L), "col");
+    LLVMValueRef xv = cg_host_load_h8(&h, x, LLVMBuildAdd(h.b, xrow, col, ""), count);
+    LLVMValueRef u[2];
+    for (int gi = 0; gi < pl.G; gi++)
+      u[gi] = LLVMBuildFMul(h.b, xv, cg_host_load_h8(&h, hs, LLVMBuildAdd(h.b, hp[gi], col, ""), count), "u");
+    accumulate(&h, &pl, lut, bits, u, rows, p, c, acc, P);
+    if (part == 0) cg_host_loop_end(&h, &lc);
+  }
+  /* yacc += g_p[row] * acc, lane-wise; the lanes are summed once after the paths */
+  for (int w = 0; w < pl.G * pl.RB; w++) {
+    LLVMValueRef gv = cg_host_load_h(&h, g, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, p, cg_host_i64(&h, pl.ntot), ""), rows[w], ""));
+    LLVMValueRef t = LLVMBuildFMul(h.b, cg_host_splat(&h, gv), cg_host_get(&h, h.vf, acc[w], ""), "");
+    cg_host_set(&h, yacc[w], LLVMBuildFAdd(h.b, cg_host_get(&h, h.vf, yacc[w], ""), t, ""));
+  }
+  cg_host_loop_end(&h, &lp);
+  /* the stores of the block's valid rows */
+  for (int r = 0; r < pl.RB; r++) {
+    LLVMValueRef nr = LLVMBuildAdd(h.b, n0, cg_host_i64(&h, r), "n");
+    CgHostIf f;
+    cg_host_if_begin(&h, &f, LLVMBuildICmp(h.b, LLVMIntSLT, nr, nseg_rows, ""), "store");
+    LLVMValueRef v0 = cg_host_hsum(&h, cg_host_get(&h, h.vf, yacc[r], ""));
+    if (s->epilogue == CG_EPI_SWIGLU) {
+      LLVMValueRef v1 = cg_host_hsum(&h, cg_host_get(&h, h.vf, yacc[pl.RB + r], ""));
+      LLVMValueRef o = LLVMBuildAdd(h.b, LLVMBuildMul(h.b, b, cg_host_i64(&h, pl.nout), ""), nr, "");
+      cg_host_store_h(&h, LLVMBuildFMul(h.b, cg_host_silu(&h, v0), v1, ""), y, o);
+    } else {
+      LLVMValueRef o = LLVMBuildAdd(h.b, LLVMBuildMul(h.b, b, cg_host_i64(&h, pl.ntot), ""), rows[r], "");
+      if (s->epilogue == CG_EPI_ADD) v0 = LLVMBuildFAdd(h.b, v0, cg_host_load_h(&h, res, o), "");
+      cg_host_store_h(&h, v0, y, o);
+    }
+    cg_host_if_end(&h, &f);
+  }
+  cg_host_loop_end(&h, &lb);
+  cg_host_loop_end(&h, &li);
+  char what[512];
+  snprintf(what, sizeof what,
+           "y = sum_p g_p .* (B_p (h_p .* x))%s, x and y fp16, fp32 sums.\n"
+           "work item: %d output rows of one segment, every batch row; %d items.\n"
+           "bits: the host layout (Ntot, paths, ceil(K/32)) words; signs by sign-XOR on %d fp32 lanes,\n"
+           "each byte of signs decoded %s.",
+           s->epilogue == CG_EPI_ADD ? " + res" : s->epilogue == CG_EPI_SWIGLU ? ", then silu(gate) * up" : "",
+           pl.RB, plan_items(&pl, s), pl.L, pl.predicate ? "as lane predicates (tile[1] = 1)" : "by a table of 256 sign masks (tile[1] = 0)");
+  return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
+}
+
+/* Emit the repack of one segment: canonical (paths, N[seg], W) -> the host
+ * layout's rows row0[seg] .. of (Ntot, paths, W). Parameters (CgRepackArgs): dst, src, seg. */
+int cg_host_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
+  const CgOp *s = &k->op;
+  Plan pl;
+  if (plan_make(k, &pl, err)) return RB_EUSER;
+  int nmax = 0;
+  for (int i = 0; i < s->nseg; i++) nmax = s->N[i] > nmax ? s->N[i] : nmax;
+  char readable[96];
+  int n = snprintf(readable, sizeof readable, "repack_n");
+  for (int i = 0; i < s->nseg; i++) n += snprintf(readable + n, sizeof readable - (size_t)n, "%s%d", i ? "_" : "", s->N[i]);
+  snprintf(readable + n, sizeof readable - (size_t)n, "_k%d_p%d", s->K, s->paths);
+  cg_host_entry(k, readable, entry);
+
+  CgHostFn h;
+  cg_host_begin(&h, entry);
+  LLVMValueRef dst = cg_host_arg_ptr(&h, 0, "dst"), sp = cg_host_arg_ptr(&h, 1, "src");
+  LLVMValueRef seg = cg_host_arg_int(&h, 2, "seg");
+  LLVMValueRef nrows = pick(&h, seg, s->N, s->nseg), row0 = pick(&h, seg, pl.row0, s->nseg);
+  LLVMValueRef W = cg_host_i64(&h, pl.W), P = cg_host_i64(&h, s->paths);
+  CgHostLoop li, lw;
+  LLVMValueRef it = cg_host_loop_begin(&h, &li, h.begin, h.end, "item");
+  LLVMValueRef p = LLVMBuildSDiv(h.b, it, cg_host_i64(&h, nmax), "p");
+  LLVMValueRef r = LLVMBuildSRem(h.b, it, cg_host_i64(&h, nmax), "n");
+  CgHostIf f;
+  cg_host_if_begin(&h, &f, LLVMBuildICmp(h.b, LLVMIntSLT, r, nrows, ""), "row");
+  LLVMValueRef from = LLVMBuildMul(h.b, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, p, nrows, ""), r, ""), W, "from");
+  LLVMValueRef to = LLVMBuildMul(h.b, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, LLVMBuildAdd(h.b, row0, r, ""), P, ""), p, ""), W, "to");
+  LLVMValueRef w = cg_host_loop_begin(&h, &lw, cg_host_i64(&h, 0), W, "w");
+  LLVMValueRef v = LLVMBuildLoad2(h.b, h.i32, cg_host_gep(&h, h.i32, sp, LLVMBuildAdd(h.b, from, w, "")), "");
+  LLVMBuildStore(h.b, v, cg_host_gep(&h, h.i32, dst, LLVMBuildAdd(h.b, to, w, "")));
+  cg_host_loop_end(&h, &lw);
+  cg_host_if_end(&h, &f);
+  cg_host_loop_end(&h, &li);
+  char what[256];
+  snprintf(what, sizeof what,
+           "repack of segment seg: canonical (paths, N[seg], ceil(K/32)) words -> the host layout\n"
+           "(Ntot, paths, ceil(K/32)); work item p * %d + n copies row n of path p.", nmax);
+  return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
+}
+
+int cg_host_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
+  Plan pl;
+  if (plan_make(k, &pl, err)) return RB_EUSER;
+  memset(g, 0, sizeof *g);
+  int items = plan_items(&pl, &k->op);
+  if (k->op.kind == CG_REPACK) {
+    int nmax = 0;
+    for (int i = 0; i < k->op.nseg; i++) nmax = k->op.N[i] > nmax ? k->op.N[i] : nmax;
+    items = nmax * k->op.paths;
+  }
+  g->grid[0] = (unsigned)items, g->grid[1] = g->grid[2] = 1;
+  g->block[0] = g->block[1] = g->block[2] = 1;
+  g->grow_axis = -1; /* every item loops over the batch itself */
+  g->n_per_block = 1;
+  return RB_OK;
+}
+
+uint64_t cg_host_layout_bytes(const CgOp *op) {
+  RbBuf why = {0};
+  int bad = linear_check(op, &why);
+  rb_buf_free(&why);
+  if (bad) return 0;
+  uint64_t ntot = 0;
+  for (int i = 0; i < op->nseg; i++) ntot += (uint64_t)op->N[i];
+  return ntot * (uint64_t)op->paths * (uint64_t)cg_packed_words(op->K) * 4;
+}
+
+/* One bucket: the kernel loops over any batch itself, and the last bucket
+ * serves every larger batch. */
+int cg_host_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
+  (void)op;
+  memset(&out[0], 0, sizeof out[0]);
+  out[0].strategy = CG_STRAT_XOR;
+  out[0].batch_max = 16;
+  return 1;
+}

@@ -1,0 +1,99 @@
+/* pool.c: the small thread pool of base.h. Workers sleep on a condition
+ * variable between runs; a run hands out chunks of items through one atomic
+ * counter, so threads that finish early take more, and the caller works too. */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "ir/base.h"
+
+#define POOL_MAX 64
+
+struct RbPool {
+  pthread_mutex_t mu;
+  pthread_cond_t work, done;
+  pthread_t th[POOL_MAX];
+  int nthreads;
+  unsigned long gen; /* bumped by each run; a worker runs once per new value */
+  int busy;          /* workers still inside the current run */
+  int stop;
+  /* the current run */
+  RbPoolFn fn;
+  void *ctx;
+  int64_t n, grain, next; /* next: the first item not yet taken (atomic) */
+};
+
+/* Take chunks of the current run until none is left. */
+static void drain(RbPool *p) {
+  for (;;) {
+    int64_t b = __atomic_fetch_add(&p->next, p->grain, __ATOMIC_RELAXED);
+    if (b >= p->n) return;
+    int64_t e = b + p->grain < p->n ? b + p->grain : p->n;
+    p->fn(p->ctx, b, e);
+  }
+}
+
+static void *worker(void *arg) {
+  RbPool *p = arg;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->stop && p->gen == seen) pthread_cond_wait(&p->work, &p->mu);
+    if (p->stop) break;
+    seen = p->gen;
+    pthread_mutex_unlock(&p->mu);
+    drain(p);
+    pthread_mutex_lock(&p->mu);
+    if (--p->busy == 0) pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+int rb_pool_open(RbPool **out, int threads) {
+  RbPool *p = rb_calloc(1, sizeof *p);
+  *out = NULL;
+  if (!p) return RB_EINTERNAL;
+  if (threads < 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN) - 1;
+  if (threads > POOL_MAX) threads = POOL_MAX;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->done, NULL);
+  for (; p->nthreads < threads; p->nthreads++)
+    if (pthread_create(&p->th[p->nthreads], NULL, worker, p) != 0) break;
+  *out = p;
+  return RB_OK;
+}
+
+void rb_pool_run(RbPool *p, int64_t n, int64_t grain, RbPoolFn fn, void *ctx) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  if (!p || p->nthreads == 0 || n <= grain) {
+    for (int64_t b = 0; b < n; b += grain) fn(ctx, b, b + grain < n ? b + grain : n);
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->fn = fn, p->ctx = ctx, p->n = n, p->grain = grain, p->next = 0;
+  p->busy = p->nthreads;
+  p->gen++;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
+  drain(p);
+  pthread_mutex_lock(&p->mu);
+  while (p->busy) pthread_cond_wait(&p->done, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+int rb_pool_threads(const RbPool *p) { return p ? p->nthreads + 1 : 1; }
+
+void rb_pool_close(RbPool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->nthreads; i++) pthread_join(p->th[i], NULL);
+  pthread_cond_destroy(&p->work);
+  pthread_cond_destroy(&p->done);
+  pthread_mutex_destroy(&p->mu);
+  rb_free(p);
+}

@@ -85,8 +85,11 @@ static int pick_device(const LoadOptions *o, Loaded *out) {
     if (o->target == LOAD_CUDA) {
       args_report(o->tool, err.data ? err.data : "no GPU");
       rc = 1;
-    } else if (cg_host_available(&host)) {
-      fprintf(stderr, "%s: neither target is available: no GPU (%s), and no host target (%s)\n", o->tool, why,
+    } else if (cg_host_available(&host)) { /* the GPU's whole message: scripts look for it */
+      char full[512];
+      snprintf(full, sizeof full, "%s", err.data ? err.data : "none found");
+      full[strcspn(full, "\n")] = 0;
+      fprintf(stderr, "%s: neither target is available: no GPU (%s), and no host target (%s)\n", o->tool, full,
               host.data ? host.data : "LLVM is missing");
       rc = 1;
     } else {

@@ -1,9 +1,12 @@
-/* exec.c: the executor. It walks a plan's steps in order over device
- * buffers: each step launches its generated kernels (or cuBLAS for dense
- * linears), activations live in buffers reused once their last reader ran,
- * and every attention step owns a KV cache. A decode step (one token) is
- * captured once as a CUDA graph and replayed; the position lives in device
- * memory, so the same graph serves every position. */
+/* exec.c: the executor, one for both devices. It walks a plan's steps in
+ * order over device buffers: each step launches its generated kernels (or
+ * cuBLAS for dense linears on a GPU, the host's dense linear on the CPU),
+ * activations live in buffers reused once their last reader ran, and every
+ * attention step owns a KV cache. Memory and launches go through the
+ * program's device ops (program.c), so a host plan runs here unchanged, in
+ * host memory. On a GPU a decode step (one token) is captured once as a CUDA
+ * graph and replayed; the position lives in device memory, so the same graph
+ * serves every position. The host has no graphs: its decode runs the steps. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,7 +94,7 @@ static float randn(RtModel *m) {
 }
 
 static int device_upload(RtModel *m, RtDevPtr *d, const void *h, size_t bytes) {
-  if (rt_mem_alloc(m->gpu, d, bytes) || rt_memcpy_htod(m->gpu, *d, h, bytes)) return RB_EINTERNAL;
+  if (rt_program_alloc(m->prog, d, bytes) || rt_program_upload(m->prog, *d, h, bytes)) return RB_EINTERNAL;
   m->weight_bytes += bytes;
   return RB_OK;
 }
@@ -262,7 +265,7 @@ static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
       const RtPlanKernel *pk = &m->p->kernels[ps->kernels.main];
       const CgOp *op = &pk->kernel.op;
       size_t bytes = (size_t)op->kv_heads * op->max_ctx * op->head_dim * 2;
-      rc = rt_mem_alloc(m->gpu, &ss->kc, bytes) || rt_mem_alloc(m->gpu, &ss->vc, bytes) ? RB_EINTERNAL : RB_OK;
+      rc = rt_program_alloc(m->prog, &ss->kc, bytes) || rt_program_alloc(m->prog, &ss->vc, bytes) ? RB_EINTERNAL : RB_OK;
       m->total_bytes += 2 * bytes;
       size_t ws = cg_attention_ws_bytes(op, &pk->geometry);
       if (ws > ws_bytes) ws_bytes = ws;
@@ -274,8 +277,8 @@ static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
     if (rc) return rc;
   }
   if (ws_bytes) { /* the kernels keep its counters zero after the first launch */
-    if (rt_mem_alloc(m->gpu, &m->attn_ws, ws_bytes) || rt_memset8(m->gpu, m->attn_ws, 0, ws_bytes) ||
-        rt_sync(m->gpu)) /* the memset is on the legacy stream, the model on its own */
+    if (rt_program_alloc(m->prog, &m->attn_ws, ws_bytes) || rt_program_fill(m->prog, m->attn_ws, 0, ws_bytes) ||
+        rt_program_sync(m->prog)) /* the memset is on the legacy stream, the model on its own */
       return RB_EINTERNAL;
     m->total_bytes += ws_bytes;
   }
@@ -290,7 +293,7 @@ static int take_buf(RtModel *m, size_t bytes) {
   for (int i = 0; i < m->nbuf; i++)
     if (!m->buf[i].refs && m->buf[i].bytes >= bytes && (best < 0 || m->buf[i].bytes < m->buf[best].bytes)) best = i;
   if (best >= 0) return best;
-  if (m->nbuf == MAX_BUFS || rt_mem_alloc(m->gpu, &m->buf[m->nbuf].p, bytes)) return -1;
+  if (m->nbuf == MAX_BUFS || rt_program_alloc(m->prog, &m->buf[m->nbuf].p, bytes)) return -1;
   m->buf[m->nbuf].bytes = bytes;
   m->total_bytes += bytes;
   return m->nbuf++;
@@ -397,8 +400,15 @@ static int run_add(RtModel *m, int i, int T) {
   return launch(m, ps->kernels.main, a.n, &v);
 }
 
+/* A dense linear: cuBLAS on a GPU, the device's own elsewhere (the host's). */
+static int dense(RtModel *m, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy, int f32, int add) {
+  if (m->blas) return rt_blas_linear(m->blas, M, N, K, x, w, y, ldy, f32, add);
+  return rt_program_dense(m->prog, M, N, K, x, w, y, ldy, f32, add);
+}
+
 /* Quantized linears run their generated kernels; dense ones run on cuBLAS
- * (a dense swiglu then multiplies gate and up with its product kernel). */
+ * or the host's dense linear (a dense swiglu then multiplies gate and up
+ * with its product kernel). */
 static int run_linear(RtModel *m, int i, int T) {
   const RtPlanStep *ps = &m->p->steps[i];
   StepState *ss = &m->st[i];
@@ -409,14 +419,14 @@ static int run_linear(RtModel *m, int i, int T) {
   int K = m->val[ps->in[0]].width, N = m->val[ps->out[0]].ld, f32 = m->val[ps->out[0]].f32;
   if (ps->op == IR_LINEAR_SWIGLU) {
     int F = ps->width[0], ld = 2 * F;
-    if (rt_blas_linear(m->blas, T, 2 * F, K, x, ss->w, m->scratch, ld, 0, 0)) return RB_EINTERNAL;
+    if (dense(m, T, 2 * F, K, x, ss->w, m->scratch, ld, 0, 0)) return RB_EINTERNAL;
     CgSwigluArgs a = {y, m->scratch, ld, T};
     CgArgv v;
     cg_swiglu_argv(&a, &v);
     return launch(m, ps->kernels.main, T, &v);
   }
-  if (add && rt_memcpy_dtod(m->gpu, y, res, (size_t)T * N * 2, m->stream)) return RB_EINTERNAL;
-  return rt_blas_linear(m->blas, T, N, K, x, ss->w, y, N, f32, add);
+  if (add && y != res && rt_program_copy(m->prog, y, res, (size_t)T * N * 2, m->stream)) return RB_EINTERNAL;
+  return dense(m, T, N, K, x, ss->w, y, N, f32, add);
 }
 
 /* The launcher of each op kind (IR_NOP and ops the fusion pass removes have none). */
@@ -442,7 +452,7 @@ static int run_steps(RtModel *m, int T) {
     m->error[0] = 0;
     int rc = run(m, i, T);
     if (rc && !m->error[0])
-      return fail(m, RB_EINTERNAL, "step %d (%s, IR line %d) failed: %s", i, name, ps->line, rt_gpu_error(m->gpu));
+      return fail(m, RB_EINTERNAL, "step %d (%s, IR line %d) failed: %s", i, name, ps->line, rt_program_error(m->prog));
     if (rc) return rc;
   }
   return RB_OK;
@@ -453,7 +463,7 @@ int rt_model_forward(RtModel *m, const int32_t *tokens, int T, int pos0) {
     return fail(m, RB_EUSER, "a forward of %d tokens at position %d exceeds the limits (%d tokens, context %d)", T,
                 pos0, m->o.max_tokens, m->max_ctx);
   /* These copies are synchronous, and the model's stream is ordered after them. */
-  if (rt_memcpy_htod(m->gpu, m->tokens, tokens, (size_t)T * 4) || rt_memcpy_htod(m->gpu, m->pos, &pos0, 4))
+  if (rt_program_upload(m->prog, m->tokens, tokens, (size_t)T * 4) || rt_program_upload(m->prog, m->pos, &pos0, 4))
     return RB_EINTERNAL;
   m->T = T;
   return run_steps(m, T);
@@ -462,8 +472,10 @@ int rt_model_forward(RtModel *m, const int32_t *tokens, int T, int pos0) {
 int rt_model_decode(RtModel *m, int32_t token, int pos) {
   if (pos < 0 || pos >= m->max_ctx)
     return fail(m, RB_EUSER, "decode position %d is beyond the context of %d", pos, m->max_ctx);
-  if (rt_memcpy_htod(m->gpu, m->tokens, &token, 4) || rt_memcpy_htod(m->gpu, m->pos, &pos, 4)) return RB_EINTERNAL;
+  if (rt_program_upload(m->prog, m->tokens, &token, 4) || rt_program_upload(m->prog, m->pos, &pos, 4))
+    return RB_EINTERNAL;
   m->T = 1;
+  if (!m->gpu) return run_steps(m, 1); /* no graphs off a GPU: the steps themselves */
   if (!m->decode) {
     if (rt_capture_begin(m->gpu, m->stream)) return RB_EINTERNAL;
     int rc = run_steps(m, 1);
@@ -478,25 +490,30 @@ int rt_model_decode(RtModel *m, int32_t token, int pos) {
 }
 
 int rt_model_decode_replay(RtModel *m, int n) {
+  if (!m->gpu) { /* the step again, on the token and position the last decode left in memory */
+    for (int i = 0; i < n; i++)
+      if (run_steps(m, 1)) return RB_EINTERNAL;
+    return RB_OK;
+  }
   if (!m->decode) return RB_EUSER;
   for (int i = 0; i < n; i++)
     if (rt_graph_launch(m->gpu, m->decode, m->stream)) return RB_EINTERNAL;
   return RB_OK;
 }
 
-int rt_model_sync(RtModel *m) { return rt_sync(m->gpu); }
+int rt_model_sync(RtModel *m) { return rt_program_sync(m->prog); }
 
 int rt_model_logits(RtModel *m, int row0, int n, float *out) {
   int r = m->p->ret;
   if (r < 0 || row0 < 0 || row0 + n > m->T) return RB_EUSER;
   const Val *v = &m->val[r];
-  if (rt_sync(m->gpu)) return RB_EINTERNAL;
+  if (rt_program_sync(m->prog)) return RB_EINTERNAL;
   size_t width = (size_t)v->width, elem = v->f32 ? 4 : 2;
   if (v->f32 && v->ld == v->width)
-    return rt_memcpy_dtoh(m->gpu, out, view(m, r) + (RtDevPtr)row0 * v->ld * 4, (size_t)n * width * 4);
+    return rt_program_download(m->prog, out, view(m, r) + (RtDevPtr)row0 * v->ld * 4, (size_t)n * width * 4);
   uint16_t *tmp = rb_malloc((size_t)n * v->ld * elem);
   if (!tmp) return RB_EINTERNAL;
-  int rc = rt_memcpy_dtoh(m->gpu, tmp, m->buf[v->buf].p + (RtDevPtr)row0 * v->ld * elem, (size_t)n * v->ld * elem);
+  int rc = rt_program_download(m->prog, tmp, m->buf[v->buf].p + (RtDevPtr)row0 * v->ld * elem, (size_t)n * v->ld * elem);
   for (int i = 0; !rc && i < n; i++)
     for (size_t j = 0; j < width; j++) {
       size_t at = (size_t)i * v->ld + v->col + j;
@@ -527,11 +544,11 @@ int rt_model_nll(RtModel *m, const int32_t *tokens, int T, double *nll_sum, floa
     if (tokens[i] < 0 || tokens[i] >= m->vocab)
       return fail(m, RB_EUSER, "token %d of the window is %d, outside the vocabulary of %d", i, tokens[i], m->vocab);
   size_t bytes = (size_t)m->max_ctx * 4;
-  if (!m->nll_ids && (rt_mem_alloc(m->gpu, &m->nll_ids, bytes) || rt_mem_alloc(m->gpu, &m->nll_rows, bytes) ||
+  if (!m->nll_ids && (rt_program_alloc(m->prog, &m->nll_ids, bytes) || rt_program_alloc(m->prog, &m->nll_rows, bytes) ||
                       !(m->nll_host = rb_malloc(bytes))))
-    return fail(m, RB_EINTERNAL, "out of memory for the nll buffers: %s", rt_gpu_error(m->gpu));
-  if (rt_memcpy_htod(m->gpu, m->nll_ids, tokens, (size_t)T * 4))
-    return fail(m, RB_EINTERNAL, "uploading the window: %s", rt_gpu_error(m->gpu));
+    return fail(m, RB_EINTERNAL, "out of memory for the nll buffers: %s", rt_program_error(m->prog));
+  if (rt_program_upload(m->prog, m->nll_ids, tokens, (size_t)T * 4))
+    return fail(m, RB_EINTERNAL, "uploading the window: %s", rt_program_error(m->prog));
   for (int at = 0; at < T - 1; at += m->o.max_tokens) {
     int n = T - at < m->o.max_tokens ? T - at : m->o.max_tokens;
     int rc = rt_model_forward(m, tokens + at, n, at);
@@ -541,11 +558,11 @@ int rt_model_nll(RtModel *m, const int32_t *tokens, int T, double *nll_sum, floa
                    at + n < T ? n : n - 1};
     CgArgv v;
     cg_nll_argv(&a, &v);
-    if (launch(m, kernel, a.T, &v)) return fail(m, RB_EINTERNAL, "the nll kernel failed: %s", rt_gpu_error(m->gpu));
+    if (launch(m, kernel, a.T, &v)) return fail(m, RB_EINTERNAL, "the nll kernel failed: %s", rt_program_error(m->prog));
   }
   float *rows = row_nll ? row_nll : m->nll_host;
-  if (rt_sync(m->gpu) || rt_memcpy_dtoh(m->gpu, rows, m->nll_rows, (size_t)(T - 1) * 4))
-    return fail(m, RB_EINTERNAL, "reading the nll rows: %s", rt_gpu_error(m->gpu));
+  if (rt_program_sync(m->prog) || rt_program_download(m->prog, rows, m->nll_rows, (size_t)(T - 1) * 4))
+    return fail(m, RB_EINTERNAL, "reading the nll rows: %s", rt_program_error(m->prog));
   double sum = 0;
   for (int i = 0; i < T - 1; i++) sum += rows[i];
   if (!isfinite(sum)) return fail(m, RB_EINTERNAL, "the window's NLL is not finite (%g)", sum);
@@ -571,7 +588,7 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
     int linear = ps->op == IR_LINEAR || ps->op == IR_LINEAR_ADD || ps->op == IR_LINEAR_SWIGLU;
     if (ps->op == IR_ATTENTION && m->p->kernels[ps->kernels.main].kernel.op.max_ctx < m->max_ctx)
       m->max_ctx = m->p->kernels[ps->kernels.main].kernel.op.max_ctx;
-    if (linear && !ps->paths) need_blas = 1;
+    if (linear && !ps->paths && m->gpu) need_blas = 1; /* the host has its own dense linear */
     if (ps->op == IR_LINEAR_SWIGLU && !ps->paths && 2 * ps->width[0] > scratch_cols) scratch_cols = 2 * ps->width[0];
     if (ps->out[0] == m->p->ret) m->vocab = ps->width[0];
   }
@@ -589,13 +606,14 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
   if (!m->val || !m->st) goto fail;
   /* The file first: a wrong tensor is reported before any device memory is taken. */
   if (!o->random && ((rc = rt_st_open(weights, &f, err)) || (rc = rt_weights_check(m->p, f, weights, err)))) goto fail;
-  if ((rc = rt_stream_create(m->gpu, &m->stream))) goto fail;
+  if (m->gpu && (rc = rt_stream_create(m->gpu, &m->stream))) goto fail; /* the host runs on the caller's thread */
   if (need_blas && (rc = rt_blas_open(m->gpu, m->stream, &m->blas, err))) goto fail;
-  if ((rc = rt_mem_alloc(m->gpu, &m->tokens, (size_t)m->o.max_tokens * 4)) || (rc = rt_mem_alloc(m->gpu, &m->pos, 4)))
+  if ((rc = rt_program_alloc(m->prog, &m->tokens, (size_t)m->o.max_tokens * 4)) ||
+      (rc = rt_program_alloc(m->prog, &m->pos, 4)))
     goto fail;
-  if (scratch_cols && (rc = rt_mem_alloc(m->gpu, &m->scratch, (size_t)m->o.max_tokens * scratch_cols * 2))) goto fail;
+  if (scratch_cols && (rc = rt_program_alloc(m->prog, &m->scratch, (size_t)m->o.max_tokens * scratch_cols * 2))) goto fail;
   if (w_bytes) {
-    if ((rc = rt_mem_alloc(m->gpu, &m->lin.w, w_bytes))) goto fail;
+    if ((rc = rt_program_alloc(m->prog, &m->lin.w, w_bytes))) goto fail;
     m->lin = (RtLinearScratch){m->blas, m->lin.w, m->scratch, w_bytes, (size_t)m->o.max_tokens * scratch_cols * 2};
     m->total_bytes += w_bytes;
   }
@@ -613,25 +631,25 @@ fail:
 
 void rt_model_close(RtModel *m) {
   if (!m) return;
-  if (m->gpu) rt_sync(m->gpu);
-  rt_graph_destroy(m->gpu, m->decode);
+  if (m->prog) rt_program_sync(m->prog);
+  if (m->gpu) rt_graph_destroy(m->gpu, m->decode);
   for (int i = 0; m->st && i < m->p->nsteps; i++) {
     StepState *ss = &m->st[i];
     rt_linear_free(m->prog, ss->lin);
-    if (ss->w_owned) rt_mem_free(m->gpu, ss->w);
-    if (ss->table) rt_mem_free(m->gpu, ss->table);
-    if (ss->norm) rt_mem_free(m->gpu, ss->norm);
-    if (ss->kc) rt_mem_free(m->gpu, ss->kc);
-    if (ss->vc) rt_mem_free(m->gpu, ss->vc);
+    if (ss->w_owned) rt_program_free(m->prog, ss->w);
+    if (ss->table) rt_program_free(m->prog, ss->table);
+    if (ss->norm) rt_program_free(m->prog, ss->norm);
+    if (ss->kc) rt_program_free(m->prog, ss->kc);
+    if (ss->vc) rt_program_free(m->prog, ss->vc);
   }
-  for (int i = 0; i < m->nbuf; i++) rt_mem_free(m->gpu, m->buf[i].p);
-  if (m->tokens) rt_mem_free(m->gpu, m->tokens);
-  if (m->pos) rt_mem_free(m->gpu, m->pos);
-  if (m->attn_ws) rt_mem_free(m->gpu, m->attn_ws);
-  if (m->scratch) rt_mem_free(m->gpu, m->scratch);
-  if (m->lin.w) rt_mem_free(m->gpu, m->lin.w);
-  if (m->nll_ids) rt_mem_free(m->gpu, m->nll_ids);
-  if (m->nll_rows) rt_mem_free(m->gpu, m->nll_rows);
+  for (int i = 0; i < m->nbuf; i++) rt_program_free(m->prog, m->buf[i].p);
+  if (m->tokens) rt_program_free(m->prog, m->tokens);
+  if (m->pos) rt_program_free(m->prog, m->pos);
+  if (m->attn_ws) rt_program_free(m->prog, m->attn_ws);
+  if (m->scratch) rt_program_free(m->prog, m->scratch);
+  if (m->lin.w) rt_program_free(m->prog, m->lin.w);
+  if (m->nll_ids) rt_program_free(m->prog, m->nll_ids);
+  if (m->nll_rows) rt_program_free(m->prog, m->nll_rows);
   rb_free(m->nll_host);
   rt_blas_close(m->blas);
   if (m->stream) rt_stream_destroy(m->gpu, m->stream);

@@ -23,7 +23,6 @@ const CgOp *rt_linear_op(const RtPlan *p, int step) {
 int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const uint16_t *const *g,
                    const uint16_t *const *h, RtLinear **out, RbBuf *err) {
   const RtPlan *p = rt_program_plan(pr);
-  RtGpu *gpu = rt_program_gpu(pr);
   const CgOp *op = rt_linear_op(p, step);
   if (!op) {
     rb_buf_printf(err, "step %d is not a quantized linear", step);
@@ -46,25 +45,25 @@ int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const u
   for (int i = 0; i < op->nseg; i++)
     if (cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K) > maxseg)
       maxseg = cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K);
-  if ((rc = rt_mem_alloc(gpu, &w->g, (size_t)k * ntot * 2)) || (rc = rt_mem_alloc(gpu, &w->h, hseg * op->nseg)) ||
-      (rc = rt_mem_alloc(gpu, &src, maxseg)) || (rc = rt_memcpy_htod(gpu, w->g, gcat, (size_t)k * ntot * 2)))
+  if ((rc = rt_program_alloc(pr, &w->g, (size_t)k * ntot * 2)) || (rc = rt_program_alloc(pr, &w->h, hseg * op->nseg)) ||
+      (rc = rt_program_alloc(pr, &src, maxseg)) || (rc = rt_program_upload(pr, w->g, gcat, (size_t)k * ntot * 2)))
     goto done;
-  for (int i = 0; i < op->nseg && !rc; i++) rc = rt_memcpy_htod(gpu, w->h + hseg * i, h[i], hseg);
+  for (int i = 0; i < op->nseg && !rc; i++) rc = rt_program_upload(pr, w->h + hseg * i, h[i], hseg);
   /* Clear (pad rows and columns must be 0), then repack every segment. */
-  if (!rc && !(rc = rt_mem_alloc(gpu, &w->bits, st->layout_bytes))) rc = rt_memset8(gpu, w->bits, 0, st->layout_bytes);
+  if (!rc && !(rc = rt_program_alloc(pr, &w->bits, st->layout_bytes))) rc = rt_program_fill(pr, w->bits, 0, st->layout_bytes);
   for (int i = 0; i < op->nseg && !rc; i++) {
-    if ((rc = rt_memcpy_htod(gpu, src, bits[i], cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K)))) break;
+    if ((rc = rt_program_upload(pr, src, bits[i], cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K)))) break;
     CgRepackArgs a = {w->bits, src, i};
     CgArgv v;
     cg_repack_argv(&a, &v);
     rc = rt_program_launch(pr, st->kernels.repack, 1, v.v, NULL);
-    if (!rc) rc = rt_sync(gpu); /* src is reused by the next segment */
+    if (!rc) rc = rt_program_sync(pr); /* src is reused by the next segment */
   }
 done:
-  if (src) rt_mem_free(gpu, src);
+  if (src) rt_program_free(pr, src);
   rb_free(gcat);
   if (rc != RB_OK) {
-    rb_buf_printf(err, "binding the weights of step %d failed: %s", step, rc == RB_EINTERNAL && w ? rt_gpu_error(gpu) : "out of memory");
+    rb_buf_printf(err, "binding the weights of step %d failed: %s", step, rc == RB_EINTERNAL && w ? rt_program_error(pr) : "out of memory");
     rt_linear_free(pr, w);
     return rc ? rc : RB_EINTERNAL;
   }
@@ -74,10 +73,9 @@ done:
 
 void rt_linear_free(RtProgram *pr, RtLinear *w) {
   if (!w) return;
-  RtGpu *gpu = rt_program_gpu(pr);
-  if (w->bits) rt_mem_free(gpu, w->bits);
-  if (w->g) rt_mem_free(gpu, w->g);
-  if (w->h) rt_mem_free(gpu, w->h);
+  rt_program_free(pr, w->bits);
+  rt_program_free(pr, w->g);
+  rt_program_free(pr, w->h);
   rb_free(w);
 }
 

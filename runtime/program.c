@@ -1,18 +1,70 @@
-/* program.c: a plan's kernels loaded on a GPU. Every binary is fetched from
- * the cache or rebuilt from the kernel the plan records, for the GPU's exact
- * architecture; launches take their geometry from the plan. */
+/* program.c: a plan's kernels loaded on a device, and the device's ops.
+ * On a GPU every binary is fetched from the cache or rebuilt from the kernel
+ * the plan records, for the GPU's exact architecture; launches take their
+ * geometry from the plan. The host's ops are program_host.c's; the rt_program_*
+ * calls below are the one interface the executor uses for both. */
 #include <string.h>
 
 #include "runtime/runtime.h"
 
 struct RtProgram {
   const RtPlan *plan;
-  RtGpu *gpu;
+  const RtDeviceOps *ops;
+  void *impl; /* the device's state: on a GPU, this program itself */
+  RtGpu *gpu; /* NULL on the host */
   RtModule **modules;
   RtFunction *fn;
-  int hits;
+  int hits, threads;
   double ms_build, ms_load;
 };
+
+/* ---- the GPU's ops: the driver calls ---- */
+
+static RtGpu *gpu_of(void *impl) { return ((RtProgram *)impl)->gpu; }
+static int cuda_alloc(void *impl, RtDevPtr *p, size_t bytes) { return rt_mem_alloc(gpu_of(impl), p, bytes); }
+static void cuda_free(void *impl, RtDevPtr p) { rt_mem_free(gpu_of(impl), p); }
+static int cuda_upload(void *impl, RtDevPtr dst, const void *src, size_t bytes) {
+  return rt_memcpy_htod(gpu_of(impl), dst, src, bytes);
+}
+static int cuda_download(void *impl, void *dst, RtDevPtr src, size_t bytes) {
+  return rt_memcpy_dtoh(gpu_of(impl), dst, src, bytes);
+}
+static int cuda_copy(void *impl, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream s) {
+  return rt_memcpy_dtod(gpu_of(impl), dst, src, bytes, s);
+}
+static int cuda_fill(void *impl, RtDevPtr dst, unsigned char v, size_t bytes) {
+  return rt_memset8(gpu_of(impl), dst, v, bytes);
+}
+static int cuda_sync(void *impl) { return rt_sync(gpu_of(impl)); }
+static const char *cuda_error(const void *impl) { return rt_gpu_error(((const RtProgram *)impl)->gpu); }
+
+static int cuda_launch(void *impl, int kernel, int n, void **args, RtStream s) {
+  RtProgram *pr = impl;
+  CgLaunch l = cg_geometry_launch(&pr->plan->kernels[kernel].geometry, n);
+  if (!l.grid[0]) return RB_EUSER;
+  /* Every kernel a plan names begins with rb_grid_enter, so on a stream of its own it may
+   * overlap the one before (the legacy default stream, the repack's, stays plain). */
+  return rt_launch_ex(pr->gpu, pr->fn[kernel], l.grid, l.block, l.smem, s, args, s != NULL);
+}
+
+static void cuda_close(void *impl) {
+  RtProgram *pr = impl;
+  for (int i = 0; pr->modules && i < pr->plan->nkernels; i++)
+    if (pr->modules[i]) rt_module_unload(pr->modules[i]);
+  rb_free(pr->modules);
+  rb_free(pr->fn);
+}
+
+static const RtDeviceOps cuda_ops = {"cuda", cuda_alloc, cuda_free, cuda_upload, cuda_download, cuda_copy,
+                                     cuda_fill, cuda_sync, cuda_launch, NULL, cuda_error, cuda_close};
+
+RtProgram *rt_program_new(const RtPlan *p, const RtDeviceOps *ops, void *impl, RtGpu *gpu) {
+  RtProgram *pr = rb_calloc(1, sizeof *pr);
+  if (!pr) return NULL;
+  pr->plan = p, pr->ops = ops, pr->gpu = gpu;
+  pr->impl = impl ? impl : pr;
+  return pr;
+}
 
 int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err) {
   const CgTarget *t = rt_plan_target(p);
@@ -20,15 +72,17 @@ int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err) {
     rb_buf_printf(err, "the plan's target '%s' is not built into this runtime", p->target);
     return RB_EUSER;
   }
-  RtProgram *pr = rb_calloc(1, sizeof *pr);
+  if (t == &cg_target_host) {
+    rb_buf_printf(err, "the plan is for the host target: it runs on this CPU (rt_program_open_host), not on a GPU");
+    return RB_EUSER;
+  }
+  RtProgram *pr = rt_program_new(p, &cuda_ops, NULL, gpu);
   CgKernel *kernels = rb_calloc((size_t)p->nkernels + 1, sizeof *kernels);
   RtBuilt *built = rb_calloc((size_t)p->nkernels + 1, sizeof *built);
   RtCache *cache = NULL;
   RbBuf warn = {0};
   int rc = RB_EINTERNAL;
   if (!pr || !kernels || !built) goto done;
-  pr->plan = p;
-  pr->gpu = gpu;
   pr->modules = rb_calloc((size_t)p->nkernels + 1, sizeof *pr->modules);
   pr->fn = rb_calloc((size_t)p->nkernels + 1, sizeof *pr->fn);
   if (!pr->modules || !pr->fn) goto done;
@@ -74,27 +128,51 @@ done:
 
 void rt_program_close(RtProgram *pr) {
   if (!pr) return;
-  for (int i = 0; pr->modules && i < pr->plan->nkernels; i++)
-    if (pr->modules[i]) rt_module_unload(pr->modules[i]);
-  rb_free(pr->modules);
-  rb_free(pr->fn);
+  if (pr->ops && pr->ops->close) pr->ops->close(pr->impl);
   rb_free(pr);
 }
 
 const RtPlan *rt_program_plan(const RtProgram *pr) { return pr->plan; }
 RtGpu *rt_program_gpu(const RtProgram *pr) { return pr->gpu; }
+const char *rt_program_device(const RtProgram *pr) { return pr->ops->name; }
 int rt_program_cache_hits(const RtProgram *pr) { return pr->hits; }
+int rt_program_threads(const RtProgram *pr) { return pr->threads; }
 
 void rt_program_times(const RtProgram *pr, double *ms_build, double *ms_load) {
   *ms_build = pr->ms_build;
   *ms_load = pr->ms_load;
 }
 
+void rt_program_set_stats(RtProgram *pr, int hits, double ms_build, double ms_load, int threads) {
+  pr->hits = hits, pr->ms_build = ms_build, pr->ms_load = ms_load, pr->threads = threads;
+}
+
 int rt_program_launch(RtProgram *pr, int kernel, int n, void **args, RtStream s) {
   if (kernel < 0 || kernel >= pr->plan->nkernels) return RB_EUSER;
-  CgLaunch l = cg_geometry_launch(&pr->plan->kernels[kernel].geometry, n);
-  if (!l.grid[0]) return RB_EUSER;
-  /* Every kernel a plan names begins with rb_grid_enter, so on a stream of its own it may
-   * overlap the one before (the legacy default stream, the repack's, stays plain). */
-  return rt_launch_ex(pr->gpu, pr->fn[kernel], l.grid, l.block, l.smem, s, args, s != NULL);
+  return pr->ops->launch(pr->impl, kernel, n, args, s);
+}
+
+int rt_program_alloc(RtProgram *pr, RtDevPtr *p, size_t bytes) { return pr->ops->alloc(pr->impl, p, bytes); }
+void rt_program_free(RtProgram *pr, RtDevPtr p) {
+  if (p) pr->ops->free(pr->impl, p);
+}
+int rt_program_upload(RtProgram *pr, RtDevPtr dst, const void *src, size_t bytes) {
+  return pr->ops->upload(pr->impl, dst, src, bytes);
+}
+int rt_program_download(RtProgram *pr, void *dst, RtDevPtr src, size_t bytes) {
+  return pr->ops->download(pr->impl, dst, src, bytes);
+}
+int rt_program_copy(RtProgram *pr, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream s) {
+  return pr->ops->copy(pr->impl, dst, src, bytes, s);
+}
+int rt_program_fill(RtProgram *pr, RtDevPtr dst, unsigned char v, size_t bytes) {
+  return pr->ops->fill(pr->impl, dst, v, bytes);
+}
+int rt_program_sync(RtProgram *pr) { return pr->ops->sync(pr->impl); }
+const char *rt_program_error(const RtProgram *pr) { return pr->ops->error(pr->impl); }
+
+int rt_program_dense(RtProgram *pr, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy, int y_f32,
+                     int accumulate) {
+  if (!pr->ops->dense) return RB_EUSER; /* a GPU's dense linears are cuBLAS's, on the executor's stream */
+  return pr->ops->dense(pr->impl, M, N, K, x, w, y, ldy, y_f32, accumulate);
 }

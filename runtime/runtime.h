@@ -169,23 +169,71 @@ struct RtSafetensors;
  * is named as such). Runs on the CPU: the executor calls it before uploading. */
 int rt_weights_check(const RtPlan *p, const struct RtSafetensors *f, const char *path, RbBuf *err);
 
-/* ==== program.c: a plan's kernels loaded on a GPU ==== */
+/* ==== program.c: a plan's kernels loaded on a device, and its memory ==== */
 
+/* A program runs on a GPU (program.c: cubins through the driver) or on this
+ * CPU (program_host.c: the host target's objects in an ORC JIT, over the base
+ * library's thread pool). The executor and the linears reach memory and
+ * launches only through the rt_program_* calls below, which go through the
+ * device's ops: one executor for both. An RtDevPtr is a device address on a
+ * GPU and a host address on the host. What only a GPU has (streams, cuBLAS,
+ * graphs) the executor takes from rt_program_gpu, NULL on the host. */
 typedef struct RtProgram RtProgram;
+
+typedef struct RtDeviceOps {
+  const char *name; /* "cuda", "host" */
+  int (*alloc)(void *impl, RtDevPtr *p, size_t bytes);
+  void (*free)(void *impl, RtDevPtr p);
+  int (*upload)(void *impl, RtDevPtr dst, const void *src, size_t bytes);
+  int (*download)(void *impl, void *dst, RtDevPtr src, size_t bytes);
+  int (*copy)(void *impl, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream s); /* ordered on s */
+  int (*fill)(void *impl, RtDevPtr dst, unsigned char v, size_t bytes);
+  int (*sync)(void *impl);
+  int (*launch)(void *impl, int kernel, int n, void **args, RtStream s);
+  /* y (M, ldy) = x (M, K) W^T [+ y], W (N, K) fp16, fp32 sums, y fp16 or f32: the
+   * dense linear where the device has no cuBLAS (NULL on a GPU: the executor's cuBLAS) */
+  int (*dense)(void *impl, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy, int y_f32,
+               int accumulate);
+  const char *(*error)(const void *impl); /* the last failure */
+  void (*close)(void *impl);
+} RtDeviceOps;
 
 /* Load every kernel of plan p on gpu for the GPU's exact architecture: the
  * keys are recomputed from the kernels, so a plan compiled on this machine
  * hits the cache, and anything missing or stale is rebuilt. p and gpu are
  * borrowed and must outlive the program. */
 int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err);
+/* The same on this CPU for a plan of the host target (program_host.c): its
+ * kernels built through the cache and loaded into a JIT of the program's own,
+ * launched over a pool of `threads` threads (< 1: the online CPUs). A build
+ * without LLVM says so (RB_EUSER). p is borrowed. */
+int rt_program_open_host(const RtPlan *p, int threads, RtProgram **out, RbBuf *err);
+/* A program over a device's ops (what rt_program_open_host builds); impl is
+ * the device's own state, closed with the program. */
+RtProgram *rt_program_new(const RtPlan *p, const RtDeviceOps *ops, void *impl, RtGpu *gpu);
 void rt_program_close(RtProgram *pr);
 const RtPlan *rt_program_plan(const RtProgram *pr);
-RtGpu *rt_program_gpu(const RtProgram *pr);
+RtGpu *rt_program_gpu(const RtProgram *pr); /* NULL on the host */
+const char *rt_program_device(const RtProgram *pr); /* "cuda", "host" */
 int rt_program_cache_hits(const RtProgram *pr);
 /* What opening took: every binary (cache or compiler), every module load. */
 void rt_program_times(const RtProgram *pr, double *ms_build, double *ms_load);
+void rt_program_set_stats(RtProgram *pr, int hits, double ms_build, double ms_load, int threads);
+int rt_program_threads(const RtProgram *pr); /* the host's pool; 0 on a GPU */
 /* Launch plan kernel `kernel` for extent n with the plan's geometry. */
 int rt_program_launch(RtProgram *pr, int kernel, int n, void **args, RtStream s);
+/* The device's memory (RB_EINTERNAL on failure, the reason in rt_program_error). */
+int rt_program_alloc(RtProgram *pr, RtDevPtr *p, size_t bytes);
+void rt_program_free(RtProgram *pr, RtDevPtr p);
+int rt_program_upload(RtProgram *pr, RtDevPtr dst, const void *src, size_t bytes);
+int rt_program_download(RtProgram *pr, void *dst, RtDevPtr src, size_t bytes);
+int rt_program_copy(RtProgram *pr, RtDevPtr dst, RtDevPtr src, size_t bytes, RtStream s);
+int rt_program_fill(RtProgram *pr, RtDevPtr dst, unsigned char v, size_t bytes);
+int rt_program_sync(RtProgram *pr);
+/* The device's dense linear (RtDeviceOps.dense); RB_EUSER where it has none. */
+int rt_program_dense(RtProgram *pr, int M, int N, int K, RtDevPtr x, RtDevPtr w, RtDevPtr y, int ldy, int y_f32,
+                     int accumulate);
+const char *rt_program_error(const RtProgram *pr);
 
 /* ==== linear.c: a quantized linear step's weights on the device ==== */
 

@@ -1,7 +1,8 @@
 /* cmd_bench.c: rabit bench: prefill and decode speed of a model, 2-bit and
  * fp16 side by side. Decode is timed as the peers time it: the step is one
  * CUDA graph, replayed back to back at a fixed context, host clock around
- * many replays. Random weights need no files. */
+ * many replays (on the host target the step itself, run again). Random
+ * weights need no files. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,8 @@ int cmd_bench(int argc, char **argv) {
       ARGS_OPT_INT(NULL, "--prefill", &prefill, "N", 1, 1 << 20, "prefill length (default 512)"),
       ARGS_OPT_INT(NULL, "--steps", &steps, "N", 1, 1000000, "decode steps timed per context (default 200)"),
       ARGS_OPT_CUSTOM(NULL, "--only", parse_only, &only, "2bit|fp16", "run one side only"),
+      ARGS_OPT_CUSTOM(NULL, "--target", load_parse_target, &o.target, "T", LOAD_TARGET_HELP),
+      ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 1024, "the host target's threads (default: the online CPUs)"),
       ARGS_OPT_HELP("-h", "--help", NULL),
   };
   const ArgsSpec spec = {"rabit bench",
@@ -135,7 +138,7 @@ int cmd_bench(int argc, char **argv) {
     for (int c = 0; c < nctx; c++)
       printf("decode ctx %-13d %9.3f ms   (%.0f tok/s)\n", ctxs[c], r->decode_ms[c],
              r->decode_ms[c] ? 1e3 / r->decode_ms[c] : 0);
-    printf("%-24s %11.1f MB\n", "GPU memory", r->bytes / 1e6);
+    printf("%-24s %11.1f MB\n", "memory", r->bytes / 1e6);
     return 0;
   }
   printf("%-24s %14s %14s %8s\n", o.ir, "2-bit", "fp16", "speed-up");
@@ -145,6 +148,6 @@ int cmd_bench(int argc, char **argv) {
     printf("decode ctx %-13d %9.3f ms %9.3f ms %7.2fx   (%.0f vs %.0f tok/s)\n", ctxs[c], q.decode_ms[c],
            h.decode_ms[c], q.decode_ms[c] ? h.decode_ms[c] / q.decode_ms[c] : 0,
            q.decode_ms[c] ? 1e3 / q.decode_ms[c] : 0, h.decode_ms[c] ? 1e3 / h.decode_ms[c] : 0);
-  printf("%-24s %11.1f MB %11.1f MB\n", "GPU memory", q.bytes / 1e6, h.bytes / 1e6);
+  printf("%-24s %11.1f MB %11.1f MB\n", "memory", q.bytes / 1e6, h.bytes / 1e6);
   return 0;
 }

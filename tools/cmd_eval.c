@@ -77,6 +77,8 @@ int cmd_eval(int argc, char **argv) {
                       "for --check-text: the .gguf or tokenizer.txt (default: beside the weights)"),
       ARGS_OPT_FLAG(NULL, "--json", &json, "one JSON object on stdout: the sums and every window's NLL"),
       ARGS_OPT_FLAG(NULL, "--quiet", &quiet, "no progress bar"),
+      ARGS_OPT_CUSTOM(NULL, "--target", load_parse_target, &o.target, "T", LOAD_TARGET_HELP),
+      ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 1024, "the host target's threads (default: the online CPUs)"),
       ARGS_OPT_HELP("-h", "--help", "this text"),
   };
   const ArgsSpec spec = {"rabit eval", help_head, help_tail, 20, opts, ARGS_COUNT(opts), 1, "one model"};

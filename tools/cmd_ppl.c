@@ -49,6 +49,8 @@ int cmd_ppl(int argc, char **argv) {
       ARGS_OPT_FLAG(NULL, "--cpu-nll", &cpu_nll,
                     "copy the logits back and take the log-softmax on the CPU (the slow check of the GPU path)"),
       ARGS_OPT_FLAG(NULL, "--quiet", &quiet, "no progress bar"),
+      ARGS_OPT_CUSTOM(NULL, "--target", load_parse_target, &o.target, "T", LOAD_TARGET_HELP),
+      ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 1024, "the host target's threads (default: the online CPUs)"),
       ARGS_OPT_HELP("-h", "--help", NULL),
   };
   const ArgsSpec spec = {"rabit ppl", "usage: rabit ppl MODEL.ir --weights W.safetensors --text FILE [options]\n\n",
@@ -143,8 +145,8 @@ int cmd_ppl(int argc, char **argv) {
   if (!rc) {
     printf("perplexity %.4f over %zu tokens (%zu windows of %d) of %s, %s\n", exp(total / count), count, windows, ctx,
            text_path, o.fp16 ? "fp16" : "quantized");
-    printf("speed %.0f tokens/s (%zu tokens forwarded in %.2f s, NLL on the %s)", windows * ctx / secs,
-           windows * (size_t)ctx, secs, cpu_nll ? "CPU" : "GPU");
+    printf("speed %.0f tokens/s (%zu tokens forwarded in %.2f s, NLL %s)", windows * ctx / secs,
+           windows * (size_t)ctx, secs, cpu_nll ? "on the CPU, in double" : L.where);
     double steady = (t0 + secs * 1e3 - t1) / 1e3;
     if (windows > 1 && steady > 0)
       printf("; %.0f tokens/s after the first window (%.0f ms, the warm-up)", (double)(windows - 1) * ctx / steady,

@@ -50,6 +50,8 @@ int cmd_run(int argc, char **argv) {
       ARGS_OPT_STRING(NULL, "--ids-out", &ids_out, "FILE",
                       "write the prompt and generated token ids, one per line, to FILE"),
       ARGS_OPT_FLAG(NULL, "--quiet", &quiet, "print only the generated text"),
+      ARGS_OPT_CUSTOM(NULL, "--target", load_parse_target, &o.target, "T", LOAD_TARGET_HELP),
+      ARGS_OPT_INT(NULL, "--threads", &o.threads, "N", 1, 1024, "the host target's threads (default: the online CPUs)"),
       ARGS_OPT_HELP("-h", "--help", NULL),
   };
   const ArgsSpec spec = {"rabit run", "usage: rabit run MODEL.ir --weights W.safetensors --prompt TEXT [options]\n\n",
@@ -113,9 +115,9 @@ int cmd_run(int argc, char **argv) {
     return 1;
   }
   if (!quiet)
-    fprintf(stderr, "rabit run: %s, %d kernels (%d cached), loaded in %.0f ms + weights %.0f ms, %.1f MB on the GPU\n",
+    fprintf(stderr, "rabit run: %s, %d kernels (%d cached), loaded in %.0f ms + weights %.0f ms, %.1f MB %s\n",
             o.fp16 ? "fp16" : "2-bit", L.kernels, L.hits, L.ms_compile, L.ms_weights,
-            rt_model_total_bytes(L.model) / 1e6);
+            rt_model_total_bytes(L.model) / 1e6, L.where);
   float *logits = malloc((size_t)V * sizeof *logits);
   RtSampler *sampler = rt_sampler_new(V, temp, top_k, top_p, seed);
   FILE *lf = logits_out ? fopen(logits_out, "wb") : NULL, *idf = ids_out ? fopen(ids_out, "w") : NULL;

@@ -14,7 +14,9 @@ expect() { # NAME WANT_RC PATTERN CMD...
   if [ "$rc" -eq "$want" ] && printf '%s\n' "$out" | grep -q -- "$pat"; then pass=$((pass + 1))
   else fail=$((fail + 1)); echo "FAIL $name: rc=$rc (want $want)"; printf '%s\n' "$out" | head -5; fi
 }
-# Either the GPU runs it, or the message says plainly that a GPU is needed.
+# Either the GPU runs it, or the message says plainly that a GPU is needed
+# (SmolLM2's commands take --target cuda: the host would run them, slowly;
+# tests/host/test_run.sh checks the choice of the host).
 expect_gpu() { # NAME PATTERN_WHEN_RUN CMD...
   name=$1 pat=$2; shift 2
   out=$("$@" 2>&1); rc=$?
@@ -82,14 +84,14 @@ expect eval-corrupt-shard 1 "$tmp/bad/heldout.shard: checksum mismatch" \
 expect eval-check-text-differs 1 "differs from '$tmp/kjv.txt' tokenized now" \
   "$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp/kjv.txt" \
   --tokenizer "$vocab"
-out=$("$rabit" eval "$samples/smollm2-135m.ir" --random-weights --data "$tmp/held" --check-text "$tmp/heldout.txt" \
-      --tokenizer "$vocab" --quiet 2>&1)
+out=$("$rabit" eval "$samples/smollm2-135m.ir" --target cuda --random-weights --data "$tmp/held" \
+      --check-text "$tmp/heldout.txt" --tokenizer "$vocab" --quiet 2>&1)
 if printf '%s\n' "$out" | grep -q "check: the evaluated .* tokens equal" && \
    printf '%s\n' "$out" | grep -q "needs an NVIDIA GPU and driver\|test perplexity"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL eval-check-text"; printf '%s\n' "$out" | head -5; fi
-expect_gpu eval-random "test perplexity, Austen" "$rabit" eval "$samples/smollm2-135m.ir" --random-weights \
+expect_gpu eval-random "test perplexity, Austen" "$rabit" eval "$samples/smollm2-135m.ir" --target cuda --random-weights \
   --data "$tmp/held" --quiet
-expect_gpu ppl-random "^speed .* NLL on the GPU" "$rabit" ppl "$samples/smollm2-135m.ir" --random-weights \
+expect_gpu ppl-random "^speed .* NLL on the GPU" "$rabit" ppl "$samples/smollm2-135m.ir" --target cuda --random-weights \
   --text "$tmp/heldout.txt" --tokenizer "$vocab" --max-windows 2 --quiet
 expect_gpu run-random "generated" "$rabit" run "$samples/tiny.ir" --random-weights --tokens 1,2,3 -n 4
 expect_gpu bench-random "decode ctx" "$rabit" bench "$samples/tiny.ir" --random-weights --ctx 16 --prefill 16 --steps 5

@@ -6,25 +6,29 @@
  * the canonical words are kept: on a little-endian host byte c of a row
  * holds the signs of columns 8c .. 8c + 7, bit j for column 8c + j.
  *
- * The product is sign-XOR on 8 fp32 lanes: u = h_p .* x for 8 columns, then
- * per weight row one byte of signs becomes an <8 x i32> sign mask (bit j of
- * the byte -> the sign bit of lane j), XORed into u and added: +u or -u with
- * no multiply and no branch. The schedule's tile[1] says how the byte becomes
- * the mask: 0 (default) one load from a 256-entry table (4 instructions per
- * 8 weights on AVX2), 1 the byte bitcast to <8 x i1> lane predicates (on
- * AVX-512 a mask-register load and a blend: 3), the choice an autotuner makes
- * per CPU. tile[2] is the fp32 lanes, 8 (default) or 16 (an AVX-512
- * register, two bytes of signs a chunk; predicates only). tile[0] is the
- * output rows per item (default 4, 2 for swiglu). A work item is a block of
- * RB output rows of one segment (never straddling two, since each segment has
- * its own h and hence its own u), for every batch row; u is computed once per
- * 8 columns and shared by the block's rows. */
+ * The product sums, per row and path, the u = h_p .* x of the columns whose
+ * sign is -1 (A), beside S = sum_j u_j shared by all rows, and takes
+ * sum_j s_j u_j = S - 2 A: on AVX-512 one mask-register load and one masked
+ * add per 16 (weight, path), no multiply and no branch. The schedule's
+ * tile[1] says how the signs become the lanes to add: 0 one load from a
+ * 256-entry table of lane masks, then an and (AVX2's cheapest), 1 the bits
+ * as <L x i1> lane predicates (AVX-512 mask registers). tile[2] is the fp32
+ * lanes, 8 or 16 (an AVX-512 register, two bytes of signs a chunk;
+ * predicates only); 0 (default) is this CPU's best: 16 lanes of predicates
+ * with AVX-512F, else the table on 8. tile[0] is the output rows per item
+ * (default 8, 4 for swiglu). A work item is a block of RB output rows of one
+ * segment (never straddling two, since each segment has its own h and hence
+ * its own u), for every batch row; u is computed once per L columns and
+ * shared by the block's rows. */
 #include <stdio.h>
 #include <string.h>
 
+#include <llvm-c/TargetMachine.h>
+
 #include "codegen/host/host.h"
 
-#define RB_DEFAULT 4 /* output rows per work item (tile[0] overrides, 1..8) */
+#define RB_DEFAULT 8 /* output rows per work item (tile[0] overrides, 1..16); halved for swiglu */
+#define MAXR 16      /* weight rows an item accumulates: G * RB */
 
 /* The segments' first rows in Ntot, and the work items before each segment. */
 typedef struct {
@@ -55,20 +59,30 @@ static int linear_check(const CgOp *s, RbBuf *err) {
   return RB_OK;
 }
 
+/* Whether this CPU has AVX-512F: a kernel's default decode follows it. Safe
+ * for cached objects, since the object cache's key carries the host's CPU
+ * name and features: another CPU compiles (and emits) its own. */
+static int host_avx512(void) {
+  char *f = LLVMGetHostCPUFeatures();
+  int yes = f && strstr(f, "+avx512f") != NULL;
+  LLVMDisposeMessage(f);
+  return yes;
+}
+
 static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   const CgOp *s = &k->op;
   if (linear_check(s, err)) return RB_EUSER;
   if (s->kind == CG_LINEAR && k->sched.strategy != CG_STRAT_XOR) {
     /* mma and dequant are the CUDA target's designs; a schedule proposing them is refused, so the default stays */
-    rb_buf_printf(err, "host linear: strategy %s is not the host's (it runs xor: sign-XOR on SIMD lanes)",
+    rb_buf_printf(err, "host linear: strategy %s is not the host's (it runs xor: the signs pick the lanes to add, on SIMD units)",
                   cg_strategy_name(k->sched.strategy));
     return RB_EUSER;
   }
   memset(pl, 0, sizeof *pl);
   pl->G = s->epilogue == CG_EPI_SWIGLU ? 2 : 1;
   int rb = k->sched.tile[0] ? k->sched.tile[0] : RB_DEFAULT / pl->G;
-  if (rb < 1 || rb > 8) {
-    rb_buf_printf(err, "host linear: tile[0] (rows per item) must be 1..8, got %d", rb);
+  if (rb < 1 || rb * pl->G > MAXR) {
+    rb_buf_printf(err, "host linear: tile[0] (rows per item) must be 1..%d, got %d", MAXR / pl->G, rb);
     return RB_EUSER;
   }
   pl->RB = rb;
@@ -78,7 +92,11 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     return RB_EUSER;
   }
   pl->predicate = k->sched.tile[1];
-  pl->L = k->sched.tile[2] ? k->sched.tile[2] : CG_HOST_LANES;
+  pl->L = k->sched.tile[2];
+  if (!pl->L) { /* no lanes asked: this CPU's best decode (tile[1] then says nothing) */
+    pl->predicate = host_avx512();
+    pl->L = pl->predicate ? 16 : CG_HOST_LANES;
+  }
   if (pl->L != 8 && pl->L != 16) {
     rb_buf_printf(err, "host linear: tile[2] (fp32 lanes) must be 8 or 16, got %d", pl->L);
     return RB_EUSER;
@@ -102,14 +120,14 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
 
 static int plan_items(const Plan *pl, const CgOp *s) { return pl->blk0[pl->G == 2 ? 1 : s->nseg]; }
 
-/* The table of sign masks: entry b, lane j = (bit j of b) << 31. Private to
+/* The table of lane masks: entry b, lane j all ones where bit j of b is set (sign -1). Private to
  * each object, so objects never clash in one JIT. */
 static LLVMValueRef sign_table(CgHostFn *h) {
   LLVMValueRef rows[256];
   for (int b = 0; b < 256; b++) {
     LLVMValueRef lane[CG_HOST_LANES];
     for (int j = 0; j < CG_HOST_LANES; j++)
-      lane[j] = LLVMConstInt(h->i32, (b >> j & 1) ? 0x80000000u : 0u, 0);
+      lane[j] = LLVMConstInt(h->i32, (b >> j & 1) ? 0xFFFFFFFFu : 0u, 0);
     rows[b] = LLVMConstVector(lane, CG_HOST_LANES);
   }
   LLVMTypeRef at = LLVMArrayType(h->vi, 256);
@@ -130,14 +148,17 @@ static LLVMValueRef pick(CgHostFn *h, LLVMValueRef i, const int *tab, int n) {
   return v;
 }
 
-#define MAXR 8 /* weight rows an item accumulates: G * RB */
-
-/* acc[r] += (u ^ mask(byte c of weight row r, path p)) for the item's rows. */
+/* acc[r] += u where the sign of (byte c of weight row r, path p) is -1 (its
+ * bit set), for the item's rows: with A_r that sum and S = sum_j u_j,
+ * row r's sum_j s_j u_j = S - 2 A_r (the caller adds S once per path). The
+ * predicate decode is then one mask-register load and one masked add per L
+ * (weight, path) on AVX-512 (kmov, vaddps zmm{k}); the table decode one
+ * load of an all-ones mask, an and and an add. */
 static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueRef bits, LLVMValueRef *u,
                        LLVMValueRef *rows, LLVMValueRef p, LLVMValueRef c, LLVMValueRef *acc, int paths) {
   LLVMValueRef rowbytes = cg_host_i64(h, pl->W * 4);
   for (int gi = 0; gi < pl->G; gi++) {
-    LLVMValueRef ui = LLVMBuildBitCast(h->b, u[gi], h->vi, "u.bits");
+    LLVMValueRef ui = pl->predicate ? NULL : LLVMBuildBitCast(h->b, u[gi], h->vi, "u.bits");
     for (int r = 0; r < pl->RB; r++) {
       int w = gi * pl->RB + r;
       /* byte (row * paths + p) * W * 4 + c of the layout */
@@ -148,23 +169,22 @@ static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueR
       LLVMTypeRef st = pl->L == 16 ? h->i16 : h->i8;
       LLVMValueRef byte = LLVMBuildLoad2(h->b, st, cg_host_gep(h, h->i8, bits, off), "signs");
       LLVMSetAlignment(byte, 1);
-      LLVMValueRef mask;
+      LLVMValueRef a = cg_host_get(h, h->vf, acc[w], "");
+      LLVMValueRef sum;
       if (pl->predicate) {
-        /* the byte as 8 lane predicates: AVX-512 loads it into a mask register
-         * and blends u with -u; AVX2 broadcasts, ands and compares */
+        /* the bits as L lane predicates: AVX-512 loads them into a mask
+         * register and adds under it; AVX2 broadcasts, ands, compares, blends */
         LLVMValueRef m1 = LLVMBuildBitCast(h->b, byte, LLVMVectorType(h->i1, (unsigned)pl->L), "");
-        LLVMValueRef sgn = LLVMConstInt(h->i32, 0x80000000u, 0);
-        LLVMValueRef lanes[CG_HOST_MAX_LANES];
-        for (int j = 0; j < pl->L; j++) lanes[j] = sgn;
-        mask = LLVMBuildSelect(h->b, m1, LLVMConstVector(lanes, (unsigned)pl->L), LLVMConstNull(h->vi), "mask");
+        sum = LLVMBuildSelect(h->b, m1, LLVMBuildFAdd(h->b, a, u[gi], ""), a, "");
       } else { /* one load from the table: AVX2's cheapest */
         LLVMValueRef idx[2] = {cg_host_i64(h, 0), LLVMBuildZExt(h->b, byte, h->i64, "")};
         LLVMValueRef mp = LLVMBuildInBoundsGEP2(h->b, LLVMArrayType(h->vi, 256), lut, idx, 2, "");
-        mask = LLVMBuildLoad2(h->b, h->vi, mp, "mask");
+        LLVMValueRef mask = LLVMBuildLoad2(h->b, h->vi, mp, "mask");
         LLVMSetAlignment(mask, 32);
+        LLVMValueRef mu = LLVMBuildBitCast(h->b, LLVMBuildAnd(h->b, ui, mask, ""), h->vf, "mu");
+        sum = LLVMBuildFAdd(h->b, a, mu, "");
       }
-      LLVMValueRef su = LLVMBuildBitCast(h->b, LLVMBuildXor(h->b, ui, mask, ""), h->vf, "su");
-      cg_host_set(h, acc[w], LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, acc[w], ""), su, ""));
+      cg_host_set(h, acc[w], sum);
     }
   }
 }
@@ -191,11 +211,12 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   cg_host_set_lanes(&h, pl.L);
   const int K = s->K, KC = K / pl.L, tail = K % pl.L, P = s->paths;
   int nseg = pl.G == 2 ? 1 : s->nseg;
-  LLVMValueRef acc[MAXR], yacc[MAXR];
+  LLVMValueRef acc[MAXR], yacc[MAXR], usum[2];
   for (int w = 0; w < pl.G * pl.RB; w++) {
     acc[w] = cg_host_var(&h, h.vf, NULL, "acc");
     yacc[w] = cg_host_var(&h, h.vf, NULL, "yacc");
   }
+  for (int gi = 0; gi < pl.G; gi++) usum[gi] = cg_host_var(&h, h.vf, NULL, "usum");
 
   CgHostLoop li, lb, lp, lc;
   LLVMValueRef it = cg_host_loop_begin(&h, &li, h.begin, h.end, "item");
@@ -226,6 +247,7 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   LLVMValueRef xrow = LLVMBuildMul(h.b, b, cg_host_i64(&h, K), "x.row");
   LLVMValueRef p = cg_host_loop_begin(&h, &lp, cg_host_i64(&h, 0), cg_host_i64(&h, P), "p");
   for (int w = 0; w < pl.G * pl.RB; w++) cg_host_set(&h, acc[w], LLVMConstNull(h.vf));
+  for (int gi = 0; gi < pl.G; gi++) cg_host_set(&h, usum[gi], LLVMConstNull(h.vf));
   LLVMValueRef hp[2];
   for (int gi = 0; gi < pl.G; gi++)
     hp[gi] = LLVMBuildAdd(h.b, hbase[gi], LLVMBuildMul(h.b, p, cg_host_i64(&h, K), ""), "h.path");
@@ -238,15 +260,19 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
     LLVMValueRef col = LLVMBuildMul(h.b, c, cg_host_i64(&h, pl.L), "col");
     LLVMValueRef xv = cg_host_load_h8(&h, x, LLVMBuildAdd(h.b, xrow, col, ""), count);
     LLVMValueRef u[2];
-    for (int gi = 0; gi < pl.G; gi++)
+    for (int gi = 0; gi < pl.G; gi++) {
       u[gi] = LLVMBuildFMul(h.b, xv, cg_host_load_h8(&h, hs, LLVMBuildAdd(h.b, hp[gi], col, ""), count), "u");
+      cg_host_set(&h, usum[gi], LLVMBuildFAdd(h.b, cg_host_get(&h, h.vf, usum[gi], ""), u[gi], "")); /* S, shared by the rows */
+    }
     accumulate(&h, &pl, lut, bits, u, rows, p, c, acc, P);
     if (part == 0) cg_host_loop_end(&h, &lc);
   }
-  /* yacc += g_p[row] * acc, lane-wise; the lanes are summed once after the paths */
+  /* yacc += g_p[row] * (S - 2 A), lane-wise; the lanes are summed once after the paths */
   for (int w = 0; w < pl.G * pl.RB; w++) {
     LLVMValueRef gv = cg_host_load_h(&h, g, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, p, cg_host_i64(&h, pl.ntot), ""), rows[w], ""));
-    LLVMValueRef t = LLVMBuildFMul(h.b, cg_host_splat(&h, gv), cg_host_get(&h, h.vf, acc[w], ""), "");
+    LLVMValueRef a = cg_host_get(&h, h.vf, acc[w], ""), sv = cg_host_get(&h, h.vf, usum[w / pl.RB], "");
+    LLVMValueRef su = LLVMBuildFSub(h.b, sv, LLVMBuildFAdd(h.b, a, a, ""), "su");
+    LLVMValueRef t = LLVMBuildFMul(h.b, cg_host_splat(&h, gv), su, "");
     cg_host_set(&h, yacc[w], LLVMBuildFAdd(h.b, cg_host_get(&h, h.vf, yacc[w], ""), t, ""));
   }
   cg_host_loop_end(&h, &lp);
@@ -273,10 +299,10 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   snprintf(what, sizeof what,
            "y = sum_p g_p .* (B_p (h_p .* x))%s, x and y fp16, fp32 sums.\n"
            "work item: %d output rows of one segment, every batch row; %d items.\n"
-           "bits: the host layout (Ntot, paths, ceil(K/32)) words; signs by sign-XOR on %d fp32 lanes,\n"
-           "each byte of signs decoded %s.",
+           "bits: the host layout (Ntot, paths, ceil(K/32)) words; per row and path S - 2 A on %d fp32 lanes,\n"
+           "S the sum of u = h_p .* x, A that of u where the sign is -1, the signs decoded %s.",
            s->epilogue == CG_EPI_ADD ? " + res" : s->epilogue == CG_EPI_SWIGLU ? ", then silu(gate) * up" : "",
-           pl.RB, plan_items(&pl, s), pl.L, pl.predicate ? "as lane predicates (tile[1] = 1)" : "by a table of 256 sign masks (tile[1] = 0)");
+           pl.RB, plan_items(&pl, s), pl.L, pl.predicate ? "as lane predicates (masked adds)" : "by a table of 256 lane masks");
   return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
 }
 

@@ -2,8 +2,9 @@
  * O3 and run on a 2-thread pool, against the independent float64 reference
  * (tests/ref) on fresh random fp16 inputs: the binary linear at k = 1..4 on
  * odd shapes (N and K not multiples of 8, 32 or 64), fused segments, the add
- * and swiglu epilogues, the three schedules (the sign decode tile[1], the
- * lanes tile[2]), batch 1..16 (through the host repack); rmsnorm,
+ * and swiglu epilogues, four schedules (the rows per item tile[0], the sign
+ * decode tile[1], the lanes tile[2], the CPU's default), batch 1..16 (through
+ * the host repack); rmsnorm,
  * embed, swiglu, add, nll; rope_kv + attention as a prefill and a decode step.
  * Tolerance: relative L2 <= 2e-3 (fp16 outputs round at 2^-11 ~ 4.9e-4);
  * 5e-3 for attention, whose q and k are stored in fp16 after RoPE. */
@@ -111,8 +112,9 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
     rt_host_launch(pool, fl, &gl, B, &av);
     for (int i = 0; i < B * nout; i++) got[i] = h2d(yh[i]);
     double e = ref_rel_l2(got, want, (size_t)B * nout);
-    CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s decode %d lanes %d batch %d: rel L2 %.3g", c->N[0], c->N[1],
-          c->N[2], K, paths, cg_epilogue_name(c->epi), kl->sched.tile[1], kl->sched.tile[2], B, e);
+    CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s rows %d decode %d lanes %d batch %d: rel L2 %.3g", c->N[0],
+          c->N[1], c->N[2], K, paths, cg_epilogue_name(c->epi), kl->sched.tile[0], kl->sched.tile[1], kl->sched.tile[2],
+          B, e);
   }
   for (int s = 0; s < c->nseg; s++) free(canon[s]);
   free(gf), free(hf), free(gh), free(hh), free(layout), free(xf), free(rf), free(xh), free(rh), free(yh);
@@ -120,11 +122,12 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
 }
 
 static void test_linears(void) {
-  /* per case and k: the linear under each schedule (tile[1], tile[2]: the
-   * table on 8 lanes, predicates on 8, predicates on 16), then the one repack
+  /* per case and k: the linear under each schedule (tile[0], tile[1],
+   * tile[2]: the table on 8 lanes, predicates on 8, predicates on 16, this
+   * CPU's default decode with 16 weight rows an item), then the one repack
    * they all read (the same op: one kernel, loaded once) */
-  static const int sched[][2] = {{0, 8}, {1, 8}, {1, 16}};
-  enum { NS = 3, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
+  static const int sched[][3] = {{0, 0, 8}, {0, 1, 8}, {0, 1, 16}, {16, 0, 0}};
+  enum { NS = 4, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
   CgKernel ks[NC * 4 * PER];
   int n = 0;
   for (int c = 0; c < NC; c++)
@@ -138,7 +141,8 @@ static void test_linears(void) {
       CHECK(cg_target_host.linear_buckets(&k.op, sc) == 1, "one bucket");
       for (int d = 0; d < NS; d++) {
         k.sched = sc[0];
-        k.sched.tile[1] = sched[d][0], k.sched.tile[2] = sched[d][1];
+        k.sched.tile[0] = sched[d][0] / (k.op.epilogue == CG_EPI_SWIGLU ? 2 : 1); /* swiglu: 2 weight rows an output */
+        k.sched.tile[1] = sched[d][1], k.sched.tile[2] = sched[d][2];
         ks[n++] = k;
       }
       k.op.kind = CG_REPACK, k.op.epilogue = CG_EPI_NONE;
@@ -344,7 +348,11 @@ static void test_refused(void) {
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "strategy dequant"),
         "dequant: %s", err.data ? err.data : "");
   rb_buf_free(&err);
-  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[2] = 16;
+  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[0] = 17;
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "must be 1..16, got 17"),
+        "tile[0] = 17: %s", err.data ? err.data : "");
+  rb_buf_free(&err);
+  bad.sched.tile[0] = 0, bad.sched.tile[2] = 16;
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "65536"), "16 lanes, table: %s",
         err.data ? err.data : "");
   rb_buf_free(&src);

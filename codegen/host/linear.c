@@ -1,10 +1,13 @@
 /* linear.c: the host target's residual binary linear and its repack.
  *
- * Layout (what the repack writes, cg_host_layout_bytes its size): words
- * (Ntot, paths, W), W = cg_packed_words(K): an output row's k paths side by
- * side, so one work item streams one contiguous run of bits. Inside a row
- * the canonical words are kept: on a little-endian host byte c of a row
- * holds the signs of columns 8c .. 8c + 7, bit j for column 8c + j.
+ * Layout (what the repack writes, cg_host_layout_bytes its size): each
+ * segment's rows padded to a multiple of 16 (pad rows all 0), then blocks of
+ * 16 rows, words (blocks, paths, W, 16), W = cg_packed_words(K): word w of
+ * the block's 16 rows side by side, so that one 64-byte load gives the lut
+ * decode the same 32 columns of 16 rows, and a row's word w of path p is at
+ * ((row / 16 * paths + p) * W + w) * 16 + row % 16. Inside a word the
+ * canonical bits are kept: bit j for column 32 w + j; on a little-endian host
+ * byte c of a word holds columns 32 w + 8 c .. + 7.
  *
  * The product sums, per row and path, the u = h_p .* x of the columns whose
  * sign is -1 (A), beside S = sum_j u_j shared by all rows, and takes
@@ -39,6 +42,7 @@ typedef struct {
   int nout;          /* output width: Ntot, or N[0] for swiglu */
   int ntot;
   int row0[CG_MAX_SEG], blk0[CG_MAX_SEG + 1];
+  int prow0[CG_MAX_SEG], npad[CG_MAX_SEG]; /* each segment's first row and rows in the layout (padded to 16) */
   long long W;       /* words per row of one path */
 } Plan;
 
@@ -106,9 +110,11 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
                   "hold 65536 masks");
     return RB_EUSER;
   }
-  for (int i = 0; i < s->nseg; i++) {
-    pl->row0[i] = pl->ntot;
+  for (int i = 0, pr = 0; i < s->nseg; i++) {
+    pl->row0[i] = pl->ntot, pl->prow0[i] = pr;
     pl->ntot += s->N[i];
+    pl->npad[i] = (s->N[i] + 15) / 16 * 16;
+    pr += pl->npad[i];
   }
   pl->nout = pl->G == 2 ? s->N[0] : pl->ntot;
   int nseg = pl->G == 2 ? 1 : s->nseg; /* swiglu: items cover N[0] and read both segments */
@@ -148,6 +154,16 @@ static LLVMValueRef pick(CgHostFn *h, LLVMValueRef i, const int *tab, int n) {
   return v;
 }
 
+/* The index (in 32-bit words) of word w of path p of layout row prow (i64s). */
+static LLVMValueRef layout_word(CgHostFn *h, const Plan *pl, int paths, LLVMValueRef prow, LLVMValueRef p,
+                                LLVMValueRef w) {
+  LLVMValueRef blk = LLVMBuildLShr(h->b, prow, cg_host_i64(h, 4), "");
+  LLVMValueRef bp = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, blk, cg_host_i64(h, paths), ""), p, "");
+  LLVMValueRef bw = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, bp, cg_host_i64(h, pl->W), ""), w, "");
+  return LLVMBuildAdd(h->b, LLVMBuildShl(h->b, bw, cg_host_i64(h, 4), ""),
+                      LLVMBuildAnd(h->b, prow, cg_host_i64(h, 15), ""), "word");
+}
+
 /* acc[r] += u where the sign of (byte c of weight row r, path p) is -1 (its
  * bit set), for the item's rows: with A_r that sum and S = sum_j u_j,
  * row r's sum_j s_j u_j = S - 2 A_r (the caller adds S once per path). The
@@ -155,17 +171,17 @@ static LLVMValueRef pick(CgHostFn *h, LLVMValueRef i, const int *tab, int n) {
  * (weight, path) on AVX-512 (kmov, vaddps zmm{k}); the table decode one
  * load of an all-ones mask, an and and an add. */
 static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueRef bits, LLVMValueRef *u,
-                       LLVMValueRef *rows, LLVMValueRef p, LLVMValueRef c, LLVMValueRef *acc, int paths) {
-  LLVMValueRef rowbytes = cg_host_i64(h, pl->W * 4);
+                       LLVMValueRef *prows, LLVMValueRef p, LLVMValueRef c, LLVMValueRef *acc, int paths) {
   for (int gi = 0; gi < pl->G; gi++) {
     LLVMValueRef ui = pl->predicate ? NULL : LLVMBuildBitCast(h->b, u[gi], h->vi, "u.bits");
     for (int r = 0; r < pl->RB; r++) {
       int w = gi * pl->RB + r;
-      /* byte (row * paths + p) * W * 4 + c of the layout */
-      LLVMValueRef rp = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rows[w], cg_host_i64(h, paths), ""), p, "");
-      /* chunk c's L / 8 bytes: columns L c .. L c + L - 1, bit j for column L c + j (little-endian) */
-      LLVMValueRef cb = pl->L == 8 ? c : LLVMBuildMul(h->b, c, cg_host_i64(h, pl->L / 8), "");
-      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, rp, rowbytes, ""), cb, "");
+      /* chunk c's L / 8 bytes: columns L c .. L c + L - 1, bit j for column L c + j (little-endian),
+       * in word c / (32 / L) at byte (c % (32 / L)) * L / 8 */
+      int per = 32 / pl->L;
+      LLVMValueRef wi = layout_word(h, pl, paths, prows[w], p, LLVMBuildUDiv(h->b, c, cg_host_i64(h, per), ""));
+      LLVMValueRef in = LLVMBuildMul(h->b, LLVMBuildURem(h->b, c, cg_host_i64(h, per), ""), cg_host_i64(h, pl->L / 8), "");
+      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildShl(h->b, wi, cg_host_i64(h, 2), ""), in, "");
       LLVMTypeRef st = pl->L == 16 ? h->i16 : h->i8;
       LLVMValueRef byte = LLVMBuildLoad2(h->b, st, cg_host_gep(h, h->i8, bits, off), "signs");
       LLVMSetAlignment(byte, 1);
@@ -230,15 +246,17 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   LLVMValueRef nseg_rows = pick(&h, seg, segn, nseg);
   /* weight rows (in Ntot) of the item, clamped to the segment's last row: a
    * partial block recomputes that row and skips the store */
-  LLVMValueRef rows[MAXR], hbase[2];
+  LLVMValueRef rows[MAXR], prows[MAXR], hbase[2];
   for (int gi = 0; gi < pl.G; gi++) {
     LLVMValueRef r0 = pl.G == 2 ? cg_host_i64(&h, pl.row0[gi]) : pick(&h, seg, segrow0, nseg);
+    LLVMValueRef pr0 = pl.G == 2 ? cg_host_i64(&h, pl.prow0[gi]) : pick(&h, seg, pl.prow0, nseg);
     LLVMValueRef sg = pl.G == 2 ? cg_host_i64(&h, gi) : seg;
     hbase[gi] = LLVMBuildMul(h.b, sg, cg_host_i64(&h, (long long)P * K), "h.seg"); /* h (nseg, paths, K) */
     for (int r = 0; r < pl.RB; r++) {
       LLVMValueRef nr = cg_host_min64(&h, LLVMBuildAdd(h.b, n0, cg_host_i64(&h, r), ""),
                                       LLVMBuildSub(h.b, nseg_rows, cg_host_i64(&h, 1), ""));
       rows[gi * pl.RB + r] = LLVMBuildAdd(h.b, r0, nr, "row");
+      prows[gi * pl.RB + r] = LLVMBuildAdd(h.b, pr0, nr, "prow");
     }
   }
 
@@ -264,7 +282,7 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
       u[gi] = LLVMBuildFMul(h.b, xv, cg_host_load_h8(&h, hs, LLVMBuildAdd(h.b, hp[gi], col, ""), count), "u");
       cg_host_set(&h, usum[gi], LLVMBuildFAdd(h.b, cg_host_get(&h, h.vf, usum[gi], ""), u[gi], "")); /* S, shared by the rows */
     }
-    accumulate(&h, &pl, lut, bits, u, rows, p, c, acc, P);
+    accumulate(&h, &pl, lut, bits, u, prows, p, c, acc, P);
     if (part == 0) cg_host_loop_end(&h, &lc);
   }
   /* yacc += g_p[row] * (S - 2 A), lane-wise; the lanes are summed once after the paths */
@@ -313,7 +331,7 @@ int cg_host_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   Plan pl;
   if (plan_make(k, &pl, err)) return RB_EUSER;
   int nmax = 0;
-  for (int i = 0; i < s->nseg; i++) nmax = s->N[i] > nmax ? s->N[i] : nmax;
+  for (int i = 0; i < s->nseg; i++) nmax = pl.npad[i] > nmax ? pl.npad[i] : nmax;
   char readable[96];
   int n = snprintf(readable, sizeof readable, "repack_n");
   for (int i = 0; i < s->nseg; i++) n += snprintf(readable + n, sizeof readable - (size_t)n, "%s%d", i ? "_" : "", s->N[i]);
@@ -324,26 +342,31 @@ int cg_host_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   cg_host_begin(&h, entry);
   LLVMValueRef dst = cg_host_arg_ptr(&h, 0, "dst"), sp = cg_host_arg_ptr(&h, 1, "src");
   LLVMValueRef seg = cg_host_arg_int(&h, 2, "seg");
-  LLVMValueRef nrows = pick(&h, seg, s->N, s->nseg), row0 = pick(&h, seg, pl.row0, s->nseg);
-  LLVMValueRef W = cg_host_i64(&h, pl.W), P = cg_host_i64(&h, s->paths);
+  LLVMValueRef nrows = pick(&h, seg, s->N, s->nseg), npad = pick(&h, seg, pl.npad, s->nseg);
+  LLVMValueRef prow0 = pick(&h, seg, pl.prow0, s->nseg);
+  LLVMValueRef W = cg_host_i64(&h, pl.W);
   CgHostLoop li, lw;
   LLVMValueRef it = cg_host_loop_begin(&h, &li, h.begin, h.end, "item");
   LLVMValueRef p = LLVMBuildSDiv(h.b, it, cg_host_i64(&h, nmax), "p");
   LLVMValueRef r = LLVMBuildSRem(h.b, it, cg_host_i64(&h, nmax), "n");
   CgHostIf f;
-  cg_host_if_begin(&h, &f, LLVMBuildICmp(h.b, LLVMIntSLT, r, nrows, ""), "row");
-  LLVMValueRef from = LLVMBuildMul(h.b, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, p, nrows, ""), r, ""), W, "from");
-  LLVMValueRef to = LLVMBuildMul(h.b, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, LLVMBuildAdd(h.b, row0, r, ""), P, ""), p, ""), W, "to");
+  cg_host_if_begin(&h, &f, LLVMBuildICmp(h.b, LLVMIntSLT, r, npad, ""), "row");
+  LLVMValueRef real = LLVMBuildICmp(h.b, LLVMIntSLT, r, nrows, "real");
+  LLVMValueRef rc = cg_host_min64(&h, r, LLVMBuildSub(h.b, nrows, cg_host_i64(&h, 1), "")); /* pad rows read row N - 1 */
+  LLVMValueRef from = LLVMBuildMul(h.b, LLVMBuildAdd(h.b, LLVMBuildMul(h.b, p, nrows, ""), rc, ""), W, "from");
+  LLVMValueRef prow = LLVMBuildAdd(h.b, prow0, r, "prow");
   LLVMValueRef w = cg_host_loop_begin(&h, &lw, cg_host_i64(&h, 0), W, "w");
   LLVMValueRef v = LLVMBuildLoad2(h.b, h.i32, cg_host_gep(&h, h.i32, sp, LLVMBuildAdd(h.b, from, w, "")), "");
-  LLVMBuildStore(h.b, v, cg_host_gep(&h, h.i32, dst, LLVMBuildAdd(h.b, to, w, "")));
+  v = LLVMBuildSelect(h.b, real, v, cg_host_i32(&h, 0), ""); /* pad rows: all 0 */
+  LLVMBuildStore(h.b, v, cg_host_gep(&h, h.i32, dst, layout_word(&h, &pl, s->paths, prow, p, w)));
   cg_host_loop_end(&h, &lw);
   cg_host_if_end(&h, &f);
   cg_host_loop_end(&h, &li);
   char what[256];
   snprintf(what, sizeof what,
            "repack of segment seg: canonical (paths, N[seg], ceil(K/32)) words -> the host layout\n"
-           "(Ntot, paths, ceil(K/32)); work item p * %d + n copies row n of path p.", nmax);
+           "(blocks of 16 rows, paths, ceil(K/32), 16); work item p * %d + n copies row n of path p\n"
+           "(rows past N[seg] up to the 16-row pad: zeros).", nmax);
   return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
 }
 
@@ -354,7 +377,7 @@ int cg_host_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   int items = plan_items(&pl, &k->op);
   if (k->op.kind == CG_REPACK) {
     int nmax = 0;
-    for (int i = 0; i < k->op.nseg; i++) nmax = k->op.N[i] > nmax ? k->op.N[i] : nmax;
+    for (int i = 0; i < k->op.nseg; i++) nmax = pl.npad[i] > nmax ? pl.npad[i] : nmax;
     items = nmax * k->op.paths;
   }
   g->grid[0] = (unsigned)items, g->grid[1] = g->grid[2] = 1;
@@ -369,8 +392,8 @@ uint64_t cg_host_layout_bytes(const CgOp *op) {
   int bad = linear_check(op, &why);
   rb_buf_free(&why);
   if (bad) return 0;
-  uint64_t ntot = 0;
-  for (int i = 0; i < op->nseg; i++) ntot += (uint64_t)op->N[i];
+  uint64_t ntot = 0; /* each segment padded to 16 rows */
+  for (int i = 0; i < op->nseg; i++) ntot += ((uint64_t)op->N[i] + 15) / 16 * 16;
   return ntot * (uint64_t)op->paths * (uint64_t)cg_packed_words(op->K) * 4;
 }
 

@@ -32,12 +32,15 @@
 
 #define RB_DEFAULT 8 /* output rows per work item (tile[0] overrides, 1..16); halved for swiglu */
 #define MAXR 16      /* weight rows an item accumulates: G * RB */
+#define LUT_MAX_BYTES (1 << 20) /* the lut decode's tables, on the stack of the pool's threads */
+#define LUT_RB_DEFAULT 32       /* its rows per item: two blocks of 16 share each table load */
 
 /* The segments' first rows in Ntot, and the work items before each segment. */
 typedef struct {
   int G;             /* weight-row groups per output row: 2 for swiglu (gate, up), else 1 */
   int RB;            /* output rows per item */
   int predicate;     /* the sign decode: 0 the table of masks, 1 the byte as lane predicates */
+  int lut;           /* tile[1] = 2: 16 rows in the lanes, vpermps over tables of 4-column sums */
   int L;             /* lanes: 8, or 16 (two bytes of signs a chunk; predicates only) */
   int nout;          /* output width: Ntot, or N[0] for swiglu */
   int ntot;
@@ -84,32 +87,59 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   }
   memset(pl, 0, sizeof *pl);
   pl->G = s->epilogue == CG_EPI_SWIGLU ? 2 : 1;
-  int rb = k->sched.tile[0] ? k->sched.tile[0] : RB_DEFAULT / pl->G;
-  if (rb < 1 || rb * pl->G > MAXR) {
-    rb_buf_printf(err, "host linear: tile[0] (rows per item) must be 1..%d, got %d", MAXR / pl->G, rb);
-    return RB_EUSER;
-  }
-  pl->RB = rb;
-  if (k->sched.tile[1] < 0 || k->sched.tile[1] > 1) {
-    rb_buf_printf(err, "host linear: tile[1] (the sign decode) must be 0 (table) or 1 (predicates), got %d",
+  if (k->sched.tile[1] < 0 || k->sched.tile[1] > 2) {
+    rb_buf_printf(err, "host linear: tile[1] (the sign decode) must be 0 (table), 1 (predicates) or 2 (lut), got %d",
                   k->sched.tile[1]);
     return RB_EUSER;
   }
-  pl->predicate = k->sched.tile[1];
+  pl->W = cg_packed_words(s->K);
+  long long lut_bytes = (long long)pl->G * s->paths * pl->W * 8 * 64; /* the tables: 16 floats per 4 columns */
+  pl->predicate = k->sched.tile[1] == 1;
+  pl->lut = k->sched.tile[1] == 2;
   pl->L = k->sched.tile[2];
-  if (!pl->L) { /* no lanes asked: this CPU's best decode (tile[1] then says nothing) */
-    pl->predicate = host_avx512();
-    pl->L = pl->predicate ? 16 : CG_HOST_LANES;
+  if (!pl->L && !pl->lut) { /* no lanes asked: this CPU's best decode (tile[1] then says nothing) */
+    int avx512 = host_avx512();
+    pl->lut = avx512 && lut_bytes <= LUT_MAX_BYTES;
+    pl->predicate = avx512 && !pl->lut;
+    pl->L = avx512 ? 16 : CG_HOST_LANES;
   }
-  if (pl->L != 8 && pl->L != 16) {
-    rb_buf_printf(err, "host linear: tile[2] (fp32 lanes) must be 8 or 16, got %d", pl->L);
-    return RB_EUSER;
+  if (pl->lut) {
+    if (!host_avx512()) {
+      rb_buf_printf(err, "host linear: the lut decode (tile[1] = 2) needs AVX-512 (vpermps), which this CPU lacks");
+      return RB_EUSER;
+    }
+    if (lut_bytes > LUT_MAX_BYTES) {
+      rb_buf_printf(err, "host linear: the lut decode's tables would take %lld bytes of stack (at most %d)", lut_bytes,
+                    LUT_MAX_BYTES);
+      return RB_EUSER;
+    }
+    if (pl->L && pl->L != 16) {
+      rb_buf_printf(err, "host linear: the lut decode runs 16 lanes (a row each), not tile[2] = %d", pl->L);
+      return RB_EUSER;
+    }
+    pl->L = 16;
+    pl->RB = k->sched.tile[0] ? k->sched.tile[0] : LUT_RB_DEFAULT;
+    if (pl->RB != 16 && pl->RB != 32) {
+      rb_buf_printf(err, "host linear: the lut decode takes 16 or 32 rows per item (tile[0]), not %d", pl->RB);
+      return RB_EUSER;
+    }
+  } else {
+    pl->RB = k->sched.tile[0] ? k->sched.tile[0] : RB_DEFAULT / pl->G;
+    if (pl->RB < 1 || pl->RB * pl->G > MAXR) {
+      rb_buf_printf(err, "host linear: tile[0] (rows per item) must be 1..%d, got %d", MAXR / pl->G, pl->RB);
+      return RB_EUSER;
+    }
+    if (pl->L != 8 && pl->L != 16) {
+      rb_buf_printf(err, "host linear: tile[2] (fp32 lanes) must be 8 or 16, got %d", pl->L);
+      return RB_EUSER;
+    }
+    if (pl->L == 16 && !pl->predicate) {
+      rb_buf_printf(err, "host linear: 16 lanes decode their signs as predicates (tile[1] = 1): a table would "
+                    "hold 65536 masks");
+      return RB_EUSER;
+    }
   }
-  if (pl->L == 16 && !pl->predicate) {
-    rb_buf_printf(err, "host linear: 16 lanes decode their signs as predicates (tile[1] = 1): a table would "
-                  "hold 65536 masks");
-    return RB_EUSER;
-  }
+  int rb = pl->RB;
   for (int i = 0, pr = 0; i < s->nseg; i++) {
     pl->row0[i] = pl->ntot, pl->prow0[i] = pr;
     pl->ntot += s->N[i];
@@ -205,6 +235,193 @@ static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueR
   }
 }
 
+/* ---- the lut decode (tile[1] = 2, AVX-512) ----
+ * The item's rows lie in the lanes, 16 a block: lane r of a block's 64-byte
+ * load is word w of row r, 8 nibbles of signs for 8 groups of 4 columns.
+ * Per batch row and segment a table holds, for each group and each of the
+ * 16 sign patterns m, T[m] = sum_j (bit j of m ? -u_j : u_j) (u = h_p .* x,
+ * fp32); vpermps picks T[nibble] for all 16 rows at once (it reads only the
+ * low 4 bits of each index, so a shift is the whole decode). Per 64
+ * (weight, path) that is a shift, a vpermps and an add, against 4 masked
+ * adds for the predicates; two blocks share each table load. */
+
+/* vpermps: lane i of the result is tab[idx[i] & 15]. */
+static LLVMValueRef permvar(CgHostFn *h, LLVMValueRef tab, LLVMValueRef idx) {
+  static const char name[] = "llvm.x86.avx512.permvar.sf.512";
+  LLVMTypeRef params[2] = {h->vf, h->vi};
+  LLVMTypeRef ft = LLVMFunctionType(h->vf, params, 2, 0);
+  LLVMValueRef fn = LLVMGetNamedFunction(h->mod, name);
+  if (!fn) fn = LLVMAddFunction(h->mod, name, ft);
+  LLVMValueRef args[2] = {tab, idx};
+  return LLVMBuildCall2(h->b, ft, fn, args, 2, "");
+}
+
+static LLVMValueRef splat_i32(CgHostFn *h, int v, int n) {
+  LLVMValueRef l[CG_HOST_MAX_LANES];
+  for (int i = 0; i < n; i++) l[i] = cg_host_i32(h, v);
+  return LLVMConstVector(l, (unsigned)n);
+}
+
+/* The 16 signed sums of the 4 values in u4 (<4 x float>), entry m negating u_j where bit j of m is set. */
+static LLVMValueRef lut_entries(CgHostFn *h, LLVMValueRef u4) {
+  LLVMValueRef t = NULL;
+  for (int j = 0; j < 4; j++) {
+    LLVMValueRef sg[16];
+    for (int m = 0; m < 16; m++) sg[m] = cg_host_f32(h, (m >> j & 1) ? -1.0f : 1.0f);
+    LLVMValueRef uj = LLVMBuildShuffleVector(h->b, u4, LLVMGetUndef(LLVMTypeOf(u4)), splat_i32(h, j, 16), "");
+    LLVMValueRef term = LLVMBuildFMul(h->b, uj, LLVMConstVector(sg, 16), ""); /* exact: times +-1 */
+    t = t ? LLVMBuildFAdd(h->b, t, term, "") : term;
+  }
+  return t;
+}
+
+/* Fill table gi (of G) for segment sg and batch row b: every path, W * 8 groups (those past K all 0). */
+static void lut_fill(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef tab, int gi, LLVMValueRef sg,
+                     LLVMValueRef x, LLVMValueRef hs, LLVMValueRef b) {
+  const int K = s->K, P = s->paths, ng = (int)pl->W * 8;
+  LLVMTypeRef v4h = LLVMVectorType(h->f16, 4), v4f = LLVMVectorType(h->f32, 4);
+  LLVMValueRef xrow = LLVMBuildMul(h->b, b, cg_host_i64(h, K), "x.row");
+  for (int p = 0; p < P; p++) {
+    LLVMValueRef hrow = LLVMBuildMul(h->b, LLVMBuildAdd(h->b, LLVMBuildMul(h->b, sg, cg_host_i64(h, P), ""),
+                                                        cg_host_i64(h, p), ""), cg_host_i64(h, K), "h.row");
+    long long t0 = (long long)(gi * P + p) * ng; /* the path's first group in the tables */
+    CgHostLoop lg;
+    LLVMValueRef q = cg_host_loop_begin(h, &lg, cg_host_i64(h, 0), cg_host_i64(h, K / 4), "grp");
+    LLVMValueRef col = LLVMBuildShl(h->b, q, cg_host_i64(h, 2), "col");
+    LLVMValueRef xv = LLVMBuildLoad2(h->b, v4h, cg_host_gep(h, h->f16, x, LLVMBuildAdd(h->b, xrow, col, "")), "");
+    LLVMValueRef hv = LLVMBuildLoad2(h->b, v4h, cg_host_gep(h, h->f16, hs, LLVMBuildAdd(h->b, hrow, col, "")), "");
+    LLVMSetAlignment(xv, 2), LLVMSetAlignment(hv, 2);
+    LLVMValueRef u4 = LLVMBuildFMul(h->b, LLVMBuildFPExt(h->b, xv, v4f, ""), LLVMBuildFPExt(h->b, hv, v4f, ""), "u");
+    LLVMValueRef st = LLVMBuildStore(h->b, lut_entries(h, u4),
+                                     cg_host_gep(h, h->vf, tab, LLVMBuildAdd(h->b, q, cg_host_i64(h, t0), "")));
+    LLVMSetAlignment(st, 64);
+    cg_host_loop_end(h, &lg);
+    int g = K / 4;
+    if (K % 4) { /* the partial group: its columns past K are 0 */
+      LLVMValueRef u4t = LLVMConstNull(v4f);
+      for (int j = 0; j < K % 4; j++) {
+        LLVMValueRef c = cg_host_i64(h, 4LL * g + j);
+        LLVMValueRef u = LLVMBuildFMul(h->b, cg_host_load_h(h, x, LLVMBuildAdd(h->b, xrow, c, "")),
+                                       cg_host_load_h(h, hs, LLVMBuildAdd(h->b, hrow, c, "")), "");
+        u4t = LLVMBuildInsertElement(h->b, u4t, u, cg_host_i32(h, j), "");
+      }
+      st = LLVMBuildStore(h->b, lut_entries(h, u4t), cg_host_gep(h, h->vf, tab, cg_host_i64(h, t0 + g)));
+      LLVMSetAlignment(st, 64);
+      g++;
+    }
+    if (g < ng) { /* the groups of the last word past K: pad bits are 0, and so must be their sums */
+      CgHostLoop lz;
+      LLVMValueRef z = cg_host_loop_begin(h, &lz, cg_host_i64(h, g), cg_host_i64(h, ng), "zero");
+      st = LLVMBuildStore(h->b, LLVMConstNull(h->vf), cg_host_gep(h, h->vf, tab, LLVMBuildAdd(h->b, z, cg_host_i64(h, t0), "")));
+      LLVMSetAlignment(st, 64);
+      cg_host_loop_end(h, &lz);
+    }
+  }
+}
+
+/* The body of the lut linear, after the arguments. */
+static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y, LLVMValueRef x, LLVMValueRef bits,
+                     LLVMValueRef g, LLVMValueRef hs, LLVMValueRef res, LLVMValueRef batch) {
+  const int P = s->paths, NB = pl->RB / 16, G = pl->G, ng = (int)pl->W * 8;
+  const int nseg = G == 2 ? 1 : s->nseg;
+  LLVMValueRef tab = cg_host_var(h, LLVMArrayType(h->vf, (unsigned)(G * P * ng)), NULL, "lut");
+  LLVMSetAlignment(tab, 64);
+  LLVMValueRef cur = cg_host_var(h, h->i64, NULL, "lut.seg"); /* the segment the tables hold, -1 none */
+  LLVMValueRef acc[2][2][2], yv[2][2];
+  for (int gi = 0; gi < G; gi++)
+    for (int nb = 0; nb < NB; nb++) {
+      yv[gi][nb] = cg_host_var(h, h->vf, NULL, "yv");
+      for (int a = 0; a < 2; a++) acc[gi][nb][a] = cg_host_var(h, h->vf, NULL, "acc");
+    }
+  CgHostLoop lb, li, lp, lw;
+  LLVMValueRef b = cg_host_loop_begin(h, &lb, cg_host_i64(h, 0), batch, "b");
+  cg_host_set(h, cur, cg_host_i64(h, -1));
+  LLVMValueRef it = cg_host_loop_begin(h, &li, h->begin, h->end, "item");
+  LLVMValueRef seg = cg_host_i64(h, 0);
+  for (int i = 1; i < nseg; i++)
+    seg = LLVMBuildSelect(h->b, LLVMBuildICmp(h->b, LLVMIntSGE, it, cg_host_i64(h, pl->blk0[i]), ""), cg_host_i64(h, i), seg, "");
+  LLVMValueRef n0 = LLVMBuildMul(h->b, LLVMBuildSub(h->b, it, pick(h, seg, pl->blk0, nseg), ""), cg_host_i64(h, pl->RB), "n0");
+  LLVMValueRef nrows = pick(h, seg, s->N, nseg), last = LLVMBuildSub(h->b, nrows, cg_host_i64(h, 1), "");
+  CgHostIf fill;
+  cg_host_if_begin(h, &fill, LLVMBuildICmp(h->b, LLVMIntNE, seg, cg_host_get(h, h->i64, cur, ""), ""), "lut.fill");
+  for (int gi = 0; gi < G; gi++) lut_fill(h, s, pl, tab, gi, G == 2 ? cg_host_i64(h, gi) : seg, x, hs, b);
+  cg_host_set(h, cur, seg);
+  cg_host_if_end(h, &fill);
+  /* each block's first layout row, clamped to the segment's last block: a block
+   * past it recomputes that one and stores nothing */
+  LLVMValueRef prow[2][2], r0[2];
+  for (int gi = 0; gi < G; gi++) {
+    LLVMValueRef sg = G == 2 ? cg_host_i64(h, gi) : seg;
+    r0[gi] = pick(h, sg, pl->row0, s->nseg);
+    LLVMValueRef pr0 = pick(h, sg, pl->prow0, s->nseg), top = LLVMBuildSub(h->b, pick(h, sg, pl->npad, s->nseg), cg_host_i64(h, 16), "");
+    for (int nb = 0; nb < NB; nb++)
+      prow[gi][nb] = LLVMBuildAdd(h->b, pr0, cg_host_min64(h, LLVMBuildAdd(h->b, n0, cg_host_i64(h, 16 * nb), ""), top), "prow");
+  }
+  for (int gi = 0; gi < G; gi++)
+    for (int nb = 0; nb < NB; nb++) cg_host_set(h, yv[gi][nb], LLVMConstNull(h->vf));
+  LLVMValueRef p = cg_host_loop_begin(h, &lp, cg_host_i64(h, 0), cg_host_i64(h, P), "p");
+  for (int gi = 0; gi < G; gi++)
+    for (int nb = 0; nb < NB; nb++)
+      for (int a = 0; a < 2; a++) cg_host_set(h, acc[gi][nb][a], LLVMConstNull(h->vf));
+  LLVMValueRef w = cg_host_loop_begin(h, &lw, cg_host_i64(h, 0), cg_host_i64(h, pl->W), "w");
+  LLVMValueRef v[2][2];
+  for (int gi = 0; gi < G; gi++)
+    for (int nb = 0; nb < NB; nb++) {
+      v[gi][nb] = LLVMBuildLoad2(h->b, h->vi, cg_host_gep(h, h->i32, bits, layout_word(h, pl, P, prow[gi][nb], p, w)), "signs");
+      LLVMSetAlignment(v[gi][nb], 4);
+    }
+  for (int q = 0; q < 8; q++) /* the word's 8 groups of 4 columns */
+    for (int gi = 0; gi < G; gi++) {
+      /* group ((gi * P + p) * W + w) * 8 + q of the tables */
+      LLVMValueRef ti = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, LLVMBuildAdd(h->b, LLVMBuildMul(h->b, cg_host_i64(h, gi * P), cg_host_i64(h, 1), ""), p, ""),
+                                                        cg_host_i64(h, ng), ""),
+                                     LLVMBuildAdd(h->b, LLVMBuildShl(h->b, w, cg_host_i64(h, 3), ""), cg_host_i64(h, q), ""), "");
+      LLVMValueRef t = LLVMBuildLoad2(h->b, h->vf, cg_host_gep(h, h->vf, tab, ti), "t");
+      LLVMSetAlignment(t, 64);
+      for (int nb = 0; nb < NB; nb++) {
+        LLVMValueRef idx = q ? LLVMBuildLShr(h->b, v[gi][nb], splat_i32(h, 4 * q, 16), "") : v[gi][nb];
+        LLVMValueRef a = acc[gi][nb][q & 1];
+        cg_host_set(h, a, LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, a, ""), permvar(h, t, idx), ""));
+      }
+    }
+  cg_host_loop_end(h, &lw);
+  /* yv += g_p[rows] .* A, the 16 rows' scales gathered (clamped to the segment) */
+  for (int gi = 0; gi < G; gi++)
+    for (int nb = 0; nb < NB; nb++) {
+      LLVMValueRef gv = LLVMConstNull(h->vf);
+      for (int l = 0; l < 16; l++) {
+        LLVMValueRef n = cg_host_min64(h, LLVMBuildAdd(h->b, n0, cg_host_i64(h, 16 * nb + l), ""), last);
+        LLVMValueRef gi_ = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, p, cg_host_i64(h, pl->ntot), ""), LLVMBuildAdd(h->b, r0[gi], n, ""), "");
+        gv = LLVMBuildInsertElement(h->b, gv, cg_host_load_h(h, g, gi_), cg_host_i32(h, l), "");
+      }
+      LLVMValueRef a = LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, acc[gi][nb][0], ""), cg_host_get(h, h->vf, acc[gi][nb][1], ""), "");
+      cg_host_set(h, yv[gi][nb], LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, yv[gi][nb], ""), LLVMBuildFMul(h->b, gv, a, ""), ""));
+    }
+  cg_host_loop_end(h, &lp);
+  /* the stores of the item's valid rows */
+  for (int nb = 0; nb < NB; nb++) {
+    LLVMValueRef y0 = cg_host_get(h, h->vf, yv[0][nb], ""), y1 = G == 2 ? cg_host_get(h, h->vf, yv[1][nb], "") : NULL;
+    for (int l = 0; l < 16; l++) {
+      LLVMValueRef n = LLVMBuildAdd(h->b, n0, cg_host_i64(h, 16 * nb + l), "n");
+      CgHostIf f;
+      cg_host_if_begin(h, &f, LLVMBuildICmp(h->b, LLVMIntSLT, n, nrows, ""), "store");
+      LLVMValueRef v0 = LLVMBuildExtractElement(h->b, y0, cg_host_i32(h, l), "");
+      if (s->epilogue == CG_EPI_SWIGLU) {
+        LLVMValueRef v1 = LLVMBuildExtractElement(h->b, y1, cg_host_i32(h, l), "");
+        LLVMValueRef o = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, b, cg_host_i64(h, pl->nout), ""), n, "");
+        cg_host_store_h(h, LLVMBuildFMul(h->b, cg_host_silu(h, v0), v1, ""), y, o);
+      } else {
+        LLVMValueRef o = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, b, cg_host_i64(h, pl->ntot), ""), LLVMBuildAdd(h->b, r0[0], n, ""), "");
+        if (s->epilogue == CG_EPI_ADD) v0 = LLVMBuildFAdd(h->b, v0, cg_host_load_h(h, res, o), "");
+        cg_host_store_h(h, v0, y, o);
+      }
+      cg_host_if_end(h, &f);
+    }
+  }
+  cg_host_loop_end(h, &li);
+  cg_host_loop_end(h, &lb);
+}
+
 /* Emit the linear. Parameters (CgLinearArgs): y, x, bits, g, h, res, batch. */
 int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   const CgOp *s = &k->op;
@@ -225,6 +442,18 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   LLVMValueRef hs = cg_host_arg_ptr(&h, 4, "h"), res = cg_host_arg_ptr(&h, 5, "res");
   LLVMValueRef batch = cg_host_arg_int(&h, 6, "batch");
   cg_host_set_lanes(&h, pl.L);
+  if (pl.lut) {
+    emit_lut(&h, s, &pl, y, x, bits, g, hs, res, batch);
+    char what[512];
+    snprintf(what, sizeof what,
+             "y = sum_p g_p .* (B_p (h_p .* x))%s, x and y fp16, fp32 sums.\n"
+             "work item: %d output rows of one segment (16 a block, a row a lane), every batch row; %d items.\n"
+             "bits: the host layout; per batch row and segment a table of the 16 signed sums of each 4 columns\n"
+             "of u = h_p .* x, picked by each row's 4 sign bits with vpermps (the lut decode).",
+             s->epilogue == CG_EPI_ADD ? " + res" : s->epilogue == CG_EPI_SWIGLU ? ", then silu(gate) * up" : "", pl.RB,
+             plan_items(&pl, s));
+    return cg_host_finish(&h, k, "codegen/host/linear.c", what, src, err);
+  }
   const int K = s->K, KC = K / pl.L, tail = K % pl.L, P = s->paths;
   int nseg = pl.G == 2 ? 1 : s->nseg;
   LLVMValueRef acc[MAXR], yacc[MAXR], usum[2];

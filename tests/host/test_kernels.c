@@ -125,11 +125,14 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
 
 static void test_linears(void) {
   /* per case and k: the linear under each schedule (tile[0], tile[1],
-   * tile[2]: the table on 8 lanes, predicates on 8, predicates on 16, this
-   * CPU's default decode with 16 weight rows an item), then the one repack
-   * they all read (the same op: one kernel, loaded once) */
-  static const int sched[][3] = {{0, 0, 8}, {0, 1, 8}, {0, 1, 16}, {16, 0, 0}};
-  enum { NS = 4, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
+   * tile[2]: the table on 8 lanes, predicates on 8, predicates on 16 with 16
+   * weight rows an item, this CPU's default (the lut with AVX-512), the lut
+   * with 16 rows an item), then the one repack they all read (the same op:
+   * one kernel, loaded once). Without AVX-512 the lut is refused, and its row
+   * runs the predicates on 8 lanes again. */
+  static const int sched[][3] = {{0, 0, 8}, {0, 1, 8}, {16, 1, 16}, {0, 0, 0}, {16, 2, 0}};
+  const int avx512 = __builtin_cpu_supports("avx512f");
+  enum { NS = 5, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
   CgKernel ks[NC * 4 * PER];
   int n = 0;
   for (int c = 0; c < NC; c++)
@@ -143,8 +146,10 @@ static void test_linears(void) {
       CHECK(cg_target_host.linear_buckets(&k.op, sc) == 1, "one bucket");
       for (int d = 0; d < NS; d++) {
         k.sched = sc[0];
-        k.sched.tile[0] = sched[d][0] / (k.op.epilogue == CG_EPI_SWIGLU ? 2 : 1); /* swiglu: 2 weight rows an output */
-        k.sched.tile[1] = sched[d][1], k.sched.tile[2] = sched[d][2];
+        int sd = sched[d][1] == 2 && !avx512 ? 1 : d;
+        /* swiglu: 2 weight rows an output (the lut: 2 blocks of 16) */
+        k.sched.tile[0] = sched[sd][0] / (k.op.epilogue == CG_EPI_SWIGLU && sched[sd][1] != 2 ? 2 : 1);
+        k.sched.tile[1] = sched[sd][1], k.sched.tile[2] = sched[sd][2];
         ks[n++] = k;
       }
       k.op.kind = CG_REPACK, k.op.epilogue = CG_EPI_NONE;
@@ -341,16 +346,22 @@ static void test_refused(void) {
   CHECK(cg_target_host.emit(&k, &src, entry, &err) == RB_EUSER && err.data &&
             strstr(err.data, "does not lower kernel kind adamw"), "emit: %s", err.data ? err.data : "");
   CHECK(cg_target_host.geometry(&k, &g, &err) == RB_EUSER, "geometry");
-  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.strategy = CG_STRAT_XOR, .tile = {0, 2}}};
+  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.strategy = CG_STRAT_XOR, .tile = {0, 3}}};
   rb_buf_free(&err);
-  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 2: %s",
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 3: %s",
         err.data ? err.data : "");
+  rb_buf_free(&err);
+  bad.sched.tile[1] = 2, bad.sched.tile[0] = 8; /* the lut: 16 or 32 rows, on AVX-512 only */
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER &&
+            strstr(err.data, __builtin_cpu_supports("avx512f") ? "16 or 32 rows per item" : "needs AVX-512"),
+        "lut, 8 rows: %s", err.data ? err.data : "");
+  bad.sched.tile[0] = 0, bad.sched.tile[1] = 3;
   rb_buf_free(&err);
   bad.sched.tile[1] = 0, bad.sched.tile[2] = 0, bad.sched.strategy = CG_STRAT_DEQUANT;
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "strategy dequant"),
         "dequant: %s", err.data ? err.data : "");
   rb_buf_free(&err);
-  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[0] = 17;
+  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[0] = 17, bad.sched.tile[2] = 8;
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "must be 1..16, got 17"),
         "tile[0] = 17: %s", err.data ? err.data : "");
   rb_buf_free(&err);

@@ -202,17 +202,14 @@ static LLVMValueRef layout_word(CgHostFn *h, const Plan *pl, int paths, LLVMValu
  * (weight, path) on AVX-512 (kmov, vaddps zmm{k}); the table decode one
  * load of an all-ones mask, an and and an add. */
 static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueRef bits, LLVMValueRef *u,
-                       LLVMValueRef *prows, LLVMValueRef p, LLVMValueRef c, LLVMValueRef *acc, int paths) {
+                       LLVMValueRef *prows, LLVMValueRef p, LLVMValueRef cw, int cj, LLVMValueRef *acc, int paths) {
   for (int gi = 0; gi < pl->G; gi++) {
     LLVMValueRef ui = pl->predicate ? NULL : LLVMBuildBitCast(h->b, u[gi], h->vi, "u.bits");
     for (int r = 0; r < pl->RB; r++) {
       int w = gi * pl->RB + r;
-      /* chunk c's L / 8 bytes: columns L c .. L c + L - 1, bit j for column L c + j (little-endian),
-       * in word c / (32 / L) at byte (c % (32 / L)) * L / 8 */
-      int per = 32 / pl->L;
-      LLVMValueRef wi = layout_word(h, pl, paths, prows[w], p, LLVMBuildUDiv(h->b, c, cg_host_i64(h, per), ""));
-      LLVMValueRef in = LLVMBuildMul(h->b, LLVMBuildURem(h->b, c, cg_host_i64(h, per), ""), cg_host_i64(h, pl->L / 8), "");
-      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildShl(h->b, wi, cg_host_i64(h, 2), ""), in, "");
+      /* the chunk's L / 8 bytes, cj * L / 8 into word cw: bit j for column 32 cw + L cj + j (little-endian) */
+      LLVMValueRef wi = layout_word(h, pl, paths, prows[w], p, cw);
+      LLVMValueRef off = LLVMBuildAdd(h->b, LLVMBuildShl(h->b, wi, cg_host_i64(h, 2), ""), cg_host_i64(h, cj * pl->L / 8), "");
       LLVMTypeRef st = pl->L == 16 ? h->i16 : h->i8;
       LLVMValueRef byte = LLVMBuildLoad2(h->b, st, cg_host_gep(h, h->i8, bits, off), "signs");
       LLVMSetAlignment(byte, 1);
@@ -512,20 +509,27 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
   LLVMValueRef hp[2];
   for (int gi = 0; gi < pl.G; gi++)
     hp[gi] = LLVMBuildAdd(h.b, hbase[gi], LLVMBuildMul(h.b, p, cg_host_i64(&h, K), ""), "h.path");
-  /* full chunks of 8 columns, then the tail (its lanes past K are 0, and so are its pad bits) */
-  for (int part = 0; part < 2; part++) {
-    if (part == 1 && !tail) break;
-    LLVMValueRef c = part == 0 ? cg_host_loop_begin(&h, &lc, cg_host_i64(&h, 0), cg_host_i64(&h, KC), "c")
-                               : cg_host_i64(&h, KC);
-    int count = part == 0 ? pl.L : tail;
-    LLVMValueRef col = LLVMBuildMul(h.b, c, cg_host_i64(&h, pl.L), "col");
-    LLVMValueRef xv = cg_host_load_h8(&h, x, LLVMBuildAdd(h.b, xrow, col, ""), count);
-    LLVMValueRef u[2];
-    for (int gi = 0; gi < pl.G; gi++) {
-      u[gi] = LLVMBuildFMul(h.b, xv, cg_host_load_h8(&h, hs, LLVMBuildAdd(h.b, hp[gi], col, ""), count), "u");
-      cg_host_set(&h, usum[gi], LLVMBuildFAdd(h.b, cg_host_get(&h, h.vf, usum[gi], ""), u[gi], "")); /* S, shared by the rows */
+  /* the full words (32 / L chunks of L columns each, unrolled so that every
+   * row's address moves by one word a step), the full chunks after them, then
+   * the tail (its lanes past K are 0, and so are its pad bits) */
+  const int per = 32 / pl.L, KW = KC / per;
+  for (int part = 0; part < 3; part++) {
+    int nch = part == 0 ? per : part == 1 ? KC % per : tail ? 1 : 0;
+    if (part == 0 && !KW) continue;
+    LLVMValueRef cw = part == 0 ? cg_host_loop_begin(&h, &lc, cg_host_i64(&h, 0), cg_host_i64(&h, KW), "cw")
+                                : cg_host_i64(&h, KW);
+    for (int j = 0; j < nch; j++) {
+      int cj = part == 2 ? KC % per : j;
+      int count = part == 2 ? tail : pl.L;
+      LLVMValueRef col = LLVMBuildAdd(h.b, LLVMBuildMul(h.b, cw, cg_host_i64(&h, 32), ""), cg_host_i64(&h, cj * pl.L), "col");
+      LLVMValueRef xv = cg_host_load_h8(&h, x, LLVMBuildAdd(h.b, xrow, col, ""), count);
+      LLVMValueRef u[2];
+      for (int gi = 0; gi < pl.G; gi++) {
+        u[gi] = LLVMBuildFMul(h.b, xv, cg_host_load_h8(&h, hs, LLVMBuildAdd(h.b, hp[gi], col, ""), count), "u");
+        cg_host_set(&h, usum[gi], LLVMBuildFAdd(h.b, cg_host_get(&h, h.vf, usum[gi], ""), u[gi], "")); /* S, shared by the rows */
     }
-    accumulate(&h, &pl, lut, bits, u, prows, p, c, acc, P);
+    accumulate(&h, &pl, lut, bits, u, prows, p, cw, cj, acc, P);
+    }
     if (part == 0) cg_host_loop_end(&h, &lc);
   }
   /* yacc += g_p[row] * (S - 2 A), lane-wise; the lanes are summed once after the paths */

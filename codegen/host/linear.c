@@ -9,20 +9,23 @@
  * canonical bits are kept: bit j for column 32 w + j; on a little-endian host
  * byte c of a word holds columns 32 w + 8 c .. + 7.
  *
- * The product sums, per row and path, the u = h_p .* x of the columns whose
- * sign is -1 (A), beside S = sum_j u_j shared by all rows, and takes
- * sum_j s_j u_j = S - 2 A: on AVX-512 one mask-register load and one masked
- * add per 16 (weight, path), no multiply and no branch. The schedule's
- * tile[1] says how the signs become the lanes to add: 0 one load from a
- * 256-entry table of lane masks, then an and (AVX2's cheapest), 1 the bits
- * as <L x i1> lane predicates (AVX-512 mask registers). tile[2] is the fp32
- * lanes, 8 or 16 (an AVX-512 register, two bytes of signs a chunk;
- * predicates only); 0 (default) is this CPU's best: 16 lanes of predicates
- * with AVX-512F, else the table on 8. tile[0] is the output rows per item
- * (default 8, 4 for swiglu). A work item is a block of RB output rows of one
- * segment (never straddling two, since each segment has its own h and hence
- * its own u), for every batch row; u is computed once per L columns and
- * shared by the block's rows. */
+ * The schedule's tile[1] picks the sign decode:
+ * - 2, the lut (AVX-512 only; the default there while its tables fit
+ *   LUT_MAX_BYTES): the rows in the 16 lanes, and per batch row a table of
+ *   the 16 signed sums of each 4 columns of u = h_p .* x, from which vpermps
+ *   picks each row's entry by its 4 sign bits: a shift, a vpermps and an add
+ *   per 64 (weight, path). tile[0]: 16 or 32 rows an item (default 32).
+ * - 0 and 1 sum, per row and path, the u of the columns whose sign is -1
+ *   (A), beside S = sum_j u_j shared by the item's rows, and take
+ *   sum_j s_j u_j = S - 2 A. 0: one load from a 256-entry table of lane
+ *   masks, then an and (AVX2's cheapest; the default without AVX-512); 1: the
+ *   bits as <L x i1> lane predicates (on AVX-512 one kmov and one masked add
+ *   per 16 pairs). tile[2] is their fp32 lanes, 8 or 16 (predicates only),
+ *   tile[0] their output rows per item (default 8, 4 for swiglu; 1..16
+ *   weight rows). u is computed once per L columns and shared by the rows.
+ * tile[2] = 0 with tile[1] = 0 is this CPU's default. A work item is a block
+ * of output rows of one segment (never straddling two, since each segment
+ * has its own h and hence its own u), for every batch row. */
 #include <stdio.h>
 #include <string.h>
 
@@ -98,11 +101,13 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   pl->predicate = k->sched.tile[1] == 1;
   pl->lut = k->sched.tile[1] == 2;
   pl->L = k->sched.tile[2];
-  if (!pl->L && !pl->lut) { /* no lanes asked: this CPU's best decode (tile[1] then says nothing) */
+  if (!pl->L && k->sched.tile[1] == 0) { /* nothing asked: this CPU's best decode */
     int avx512 = host_avx512();
     pl->lut = avx512 && lut_bytes <= LUT_MAX_BYTES;
     pl->predicate = avx512 && !pl->lut;
     pl->L = avx512 ? 16 : CG_HOST_LANES;
+  } else if (!pl->L && pl->predicate) {
+    pl->L = CG_HOST_LANES;
   }
   if (pl->lut) {
     if (!host_avx512()) {

@@ -3,9 +3,10 @@
  * at k = 2, rotating over >= 128 MB of layers so that no layer sits in L3).
  * Usage: bench_host_gemv [N K paths layers threads decode lanes rows batch],
  * threads the pool's workers besides the caller (-1: one per other CPU),
- * decode the schedule's tile[1] (0 the table of sign masks, 1 lane
- * predicates), lanes its tile[2] (8 or 16; 0, the default: this CPU's
- * default decode and lanes), rows its tile[0] (0: the default); prints one
+ * decode the schedule's tile[1] (0 the table of lane masks, 1 lane
+ * predicates, 2 the lut), lanes its tile[2] (8 or 16; 0 with decode 0, the
+ * default: this CPU's decode and lanes), rows its tile[0] (0: the default);
+ * prints one
  * line each for the memcpy bandwidth (bytes read + written) and the GEMV, the
  * median of 9 passes over the layers. Not run by ctest. */
 #include <stdio.h>

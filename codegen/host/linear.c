@@ -37,6 +37,7 @@
 #define MAXR 16      /* weight rows an item accumulates: G * RB */
 #define LUT_MAX_BYTES (1 << 20) /* the lut decode's tables, on the stack of the pool's threads */
 #define LUT_RB_DEFAULT 32       /* its rows per item: two blocks of 16 share each table load */
+#define LUT_BT 4                /* batch rows that share each sign load and shift (2 for swiglu: its accumulators double) */
 #define LUT_PREFETCH 1024       /* bytes ahead in each block's stream of signs: 400 us a 4096^2 layer, not 490 */
 
 /* The segments' first rows in Ntot, and the work items before each segment. */
@@ -45,6 +46,7 @@ typedef struct {
   int RB;            /* output rows per item */
   int predicate;     /* the sign decode: 0 the table of masks, 1 the byte as lane predicates */
   int lut;           /* tile[1] = 2: 16 rows in the lanes, vpermps over tables of 4-column sums */
+  int BT;            /* the lut: batch rows a pass (LUT_BT, fewer where their tables pass LUT_MAX_BYTES) */
   int L;             /* lanes: 8, or 16 (two bytes of signs a chunk; predicates only) */
   int nout;          /* output width: Ntot, or N[0] for swiglu */
   int ntot;
@@ -124,6 +126,8 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
       return RB_EUSER;
     }
     pl->L = 16;
+    pl->BT = LUT_BT / pl->G;
+    while (pl->BT > 1 && pl->BT * lut_bytes > LUT_MAX_BYTES) pl->BT /= 2;
     pl->RB = k->sched.tile[0] ? k->sched.tile[0] : LUT_RB_DEFAULT;
     if (pl->RB != 16 && pl->RB != 32) {
       rb_buf_printf(err, "host linear: the lut decode takes 16 or 32 rows per item (tile[0]), not %d", pl->RB);
@@ -333,23 +337,22 @@ static void lut_fill(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef ta
   }
 }
 
-/* The body of the lut linear, after the arguments. */
-static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y, LLVMValueRef x, LLVMValueRef bits,
-                     LLVMValueRef g, LLVMValueRef hs, LLVMValueRef res, LLVMValueRef batch) {
+/* One pass of the lut linear over the call's items for batch rows b0 .. b0 + BT - 1. */
+static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y, LLVMValueRef x, LLVMValueRef bits,
+                     LLVMValueRef g, LLVMValueRef hs, LLVMValueRef res, LLVMValueRef tab, LLVMValueRef b0, int BT) {
   const int P = s->paths, NB = pl->RB / 16, G = pl->G, ng = (int)pl->W * 8;
   const int nseg = G == 2 ? 1 : s->nseg;
-  LLVMValueRef tab = cg_host_var(h, LLVMArrayType(h->vf, (unsigned)(G * P * ng)), NULL, "lut");
-  LLVMSetAlignment(tab, 64);
-  LLVMValueRef cur = cg_host_var(h, h->i64, NULL, "lut.seg"); /* the segment the tables hold, -1 none */
-  LLVMValueRef acc[2][2][2], yv[2][2];
-  for (int gi = 0; gi < G; gi++)
-    for (int nb = 0; nb < NB; nb++) {
-      yv[gi][nb] = cg_host_var(h, h->vf, NULL, "yv");
-      for (int a = 0; a < 2; a++) acc[gi][nb][a] = cg_host_var(h, h->vf, NULL, "acc");
-    }
-  CgHostLoop lb, li, lp, lw;
-  LLVMValueRef b = cg_host_loop_begin(h, &lb, cg_host_i64(h, 0), batch, "b");
-  cg_host_set(h, cur, cg_host_i64(h, -1));
+  LLVMValueRef cur = cg_host_var(h, h->i64, cg_host_i64(h, -1), "lut.seg"); /* the segment the tables hold */
+  LLVMValueRef acc[LUT_BT][2][2][2], yv[LUT_BT][2][2], tabt[LUT_BT];
+  for (int t = 0; t < BT; t++) {
+    tabt[t] = cg_host_gep(h, h->vf, tab, cg_host_i64(h, (long long)t * G * P * ng)); /* batch row b0 + t's tables */
+    for (int gi = 0; gi < G; gi++)
+      for (int nb = 0; nb < NB; nb++) {
+        yv[t][gi][nb] = cg_host_var(h, h->vf, NULL, "yv");
+        for (int a = 0; a < 2; a++) acc[t][gi][nb][a] = cg_host_var(h, h->vf, NULL, "acc");
+      }
+  }
+  CgHostLoop li, lp, lw;
   LLVMValueRef it = cg_host_loop_begin(h, &li, h->begin, h->end, "item");
   LLVMValueRef seg = cg_host_i64(h, 0);
   for (int i = 1; i < nseg; i++)
@@ -358,7 +361,9 @@ static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
   LLVMValueRef nrows = pick(h, seg, s->N, nseg), last = LLVMBuildSub(h->b, nrows, cg_host_i64(h, 1), "");
   CgHostIf fill;
   cg_host_if_begin(h, &fill, LLVMBuildICmp(h->b, LLVMIntNE, seg, cg_host_get(h, h->i64, cur, ""), ""), "lut.fill");
-  for (int gi = 0; gi < G; gi++) lut_fill(h, s, pl, tab, gi, G == 2 ? cg_host_i64(h, gi) : seg, x, hs, b);
+  for (int t = 0; t < BT; t++)
+    for (int gi = 0; gi < G; gi++)
+      lut_fill(h, s, pl, tabt[t], gi, G == 2 ? cg_host_i64(h, gi) : seg, x, hs, LLVMBuildAdd(h->b, b0, cg_host_i64(h, t), ""));
   cg_host_set(h, cur, seg);
   cg_host_if_end(h, &fill);
   /* each block's first layout row, clamped to the segment's last block: a block
@@ -371,12 +376,14 @@ static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
     for (int nb = 0; nb < NB; nb++)
       prow[gi][nb] = LLVMBuildAdd(h->b, pr0, cg_host_min64(h, LLVMBuildAdd(h->b, n0, cg_host_i64(h, 16 * nb), ""), top), "prow");
   }
-  for (int gi = 0; gi < G; gi++)
-    for (int nb = 0; nb < NB; nb++) cg_host_set(h, yv[gi][nb], LLVMConstNull(h->vf));
+  for (int t = 0; t < BT; t++)
+    for (int gi = 0; gi < G; gi++)
+      for (int nb = 0; nb < NB; nb++) cg_host_set(h, yv[t][gi][nb], LLVMConstNull(h->vf));
   LLVMValueRef p = cg_host_loop_begin(h, &lp, cg_host_i64(h, 0), cg_host_i64(h, P), "p");
-  for (int gi = 0; gi < G; gi++)
-    for (int nb = 0; nb < NB; nb++)
-      for (int a = 0; a < 2; a++) cg_host_set(h, acc[gi][nb][a], LLVMConstNull(h->vf));
+  for (int t = 0; t < BT; t++)
+    for (int gi = 0; gi < G; gi++)
+      for (int nb = 0; nb < NB; nb++)
+        for (int a = 0; a < 2; a++) cg_host_set(h, acc[t][gi][nb][a], LLVMConstNull(h->vf));
   LLVMValueRef w = cg_host_loop_begin(h, &lw, cg_host_i64(h, 0), cg_host_i64(h, pl->W), "w");
   LLVMValueRef v[2][2];
   for (int gi = 0; gi < G; gi++)
@@ -388,16 +395,19 @@ static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
     }
   for (int q = 0; q < 8; q++) /* the word's 8 groups of 4 columns */
     for (int gi = 0; gi < G; gi++) {
-      /* group ((gi * P + p) * W + w) * 8 + q of the tables */
+      LLVMValueRef idx[2];
+      for (int nb = 0; nb < NB; nb++) idx[nb] = q ? LLVMBuildLShr(h->b, v[gi][nb], splat_i32(h, 4 * q, 16), "") : v[gi][nb];
+      /* group ((gi * P + p) * W + w) * 8 + q of the tables, one table a batch row */
       LLVMValueRef path = LLVMBuildAdd(h->b, cg_host_i64(h, gi * P), p, "");
       LLVMValueRef ti = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, path, cg_host_i64(h, ng), ""),
                                      LLVMBuildAdd(h->b, LLVMBuildShl(h->b, w, cg_host_i64(h, 3), ""), cg_host_i64(h, q), ""), "");
-      LLVMValueRef t = LLVMBuildLoad2(h->b, h->vf, cg_host_gep(h, h->vf, tab, ti), "t");
-      LLVMSetAlignment(t, 64);
-      for (int nb = 0; nb < NB; nb++) {
-        LLVMValueRef idx = q ? LLVMBuildLShr(h->b, v[gi][nb], splat_i32(h, 4 * q, 16), "") : v[gi][nb];
-        LLVMValueRef a = acc[gi][nb][q & 1];
-        cg_host_set(h, a, LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, a, ""), permvar(h, t, idx), ""));
+      for (int t = 0; t < BT; t++) {
+        LLVMValueRef tv = LLVMBuildLoad2(h->b, h->vf, cg_host_gep(h, h->vf, tabt[t], ti), "t");
+        LLVMSetAlignment(tv, 64);
+        for (int nb = 0; nb < NB; nb++) {
+          LLVMValueRef a = acc[t][gi][nb][q & 1];
+          cg_host_set(h, a, LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, a, ""), permvar(h, tv, idx[nb]), ""));
+        }
       }
     }
   cg_host_loop_end(h, &lw);
@@ -410,31 +420,56 @@ static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
         LLVMValueRef gi_ = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, p, cg_host_i64(h, pl->ntot), ""), LLVMBuildAdd(h->b, r0[gi], n, ""), "");
         gv = LLVMBuildInsertElement(h->b, gv, cg_host_load_h(h, g, gi_), cg_host_i32(h, l), "");
       }
-      LLVMValueRef a = LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, acc[gi][nb][0], ""), cg_host_get(h, h->vf, acc[gi][nb][1], ""), "");
-      cg_host_set(h, yv[gi][nb], LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, yv[gi][nb], ""), LLVMBuildFMul(h->b, gv, a, ""), ""));
+      for (int t = 0; t < BT; t++) {
+        LLVMValueRef a = LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, acc[t][gi][nb][0], ""),
+                                       cg_host_get(h, h->vf, acc[t][gi][nb][1], ""), "");
+        cg_host_set(h, yv[t][gi][nb], LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, yv[t][gi][nb], ""), LLVMBuildFMul(h->b, gv, a, ""), ""));
+      }
     }
   cg_host_loop_end(h, &lp);
   /* the stores of the item's valid rows */
-  for (int nb = 0; nb < NB; nb++) {
-    LLVMValueRef y0 = cg_host_get(h, h->vf, yv[0][nb], ""), y1 = G == 2 ? cg_host_get(h, h->vf, yv[1][nb], "") : NULL;
-    for (int l = 0; l < 16; l++) {
-      LLVMValueRef n = LLVMBuildAdd(h->b, n0, cg_host_i64(h, 16 * nb + l), "n");
-      CgHostIf f;
-      cg_host_if_begin(h, &f, LLVMBuildICmp(h->b, LLVMIntSLT, n, nrows, ""), "store");
-      LLVMValueRef v0 = LLVMBuildExtractElement(h->b, y0, cg_host_i32(h, l), "");
-      if (s->epilogue == CG_EPI_SWIGLU) {
-        LLVMValueRef v1 = LLVMBuildExtractElement(h->b, y1, cg_host_i32(h, l), "");
-        LLVMValueRef o = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, b, cg_host_i64(h, pl->nout), ""), n, "");
-        cg_host_store_h(h, LLVMBuildFMul(h->b, cg_host_silu(h, v0), v1, ""), y, o);
-      } else {
-        LLVMValueRef o = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, b, cg_host_i64(h, pl->ntot), ""), LLVMBuildAdd(h->b, r0[0], n, ""), "");
-        if (s->epilogue == CG_EPI_ADD) v0 = LLVMBuildFAdd(h->b, v0, cg_host_load_h(h, res, o), "");
-        cg_host_store_h(h, v0, y, o);
+  for (int t = 0; t < BT; t++) {
+    LLVMValueRef b = LLVMBuildAdd(h->b, b0, cg_host_i64(h, t), "b");
+    for (int nb = 0; nb < NB; nb++) {
+      LLVMValueRef y0 = cg_host_get(h, h->vf, yv[t][0][nb], ""), y1 = G == 2 ? cg_host_get(h, h->vf, yv[t][1][nb], "") : NULL;
+      for (int l = 0; l < 16; l++) {
+        LLVMValueRef n = LLVMBuildAdd(h->b, n0, cg_host_i64(h, 16 * nb + l), "n");
+        CgHostIf f;
+        cg_host_if_begin(h, &f, LLVMBuildICmp(h->b, LLVMIntSLT, n, nrows, ""), "store");
+        LLVMValueRef v0 = LLVMBuildExtractElement(h->b, y0, cg_host_i32(h, l), "");
+        if (s->epilogue == CG_EPI_SWIGLU) {
+          LLVMValueRef v1 = LLVMBuildExtractElement(h->b, y1, cg_host_i32(h, l), "");
+          LLVMValueRef o = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, b, cg_host_i64(h, pl->nout), ""), n, "");
+          cg_host_store_h(h, LLVMBuildFMul(h->b, cg_host_silu(h, v0), v1, ""), y, o);
+        } else {
+          LLVMValueRef o = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, b, cg_host_i64(h, pl->ntot), ""), LLVMBuildAdd(h->b, r0[0], n, ""), "");
+          if (s->epilogue == CG_EPI_ADD) v0 = LLVMBuildFAdd(h->b, v0, cg_host_load_h(h, res, o), "");
+          cg_host_store_h(h, v0, y, o);
+        }
+        cg_host_if_end(h, &f);
       }
-      cg_host_if_end(h, &f);
     }
   }
   cg_host_loop_end(h, &li);
+}
+
+/* The body of the lut linear, after the arguments: tiles of pl->BT batch rows
+ * (each sign load and shift serving all of them), then the rows left one at a time. */
+static void emit_lut(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y, LLVMValueRef x, LLVMValueRef bits,
+                     LLVMValueRef g, LLVMValueRef hs, LLVMValueRef res, LLVMValueRef batch) {
+  const int ng = (int)pl->W * 8;
+  LLVMValueRef tab = cg_host_var(h, LLVMArrayType(h->vf, (unsigned)(pl->BT * pl->G * s->paths * ng)), NULL, "lut");
+  LLVMSetAlignment(tab, 64);
+  CgHostLoop lt, lb;
+  LLVMValueRef full = cg_host_i64(h, 0);
+  if (pl->BT > 1) {
+    full = LLVMBuildMul(h->b, LLVMBuildSDiv(h->b, batch, cg_host_i64(h, pl->BT), ""), cg_host_i64(h, pl->BT), "full");
+    LLVMValueRef bt = cg_host_loop_begin(h, &lt, cg_host_i64(h, 0), LLVMBuildSDiv(h->b, batch, cg_host_i64(h, pl->BT), ""), "bt");
+    lut_rows(h, s, pl, y, x, bits, g, hs, res, tab, LLVMBuildMul(h->b, bt, cg_host_i64(h, pl->BT), "b0"), pl->BT);
+    cg_host_loop_end(h, &lt);
+  }
+  LLVMValueRef b = cg_host_loop_begin(h, &lb, full, batch, "b");
+  lut_rows(h, s, pl, y, x, bits, g, hs, res, tab, b, 1);
   cg_host_loop_end(h, &lb);
 }
 

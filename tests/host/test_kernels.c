@@ -2,9 +2,9 @@
  * O3 and run on a 2-thread pool, against the independent float64 reference
  * (tests/ref) on fresh random fp16 inputs: the binary linear at k = 1..4 on
  * odd shapes (N and K not multiples of 8, 32 or 64), fused segments, the add
- * and swiglu epilogues, four schedules (the rows per item tile[0], the sign
- * decode tile[1], the lanes tile[2], the CPU's default), batch 1..16 (through
- * the host repack); rmsnorm,
+ * and swiglu epilogues, five schedules (the rows per item tile[0], the sign
+ * decode tile[1]: table, predicates, lut; the lanes tile[2]; the CPU's
+ * default), batch 1..16 (through the host repack); rmsnorm,
  * embed, swiglu, add, nll; rope_kv + attention as a prefill and a decode step.
  * Tolerance: relative L2 <= 2e-3 (fp16 outputs round at 2^-11 ~ 4.9e-4);
  * 5e-3 for attention, whose q and k are stored in fp16 after RoPE. */

@@ -487,7 +487,7 @@ int cg_host_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX],
 
   CgHostFn h;
   cg_host_begin(&h, entry);
-  LLVMValueRef lut = pl.predicate ? NULL : sign_table(&h);
+  LLVMValueRef lut = pl.predicate || pl.lut ? NULL : sign_table(&h); /* the mask table: tile[1] = 0 only */
   LLVMValueRef y = cg_host_arg_ptr(&h, 0, "y"), x = cg_host_arg_ptr(&h, 1, "x");
   LLVMValueRef bits = cg_host_arg_ptr(&h, 2, "bits"), g = cg_host_arg_ptr(&h, 3, "g");
   LLVMValueRef hs = cg_host_arg_ptr(&h, 4, "h"), res = cg_host_arg_ptr(&h, 5, "res");

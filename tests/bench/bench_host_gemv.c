@@ -1,17 +1,37 @@
 /* bench_host_gemv.c: the host target's k-path binary GEMV against this
  * machine's memory bandwidth (issue 13's target: >= 50% of it on 4096 x 4096
  * at k = 2, rotating over >= 128 MB of layers so that no layer sits in L3).
- * Usage: bench_host_gemv [N K paths layers threads decode lanes], threads the pool's
- * workers besides the caller (-1: one per other CPU), decode the schedule's
- * tile[1] (0 the table of sign masks, 1 lane predicates), lanes its tile[2]
- * (8 or 16); prints one line each
- * for the memcpy bandwidth (bytes read + written) and the GEMV. Not run by ctest. */
+ * Usage: bench_host_gemv [N K paths layers threads decode lanes rows batch],
+ * threads the pool's workers besides the caller (-1: one per other CPU),
+ * decode the schedule's tile[1] (0 the table of lane masks, 1 lane
+ * predicates, 2 the lut), lanes its tile[2] (8 or 16; 0 with decode 0, the
+ * default: this CPU's decode and lanes), rows its tile[0] (0: the default);
+ * prints one
+ * line each for the memcpy bandwidth (bytes read + written) and the GEMV, the
+ * median of 9 passes over the layers. Not run by ctest. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codegen/codegen.h"
 #include "runtime/jit/jit.h"
+
+/* The CPU seconds this process has had, every thread: on a shared machine
+ * wall time / CPU time says how much of the cores the others took. */
+static double cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void sort(double *v, int n) { /* insertion sort: for the medians */
+  for (int i = 1; i < n; i++)
+    for (int q = i; q > 0 && v[q] < v[q - 1]; q--) {
+      double t = v[q];
+      v[q] = v[q - 1], v[q - 1] = t;
+    }
+}
 
 int main(int argc, char **argv) {
   int N = argc > 1 ? atoi(argv[1]) : 4096, K = argc > 2 ? atoi(argv[2]) : 4096;
@@ -33,7 +53,9 @@ int main(int argc, char **argv) {
   k.op.kind = CG_LINEAR, k.op.K = K, k.op.nseg = 1, k.op.N[0] = N, k.op.paths = P;
   cg_target_host.linear_buckets(&k.op, &k.sched);
   k.sched.tile[1] = argc > 6 ? atoi(argv[6]) : 0;
-  k.sched.tile[2] = argc > 7 ? atoi(argv[7]) : 8;
+  k.sched.tile[2] = argc > 7 ? atoi(argv[7]) : 0;
+  k.sched.tile[0] = argc > 8 ? atoi(argv[8]) : 0;
+  int B = argc > 9 ? atoi(argv[9]) : 1;
   RtCache *c;
   RtHostJit *j;
   RbPool *pool;
@@ -50,25 +72,31 @@ int main(int argc, char **argv) {
   size_t lb = cg_target_host.layout_bytes(&k.op);
   char *bits = malloc(lb * L);
   for (size_t i = 0; i < lb * L; i++) bits[i] = (char)(i * 2654435761u >> 13);
-  uint16_t *gg = malloc(2 * (size_t)P * N), *hh = malloc(2 * (size_t)P * K), *x = malloc(2 * (size_t)K), *y = malloc(2 * (size_t)N);
+  uint16_t *gg = malloc(2 * (size_t)P * N), *hh = malloc(2 * (size_t)P * K), *x = malloc(2 * (size_t)K * B), *y = malloc(2 * (size_t)N * B);
   for (int i = 0; i < P * N; i++) gg[i] = rb_f16_from_f32(0.01f);
   for (int i = 0; i < P * K; i++) hh[i] = rb_f16_from_f32(1.0f);
-  for (int i = 0; i < K; i++) x[i] = rb_f16_from_f32((float)(i % 7) - 3.0f);
-  int reps = 4 * L;
-  for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
+  for (int i = 0; i < K * B; i++) x[i] = rb_f16_from_f32((float)(i % 7) - 3.0f);
+  enum { PASSES = 9 };
+  double pass_us[PASSES], pass_cpu[PASSES];
+  for (int pass = -1; pass < PASSES; pass++) { /* pass -1 warms up */
     t0 = rb_now_ms();
-    for (int r = 0; r < reps; r++) {
-      CgLinearArgs la = {(CgDevPtr)(uintptr_t)y, (CgDevPtr)(uintptr_t)x, (CgDevPtr)(uintptr_t)(bits + lb * (r % L)),
-                         (CgDevPtr)(uintptr_t)gg, (CgDevPtr)(uintptr_t)hh, 0, 1};
+    double c0 = cpu_s();
+    for (int r = 0; r < L; r++) {
+      CgLinearArgs la = {(CgDevPtr)(uintptr_t)y, (CgDevPtr)(uintptr_t)x, (CgDevPtr)(uintptr_t)(bits + lb * r),
+                         (CgDevPtr)(uintptr_t)gg, (CgDevPtr)(uintptr_t)hh, 0, B};
       CgArgv av;
       cg_linear_argv(&la, &av);
-      rt_host_launch(pool, fn, &g, 1, &av);
+      rt_host_launch(pool, fn, &g, B, &av);
     }
+    if (pass >= 0) pass_us[pass] = (rb_now_ms() - t0) * 1e3 / L, pass_cpu[pass] = (cpu_s() - c0) * 1e6 / L;
   }
-  double us = (rb_now_ms() - t0) * 1e3 / reps;
+  sort(pass_us, PASSES), sort(pass_cpu, PASSES);
+  double us = pass_us[PASSES / 2], cpu_us = pass_cpu[PASSES / 2];
   double gbs = lb / (us * 1e-6) / 1e9;
-  printf("gemv N=%d K=%d k=%d decode %d lanes %d batch 1, %d threads, %d layers (%.0f MB): %.1f us, %.2f GB/s of bits (%.0f%% of memcpy)\n",
-         N, K, P, k.sched.tile[1], k.sched.tile[2], rb_pool_threads(pool), L, lb * (double)L / 1e6, us, gbs, 100 * gbs / bw);
+  printf("gemv N=%d K=%d k=%d decode %d lanes %d rows %d batch %d, %d threads, %d layers (%.0f MB): %.1f us "
+         "(median of %d; %.1f us of CPU, all threads), %.2f GB/s of bits (%.0f%% of memcpy)\n",
+         N, K, P, k.sched.tile[1], k.sched.tile[2], k.sched.tile[0], B, rb_pool_threads(pool), L, lb * (double)L / 1e6,
+         us, PASSES, cpu_us, gbs, 100 * gbs / bw);
   rt_built_free(&built, 1);
   rt_host_jit_close(j);
   rt_cache_close(c);

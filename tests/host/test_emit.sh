@@ -1,7 +1,9 @@
 #!/bin/sh
 # test_emit.sh RABITC SAMPLES: rabitc --target host: --emit=llvm writes one
 # readable .ll per kernel (a header naming the op, LLVM IR that llvm-as reads),
-# the binary linear's IR is sign-XOR on 8 fp32 lanes and llc's asm for it is
+# the binary linear's IR is this CPU's default decode (AVX-512: the lut,
+# vpermps over tables of 4-column sums, 16 rows in the lanes; else a table of
+# lane masks on 8) and llc's asm for it is
 # vector code; a second compile comes from the cache; wrong combinations are
 # refused with a plain message.
 rabitc=$1 samples=$2
@@ -25,15 +27,26 @@ done
 lin=$(ls "$tmp/ll"/rb_host_linear_n64_32_k64_p2_*.ll)
 check linear-found -n "$lin"
 check linear-spec "$(grep -c '^; spec:   linear xor N=64+32 K=64 k=2' "$lin")" -eq 1
-check linear-xor "$(grep -c 'xor <8 x i32>' "$lin")" -ge 4
-check linear-fadd "$(grep -c 'fadd <8 x float>' "$lin")" -ge 4
+if grep -q avx512f /proc/cpuinfo; then avx512=1; else avx512=0; fi
+if [ "$avx512" -eq 1 ]; then
+  check linear-permvar "$(grep -c 'call <16 x float> @llvm.x86.avx512.permvar.sf.512' "$lin")" -ge 8
+  check linear-fadd "$(grep -c 'fadd <16 x float>' "$lin")" -ge 8
+else
+  check linear-and "$(grep -c 'and <8 x i32>' "$lin")" -ge 4
+  check linear-fadd "$(grep -c 'fadd <8 x float>' "$lin")" -ge 4
+fi
 check attention-op "$(grep -c '^; spec:   attention H=4 HKV=2 HD=16' "$tmp"/ll/rb_host_attention_*.ll)" -eq 1
 # The asm of the linear after the JIT's pipeline (default<O3>, then codegen
-# for this CPU): packed XORs of the sign masks and packed adds.
+# for this CPU): vpermps from the tables (AVX-512) or packed ands of the
+# table's masks, and packed adds.
 if command -v opt-16 >/dev/null 2>&1 && command -v llc-16 >/dev/null 2>&1; then
   opt-16 -passes='default<O3>' -mcpu=native -o "$tmp/lin.bc" "$lin" &&
     llc-16 -O3 -mcpu=native -o "$tmp/lin.s" "$tmp/lin.bc"
-  check asm-vxor "$(grep -cE '(v?xorps|v?pxor[dq]?)[[:space:]].*sign_masks' "$tmp/lin.s")" -ge 4
+  if [ "$avx512" -eq 1 ]; then
+    check asm-vpermps "$(grep -cE 'vpermps[[:space:]].*zmm' "$tmp/lin.s")" -ge 8
+  else
+    check asm-vand "$(grep -cE '(v?andps|v?pand[dq]?)[[:space:]].*sign_masks' "$tmp/lin.s")" -ge 4
+  fi
   check asm-vadd "$(grep -cE 'v?addps' "$tmp/lin.s")" -ge 4
 fi
 

@@ -2,8 +2,9 @@
  * O3 and run on a 2-thread pool, against the independent float64 reference
  * (tests/ref) on fresh random fp16 inputs: the binary linear at k = 1..4 on
  * odd shapes (N and K not multiples of 8, 32 or 64), fused segments, the add
- * and swiglu epilogues, the three schedules (the sign decode tile[1], the
- * lanes tile[2]), batch 1..16 (through the host repack); rmsnorm,
+ * and swiglu epilogues, five schedules (the rows per item tile[0], the sign
+ * decode tile[1]: table, predicates, lut; the lanes tile[2]; the CPU's
+ * default), batch 1..16 (through the host repack); rmsnorm,
  * embed, swiglu, add, nll; rope_kv + attention as a prefill and a decode step.
  * Tolerance: relative L2 <= 2e-3 (fp16 outputs round at 2^-11 ~ 4.9e-4);
  * 5e-3 for attention, whose q and k are stored in fp16 after RoPE. */
@@ -60,7 +61,9 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
     free(signs);
   }
   size_t lbytes = cg_target_host.layout_bytes(&kl->op);
-  CHECK(lbytes == 4ull * ntot * paths * W, "layout bytes %zu", lbytes);
+  size_t npad = 0; /* each segment padded to 16 rows */
+  for (int s = 0; s < c->nseg; s++) npad += (size_t)(c->N[s] + 15) / 16 * 16;
+  CHECK(lbytes == 4ull * npad * paths * W, "layout bytes %zu", lbytes);
   uint32_t *layout = malloc(lbytes);
   memset(layout, 0xA5, lbytes); /* the repack must write every word */
   CgGeometry gr, gl;
@@ -111,8 +114,9 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
     rt_host_launch(pool, fl, &gl, B, &av);
     for (int i = 0; i < B * nout; i++) got[i] = h2d(yh[i]);
     double e = ref_rel_l2(got, want, (size_t)B * nout);
-    CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s decode %d lanes %d batch %d: rel L2 %.3g", c->N[0], c->N[1],
-          c->N[2], K, paths, cg_epilogue_name(c->epi), kl->sched.tile[1], kl->sched.tile[2], B, e);
+    CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s rows %d decode %d lanes %d batch %d: rel L2 %.3g", c->N[0],
+          c->N[1], c->N[2], K, paths, cg_epilogue_name(c->epi), kl->sched.tile[0], kl->sched.tile[1], kl->sched.tile[2],
+          B, e);
   }
   for (int s = 0; s < c->nseg; s++) free(canon[s]);
   free(gf), free(hf), free(gh), free(hh), free(layout), free(xf), free(rf), free(xh), free(rh), free(yh);
@@ -120,11 +124,15 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
 }
 
 static void test_linears(void) {
-  /* per case and k: the linear under each schedule (tile[1], tile[2]: the
-   * table on 8 lanes, predicates on 8, predicates on 16), then the one repack
-   * they all read (the same op: one kernel, loaded once) */
-  static const int sched[][2] = {{0, 8}, {1, 8}, {1, 16}};
-  enum { NS = 3, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
+  /* per case and k: the linear under each schedule (tile[0], tile[1],
+   * tile[2]: the table on 8 lanes, predicates on 8, predicates on 16 with 16
+   * weight rows an item, this CPU's default (the lut with AVX-512), the lut
+   * with 16 rows an item), then the one repack they all read (the same op:
+   * one kernel, loaded once). Without AVX-512 the lut is refused, and its row
+   * runs the predicates on 8 lanes again. */
+  static const int sched[][3] = {{0, 0, 8}, {0, 1, 8}, {16, 1, 16}, {0, 0, 0}, {16, 2, 0}};
+  const int avx512 = __builtin_cpu_supports("avx512f");
+  enum { NS = 5, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
   CgKernel ks[NC * 4 * PER];
   int n = 0;
   for (int c = 0; c < NC; c++)
@@ -138,7 +146,10 @@ static void test_linears(void) {
       CHECK(cg_target_host.linear_buckets(&k.op, sc) == 1, "one bucket");
       for (int d = 0; d < NS; d++) {
         k.sched = sc[0];
-        k.sched.tile[1] = sched[d][0], k.sched.tile[2] = sched[d][1];
+        int sd = sched[d][1] == 2 && !avx512 ? 1 : d;
+        /* swiglu: 2 weight rows an output (the lut: 2 blocks of 16) */
+        k.sched.tile[0] = sched[sd][0] / (k.op.epilogue == CG_EPI_SWIGLU && sched[sd][1] != 2 ? 2 : 1);
+        k.sched.tile[1] = sched[sd][1], k.sched.tile[2] = sched[sd][2];
         ks[n++] = k;
       }
       k.op.kind = CG_REPACK, k.op.epilogue = CG_EPI_NONE;
@@ -335,16 +346,26 @@ static void test_refused(void) {
   CHECK(cg_target_host.emit(&k, &src, entry, &err) == RB_EUSER && err.data &&
             strstr(err.data, "does not lower kernel kind adamw"), "emit: %s", err.data ? err.data : "");
   CHECK(cg_target_host.geometry(&k, &g, &err) == RB_EUSER, "geometry");
-  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.strategy = CG_STRAT_XOR, .tile = {0, 2}}};
+  CgKernel bad = {.op = {.kind = CG_LINEAR, .K = 64, .nseg = 1, .N = {8}, .paths = 2}, .sched = {.strategy = CG_STRAT_XOR, .tile = {0, 3}}};
   rb_buf_free(&err);
-  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 2: %s",
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 3: %s",
         err.data ? err.data : "");
+  rb_buf_free(&err);
+  bad.sched.tile[1] = 2, bad.sched.tile[0] = 8; /* the lut: 16 or 32 rows, on AVX-512 only */
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER &&
+            strstr(err.data, __builtin_cpu_supports("avx512f") ? "16 or 32 rows per item" : "needs AVX-512"),
+        "lut, 8 rows: %s", err.data ? err.data : "");
+  bad.sched.tile[0] = 0, bad.sched.tile[1] = 3;
   rb_buf_free(&err);
   bad.sched.tile[1] = 0, bad.sched.tile[2] = 0, bad.sched.strategy = CG_STRAT_DEQUANT;
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "strategy dequant"),
         "dequant: %s", err.data ? err.data : "");
   rb_buf_free(&err);
-  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[2] = 16;
+  bad.sched.strategy = CG_STRAT_XOR, bad.sched.tile[0] = 17, bad.sched.tile[2] = 8;
+  CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "must be 1..16, got 17"),
+        "tile[0] = 17: %s", err.data ? err.data : "");
+  rb_buf_free(&err);
+  bad.sched.tile[0] = 0, bad.sched.tile[2] = 16;
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "65536"), "16 lanes, table: %s",
         err.data ? err.data : "");
   rb_buf_free(&src);

@@ -66,6 +66,16 @@ RtProgram *rt_program_new(const RtPlan *p, const RtDeviceOps *ops, void *impl, R
   return pr;
 }
 
+/* rt_program_build's load on a GPU: the cubin as a module, its entry as a function. */
+static int load_module(void *ctx, int i, RtBuilt *b, RtCache *cache, RbBuf *err) {
+  RtProgram *pr = ctx;
+  (void)cache;
+  int rc = rt_module_load(pr->gpu, b->cubin, b->len, &pr->modules[i]);
+  if (rc == RB_OK) rc = rt_module_function(pr->modules[i], b->entry, &pr->fn[i]);
+  if (rc != RB_OK) rb_buf_printf(err, "plan kernel %d (%s) failed to load: %s", i, b->entry, rt_gpu_error(pr->gpu));
+  return rc;
+}
+
 int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err) {
   const CgTarget *t = rt_plan_target(p);
   if (!t) {
@@ -77,21 +87,34 @@ int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err) {
     return RB_EUSER;
   }
   RtProgram *pr = rt_program_new(p, &cuda_ops, NULL, gpu);
+  int rc = RB_EINTERNAL;
+  if (pr && (pr->modules = rb_calloc((size_t)p->nkernels + 1, sizeof *pr->modules)) &&
+      (pr->fn = rb_calloc((size_t)p->nkernels + 1, sizeof *pr->fn)))
+    rc = rt_program_build(p, t, rt_gpu_arch(gpu), load_module, pr, &pr->hits, &pr->ms_build, &pr->ms_load, err);
+  if (rc != RB_OK) {
+    if (!err->len) rb_buf_puts(err, "out of memory");
+    rt_program_close(pr);
+    return rc;
+  }
+  *out = pr;
+  return RB_OK;
+}
+
+int rt_program_build(const RtPlan *p, const CgTarget *t, const char *arch, RtKernelLoad load, void *ctx, int *hits,
+                     double *ms_build, double *ms_load, RbBuf *err) {
   CgKernel *kernels = rb_calloc((size_t)p->nkernels + 1, sizeof *kernels);
   RtBuilt *built = rb_calloc((size_t)p->nkernels + 1, sizeof *built);
   RtCache *cache = NULL;
   RbBuf warn = {0};
   int rc = RB_EINTERNAL;
-  if (!pr || !kernels || !built) goto done;
-  pr->modules = rb_calloc((size_t)p->nkernels + 1, sizeof *pr->modules);
-  pr->fn = rb_calloc((size_t)p->nkernels + 1, sizeof *pr->fn);
-  if (!pr->modules || !pr->fn) goto done;
+  double t0 = rb_now_ms(), t1 = t0;
+  *hits = 0;
+  if (!kernels || !built) goto done;
   if ((rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &warn)) != RB_OK) goto done;
   for (int i = 0; i < p->nkernels; i++) kernels[i] = p->kernels[i].kernel;
-  RtBuildOptions bo = {t, rt_gpu_arch(gpu), cache, 0};
-  double t0 = rb_now_ms();
+  RtBuildOptions bo = {t, arch, cache, 0};
   rc = rt_build_kernels(kernels, p->nkernels, &bo, built);
-  double t1 = rb_now_ms();
+  t1 = rb_now_ms();
   for (int i = 0; i < p->nkernels && rc != RB_OK; i++)
     if (built[i].rc != RB_OK) {
       rb_buf_printf(err, "kernel %s failed to build: %s", built[i].entry, built[i].log.data ? built[i].log.data : "");
@@ -104,26 +127,18 @@ int rt_program_open(const RtPlan *p, RtGpu *gpu, RtProgram **out, RbBuf *err) {
       rc = RB_EUSER;
       break;
     }
-    pr->hits += built[i].hit;
-    rc = rt_module_load(gpu, built[i].cubin, built[i].len, &pr->modules[i]);
-    if (rc == RB_OK) rc = rt_module_function(pr->modules[i], built[i].entry, &pr->fn[i]);
-    if (rc != RB_OK) rb_buf_printf(err, "plan kernel %d (%s) failed to load: %s", i, built[i].entry, rt_gpu_error(gpu));
+    *hits += built[i].hit;
+    rc = load(ctx, i, &built[i], cache, err);
   }
-  pr->ms_build = t1 - t0;
-  pr->ms_load = rb_now_ms() - t1;
 done:
+  *ms_build = t1 - t0;
+  *ms_load = rb_now_ms() - t1;
   if (built) rt_built_free(built, p->nkernels);
   rb_free(built);
   rb_free(kernels);
   rt_cache_close(cache);
   rb_buf_free(&warn);
-  if (rc != RB_OK) {
-    if (!err->len) rb_buf_puts(err, "out of memory");
-    rt_program_close(pr);
-    return rc;
-  }
-  *out = pr;
-  return RB_OK;
+  return rc;
 }
 
 void rt_program_close(RtProgram *pr) {

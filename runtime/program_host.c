@@ -241,6 +241,17 @@ static void host_close(void *impl) {
 static const RtDeviceOps host_ops = {"host", host_alloc, host_free, host_upload, host_download, host_copy,
                                      host_fill, host_sync, host_launch, host_dense, host_error, host_close};
 
+/* rt_program_build's load on the host: the object into this program's JIT (a cached
+ * object it refuses is rebuilt there). */
+static int load_entry(void *ctx, int i, RtBuilt *b, RtCache *cache, RbBuf *err) {
+  Host *h = ctx;
+  RbBuf why = {0};
+  int rc = rt_host_jit_load(h->jit, b, cache, &h->fn[i], &why);
+  if (rc) rb_buf_printf(err, "plan kernel %d (%s) failed to load: %s", i, b->entry, why.data ? why.data : "?");
+  rb_buf_free(&why);
+  return rc;
+}
+
 int rt_program_open_host(const RtPlan *p, int threads, RtProgram **out, RbBuf *err) {
   *out = NULL;
   if (rt_plan_target(p) != &cg_target_host) {
@@ -248,52 +259,20 @@ int rt_program_open_host(const RtPlan *p, int threads, RtProgram **out, RbBuf *e
     return RB_EUSER;
   }
   Host *h = rb_calloc(1, sizeof *h);
-  RtBuilt *built = rb_calloc((size_t)p->nkernels + 1, sizeof *built);
-  CgKernel *kernels = rb_calloc((size_t)p->nkernels + 1, sizeof *kernels);
-  RtCache *cache = NULL;
-  RbBuf warn = {0};
   int rc = RB_EINTERNAL, hits = 0;
-  double t0 = rb_now_ms(), t1 = t0;
-  if (!h || !built || !kernels || !(h->fn = rb_calloc((size_t)p->nkernels + 1, sizeof *h->fn))) goto done;
-  h->plan = p;
-  if ((rc = rb_pool_open(&h->pool, threads >= 1 ? threads - 1 : -1)) || (rc = rt_host_jit_open(&h->jit, err)) ||
-      (rc = rt_cache_open(&cache, NULL, RT_CACHE_DEFAULT_MAX, &warn)))
-    goto done;
-  for (int i = 0; i < p->nkernels; i++) kernels[i] = p->kernels[i].kernel;
-  RtBuildOptions bo = {&cg_target_host, "host", cache, 0};
-  rc = rt_build_kernels(kernels, p->nkernels, &bo, built);
-  t1 = rb_now_ms();
-  for (int i = 0; i < p->nkernels && rc != RB_OK; i++)
-    if (built[i].rc != RB_OK) {
-      rb_buf_printf(err, "kernel %s failed to build: %s", built[i].entry, built[i].log.data ? built[i].log.data : "");
-      break;
-    }
-  for (int i = 0; i < p->nkernels && rc == RB_OK; i++) {
-    if (strcmp(built[i].entry, p->kernels[i].entry) != 0) {
-      rb_buf_printf(err, "plan kernel %d: its spec now gives entry %s, the plan says %s; recompile the plan", i,
-                    built[i].entry, p->kernels[i].entry);
-      rc = RB_EUSER;
-      break;
-    }
-    hits += built[i].hit;
-    RbBuf why = {0};
-    rc = rt_host_jit_load(h->jit, &built[i], cache, &h->fn[i], &why);
-    if (rc) rb_buf_printf(err, "plan kernel %d (%s) failed to load: %s", i, built[i].entry, why.data ? why.data : "?");
-    rb_buf_free(&why);
+  double ms_build = 0, ms_load = 0;
+  if (h && (h->fn = rb_calloc((size_t)p->nkernels + 1, sizeof *h->fn))) {
+    h->plan = p;
+    if (!(rc = rb_pool_open(&h->pool, threads >= 1 ? threads - 1 : -1)) && !(rc = rt_host_jit_open(&h->jit, err)))
+      rc = rt_program_build(p, &cg_target_host, "host", load_entry, h, &hits, &ms_build, &ms_load, err);
   }
-done:
-  if (built) rt_built_free(built, p->nkernels);
-  rb_free(built);
-  rb_free(kernels);
-  rt_cache_close(cache);
-  rb_buf_free(&warn);
   RtProgram *pr = rc == RB_OK ? rt_program_new(p, &host_ops, h, NULL) : NULL;
   if (!pr) {
     if (!err->len) rb_buf_puts(err, "out of memory");
     host_close(h);
     return rc ? rc : RB_EINTERNAL;
   }
-  rt_program_set_stats(pr, hits, t1 - t0, rb_now_ms() - t1, rb_pool_threads(h->pool));
+  rt_program_set_stats(pr, hits, ms_build, ms_load, rb_pool_threads(h->pool));
   *out = pr;
   return RB_OK;
 }

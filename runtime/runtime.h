@@ -219,6 +219,13 @@ int rt_program_cache_hits(const RtProgram *pr);
 /* What opening took: every binary (cache or compiler), every module load. */
 void rt_program_times(const RtProgram *pr, double *ms_build, double *ms_load);
 void rt_program_set_stats(RtProgram *pr, int hits, double ms_build, double ms_load, int threads);
+/* What both targets' open does with a plan's kernels: build every one for (t, arch)
+ * through the kernel cache, check it against the plan (a failed build, or a spec
+ * whose entry has moved), then hand it to load(ctx, i, built, cache, err), which
+ * makes it runnable on the device. Fills *hits and the build and load times (ms). */
+typedef int (*RtKernelLoad)(void *ctx, int i, RtBuilt *b, RtCache *cache, RbBuf *err);
+int rt_program_build(const RtPlan *p, const CgTarget *t, const char *arch, RtKernelLoad load, void *ctx, int *hits,
+                     double *ms_build, double *ms_load, RbBuf *err);
 int rt_program_threads(const RtProgram *pr); /* the host's pool; 0 on a GPU */
 /* Launch plan kernel `kernel` for extent n with the plan's geometry. */
 int rt_program_launch(RtProgram *pr, int kernel, int n, void **args, RtStream s);

@@ -88,30 +88,13 @@ static const char *host_error(const void *impl) {
   return h->error[0] ? h->error : "no error recorded";
 }
 
-typedef struct {
-  CgHostEntry fn;
-  void *const *argv;
-} Launch;
-
-static void launch_range(void *ctx, int64_t begin, int64_t end) {
-  Launch *l = ctx;
-  l->fn(l->argv, begin, end);
-}
-
-/* rt_host_launch's split (about 4 chunks a thread), on the pointer array a
- * launch takes (the executor's CgArgv.v, whose length it does not pass). */
 static int host_launch(void *impl, int kernel, int n, void **args, RtStream s) {
   Host *h = impl;
   (void)s;
-  CgLaunch L = cg_geometry_launch(&h->plan->kernels[kernel].geometry, n);
-  int64_t items = (int64_t)L.grid[0] * L.grid[1] * L.grid[2];
-  if (items <= 0) {
+  if (!rt_host_launch(h->pool, h->fn[kernel], &h->plan->kernels[kernel].geometry, n, args)) {
     host_fail(h, "kernel %s: no work items for extent %d", h->plan->kernels[kernel].entry, n);
     return RB_EUSER;
   }
-  int64_t grain = items / (4 * (int64_t)rb_pool_threads(h->pool));
-  Launch l = {h->fn[kernel], args};
-  rb_pool_run(h->pool, items, grain < 1 ? 1 : grain, launch_range, &l);
   return RB_OK;
 }
 

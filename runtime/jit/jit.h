@@ -146,8 +146,9 @@ struct RtBuilt;
  * never run. Returns RB_OK, or RB_EUSER/RB_EINTERNAL with the reason in warn. */
 int rt_host_jit_load(RtHostJit *j, struct RtBuilt *b, RtCache *cache, CgHostEntry *fn, RbBuf *warn);
 /* Run fn over the work items of geometry g at extent n, spread over pool
- * (NULL: this thread alone); argv from the family's cg_*_argv. */
-void rt_host_launch(RbPool *pool, CgHostEntry fn, const CgGeometry *g, int n, const CgArgv *argv);
+ * (NULL: this thread alone); args the pointer array of the family's cg_*_argv
+ * (CgArgv.v). Returns the work items run: 0 for an extent that gives none. */
+int64_t rt_host_launch(RbPool *pool, CgHostEntry fn, const CgGeometry *g, int n, void *const *args);
 
 /* ==== build.c: a model's kernels compiled in parallel through the cache ==== */
 

@@ -299,12 +299,13 @@ static void launch_range(void *ctx, int64_t begin, int64_t end) {
   l->fn(l->argv, begin, end);
 }
 
-void rt_host_launch(RbPool *pool, CgHostEntry fn, const CgGeometry *g, int n, const CgArgv *argv) {
+int64_t rt_host_launch(RbPool *pool, CgHostEntry fn, const CgGeometry *g, int n, void *const *args) {
   CgLaunch L = cg_geometry_launch(g, n);
   int64_t items = (int64_t)L.grid[0] * L.grid[1] * L.grid[2];
-  if (items <= 0) return;
+  if (items <= 0) return 0;
   /* About 4 chunks a thread: balance without a chunk's overhead dominating. */
   int64_t grain = items / (4 * (int64_t)rb_pool_threads(pool));
-  Launch l = {fn, argv->v};
+  Launch l = {fn, args};
   rb_pool_run(pool, items, grain < 1 ? 1 : grain, launch_range, &l);
+  return items;
 }

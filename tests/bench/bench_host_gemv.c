@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
                          (CgDevPtr)(uintptr_t)gg, (CgDevPtr)(uintptr_t)hh, 0, B};
       CgArgv av;
       cg_linear_argv(&la, &av);
-      rt_host_launch(pool, fn, &g, B, &av);
+      rt_host_launch(pool, fn, &g, B, av.v);
     }
     if (pass >= 0) pass_us[pass] = (rb_now_ms() - t0) * 1e3 / L, pass_cpu[pass] = (cpu_s() - c0) * 1e6 / L;
   }

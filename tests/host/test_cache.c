@@ -39,7 +39,7 @@ static int rmsnorm_ok(CgHostEntry fn, const CgKernel *k) {
   cg_target_host.geometry(k, &g, &err);
   rb_buf_free(&err);
   cg_rmsnorm_argv(&a, &av);
-  rt_host_launch(NULL, fn, &g, T, &av);
+  rt_host_launch(NULL, fn, &g, T, av.v);
   for (int i = 0; i < T * D; i++) got[i] = rb_f32_from_f16(yh[i]);
   return ref_rel_l2(got, want, T * D) <= 2e-3;
 }

@@ -77,7 +77,7 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
     CgRepackArgs ra = {(CgDevPtr)(uintptr_t)layout, (CgDevPtr)(uintptr_t)canon[s], s};
     CgArgv av;
     cg_repack_argv(&ra, &av);
-    rt_host_launch(pool, fr, &gr, 1, &av);
+    rt_host_launch(pool, fr, &gr, 1, av.v);
   }
   float *xf = malloc(sizeof(float) * BMAX * K), *rf = malloc(sizeof(float) * BMAX * ntot);
   uint16_t *xh = malloc(2 * (size_t)BMAX * K), *rh = malloc(2 * (size_t)BMAX * ntot), *yh = malloc(2 * (size_t)BMAX * ntot);
@@ -111,7 +111,7 @@ static void run_linear(const LinCase *c, int paths, CgHostEntry fl, CgHostEntry 
                        c->epi == CG_EPI_ADD ? (CgDevPtr)(uintptr_t)rh : 0, B};
     CgArgv av;
     cg_linear_argv(&la, &av);
-    rt_host_launch(pool, fl, &gl, B, &av);
+    rt_host_launch(pool, fl, &gl, B, av.v);
     for (int i = 0; i < B * nout; i++) got[i] = h2d(yh[i]);
     double e = ref_rel_l2(got, want, (size_t)B * nout);
     CHECK(e <= 2e-3, "linear N=%d+%d+%d K=%d k=%d epi=%s rows %d decode %d lanes %d batch %d: rel L2 %.3g", c->N[0],
@@ -198,14 +198,14 @@ static void test_rmsnorm(int T, int D) {
   CgRmsnormArgs a = {P(yh), P(xh), P(wh), T};
   CgArgv av;
   cg_rmsnorm_argv(&a, &av);
-  rt_host_launch(pool, fn, &g, T, &av);
+  rt_host_launch(pool, fn, &g, T, av.v);
   for (int i = 0; i < T * D; i++) got[i] = h2d(yh[i]);
   double e = ref_rel_l2(got, want, (size_t)T * D);
   CHECK(e <= 2e-3, "rmsnorm T=%d D=%d: rel L2 %.3g", T, D, e);
   /* in place: y = x */
   CgRmsnormArgs ai = {P(xh), P(xh), P(wh), T};
   cg_rmsnorm_argv(&ai, &av);
-  rt_host_launch(pool, fn, &g, T, &av);
+  rt_host_launch(pool, fn, &g, T, av.v);
   for (int i = 0; i < T * D; i++) got[i] = h2d(xh[i]);
   e = ref_rel_l2(got, want, (size_t)T * D);
   CHECK(e <= 2e-3, "rmsnorm in place T=%d D=%d: rel L2 %.3g", T, D, e);
@@ -228,7 +228,7 @@ static void test_swiglu_add(int T, int D) {
   CgSwigluArgs a = {P(yh), P(guh), ld, T};
   CgArgv av;
   cg_swiglu_argv(&a, &av);
-  rt_host_launch(pool, fs, &gs, T, &av);
+  rt_host_launch(pool, fs, &gs, T, av.v);
   for (int i = 0; i < n; i++) got[i] = h2d(yh[i]);
   double e = ref_rel_l2(got, want, n);
   CHECK(e <= 2e-3, "swiglu T=%d D=%d: rel L2 %.3g", T, D, e);
@@ -236,7 +236,7 @@ static void test_swiglu_add(int T, int D) {
   for (int i = 0; i < n; i++) want[i] = h2d(yh[i]) + bf[i];
   CgAddArgs aa = {P(yh), P(yh), P(bh), n};
   cg_add_argv(&aa, &av);
-  rt_host_launch(pool, fa, &ga, n, &av);
+  rt_host_launch(pool, fa, &ga, n, av.v);
   for (int i = 0; i < n; i++) got[i] = h2d(yh[i]);
   e = ref_rel_l2(got, want, n);
   CHECK(e <= 2e-3, "add n=%d: rel L2 %.3g", n, e);
@@ -256,7 +256,7 @@ static void test_embed(void) {
   CgEmbedArgs a = {P(yh), P(tok), P(th), T};
   CgArgv av;
   cg_embed_argv(&a, &av);
-  rt_host_launch(pool, fn, &g, T, &av);
+  rt_host_launch(pool, fn, &g, T, av.v);
   int bad = 0;
   for (int t = 0; t < T; t++)
     for (int d = 0; d < D; d++) {
@@ -279,7 +279,7 @@ static void test_nll(void) {
   CgNllArgs a = {P(nll), P(lg), P(tg), ld, T};
   CgArgv av;
   cg_nll_argv(&a, &av);
-  rt_host_launch(pool, fn, &g, T, &av);
+  rt_host_launch(pool, fn, &g, T, av.v);
   for (int t = 0; t < 3; t++) {
     double m = -1e300, s = 0;
     for (int v = 0; v < V; v++) m = fmax(m, lg[t * ld + v]);
@@ -317,9 +317,9 @@ static void test_attention(int T, int H, int HKV, int HD, int CTX) {
   CgAttentionArgs aa = {P(oh), P(qh), qw, P(kc), P(vc), P(&pos0), T, 0};
   CgArgv av;
   cg_rope_kv_argv(&ra, &av);
-  rt_host_launch(pool, fr, &gr, T, &av);
+  rt_host_launch(pool, fr, &gr, T, av.v);
   cg_attention_argv(&aa, &av);
-  rt_host_launch(pool, fa, &ga, T, &av);
+  rt_host_launch(pool, fa, &ga, T, av.v);
   for (int i = 0; i < T * qw; i++) got[i] = h2d(oh[i]);
   double e = ref_rel_l2(got, want, (size_t)T * qw);
   CHECK(e <= 5e-3, "attention prefill T=%d H=%d HKV=%d HD=%d: rel L2 %.3g", T, H, HKV, HD, e);
@@ -328,9 +328,9 @@ static void test_attention(int T, int H, int HKV, int HD, int CTX) {
   CgRopeKvArgs rd = {P(q2), qw, P(kh + (size_t)(T - 1) * kw), kw, P(vh + (size_t)(T - 1) * kw), kw, P(kc), P(vc), P(&pos0), 1};
   CgAttentionArgs ad = {P(oh), P(q2), qw, P(kc), P(vc), P(&pos0), 1, 0};
   cg_rope_kv_argv(&rd, &av);
-  rt_host_launch(pool, fr, &gr, 1, &av);
+  rt_host_launch(pool, fr, &gr, 1, av.v);
   cg_attention_argv(&ad, &av);
-  rt_host_launch(pool, fa, &ga, 1, &av);
+  rt_host_launch(pool, fa, &ga, 1, av.v);
   for (int i = 0; i < qw; i++) got[i] = h2d(oh[i]);
   e = ref_rel_l2(got, want + (size_t)(T - 1) * qw, qw);
   CHECK(e <= 5e-3, "attention decode at %d: rel L2 %.3g", T - 1, e);

@@ -48,7 +48,7 @@ static void load(K *kk) {
   }
 }
 
-static void run(const K *kk, int n, CgArgv *av) { rt_host_launch(pool, kk->fn, &kk->g, n, av); }
+static void run(const K *kk, int n, CgArgv *av) { rt_host_launch(pool, kk->fn, &kk->g, n, av->v); }
 
 /* One quantized matrix: the reference's canonical form and its fp16 scales. */
 typedef struct {

@@ -381,6 +381,9 @@ int cg_host_available(RbBuf *err);
 /* ==== kinds.c: names and descriptions ==== */
 
 const char *cg_kind_name(CgKind k);
+/* RB_OK when the fields an op kernel (embed, rmsnorm, rope_kv, attention, swiglu,
+ * add, nll) reads are usable on any target, else RB_EUSER with the reason in err. */
+int cg_op_check(const CgOp *s, RbBuf *err);
 const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */

@@ -1,5 +1,6 @@
 /* kinds.c: the kernel-kind table's names, a kernel's stable description, and
  * the launch a geometry gives for a run-time extent. Target-neutral. */
+#include <math.h>
 #include <string.h>
 
 #include "codegen/codegen.h"
@@ -35,6 +36,58 @@ const char *cg_schedule_source_name(CgScheduleSource s) {
   case CG_FROM_TUNED: return "tuned";
   default: return "default";
   }
+}
+
+/* What an op's fields must hold on every target; a target adds its own limits. */
+int cg_op_check(const CgOp *s, RbBuf *err) {
+  const char *kn = cg_kind_name(s->kind);
+  switch (s->kind) {
+  case CG_EMBED:
+    if (s->vocab <= 0 || s->dim <= 0) goto dims;
+    return RB_OK;
+  case CG_RMSNORM:
+    if (s->dim <= 0) goto dims;
+    if (!(s->eps >= 0.0f) || isinf(s->eps)) {
+      rb_buf_printf(err, "rmsnorm: eps must be finite and >= 0 (got %g)", (double)s->eps);
+      return RB_EUSER;
+    }
+    return RB_OK;
+  case CG_ROPE_KV:
+  case CG_ATTENTION:
+    if (s->heads <= 0 || s->kv_heads <= 0 || s->head_dim <= 0 || s->max_ctx <= 0) goto dims;
+    if (s->heads % s->kv_heads) {
+      rb_buf_printf(err, "%s: heads (%d) must be a multiple of kv_heads (%d)", kn, s->heads,
+                    s->kv_heads);
+      return RB_EUSER;
+    }
+    if (s->kind == CG_ROPE_KV) {
+      if (s->head_dim % 2) {
+        rb_buf_printf(err, "rope_kv: head_dim (%d) must be even for rotate-half RoPE", s->head_dim);
+        return RB_EUSER;
+      }
+      if (!(s->rope_theta > 1.0f) || isinf(s->rope_theta)) {
+        rb_buf_printf(err, "rope_kv: rope_theta must be finite and > 1 (got %g)",
+                      (double)s->rope_theta);
+        return RB_EUSER;
+      }
+    }
+    return RB_OK;
+  case CG_SWIGLU:
+  case CG_ADD:
+    if (s->dim <= 0) goto dims;
+    return RB_OK;
+  case CG_NLL:
+    if (s->vocab <= 0) goto dims;
+    return RB_OK;
+  default:
+    rb_buf_printf(err, "ops: kernel kind %s is not an op", kn);
+    return RB_EUSER;
+  }
+dims:
+  rb_buf_printf(err, "%s: dimensions must be positive (dim %d, vocab %d, heads %d, kv_heads %d, "
+                "head_dim %d, max_ctx %d)",
+                kn, s->dim, s->vocab, s->heads, s->kv_heads, s->head_dim, s->max_ctx);
+  return RB_EUSER;
 }
 
 int cg_kernel_equal(const CgKernel *a, const CgKernel *b) {

@@ -13,43 +13,16 @@
 
 #define ADD_CHUNK 4096 /* elements per work item of add */
 
+/* cg_op_check, then the host's own limit: attention reads head_dim in vectors of
+ * CG_HOST_LANES floats. */
 static int op_check(const CgOp *s, RbBuf *err) {
-  const char *kn = cg_kind_name(s->kind);
-  switch (s->kind) {
-  case CG_EMBED: if (s->vocab <= 0 || s->dim <= 0) goto dims; return RB_OK;
-  case CG_RMSNORM:
-    if (s->dim <= 0) goto dims;
-    if (!(s->eps >= 0.0f) || isinf(s->eps)) {
-      rb_buf_printf(err, "rmsnorm: eps must be finite and >= 0 (got %g)", (double)s->eps);
-      return RB_EUSER;
-    }
-    return RB_OK;
-  case CG_ROPE_KV:
-  case CG_ATTENTION:
-    if (s->heads <= 0 || s->kv_heads <= 0 || s->head_dim <= 0 || s->max_ctx <= 0) goto dims;
-    if (s->heads % s->kv_heads) {
-      rb_buf_printf(err, "%s: heads (%d) must be a multiple of kv_heads (%d)", kn, s->heads, s->kv_heads);
-      return RB_EUSER;
-    }
-    if (s->kind == CG_ROPE_KV && (s->head_dim % 2 || !(s->rope_theta > 1.0f) || isinf(s->rope_theta))) {
-      rb_buf_printf(err, "rope_kv: head_dim (%d) must be even and rope_theta finite and > 1 (got %g)",
-                    s->head_dim, (double)s->rope_theta);
-      return RB_EUSER;
-    }
-    if (s->kind == CG_ATTENTION && (s->head_dim % CG_HOST_LANES || s->head_dim > 512)) {
-      rb_buf_printf(err, "attention: head_dim (%d) must be a multiple of 8 and at most 512", s->head_dim);
-      return RB_EUSER;
-    }
-    return RB_OK;
-  case CG_SWIGLU:
-  case CG_ADD: if (s->dim <= 0) goto dims; return RB_OK;
-  case CG_NLL: if (s->vocab <= 0) goto dims; return RB_OK;
-  default: rb_buf_printf(err, "host ops: kernel kind %s is not lowered for the host", kn); return RB_EUSER;
+  int rc = cg_op_check(s, err);
+  if (rc == RB_OK && s->kind == CG_ATTENTION && (s->head_dim % CG_HOST_LANES || s->head_dim > 512)) {
+    rb_buf_printf(err, "attention: head_dim (%d) must be a multiple of %d and at most 512", s->head_dim,
+                  CG_HOST_LANES);
+    rc = RB_EUSER;
   }
-dims:
-  rb_buf_printf(err, "%s: dimensions must be positive (dim %d, vocab %d, heads %d, kv_heads %d, head_dim %d, max_ctx %d)",
-                kn, s->dim, s->vocab, s->heads, s->kv_heads, s->head_dim, s->max_ctx);
-  return RB_EUSER;
+  return rc;
 }
 
 /* sum over i < n of f(i) on 8 lanes: full chunks, then the tail with its

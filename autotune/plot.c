@@ -20,16 +20,6 @@ static double py(const Frame *f, double us) {
   return HEIGHT - BOTTOM - (log10(us) - f->ly0) / (f->ly1 - f->ly0) * (HEIGHT - TOP - BOTTOM);
 }
 
-static void put_text(RbBuf *b, const char *s) {
-  for (; *s; s++) {
-    if (*s == '&') rb_buf_puts(b, "&amp;");
-    else if (*s == '<') rb_buf_puts(b, "&lt;");
-    else if (*s == '>') rb_buf_puts(b, "&gt;");
-    else if (*s == '"') rb_buf_puts(b, "&quot;");
-    else rb_buf_put(b, s, 1);
-  }
-}
-
 /* The three times of unit i at its batch j. */
 static void times(const AtTuning *tu, int i, int j, double bytes_per_s, double v[3]) {
   const AtUnit *u = &tu->u[i];
@@ -104,7 +94,7 @@ void at_tuning_svg(const AtTuning *tu, double bytes_per_s, const char *how, RbBu
                              "</circle>\n", name[k], x, py(&f, v[k]), colour[k], name[k], v[k]);
       rb_buf_printf(out, "<text x=\"%.2f\" y=\"%d\" text-anchor=\"end\" transform=\"rotate(-60 %.2f %d)\">", x,
                     y_bottom + 12, x, y_bottom + 12);
-      put_text(out, lab);
+      rb_buf_xml_text(out, lab);
       rb_buf_puts(out, "</text>\n");
     }
   for (int k = 0; k < 3; k++) {
@@ -115,7 +105,7 @@ void at_tuning_svg(const AtTuning *tu, double bytes_per_s, const char *how, RbBu
   rb_buf_printf(out, "<text x=\"%d\" y=\"%d\" font-size=\"11\">floor: weights and activations at ", LEFT, HEIGHT - 10);
   if (bytes_per_s > 0) {
     rb_buf_printf(out, "%.3f TB/s, ", bytes_per_s / 1e12);
-    put_text(out, how && *how ? how : "?");
+    rb_buf_xml_text(out, how && *how ? how : "?");
   } else {
     rb_buf_puts(out, "an unknown bandwidth");
   }

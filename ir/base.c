@@ -133,6 +133,16 @@ void rb_buf_printf(RbBuf *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+void rb_buf_xml_text(RbBuf *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '&') rb_buf_puts(b, "&amp;");
+    else if (*s == '<') rb_buf_puts(b, "&lt;");
+    else if (*s == '>') rb_buf_puts(b, "&gt;");
+    else if (*s == '"') rb_buf_puts(b, "&quot;");
+    else rb_buf_put(b, s, 1);
+  }
+}
+
 void rb_buf_json_str(RbBuf *b, const char *s) {
   rb_buf_puts(b, "\"");
   for (; *s; s++) {

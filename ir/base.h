@@ -49,6 +49,8 @@ void rb_buf_free(RbBuf *b);
 /* Append s as a JSON string: quotes and backslashes escaped, control bytes
  * as \u escapes, UTF-8 passed through. */
 void rb_buf_json_str(RbBuf *b, const char *s);
+/* Append s as XML text (an SVG label): &, <, > and " escaped. */
+void rb_buf_xml_text(RbBuf *b, const char *s);
 
 /* String -> int hash map (open addressing). Keys are not copied: they must
  * outlive the map. It keeps passes linear on graphs of 100k ops. */

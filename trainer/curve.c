@@ -35,17 +35,6 @@ static void put_num(RbBuf *b, double v) {
   else rb_buf_printf(b, "%.6g", v);
 }
 
-/* XML text: the title may hold &, < or >. */
-static void put_text(RbBuf *b, const char *s) {
-  for (; *s; s++) {
-    if (*s == '&') rb_buf_puts(b, "&amp;");
-    else if (*s == '<') rb_buf_puts(b, "&lt;");
-    else if (*s == '>') rb_buf_puts(b, "&gt;");
-    else if (*s == '"') rb_buf_puts(b, "&quot;");
-    else rb_buf_put(b, s, 1);
-  }
-}
-
 /* The range of both series; a single value is widened so the axes never divide by zero. */
 static Frame frame_of(const TrCurvePoint *a, int na, const TrCurvePoint *b, int nb) {
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
@@ -107,7 +96,7 @@ static void axes(RbBuf *b, const Frame *f, const char *xlabel) {
     rb_buf_puts(b, "</text>\n");
   }
   rb_buf_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", (x_left + x_right) / 2, HEIGHT - 15);
-  put_text(b, xlabel && *xlabel ? xlabel : "step");
+  rb_buf_xml_text(b, xlabel && *xlabel ? xlabel : "step");
   rb_buf_puts(b, "</text>\n");
   rb_buf_printf(b, "<text x=\"20\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 20 %d)\">loss (log scale)</text>\n",
                 (y_top + y_bottom) / 2, (y_top + y_bottom) / 2);
@@ -146,7 +135,7 @@ int tr_curve_svg(const char *path, const TrCurvePoint *train, int ntrain, const 
   rb_buf_printf(&b, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", WIDTH, HEIGHT);
   if (title && *title) {
     rb_buf_printf(&b, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", WIDTH / 2);
-    put_text(&b, title);
+    rb_buf_xml_text(&b, title);
     rb_buf_puts(&b, "</text>\n");
   }
   axes(&b, &f, xlabel);

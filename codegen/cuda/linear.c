@@ -337,31 +337,6 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
   rb_buf_puts(b,
-      "/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits\n"
-      " * for the one before it (rb_grid_enter): the weights are not that kernel's output,\n"
-      " * and an L2 prefetch is coherent even where one is (L2 is where writes land), so\n"
-      " * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads\n"
-      " * below read the bits again, whatever it brought. */\n"
-      "__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {\n"
-      "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
-      "  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */\n"
-      "  int seg0, first;\n"
-      "  block_segment(blockIdx.x, &seg0, &first);\n"
-      "  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;\n"
-      "  for (int c = ks; c < C256; c += KS)\n"
-      "#pragma unroll\n"
-      "    for (int p = 0; p < PATHS; ++p)\n"
-      "#pragma unroll\n"
-      "      for (int sb = 0; sb < NSB; ++sb)\n"
-      "#pragma unroll\n"
-      "        for (int rt = 0; rt < RT; ++rt) {\n"
-      "          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;\n"
-      "          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128\n"
-      "                              + lane * 4;\n"
-      "          asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(w));\n"
-      "        }\n"
-      "}\n\n");
-  rb_buf_puts(b,
       "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */\n"
       "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {\n"
       "  if (K % 8 == 0 && vec) {\n"
@@ -537,7 +512,6 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
       "    const rb_half *res, int batch) {\n"
-      "  prefetch_bits(bits);\n"
       "  rb_grid_enter();\n",
       entry);
   rb_buf_puts(b,

@@ -374,31 +374,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
-}
-
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -578,7 +553,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -912,31 +886,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
-}
-
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -1116,7 +1065,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1450,31 +1398,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
-}
-
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -1654,7 +1577,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1777,31 +1699,6 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
-}
-
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -1983,7 +1880,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2106,31 +2002,6 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
-}
-
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -2312,7 +2183,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2645,31 +2515,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 2;
 }
 
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
-}
-
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -2849,7 +2694,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -3182,31 +3026,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
-}
-
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -3386,7 +3205,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -3720,31 +3538,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
-}
-
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {
   if (K % 8 == 0 && vec) {
@@ -3924,7 +3717,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -4047,31 +3839,6 @@ __device__ __forceinline__ int seg_tile0(int s) { return (0); }
 __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *seg = 0;
   *first = 0;
-}
-
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -4253,7 +4020,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -4376,31 +4142,6 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   if (blk < 2) { *seg = 0; *first = 0; return; }
   *seg = 1;
   *first = 2;
-}
-
-/* This warp's bits into L2, one prefetch per 128-byte line, before the kernel waits
- * for the one before it (rb_grid_enter): the weights are not that kernel's output,
- * and an L2 prefetch is coherent even where one is (L2 is where writes land), so
- * the first DRAM round trips overlap that kernel's tail. Only a hint: the loads
- * below read the bits again, whatever it brought. */
-__device__ __forceinline__ void prefetch_bits(const unsigned *bits) {
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
-  if (lane & 7) return; /* 8 lanes of 16 bytes fill a line */
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int ntile = (seg_rows(seg0) + 15) / 16, tb = ((int)blockIdx.x - first) * RT;
-  for (int c = ks; c < C256; c += KS)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const int tl = tb + rt < ntile ? tb + rt : ntile - 1;
-          const unsigned *w = bits + ((size_t)(seg_tile0(seg0 + sb) + tl) * C256 + (size_t)p * TT * C256 + c) * 128
-                              + lane * 4;
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(w));
-        }
 }
 
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */
@@ -4582,7 +4323,6 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n64_32_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  prefetch_bits(bits);
   rb_grid_enter();
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;

@@ -33,9 +33,19 @@
 #          whole-model decode and prefill, alternating old and new, beside the peers
 #   json   bench and model in one call, then their numbers as results-h200.json
 #          (tests/bench/results_json.py; the speed issue's schema)
+#   report json's runs, then beside them in the same call: the old build's per-shape
+#          kernels (.carry/old, the regression check at k = 1..4), whole models with
+#          overlapped launches off (RABIT_PDL=0) and llama2-7b with the dequant prefill
+#   ab     old against new build, kernels only: per-shape timings and the 32-layer chain of
+#          each, one after the other, then the tuner's GPU test (TESTS to change it)
+#   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
+#          in one call with its plot; the database comes back as tuning-h200.json,
+#          the model's speed before and after it beside each other
 # Expects the binaries tests/bench/pack_device.sh puts in .carry/new (and
 # .carry/old for same and speed), and the peer scripts in .carry/peers.
-# Logs go to $OUT; a short table is printed last.
+# Each step's log is appended to $OUT/logs-MODE.txt as soon as it ends, and its
+# summary line printed, so a call cut by its time limit still says how far it got
+# (at most 8 files come back); a short table is printed last.
 set -u
 mode=${1:-tests}
 B=${BUILD:-.carry/new}
@@ -45,14 +55,17 @@ export RABIT_CACHE_DIR=/tmp/rabit-cache PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" # libcjson
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 summary="$OUT/summary-$mode.txt"
-: > "$summary"
+L=/tmp/rabit-logs # the logs by name, for the greps below; only their concatenation comes back
+rm -rf "$L"; mkdir -p "$L"
+: > "$summary"; : > "$OUT/logs-$mode.txt"
 
-run() { # run NAME CMD...: log to $OUT/NAME.log, record the exit status and tail
+run() { # run NAME CMD...: log to $L/NAME.log and $OUT/logs-MODE.txt, record the exit status and tail
   name=$1; shift
   start=$(date +%s.%N)
-  "$@" > "$OUT/$name.log" 2>&1; rc=$?
+  "$@" > "$L/$name.log" 2>&1; rc=$?
   secs=$(awk "BEGIN{print $(date +%s.%N) - $start}")
-  printf '%-28s rc=%-3s %6.1fs  %s\n' "$name" "$rc" "$secs" "$(grep -E 'passed|ERROR SUMMARY|chain batch|kernels for' "$OUT/$name.log" | tail -1)" >> "$summary"
+  printf '%-28s rc=%-3s %6.1fs  %s\n' "$name" "$rc" "$secs" "$(grep -E 'passed|ERROR SUMMARY|chain batch|kernels for' "$L/$name.log" | tail -1)" | tee -a "$summary"
+  { echo "==== $name"; cat "$L/$name.log"; } >> "$OUT/logs-$mode.txt"
 }
 
 # Correctness: the GPU tests named in $1, then memcheck over those in $2.
@@ -73,10 +86,10 @@ kernel_bench() {
   run bench_linear "$B/tests/gpu/gpu_test_linear" --bench-only
   run peer_graph_bench python3 .carry/peers/graph_bench.py
   run peer_baseline python3 .carry/peers/baseline_device.py
-  grep -E "session open|chain batch|fp16 peer" "$OUT/bench_chain.log"
-  grep -E "^bench" "$OUT/bench_linear.log" | sed "s/ of bits//"
-  tail -n 6 "$OUT/peer_graph_bench.log"
-  grep -iE "chain|copy" "$OUT/peer_baseline.log"
+  grep -E "session open|chain batch|fp16 peer" "$L/bench_chain.log"
+  grep -E "^bench" "$L/bench_linear.log" | sed "s/ of bits//"
+  tail -n 6 "$L/peer_graph_bench.log"
+  grep -iE "chain|copy" "$L/peer_baseline.log"
 }
 
 # Whole models with random weights, beside the PyTorch fp16 decode peer.
@@ -84,7 +97,7 @@ model_bench() {
   run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
   run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
-  cat "$OUT/bench_llama.log" "$OUT/bench_smollm2.log" "$OUT/peer_fp16_decode.log"
+  cat "$L/bench_llama.log" "$L/bench_smollm2.log" "$L/peer_fp16_decode.log"
 }
 
 # The trainer: its kernels, the step against the CPU reference, the loop, the peer's gradcheck.
@@ -93,9 +106,9 @@ train_tests() {
   run peer_gradcheck python3 .carry/peers/rabit_qat_peer.py --gradcheck /tmp/gradcheck.safetensors
   run gradcheck "$B/tests/train/test_gradcheck_peer" /tmp/gradcheck.safetensors
   for t in test_train_ops test_train_optim test_nll test_train_step test_train_loop gradcheck; do
-    grep -E "FAIL|fail|error|Error" "$OUT/$t.log" | head -n 12
+    grep -E "FAIL|fail|error|Error" "$L/$t.log" | head -n 12
   done
-  grep -E "^  B=|worst|grad norm|run A|kill -9" "$OUT/test_train_step.log" "$OUT/test_train_loop.log"
+  grep -E "^  B=|worst|grad norm|run A|kill -9" "$L/test_train_step.log" "$L/test_train_loop.log"
 }
 
 # The real SmolLM2 in /tmp/rabit-qat (its halves carried by qat1 and qat2, the shards by qat2), imported;
@@ -123,7 +136,7 @@ qat_real() {
       run ptq_rabit_$a-$b "$R" train $IR --method ptq --init rabit --init-a $a --init-b $b --weights $Q/hf/model.safetensors \
           --data $Q/shards-train --eval-data $Q/shards-heldout -o $Q/ptq-$a-$b
     done
-    grep -H -E "^train: init|^eval" "$OUT"/ptq_*.log
+    grep -H -E "^train: init|^eval" "$L"/ptq_*.log
     return
   fi
   if [ -n "${QAT_PPL_ONLY:-}" ]; then # evaluation speed alone: PTQ weights, ppl by chunk size, prefill
@@ -133,7 +146,7 @@ qat_real() {
       run ppl_fp16_c$c "$R" ppl $IR --fp16 --weights $Q/hf/model.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40 --chunk $c --quiet
     done
     run bench_prefill "$R" bench $IR --weights $Q/k2.safetensors --fp16-weights $Q/hf/model.safetensors
-    grep -H -E "^perplexity|^speed" "$OUT"/ppl_*.log; cat "$OUT/bench_prefill.log"
+    grep -H -E "^perplexity|^speed" "$L"/ppl_*.log; cat "$L/bench_prefill.log"
     return
   fi
   tail -c +73 $Q/shards-train/train.shard > $Q/train.bin   # the ids after the 72-byte header
@@ -146,13 +159,13 @@ qat_real() {
   if [ -n "${QAT_GAMMA_TOKENS:-}" ]; then # the hidden-state MSE on the real model: a short run
     run train_gamma timeout 120 "$R" train $IR --weights $Q/hf/model.safetensors --data $Q/shards-train \
         --eval-data $Q/shards-heldout --tokens $QAT_GAMMA_TOKENS --gamma 100 --ckpt-every 0 --log-every 20 -o $Q/out-gamma
-    grep -E "^step|^eval|^trained" "$OUT/train_gamma.log" | tail -n 8
+    grep -E "^step|^eval|^trained" "$L/train_gamma.log" | tail -n 8
   fi
   if [ -n "${SKIP_PEERS:-}" ]; then
-    grep -E "^train:|^step|^eval|^trained" "$OUT/train.log" | tail -n 40
+    grep -E "^train:|^step|^eval|^trained" "$L/train.log" | tail -n 40
     run eval_export "$R" eval $IR --weights $Q/out/model.safetensors --data $Q/shards-heldout
     run ppl_export "$R" ppl $IR --weights $Q/out/model.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40
-    grep -hE "perplexity" "$OUT/eval_export.log" "$OUT/ppl_export.log"
+    grep -hE "perplexity" "$L/eval_export.log" "$L/ppl_export.log"
     return
   fi
   run peer_train python3 .carry/peers/qat_train_peer.py --hf $Q/hf --train $Q/train512.bin --train-ctx 512 \
@@ -166,12 +179,12 @@ qat_real() {
   run ppl_fp16 "$R" ppl $IR --fp16 --weights $Q/hf/model.safetensors --tokenizer $G --text $Q/heldout.txt --ctx 1024 --max-windows 40
   run bench_prefill "$R" bench $IR --weights $W --fp16-weights $Q/hf/model.safetensors
   run chat_export "$R" run $IR --weights $W --tokenizer $G --chat --prompt "What is the capital of France?" -n 40
-  grep -E "^train:|^step|^eval|^trained" "$OUT/train.log" | head -n 60
-  grep -E "tok/s|held ppl|RESULT" "$OUT/peer_train.log" | tail -n 6
-  tail -n 2 "$OUT/peer_step.log"
-  cat "$OUT/eval_export.log" "$OUT/eval_fp16.log"
-  grep -hE "^perplexity|^speed" "$OUT/ppl_export.log" "$OUT/ppl_fp16.log"
-  cat "$OUT/bench_prefill.log" "$OUT/chat_export.log"
+  grep -E "^train:|^step|^eval|^trained" "$L/train.log" | head -n 60
+  grep -E "tok/s|held ppl|RESULT" "$L/peer_train.log" | tail -n 6
+  tail -n 2 "$L/peer_step.log"
+  cat "$L/eval_export.log" "$L/eval_fp16.log"
+  grep -hE "^perplexity|^speed" "$L/ppl_export.log" "$L/ppl_fp16.log"
+  cat "$L/bench_prefill.log" "$L/chat_export.log"
   cp $Q/out/loss.svg "$OUT/loss-smollm2-k2.svg"
 }
 
@@ -193,17 +206,17 @@ real_model() {
       --max-windows 40 --ids-out $M/ppl_ids.bin --quiet
   run ppl_k2 "$R" ppl $IR --paths 2 --weights $M/k2.safetensors --tokenizer $G --text $TEXT --ctx 1024 --max-windows 40 --quiet
   run ppl_k3 "$R" ppl $IR --paths 3 --weights $M/k3.safetensors --tokenizer $G --text $TEXT --ctx 1024 --max-windows 40 --quiet
-  ours=$(sed -n 's/^perplexity \([0-9.]*\).*/\1/p' "$OUT/ppl_fp16.log")
+  ours=$(sed -n 's/^perplexity \([0-9.]*\).*/\1/p' "$L/ppl_fp16.log")
   np=$(wc -l < $M/ids.txt); plen=$((np - 32))
   run hf_oracle python3 tests/bench/hf_oracle.py $M/hf --logits $M/logits.bin --ids $M/ids.txt --prompt-len $plen \
       --ppl-ids $M/ppl_ids.bin --ctx 1024 --ours-ppl "$ours"
   run chat_k2 "$R" run $IR --weights $M/k2.safetensors --tokenizer $G --chat --prompt "What is the capital of France?" -n 48
   run chat_fp16 "$R" run $IR --fp16 --weights $M/hf/model.safetensors --tokenizer $G --chat --prompt "What is the capital of France?" -n 48
   run bench_real "$R" bench $IR --weights $M/k2.safetensors --fp16-weights $M/hf/model.safetensors
-  tail -3 "$OUT/run_fp16.log"; cat "$OUT/hf_oracle.log"
-  grep -h "^perplexity" "$OUT"/ppl_*.log
-  tail -n 4 "$OUT/quantize_k2.log" "$OUT/quantize_k3.log"
-  cat "$OUT/chat_k2.log" "$OUT/chat_fp16.log" "$OUT/bench_real.log"
+  tail -3 "$L/run_fp16.log"; cat "$L/hf_oracle.log"
+  grep -h "^perplexity" "$L"/ppl_*.log
+  tail -n 4 "$L/quantize_k2.log" "$L/quantize_k3.log"
+  cat "$L/chat_k2.log" "$L/chat_fp16.log" "$L/bench_real.log"
 }
 
 # The same random model through the old and the new build: identical bytes out.
@@ -216,7 +229,7 @@ same_outputs() {
         [ "$m" = llama2-7b ] && [ -n "$fp" ] && continue
         for b in old new; do
           .carry/$b/tools/rabit run samples/$m.ir --random-weights $fp --tokens "$toks" -n 4 --quiet \
-            --logits-out /tmp/logits-$b.bin --ids-out /tmp/ids-$b.txt > "$OUT/run-$m-$p$fp-$b.log" 2>&1
+            --logits-out /tmp/logits-$b.bin --ids-out /tmp/ids-$b.txt > "$L/run-$m-$p$fp-$b.log" 2>&1
           sums=$(cat /tmp/logits-$b.bin /tmp/ids-$b.txt | sha256sum | cut -c1-16)
           eval "sum_$b=$sums"
         done
@@ -236,7 +249,7 @@ overlap_compare() {
       toks=$(seq 1 $p | tr '\n' ' ')
       for pdl in 0 1; do
         RABIT_PDL=$pdl "$B/tools/rabit" run samples/$m.ir --random-weights --tokens "$toks" -n 4 --quiet \
-          --logits-out /tmp/logits-$pdl.bin --ids-out /tmp/ids-$pdl.txt > "$OUT/run-$m-$p-pdl$pdl.log" 2>&1
+          --logits-out /tmp/logits-$pdl.bin --ids-out /tmp/ids-$pdl.txt > "$L/run-$m-$p-pdl$pdl.log" 2>&1
         eval "sum_$pdl=$(cat /tmp/logits-$pdl.bin /tmp/ids-$pdl.txt | sha256sum | cut -c1-16)"
       done
       printf '%-16s %-6s %-6s %-18s %-18s %s\n' $m 2bit $p $sum_0 $sum_1 "$([ "$sum_0" = "$sum_1" ] && echo yes || echo NO)" >> "$summary"
@@ -249,7 +262,7 @@ overlap_compare() {
       done
     done
   done
-  for f in "$OUT"/bench_*_pdl*.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 6; done
+  for f in "$L"/bench_*_pdl*.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 6; done
 }
 
 # Old and new, alternating, in one call: kernels, the chain, whole models.
@@ -266,9 +279,52 @@ speed_compare() {
   done
   run peer_graph_bench python3 .carry/peers/graph_bench.py
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
-  for f in "$OUT"/linear_*.log; do echo "== $(basename $f)"; grep -E "^bench" "$f" | sed "s/ of bits//"; done
-  for f in "$OUT"/chain_*.log "$OUT"/llama_*.log "$OUT"/smollm2_*.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
-  tail -n 8 "$OUT/peer_graph_bench.log" "$OUT/peer_fp16_decode.log"
+  for f in "$L"/linear_*.log; do echo "== $(basename $f)"; grep -E "^bench" "$f" | sed "s/ of bits//"; done
+  for f in "$L"/chain_*.log "$L"/llama_*.log "$L"/smollm2_*.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
+  tail -n 8 "$L/peer_graph_bench.log" "$L/peer_fp16_decode.log"
+}
+
+# What json leaves out, measured in the same call: the old kernels, PDL off, the dequant prefill.
+report_extra() {
+  [ -d .carry/old ] && run linear_old .carry/old/tests/gpu/gpu_test_linear --bench-only
+  for m in llama2-7b smollm2-135m; do
+    run "bench_${m}_pdl0" env RABIT_PDL=0 "$B/tools/rabit" bench samples/$m.ir --random-weights
+  done
+  run bench_llama_dequant env RABIT_PREFILL=dequant "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  run bench_llama_mma env RABIT_PREFILL=mma "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  if [ -f "$L/linear_old.log" ]; then # old | new, row by row
+    grep -E "^bench" "$L/linear_old.log" > /tmp/old.txt; grep -E "^bench" "$L/bench_linear.log" > /tmp/new.txt
+    paste -d'|' /tmp/old.txt /tmp/new.txt
+  fi
+  for f in "$L"/bench_*_pdl0.log "$L"/bench_llama_dequant.log "$L"/bench_llama_mma.log; do
+    echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8
+  done
+}
+
+# Old and new kernels one after the other: the per-shape table and the chain.
+kernels_ab() {
+  for b in old new; do
+    run "linear_$b" .carry/$b/tests/gpu/gpu_test_linear --bench-only
+    .carry/$b/tools/rabitc -o /tmp/llama-$b.rplan samples/llama2-7b.ir > /dev/null 2>&1
+    run "chain_$b" .carry/$b/tests/bench/bench_chain /tmp/llama-$b.rplan
+  done
+  grep -E "^bench" "$L/linear_old.log" > /tmp/old.txt; grep -E "^bench" "$L/linear_new.log" > /tmp/new.txt
+  paste -d'|' /tmp/old.txt /tmp/new.txt
+  grep -h "^chain" "$L/chain_old.log" "$L/chain_new.log"
+}
+
+# The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
+# the database exported, and the model's decode speed with the defaults and tuned.
+tune_model() {
+  gpu_tests "test_tune" ""
+  rm -rf "$RABIT_CACHE_DIR"
+  run bench_llama_default "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir --twice --plot "$OUT/tune-llama2-7b-h200.svg"
+  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+  run bench_llama_tuned "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  grep -E "^tuned|passed|FAIL" "$L/test_tune.log" | tail -n 8
+  tail -n 40 "$L/tune_llama.log"
+  for f in "$L"/bench_llama_default.log "$L"/bench_llama_tuned.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
 }
 
 # The dequant prefill: its layers beside cuBLAS fp16, then the whole model with and without it.
@@ -276,8 +332,8 @@ prefill_bench() {
   run bench_prefill "$B/tests/gpu/gpu_test_linear" --bench-only
   run bench_llama_mma "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
   run bench_llama_dequant env RABIT_PREFILL=dequant "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
-  grep -E "^bench prefill" "$OUT/bench_prefill.log"
-  for f in "$OUT"/bench_llama_mma.log "$OUT"/bench_llama_dequant.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
+  grep -E "^bench prefill" "$L/bench_prefill.log"
+  for f in "$L"/bench_llama_mma.log "$L"/bench_llama_dequant.log; do echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8; done
 }
 
 case $mode in
@@ -296,14 +352,16 @@ case $mode in
   same) gpu_tests "test_linear test_ops test_plan_api test_model" "${MEMCHECK-test_plan_api test_model}"; same_outputs ;;
   speed) speed_compare ;;
   json) export OUT; kernel_bench; model_bench # graph_bench.py writes $OUT/graph_bench.json
-        python3 tests/bench/results_json.py "$OUT" "$OUT/results-h200.json" && cat "$OUT/results-h200.json" | head -c 600 ;;
+        cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && cat "$OUT/results-h200.json" | head -c 600 ;;
   prefill) gpu_tests "test_linear test_model" "${MEMCHECK-test_model}"; prefill_bench ;;
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, train, qat1, qat2, exp)"; exit 2 ;;
+  tune) tune_model ;;
+  ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
+  report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
+          cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"
-# At most 8 files come back from the device: fold the logs into one.
-for f in "$OUT"/*.log; do [ -f "$f" ] && { echo "==== $(basename "$f")"; cat "$f"; }; done > "$OUT/logs-$mode.txt"
-rm -f "$OUT"/*.log
+for f in "$L"/run-*.log; do [ -f "$f" ] && { echo "==== $(basename "$f")"; cat "$f"; }; done >> "$OUT/logs-$mode.txt"

@@ -21,72 +21,17 @@
 #include "runtime/runtime.h"
 #include "runtime/text/text.h"
 #include "tests/common/rng.h"
+#include "tests/common/tiny_model.h"
 #include "tests/host/util.h"
 #include "tests/ref/ref.h"
 
-enum { V = 256, D = 64, F = 160, L = 2, H = 4, HKV = 2, HD = 16 };
 static const double TOL = 2e-2, NLL_TOL = 0.02;
 static const char *samples, *rabit;
-static float fp16(float v) { return rb_f32_from_f16(rb_f16_from_f32(v)); }
 
 static void check_logits(const char *what, const double *got, const double *want, size_t n) {
   double e = ref_rel_l2(got, want, n);
   printf("%s %-40s rel L2 %.2e\n", e <= TOL ? "ok  " : "FAIL", what, e);
   CHECK(e <= TOL, "%s: rel L2 %.3g", what, e);
-}
-
-/* A random linear of the tiny model, packed and as its dense W_hat (for the fp16 file). */
-typedef struct {
-  RefLinear r;
-  float *what;
-} Lin;
-
-static void make_linear(Lin *l, int N, int K, int paths) {
-  int8_t *signs = malloc((size_t)paths * N * K);
-  for (size_t i = 0; i < (size_t)paths * N * K; i++) signs[i] = (rnd() & 1) ? 1 : -1;
-  uint32_t *bits = calloc((size_t)paths * N * cg_packed_words(K), 4);
-  ref_pack_signs(bits, signs, paths, N, K);
-  float *g = malloc((size_t)paths * N * 4), *h = malloc((size_t)paths * K * 4);
-  for (int i = 0; i < paths * N; i++) g[i] = fp16((float)(0.5 + unif()) / sqrtf((float)K * paths));
-  for (int i = 0; i < paths * K; i++) h[i] = fp16((float)(0.5 + unif()));
-  l->what = calloc((size_t)N * K, 4);
-  for (int p = 0; p < paths; p++)
-    for (int n = 0; n < N; n++)
-      for (int k = 0; k < K; k++)
-        l->what[(size_t)n * K + k] += g[p * N + n] * signs[((size_t)p * N + n) * K + k] * h[p * K + k];
-  for (size_t i = 0; i < (size_t)N * K; i++) l->what[i] = fp16(l->what[i]);
-  free(signs);
-  l->r = (RefLinear){N, K, paths, bits, g, h, NULL};
-}
-
-static void add_f16(RtStWriter *w, const char *name, const float *x, int rank, const int64_t *shape) {
-  size_t n = 1;
-  for (int i = 0; i < rank; i++) n *= (size_t)shape[i];
-  uint16_t *h = malloc(n * 2);
-  for (size_t i = 0; i < n; i++) h[i] = rb_f16_from_f32(x[i]);
-  rt_st_writer_add(w, name, RT_F16, rank, shape, h);
-  free(h);
-}
-
-static void add_linear(RtStWriter *w, const char *base, const Lin *l, int dense) {
-  char name[256];
-  const RefLinear *r = &l->r;
-  if (dense) {
-    int64_t s[2] = {r->N, r->K};
-    cg_dense_name(name, sizeof name, base);
-    add_f16(w, name, l->what, 2, s);
-    return;
-  }
-  int64_t sb[3], sg[3], sh[3];
-  cg_packed_shape(CG_PACKED_BITS, r->paths, r->N, r->K, sb);
-  cg_packed_shape(CG_PACKED_G, r->paths, r->N, r->K, sg);
-  cg_packed_shape(CG_PACKED_H, r->paths, r->N, r->K, sh);
-  cg_packed_name(name, sizeof name, base, CG_PACKED_BITS);
-  rt_st_writer_add(w, name, RT_I32, 3, sb, r->bits);
-  cg_packed_name(name, sizeof name, base, CG_PACKED_G);
-  add_f16(w, name, r->g, 2, sg);
-  cg_packed_name(name, sizeof name, base, CG_PACKED_H);
-  add_f16(w, name, r->h, 2, sh);
 }
 
 /* The IR compiled in process for the host and opened on this CPU, as `rabit run --target host` does. */
@@ -280,71 +225,23 @@ int main(int argc, char **argv) {
   setenv("RABIT_CACHE_DIR", cache, 1);
   RbBuf err = {0};
 
-  /* tiny.ir: q, k, o, gate, up have 2 paths; v 3; down 1; tied embeddings. */
-  float *embed = malloc((size_t)V * D * 4), *fnorm = malloc(D * 4);
-  for (int i = 0; i < V * D; i++) embed[i] = fp16((float)(2 * unif() - 1));
-  for (int i = 0; i < D; i++) fnorm[i] = fp16((float)(0.5 + unif()));
-  RefLayer layers[L];
-  Lin lin[L][7];
-  float *norms[L][2];
-  static const int shape[7][3] = {{D, D, 2}, {HKV * HD, D, 2}, {HKV * HD, D, 3}, {D, D, 2},
-                                  {F, D, 2}, {F, D, 2},        {D, F, 1}};
-  for (int l = 0; l < L; l++) {
-    for (int j = 0; j < 7; j++) make_linear(&lin[l][j], shape[j][0], shape[j][1], shape[j][2]);
-    for (int j = 0; j < 2; j++) {
-      norms[l][j] = malloc(D * 4);
-      for (int i = 0; i < D; i++) norms[l][j][i] = fp16((float)(0.5 + unif()));
-    }
-    layers[l] = (RefLayer){norms[l][0], norms[l][1], lin[l][0].r, lin[l][1].r, lin[l][2].r, lin[l][3].r,
-                           lin[l][4].r, lin[l][5].r, lin[l][6].r};
-  }
-  RefModel ref = {V, D, F, L, H, HKV, HD, 1e-5f, 10000.0f, embed, fnorm, embed, layers};
-  static const char *const names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                       "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  TinyModel t;
+  tiny_make(&t);
   for (int dense = 0; dense < 2; dense++) {
-    RtStWriter *w = NULL;
-    rt_st_writer_new(&w);
-    int64_t se[2] = {V, D}, sn[1] = {D};
-    add_f16(w, "model.embed_tokens.weight", embed, 2, se);
-    rt_st_writer_add(w, "model.norm.weight", RT_F32, 1, sn, fnorm);
-    for (int l = 0; l < L; l++) {
-      char base[128];
-      snprintf(base, sizeof base, "model.layers.%d.input_layernorm.weight", l);
-      rt_st_writer_add(w, base, RT_F32, 1, sn, norms[l][0]);
-      snprintf(base, sizeof base, "model.layers.%d.post_attention_layernorm.weight", l);
-      rt_st_writer_add(w, base, RT_F32, 1, sn, norms[l][1]);
-      for (int j = 0; j < 7; j++) {
-        snprintf(base, sizeof base, "model.layers.%d.%s", l, names[j]);
-        add_linear(w, base, &lin[l][j], dense);
-      }
-    }
     char file[4300];
     snprintf(file, sizeof file, "%s/tiny-%s.safetensors", dir, dense ? "fp16" : "k");
-    if (rt_st_writer_finish(w, file, &err)) {
+    if (tiny_write(&t, dense, file, &err)) {
       CHECK(0, "writing %s: %s", file, err.data ? err.data : "");
       continue;
     }
-    /* The fp16 run reads the dense reconstructions: the same function. */
-    RefLayer dl[L];
-    for (int l = 0; l < L && dense; l++) {
-      dl[l] = layers[l];
-      RefLinear *rs[7] = {&dl[l].q, &dl[l].k, &dl[l].v, &dl[l].o, &dl[l].gate, &dl[l].up, &dl[l].down};
-      for (int j = 0; j < 7; j++) rs[j]->paths = 0, rs[j]->dense = lin[l][j].what;
-    }
-    RefModel rm = ref;
-    if (dense) rm.layer = dl;
-    run_case(file, dense, &rm, dense ? "fp16" : "2-bit");
+    const RefModel *rm = dense ? &t.dense : &t.model; /* the fp16 file holds the dense reconstructions */
+    run_case(file, dense, rm, dense ? "fp16" : "2-bit");
     if (!dense) {
-      run_command(file, &rm, dir);
-      ppl_command(file, &rm, dir, argv[3]);
+      run_command(file, rm, dir);
+      ppl_command(file, rm, dir, argv[3]);
     }
   }
-  for (int l = 0; l < L; l++) {
-    for (int j = 0; j < 7; j++)
-      free((void *)lin[l][j].r.bits), free((void *)lin[l][j].r.g), free((void *)lin[l][j].r.h), free(lin[l][j].what);
-    free(norms[l][0]), free(norms[l][1]);
-  }
-  free(embed), free(fnorm);
+  tiny_free(&t);
   rb_buf_free(&err);
   hu_rm_rf(dir);
   rb_free(dir);

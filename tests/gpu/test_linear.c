@@ -6,7 +6,9 @@
  * kernel into an fp16 W_hat that must equal the CPU's fmaf bit for bit, then cuBLAS and the
  * epilogue. With --bench (or --bench-only) it also times the Llama-2-7B shapes the way
  * graph_bench.py does, and the prefill layers at batch 512 beside cuBLAS fp16.
- * Exits 77 after "SKIP: <reason>" when there is no GPU or driver. */
+ * --compile-only compiles every source the table (and with --bench the bench) would
+ * build, for sm_90, with no GPU: CI runs it. Otherwise it exits 77 after "SKIP:
+ * <reason>" when there is no GPU or driver. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,20 +57,103 @@ typedef struct {
   RtFunction fn;
 } Kernel;
 
-/* Emit (linear or repack) and compile for this GPU. Returns RB_OK or prints why not. */
+/* ---- cubins compiled ahead, in parallel ----
+ * One kernel after another, the table's compiles took 318 s of the H200 machine's
+ * 16-core time (2026-12-01), nearly the whole test. NVRTC runs in parallel threads, so
+ * every source a run will need is emitted first (ahead_add, from the same loops that
+ * run the cases), compiled across the CPUs (ahead_compile), and kernel_build takes its
+ * cubin from here; a source not found is compiled on the spot, as before. */
+typedef struct {
+  char *src, entry[64];
+  void *cubin;
+  size_t len;
+  int st;
+  char *log; /* NVRTC's messages when st != RB_OK */
+} Ahead;
+
+static Ahead *ahead;
+static int nahead, capahead, collecting; /* collecting: the loops only call ahead_add */
+static const char *arch;                 /* the GPU's, or sm_90 under --compile-only */
+
+static int emit(const CgKernel *s, int repack, RbBuf *src, char entry[64], RbBuf *err) {
+  return repack ? cg_emit_repack(s, src, entry, err) : cg_emit_linear(s, src, entry, err);
+}
+
+static const Ahead *ahead_find(const char *src) {
+  for (int i = 0; i < nahead; i++)
+    if (strcmp(ahead[i].src, src) == 0) return &ahead[i];
+  return NULL;
+}
+
+static void ahead_add(const CgKernel *s, int repack) {
+  RbBuf src = {0}, err = {0};
+  char entry[64];
+  if (emit(s, repack, &src, entry, &err) == RB_OK && src.data && !ahead_find(src.data)) {
+    if (nahead == capahead) {
+      capahead = capahead ? 2 * capahead : 256;
+      ahead = realloc(ahead, (size_t)capahead * sizeof *ahead);
+    }
+    Ahead *a = &ahead[nahead++];
+    memset(a, 0, sizeof *a);
+    a->src = src.data, src.data = NULL;
+    snprintf(a->entry, sizeof a->entry, "%s", entry);
+  }
+  rb_buf_free(&src);
+  rb_buf_free(&err);
+}
+
+static void compile_range(void *ctx, int64_t begin, int64_t end) {
+  (void)ctx;
+  for (int64_t i = begin; i < end; i++) {
+    Ahead *a = &ahead[i];
+    RbBuf log = {0};
+    a->st = rt_nvrtc_compile(a->src, a->entry, arch, NULL, 0, &a->cubin, &a->len, &log);
+    a->log = log.data, log.data = NULL;
+    rb_buf_free(&log);
+  }
+}
+
+/* Returns how many failed (each named). */
+static int ahead_compile(void) {
+  RbPool *pool = NULL;
+  double t0 = rb_now_ms();
+  rb_pool_open(&pool, -1);
+  rb_pool_run(pool, nahead, 1, compile_range, NULL);
+  int failed = 0;
+  for (int i = 0; i < nahead; i++)
+    if (ahead[i].st != RB_OK) printf("FAIL compile %s: %s\n", ahead[i].entry, ahead[i].log ? ahead[i].log : ""), failed++;
+  printf("compiled %d distinct kernels ahead for %s in %.1f s on %d threads, %d failed\n", nahead, arch,
+         (rb_now_ms() - t0) / 1e3, rb_pool_threads(pool), failed);
+  rb_pool_close(pool);
+  return failed;
+}
+
+static void ahead_free(void) {
+  for (int i = 0; i < nahead; i++) free(ahead[i].src), rb_free(ahead[i].cubin), free(ahead[i].log);
+  free(ahead);
+  ahead = NULL, nahead = capahead = 0;
+}
+
+/* Emit (linear or repack) and compile for this GPU (or take the cubin compiled ahead).
+ * Returns RB_OK or prints why not. */
 static int kernel_build(const CgKernel *s, int repack, Kernel *k) {
   RbBuf src = {0}, err = {0};
   char entry[64];
   void *cubin = NULL;
   size_t len = 0;
+  const Ahead *a = NULL;
   memset(k, 0, sizeof *k);
-  int st = repack ? cg_emit_repack(s, &src, entry, &err) : cg_emit_linear(s, &src, entry, &err);
-  if (st == RB_OK)
-    st = rt_nvrtc_compile(src.data, entry, rt_gpu_arch(gpu), NULL, 0, &cubin, &len, &err);
+  int st = emit(s, repack, &src, entry, &err);
+  if (st == RB_OK && (a = ahead_find(src.data)) != NULL) {
+    st = a->st, cubin = a->cubin, len = a->len;
+    if (st != RB_OK) rb_buf_puts(&err, a->log ? a->log : "");
+  } else if (st == RB_OK) {
+    st = rt_nvrtc_compile(src.data, entry, arch, NULL, 0, &cubin, &len, &err);
+  }
   if (st == RB_OK) st = rt_module_load(gpu, cubin, len, &k->mod);
   if (st == RB_OK) st = rt_module_function(k->mod, entry, &k->fn);
   if (st != RB_OK) printf("build of %s failed: %s\n", entry, err.data ? err.data : "");
-  rb_free(cubin);
+  if (!a) rb_free(cubin);
   rb_buf_free(&src);
   rb_buf_free(&err);
   return st;
@@ -376,6 +461,10 @@ static void run_table(void) {
         char desc[160];
         snprintf(desc, sizeof desc, "%s k=%d %s b<=%d", sh->name, paths, cg_strategy_name(s.sched.strategy),
                  s.sched.batch_max);
+        if (collecting) {
+          ahead_add(&s, 0), ahead_add(&s, 1);
+          continue;
+        }
         Kernel lin, rep;
         if (kernel_build(&s, 0, &lin) || kernel_build(&s, 1, &rep)) {
           printf("FAIL %s: build\n", desc);
@@ -407,6 +496,10 @@ static void run_table(void) {
 
 static void bench_one(const CgKernel *s, int batch) {
   enum { R = 64 };
+  if (collecting) {
+    ahead_add(s, 0);
+    return;
+  }
   Kernel k;
   if (kernel_build(s, 0, &k)) return;
   size_t bytes = cg_target_cuda.layout_bytes(&s->op);
@@ -603,12 +696,27 @@ static void run_bench_prefill(void) {
   }
 }
 
+/* Every source the table and the bench build, compiled for sm_90 with no GPU. */
+static int compile_only(int table, int bench) {
+  arch = "sm_90";
+  collecting = 1;
+  if (table) run_table();
+  if (bench) run_bench();
+  int failed = ahead_compile();
+  ahead_free();
+  return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
-  int bench = 0, table = 1; /* --bench adds the timings; --bench-only skips the table */
+  /* --bench adds the timings; --bench-only skips the table; --compile-only compiles
+   * what they would run, for sm_90, and needs no GPU */
+  int bench = 0, table = 1, only_compile = 0;
   for (int i = 1; i < argc; i++) {
     bench |= strcmp(argv[i], "--bench") == 0 || strcmp(argv[i], "--bench-only") == 0;
     table &= strcmp(argv[i], "--bench-only") != 0;
+    only_compile |= strcmp(argv[i], "--compile-only") == 0;
   }
+  if (only_compile) return compile_only(table, bench);
   RbBuf err = {0};
   if (rt_gpu_open(&gpu, 0, &err) != RB_OK) {
     printf("SKIP: %s\n", err.data ? err.data : "no GPU");
@@ -617,16 +725,23 @@ int main(int argc, char **argv) {
   }
   rb_buf_free(&err);
   printf("device: %s (%s)\n", rt_gpu_name(gpu), rt_gpu_arch(gpu));
+  arch = rt_gpu_arch(gpu);
   if (rt_blas_open(gpu, NULL, &blas, &err) != RB_OK) {
     printf("FAIL cuBLAS (the dequant strategy's GEMM): %s\n", err.data ? err.data : "?");
     rb_buf_free(&err);
     rt_gpu_close(gpu);
     return 1;
   }
+  collecting = 1; /* the same loops, emitting only: every source, compiled at once */
+  if (table) run_table();
+  if (bench) run_bench();
+  collecting = 0;
+  if (ahead_compile()) nfail++; /* each failure is named; its cases fail again below */
   if (table) run_table();
   if (bench) run_bench();
   if (bench) run_bench_prefill();
   printf("%d passed, %d failed\n", npass, nfail);
+  ahead_free();
   rt_blas_close(blas);
   rt_gpu_close(gpu);
   return nfail ? 1 : 0;

@@ -39,6 +39,9 @@ typedef struct {
   RtDevPtr kc, vc;        /* attention */
 } StepState;
 
+#define POOL_SIZE (1u << 20)
+#define POOL_SCALES 8 /* distinct scales a model's random tensors use (1/sqrt(K) per K, 1) */
+
 struct RtModel {
   RtProgram *prog;
   const RtPlan *p;
@@ -61,6 +64,11 @@ struct RtModel {
   uint64_t rng;
   float *pool; /* random weights: N(0,1) samples reused cyclically, so that a
                   7B-shaped model fills in seconds rather than minutes */
+  struct {      /* ... and those samples times a tensor's scale, as fp16, per scale seen: */
+    float scale; /* a tensor is then copies from the pool, not a conversion per value */
+    uint16_t *h;
+  } scaled[POOL_SCALES];
+  int nscaled;
   char error[1024]; /* why the last call failed, for rt_model_error */
 };
 
@@ -76,7 +84,6 @@ static int fail(RtModel *m, int rc, const char *fmt, ...) {
 
 const char *rt_model_error(const RtModel *m) { return m->error[0] ? m->error : "no error recorded"; }
 
-#define POOL_SIZE (1u << 20)
 
 /* ---- weights ---- */
 
@@ -99,6 +106,23 @@ static int device_upload(RtModel *m, RtDevPtr *d, const void *h, size_t bytes) {
   return RB_OK;
 }
 
+/* The fp16 pool of N(0, scale^2) samples: the shared N(0, 1) ones times scale,
+ * converted once per scale. NULL when out of memory. */
+static const uint16_t *random_pool(RtModel *m, float scale) {
+  if (!m->pool) {
+    if (!(m->pool = rb_malloc(POOL_SIZE * sizeof *m->pool))) return NULL;
+    for (size_t i = 0; i < POOL_SIZE; i++) m->pool[i] = randn(m);
+  }
+  for (int i = 0; i < m->nscaled; i++)
+    if (m->scaled[i].scale == scale) return m->scaled[i].h;
+  int slot = m->nscaled < POOL_SCALES ? m->nscaled++ : POOL_SCALES - 1; /* past 8 scales, the last slot is redone */
+  uint16_t *h = m->scaled[slot].h ? m->scaled[slot].h : rb_malloc(POOL_SIZE * 2);
+  if (!h) return NULL;
+  for (size_t i = 0; i < POOL_SIZE; i++) h[i] = rb_f16_from_f32(scale * m->pool[i]);
+  m->scaled[slot].scale = scale, m->scaled[slot].h = h;
+  return h;
+}
+
 /* Tensor `name` of the file as n fp16 values (F16 as is, F32 and BF16
  * converted; rt_weights_check has checked its shape and dtype); random
  * weights draw N(0, scale^2), or the constant `fill` when scale is 0.
@@ -111,14 +135,19 @@ static int load_f16(RtModel *m, RtSafetensors *f, const char *name, int rank, co
   if (!h) return RB_EINTERNAL;
   *out = h;
   if (!f) {
-    if (!m->pool && scale) {
-      if (!(m->pool = rb_malloc(POOL_SIZE * sizeof *m->pool))) return RB_EINTERNAL;
-      for (size_t i = 0; i < POOL_SIZE; i++) m->pool[i] = randn(m);
+    if (!scale) {
+      (void)next_rand(m); /* the draw a scaled tensor's start takes: the same stream either way */
+      uint16_t cfill = rb_f16_from_f32(fill);
+      for (size_t i = 0; i < n; i++) h[i] = cfill;
+      return RB_OK;
     }
-    size_t at = next_rand(m) % POOL_SIZE;
-    uint16_t cfill = rb_f16_from_f32(fill);
-    for (size_t i = 0; i < n; i++, at = at + 1 == POOL_SIZE ? 0 : at + 1)
-      h[i] = scale ? rb_f16_from_f32(scale * m->pool[at]) : cfill;
+    const uint16_t *src = random_pool(m, scale);
+    if (!src) return RB_EINTERNAL;
+    for (size_t i = 0, at = next_rand(m) % POOL_SIZE; i < n; at = 0) { /* from a random point, cyclically */
+      size_t run = POOL_SIZE - at < n - i ? POOL_SIZE - at : n - i;
+      memcpy(h + i, src + at, run * 2);
+      i += run;
+    }
     return RB_OK;
   }
   const RtTensor *t = rt_st_find(f, name); /* rt_weights_check vouched for its shape and dtype */
@@ -656,6 +685,7 @@ void rt_model_close(RtModel *m) {
   rb_free(m->val);
   rb_free(m->st);
   rb_free(m->pool);
+  for (int i = 0; i < m->nscaled; i++) rb_free(m->scaled[i].h);
   rb_free(m);
 }
 

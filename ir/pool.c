@@ -1,26 +1,56 @@
 /* pool.c: the small thread pool of base.h. Workers sleep on a condition
  * variable between runs; a run hands out chunks of items through one atomic
- * counter, so threads that finish early take more, and the caller works too. */
+ * counter, so threads that finish early take more, and the caller works too.
+ * A worker spins a while (SPIN_US) before it sleeps, and so does the caller
+ * waiting for the last worker: a decode step on the host target is hundreds of
+ * short launches back to back, and a wake through the futex costs about what a
+ * small kernel does. */
 #include <pthread.h>
 #include <unistd.h>
 
 #include "ir/base.h"
 
 #define POOL_MAX 64
+#define SPIN_US 100.0 /* a launch's gap in a decode step is well under this */
 
 struct RbPool {
   pthread_mutex_t mu;
   pthread_cond_t work, done;
   pthread_t th[POOL_MAX];
   int nthreads;
-  unsigned long gen; /* bumped by each run; a worker runs once per new value */
-  int busy;          /* workers still inside the current run */
-  int stop;
+  unsigned long gen; /* bumped by each run; a worker runs once per new value (atomic) */
+  int busy;          /* workers still inside the current run (atomic) */
+  int stop;          /* (atomic) */
   /* the current run */
   RbPoolFn fn;
   void *ctx;
   int64_t n, grain, next; /* next: the first item not yet taken (atomic) */
 };
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Spin until *v differs from old, for at most SPIN_US. 1 if it did. */
+static int spin_while_ul(const unsigned long *v, unsigned long old, const int *stop) {
+  double t0 = rb_now_ms();
+  for (int i = 0;; i++) {
+    if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != old || __atomic_load_n(stop, __ATOMIC_RELAXED)) return 1;
+    cpu_relax();
+    if ((i & 63) == 63 && (rb_now_ms() - t0) * 1e3 > SPIN_US) return 0;
+  }
+}
+
+static int spin_until_zero(const int *v) {
+  double t0 = rb_now_ms();
+  for (int i = 0;; i++) {
+    if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0) return 1;
+    cpu_relax();
+    if ((i & 63) == 63 && (rb_now_ms() - t0) * 1e3 > SPIN_US) return 0;
+  }
+}
 
 /* Take chunks of the current run until none is left. */
 static void drain(RbPool *p) {
@@ -35,15 +65,17 @@ static void drain(RbPool *p) {
 static void *worker(void *arg) {
   RbPool *p = arg;
   unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
+    spin_while_ul(&p->gen, seen, &p->stop);
+    pthread_mutex_lock(&p->mu);
     while (!p->stop && p->gen == seen) pthread_cond_wait(&p->work, &p->mu);
     if (p->stop) break;
     seen = p->gen;
     pthread_mutex_unlock(&p->mu);
     drain(p);
     pthread_mutex_lock(&p->mu);
-    if (--p->busy == 0) pthread_cond_signal(&p->done);
+    if (__atomic_sub_fetch(&p->busy, 1, __ATOMIC_RELEASE) == 0) pthread_cond_signal(&p->done);
+    pthread_mutex_unlock(&p->mu);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
@@ -74,10 +106,15 @@ void rb_pool_run(RbPool *p, int64_t n, int64_t grain, RbPoolFn fn, void *ctx) {
   pthread_mutex_lock(&p->mu);
   p->fn = fn, p->ctx = ctx, p->n = n, p->grain = grain, p->next = 0;
   p->busy = p->nthreads;
-  p->gen++;
+  __atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE); /* after the run's fields: a spinning worker reads them next */
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->mu);
   drain(p);
+  if (spin_until_zero(&p->busy)) { /* the workers' last writes are ours: busy fell by release */
+    pthread_mutex_lock(&p->mu);    /* and the last worker is out of its locked section */
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
   pthread_mutex_lock(&p->mu);
   while (p->busy) pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);
@@ -88,7 +125,7 @@ int rb_pool_threads(const RbPool *p) { return p ? p->nthreads + 1 : 1; }
 void rb_pool_close(RbPool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
-  p->stop = 1;
+  __atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->mu);
   for (int i = 0; i < p->nthreads; i++) pthread_join(p->th[i], NULL);

@@ -38,6 +38,11 @@
 #          overlapped launches off (RABIT_PDL=0) and llama2-7b with the dequant prefill
 #   ab     old against new build, kernels only: per-shape timings and the 32-layer chain of
 #          each, one after the other, then the tuner's GPU test (TESTS to change it)
+#   nll    as qat2's setup (after qat1), then the GPU half of issue 13's comparison: the
+#          mean NLL of the first 8 held-out windows (4 validation) with the fp16 weights,
+#          PTQ k = 2 (checked by sha256 against the file the host run used) and a short
+#          RaBiT k = 2 training (NLL_TOKENS); the trained export comes back in 16 MB parts
+#          (trained-k2.part-*) for the host target to score the same file
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
 #          the model's speed before and after it beside each other
@@ -313,6 +318,22 @@ kernels_ab() {
   grep -h "^chain" "$L/chain_old.log" "$L/chain_new.log"
 }
 
+# The GPU's NLL on the windows the host target scored (RESULTS.md, issue 13), and a trained model for it.
+nll_compare() {
+  qat_setup
+  W=$Q/hf/model.safetensors
+  run quantize_k2 "$R" quantize $IR --paths 2 $W -o $Q/k2.safetensors
+  sha256sum $Q/hf/model.safetensors $Q/k2.safetensors | tee -a "$OUT/logs-$mode.txt"
+  run eval8_fp16 "$R" eval $IR --fp16 --weights $W --data $Q/shards-heldout --windows 8 --json --quiet
+  run eval8_k2 "$R" eval $IR --paths 2 --weights $Q/k2.safetensors --data $Q/shards-heldout --windows 8 --json --quiet
+  run train_short "$R" train $IR --weights $W --data $Q/shards-train --eval-data $Q/shards-heldout \
+      --tokens ${NLL_TOKENS:-1100000} --method rabit --init rabit --lr-w 1e-3 --eval-every 100 --ckpt-every 0 -o $Q/short
+  run eval8_trained "$R" eval $IR --weights $Q/short/model.safetensors --data $Q/shards-heldout --windows 8 --json --quiet
+  sha256sum $Q/short/model.safetensors | tee -a "$OUT/logs-$mode.txt"
+  split -b 16000000 $Q/short/model.safetensors "$OUT/trained-k2.part-"
+  grep -h '"validation"\|"test"' "$L"/eval8_*.log
+}
+
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
 # the database exported, and the model's decode speed with the defaults and tuned.
 tune_model() {
@@ -357,10 +378,11 @@ case $mode in
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
   tune) tune_model ;;
+  nll) nll_compare ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -35,7 +35,9 @@
  *     decodes, and accumulates with mma.sync. The KS warps of a block reduce
  *     through shared memory in a fixed order (deterministic).
  *     tile[0] row tiles per block (RT), tile[1] warps splitting K (KS),
- *     tile[3] batch rows per block (8, 16).
+ *     tile[2] stages of a bit ring in shared memory (0, the default: none;
+ *     2..8: cp.async keeps that many groups in flight), tile[3] batch rows per
+ *     block (8, 16).
  *   staged (mma with batch tiles of 32 or 64): u = h .* x staged in shared
  *     memory per K chunk, see emit_mma. tile[0] 16-row tiles per block,
  *     tile[1] warps splitting K inside the block, tile[2] columns of K staged
@@ -51,6 +53,9 @@
 #include "codegen/cuda/cuda.h"
 
 #define SMEM_LIMIT 49152u /* default dynamic shared memory limit: no opt-in needed */
+/* With a bit ring the launch opts in to more (rt_launch does it above 48 KB): 96 KB
+ * fits every arch the kernels compile for (sm_86 and sm_89 allow 99 KB a block). */
+#define RING_SMEM_LIMIT 98304u
 
 /* Everything the emitters derive from a spec, resolved once. */
 typedef struct {
@@ -60,6 +65,7 @@ typedef struct {
   int ngroup;                 /* block groups: segments, or 1 (gate+up) for swiglu */
   int blk0[CG_MAX_SEG + 1];   /* first block of each group, then the total */
   int reg;                    /* 1: the register design (xor, mma batch tiles 8/16); 0: staged */
+  int ST;                     /* reg: stages of the bit ring in shared memory (tile[2]; 0: none) */
   int RT, KS, KC, BT;
   int short_tile;             /* reg, BT 16: a block may see 8 batch rows or fewer (a second K loop) */
   int WPB;                    /* dequant: warps per block */
@@ -172,17 +178,26 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
       }
       /* Many bit registers per lane (paths x segments x tiles): a smaller block. */
       if (s->paths * pl->nsb * pl->RT > 4 && ks > 8) ks = 8;
-      /* The reduction buffer stays under the default shared-memory limit. */
+      /* The reduction buffer stays under the default shared-memory limit, and with a
+       * bit ring the rings as well under theirs (fewer warps, each with its stages). */
+      const unsigned st = (unsigned)sc->tile[2] > 8 ? 0u : (unsigned)sc->tile[2];
       while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * (pl->BT / 8) * 512u > SMEM_LIMIT) ks--;
+      while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * ((pl->BT / 8) + st * (unsigned)s->paths) * 512u >
+                           (st ? RING_SMEM_LIMIT : SMEM_LIMIT))
+        ks--;
     }
     pl->KS = ks;
-    if ((pl->BT != 8 && pl->BT != 16) || pl->RT < 1 || pl->RT > 8 || pl->KS < 1 || pl->KS > 32 || sc->tile[2]) {
-      rb_buf_printf(err, "linear %s: bad tile %d,%d,%d,%d (row tiles 1..8, k-split 1..32, tile[2] unused: 0, batch 8 or 16)",
+    pl->ST = sc->tile[2];
+    if ((pl->BT != 8 && pl->BT != 16) || pl->RT < 1 || pl->RT > 8 || pl->KS < 1 || pl->KS > 32 ||
+        (pl->ST && (pl->ST < 2 || pl->ST > 8))) {
+      rb_buf_printf(err, "linear %s: bad tile %d,%d,%d,%d (row tiles 1..8, k-split 1..32, bit-ring stages 0 or "
+                    "2..8, batch 8 or 16)",
                     sc->strategy == CG_STRAT_XOR ? "xor" : "mma", pl->RT, pl->KS, sc->tile[2], pl->BT);
       return RB_EUSER;
     }
     pl->threads = (unsigned)(pl->KS * 32);
     pl->smem = (unsigned)(pl->KS * pl->RT * pl->nsb * (pl->BT / 8) * 512);
+    pl->smem += (unsigned)(pl->ST * pl->KS * s->paths * pl->nsb * pl->RT * 512); /* the rings */
     for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
   } else {
     pl->KS = sc->tile[1] ? sc->tile[1] : (pl->BT <= 16 ? 4 : 2);
@@ -210,9 +225,9 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     pl->smem = u > red ? u : red;
     for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
   }
-  if (pl->smem > SMEM_LIMIT) {
-    rb_buf_printf(err, "linear: tile parameters need %u bytes of shared memory (limit %u)", pl->smem,
-                  SMEM_LIMIT);
+  unsigned limit = pl->ST ? RING_SMEM_LIMIT : SMEM_LIMIT;
+  if (pl->smem > limit) {
+    rb_buf_printf(err, "linear: tile parameters need %u bytes of shared memory (limit %u)", pl->smem, limit);
     return RB_EUSER;
   }
   return RB_OK;
@@ -313,6 +328,69 @@ static const char mma_helpers[] =
     "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
     "}\n\n";
 
+/* The bit ring (tile[2] = STAGES > 0): each warp keeps STAGES groups of its bits in
+ * flight through its own slots of shared memory, copied with cp.async (L2 only), where
+ * the plain form has one group ahead in registers. More bytes in flight per SM without
+ * more registers: what a latency-bound stream wants. A lane reads back only the 16
+ * bytes it copied, so no barrier is needed, only its own cp.async.wait_group. */
+static const char ring_helpers[] =
+    "__device__ __forceinline__ unsigned smem_addr(const void *p) {\n"
+    "  unsigned long long a;\n"
+    "  asm(\"cvta.to.shared.u64 %0, %1;\" : \"=l\"(a) : \"l\"(p));\n"
+    "  return (unsigned)a;\n"
+    "}\n\n"
+    "/* 16 bytes of bits from global memory to this lane's ring slot, asynchronously. */\n"
+    "__device__ __forceinline__ void cpbits(unsigned char *dst, const unsigned *src) {\n"
+    "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16;\" :: \"r\"(smem_addr(dst)), \"l\"(src) : \"memory\");\n"
+    "}\n\n"
+    "__device__ __forceinline__ void cp_commit() { asm volatile(\"cp.async.commit_group;\" ::: \"memory\"); }\n\n"
+    "/* Until at most N of this thread's newest groups are still in flight. */\n"
+    "template <int N>\n"
+    "__device__ __forceinline__ void cp_wait() { asm volatile(\"cp.async.wait_group %0;\" :: \"n\"(N) : \"memory\"); }\n\n"
+    "__device__ __forceinline__ void ldsbits(unsigned *v, const unsigned char *p) {\n"
+    "  asm volatile(\"ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+    "               : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"r\"(smem_addr(p)) : \"memory\");\n"
+    "}\n\n";
+
+/* kloop's start under the ring: STAGES - 1 groups issued, then per group: wait for it,
+ * read it into registers, issue the group STAGES - 1 ahead into the slot read last. */
+static const char ring_prologue[] =
+    "  extern __shared__ __align__(16) unsigned char shared_base[]; /* the kernel's red[] too */\n"
+    "  /* this lane's slots: (stage, word) at ring + (stage * NWB + word) * 512 */\n"
+    "  unsigned char *ring = shared_base + RED_BYTES + (size_t)ks * STAGES * NWB * 512 + lane * 16;\n"
+    "  unsigned wc[PATHS][NSB][RT][4];\n"
+    "  int c = ks;\n"
+    "#pragma unroll\n"
+    "  for (int st = 0; st < STAGES - 1; ++st) {\n"
+    "    if (c + st * KS < C256)\n"
+    "#pragma unroll\n"
+    "      for (int p = 0; p < PATHS; ++p)\n"
+    "#pragma unroll\n"
+    "        for (int sb = 0; sb < NSB; ++sb)\n"
+    "#pragma unroll\n"
+    "          for (int rt = 0; rt < RT; ++rt)\n"
+    "            cpbits(ring + (st * NWB + (p * NSB + sb) * RT + rt) * 512,\n"
+    "                   bp[sb][rt] + ((size_t)p * TT * C256 + c + st * KS) * 128);\n"
+    "    cp_commit(); /* empty past K: the groups still count */\n"
+    "  }\n"
+    "  unsigned xv[NBU][8], hv[PATHS][NSB][8];\n"
+    "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16, vec);\n"
+    "  for (int it = 0; c < C256; c += KS, ++it) {\n"
+    "    cp_wait<STAGES - 2>(); /* this group has landed */\n"
+    "    const int now = it % STAGES, ahead = (it + STAGES - 1) % STAGES;\n"
+    "#pragma unroll\n"
+    "    for (int p = 0; p < PATHS; ++p)\n"
+    "#pragma unroll\n"
+    "      for (int sb = 0; sb < NSB; ++sb)\n"
+    "#pragma unroll\n"
+    "        for (int rt = 0; rt < RT; ++rt) {\n"
+    "          const int wd = (p * NSB + sb) * RT + rt;\n"
+    "          ldsbits(wc[p][sb][rt], ring + (now * NWB + wd) * 512);\n"
+    "          if (c + (STAGES - 1) * KS < C256) /* into the slot read one group ago */\n"
+    "            cpbits(ring + (ahead * NWB + wd) * 512, bp[sb][rt] + ((size_t)p * TT * C256 + c + (STAGES - 1) * KS) * 128);\n"
+    "        }\n"
+    "    cp_commit();\n";
+
 static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
       "/* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group\n"
@@ -334,6 +412,13 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_printf(b, "#define BT %d  /* batch rows per block */\n", pl->BT);
   rb_buf_puts(b, "#define NB (BT / 8)  /* n8 tiles of the batch */\n");
   rb_buf_puts(b, "#define NT (KS * 32)  /* threads per block */\n\n");
+  if (pl->ST) {
+    rb_buf_printf(b, "#define STAGES %d  /* groups of bits in flight per warp, through its ring in shared memory */\n",
+                  pl->ST);
+    rb_buf_puts(b, "#define NWB (PATHS * NSB * RT)  /* 16-byte words a lane owns per group */\n");
+    rb_buf_puts(b, "#define RED_BYTES (KS * RT * NSB * NB * 512)  /* shared memory: the reduction's, then the rings */\n\n");
+    rb_buf_puts(b, ring_helpers);
+  }
   emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
   rb_buf_puts(b,
@@ -423,7 +508,11 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "    xok[nb] = row < batch;\n"
       "    xr[nb] = x + (size_t)(xok[nb] ? row : 0) * K;\n"
       "  }\n"
-      "\n"
+      "\n");
+  if (pl->ST) {
+    rb_buf_puts(b, ring_prologue);
+  } else {
+    rb_buf_puts(b,
       "  unsigned wc[PATHS][NSB][RT][4], wn[PATHS][NSB][RT][4];\n"
       "  int c = ks;\n"
       "  if (c < C256)\n"
@@ -444,7 +533,9 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "        for (int sb = 0; sb < NSB; ++sb)\n"
       "#pragma unroll\n"
       "          for (int rt = 0; rt < RT; ++rt)\n"
-      "            ldbits(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);\n"
+      "            ldbits(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);\n");
+  }
+  rb_buf_puts(b,
       "#pragma unroll\n"
       "    for (int j = 0; j < 4; ++j) { /* 64-column steps */\n"
       "      /* x and h of the next step: L2 round trips in flight while this step computes. */\n"
@@ -497,7 +588,9 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "          for (int sb = 0; sb < NSB; ++sb) hv[p][sb][m] = hn[p][sb][m];\n"
       "      }\n"
-      "    }\n"
+      "    }\n");
+  if (!pl->ST)
+    rb_buf_puts(b,
       "#pragma unroll\n"
       "    for (int p = 0; p < PATHS; ++p)\n"
       "#pragma unroll\n"
@@ -505,9 +598,10 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "        for (int rt = 0; rt < RT; ++rt)\n"
       "#pragma unroll\n"
-      "          for (int i = 0; i < 4; ++i) wc[p][sb][rt][i] = wn[p][sb][rt][i];\n"
-      "  }\n"
-      "}\n\n");
+      "          for (int i = 0; i < 4; ++i) wc[p][sb][rt][i] = wn[p][sb][rt][i];\n");
+  rb_buf_puts(b, "  }\n");
+  if (pl->ST) rb_buf_puts(b, "  cp_wait<0>(); /* nothing in flight when the block moves on */\n");
+  rb_buf_puts(b, "}\n\n");
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"

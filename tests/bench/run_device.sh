@@ -43,6 +43,9 @@
 #          PTQ k = 2 (checked by sha256 against the file the host run used) and a short
 #          RaBiT k = 2 training (NLL_TOKENS); the trained export comes back in 16 MB parts
 #          (trained-k2.part-*) for the host target to score the same file
+#   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
+#          among them), then the per-shape bench with the default loads and with rings of
+#          2, 4 and 8 stages (RABIT_TILE_XOR / RABIT_TILE_MMA), one after the other
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
 #          the model's speed before and after it beside each other
@@ -334,6 +337,17 @@ nll_compare() {
   grep -h '"validation"\|"test"' "$L"/eval8_*.log
 }
 
+# The bit ring against the plain register loads, per shape, in one call.
+ring_bench() {
+  gpu_tests "${TESTS-test_linear}" ""
+  run ring0 "$B/tests/gpu/gpu_test_linear" --bench-only
+  for st in 2 4 8; do
+    run ring$st env RABIT_TILE_XOR=0,0,$st,0 RABIT_TILE_MMA=0,0,$st,0 RABIT_BENCH_PATHS=${RING_PATHS:-2} \
+        "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  for st in 0 2 4 8; do echo "== ring $st"; grep -E "^bench [ 0-9]" "$L/ring$st.log" | sed "s/ of bits//"; done
+}
+
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
 # the database exported, and the model's decode speed with the defaults and tuned.
 tune_model() {
@@ -379,10 +393,11 @@ case $mode in
   outputs) same_outputs ;;
   tune) tune_model ;;
   nll) nll_compare ;;
+  ring) ring_bench ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

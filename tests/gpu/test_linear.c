@@ -427,14 +427,17 @@ static const Shape shapes[] = {
 typedef struct {
   CgStrategy st;
   int batch_max, batches[4], nbatch;
+  int stages; /* the register design's bit ring (tile[2]); 0: none */
 } Bucket;
 
 static const Bucket buckets[] = {
-    {CG_STRAT_XOR, 16, {1, 3, 16}, 3},
-    {CG_STRAT_MMA, 16, {1, 3, 16}, 3},
-    {CG_STRAT_MMA, 512, {64, 100, 512}, 3},
-    {CG_STRAT_DEQUANT, 512, {17, 100, 512}, 3},  /* the prefill bucket's edge, odd, full */
-    {CG_STRAT_DEQUANT, 4096, {1000, 4096}, 2},   /* evaluation windows */
+    {CG_STRAT_XOR, 16, {1, 3, 16}, 3, 0},
+    {CG_STRAT_MMA, 16, {1, 3, 16}, 3, 0},
+    {CG_STRAT_XOR, 8, {1, 5, 8}, 3, 4},  /* the bit ring, 4 stages */
+    {CG_STRAT_MMA, 16, {1, 9, 16}, 3, 2}, /* the bit ring at its smallest */
+    {CG_STRAT_MMA, 512, {64, 100, 512}, 3, 0},
+    {CG_STRAT_DEQUANT, 512, {17, 100, 512}, 3, 0}, /* the prefill bucket's edge, odd, full */
+    {CG_STRAT_DEQUANT, 4096, {1000, 4096}, 2, 0},  /* evaluation windows */
 };
 
 static void run_table(void) {
@@ -453,14 +456,15 @@ static void run_table(void) {
         s.op.kind = CG_LINEAR;
         s.sched.strategy = buckets[bi].st;
         s.sched.batch_max = buckets[bi].batch_max;
+        s.sched.tile[2] = buckets[bi].stages;
         s.op.K = sh->K;
         s.op.nseg = sh->nseg;
         for (int i = 0; i < sh->nseg; i++) s.op.N[i] = sh->N[i];
         s.op.paths = paths;
         s.op.epilogue = sh->epi;
         char desc[160];
-        snprintf(desc, sizeof desc, "%s k=%d %s b<=%d", sh->name, paths, cg_strategy_name(s.sched.strategy),
-                 s.sched.batch_max);
+        snprintf(desc, sizeof desc, "%s k=%d %s b<=%d%s", sh->name, paths, cg_strategy_name(s.sched.strategy),
+                 s.sched.batch_max, buckets[bi].stages ? (buckets[bi].stages == 2 ? " ring 2" : " ring 4") : "");
         if (collecting) {
           ahead_add(&s, 0), ahead_add(&s, 1);
           continue;

@@ -147,6 +147,26 @@ __attribute__((target("avx2,f16c,fma"))) static float dot_f16c(const float *x, c
   return v;
 }
 
+/* Four rows of x against one row of W already in fp32 (prefill and evaluation, M > 1:
+ * the row is converted once for all of x's rows, and each W load serves four). */
+__attribute__((target("avx2,fma"))) static void dot_x4(const float *x, size_t ldx, const float *w, int K,
+                                                         float out[4]) {
+  __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  int k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv = _mm256_loadu_ps(w + k);
+    for (int r = 0; r < 4; r++) s[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), wv, s[r]);
+  }
+  for (int r = 0; r < 4; r++) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s[r]), _mm256_extractf128_ps(s[r], 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float v = _mm_cvtss_f32(h);
+    for (int kk = k; kk < K; kk++) v += x[r * ldx + kk] * w[kk];
+    out[r] = v;
+  }
+}
+
 static int cpu_has_f16c(void) {
   static int has = -1;
   if (has < 0) has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
@@ -169,6 +189,21 @@ static void dense_store(const Dense *d, int m, int64_t n, float v) {
 static void dense_range(void *ctx, int64_t begin, int64_t end) {
   Dense *d = ctx;
 #ifdef HAVE_F16C_PATH
+  if (cpu_has_f16c() && d->M >= 4 && d->K <= 4096) {
+    float wrow[4096];
+    for (int64_t n = begin; n < end; n++) {
+      const uint16_t *src = d->w + (size_t)n * d->K;
+      for (int k = 0; k < d->K; k++) wrow[k] = f16_table[src[k]];
+      int m = 0;
+      for (; m + 4 <= d->M; m += 4) {
+        float v[4];
+        dot_x4(d->x + (size_t)m * d->K, (size_t)d->K, wrow, d->K, v);
+        for (int r = 0; r < 4; r++) dense_store(d, m + r, n, v[r]);
+      }
+      for (; m < d->M; m++) dense_store(d, m, n, dot(d->x + (size_t)m * d->K, wrow, d->K));
+    }
+    return;
+  }
   if (cpu_has_f16c()) {
     for (int64_t n = begin; n < end; n++)
       for (int m = 0; m < d->M; m++)

@@ -161,6 +161,7 @@ static void emit_attention(CgHostFn *h, const CgOp *s) {
   LLVMTypeRef acc_t = LLVMArrayType(h->f32, (unsigned)HD);
   LLVMValueRef acc = cg_host_var(h, acc_t, NULL, "o");
   LLVMValueRef mv = cg_host_var(h, h->f32, NULL, "m"), lv = cg_host_var(h, h->f32, NULL, "l");
+  LLVMValueRef cv = cg_host_var(h, h->f32, NULL, "corr");
   CgHostLoop li, lj, ld, ld2, ld3;
   LLVMValueRef it = cg_host_loop_begin(h, &li, h->begin, h->end, "item");
   LLVMValueRef t = LLVMBuildSDiv(h->b, it, cg_host_i64(h, H), "t"), hd = LLVMBuildSRem(h->b, it, cg_host_i64(h, H), "head");
@@ -177,14 +178,19 @@ static void emit_attention(CgHostFn *h, const CgOp *s) {
   LLVMValueRef krow = LLVMBuildAdd(h->b, kvbase, LLVMBuildMul(h->b, j, cg_host_i64(h, HD), ""), "krow");
   Dot dt = {qrow, cg_host_gep(h, h->f16, kc, krow)};
   LLVMValueRef sc = LLVMBuildFMul(h->b, lane_sum(h, HD, dot_chunk, &dt), cg_host_f32(h, (float)(1.0 / sqrt((double)HD))), "score");
+  /* The running max moves on few keys (a new maximum): only then is the rescale's exp
+   * paid; on the others corr is 1. exp(-inf) = 0 on the first key. */
   LLVMValueRef m = cg_host_get(h, h->f32, mv, "");
-  LLVMValueRef mm[2] = {m, sc};
-  LLVMValueRef mn = cg_host_intrinsic(h, "llvm.maxnum", mm, 2);
-  LLVMValueRef dm = LLVMBuildFSub(h->b, m, mn, "");
-  LLVMValueRef corr = cg_host_intrinsic(h, "llvm.exp", &dm, 1); /* exp(-inf) = 0 on the first key */
+  cg_host_set(h, cv, cg_host_f32(h, 1.0f));
+  CgHostIf up;
+  cg_host_if_begin(h, &up, LLVMBuildFCmp(h->b, LLVMRealOGT, sc, m, ""), "newmax");
+  LLVMValueRef dm = LLVMBuildFSub(h->b, m, sc, "");
+  cg_host_set(h, cv, cg_host_intrinsic(h, "llvm.exp", &dm, 1));
+  cg_host_set(h, mv, sc);
+  cg_host_if_end(h, &up);
+  LLVMValueRef corr = cg_host_get(h, h->f32, cv, "corr"), mn = cg_host_get(h, h->f32, mv, "");
   LLVMValueRef ds = LLVMBuildFSub(h->b, sc, mn, "");
   LLVMValueRef pj = cg_host_intrinsic(h, "llvm.exp", &ds, 1);
-  cg_host_set(h, mv, mn);
   cg_host_set(h, lv, LLVMBuildFAdd(h->b, LLVMBuildFMul(h->b, cg_host_get(h, h->f32, lv, ""), corr, ""), pj, ""));
   LLVMValueRef d2 = cg_host_loop_begin(h, &ld2, cg_host_i64(h, 0), cg_host_i64(h, HD), "d");
   LLVMValueRef zi2[2] = {cg_host_i64(h, 0), d2};

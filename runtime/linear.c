@@ -137,17 +137,18 @@ static int run_dequant(RtProgram *pr, const RtLinear *w, int kernel, int batch, 
   return rt_blas_linear(sc->blas, batch, ntot, op->K, x, sc->w, y, ntot, 0, add);
 }
 
+int rt_linear_kernel(const RtPlan *p, int step, int batch) {
+  const CgNodeKernels *nk = &p->steps[step].kernels;
+  /* The smallest bucket that holds the batch; the last serves every larger one. */
+  for (int i = 0; i < nk->nbucket; i++)
+    if (batch <= p->kernels[nk->bucket[i]].kernel.sched.batch_max) return nk->bucket[i];
+  return nk->bucket[nk->nbucket - 1];
+}
+
 int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s,
                   const RtLinearScratch *sc) {
   const RtPlan *p = rt_program_plan(pr);
-  const CgNodeKernels *nk = &p->steps[w->step].kernels;
-  /* The smallest bucket that holds the batch; the last serves every larger one. */
-  int kernel = nk->bucket[nk->nbucket - 1];
-  for (int i = 0; i < nk->nbucket; i++)
-    if (batch <= p->kernels[nk->bucket[i]].kernel.sched.batch_max) {
-      kernel = nk->bucket[i];
-      break;
-    }
+  int kernel = rt_linear_kernel(p, w->step, batch);
   if (p->kernels[kernel].kernel.sched.strategy == CG_STRAT_DEQUANT)
     return run_dequant(pr, w, kernel, batch, y, x, res, s, sc);
   CgLinearArgs a = {y, x, w->bits, w->g, w->h, res, batch};

@@ -57,8 +57,10 @@ void rabit_linear_free(RabitSession *s, RabitLinear *w);
  * x (batch, K) and y (batch, out width) fp16 on the device; res (batch, N)
  * or 0. The kernel is chosen by batch: the smallest of the step's buckets
  * that holds it. A bucket under the dequant strategy (a plan compiled with
- * RABIT_PREFILL=dequant) needs the executor's fp16 scratch and cuBLAS, which a
- * session does not hold: here it fails with that reason. */
+ * RABIT_PREFILL=dequant) borrows a scratch the session makes at the first run
+ * that takes one: cuBLAS bound to that run's stream (later such runs must pass
+ * the same stream), the fp16 W_hat of the plan's largest such layer, and a
+ * swiglu's gate|up for the largest batch run so far. */
 int rabit_linear_run(RabitSession *s, const RabitLinear *w, int batch, rabit_devptr y, rabit_devptr x,
                      rabit_devptr res, void *stream);
 

@@ -275,6 +275,8 @@ void rt_linear_scratch_need(const RtPlan *p, int max_batch, size_t *w_bytes, siz
  * fails with the reason on the GPU's error. */
 int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s,
                   const RtLinearScratch *sc);
+/* The kernel (index in p->kernels) rt_linear_run takes for a batch of quantized linear step. */
+int rt_linear_kernel(const RtPlan *p, int step, int batch);
 /* The shape of a quantized linear step (its first bucket's op), or NULL. */
 const CgOp *rt_linear_op(const RtPlan *p, int step);
 

@@ -15,10 +15,16 @@ struct RabitPlan {
 struct RabitSession {
   RtGpu *gpu;
   RtProgram *prog;
+  /* What the dequant buckets (prefill batches) borrow, made by the first run that
+   * takes one: cuBLAS on that run's stream, W_hat of the plan's largest such layer,
+   * a swiglu's gate|up for the largest batch run so far. */
+  RtLinearScratch lin;
+  RtStream lin_stream;
 };
 
 struct RabitLinear {
   RtLinear *w;
+  int step;
 };
 
 /* Copy an error buffer into the caller's string. */
@@ -99,6 +105,9 @@ int rabit_session_open(const RabitPlan *plan, int device, RabitSession **out, ch
 
 void rabit_session_close(RabitSession *s) {
   if (!s) return;
+  if (s->lin.blas) rt_blas_close(s->lin.blas);
+  if (s->lin.w) rt_mem_free(s->gpu, s->lin.w);
+  if (s->lin.gu) rt_mem_free(s->gpu, s->lin.gu);
   rt_program_close(s->prog);
   if (s->gpu) rt_gpu_close(s->gpu);
   rb_free(s);
@@ -132,6 +141,7 @@ int rabit_linear_bind(RabitSession *s, int step, const uint32_t *const *bits, co
   RbBuf e = {0};
   RabitLinear *l = rb_calloc(1, sizeof *l);
   int rc = l ? rt_linear_bind(s->prog, step, bits, g, h, &l->w, &e) : RB_EINTERNAL;
+  if (l) l->step = step;
   if (rc) {
     say(err, errlen, &e);
     rb_free(l);
@@ -148,7 +158,45 @@ void rabit_linear_free(RabitSession *s, RabitLinear *w) {
   rb_free(w);
 }
 
+/* Grow one scratch buffer to bytes (its contents need not survive). */
+static int grow(RabitSession *s, RtDevPtr *p, size_t *have, size_t bytes) {
+  if (bytes <= *have) return RB_OK;
+  if (*p) rt_mem_free(s->gpu, *p);
+  *p = 0, *have = 0;
+  if (rt_mem_alloc(s->gpu, p, bytes)) {
+    rt_gpu_set_error(s->gpu, "out of GPU memory for a dequant bucket's scratch (%zu bytes)", bytes);
+    return RB_EINTERNAL;
+  }
+  *have = bytes;
+  return RB_OK;
+}
+
+/* The scratch a run at batch needs when its bucket is under the dequant strategy. */
+static int dequant_scratch(RabitSession *s, int batch, RtStream stream) {
+  if (!s->lin.blas) {
+    RbBuf e = {0};
+    int rc = rt_blas_open(s->gpu, stream, &s->lin.blas, &e);
+    if (rc) rt_gpu_set_error(s->gpu, "a dequant bucket needs cuBLAS: %s", e.data ? e.data : "out of memory");
+    rb_buf_free(&e);
+    if (rc) return rc;
+    s->lin_stream = stream;
+  } else if (stream != s->lin_stream) {
+    rt_gpu_set_error(s->gpu, "a session runs its dequant buckets on one stream, the first such run's; this run "
+                             "gave another");
+    return RB_EUSER;
+  }
+  size_t wb, gb;
+  rt_linear_scratch_need(rt_program_plan(s->prog), batch, &wb, &gb);
+  int rc = grow(s, &s->lin.w, &s->lin.w_bytes, wb);
+  return rc ? rc : grow(s, &s->lin.gu, &s->lin.gu_bytes, gb);
+}
+
 int rabit_linear_run(RabitSession *s, const RabitLinear *w, int batch, rabit_devptr y, rabit_devptr x,
                      rabit_devptr res, void *stream) {
-  return rt_linear_run(s->prog, w->w, batch, y, x, res, stream, NULL); /* no dequant scratch: the executor's */
+  const RtPlan *p = rt_program_plan(s->prog);
+  if (batch > 0 && p->kernels[rt_linear_kernel(p, w->step, batch)].kernel.sched.strategy == CG_STRAT_DEQUANT) {
+    int rc = dequant_scratch(s, batch, stream);
+    if (rc) return rc;
+  }
+  return rt_linear_run(s->prog, w->w, batch, y, x, res, stream, &s->lin);
 }

@@ -10,8 +10,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/formats/formats.h"
+#include "runtime/runtime.h"
 #include "tests/common/rng.h"
 #include "tests/ref/ref.h"
 
@@ -128,6 +130,15 @@ static inline int tiny_write(const TinyModel *t, int dense, const char *file, Rb
     }
   }
   return rt_st_writer_finish(w, file, err);
+}
+
+/* Rows row0 .. row0 + n - 1 of the model's logits as doubles; NaN (a failed check)
+ * when the runtime cannot give them. */
+static inline void tiny_logits(RtModel *m, int row0, int n, double *out) {
+  float *f = malloc((size_t)n * V * 4);
+  if (rt_model_logits(m, row0, n, f)) memset(f, 0xff, (size_t)n * V * 4);
+  for (size_t i = 0; i < (size_t)n * V; i++) out[i] = f[i];
+  free(f);
 }
 
 static inline void tiny_free(TinyModel *t) {

@@ -51,13 +51,6 @@ static int open_model(const char *ir_path, int dense, const char *weights, int m
   return rc;
 }
 
-static void logits_of(RtModel *m, int row0, int n, double *out) {
-  float *f = malloc((size_t)n * V * 4);
-  if (rt_model_logits(m, row0, n, f)) memset(f, 0xff, (size_t)n * V * 4);
-  for (size_t i = 0; i < (size_t)n * V; i++) out[i] = f[i];
-  free(f);
-}
-
 static void run_case(const char *samples, const char *file, int dense, const RefModel *ref, const char *tag) {
   char ir[512];
   snprintf(ir, sizeof ir, "%s/tiny.ir", samples);
@@ -79,20 +72,20 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
     for (int i = 0; i < T + STEPS; i++) t32[i] = tokens[i];
     if (!chunked) {
       int rc = rt_model_forward(m, t32, T, 0);
-      logits_of(m, 0, T, got);
+      tiny_logits(m, 0, T, got);
       snprintf(what, sizeof what, "%s prefill T=%d", tag, T);
       if (rc) memset(got, 0xff, (size_t)T * V * sizeof *got);
       check(what, got, want, (size_t)T * V);
     } else {
       int rc = rt_model_forward(m, t32, 4, 0) || rt_model_forward(m, t32 + 4, 3, 4);
-      logits_of(m, 0, 3, got);
+      tiny_logits(m, 0, 3, got);
       snprintf(what, sizeof what, "%s prefill in chunks 4+3", tag);
       if (rc) memset(got, 0xff, 3 * V * sizeof *got);
       check(what, got, want + (size_t)4 * V, 3 * V);
     }
     for (int st = 0; st < STEPS; st++) { /* one graph, replayed at each position */
       int rc = rt_model_decode(m, t32[T + st], T + st);
-      logits_of(m, 0, 1, got);
+      tiny_logits(m, 0, 1, got);
       if (rc) memset(got, 0xff, V * sizeof *got);
       snprintf(what, sizeof what, "%s%s decode pos %d", tag, chunked ? " (after chunks)" : "", T + st);
       check(what, got, want + (size_t)(T + st) * V, V);
@@ -129,7 +122,7 @@ static void run_dequant_prefill(const char *samples, const char *file, const Ref
                        : rt_model_forward(m, t32, T, 0);
       if (rc) printf("forward failed: %s\n", rt_model_error(m));
       int row0 = chunked ? 24 : 0, n = chunked ? 16 : T;
-      logits_of(m, 0, n, got);
+      tiny_logits(m, 0, n, got);
       if (rc) memset(got, 0xff, (size_t)n * V * sizeof *got);
       check(chunked ? "2-bit dequant prefill in chunks 24+16" : "2-bit dequant prefill T=40", got,
             want + (size_t)row0 * V, (size_t)n * V);

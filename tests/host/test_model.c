@@ -53,13 +53,6 @@ static int open_model(int dense, const char *weights, int max_tokens, RtPlan **p
   return rc;
 }
 
-static void logits_of(RtModel *m, int row0, int n, double *out) {
-  float *f = malloc((size_t)n * V * 4);
-  if (rt_model_logits(m, row0, n, f)) memset(f, 0xff, (size_t)n * V * 4); /* NaN: fails the check */
-  for (size_t i = 0; i < (size_t)n * V; i++) out[i] = f[i];
-  free(f);
-}
-
 /* -log softmax(logits)[target] in double. */
 static double ref_nll(const double *logits, int target) {
   double mx = logits[0], s = 0;
@@ -84,20 +77,20 @@ static void run_case(const char *file, int dense, const RefModel *ref, const cha
       if (!chunked) {
         int rc = rt_model_forward(m, t32, T, 0);
         CHECK(rc == RB_OK, "forward: %s", rt_model_error(m));
-        logits_of(m, 0, T, got);
+        tiny_logits(m, 0, T, got);
         snprintf(what, sizeof what, "%s prefill T=%d", tag, T);
         check_logits(what, got, want, (size_t)T * V);
       } else {
         int rc = rt_model_forward(m, t32, 4, 0) || rt_model_forward(m, t32 + 4, 3, 4);
         CHECK(rc == RB_OK, "forward: %s", rt_model_error(m));
-        logits_of(m, 0, 3, got);
+        tiny_logits(m, 0, 3, got);
         snprintf(what, sizeof what, "%s prefill in chunks 4+3", tag);
         check_logits(what, got, want + (size_t)4 * V, 3 * V);
       }
       for (int st = 0; st < STEPS; st++) {
         int rc = rt_model_decode(m, t32[T + st], T + st);
         CHECK(rc == RB_OK, "decode: %s", rt_model_error(m));
-        logits_of(m, 0, 1, got);
+        tiny_logits(m, 0, 1, got);
         snprintf(what, sizeof what, "%s%s decode pos %d", tag, chunked ? " (after chunks)" : "", T + st);
         check_logits(what, got, want + (size_t)(T + st) * V, V);
       }

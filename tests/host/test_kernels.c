@@ -374,14 +374,9 @@ static void test_refused(void) {
 
 int main(void) {
   double t0 = rb_now_ms();
-  char *dir = hu_tmpdir("host-kernels");
-  RbBuf err = {0};
+  char *dir;
   hu_seed(13);
-  if (rt_cache_open(&cache, dir, RT_CACHE_DEFAULT_MAX, &err) || rt_host_jit_open(&jit, &err) ||
-      rb_pool_open(&pool, 1)) {
-    fprintf(stderr, "setup: %s\n", err.data ? err.data : "?");
-    return 2;
-  }
+  hu_env_open("host-kernels", &dir, &cache, &jit, &pool);
   test_refused();
   test_linears();
   test_rmsnorm(5, 70);
@@ -392,13 +387,6 @@ int main(void) {
   test_nll();
   test_attention(7, 4, 2, 16, 32);
   test_attention(20, 3, 1, 64, 24);
-  CHECK(warn.len == 0, "loader warnings: %s", warn.data);
-  rt_host_jit_close(jit);
-  rt_cache_close(cache);
-  rb_pool_close(pool);
-  rb_buf_free(&err);
-  rb_buf_free(&warn);
-  hu_rm_rf(dir);
-  rb_free(dir);
+  hu_env_close(dir, cache, jit, pool, &warn);
   return hu_finish("host_kernels", t0);
 }

@@ -159,11 +159,9 @@ static void forward(const int *tok, int n, int pos0, double *logits) {
 
 int main(void) {
   double t0 = rb_now_ms();
-  char *dir = hu_tmpdir("host-tiny");
-  RbBuf err = {0};
+  char *dir;
   hu_seed(7);
-  if (rt_cache_open(&cache, dir, RT_CACHE_DEFAULT_MAX, &err) || rt_host_jit_open(&jit, &err) || rb_pool_open(&pool, 1))
-    return fprintf(stderr, "setup: %s\n", err.data ? err.data : "?"), 2;
+  hu_env_open("host-tiny", &dir, &cache, &jit, &pool);
   embed_k.k.op = (CgOp){.kind = CG_EMBED, .vocab = V, .dim = D};
   norm_k.k.op = (CgOp){.kind = CG_RMSNORM, .dim = D, .eps = EPS};
   rope_k.k.op = (CgOp){.kind = CG_ROPE_KV, .heads = H, .kv_heads = HKV, .head_dim = HD, .max_ctx = CTX, .rope_theta = THETA};
@@ -201,16 +199,8 @@ int main(void) {
   e = ref_rel_l2(got, want + (size_t)(T - 1) * V, V);
   printf("tiny decode at position %d: rel L2 %.3g\n", T - 1, e);
   CHECK(e <= 2e-2, "tiny decode: rel L2 %.3g", e);
-  CHECK(warn.len == 0, "loader warnings: %s", warn.data);
-
   free(want), free(got);
   for (int i = 0; i < nowned; i++) free(owned[i]);
-  rt_host_jit_close(jit);
-  rt_cache_close(cache);
-  rb_pool_close(pool);
-  rb_buf_free(&err);
-  rb_buf_free(&warn);
-  hu_rm_rf(dir);
-  rb_free(dir);
+  hu_env_close(dir, cache, jit, pool, &warn);
   return hu_finish("host_tiny", t0);
 }

@@ -58,6 +58,26 @@ int hu_build_load(const CgKernel *kernels, int n, RtCache *cache, RtHostJit *jit
   return rc;
 }
 
+void hu_env_open(const char *tag, char **dir, RtCache **cache, RtHostJit **jit, RbPool **pool) {
+  RbBuf err = {0};
+  *dir = hu_tmpdir(tag);
+  if (rt_cache_open(cache, *dir, RT_CACHE_DEFAULT_MAX, &err) || rt_host_jit_open(jit, &err) || rb_pool_open(pool, 1)) {
+    fprintf(stderr, "setup: %s\n", err.data ? err.data : "?");
+    exit(2);
+  }
+  rb_buf_free(&err);
+}
+
+void hu_env_close(char *dir, RtCache *cache, RtHostJit *jit, RbPool *pool, RbBuf *warn) {
+  CHECK(warn->len == 0, "loader warnings: %s", warn->data);
+  rt_host_jit_close(jit);
+  rt_cache_close(cache);
+  rb_pool_close(pool);
+  rb_buf_free(warn);
+  hu_rm_rf(dir);
+  rb_free(dir);
+}
+
 int hu_finish(const char *name, double t0_ms) {
   double s = (rb_now_ms() - t0_ms) / 1e3;
   if (hu_failures) {

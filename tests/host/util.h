@@ -36,6 +36,13 @@ uint32_t hu_rand(void);
 int hu_build_load(const CgKernel *kernels, int n, RtCache *cache, RtHostJit *jit, RtBuilt *built, CgHostEntry *fn,
                   RbBuf *warn);
 
+/* The kernel tests' setting: a fresh cache directory (*dir, tag in its name), the cache in
+ * it, the JIT and a pool of 2 threads. Exits 2 with the reason when one cannot be had. */
+void hu_env_open(const char *tag, char **dir, RtCache **cache, RtHostJit **jit, RbPool **pool);
+/* CHECKs that the loader reported nothing in warn, closes what hu_env_open opened, frees
+ * warn and removes dir. */
+void hu_env_close(char *dir, RtCache *cache, RtHostJit *jit, RbPool *pool, RbBuf *warn);
+
 int hu_finish(const char *name, double t0_ms);
 
 #endif

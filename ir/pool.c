@@ -33,23 +33,25 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Spin until *v differs from old, for at most SPIN_US. 1 if it did. */
-static int spin_while_ul(const unsigned long *v, unsigned long old, const int *stop) {
+/* Spin until done(p, arg), for at most SPIN_US. 1 if it came. */
+static int spin(int (*done)(RbPool *, unsigned long), RbPool *p, unsigned long arg) {
   double t0 = rb_now_ms();
   for (int i = 0;; i++) {
-    if (__atomic_load_n(v, __ATOMIC_ACQUIRE) != old || __atomic_load_n(stop, __ATOMIC_RELAXED)) return 1;
+    if (done(p, arg)) return 1;
     cpu_relax();
     if ((i & 63) == 63 && (rb_now_ms() - t0) * 1e3 > SPIN_US) return 0;
   }
 }
 
-static int spin_until_zero(const int *v) {
-  double t0 = rb_now_ms();
-  for (int i = 0;; i++) {
-    if (__atomic_load_n(v, __ATOMIC_ACQUIRE) == 0) return 1;
-    cpu_relax();
-    if ((i & 63) == 63 && (rb_now_ms() - t0) * 1e3 > SPIN_US) return 0;
-  }
+/* A run after the one numbered seen has been posted, or the pool is stopping. */
+static int posted(RbPool *p, unsigned long seen) {
+  return __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) != seen || __atomic_load_n(&p->stop, __ATOMIC_RELAXED);
+}
+
+/* Every worker is out of the current run. */
+static int drained(RbPool *p, unsigned long unused) {
+  (void)unused;
+  return __atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) == 0;
 }
 
 /* Take chunks of the current run until none is left. */
@@ -66,7 +68,7 @@ static void *worker(void *arg) {
   RbPool *p = arg;
   unsigned long seen = 0;
   for (;;) {
-    spin_while_ul(&p->gen, seen, &p->stop);
+    spin(posted, p, seen);
     pthread_mutex_lock(&p->mu);
     while (!p->stop && p->gen == seen) pthread_cond_wait(&p->work, &p->mu);
     if (p->stop) break;
@@ -110,7 +112,7 @@ void rb_pool_run(RbPool *p, int64_t n, int64_t grain, RbPoolFn fn, void *ctx) {
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->mu);
   drain(p);
-  if (spin_until_zero(&p->busy)) { /* the workers' last writes are ours: busy fell by release */
+  if (spin(drained, p, 0)) { /* the workers' last writes are ours: busy fell by release */
     pthread_mutex_lock(&p->mu);    /* and the last worker is out of its locked section */
     pthread_mutex_unlock(&p->mu);
     return;

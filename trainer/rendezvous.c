@@ -40,9 +40,7 @@ static int wait_fd(int fd, short events, double deadline) {
     struct pollfd p = {fd, events, 0};
     int r = poll(&p, 1, (int)left_ms(deadline) + 1);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return r;
-    if (left_ms(deadline) <= 0 && !(p.revents & events)) return 0;
-    return 1;
+    return r > 0 ? 1 : r;
   }
 }
 

@@ -178,10 +178,9 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
       }
       /* Many bit registers per lane (paths x segments x tiles): a smaller block. */
       if (s->paths * pl->nsb * pl->RT > 4 && ks > 8) ks = 8;
-      /* The reduction buffer stays under the default shared-memory limit, and with a
-       * bit ring the rings as well under theirs (fewer warps, each with its stages). */
+      /* The reduction buffer (and with a bit ring, the rings) stays under the limit:
+       * fewer warps, each with its stages. */
       const unsigned st = (unsigned)sc->tile[2] > 8 ? 0u : (unsigned)sc->tile[2];
-      while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * (pl->BT / 8) * 512u > SMEM_LIMIT) ks--;
       while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * ((pl->BT / 8) + st * (unsigned)s->paths) * 512u >
                            (st ? RING_SMEM_LIMIT : SMEM_LIMIT))
         ks--;

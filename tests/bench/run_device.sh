@@ -46,6 +46,7 @@
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
 #          2, 4 and 8 stages (RABIT_TILE_XOR / RABIT_TILE_MMA), one after the other
+#   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
 #          the model's speed before and after it beside each other
@@ -346,6 +347,26 @@ ring_bench() {
         "$B/tests/gpu/gpu_test_linear" --bench-only
   done
   for st in 0 2 4 8; do echo "== ring $st"; grep -E "^bench [ 0-9]" "$L/ring$st.log" | sed "s/ of bits//"; done
+  # Where the batch-1 kernel's time goes at 22016 x 4096, k = 2, plain and with 4 stages.
+  for st in 0 4; do
+    run "ncu_ring$st" timeout 120 env RABIT_TILE_XOR=0,0,$st,0 RABIT_BENCH_PATHS=2 ncu --clock-control none \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+        --section ComputeWorkloadAnalysis --section InstructionStats --section Occupancy --section LaunchStats \
+        -k regex:xor_n22016_k4096_p2 -c 1 "$B/tests/gpu/gpu_test_linear" --bench-only
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Issue Slots|Achieved Occupancy|Registers Per|Stall|Executed Ipc|Pipe|Warp Cycles Per Issued|Block Limit|Theoretical Occ" "$L/ncu_ring$st.log" | head -n 40
+  done
+}
+
+# The register kernels' row tiles and K split (tile[0], tile[1]) by hand, k = 2, per shape:
+# how far the default (2 rows, 16 warps: one group a warp at K = 4096) is from the best.
+tile_sweep() {
+  for t in ${SWEEP_TILES:-2,16 2,8 2,4 2,2 1,8 1,4 4,8 4,4 4,2 8,4}; do
+    run "tiles_$t" env RABIT_TILE_XOR=$t,0,0 RABIT_TILE_MMA=$t,0,0 RABIT_BENCH_PATHS=${SWEEP_PATHS:-2} \
+        "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  for t in ${SWEEP_TILES:-2,16 2,8 2,4 2,2 1,8 1,4 4,8 4,4 4,2 8,4}; do
+    echo "== tiles $t"; grep -E "^bench [ 0-9]" "$L/tiles_$t.log" | grep -v "b=16" | sed "s/ of bits//"
+  done
 }
 
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
@@ -394,10 +415,11 @@ case $mode in
   tune) tune_model ;;
   nll) nll_compare ;;
   ring) ring_bench ;;
+  sweep) tile_sweep ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -170,7 +170,7 @@ static int gpu_begin(void *ctx, const AtUnit *u, const AtSpace *s, RbBuf *log) {
 
 /* The strategies whose time is one kernel's: dequant's is its kernel, the cuBLAS
  * GEMM and the epilogue together (rt_linear_run), which this backend does not run. */
-static int one_kernel(CgStrategy s) { return s == CG_STRAT_XOR || s == CG_STRAT_MMA; }
+static int one_kernel(CgStrategy s) { return s == CG_STRAT_XOR || s == CG_STRAT_MMA || s == CG_STRAT_LOP3; }
 
 static int gpu_compile(void *ctx, int from, int to, int *ok, RbBuf *log) {
   AtGpu *m = ctx;

@@ -124,6 +124,14 @@ static int regs_reg(const LinShape *s, int rows, int bt) {
          s->paths * s->nsb * 8;
 }
 
+/* The lop3 decode's, on top: an accumulator set per path (the xor form has two), the
+ * per-path sums of F . u (segments x n8 tiles x paths x 4), the four forms of a word,
+ * C and F (4 each). */
+static int regs_lop3(const LinShape *s, int rows, int bt) {
+  int nb = bt / 8, sets = s->paths > 2 ? s->paths - 2 : 0;
+  return regs_reg(s, rows, bt) + rows * s->nsb * nb * 4 * sets + s->nsb * nb * s->paths * 4 + 12;
+}
+
 /* The staged design's: its accumulators (segments x n8 tiles x 4), the g
  * pairs, one A fragment and the bit words. */
 static int regs_staged(const LinShape *s, int bt) { return s->nsb * (bt / 8) * 4 + s->nsb * 2 + 4 + s->nsb; }
@@ -137,7 +145,8 @@ static int bt_cover(int batch_max) { return batch_max <= 8 ? 8 : batch_max <= 16
  * split (1..32), for the staged design the staged K chunk (64..1024 by 64),
  * then its K split (1..min(32 / rows, chunk / 64)). The register design is
  * spelled with the default's strategy (xor and mma emit the same kernel for
- * it; the strategy only picks the default batch tile), the staged one mma. */
+ * it; the strategy only picks the default batch tile), then again as lop3 (its
+ * decode, codegen/cuda/lop3.c), the staged one mma. */
 static void linear_space(Walk *w, const CgSchedule *def) {
   static const int bts[] = {8, 16, 32, 64};
   LinShape s = lin_shape(&w->k->op);
@@ -150,10 +159,13 @@ static void linear_space(Walk *w, const CgSchedule *def) {
       sc.tile[0] = rows;
       sc.tile[3] = bt;
       if (reg) {
-        for (int split = 1; split <= 32 && split <= s.C256; split++) {
-          if (!split_useful(s.C256, split)) continue;
-          sc.tile[1] = split;
-          consider(w, &sc, rows, regs_reg(&s, rows, bt));
+        for (int lop3 = 0; lop3 <= 1; lop3++) {
+          sc.strategy = lop3 ? CG_STRAT_LOP3 : def->strategy;
+          for (int split = 1; split <= 32 && split <= s.C256; split++) {
+            if (!split_useful(s.C256, split)) continue;
+            sc.tile[1] = split;
+            consider(w, &sc, rows, lop3 ? regs_lop3(&s, rows, bt) : regs_reg(&s, rows, bt));
+          }
         }
         continue;
       }

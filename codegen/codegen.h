@@ -101,8 +101,10 @@ typedef enum {
   CG_STRAT_DEQUANT, /* buckets above batch 16 (prefill, evaluation): the kernel expands the bits into the
                      * dense fp16 W_hat (CgDequantArgs); the runtime multiplies on cuBLAS and applies the
                      * epilogue (res added by the GEMM, swiglu by the step's product kernel, `main`) */
+  CG_STRAT_LOP3, /* the register design (batch tiles of 8 or 16) with each sign put into an fp16 mantissa
+                  * bit by one LOP3 (A = C + bit), the C part taken out by one constant mma a k16 step */
 } CgStrategy;
-#define CG_NSTRATEGY 4 /* the spellings a plan may hold: none, xor, mma, dequant */
+#define CG_NSTRATEGY 5 /* the spellings a plan may hold: none, xor, mma, dequant, lop3 */
 
 /* Where a schedule came from (recorded in the plan). */
 typedef enum { CG_FROM_DEFAULT, CG_FROM_SHIPPED, CG_FROM_TUNED } CgScheduleSource;
@@ -384,7 +386,7 @@ const char *cg_kind_name(CgKind k);
 /* RB_OK when the fields an op kernel (embed, rmsnorm, rope_kv, attention, swiglu,
  * add, nll) reads are usable on any target, else RB_EUSER with the reason in err. */
 int cg_op_check(const CgOp *s, RbBuf *err);
-const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "none" */
+const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "lop3", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
 /* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=8 tile=4,0,0,0".

@@ -18,6 +18,7 @@ const char *cg_strategy_name(CgStrategy s) {
   case CG_STRAT_XOR: return "xor";
   case CG_STRAT_MMA: return "mma";
   case CG_STRAT_DEQUANT: return "dequant";
+  case CG_STRAT_LOP3: return "lop3";
   default: return "none";
   }
 }

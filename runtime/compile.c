@@ -97,28 +97,46 @@ static int apply_schedules(const RtCompileOptions *o, const CgTarget *t, RtCompi
   return RB_OK;
 }
 
-/* RABIT_PREFILL=dequant: every quantized linear's bucket above batch 16 takes the
- * dequant strategy (the bits expanded to fp16, then cuBLAS), whatever the default
- * or the hook chose, so that it can be measured against the fused kernels before it
- * is anyone's default; "mma" or unset keeps the selection. A replacement the target
- * refuses keeps its kernel, with a note, as the hook's do. One note says what it did. */
-static int apply_prefill(const CgTarget *t, RtCompiled *c) {
-  const char *env = getenv("RABIT_PREFILL");
-  if (!env || !*env || strcmp(env, "mma") == 0) return RB_OK;
-  if (strcmp(env, "dequant") != 0) {
-    rb_buf_printf(&c->warnings, "note: RABIT_PREFILL='%s' is neither 'dequant' nor 'mma'; ignored\n", env);
+/* Strategy overrides from the environment, applied after the default and the hook
+ * chose, so that a strategy can be measured against the others before it is anyone's
+ * default (or tuned record):
+ *   RABIT_PREFILL=dequant  every quantized linear's bucket above batch 16 takes the
+ *                          dequant strategy (the bits expanded to fp16, then cuBLAS)
+ *   RABIT_DECODE=lop3      every bucket up to batch 16 takes the lop3 decode
+ *                          (codegen/cuda/lop3.c) in the register design
+ * The other value ("mma", "xor") or unset keeps the selection. The replacement takes
+ * the default tiles; one the target refuses keeps its kernel, with a note, as the
+ * hook's do. One note says what each did. */
+typedef struct {
+  const char *env, *keep, *value; /* the variable, its no-op value, the one that replaces */
+  CgStrategy strategy;
+  int prefill;                    /* 1: buckets above batch 16; 0: up to 16 */
+  const char *what;               /* for the note */
+} Override;
+
+static const Override overrides[] = {
+    {"RABIT_PREFILL", "mma", "dequant", CG_STRAT_DEQUANT, 1, "prefill kernel%s (batches above 16) under the dequant "
+                                                             "strategy (the bits to fp16, then cuBLAS)"},
+    {"RABIT_DECODE", "xor", "lop3", CG_STRAT_LOP3, 0, "decode kernel%s (batches up to 16) under the lop3 decode"},
+};
+
+static int apply_override(const CgTarget *t, RtCompiled *c, const Override *ov) {
+  const char *env = getenv(ov->env);
+  if (!env || !*env || strcmp(env, ov->keep) == 0) return RB_OK;
+  if (strcmp(env, ov->value) != 0) {
+    rb_buf_printf(&c->warnings, "note: %s='%s' is neither '%s' nor '%s'; ignored\n", ov->env, env, ov->value, ov->keep);
     return c->warnings.oom ? RB_EINTERNAL : RB_OK;
   }
   CgKernelSet *ks = &c->kernels;
   int changed = 0;
   for (int i = 0; i < ks->n; i++) {
     CgKernelUse *u = &ks->k[i];
-    if (u->kernel.op.kind != CG_LINEAR || u->kernel.sched.batch_max <= 16 ||
-        u->kernel.sched.strategy == CG_STRAT_DEQUANT)
+    if (u->kernel.op.kind != CG_LINEAR || (u->kernel.sched.batch_max > 16) != ov->prefill ||
+        u->kernel.sched.strategy == ov->strategy)
       continue;
     CgKernel k = u->kernel;
     memset(&k.sched.tile, 0, sizeof k.sched.tile);
-    k.sched.strategy = CG_STRAT_DEQUANT;
+    k.sched.strategy = ov->strategy;
     RbBuf why = {0}, src = {0}, was = {0};
     char entry[CG_ENTRY_MAX];
     CgGeometry geo;
@@ -128,8 +146,9 @@ static int apply_prefill(const CgTarget *t, RtCompiled *c) {
       changed++;
     } else {
       cg_kernel_describe(&u->kernel, &was);
-      rb_buf_printf(&c->warnings, "note: RABIT_PREFILL=dequant: the %s target refuses it for '%s': %.*s\n", t->name,
-                    was.data ? was.data : "?", (int)strcspn(why.data ? why.data : "", "\n"), why.data ? why.data : "");
+      rb_buf_printf(&c->warnings, "note: %s=%s: the %s target refuses it for '%s': %.*s\n", ov->env, ov->value,
+                    t->name, was.data ? was.data : "?", (int)strcspn(why.data ? why.data : "", "\n"),
+                    why.data ? why.data : "");
     }
     int oom = why.oom || src.oom || was.oom;
     rb_buf_free(&why);
@@ -137,9 +156,18 @@ static int apply_prefill(const CgTarget *t, RtCompiled *c) {
     rb_buf_free(&was);
     if (oom) return RB_EINTERNAL;
   }
-  rb_buf_printf(&c->warnings, "note: RABIT_PREFILL=dequant: %d prefill kernel%s (batches above 16) under the dequant "
-                "strategy (the bits to fp16, then cuBLAS)\n", changed, changed == 1 ? "" : "s");
+  rb_buf_printf(&c->warnings, "note: %s=%s: %d ", ov->env, ov->value, changed);
+  rb_buf_printf(&c->warnings, ov->what, changed == 1 ? "" : "s");
+  rb_buf_puts(&c->warnings, "\n");
   return c->warnings.oom ? RB_EINTERNAL : RB_OK;
+}
+
+static int apply_overrides(const CgTarget *t, RtCompiled *c) {
+  for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
+    int rc = apply_override(t, c, &overrides[i]);
+    if (rc) return rc;
+  }
+  return RB_OK;
 }
 
 /* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
@@ -152,7 +180,7 @@ static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   if (d.out.data) rb_buf_puts(&c->diag, d.out.data);
   ir_diag_free(&d);
   if (!rc) rc = apply_schedules(o, t, c);
-  if (!rc) rc = apply_prefill(t, c);
+  if (!rc) rc = apply_overrides(t, c);
   if (!rc) rc = cg_kernels_complete(c->graph, &c->kernels);
   if (rc) return rc;
   c->reached = RT_STAGE_SELECT;

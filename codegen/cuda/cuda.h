@@ -32,6 +32,18 @@ int cg_cuda_arch_check(const CgKernel *k, const char *arch, RbBuf *err); /* arch
 uint64_t cg_layout_bytes_linear(const CgOp *op);
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
 
+/* ==== lop3.c: the lop3 strategy's decode table ==== */
+/* A register q (0..3) of k16 step s (0..3): (form(w) & mask) | con = C + bit, both halves. */
+typedef struct {
+  int form;      /* which form of the word (cg_lop3_form) */
+  unsigned mask; /* the two mantissa bits the sign sits in, one per half */
+  unsigned con;  /* C in both halves (fp16 bits) */
+} CgLop3Reg;
+CgLop3Reg cg_lop3_reg(int s, int q);
+unsigned cg_lop3_form(int form, unsigned w); /* what lop3_forms computes on the GPU */
+unsigned cg_lop3_fix(int q);                 /* F = -(C + 1/2) of register q in both halves */
+void cg_lop3_emit_helpers(RbBuf *b);          /* lop3_forms, lop3_a<S> and LOP3_FIX */
+
 /* ==== ops.c ==== */
 int cg_emit_op(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
 int cg_geometry_op(const CgKernel *k, CgGeometry *g, RbBuf *err);

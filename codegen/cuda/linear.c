@@ -64,7 +64,8 @@ typedef struct {
   int ntile[CG_MAX_SEG], tile0[CG_MAX_SEG], TT; /* mma 16-row tiles */
   int ngroup;                 /* block groups: segments, or 1 (gate+up) for swiglu */
   int blk0[CG_MAX_SEG + 1];   /* first block of each group, then the total */
-  int reg;                    /* 1: the register design (xor, mma batch tiles 8/16); 0: staged */
+  int reg;                    /* 1: the register design (xor, lop3, mma batch tiles 8/16); 0: staged */
+  int lop3;                   /* reg: the lop3 decode (signs in mantissa bits, per-path sums) */
   int ST;                     /* reg: stages of the bit ring in shared memory (tile[2]; 0: none) */
   int RT, KS, KC, BT;
   int short_tile;             /* reg, BT 16: a block may see 8 batch rows or fewer (a second K loop) */
@@ -100,7 +101,8 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
   const CgOp *s = &k->op;
   const CgSchedule *sc = &k->sched;
   memset(pl, 0, sizeof *pl);
-  if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA && sc->strategy != CG_STRAT_DEQUANT) {
+  if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA && sc->strategy != CG_STRAT_DEQUANT &&
+      sc->strategy != CG_STRAT_LOP3) {
     rb_buf_printf(err, "linear: unknown strategy %d", (int)sc->strategy);
     return RB_EUSER;
   }
@@ -157,8 +159,14 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
 
   int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
   if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the b<=8 bucket: larger batches tile the grid's y */
+  if (sc->strategy == CG_STRAT_LOP3 && bt > 16) bt = 16; /* the register design only */
   pl->BT = sc->tile[3] ? sc->tile[3] : bt;
   pl->reg = pl->BT <= 16;
+  pl->lop3 = sc->strategy == CG_STRAT_LOP3;
+  if (pl->lop3 && !pl->reg) {
+    rb_buf_printf(err, "linear lop3: batch tile %d (the lop3 decode is the register design's: 8 or 16)", pl->BT);
+    return RB_EUSER;
+  }
   /* The b<=16 bucket runs batches 9..16 only (cg_linear_buckets: the xor bucket
    * below takes 1..8), so one 16-row tile is always more than half live; a larger
    * bucket's last grid row may not be. Leaving out the second K loop where it is
@@ -191,7 +199,7 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
         (pl->ST && (pl->ST < 2 || pl->ST > 8))) {
       rb_buf_printf(err, "linear %s: bad tile %d,%d,%d,%d (row tiles 1..8, k-split 1..32, bit-ring stages 0 or "
                     "2..8, batch 8 or 16)",
-                    sc->strategy == CG_STRAT_XOR ? "xor" : "mma", pl->RT, pl->KS, sc->tile[2], pl->BT);
+                    cg_strategy_name(sc->strategy), pl->RT, pl->KS, sc->tile[2], pl->BT);
       return RB_EUSER;
     }
     pl->threads = (unsigned)(pl->KS * 32);
@@ -399,7 +407,14 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       " * lane's fragments are contiguous), decodes each A register to +-g_p with one\n"
       " * shift and one LOP3, and accumulates every path in one fp32 mma accumulator\n"
       " * set. The KS warps of a block reduce through shared memory in a fixed order. */\n\n");
+  if (pl->lop3)
+    rb_buf_puts(b,
+        "/* Strategy lop3: each A register is C + bit from one LOP3 on one of four forms of\n"
+        " * the word (lop3_a below), summed per path; one mma a k16 step with the constant\n"
+        " * fragment F per path turns the sums into half the signed sums, and g_p multiplies\n"
+        " * at the end of the K loop. */\n\n");
   rb_buf_puts(b, mma_helpers);
+  if (pl->lop3) cg_lop3_emit_helpers(b);
   rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
   rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", pl->C256);
   rb_buf_printf(b, "#define PATHS %d\n", s->paths);
@@ -410,6 +425,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_printf(b, "#define KS %d  /* warps splitting K */\n", pl->KS);
   rb_buf_printf(b, "#define BT %d  /* batch rows per block */\n", pl->BT);
   rb_buf_puts(b, "#define NB (BT / 8)  /* n8 tiles of the batch */\n");
+  rb_buf_printf(b, "#define SETS %d  /* accumulator sets: %s */\n", pl->lop3 ? s->paths : 2,
+                pl->lop3 ? "one per path" : "every mma into set 0");
   rb_buf_puts(b, "#define NT (KS * 32)  /* threads per block */\n\n");
   if (pl->ST) {
     rb_buf_printf(b, "#define STAGES %d  /* groups of bits in flight per warp, through its ring in shared memory */\n",
@@ -475,7 +492,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "}\n\n"
       "/* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */\n"
       "template <int NBU>\n"
-      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,\n"
+      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,\n"
       "                                      const unsigned *bits, const rb_half *g, const rb_half *h,\n"
       "                                      int batch, int seg0, int tb, int b0, bool vec) {\n"
       "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
@@ -508,6 +525,15 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "    xr[nb] = x + (size_t)(xok[nb] ? row : 0) * K;\n"
       "  }\n"
       "\n");
+  if (pl->lop3)
+    rb_buf_puts(b,
+        "  const unsigned F[4] = LOP3_FIX;\n"
+        "  unsigned con[4]; /* C of registers 0..3, in registers (lop3_con) */\n"
+        "#pragma unroll\n"
+        "  for (int q = 0; q < 4; ++q) con[q] = lop3_con[q];\n"
+        "  float fix[NSB][NB][PATHS][4]; /* sum of F . u per path: the C parts, negated, plus 1/2 */\n"
+        "#pragma unroll\n"
+        "  for (int i = 0; i < NSB * NB * PATHS * 4; ++i) (&fix[0][0][0][0])[i] = 0.0f;\n\n");
   if (pl->ST) {
     rb_buf_puts(b, ring_prologue);
   } else {
@@ -563,7 +589,28 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "            for (int m = 0; m < 8; ++m) u[nb][m] = hmul2(xv[nb][m], hv[p][sb][m]);\n"
       "#pragma unroll\n"
-      "          for (int rt = 0; rt < RT; ++rt) {\n"
+      "          for (int rt = 0; rt < RT; ++rt) {\n");
+  if (pl->lop3)
+    rb_buf_puts(b,
+      "            unsigned v[4];\n"
+      "            lop3_forms(v, wc[p][sb][rt][j]);\n"
+      "#pragma unroll\n"
+      "            for (int s = 0; s < 4; ++s) { /* k16 steps */\n"
+      "              unsigned a[4];\n"
+      "              lop3_a(a, v, con, s);\n"
+      "#pragma unroll\n"
+      "              for (int nb = 0; nb < NBU; ++nb)\n"
+      "                mma16816(acc[rt][sb][nb][p], a, u[nb][2 * s], u[nb][2 * s + 1]);\n"
+      "            }\n"
+      "          }\n"
+      "#pragma unroll\n"
+      "          for (int s = 0; s < 4; ++s) /* the C parts out, once for all row tiles */\n"
+      "#pragma unroll\n"
+      "            for (int nb = 0; nb < NBU; ++nb)\n"
+      "              mma16816(fix[sb][nb][p], F, u[nb][2 * s], u[nb][2 * s + 1]);\n"
+      "        }\n");
+  else
+    rb_buf_puts(b,
       "            const unsigned w = wc[p][sb][rt][j];\n"
       "#pragma unroll\n"
       "            for (int s = 0; s < 4; ++s) { /* k16 steps */\n"
@@ -577,7 +624,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "                mma16816(acc[rt][sb][nb][0], a, u[nb][2 * s], u[nb][2 * s + 1]);\n"
       "            }\n"
       "          }\n"
-      "        }\n"
+      "        }\n");
+  rb_buf_puts(b,
       "#pragma unroll\n"
       "      for (int m = 0; m < 8; ++m) {\n"
       "#pragma unroll\n"
@@ -600,6 +648,23 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "          for (int i = 0; i < 4; ++i) wc[p][sb][rt][i] = wn[p][sb][rt][i];\n");
   rb_buf_puts(b, "  }\n");
   if (pl->ST) rb_buf_puts(b, "  cp_wait<0>(); /* nothing in flight when the block moves on */\n");
+  if (pl->lop3)
+    rb_buf_puts(b,
+        "  /* Set 0 := 2 sum_p g_p (acc_p + fix_p) = sum_p g_p sum s u_p: what the xor kernel's set 0 holds. */\n"
+        "#pragma unroll\n"
+        "  for (int rt = 0; rt < RT; ++rt)\n"
+        "#pragma unroll\n"
+        "    for (int sb = 0; sb < NSB; ++sb)\n"
+        "#pragma unroll\n"
+        "      for (int nb = 0; nb < NB; ++nb)\n"
+        "#pragma unroll\n"
+        "        for (int e = 0; e < 4; ++e) {\n"
+        "          float v = 0.0f;\n"
+        "#pragma unroll\n"
+        "          for (int p = 0; p < PATHS; ++p)\n"
+        "            v += rb_h2f((rb_half)g2[p][sb][rt][e >> 1]) * (acc[rt][sb][nb][p][e] + fix[sb][nb][p][e]);\n"
+        "          acc[rt][sb][nb][0][e] = 2.0f * v;\n"
+        "        }\n");
   rb_buf_puts(b, "}\n\n");
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
@@ -618,9 +683,10 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "  /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */\n"
       "  const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;\n"
       "\n"
-      "  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.\n"
-      "   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */\n"
-      "  float acc[RT][NSB][NB][2][4];\n"
+      "  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;\n"
+      "   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.\n"
+      "   * lop3: one set per path, folded into set 0 at the end of the K loop. */\n"
+      "  float acc[RT][NSB][NB][SETS][4];\n"
       "#pragma unroll\n"
       "  for (int rt = 0; rt < RT; ++rt)\n"
       "#pragma unroll\n"
@@ -628,7 +694,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "      for (int nb = 0; nb < NB; ++nb)\n"
       "#pragma unroll\n"
-      "        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;\n");
+      "        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;\n");
   if (pl->short_tile)
     rb_buf_puts(b,
         "  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */\n"
@@ -647,7 +713,9 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      for (int nb = 0; nb < NB; ++nb)\n"
       "#pragma unroll\n"
       "        for (int e = 0; e < 4; ++e)\n"
-      "          red[((((ks * RT + rt) * NSB + sb) * NB + nb) * 4 + e) * 32 + lane] = acc[rt][sb][nb][0][e] + acc[rt][sb][nb][1][e];\n"
+      "          red[((((ks * RT + rt) * NSB + sb) * NB + nb) * 4 + e) * 32 + lane] = ");
+  rb_buf_puts(b, pl->lop3 ? "acc[rt][sb][nb][0][e];\n" : "acc[rt][sb][nb][0][e] + acc[rt][sb][nb][1][e];\n");
+  rb_buf_puts(b,
       "  __syncthreads();\n"
       "  /* Thread t sums element t over the KS warps in order and stores it. Accumulator e of\n"
       "   * lane l is row (l >> 2) + 8 (e >> 1), batch column 2 (l & 3) + (e & 1). */\n"

@@ -25,12 +25,13 @@ static void describe(const CgKernel *k, char *out, size_t n) {
   rb_buf_free(&b);
 }
 
-/* The documented order: batch tile, rows, then (register design) split, or
- * (staged design) chunk and split, each ascending. */
+/* The documented order: batch tile, rows, then (register design) the decode (the
+ * default's, then lop3) and split, or (staged design) chunk and split, each ascending. */
 static int order_key_less(const CgSchedule *a, const CgSchedule *b) {
-  const int ka[4] = {a->tile[3], a->tile[0], a->tile[2], a->tile[1]};
-  const int kb[4] = {b->tile[3], b->tile[0], b->tile[2], b->tile[1]};
-  for (int i = 0; i < 4; i++)
+  const int la = a->strategy == CG_STRAT_LOP3, lb = b->strategy == CG_STRAT_LOP3; /* after the other decode */
+  const int ka[5] = {a->tile[3], a->tile[0], a->tile[2], la, a->tile[1]};
+  const int kb[5] = {b->tile[3], b->tile[0], b->tile[2], lb, b->tile[1]};
+  for (int i = 0; i < 5; i++)
     if (ka[i] != kb[i]) return ka[i] < kb[i];
   return 0;
 }
@@ -72,7 +73,8 @@ static void check_kernel(const CgKernel *k, const AtLimits *lim) {
         CHECK(s.c[j].sched.strategy == CG_STRAT_DEQUANT, "%s: candidate %d after the dequant tail", cw, j);
     } else if (i > 0) {
       CHECK(c->sched.tile[0] >= 1 && c->sched.tile[1] >= 1 && c->sched.tile[3] >= 8, "%s: a knob left 0", cw);
-      CHECK(c->sched.tile[3] <= 16 ? c->sched.strategy == k->sched.strategy : c->sched.strategy == CG_STRAT_MMA,
+      CHECK(c->sched.tile[3] <= 16 ? c->sched.strategy == k->sched.strategy || c->sched.strategy == CG_STRAT_LOP3
+                                   : c->sched.strategy == CG_STRAT_MMA,
             "%s: strategy", cw);
       for (int j = 1; j < i; j++)
         CHECK(memcmp(&s.c[j].sched, &c->sched, sizeof c->sched) != 0, "%s: candidates %d and %d repeat", cw, j, i);
@@ -198,16 +200,23 @@ static void check_pruning(void) {
   /* Knob values that only add dead tiles or idle warps are left out: one
    * 16-row tile and one 256-column group leave rows 1 and split 1 alone. */
   CgKernel tiny = linear(CG_STRAT_XOR, 1, 64, 1, 16, 0, CG_EPI_NONE);
-  CHECK(count(&tiny, NULL, &s) == 2 && s.c[1].sched.tile[0] == 1 && s.c[1].sched.tile[1] == 1 &&
-            s.c[1].sched.tile[3] == 8,
-        "N=16 K=64 b<=1: %d candidates", s.n);
+  CHECK(count(&tiny, NULL, &s) == 3 && s.c[1].sched.tile[0] == 1 && s.c[1].sched.tile[1] == 1 &&
+            s.c[1].sched.tile[3] == 8 && s.c[2].sched.strategy == CG_STRAT_LOP3 &&
+            !memcmp(s.c[2].sched.tile, s.c[1].sched.tile, sizeof s.c[1].sched.tile),
+        "N=16 K=64 b<=1: %d candidates (the default, then rows 1 split 1 as xor and as lop3)", s.n);
   at_space_free(&s);
-  /* Batch tiles past the bucket's batch are left out: b<=1 has the 8-row tile alone, spelled xor. */
+  /* Batch tiles past the bucket's batch are left out: b<=1 has the 8-row tile alone, spelled xor
+   * or lop3 (the register design's two decodes), each at least once. */
   CgKernel b1 = linear(CG_STRAT_XOR, 1, 4096, 1, 4096, 0, CG_EPI_NONE);
   CHECK(count(&b1, &h200, &s) > 1, "b<=1 space");
-  for (int i = 1; i < s.n; i++)
-    CHECK(s.c[i].sched.tile[3] == 8 && s.c[i].sched.strategy == CG_STRAT_XOR && s.c[i].sched.tile[2] == 0,
-          "b<=1 candidate %d: tile[3] %d", i, s.c[i].sched.tile[3]);
+  int nxor = 0, nlop3 = 0;
+  for (int i = 1; i < s.n; i++) {
+    CHECK(s.c[i].sched.tile[3] == 8 && s.c[i].sched.tile[2] == 0 &&
+              (s.c[i].sched.strategy == CG_STRAT_XOR || s.c[i].sched.strategy == CG_STRAT_LOP3),
+          "b<=1 candidate %d: tile[3] %d, %s", i, s.c[i].sched.tile[3], cg_strategy_name(s.c[i].sched.strategy));
+    nxor += s.c[i].sched.strategy == CG_STRAT_XOR, nlop3 += s.c[i].sched.strategy == CG_STRAT_LOP3;
+  }
+  CHECK(nxor > 0 && nlop3 > 0, "b<=1: %d xor and %d lop3 candidates", nxor, nlop3);
   at_space_free(&s);
   /* A kernel the target refuses is an error, not an empty space. */
   CgKernel bad = linear(CG_STRAT_XOR, 1, 4096, 1, 4096, 0, CG_EPI_NONE);

@@ -46,6 +46,8 @@
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
 #          2, 4 and 8 stages (RABIT_TILE_XOR / RABIT_TILE_MMA), one after the other
+#   lop3   the lop3 decode: its table cases, per-shape bench (LOP3_TILES by hand), chain and
+#          whole models with and without RABIT_DECODE=lop3 beside the fp16 peer, memcheck
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
@@ -369,6 +371,37 @@ tile_sweep() {
   done
 }
 
+# The lop3 decode (issue 11, item 1): its table cases against the reference, the per-shape
+# bench (xor, mma and lop3 rows) with the default tiles and a few by hand, the 32-layer chain
+# and whole models with and without RABIT_DECODE=lop3 beside the fp16 peer, then memcheck
+# of an eighth of its cases (last: a cut call loses only that).
+lop3_check() {
+  run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
+  run table_lop3 env RABIT_TABLE_ONLY=lop3 "$B/tests/gpu/gpu_test_linear" samples
+  run bench_default env RABIT_BENCH_PATHS=2 "$B/tests/gpu/gpu_test_linear" --bench-only
+  for t in ${LOP3_TILES:-4,4 2,4 3,6}; do
+    run "bench_lop3_$t" env RABIT_BENCH_PATHS=2 RABIT_TILE_LOP3=$t,0,0 RABIT_TILE_XOR=$t,0,0 "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  "$B/tools/rabitc" -o /tmp/llama-xor.rplan samples/llama2-7b.ir > /dev/null 2>&1
+  RABIT_DECODE=lop3 "$B/tools/rabitc" -o /tmp/llama-lop3.rplan samples/llama2-7b.ir > /dev/null 2>&1
+  run chain_xor "$B/tests/bench/bench_chain" /tmp/llama-xor.rplan
+  run chain_lop3 "$B/tests/bench/bench_chain" /tmp/llama-lop3.rplan
+  for m in llama2-7b smollm2-135m; do
+    run "model_${m}_default" "$B/tools/rabit" bench samples/$m.ir --random-weights
+    run "model_${m}_lop3" env RABIT_DECODE=lop3 "$B/tools/rabit" bench samples/$m.ir --random-weights
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  echo "== per shape, k = 2 (default tiles)"; grep -E "^bench [ 0-9]" "$L/bench_default.log" | sed "s/ of bits//"
+  for t in ${LOP3_TILES:-4,4 2,4 3,6}; do
+    echo "== tiles $t"; grep -E "^bench [ 0-9].* (xor|lop3) " "$L/bench_lop3_$t.log" | sed "s/ of bits//"
+  done
+  grep -h "^chain" "$L/chain_xor.log" "$L/chain_lop3.log"
+  for f in "$L"/model_*.log "$L/peer_fp16_decode.log"; do echo "== $(basename $f)"; grep -E "decode|prefill|fp16 graph" "$f"; done
+  run memcheck_lop3 timeout 150 env RABIT_TABLE_ONLY=lop3 RABIT_TABLE_PART=0/8 compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$B/tests/gpu/gpu_test_linear" samples
+  grep -E "ERROR SUMMARY|passed" "$L/memcheck_lop3.log" | tail -n 2
+}
+
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
 # the database exported, and the model's decode speed with the defaults and tuned.
 tune_model() {
@@ -416,10 +449,11 @@ case $mode in
   nll) nll_compare ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
+  lop3) lop3_check ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, lop3, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -8,7 +8,9 @@
  * graph_bench.py does, and the prefill layers at batch 512 beside cuBLAS fp16.
  * --compile-only compiles every source the table (and with --bench the bench) would
  * build, for sm_90, with no GPU: CI runs it. Otherwise it exits 77 after "SKIP:
- * <reason>" when there is no GPU or driver. */
+ * <reason>" when there is no GPU or driver. Environment: RABIT_TABLE_PART="i/n" (every
+ * n-th spec), RABIT_TABLE_ONLY=STRATEGY (its buckets alone), RABIT_BENCH_PATHS=P,
+ * RABIT_TILE_XOR|MMA|LOP3="a,b,c,d" (the bench's tiles), RABIT_DUMP_CUBINS=DIR. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +124,16 @@ static int ahead_compile(void) {
   int failed = 0;
   for (int i = 0; i < nahead; i++)
     if (ahead[i].st != RB_OK) printf("FAIL compile %s: %s\n", ahead[i].entry, ahead[i].log ? ahead[i].log : ""), failed++;
+  const char *dump = getenv("RABIT_DUMP_CUBINS"); /* a folder: every cubin as ENTRY.cubin, for cuobjdump */
+  for (int i = 0; dump && i < nahead; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.cubin", dump, ahead[i].entry);
+    if (ahead[i].st != RB_OK) continue;
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(ahead[i].cubin, 1, ahead[i].len, f) == ahead[i].len;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) printf("RABIT_DUMP_CUBINS: cannot write %s\n", path);
+  }
   printf("compiled %d distinct kernels ahead for %s in %.1f s on %d threads, %d failed\n", nahead, arch,
          (rb_now_ms() - t0) / 1e3, rb_pool_threads(pool), failed);
   rb_pool_close(pool);
@@ -435,6 +447,8 @@ static const Bucket buckets[] = {
     {CG_STRAT_MMA, 16, {1, 3, 16}, 3, 0},
     {CG_STRAT_XOR, 8, {1, 5, 8}, 3, 4},  /* the bit ring, 4 stages */
     {CG_STRAT_MMA, 16, {1, 9, 16}, 3, 2}, /* the bit ring at its smallest */
+    {CG_STRAT_LOP3, 8, {1, 5, 8}, 3, 0},  /* the lop3 decode, one n8 tile */
+    {CG_STRAT_LOP3, 16, {1, 9, 16}, 3, 0}, /* and two */
     {CG_STRAT_MMA, 512, {64, 100, 512}, 3, 0},
     {CG_STRAT_DEQUANT, 512, {17, 100, 512}, 3, 0}, /* the prefill bucket's edge, odd, full */
     {CG_STRAT_DEQUANT, 4096, {1000, 4096}, 2, 0},  /* evaluation windows */
@@ -446,7 +460,9 @@ static void run_table(void) {
   const char *pe = getenv("RABIT_TABLE_PART");
   if (pe && sscanf(pe, "%d/%d", &part, &nparts) != 2) part = 0, nparts = 1;
   if (nparts < 1) nparts = 1;
+  const char *only = getenv("RABIT_TABLE_ONLY"); /* a strategy's name: its buckets alone */
   for (size_t bi = 0; bi < sizeof buckets / sizeof buckets[0]; bi++) {
+    if (only && *only && strcmp(only, cg_strategy_name(buckets[bi].st)) != 0) continue;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
       for (int paths = 1; paths <= 4; paths++) {
         if (idx++ % nparts != part) continue;
@@ -542,7 +558,7 @@ static void bench_one(const CgKernel *s, int batch) {
   if (!rc) rc = rt_time_launches(gpu, k.fn, l.grid, l.block, l.smem, args, R, R, 20, &us);
   if (!rc) {
     printf("bench %5dx%-5d k=%d b=%-2d %s  %8.2f us  %7.1f GB/s of bits\n", N, K, P, batch,
-           s->sched.strategy == CG_STRAT_XOR ? "xor" : "mma", us, (double)bytes / (us * 1e3));
+           cg_strategy_name(s->sched.strategy), us, (double)bytes / (us * 1e3));
   } else {
     printf("bench %dx%d k=%d b=%d: driver error\n", N, K, P, batch);
   }
@@ -557,24 +573,26 @@ static void bench_one(const CgKernel *s, int batch) {
 static void run_bench(void) {
   static const int llama[4][2] = {{4096, 4096}, {12288, 4096}, {22016, 4096}, {4096, 11008}};
   static const int batches[3] = {1, 4, 16};
+  static const CgStrategy strategies[] = {CG_STRAT_XOR, CG_STRAT_MMA, CG_STRAT_LOP3};
   const char *only = getenv("RABIT_BENCH_PATHS"); /* e.g. "2": one path count only */
   for (int si = 0; si < 4; si++)
     for (int paths = 1; paths <= 4; paths++)
       if (!only || atoi(only) == paths)
       for (int bi = 0; bi < 3; bi++)
-        for (int st = CG_STRAT_XOR; st <= CG_STRAT_MMA; st++) {
+        for (size_t sti = 0; sti < sizeof strategies / sizeof strategies[0]; sti++) {
+          const CgStrategy st = strategies[sti];
           if (st == CG_STRAT_XOR && batches[bi] > 1) continue; /* xor is the batch-1 kernel */
           CgKernel s;
           memset(&s, 0, sizeof s);
           s.op.kind = CG_LINEAR;
-          s.sched.strategy = (CgStrategy)st;
+          s.sched.strategy = st;
           s.sched.batch_max = batches[bi];
           s.op.K = llama[si][1];
           s.op.nseg = 1;
           s.op.N[0] = llama[si][0];
           s.op.paths = paths;
-          /* RABIT_TILE_XOR / RABIT_TILE_MMA="a,b,c,d" override the default tiles (exploration). */
-          const char *t = getenv(st == CG_STRAT_XOR ? "RABIT_TILE_XOR" : "RABIT_TILE_MMA");
+          /* RABIT_TILE_XOR / _MMA / _LOP3="a,b,c,d" override the default tiles (exploration). */
+          const char *t = getenv(st == CG_STRAT_XOR ? "RABIT_TILE_XOR" : st == CG_STRAT_MMA ? "RABIT_TILE_MMA" : "RABIT_TILE_LOP3");
           if (t) sscanf(t, "%d,%d,%d,%d", &s.sched.tile[0], &s.sched.tile[1], &s.sched.tile[2], &s.sched.tile[3]);
           bench_one(&s, batches[bi]);
         }

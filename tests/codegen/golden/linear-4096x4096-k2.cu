@@ -59,6 +59,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 16  /* warps splitting K */
 #define BT 16  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -129,7 +130,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -261,9 +262,10 @@ rb_linear_mma_n4096_k4096_p2_b16(rb_half *y, const rb_half *x, const unsigned *b
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -271,7 +273,7 @@ rb_linear_mma_n4096_k4096_p2_b16(rb_half *y, const rb_half *x, const unsigned *b
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -569,6 +571,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 16  /* warps splitting K */
 #define BT 8  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -639,7 +642,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -771,9 +774,10 @@ rb_linear_xor_n4096_k4096_p2(rb_half *y, const rb_half *x, const unsigned *bits,
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -781,7 +785,7 @@ rb_linear_xor_n4096_k4096_p2(rb_half *y, const rb_half *x, const unsigned *bits,
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll

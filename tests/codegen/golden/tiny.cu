@@ -362,6 +362,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 16  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -432,7 +433,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -564,9 +565,10 @@ rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -574,7 +576,7 @@ rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -874,6 +876,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 16  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -944,7 +947,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1076,9 +1079,10 @@ rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *b
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -1086,7 +1090,7 @@ rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *b
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -1386,6 +1390,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 8  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -1456,7 +1461,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1588,9 +1593,10 @@ rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -1598,7 +1604,7 @@ rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -1689,6 +1695,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 8  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -1759,7 +1766,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -1891,9 +1898,10 @@ rb_linear_add_xor_n64_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits,
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -1901,7 +1909,7 @@ rb_linear_add_xor_n64_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits,
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -1992,6 +2000,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 16  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -2062,7 +2071,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2194,9 +2203,10 @@ rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits,
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -2204,7 +2214,7 @@ rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits,
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -2502,6 +2512,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 16  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -2573,7 +2584,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -2705,9 +2716,10 @@ rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bi
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -2715,7 +2727,7 @@ rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bi
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -3014,6 +3026,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 16  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -3084,7 +3097,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -3216,9 +3229,10 @@ rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsig
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -3226,7 +3240,7 @@ rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsig
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -3526,6 +3540,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 8  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -3596,7 +3611,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -3728,9 +3743,10 @@ rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned 
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -3738,7 +3754,7 @@ rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned 
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -3829,6 +3845,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 8  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -3899,7 +3916,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -4031,9 +4048,10 @@ rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, con
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -4041,7 +4059,7 @@ rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, con
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll
@@ -4131,6 +4149,7 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
 #define KS 1  /* warps splitting K */
 #define BT 8  /* batch rows per block */
 #define NB (BT / 8)  /* n8 tiles of the batch */
+#define SETS 2  /* accumulator sets: every mma into set 0 */
 #define NT (KS * 32)  /* threads per block */
 
 /* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
@@ -4202,7 +4221,7 @@ __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATH
 
 /* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */
 template <int NBU>
-__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][2][4], const rb_half *x,
+__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,
                                       const unsigned *bits, const rb_half *g, const rb_half *h,
                                       int batch, int seg0, int tb, int b0, bool vec) {
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
@@ -4334,9 +4353,10 @@ rb_linear_xor_n64_32_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, 
   /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */
   const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;
 
-  /* (row tile, segment, n8 tile, set, fragment): every mma accumulates into set 0.
-   * Set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS. */
-  float acc[RT][NSB][NB][2][4];
+  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;
+   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.
+   * lop3: one set per path, folded into set 0 at the end of the K loop. */
+  float acc[RT][NSB][NB][SETS][4];
 #pragma unroll
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
@@ -4344,7 +4364,7 @@ rb_linear_xor_n64_32_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, 
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
+        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;
   kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);
 
 #pragma unroll

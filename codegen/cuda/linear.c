@@ -411,8 +411,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
     rb_buf_puts(b,
         "/* Strategy lop3: each A register is C + bit from one LOP3 on one of four forms of\n"
         " * the word (lop3_a below), summed per path; one mma a k16 step with the constant\n"
-        " * fragment F per path turns the sums into half the signed sums, and g_p multiplies\n"
-        " * at the end of the K loop. */\n\n");
+        " * fragment F per path turns the sums into minus half the signed sums, and -2 g_p\n"
+        " * multiplies at the end of the K loop. */\n\n");
   rb_buf_puts(b, mma_helpers);
   if (pl->lop3) cg_lop3_emit_helpers(b);
   rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
@@ -650,7 +650,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   if (pl->ST) rb_buf_puts(b, "  cp_wait<0>(); /* nothing in flight when the block moves on */\n");
   if (pl->lop3)
     rb_buf_puts(b,
-        "  /* Set 0 := 2 sum_p g_p (acc_p + fix_p) = sum_p g_p sum s u_p: what the xor kernel's set 0 holds. */\n"
+        "  /* Set 0 := -2 sum_p g_p (acc_p + fix_p) = sum_p g_p sum s u_p (a set bit is -1): what the\n"
+        "   * xor kernel's set 0 holds. */\n"
         "#pragma unroll\n"
         "  for (int rt = 0; rt < RT; ++rt)\n"
         "#pragma unroll\n"
@@ -663,7 +664,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
         "#pragma unroll\n"
         "          for (int p = 0; p < PATHS; ++p)\n"
         "            v += rb_h2f((rb_half)g2[p][sb][rt][e >> 1]) * (acc[rt][sb][nb][p][e] + fix[sb][nb][p][e]);\n"
-        "          acc[rt][sb][nb][0][e] = 2.0f * v;\n"
+        "          acc[rt][sb][nb][0][e] = -2.0f * v;\n"
         "        }\n");
   rb_buf_puts(b, "}\n\n");
   rb_buf_printf(b,

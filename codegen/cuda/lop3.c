@@ -17,10 +17,11 @@
  * bit r = 4 s + q for register q of k16 step s, m (hence C) depends on q alone:
  * q = 0, 1, 2, 3 -> m = 8, 9, 6, 7 -> C = 4, 2, 16, 8.
  *
- * With s = 2 b - 1 the sign, A + F = b - 1/2 = s / 2 for F = -(C + 1/2) (exact in fp16),
- * so one more mma a k16 step with the constant fragment F (the same in every lane and
- * step) into a per-path accumulator turns the sums of A into half the signed sums; g_p
- * then multiplies at the end. No activation is scaled, so nothing can overflow fp16. */
+ * A set bit is a -1 (the packed format: +1 -> 0, -1 -> 1), so the sign is s = 1 - 2 b and
+ * A + F = b - 1/2 = -s / 2 for F = -(C + 1/2) (exact in fp16): one more mma a k16 step with
+ * the constant fragment F (the same in every lane and step) into a per-path accumulator
+ * turns the sums of A into minus half the signed sums; -2 g_p then multiplies at the end.
+ * No activation is scaled, so nothing can overflow fp16. */
 #include "codegen/cuda/cuda.h"
 
 static const int form_of[4][4] = {{3, 3, 2, 2}, {2, 2, 0, 0}, {0, 0, 1, 1}, {1, 1, 3, 3}}; /* [s][q] */
@@ -57,7 +58,7 @@ void cg_lop3_emit_helpers(RbBuf *b) {
   rb_buf_printf(b,
       "/* lop3 decode (codegen/cuda/lop3.c): four forms of a lane's word, then per A register\n"
       " * one LOP3, A = (form & mask) | C = C + bit; the constant fragment F = -(C + 1/2) turns\n"
-      " * the sums into half the signed sums. */\n"
+      " * the sums into minus half the signed sums (a set bit is -1). */\n"
       "__device__ __forceinline__ void lop3_forms(unsigned (&v)[4], unsigned w) {\n"
       "  v[0] = w;\n"
       "  v[1] = w >> 4;\n"

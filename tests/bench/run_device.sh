@@ -48,6 +48,8 @@
 #          2, 4 and 8 stages (RABIT_TILE_XOR / RABIT_TILE_MMA), one after the other
 #   lop3   the lop3 decode: its table cases, per-shape bench (LOP3_TILES by hand), chain and
 #          whole models with and without RABIT_DECODE=lop3 beside the fp16 peer, memcheck
+#   lop3b  the lop3 cases and memcheck again, then one tuning of llama2-7b (lop3 in the space),
+#          its export, and the tuned model beside the fp16 peer
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
@@ -402,6 +404,23 @@ lop3_check() {
   grep -E "ERROR SUMMARY|passed" "$L/memcheck_lop3.log" | tail -n 2
 }
 
+# The lop3 decode's cases again (after a fix), memcheck of an eighth of them, then one tuning of
+# llama2-7b with lop3 in the space, its export, and the tuned model beside the fp16 peer.
+lop3_tune() {
+  run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
+  run table_lop3 env RABIT_TABLE_ONLY=lop3 "$B/tests/gpu/gpu_test_linear" samples
+  run memcheck_lop3 timeout 60 env RABIT_TABLE_ONLY=lop3 RABIT_TABLE_PART=0/8 compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$B/tests/gpu/gpu_test_linear" samples
+  grep -E "ERROR SUMMARY|passed" "$L/memcheck_lop3.log" | tail -n 2
+  rm -rf "$RABIT_CACHE_DIR"
+  run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
+  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+  run bench_llama_tuned "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  grep -A30 "^kernel  " "$L/tune_llama.log" | head -n 20
+  grep -E "decode|prefill" "$L/bench_llama_tuned.log"; cat "$L/peer_fp16_decode.log"
+}
+
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
 # the database exported, and the model's decode speed with the defaults and tuned.
 tune_model() {
@@ -450,10 +469,11 @@ case $mode in
   ring) ring_bench ;;
   sweep) tile_sweep ;;
   lop3) lop3_check ;;
+  lop3b) lop3_tune ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, lop3, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, lop3, lop3b, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

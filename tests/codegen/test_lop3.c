@@ -3,8 +3,8 @@
  * emitted kernel builds it, (form(w) & mask) | C, must read as the fp16 values C + bit
  * for the two bits the layout gives it (4 s + q and 4 s + q + 16), C a power of two
  * that depends on q alone; F = -(C + 1/2) must be exact, so that the sums over a tile
- * of (A + F) u are exactly half the signed sums of u (checked in double on random
- * fp16 u). Then the emitted helpers carry the table's constants, and a lop3 kernel
+ * of (A + F) u are exactly minus half the signed sums of u, a set bit being -1 as the
+ * packed format has it (DESIGN.md: +1 -> 0, -1 -> 1), checked in double on random fp16 u. Then the emitted helpers carry the table's constants, and a lop3 kernel
  * uses them while an xor kernel of the same op does not. */
 #include <math.h>
 #include <stdint.h>
@@ -60,7 +60,7 @@ static void check_registers(void) {
     }
 }
 
-/* One 16-row x 16-column tile of k16 step s: sum over k of (A + F) u against 1/2 sum s u. */
+/* One 16-row x 16-column tile of k16 step s: sum over k of (A + F) u against -1/2 sum s u. */
 static void check_tile_sums(void) {
   for (int t = 0; t < 200; t++) {
     const int s = t % 4;
@@ -82,10 +82,10 @@ static void check_tile_sums(void) {
             const double fv = half(h ? f >> 16 : f & 0xffffu);
             const int b = word >> (4 * s + q + 16 * h) & 1;
             with_a += (av + fv) * uk;
-            signed_sum += (2 * b - 1) * uk;
+            signed_sum += (b ? -1.0 : 1.0) * uk; /* the packed format's sign of bit b */
           }
         }
-        CHECK(with_a == 0.5 * signed_sum, "step %d row %d: %.17g != %.17g / 2", s, row, with_a, signed_sum);
+        CHECK(with_a == -0.5 * signed_sum, "step %d row %d: %.17g != -%.17g / 2", s, row, with_a, signed_sum);
       }
     }
   }

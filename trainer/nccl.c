@@ -28,7 +28,10 @@ struct TrNccl {
 
 /* Try one candidate: on success *out holds the handle and path. */
 static int try_load(const char *path, RbBuf *tried, void **lib) {
-  *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  /* RTLD_NODELETE: ncclGetUniqueId starts a bootstrap thread that outlives the call; a
+   * dlclose that unmapped the library under it crashed the process at exit (ctest
+   * train_dist_nccl, 1 run in ~20). Kept mapped, the handle is still closed. */
+  *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (*lib) return 1;
   rb_buf_printf(tried, "\n  %s: %s", path, dlerror());
   return 0;

@@ -98,13 +98,14 @@ static int apply_schedules(const RtCompileOptions *o, const CgTarget *t, RtCompi
 }
 
 /* Strategy overrides from the environment, applied after the default and the hook
- * chose, so that a strategy can be measured against the others before it is anyone's
- * default (or tuned record):
- *   RABIT_PREFILL=dequant  every quantized linear's bucket above batch 16 takes the
- *                          dequant strategy (the bits expanded to fp16, then cuBLAS)
- *   RABIT_DECODE=lop3      every bucket up to batch 16 takes the lop3 decode
- *                          (codegen/cuda/lop3.c) in the register design
- * The other value ("mma", "xor") or unset keeps the selection. The replacement takes
+ * chose, so that one strategy can be measured against another whatever the default
+ * (or a tuned record) is:
+ *   RABIT_PREFILL=mma   every quantized linear's bucket above batch 16 takes the staged
+ *                       mma kernel (the fused decode and GEMM) instead of the dequant
+ *                       strategy (the bits expanded to fp16, then cuBLAS: the default)
+ *   RABIT_DECODE=lop3   every bucket up to batch 16 takes the lop3 decode
+ *                       (codegen/cuda/lop3.c) in the register design
+ * The other value ("dequant", "xor") or unset keeps the selection. The replacement takes
  * the default tiles; one the target refuses keeps its kernel, with a note, as the
  * hook's do. One note says what each did. */
 typedef struct {
@@ -115,8 +116,8 @@ typedef struct {
 } Override;
 
 static const Override overrides[] = {
-    {"RABIT_PREFILL", "mma", "dequant", CG_STRAT_DEQUANT, 1, "prefill kernel%s (batches above 16) under the dequant "
-                                                             "strategy (the bits to fp16, then cuBLAS)"},
+    {"RABIT_PREFILL", "dequant", "mma", CG_STRAT_MMA, 1, "prefill kernel%s (batches above 16) under the staged "
+                                                        "mma strategy (no cuBLAS)"},
     {"RABIT_DECODE", "xor", "lop3", CG_STRAT_LOP3, 0, "decode kernel%s (batches up to 16) under the lop3 decode"},
 };
 

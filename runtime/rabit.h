@@ -56,8 +56,8 @@ void rabit_linear_free(RabitSession *s, RabitLinear *w);
 /* y = W x (+ res for a linear_add step; silu(gate) * up for linear_swiglu).
  * x (batch, K) and y (batch, out width) fp16 on the device; res (batch, N)
  * or 0. The kernel is chosen by batch: the smallest of the step's buckets
- * that holds it. A bucket under the dequant strategy (a plan compiled with
- * RABIT_PREFILL=dequant) borrows a scratch the session makes at the first run
+ * that holds it. A bucket under the dequant strategy (the prefill buckets, unless
+ * the plan was compiled with RABIT_PREFILL=mma) borrows a scratch the session makes at the first run
  * that takes one: cuBLAS bound to that run's stream (later such runs must pass
  * the same stream), the fp16 W_hat of the plan's largest such layer, and a
  * swiglu's gate|up for the largest batch run so far. */

@@ -381,7 +381,7 @@ static const char ring_prologue[] =
     "    cp_commit(); /* empty past K: the groups still count */\n"
     "  }\n"
     "  unsigned xv[NBU][8], hv[PATHS][NSB][8];\n"
-    "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16, vec);\n"
+    "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);\n"
     "  for (int it = 0; c < C256; c += KS, ++it) {\n"
     "    cp_wait<STAGES - 2>(); /* this group has landed */\n"
     "    const int now = it % STAGES, ahead = (it + STAGES - 1) % STAGES;\n"
@@ -438,9 +438,12 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   emit_segment_tables(b, s, pl, 1);
   emit_block_segment(b, pl);
   rb_buf_puts(b,
-      "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. */\n"
-      "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col, bool vec) {\n"
-      "  if (K % 8 == 0 && vec) {\n"
+      "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every\n"
+      " * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one\n"
+      " * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost\n"
+      " * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */\n"
+      "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {\n"
+      "  if (K % 8 == 0) {\n"
       "    if (col < K) {\n"
       "      asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
       "          : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(row + col));\n"
@@ -470,12 +473,12 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "template <int NBU>\n"
       "__device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATHS][NSB][8],\n"
       "                                     const rb_half *const (&xr)[NBU], const bool (&xok)[NBU],\n"
-      "                                     const rb_half *h, int seg0, int col, bool vec) {\n"
+      "                                     const rb_half *h, int seg0, int col) {\n"
       "#pragma unroll\n"
       "  for (int nb = 0; nb < NBU; ++nb) {\n"
       "    if (xok[nb]) {\n"
-      "      ld8(xv[nb], xr[nb], col, vec);\n"
-      "      ld8(xv[nb] + 4, xr[nb], col + 8, vec);\n"
+      "      ld8(xv[nb], xr[nb], col);\n"
+      "      ld8(xv[nb] + 4, xr[nb], col + 8);\n"
       "    } else {\n"
       "#pragma unroll\n"
       "      for (int m = 0; m < 8; ++m) xv[nb][m] = 0u;\n"
@@ -486,15 +489,15 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "    for (int sb = 0; sb < NSB; ++sb) {\n"
       "      const rb_half *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;\n"
-      "      ld8(hv[p][sb], hp, col, vec);\n"
-      "      ld8(hv[p][sb] + 4, hp, col + 8, vec);\n"
+      "      ld8(hv[p][sb], hp, col);\n"
+      "      ld8(hv[p][sb] + 4, hp, col + 8);\n"
       "    }\n"
       "}\n\n"
       "/* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */\n"
       "template <int NBU>\n"
       "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,\n"
       "                                      const unsigned *bits, const rb_half *g, const rb_half *h,\n"
-      "                                      int batch, int seg0, int tb, int b0, bool vec) {\n"
+      "                                      int batch, int seg0, int tb, int b0) {\n"
       "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
       "  const int gid = lane >> 2, tig = lane & 3;\n"
       "  const int nrows = seg_rows(seg0), ntile = (nrows + 15) / 16;\n"
@@ -549,7 +552,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "        for (int rt = 0; rt < RT; ++rt)\n"
       "          ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);\n"
       "  unsigned xv[NBU][8], hv[PATHS][NSB][8];\n"
-      "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16, vec);\n"
+      "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);\n"
       "  for (; c < C256; c += KS) {\n"
       "    if (c + KS < C256) /* the next group's bits, in flight while this one computes */\n"
       "#pragma unroll\n"
@@ -567,7 +570,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      const int cn = j < 3 ? c : c + KS;\n"
       "      unsigned xn[NBU][8], hn[PATHS][NSB][8];\n"
       "      if (cn < C256) {\n"
-      "        ldxh<NBU>(xn, hn, xr, xok, h, seg0, cn * 256 + ((j + 1) & 3) * 64 + tig * 16, vec);\n"
+      "        ldxh<NBU>(xn, hn, xr, xok, h, seg0, cn * 256 + ((j + 1) & 3) * 64 + tig * 16);\n"
       "      } else {\n"
       "#pragma unroll\n"
       "        for (int m = 0; m < 8; ++m) {\n"
@@ -681,8 +684,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "  const int nrows = seg_rows(seg0);\n"
       "  const int tb = ((int)blockIdx.x - first) * RT; /* the block's first tile within the segment */\n"
       "  const int b0 = blockIdx.y * BT;\n"
-      "  /* 16-byte loads of x and h when both are 16-byte aligned (uniform branch). */\n"
-      "  const bool vec = (((unsigned long long)x | (unsigned long long)h) & 15ull) == 0;\n"
+      "  /* ld8's 16-byte loads need x and h 16-byte aligned (every buffer of the runtime is). */\n"
+      "  if (K % 8 == 0 && (((unsigned long long)x | (unsigned long long)h) & 15ull)) __trap();\n"
       "\n"
       "  /* (row tile, segment, n8 tile, set, fragment). xor: every mma accumulates into set 0;\n"
       "   * set 1 stays 0 and the reduction below still adds it: dropping it changes the SASS.\n"
@@ -699,11 +702,11 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   if (pl->short_tile)
     rb_buf_puts(b,
         "  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */\n"
-        "    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n"
+        "    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0);\n"
         "  else\n"
-        "    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n");
+        "    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0);\n");
   else
-    rb_buf_printf(b, "  kloop<%s>(acc, x, bits, g, h, batch, seg0, tb, b0, vec);\n", pl->BT > 8 ? "NB" : "1");
+    rb_buf_printf(b, "  kloop<%s>(acc, x, bits, g, h, batch, seg0, tb, b0);\n", pl->BT > 8 ? "NB" : "1");
   rb_buf_puts(b,
       "\n"
       "#pragma unroll\n"
@@ -1152,13 +1155,14 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
   return (uint64_t)op->paths * pl.TT * pl.C256 * 128 * 4;
 }
 
-/* The default batch buckets: batch 1 runs strategy xor (the register design,
- * one n8 batch tile), small batches (decode with several sequences) strategy
- * mma in the register design (batch tiles of 16), large ones (prefill,
- * evaluation) strategy mma in the staged design (batch tiles of 64). */
+/* The default batch buckets: batches 1..8 run strategy xor (the register design,
+ * one n8 batch tile), up to 16 (decode with several sequences) strategy mma in
+ * the register design (batch tiles of 16), large ones (prefill, evaluation) the
+ * dequant strategy: the bits expanded to fp16, then cuBLAS (per layer at batch 512
+ * 5-6x the staged mma kernels' speed, KERNEL_NOTES.md; RABIT_PREFILL=mma keeps those). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
-      {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_MMA, 512}};
+      {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_DEQUANT, 512}};
   (void)op;
   int n = (int)(sizeof buckets / sizeof buckets[0]);
   for (int i = 0; i < n; i++) {

@@ -148,14 +148,15 @@ static int count(const CgKernel *k, const AtLimits *lim, AtSpace *s) {
 /* Tight limits: each removes candidates, counted under its reason; the
  * default survives all of them. */
 static void check_pruning(void) {
-  CgKernel k = linear(CG_STRAT_MMA, 512, 4096, 2, 11008, 11008, CG_EPI_SWIGLU);
+  CgKernel k = linear(CG_STRAT_DEQUANT, 512, 4096, 2, 11008, 11008, CG_EPI_SWIGLU); /* the bucket's default */
   AtSpace full, s;
   int n = count(&k, NULL, &full);
   CHECK(n > 100, "unlimited space of the swiglu b<=512: %d", n);
   int ndq = 0;
   for (int i = 0; i < full.n; i++) ndq += full.c[i].sched.strategy == CG_STRAT_DEQUANT;
-  CHECK(ndq == 3 && full.c[n - 1].sched.strategy == CG_STRAT_DEQUANT && full.c[n - 1].sched.tile[0] == 16,
-        "the swiglu b<=512 space ends in 3 dequant candidates (4, 8, 16 warps): %d", ndq);
+  CHECK(ndq == 4 && full.c[n - 1].sched.strategy == CG_STRAT_DEQUANT && full.c[n - 1].sched.tile[0] == 16,
+        "the swiglu b<=512 space: the dequant default, then 3 dequant candidates at its end (4, 8, 16 warps): %d",
+        ndq);
   CHECK(full.pruned[AT_PRUNE_THREADS] + full.pruned[AT_PRUNE_SMEM] + full.pruned[AT_PRUNE_REGS] +
                 full.pruned[AT_PRUNE_SMS] == 0,
         "no limits, yet device pruning");

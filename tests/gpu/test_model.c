@@ -3,7 +3,8 @@
  *  - 2-bit: packed weights written with the safetensors writer, prefill of 7
  *    tokens (in one call, and in chunks of 4), then decode steps replayed
  *    from one captured graph at successive positions;
- *  - the 2-bit model's prefill of 40 tokens under RABIT_PREFILL=dequant;
+ *  - the 2-bit model's prefill of 40 tokens under each prefill strategy (RABIT_PREFILL=dequant,
+ *    the default, and mma);
  *  - fp16: the same model with every linear dense (cuBLAS).
  * Logits are compared by relative L2 error (activations are fp16 on the GPU).
  * Exits 77 after "SKIP: <reason>" when there is no GPU or driver. */
@@ -98,10 +99,11 @@ static void run_case(const char *samples, const char *file, int dense, const Ref
   free(want), free(got);
 }
 
-/* RABIT_PREFILL=dequant: prefill above batch 16 through the dequant strategy (the
- * executor's scratch, cuBLAS, the swiglu product kernel), in one call and in chunks
- * that cross the bucket edge (24 tokens: dequant, then 16: the mma bucket). */
-static void run_dequant_prefill(const char *samples, const char *file, const RefModel *ref) {
+/* RABIT_PREFILL=strategy: prefill above batch 16 through the dequant strategy (the
+ * executor's scratch, cuBLAS, the swiglu product kernel) or the staged mma kernels, in
+ * one call and in chunks that cross the bucket edge (24 tokens: the prefill bucket, then
+ * 16: the register kernels' bucket). */
+static void run_prefill(const char *samples, const char *file, const RefModel *ref, const char *strategy) {
   char ir[512];
   snprintf(ir, sizeof ir, "%s/tiny.ir", samples);
   enum { T = 40 };
@@ -110,7 +112,7 @@ static void run_dequant_prefill(const char *samples, const char *file, const Ref
   for (int i = 0; i < T; i++) t32[i] = tokens[i] = (int)(rnd() % V);
   double *want = malloc((size_t)T * V * sizeof *want), *got = malloc((size_t)T * V * sizeof *got);
   ref_model_forward(ref, tokens, T, want);
-  setenv("RABIT_PREFILL", "dequant", 1);
+  setenv("RABIT_PREFILL", strategy, 1);
   for (int chunked = 0; chunked < 2; chunked++) {
     RtPlan *plan = NULL;
     RtProgram *s = NULL;
@@ -124,8 +126,9 @@ static void run_dequant_prefill(const char *samples, const char *file, const Ref
       int row0 = chunked ? 24 : 0, n = chunked ? 16 : T;
       tiny_logits(m, 0, n, got);
       if (rc) memset(got, 0xff, (size_t)n * V * sizeof *got);
-      check(chunked ? "2-bit dequant prefill in chunks 24+16" : "2-bit dequant prefill T=40", got,
-            want + (size_t)row0 * V, (size_t)n * V);
+      char what[64];
+      snprintf(what, sizeof what, chunked ? "2-bit %s prefill in chunks 24+16" : "2-bit %s prefill T=40", strategy);
+      check(what, got, want + (size_t)row0 * V, (size_t)n * V);
     }
     rt_model_close(m);
     rt_program_close(s);
@@ -158,7 +161,7 @@ int main(int argc, char **argv) {
     }
     const RefModel *rm = dense ? &t.dense : &t.model; /* the fp16 file holds the dense reconstructions */
     run_case(samples, file, dense, rm, dense ? "fp16" : "2-bit");
-    if (!dense) run_dequant_prefill(samples, file, rm);
+    if (!dense) run_prefill(samples, file, rm, "dequant"), run_prefill(samples, file, rm, "mma");
   }
   tiny_free(&t);
   char cmd[700];

@@ -4,9 +4,9 @@
  * every quantized linear step is bound to fresh random weights in the
  * canonical format and run at several batches against the float64 reference.
  * Then the cache is emptied and the session reopened: every kernel is rebuilt
- * from its spec in the plan, and the results are checked again. Last, tiny.ir's
- * plan under RABIT_PREFILL=dequant: its prefill batches through the dequant
- * buckets, with the scratch and cuBLAS the session makes for them.
+ * from its spec in the plan, and the results are checked again; the prefill batches
+ * (40, 600) take the dequant buckets, with the scratch and cuBLAS the session makes
+ * for them. Last, tiny.ir's plan under RABIT_PREFILL=mma: the staged mma kernels.
  * Exits 77 after "SKIP: <reason>" when there is no GPU or driver. */
 #include <math.h>
 #include <stdio.h>
@@ -186,17 +186,16 @@ int main(int argc, char **argv) {
     snprintf(tag, sizeof tag, "%s (rebuilt)", models[m][1]);
     run_plan(plan, tag, 0, m == 0 ? 100 : 1);
   }
-  /* tiny.ir under RABIT_PREFILL=dequant: batches 40 and 600 take the dequant buckets, whose
-   * scratch and cuBLAS the session makes at their first run. */
+  /* tiny.ir under RABIT_PREFILL=mma: batches 40 and 600 take the staged mma kernels. */
   snprintf(path, sizeof path, "%s/tiny.ir", samples);
-  snprintf(plan, sizeof plan, "%s/tiny-dequant.rplan", dir);
-  setenv("RABIT_PREFILL", "dequant", 1);
+  snprintf(plan, sizeof plan, "%s/tiny-mma.rplan", dir);
+  setenv("RABIT_PREFILL", "mma", 1);
   int bad = write_plan(path, plan, arch);
   unsetenv("RABIT_PREFILL");
   if (bad)
     nfail++;
   else
-    run_plan(plan, "tiny (dequant prefill)", 1, 100);
+    run_plan(plan, "tiny (mma prefill)", 1, 100);
   char cmd[700];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd)) printf("warning: could not remove %s\n", dir);

@@ -1,9 +1,10 @@
-/* test_prefill_select: RABIT_PREFILL=dequant through the compile pipeline, on the
- * CPU. Every quantized linear's bucket above batch 16 takes the dequant strategy
- * (the smaller ones keep theirs), a quantized swiglu with such a bucket gets its
- * product kernel as `main`, and the plan records both and reads them back; unset
- * (or "mma") nothing changes and no product kernel appears; another value is a
- * note and changes nothing. Keys and entries are synthesized: no NVRTC.
+/* test_prefill_select: the prefill buckets' strategy through the compile pipeline, on
+ * the CPU. By default (RABIT_PREFILL unset or "dequant") every quantized linear's
+ * bucket above batch 16 takes the dequant strategy (the smaller ones keep theirs), a
+ * quantized swiglu with such a bucket gets its product kernel as `main`, and the plan
+ * records both and reads them back; RABIT_PREFILL=mma puts the staged mma kernels back,
+ * with a note, and no product kernel appears; another value is a note and changes
+ * nothing. Keys and entries are synthesized: no NVRTC.
  * Usage: test_prefill_select SAMPLES_DIR */
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,29 +102,29 @@ int main(int argc, char **argv) {
   const char *names[] = {"tiny.ir", "smollm2-135m.ir", "llama2-7b.ir"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     RtCompiled c;
-    if (select_kernels(names[i], "dequant", &c) == RB_OK) {
-      check_selection(names[i], &c, 1);
-      CHECK(c.warnings.data && strstr(c.warnings.data, "RABIT_PREFILL=dequant: ") &&
-                strstr(c.warnings.data, "(batches above 16) under the dequant strategy"),
-            "%s: no note: %s", names[i], c.warnings.data ? c.warnings.data : "");
-      check_plan(names[i], &c);
-    }
-    rt_compiled_free(&c);
-    const char *keep[] = {NULL, "mma"};
+    const char *dflt[] = {NULL, "dequant"};
     for (int j = 0; j < 2; j++) {
-      if (select_kernels(names[i], keep[j], &c) == RB_OK) {
-        check_selection(names[i], &c, 0);
+      if (select_kernels(names[i], dflt[j], &c) == RB_OK) {
+        check_selection(names[i], &c, 1);
         CHECK(!c.warnings.data || !strstr(c.warnings.data, "RABIT_PREFILL"), "%s: a note without the override",
               names[i]);
+        check_plan(names[i], &c);
       }
       rt_compiled_free(&c);
     }
+    if (select_kernels(names[i], "mma", &c) == RB_OK) {
+      check_selection(names[i], &c, 0);
+      CHECK(c.warnings.data && strstr(c.warnings.data, "RABIT_PREFILL=mma: ") &&
+                strstr(c.warnings.data, "(batches above 16) under the staged mma strategy"),
+            "%s: no note: %s", names[i], c.warnings.data ? c.warnings.data : "");
+    }
+    rt_compiled_free(&c);
   }
   /* A value it does not know: said, and nothing changes. */
   RtCompiled c;
   if (select_kernels("tiny.ir", "cublas", &c) == RB_OK) {
-    check_selection("tiny.ir", &c, 0);
-    CHECK(c.warnings.data && strstr(c.warnings.data, "note: RABIT_PREFILL='cublas' is neither 'dequant' nor 'mma'; ignored"),
+    check_selection("tiny.ir", &c, 1);
+    CHECK(c.warnings.data && strstr(c.warnings.data, "note: RABIT_PREFILL='cublas' is neither 'mma' nor 'dequant'; ignored"),
           "unknown value: %s", c.warnings.data ? c.warnings.data : "(no note)");
   }
   rt_compiled_free(&c);

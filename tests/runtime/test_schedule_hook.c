@@ -75,8 +75,12 @@ int main(int argc, char **argv) {
   o.schedule_ctx = &h;
   int rc = rt_compile(&o, &c, &err);
   CHECK(rc == RB_OK && c.reached == RT_STAGE_SELECT, "hooked compile failed (rc %d): %s", rc, err.data ? err.data : "");
-  CHECK(h.calls == c.kernels.n && c.kernels.n == d.kernels.n && d.kernels.n > 0, "hook called %d times for %d kernels",
-        h.calls, c.kernels.n);
+  /* The swiglu product kernels of dequant prefill buckets come after the schedules are final:
+   * the hook never sees them. */
+  int hooked = 0;
+  for (int i = 0; i < c.kernels.n; i++) hooked += c.kernels.k[i].kernel.op.kind != CG_SWIGLU;
+  CHECK(h.calls == hooked && c.kernels.n == d.kernels.n && d.kernels.n > 0,
+        "hook called %d times for %d kernels (%d of them before the product kernels)", h.calls, c.kernels.n, hooked);
   int tuned = 0, shipped = 0;
   for (int i = 0; i < c.kernels.n && c.kernels.n == d.kernels.n; i++) {
     CHECK(!memcmp(&c.kernels.k[i].kernel.op, &d.kernels.k[i].kernel.op, sizeof(CgOp)), "kernel %d: the op changed", i);
@@ -106,10 +110,10 @@ int main(int argc, char **argv) {
 
   const char *w = c.warnings.data ? c.warnings.data : "";
   CHECK(count(w, "note: ") == 2, "want 2 notes, got: %s", w);
-  CHECK(strstr(w, "note: tuned schedule ignored, the cuda target refuses 'linear+add mma N=64 K=160 k=1 b<=512 "
-                  "tile=99,0,0,0': linear mma: bad tile 99,"),
+  CHECK(strstr(w, "note: tuned schedule ignored, the cuda target refuses 'linear+add dequant N=64 K=160 k=1 b<=512 "
+                  "tile=99,0,0,0': linear dequant: bad tile 99,"),
         "no note for the refused tile: %s", w);
-  CHECK(strstr(w, "kernel 'linear+add mma N=64 K=160 k=1 b<=512 tile=0,0,0,0' keeps its default schedule\n"),
+  CHECK(strstr(w, "kernel 'linear+add dequant N=64 K=160 k=1 b<=512 tile=0,0,0,0' keeps its default schedule\n"),
         "the note does not name the kernel kept: %s", w);
   CHECK(strstr(w, "note: shipped schedule ignored, the cuda target refuses 'linear+swiglu mma N=160+160 K=64 k=2 "
                   "b<=32 tile=0,0,0,0': it serves batches up to 32, the kernel's bucket 16;"),

@@ -151,6 +151,14 @@ int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDev
   int kernel = rt_linear_kernel(p, w->step, batch);
   if (p->kernels[kernel].kernel.sched.strategy == CG_STRAT_DEQUANT)
     return run_dequant(pr, w, kernel, batch, y, x, res, s, sc);
+  /* The fused kernels load x and h 16 bytes at a time when K % 8 == 0 and trap on a base
+   * that is not 16-byte aligned (a trap would end the context): said here instead. */
+  const CgOp *op = &p->kernels[kernel].kernel.op;
+  if (op->K % 8 == 0 && ((x | w->h) & 15u)) {
+    rt_gpu_set_error(rt_program_gpu(pr), "step %d (IR line %d): x (0x%llx) is not 16-byte aligned, as the linear's "
+                     "kernel needs for K = %d", w->step, p->steps[w->step].line, (unsigned long long)x, op->K);
+    return RB_EUSER;
+  }
   CgLinearArgs a = {y, x, w->bits, w->g, w->h, res, batch};
   CgArgv v;
   cg_linear_argv(&a, &v);

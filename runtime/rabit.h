@@ -55,7 +55,8 @@ int rabit_linear_bind(RabitSession *s, int step, const uint32_t *const *bits, co
 void rabit_linear_free(RabitSession *s, RabitLinear *w);
 /* y = W x (+ res for a linear_add step; silu(gate) * up for linear_swiglu).
  * x (batch, K) and y (batch, out width) fp16 on the device; res (batch, N)
- * or 0. The kernel is chosen by batch: the smallest of the step's buckets
+ * or 0. With K % 8 == 0, x must be 16-byte aligned (rabit_alloc's buffers are;
+ * another x is refused with an error, not launched). The kernel is chosen by batch: the smallest of the step's buckets
  * that holds it. A bucket under the dequant strategy (the prefill buckets, unless
  * the plan was compiled with RABIT_PREFILL=mma) borrows a scratch the session makes at the first run
  * that takes one: cuBLAS bound to that run's stream (later such runs must pass

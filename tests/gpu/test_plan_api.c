@@ -85,6 +85,11 @@ static void check_linear(RabitSession *s, const RabitPlan *plan, int step, const
     rabit_upload(s, dr, rh, (size_t)B * nout * 2);
     memset(yh, 0xff, (size_t)B * nout * 2); /* NaN poison: every element must be written */
     rabit_upload(s, dy, yh, (size_t)B * nout * 2);
+    if (B == 1 && K % 8 == 0) { /* an x off its 16-byte alignment is refused, not launched (it would trap) */
+      int bad = rabit_linear_run(s, w, 1, dy, dx + 2, add ? dr : 0, NULL) != 0 && rabit_sync(s) == 0;
+      bad ? npass++ : nfail++;
+      if (!bad) printf("FAIL %s step %d: an unaligned x was launched (or broke the session)\n", tag, step);
+    }
     int rc = rabit_linear_run(s, w, B, dy, dx, add ? dr : 0, NULL);
     rc |= rabit_sync(s);
     rabit_download(s, yh, dy, (size_t)B * nout * 2);

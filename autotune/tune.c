@@ -106,6 +106,13 @@ static int tune_unit(const AtBackend *b, const AtUnit *u, AtUnitResult *r, const
   RbBuf quiet = {0}; /* each invalid candidate is already logged with its reason */
   r->choice = at_choose(r->t, r->visited, &quiet);
   rb_buf_free(&quiet);
+  /* A default this backend cannot time (the dequant prefill: a kernel, a GEMM and an
+   * epilogue) cannot be beaten by 3%: any choice would be measured against nothing. */
+  if (r->visited > 0 && !timed(r->t[0].us) && r->choice > 0) {
+    rb_buf_printf(log, "the default (candidate 0) is not timed by this backend, so no candidate can be shown "
+                       "faster: the default is kept\n");
+    r->choice = 0; /* and no record is written for it (at_tune_records) */
+  }
   return RB_OK;
 }
 

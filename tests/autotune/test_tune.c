@@ -423,6 +423,29 @@ static void test_agree(void) {
 }
 
 /* The records, the table and the SVG of one tuning. */
+/* A default the backend cannot time (the dequant prefill's: a kernel, a GEMM and an
+ * epilogue) is kept: faster candidates are measured against nothing, so none is chosen
+ * and no record is written. */
+static double untimed_default(int unit, int cand) {
+  (void)unit;
+  return cand == 0 ? NAN : 0.5;
+}
+
+static void test_untimed_default(void) {
+  Fake *f = calloc(1, sizeof *f);
+  f->factor = untimed_default;
+  AtTuneOptions o = {.break_candidate = -1};
+  AtTuning tu;
+  CHECK(tune(f, &o, &tu) == RB_OK, "tune");
+  for (int u = 0; u < nunits; u++) CHECK(tu.r[u].choice == 0, "unit %d chose %d over an untimed default", u, tu.r[u].choice);
+  AtDevice dev = {"NVIDIA Fake", "sm_90", "nvrtc test"};
+  AtDb db = {0};
+  CHECK(at_tuning_records(&tu, &dev, "2026-12-02T01:30:00Z", &db) == RB_OK && db.n == 0, "%d records", db.n);
+  at_db_free(&db);
+  at_tuning_free(&tu);
+  free(f);
+}
+
 static void test_outputs(void) {
   Fake *f = calloc(1, sizeof *f);
   f->factor = margins;
@@ -503,6 +526,7 @@ int main(void) {
   test_budget();
   test_agree();
   test_outputs();
+  test_untimed_default();
   rb_free(units);
   free(kernels.k);
   return CHECK_SUMMARY();

@@ -1,7 +1,8 @@
 /* linear.c: the residual binary linear y = sum_p g_p .* (B_p (h_p .* x)) and
  * the repack kernel that writes its bit layout, for its strategies (xor for
- * batches up to 8, mma above, dequant for prefill buckets: the layout expanded
- * into the dense fp16 W_hat for the runtime's GEMM). Every shape, path count and tile
+ * batches up to 8, mma up to 16, dequant for the prefill buckets: the layout
+ * expanded into the dense fp16 W_hat for the runtime's GEMM; lop3, the register
+ * design's second decode, where a tuned record picks it). Every shape, path count and tile
  * parameter is a compile-time constant (a #define) of the emitted source,
  * which starts with the prelude of prelude.c. Both strategies sum with
  * mma.sync on A fragments decoded to +-g_p; "xor" names how a sign is applied
@@ -28,7 +29,7 @@
  *   Pad rows and columns are 0.
  *
  * Two kernel designs read it:
- *   reg (strategy xor, the b<=8 bucket, and mma with batch tiles of 8 or 16):
+ *   reg (strategy xor, the b<=8 bucket, lop3, and mma with batch tiles of 8 or 16):
  *     no shared staging. A warp owns RT row tiles and every KS-th 256-column
  *     group of K; it streams its bits with 16-byte loads one group ahead,
  *     builds its B fragments from two 16-byte loads of x and of h_p (HMUL2),
@@ -36,8 +37,10 @@
  *     through shared memory in a fixed order (deterministic).
  *     tile[0] row tiles per block (RT), tile[1] warps splitting K (KS),
  *     tile[2] stages of a bit ring in shared memory (0, the default: none;
- *     2..8: cp.async keeps that many groups in flight), tile[3] batch rows per
- *     block (8, 16).
+ *     2..8: cp.async keeps that many groups in flight; slower at every stage
+ *     count on the H200, KERNEL_NOTES.md 2026-12-02), tile[3] batch rows per
+ *     block (8, 16). lop3 decodes with codegen/cuda/lop3.c's table and keeps one
+ *     accumulator set per path.
  *   staged (mma with batch tiles of 32 or 64): u = h .* x staged in shared
  *     memory per K chunk, see emit_mma. tile[0] 16-row tiles per block,
  *     tile[1] warps splitting K inside the block, tile[2] columns of K staged

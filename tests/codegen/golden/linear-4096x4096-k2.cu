@@ -86,7 +86,9 @@ rb_linear_dequant_n4096_k4096_p2_b512(rb_half *w, const unsigned *bits, const rb
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
-#pragma unroll
+  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
+   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
+#pragma unroll 1
   for (int j = 0; j < 4; ++j) {
     const int col0 = c * 256 + j * 64 + tig * 16;
     if (col0 >= K) break;

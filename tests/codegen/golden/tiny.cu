@@ -389,7 +389,9 @@ rb_linear_add_dequant_n64_k160_p1_b512(rb_half *w, const unsigned *bits, const r
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
-#pragma unroll
+  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
+   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
+#pragma unroll 1
   for (int j = 0; j < 4; ++j) {
     const int col0 = c * 256 + j * 64 + tig * 16;
     if (col0 >= K) break;
@@ -539,7 +541,9 @@ rb_linear_add_dequant_n64_k64_p2_b512(rb_half *w, const unsigned *bits, const rb
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
-#pragma unroll
+  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
+   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
+#pragma unroll 1
   for (int j = 0; j < 4; ++j) {
     const int col0 = c * 256 + j * 64 + tig * 16;
     if (col0 >= K) break;
@@ -1921,7 +1925,9 @@ rb_linear_dequant_n32_k64_p3_b512(rb_half *w, const unsigned *bits, const rb_hal
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
-#pragma unroll
+  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
+   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
+#pragma unroll 1
   for (int j = 0; j < 4; ++j) {
     const int col0 = c * 256 + j * 64 + tig * 16;
     if (col0 >= K) break;
@@ -2072,7 +2078,9 @@ rb_linear_dequant_n64_32_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
-#pragma unroll
+  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
+   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
+#pragma unroll 1
   for (int j = 0; j < 4; ++j) {
     const int col0 = c * 256 + j * 64 + tig * 16;
     if (col0 >= K) break;
@@ -2838,7 +2846,9 @@ rb_linear_swiglu_dequant_n160x2_k64_p2_b512(rb_half *w, const unsigned *bits, co
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
-#pragma unroll
+  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
+   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
+#pragma unroll 1
   for (int j = 0; j < 4; ++j) {
     const int col0 = c * 256 + j * 64 + tig * 16;
     if (col0 >= K) break;

@@ -24,6 +24,7 @@
 #include "tests/ref/ref.h"
 
 static RtGpu *gpu;
+static RbPool *refpool; /* the CPU references' threads (NULL: the caller alone) */
 static RtBlas *blas; /* the dequant strategy's GEMM, on the legacy stream */
 static int npass, nfail;
 
@@ -294,22 +295,41 @@ static int product_kernel(int dim, RtFunction *fn, CgLaunch *l, int batch) {
 /* W_hat elements of the layer's segments that differ from the CPU's: each the fmaf
  * of +-g_p and h_p over the paths in order from 0, rounded to fp16 (codegen.h,
  * CgDequantArgs): the same bits, or a wrong sign, scale or column permutation. */
-static size_t what_mismatches(const Layer *L, const uint16_t *got) {
+typedef struct {
+  const Layer *L;
+  const uint16_t *got;
+  size_t *bad; /* per row of W_hat */
+} WhatCheck;
+
+static void what_rows(void *ctx, int64_t begin, int64_t end) {
+  const WhatCheck *c = ctx;
+  const Layer *L = c->L;
   const CgOp *op = &L->s.op;
   int P = op->paths, K = op->K;
-  size_t bad = 0;
-  for (int sg = 0, row0 = 0; sg < op->nseg; row0 += op->N[sg], sg++)
-    for (int n = 0; n < op->N[sg]; n++)
-      for (int j = 0; j < K; j++) {
-        float acc = 0.0f;
-        for (int p = 0; p < P; p++) {
-          uint32_t w = L->bits[sg][((size_t)p * op->N[sg] + n) * L->W + (size_t)j / 32];
-          float gv = L->g[sg][(size_t)p * op->N[sg] + n];
-          acc = fmaf((w >> (j % 32)) & 1u ? -gv : gv, L->h[((size_t)sg * P + p) * K + j], acc);
-        }
-        bad += got[(size_t)(row0 + n) * K + j] != rb_f16_from_f32(acc);
+  for (int64_t r = begin; r < end; r++) {
+    int sg = 0, n = (int)r;
+    while (n >= op->N[sg]) n -= op->N[sg++];
+    size_t bad = 0;
+    for (int j = 0; j < K; j++) {
+      float acc = 0.0f;
+      for (int p = 0; p < P; p++) {
+        uint32_t w = L->bits[sg][((size_t)p * op->N[sg] + n) * L->W + (size_t)j / 32];
+        float gv = L->g[sg][(size_t)p * op->N[sg] + n];
+        acc = fmaf((w >> (j % 32)) & 1u ? -gv : gv, L->h[((size_t)sg * P + p) * K + j], acc);
       }
-  return bad;
+      bad += c->got[(size_t)r * K + j] != rb_f16_from_f32(acc);
+    }
+    c->bad[r] = bad;
+  }
+}
+
+static size_t what_mismatches(const Layer *L, const uint16_t *got) {
+  size_t *bad = calloc((size_t)L->ntot, sizeof *bad), total = 0;
+  WhatCheck c = {L, got, bad};
+  rb_pool_run(refpool, L->ntot, 16, what_rows, &c);
+  for (int r = 0; r < L->ntot; r++) total += bad[r];
+  free(bad);
+  return total;
 }
 
 /* Dequantize into a NaN-poisoned W_hat (checked whole against the CPU), then the
@@ -346,6 +366,27 @@ static int dequant_run(const Layer *L, const Kernel *k, int batch, RtDevPtr d_y,
   if (d_gu) rt_mem_free(gpu, d_gu);
   free(w);
   return rc;
+}
+
+/* The float64 reference of the picked rows, spread over the CPUs (it was most of the
+ * table's time on the 16-core GPU machine). */
+typedef struct {
+  const Layer *L;
+  const float *xf, *rf;
+  const int *rows;
+  const uint32_t *const *bs;
+  const float *const *gs;
+  double *want, *seg; /* nr x nout; nr x ntot scratch */
+} RefRows;
+
+static void ref_rows(void *ctx, int64_t begin, int64_t end) {
+  const RefRows *r = ctx;
+  const Layer *L = r->L;
+  for (int64_t i = begin; i < end; i++) {
+    int b = r->rows[i];
+    cg_ref_linear_row(&L->s.op, r->want + (size_t)i * L->nout, r->xf + (size_t)b * L->s.op.K, r->bs, r->gs, L->h,
+                      r->rf + (size_t)b * L->ntot, r->seg + (size_t)i * L->ntot);
+  }
 }
 
 /* Run one batch through the kernel and compare. Returns 1 on pass. */
@@ -388,14 +429,12 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
     const float *gs[CG_MAX_SEG];
     const uint32_t *bs[CG_MAX_SEG];
     for (int sg = 0; sg < s->op.nseg; sg++) gs[sg] = L->g[sg], bs[sg] = L->bits[sg];
-    double *seg = malloc((size_t)L->ntot * sizeof(double));
-    for (int i = 0; i < nr; i++) {
-      int b = rows[i];
-      cg_ref_linear_row(&s->op, want + (size_t)i * L->nout, xf + (size_t)b * K, bs, gs, L->h,
-                        rf + (size_t)b * L->ntot, seg);
+    double *seg = malloc((size_t)nr * L->ntot * sizeof(double));
+    RefRows rr = {L, xf, rf, rows, bs, gs, want, seg};
+    rb_pool_run(refpool, nr, 1, ref_rows, &rr);
+    for (int i = 0; i < nr; i++)
       for (int n = 0; n < L->nout; n++)
-        got[(size_t)i * L->nout + n] = rb_f32_from_f16(yh[(size_t)b * L->nout + n]);
-    }
+        got[(size_t)i * L->nout + n] = rb_f32_from_f16(yh[(size_t)rows[i] * L->nout + n]);
     err = ref_rel_l2(got, want, (size_t)nr * L->nout);
     free(seg);
     free(rows);
@@ -759,7 +798,10 @@ int main(int argc, char **argv) {
   if (bench) run_bench();
   collecting = 0;
   if (ahead_compile()) nfail++; /* each failure is named; its cases fail again below */
+  rb_pool_open(&refpool, -1);
   if (table) run_table();
+  rb_pool_close(refpool);
+  refpool = NULL;
   if (bench) run_bench();
   if (bench) run_bench_prefill();
   printf("%d passed, %d failed\n", npass, nfail);

@@ -2,6 +2,7 @@
 # run_device.sh MODE: what we run on the lent GPU machine, in one call per mode.
 #   tests  GPU tests (every kernel kind against the CPU reference), then
 #          compute-sanitizer memcheck over the kernel tests
+#   gpu    the GPU tests named in TESTS (default test_linear), memcheck over MEMCHECK (default none)
 #   bench  per-shape kernel timings, the 32-layer chain, compile and load
 #          times, and the peers (cuBLAS fp16, torch int4, read floor) in the same call
 #   real1  stores the first half of the SmolLM2 GGUF (.carry/m1) in /tmp/rabit-model
@@ -446,6 +447,7 @@ prefill_bench() {
 
 case $mode in
   tests) gpu_tests "test_linear test_ops test_plan_api test_model" "test_ops test_plan_api test_linear" ;;
+  gpu) gpu_tests "${TESTS-test_linear}" "${MEMCHECK-}" ;;
   bench) kernel_bench ;;
   model) gpu_tests "test_ops test_model" ""; model_bench ;;
   all) gpu_tests "test_linear test_ops test_plan_api test_model" "test_model test_plan_api"; kernel_bench; model_bench ;;
@@ -473,7 +475,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, lop3, lop3b, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, lop3, lop3b, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

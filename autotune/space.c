@@ -145,8 +145,8 @@ static int bt_cover(int batch_max) { return batch_max <= 8 ? 8 : batch_max <= 16
  * split (1..32), for the staged design the staged K chunk (64..1024 by 64),
  * then its K split (1..min(32 / rows, chunk / 64)). The register design is
  * spelled with the default's strategy (xor and mma emit the same kernel for
- * it; the strategy only picks the default batch tile), then again as lop3 (its
- * decode, codegen/cuda/lop3.c), the staged one mma. */
+ * it; the strategy only picks the default batch tile), then at batch tiles of 8
+ * again as lop3 (its decode, codegen/cuda/lop3.c), the staged one mma. */
 static void linear_space(Walk *w, const CgSchedule *def) {
   static const int bts[] = {8, 16, 32, 64};
   LinShape s = lin_shape(&w->k->op);
@@ -159,7 +159,9 @@ static void linear_space(Walk *w, const CgSchedule *def) {
       sc.tile[0] = rows;
       sc.tile[3] = bt;
       if (reg) {
-        for (int lop3 = 0; lop3 <= 1; lop3++) {
+        /* lop3 at batch tiles of 8 only: with two n8 tiles its per-path sets and F mma double
+         * and it measured 1.5-1.8x slower than mma on every 7B shape (RESULTS.md, 2026-12-02). */
+        for (int lop3 = 0; lop3 <= (bt == 8); lop3++) {
           sc.strategy = lop3 ? CG_STRAT_LOP3 : def->strategy;
           for (int split = 1; split <= 32 && split <= s.C256; split++) {
             if (!split_useful(s.C256, split)) continue;

@@ -76,6 +76,7 @@ static void check_kernel(const CgKernel *k, const AtLimits *lim) {
       CHECK(c->sched.tile[3] <= 16 ? c->sched.strategy == k->sched.strategy || c->sched.strategy == CG_STRAT_LOP3
                                    : c->sched.strategy == CG_STRAT_MMA,
             "%s: strategy", cw);
+      CHECK(c->sched.strategy != CG_STRAT_LOP3 || c->sched.tile[3] == 8, "%s: lop3 at a batch tile of 16", cw);
       for (int j = 1; j < i; j++)
         CHECK(memcmp(&s.c[j].sched, &c->sched, sizeof c->sched) != 0, "%s: candidates %d and %d repeat", cw, j, i);
       if (i > 1) CHECK(order_key_less(&s.c[i - 1].sched, &c->sched), "%s: out of order after candidate %d", cw, i - 1);

@@ -76,8 +76,9 @@ void cg_lop3_emit_helpers(RbBuf *b) {
     rb_buf_printf(b, "  %sif (S == %d) {\n", s ? "else " : "", s);
     for (int q = 0; q < 4; q++) {
       CgLop3Reg r = cg_lop3_reg(s, q);
-      rb_buf_printf(b, "    a[%d] = (v[%d] & 0x%08xu) | c[%d]; /* bits %d, %d: %s + bit */\n", q, r.form, r.mask, q,
-                    4 * s + q, 4 * s + q + 16, q == 0 ? "4" : q == 1 ? "2" : q == 2 ? "16" : "8");
+      const int c = 1 << (((r.con >> 10) & 31) - 15); /* C, from its fp16 exponent */
+      rb_buf_printf(b, "    a[%d] = (v[%d] & 0x%08xu) | c[%d]; /* bits %d, %d: %d + bit */\n", q, r.form, r.mask, q,
+                    4 * s + q, 4 * s + q + 16, c);
     }
     rb_buf_puts(b, "  }\n");
   }

@@ -47,8 +47,8 @@
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
 #          2, 4 and 8 stages (RABIT_TILE_XOR / RABIT_TILE_MMA), one after the other
-#   lop3   the lop3 decode: its table cases, per-shape bench (LOP3_TILES by hand), chain and
-#          whole models with and without RABIT_DECODE=lop3 beside the fp16 peer, memcheck
+#   lop3   the lop3 decode: its table cases and memcheck, per-shape bench (LOP3_TILES by hand),
+#          chain and whole models with and without RABIT_DECODE=lop3 beside the fp16 peer
 #   lop3b  the lop3 cases and memcheck again, then one tuning of llama2-7b (lop3 in the space),
 #          its export, and the tuned model beside the fp16 peer
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
@@ -365,24 +365,33 @@ ring_bench() {
 # The register kernels' row tiles and K split (tile[0], tile[1]) by hand, k = 2, per shape:
 # how far the default (2 rows, 16 warps: one group a warp at K = 4096) is from the best.
 tile_sweep() {
-  for t in ${SWEEP_TILES:-2,16 2,8 2,4 2,2 1,8 1,4 4,8 4,4 4,2 8,4}; do
+  tiles=${SWEEP_TILES:-2,16 2,8 2,4 2,2 1,8 1,4 4,8 4,4 4,2 8,4}
+  for t in $tiles; do
     run "tiles_$t" env RABIT_TILE_XOR=$t,0,0 RABIT_TILE_MMA=$t,0,0 RABIT_BENCH_PATHS=${SWEEP_PATHS:-2} \
         "$B/tests/gpu/gpu_test_linear" --bench-only
   done
-  for t in ${SWEEP_TILES:-2,16 2,8 2,4 2,2 1,8 1,4 4,8 4,4 4,2 8,4}; do
+  for t in $tiles; do
     echo "== tiles $t"; grep -E "^bench [ 0-9]" "$L/tiles_$t.log" | grep -v "b=16" | sed "s/ of bits//"
   done
 }
 
-# The lop3 decode (issue 11, item 1): its table cases against the reference, the per-shape
-# bench (xor, mma and lop3 rows) with the default tiles and a few by hand, the 32-layer chain
-# and whole models with and without RABIT_DECODE=lop3 beside the fp16 peer, then memcheck
-# of an eighth of its cases (last: a cut call loses only that).
-lop3_check() {
+# The lop3 decode's table cases against the reference, then memcheck of an eighth of them.
+lop3_cases() {
   run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
   run table_lop3 env RABIT_TABLE_ONLY=lop3 "$B/tests/gpu/gpu_test_linear" samples
+  run memcheck_lop3 timeout 60 env RABIT_TABLE_ONLY=lop3 RABIT_TABLE_PART=0/8 compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$B/tests/gpu/gpu_test_linear" samples
+  grep -E "ERROR SUMMARY|passed" "$L/memcheck_lop3.log" | tail -n 2
+}
+
+# The lop3 decode (issue 11, item 1): its cases, the per-shape bench (xor, mma and lop3
+# rows) with the default tiles and a few by hand, the 32-layer chain and whole models with
+# and without RABIT_DECODE=lop3 beside the fp16 peer.
+lop3_check() {
+  lop3_cases
   run bench_default env RABIT_BENCH_PATHS=2 "$B/tests/gpu/gpu_test_linear" --bench-only
-  for t in ${LOP3_TILES:-4,4 2,4 3,6}; do
+  tiles=${LOP3_TILES:-4,4 2,4 3,6}
+  for t in $tiles; do
     run "bench_lop3_$t" env RABIT_BENCH_PATHS=2 RABIT_TILE_LOP3=$t,0,0 RABIT_TILE_XOR=$t,0,0 "$B/tests/gpu/gpu_test_linear" --bench-only
   done
   "$B/tools/rabitc" -o /tmp/llama-xor.rplan samples/llama2-7b.ir > /dev/null 2>&1
@@ -395,24 +404,17 @@ lop3_check() {
   done
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
   echo "== per shape, k = 2 (default tiles)"; grep -E "^bench [ 0-9]" "$L/bench_default.log" | sed "s/ of bits//"
-  for t in ${LOP3_TILES:-4,4 2,4 3,6}; do
+  for t in $tiles; do
     echo "== tiles $t"; grep -E "^bench [ 0-9].* (xor|lop3) " "$L/bench_lop3_$t.log" | sed "s/ of bits//"
   done
   grep -h "^chain" "$L/chain_xor.log" "$L/chain_lop3.log"
   for f in "$L"/model_*.log "$L/peer_fp16_decode.log"; do echo "== $(basename $f)"; grep -E "decode|prefill|fp16 graph" "$f"; done
-  run memcheck_lop3 timeout 150 env RABIT_TABLE_ONLY=lop3 RABIT_TABLE_PART=0/8 compute-sanitizer --tool memcheck \
-      --error-exitcode 9 "$B/tests/gpu/gpu_test_linear" samples
-  grep -E "ERROR SUMMARY|passed" "$L/memcheck_lop3.log" | tail -n 2
 }
 
-# The lop3 decode's cases again (after a fix), memcheck of an eighth of them, then one tuning of
-# llama2-7b with lop3 in the space, its export, and the tuned model beside the fp16 peer.
+# The lop3 decode's cases, then one tuning of llama2-7b with lop3 in the space, its export,
+# and the tuned model beside the fp16 peer.
 lop3_tune() {
-  run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
-  run table_lop3 env RABIT_TABLE_ONLY=lop3 "$B/tests/gpu/gpu_test_linear" samples
-  run memcheck_lop3 timeout 60 env RABIT_TABLE_ONLY=lop3 RABIT_TABLE_PART=0/8 compute-sanitizer --tool memcheck \
-      --error-exitcode 9 "$B/tests/gpu/gpu_test_linear" samples
-  grep -E "ERROR SUMMARY|passed" "$L/memcheck_lop3.log" | tail -n 2
+  lop3_cases
   rm -rf "$RABIT_CACHE_DIR"
   run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
   run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"

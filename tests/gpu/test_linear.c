@@ -24,7 +24,7 @@
 #include "tests/ref/ref.h"
 
 static RtGpu *gpu;
-static RbPool *refpool; /* the CPU references' threads (NULL: the caller alone) */
+static RbPool *cpus; /* the compiles' and the CPU references' threads (NULL: the caller alone) */
 static RtBlas *blas; /* the dequant strategy's GEMM, on the legacy stream */
 static int npass, nfail;
 
@@ -116,28 +116,30 @@ static void compile_range(void *ctx, int64_t begin, int64_t end) {
   }
 }
 
-/* Returns how many failed (each named). */
-static int ahead_compile(void) {
-  RbPool *pool = NULL;
-  double t0 = rb_now_ms();
-  rb_pool_open(&pool, -1);
-  rb_pool_run(pool, nahead, 1, compile_range, NULL);
-  int failed = 0;
-  for (int i = 0; i < nahead; i++)
-    if (ahead[i].st != RB_OK) printf("FAIL compile %s: %s\n", ahead[i].entry, ahead[i].log ? ahead[i].log : ""), failed++;
-  const char *dump = getenv("RABIT_DUMP_CUBINS"); /* a folder: every cubin as ENTRY.cubin, for cuobjdump */
-  for (int i = 0; dump && i < nahead; i++) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.cubin", dump, ahead[i].entry);
+/* RABIT_DUMP_CUBINS=DIR: every cubin compiled ahead as DIR/ENTRY.cubin, for cuobjdump. */
+static void dump_cubins(const char *dir) {
+  for (int i = 0; i < nahead; i++) {
     if (ahead[i].st != RB_OK) continue;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.cubin", dir, ahead[i].entry);
     FILE *f = fopen(path, "wb");
     int ok = f && fwrite(ahead[i].cubin, 1, ahead[i].len, f) == ahead[i].len;
     if (f && fclose(f) != 0) ok = 0;
     if (!ok) printf("RABIT_DUMP_CUBINS: cannot write %s\n", path);
   }
+}
+
+/* Returns how many failed (each named). */
+static int ahead_compile(void) {
+  double t0 = rb_now_ms();
+  rb_pool_run(cpus, nahead, 1, compile_range, NULL);
+  int failed = 0;
+  for (int i = 0; i < nahead; i++)
+    if (ahead[i].st != RB_OK) printf("FAIL compile %s: %s\n", ahead[i].entry, ahead[i].log ? ahead[i].log : ""), failed++;
+  const char *dump = getenv("RABIT_DUMP_CUBINS");
+  if (dump && *dump) dump_cubins(dump);
   printf("compiled %d distinct kernels ahead for %s in %.1f s on %d threads, %d failed\n", nahead, arch,
-         (rb_now_ms() - t0) / 1e3, rb_pool_threads(pool), failed);
-  rb_pool_close(pool);
+         (rb_now_ms() - t0) / 1e3, rb_pool_threads(cpus), failed);
   return failed;
 }
 
@@ -326,7 +328,7 @@ static void what_rows(void *ctx, int64_t begin, int64_t end) {
 static size_t what_mismatches(const Layer *L, const uint16_t *got) {
   size_t *bad = calloc((size_t)L->ntot, sizeof *bad), total = 0;
   WhatCheck c = {L, got, bad};
-  rb_pool_run(refpool, L->ntot, 16, what_rows, &c);
+  rb_pool_run(cpus, L->ntot, 16, what_rows, &c);
   for (int r = 0; r < L->ntot; r++) total += bad[r];
   free(bad);
   return total;
@@ -431,7 +433,7 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
     for (int sg = 0; sg < s->op.nseg; sg++) gs[sg] = L->g[sg], bs[sg] = L->bits[sg];
     double *seg = malloc((size_t)nr * L->ntot * sizeof(double));
     RefRows rr = {L, xf, rf, rows, bs, gs, want, seg};
-    rb_pool_run(refpool, nr, 1, ref_rows, &rr);
+    rb_pool_run(cpus, nr, 1, ref_rows, &rr);
     for (int i = 0; i < nr; i++)
       for (int n = 0; n < L->nout; n++)
         got[(size_t)i * L->nout + n] = rb_f32_from_f16(yh[(size_t)rows[i] * L->nout + n]);
@@ -517,9 +519,10 @@ static void run_table(void) {
         for (int i = 0; i < sh->nseg; i++) s.op.N[i] = sh->N[i];
         s.op.paths = paths;
         s.op.epilogue = sh->epi;
-        char desc[160];
+        char desc[160], ring[16] = "";
+        if (buckets[bi].stages) snprintf(ring, sizeof ring, " ring %d", buckets[bi].stages);
         snprintf(desc, sizeof desc, "%s k=%d %s b<=%d%s", sh->name, paths, cg_strategy_name(s.sched.strategy),
-                 s.sched.batch_max, buckets[bi].stages ? (buckets[bi].stages == 2 ? " ring 2" : " ring 4") : "");
+                 s.sched.batch_max, ring);
         if (collecting) {
           ahead_add(&s, 0), ahead_add(&s, 1);
           continue;
@@ -763,7 +766,9 @@ static int compile_only(int table, int bench) {
   collecting = 1;
   if (table) run_table();
   if (bench) run_bench();
+  rb_pool_open(&cpus, -1);
   int failed = ahead_compile();
+  rb_pool_close(cpus);
   ahead_free();
   return failed ? 1 : 0;
 }
@@ -797,11 +802,11 @@ int main(int argc, char **argv) {
   if (table) run_table();
   if (bench) run_bench();
   collecting = 0;
+  rb_pool_open(&cpus, -1);
   if (ahead_compile()) nfail++; /* each failure is named; its cases fail again below */
-  rb_pool_open(&refpool, -1);
   if (table) run_table();
-  rb_pool_close(refpool);
-  refpool = NULL;
+  rb_pool_close(cpus);
+  cpus = NULL;
   if (bench) run_bench();
   if (bench) run_bench_prefill();
   printf("%d passed, %d failed\n", npass, nfail);

@@ -52,6 +52,12 @@
 #   lop3b  the lop3 cases and memcheck again, then one tuning of llama2-7b (lop3 in the space),
 #          its export, and the tuned model beside the fp16 peer
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
+#   explore  the GPU tests named in TESTS (default none), then batch-1 schedules by hand
+#          (EXPLORE_TILES) for xor and lop3 per shape, and ncu of a few (EXPLORE_NCU)
+#   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
+#   dqprobe  the dequant table cases and the GPU tests in TESTS, ncu of the dequant prefill kernel,
+#          the prefill layers at DEQUANT_WPB warps per block, llama2-7b's rabit bench; with
+#          THEN_TUNE=1, then what tune does
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
 #          the model's speed before and after it beside each other
@@ -375,6 +381,57 @@ tile_sweep() {
   done
 }
 
+# Batch-1 schedules by hand (k = 2; EXPLORE_TILES of rows,split,stages,batch for xor and
+# lop3), then ncu of 22016 x 4096 under each of EXPLORE_NCU: where each one's time goes.
+explore() {
+  tiles=${EXPLORE_TILES:-0,0,0,0 4,4,0,0 1,1,4,0 1,1,8,0 2,1,4,0 1,2,4,0 2,2,4,0 4,1,4,0 4,2,4,0}
+  for t in $tiles; do
+    run "explore_$t" env RABIT_TILE_XOR=$t RABIT_TILE_LOP3=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=1 \
+        RABIT_BENCH_STRATEGY=xor,lop3 "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  for t in ${EXPLORE_NCU-0,0,0,0 1,1,4,0 2,2,4,0 4,4,0,0}; do
+    run "ncu_$t" timeout 120 env RABIT_TILE_XOR=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=1 RABIT_BENCH_STRATEGY=xor \
+        ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
+        --section LaunchStats --section InstructionStats -k regex:xor_n22016_k4096_p2 -c 1 \
+        "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  # Why each warp issues so rarely: the stall reasons per issued instruction and the pipes.
+  for st in xor lop3; do
+    for t in ${EXPLORE_STALLS:-0,0,0,0 4,4,0,0 2,4,0,0}; do
+      run "stalls_${st}_$t" timeout 120 env RABIT_TILE_XOR=$t RABIT_TILE_LOP3=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=1 \
+          RABIT_BENCH_STRATEGY=$st ncu --clock-control none \
+          --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum,launch__registers_per_thread" \
+          -k regex:${st}_n22016_k4096_p2 -c 1 "$B/tests/gpu/gpu_test_linear" --bench-only
+    done
+  done
+  for t in $tiles; do
+    echo "== tiles $t"; grep -E "^bench [ 0-9]" "$L/explore_$t.log" | sed "s/ of bits//"
+  done
+  for t in ${EXPLORE_NCU-0,0,0,0 1,1,4,0 2,2,4,0 4,4,0,0}; do
+    echo "== ncu $t"
+    grep -E "Duration|DRAM Throughput|Issue Slots|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Block Limit|Executed Instructions  " "$L/ncu_$t.log" | head -n 24
+  done
+  for f in "$L"/stalls_*.log; do
+    echo "== $(basename $f .log)"
+    grep -E "stalled|hmma|issue_active|inst_executed|warps_active|duration|registers" "$f" | awk '$NF+0 >= 0.05 || /hmma|issue_active|inst_exec|warps_active|duration|registers/' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
+  done
+}
+
+# The dequant prefill kernel: where its time goes (ncu of the 4096 x 4096 one at batch 512), and the
+# prefill layers at other warps per block (DEQUANT_WPB).
+dequant_probe() {
+  run ncu_dequant timeout 120 env RABIT_BENCH_BATCH=512 ncu --clock-control none --section SpeedOfLight \
+      --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes_write.sum,dram__bytes_read.sum" \
+      -k regex:dequant_n4096_k4096 -c 1 "$B/tests/gpu/gpu_test_linear" --bench-only
+  for w in ${DEQUANT_WPB:-4 16}; do
+    run "prefill_wpb$w" env RABIT_TILE_DEQUANT=$w,0,0,0 RABIT_BENCH_BATCH=512 "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Cache Throughput|Achieved Occupancy|Registers Per|stalled|inst_executed|issue_active|dram__bytes|Block Limit Reg" "$L/ncu_dequant.log" | \
+    awk '!/stalled/ || $NF+0 >= 0.1' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
+  for w in ${DEQUANT_WPB:-4 16}; do echo "== wpb $w"; grep -E "^bench prefill" "$L/prefill_wpb$w.log"; done
+}
+
 # The lop3 decode's table cases against the reference, then memcheck of an eighth of them.
 lop3_cases() {
   run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
@@ -469,15 +526,29 @@ case $mode in
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
   tune) tune_model ;;
+  tune1) rm -rf "$RABIT_CACHE_DIR" # one tuning, its export, the tuned model beside the fp16 peer
+         run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
+         run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+         run bench_llama_tuned "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+         run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+         tail -n 30 "$L/tune_llama.log"; grep -vE "^$" "$L/bench_llama_tuned.log" | tail -n 6; cat "$L/peer_fp16_decode.log" ;;
   nll) nll_compare ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
+  explore) gpu_tests "${TESTS-}" ""; explore ;;
+  dqprobe) run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
+           run table_dequant env RABIT_TABLE_ONLY=dequant "$B/tests/gpu/gpu_test_linear" samples
+           gpu_tests "${TESTS-}" ""
+           dequant_probe
+           run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+           grep -vE "^$" "$L/bench_llama.log" | tail -n 6
+           [ -n "${THEN_TUNE:-}" ] && tune_model ;;
   lop3) lop3_check ;;
   lop3b) lop3_tune ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, lop3, lop3b, tune, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

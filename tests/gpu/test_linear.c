@@ -616,7 +616,10 @@ static void run_bench(void) {
   static const int llama[4][2] = {{4096, 4096}, {12288, 4096}, {22016, 4096}, {4096, 11008}};
   static const int batches[3] = {1, 4, 16};
   static const CgStrategy strategies[] = {CG_STRAT_XOR, CG_STRAT_MMA, CG_STRAT_LOP3};
-  const char *only = getenv("RABIT_BENCH_PATHS"); /* e.g. "2": one path count only */
+  /* Exploration filters: RABIT_BENCH_PATHS="2" one path count, RABIT_BENCH_BATCH="1" one
+   * batch, RABIT_BENCH_STRATEGY="xor,lop3" the strategies named. */
+  const char *only = getenv("RABIT_BENCH_PATHS"), *only_b = getenv("RABIT_BENCH_BATCH");
+  const char *only_st = getenv("RABIT_BENCH_STRATEGY");
   for (int si = 0; si < 4; si++)
     for (int paths = 1; paths <= 4; paths++)
       if (!only || atoi(only) == paths)
@@ -624,6 +627,7 @@ static void run_bench(void) {
         for (size_t sti = 0; sti < sizeof strategies / sizeof strategies[0]; sti++) {
           const CgStrategy st = strategies[sti];
           if (st == CG_STRAT_XOR && batches[bi] > 1) continue; /* xor is the batch-1 kernel */
+          if ((only_b && atoi(only_b) != batches[bi]) || (only_st && !strstr(only_st, cg_strategy_name(st)))) continue;
           CgKernel s;
           memset(&s, 0, sizeof s);
           s.op.kind = CG_LINEAR;
@@ -808,7 +812,8 @@ int main(int argc, char **argv) {
   rb_pool_close(cpus);
   cpus = NULL;
   if (bench) run_bench();
-  if (bench) run_bench_prefill();
+  const char *only_b = getenv("RABIT_BENCH_BATCH");
+  if (bench && (!only_b || atoi(only_b) == 512)) run_bench_prefill();
   printf("%d passed, %d failed\n", npass, nfail);
   ahead_free();
   rt_blas_close(blas);

@@ -343,7 +343,8 @@ __device__ __forceinline__ void rb_grid_enter(void) {
  * are exactly rows gid and gid + 8 at the 16 columns 256 c + 64 j + 16 tig .. + 15 (the
  * layout's permutation, see the repack): column o of the 16, row half rh is bit
  * (o & ~1) + rh + 16 (o & 1). The warp writes 16 rows of 128 contiguous bytes per step,
- * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce.
+ * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce;
+ * with K % 16 == 0 each store writes whole 32-byte sectors (the lane pairs, see the loop).
  * Each element is fmaf(+-g_p, h_p, acc) over the paths in order from 0, in fp32, then
  * rounded to nearest even: the bits a CPU loop of the same fmaf gives. Pad rows and
  * columns are not written; W_hat holds no pad. The GEMM that follows is the runtime's. */
@@ -377,79 +378,66 @@ rb_linear_add_dequant_n64_k160_p1_b512(rb_half *w, const unsigned *bits, const r
   const int nrows = seg_rows(seg), n0 = tl * 16 + gid; /* this lane's rows n0, n0 + 8 of the segment */
   const bool live0 = n0 < nrows, live1 = n0 + 8 < nrows;
   if (!live0) return; /* a pad row, and so is n0 + 8 */
-  unsigned wb[PATHS][4];
   float g0[PATHS], g1[PATHS];
 #pragma unroll
   for (int p = 0; p < PATHS; ++p) {
-    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(wb[p][0]), "=r"(wb[p][1]), "=r"(wb[p][2]), "=r"(wb[p][3]) : "l"(src));
     const rb_half *gp = g + (size_t)p * NTOT + seg_row0(seg);
     g0[p] = rb_h2f(gp[n0]);
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
+  const int e = tig & 1; /* the half of each of the pair's sectors this lane writes */
+  unsigned wb[2][PATHS][4]; /* the bits of the pair's lanes tig & ~1 and tig | 1 */
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p) {
+      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
+      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+    }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
 #pragma unroll 1
   for (int j = 0; j < 4; ++j) {
-    const int col0 = c * 256 + j * 64 + tig * 16;
-    if (col0 >= K) break;
-    float a0[16], a1[16];
+    const int pair0 = c * 256 + j * 64 + (tig & ~1) * 16; /* the pair's first sector */
+    if (pair0 >= K) break;
 #pragma unroll
-    for (int o = 0; o < 16; ++o) a0[o] = a1[o] = 0.0f;
+    for (int q = 0; q < 2; ++q) {
+      const int col = pair0 + 16 * q + 8 * e; /* this lane's 8 columns of sector q */
+      if (col >= K) break; /* sector 1 past K (then so is the rest of the pair's step) */
+      float a0[8], a1[8];
 #pragma unroll
-    for (int p = 0; p < PATHS; ++p) {
-      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;
-      float hv[16];
-      if (K % 16 == 0) { /* then col0 + 16 <= K: two 16-byte loads */
-        unsigned v[8];
+      for (int o = 0; o < 8; ++o) a0[o] = a1[o] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < PATHS; ++p) {
+        /* Word j of sector q's lane, moved so that column o of this half is bit
+         * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
+        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(hp));
-        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[4]), "=r"(v[5]), "=r"(v[6]), "=r"(v[7]) : "l"(hp + 8));
+            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          hv[2 * i] = rb_h2f((rb_half)v[i]);
-          hv[2 * i + 1] = rb_h2f((rb_half)(v[i] >> 16));
+        for (int o = 0; o < 8; ++o) {
+          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
+          const int bit = (o & ~1) + 16 * (o & 1);
+          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
+          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
+          a0[o] = fmaf(s0, hv, a0[o]);
+          a1[o] = fmaf(s1, hv, a1[o]);
         }
-      } else {
-#pragma unroll
-        for (int o = 0; o < 16; ++o) hv[o] = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;
       }
+      unsigned v0[4], v1[4];
 #pragma unroll
-      for (int o = 0; o < 16; ++o) {
-        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */
-        const float s0 = (wb[p][j] >> bit & 1u) ? -g0[p] : g0[p];
-        const float s1 = (wb[p][j] >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-        a0[o] = fmaf(s0, hv[o], a0[o]);
-        a1[o] = fmaf(s1, hv[o], a1[o]);
-      }
-    }
-    if (K % 16 == 0) { /* rows are 32-byte aligned: two 16-byte stores a row */
-      unsigned v0[8], v1[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < 4; ++i) {
         v0[i] = (unsigned)rb_f2h(a0[2 * i]) | (unsigned)rb_f2h(a0[2 * i + 1]) << 16;
         v1[i] = (unsigned)rb_f2h(a1[2 * i]) | (unsigned)rb_f2h(a1[2 * i + 1]) << 16;
       }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
+                   :: "l"(w0 + col), "r"(v0[0]), "r"(v0[1]), "r"(v0[2]), "r"(v0[3]) : "memory");
+      if (live1)
         asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                     :: "l"(w0 + col0 + 8 * i), "r"(v0[4 * i]), "r"(v0[4 * i + 1]), "r"(v0[4 * i + 2]),
-                        "r"(v0[4 * i + 3]) : "memory");
-        if (live1)
-          asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                       :: "l"(w1 + col0 + 8 * i), "r"(v1[4 * i]), "r"(v1[4 * i + 1]), "r"(v1[4 * i + 2]),
-                          "r"(v1[4 * i + 3]) : "memory");
-      }
-    } else {
-#pragma unroll
-      for (int o = 0; o < 16; ++o)
-        if (col0 + o < K) {
-          w0[col0 + o] = rb_f2h(a0[o]);
-          if (live1) w1[col0 + o] = rb_f2h(a1[o]);
-        }
+                     :: "l"(w1 + col), "r"(v1[0]), "r"(v1[1]), "r"(v1[2]), "r"(v1[3]) : "memory");
     }
   }
 }
@@ -495,7 +483,8 @@ __device__ __forceinline__ void rb_grid_enter(void) {
  * are exactly rows gid and gid + 8 at the 16 columns 256 c + 64 j + 16 tig .. + 15 (the
  * layout's permutation, see the repack): column o of the 16, row half rh is bit
  * (o & ~1) + rh + 16 (o & 1). The warp writes 16 rows of 128 contiguous bytes per step,
- * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce.
+ * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce;
+ * with K % 16 == 0 each store writes whole 32-byte sectors (the lane pairs, see the loop).
  * Each element is fmaf(+-g_p, h_p, acc) over the paths in order from 0, in fp32, then
  * rounded to nearest even: the bits a CPU loop of the same fmaf gives. Pad rows and
  * columns are not written; W_hat holds no pad. The GEMM that follows is the runtime's. */
@@ -529,79 +518,66 @@ rb_linear_add_dequant_n64_k64_p2_b512(rb_half *w, const unsigned *bits, const rb
   const int nrows = seg_rows(seg), n0 = tl * 16 + gid; /* this lane's rows n0, n0 + 8 of the segment */
   const bool live0 = n0 < nrows, live1 = n0 + 8 < nrows;
   if (!live0) return; /* a pad row, and so is n0 + 8 */
-  unsigned wb[PATHS][4];
   float g0[PATHS], g1[PATHS];
 #pragma unroll
   for (int p = 0; p < PATHS; ++p) {
-    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(wb[p][0]), "=r"(wb[p][1]), "=r"(wb[p][2]), "=r"(wb[p][3]) : "l"(src));
     const rb_half *gp = g + (size_t)p * NTOT + seg_row0(seg);
     g0[p] = rb_h2f(gp[n0]);
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
+  const int e = tig & 1; /* the half of each of the pair's sectors this lane writes */
+  unsigned wb[2][PATHS][4]; /* the bits of the pair's lanes tig & ~1 and tig | 1 */
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p) {
+      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
+      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+    }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
 #pragma unroll 1
   for (int j = 0; j < 4; ++j) {
-    const int col0 = c * 256 + j * 64 + tig * 16;
-    if (col0 >= K) break;
-    float a0[16], a1[16];
+    const int pair0 = c * 256 + j * 64 + (tig & ~1) * 16; /* the pair's first sector */
+    if (pair0 >= K) break;
 #pragma unroll
-    for (int o = 0; o < 16; ++o) a0[o] = a1[o] = 0.0f;
+    for (int q = 0; q < 2; ++q) {
+      const int col = pair0 + 16 * q + 8 * e; /* this lane's 8 columns of sector q */
+      if (col >= K) break; /* sector 1 past K (then so is the rest of the pair's step) */
+      float a0[8], a1[8];
 #pragma unroll
-    for (int p = 0; p < PATHS; ++p) {
-      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;
-      float hv[16];
-      if (K % 16 == 0) { /* then col0 + 16 <= K: two 16-byte loads */
-        unsigned v[8];
+      for (int o = 0; o < 8; ++o) a0[o] = a1[o] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < PATHS; ++p) {
+        /* Word j of sector q's lane, moved so that column o of this half is bit
+         * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
+        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(hp));
-        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[4]), "=r"(v[5]), "=r"(v[6]), "=r"(v[7]) : "l"(hp + 8));
+            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          hv[2 * i] = rb_h2f((rb_half)v[i]);
-          hv[2 * i + 1] = rb_h2f((rb_half)(v[i] >> 16));
+        for (int o = 0; o < 8; ++o) {
+          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
+          const int bit = (o & ~1) + 16 * (o & 1);
+          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
+          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
+          a0[o] = fmaf(s0, hv, a0[o]);
+          a1[o] = fmaf(s1, hv, a1[o]);
         }
-      } else {
-#pragma unroll
-        for (int o = 0; o < 16; ++o) hv[o] = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;
       }
+      unsigned v0[4], v1[4];
 #pragma unroll
-      for (int o = 0; o < 16; ++o) {
-        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */
-        const float s0 = (wb[p][j] >> bit & 1u) ? -g0[p] : g0[p];
-        const float s1 = (wb[p][j] >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-        a0[o] = fmaf(s0, hv[o], a0[o]);
-        a1[o] = fmaf(s1, hv[o], a1[o]);
-      }
-    }
-    if (K % 16 == 0) { /* rows are 32-byte aligned: two 16-byte stores a row */
-      unsigned v0[8], v1[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < 4; ++i) {
         v0[i] = (unsigned)rb_f2h(a0[2 * i]) | (unsigned)rb_f2h(a0[2 * i + 1]) << 16;
         v1[i] = (unsigned)rb_f2h(a1[2 * i]) | (unsigned)rb_f2h(a1[2 * i + 1]) << 16;
       }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
+                   :: "l"(w0 + col), "r"(v0[0]), "r"(v0[1]), "r"(v0[2]), "r"(v0[3]) : "memory");
+      if (live1)
         asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                     :: "l"(w0 + col0 + 8 * i), "r"(v0[4 * i]), "r"(v0[4 * i + 1]), "r"(v0[4 * i + 2]),
-                        "r"(v0[4 * i + 3]) : "memory");
-        if (live1)
-          asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                       :: "l"(w1 + col0 + 8 * i), "r"(v1[4 * i]), "r"(v1[4 * i + 1]), "r"(v1[4 * i + 2]),
-                          "r"(v1[4 * i + 3]) : "memory");
-      }
-    } else {
-#pragma unroll
-      for (int o = 0; o < 16; ++o)
-        if (col0 + o < K) {
-          w0[col0 + o] = rb_f2h(a0[o]);
-          if (live1) w1[col0 + o] = rb_f2h(a1[o]);
-        }
+                     :: "l"(w1 + col), "r"(v1[0]), "r"(v1[1]), "r"(v1[2]), "r"(v1[3]) : "memory");
     }
   }
 }
@@ -1879,7 +1855,8 @@ __device__ __forceinline__ void rb_grid_enter(void) {
  * are exactly rows gid and gid + 8 at the 16 columns 256 c + 64 j + 16 tig .. + 15 (the
  * layout's permutation, see the repack): column o of the 16, row half rh is bit
  * (o & ~1) + rh + 16 (o & 1). The warp writes 16 rows of 128 contiguous bytes per step,
- * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce.
+ * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce;
+ * with K % 16 == 0 each store writes whole 32-byte sectors (the lane pairs, see the loop).
  * Each element is fmaf(+-g_p, h_p, acc) over the paths in order from 0, in fp32, then
  * rounded to nearest even: the bits a CPU loop of the same fmaf gives. Pad rows and
  * columns are not written; W_hat holds no pad. The GEMM that follows is the runtime's. */
@@ -1913,79 +1890,66 @@ rb_linear_dequant_n32_k64_p3_b512(rb_half *w, const unsigned *bits, const rb_hal
   const int nrows = seg_rows(seg), n0 = tl * 16 + gid; /* this lane's rows n0, n0 + 8 of the segment */
   const bool live0 = n0 < nrows, live1 = n0 + 8 < nrows;
   if (!live0) return; /* a pad row, and so is n0 + 8 */
-  unsigned wb[PATHS][4];
   float g0[PATHS], g1[PATHS];
 #pragma unroll
   for (int p = 0; p < PATHS; ++p) {
-    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(wb[p][0]), "=r"(wb[p][1]), "=r"(wb[p][2]), "=r"(wb[p][3]) : "l"(src));
     const rb_half *gp = g + (size_t)p * NTOT + seg_row0(seg);
     g0[p] = rb_h2f(gp[n0]);
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
+  const int e = tig & 1; /* the half of each of the pair's sectors this lane writes */
+  unsigned wb[2][PATHS][4]; /* the bits of the pair's lanes tig & ~1 and tig | 1 */
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p) {
+      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
+      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+    }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
 #pragma unroll 1
   for (int j = 0; j < 4; ++j) {
-    const int col0 = c * 256 + j * 64 + tig * 16;
-    if (col0 >= K) break;
-    float a0[16], a1[16];
+    const int pair0 = c * 256 + j * 64 + (tig & ~1) * 16; /* the pair's first sector */
+    if (pair0 >= K) break;
 #pragma unroll
-    for (int o = 0; o < 16; ++o) a0[o] = a1[o] = 0.0f;
+    for (int q = 0; q < 2; ++q) {
+      const int col = pair0 + 16 * q + 8 * e; /* this lane's 8 columns of sector q */
+      if (col >= K) break; /* sector 1 past K (then so is the rest of the pair's step) */
+      float a0[8], a1[8];
 #pragma unroll
-    for (int p = 0; p < PATHS; ++p) {
-      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;
-      float hv[16];
-      if (K % 16 == 0) { /* then col0 + 16 <= K: two 16-byte loads */
-        unsigned v[8];
+      for (int o = 0; o < 8; ++o) a0[o] = a1[o] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < PATHS; ++p) {
+        /* Word j of sector q's lane, moved so that column o of this half is bit
+         * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
+        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(hp));
-        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[4]), "=r"(v[5]), "=r"(v[6]), "=r"(v[7]) : "l"(hp + 8));
+            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          hv[2 * i] = rb_h2f((rb_half)v[i]);
-          hv[2 * i + 1] = rb_h2f((rb_half)(v[i] >> 16));
+        for (int o = 0; o < 8; ++o) {
+          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
+          const int bit = (o & ~1) + 16 * (o & 1);
+          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
+          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
+          a0[o] = fmaf(s0, hv, a0[o]);
+          a1[o] = fmaf(s1, hv, a1[o]);
         }
-      } else {
-#pragma unroll
-        for (int o = 0; o < 16; ++o) hv[o] = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;
       }
+      unsigned v0[4], v1[4];
 #pragma unroll
-      for (int o = 0; o < 16; ++o) {
-        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */
-        const float s0 = (wb[p][j] >> bit & 1u) ? -g0[p] : g0[p];
-        const float s1 = (wb[p][j] >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-        a0[o] = fmaf(s0, hv[o], a0[o]);
-        a1[o] = fmaf(s1, hv[o], a1[o]);
-      }
-    }
-    if (K % 16 == 0) { /* rows are 32-byte aligned: two 16-byte stores a row */
-      unsigned v0[8], v1[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < 4; ++i) {
         v0[i] = (unsigned)rb_f2h(a0[2 * i]) | (unsigned)rb_f2h(a0[2 * i + 1]) << 16;
         v1[i] = (unsigned)rb_f2h(a1[2 * i]) | (unsigned)rb_f2h(a1[2 * i + 1]) << 16;
       }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
+                   :: "l"(w0 + col), "r"(v0[0]), "r"(v0[1]), "r"(v0[2]), "r"(v0[3]) : "memory");
+      if (live1)
         asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                     :: "l"(w0 + col0 + 8 * i), "r"(v0[4 * i]), "r"(v0[4 * i + 1]), "r"(v0[4 * i + 2]),
-                        "r"(v0[4 * i + 3]) : "memory");
-        if (live1)
-          asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                       :: "l"(w1 + col0 + 8 * i), "r"(v1[4 * i]), "r"(v1[4 * i + 1]), "r"(v1[4 * i + 2]),
-                          "r"(v1[4 * i + 3]) : "memory");
-      }
-    } else {
-#pragma unroll
-      for (int o = 0; o < 16; ++o)
-        if (col0 + o < K) {
-          w0[col0 + o] = rb_f2h(a0[o]);
-          if (live1) w1[col0 + o] = rb_f2h(a1[o]);
-        }
+                     :: "l"(w1 + col), "r"(v1[0]), "r"(v1[1]), "r"(v1[2]), "r"(v1[3]) : "memory");
     }
   }
 }
@@ -2031,7 +1995,8 @@ __device__ __forceinline__ void rb_grid_enter(void) {
  * are exactly rows gid and gid + 8 at the 16 columns 256 c + 64 j + 16 tig .. + 15 (the
  * layout's permutation, see the repack): column o of the 16, row half rh is bit
  * (o & ~1) + rh + 16 (o & 1). The warp writes 16 rows of 128 contiguous bytes per step,
- * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce.
+ * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce;
+ * with K % 16 == 0 each store writes whole 32-byte sectors (the lane pairs, see the loop).
  * Each element is fmaf(+-g_p, h_p, acc) over the paths in order from 0, in fp32, then
  * rounded to nearest even: the bits a CPU loop of the same fmaf gives. Pad rows and
  * columns are not written; W_hat holds no pad. The GEMM that follows is the runtime's. */
@@ -2066,79 +2031,66 @@ rb_linear_dequant_n64_32_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_
   const int nrows = seg_rows(seg), n0 = tl * 16 + gid; /* this lane's rows n0, n0 + 8 of the segment */
   const bool live0 = n0 < nrows, live1 = n0 + 8 < nrows;
   if (!live0) return; /* a pad row, and so is n0 + 8 */
-  unsigned wb[PATHS][4];
   float g0[PATHS], g1[PATHS];
 #pragma unroll
   for (int p = 0; p < PATHS; ++p) {
-    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(wb[p][0]), "=r"(wb[p][1]), "=r"(wb[p][2]), "=r"(wb[p][3]) : "l"(src));
     const rb_half *gp = g + (size_t)p * NTOT + seg_row0(seg);
     g0[p] = rb_h2f(gp[n0]);
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
+  const int e = tig & 1; /* the half of each of the pair's sectors this lane writes */
+  unsigned wb[2][PATHS][4]; /* the bits of the pair's lanes tig & ~1 and tig | 1 */
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p) {
+      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
+      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+    }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
 #pragma unroll 1
   for (int j = 0; j < 4; ++j) {
-    const int col0 = c * 256 + j * 64 + tig * 16;
-    if (col0 >= K) break;
-    float a0[16], a1[16];
+    const int pair0 = c * 256 + j * 64 + (tig & ~1) * 16; /* the pair's first sector */
+    if (pair0 >= K) break;
 #pragma unroll
-    for (int o = 0; o < 16; ++o) a0[o] = a1[o] = 0.0f;
+    for (int q = 0; q < 2; ++q) {
+      const int col = pair0 + 16 * q + 8 * e; /* this lane's 8 columns of sector q */
+      if (col >= K) break; /* sector 1 past K (then so is the rest of the pair's step) */
+      float a0[8], a1[8];
 #pragma unroll
-    for (int p = 0; p < PATHS; ++p) {
-      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;
-      float hv[16];
-      if (K % 16 == 0) { /* then col0 + 16 <= K: two 16-byte loads */
-        unsigned v[8];
+      for (int o = 0; o < 8; ++o) a0[o] = a1[o] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < PATHS; ++p) {
+        /* Word j of sector q's lane, moved so that column o of this half is bit
+         * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
+        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(hp));
-        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[4]), "=r"(v[5]), "=r"(v[6]), "=r"(v[7]) : "l"(hp + 8));
+            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          hv[2 * i] = rb_h2f((rb_half)v[i]);
-          hv[2 * i + 1] = rb_h2f((rb_half)(v[i] >> 16));
+        for (int o = 0; o < 8; ++o) {
+          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
+          const int bit = (o & ~1) + 16 * (o & 1);
+          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
+          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
+          a0[o] = fmaf(s0, hv, a0[o]);
+          a1[o] = fmaf(s1, hv, a1[o]);
         }
-      } else {
-#pragma unroll
-        for (int o = 0; o < 16; ++o) hv[o] = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;
       }
+      unsigned v0[4], v1[4];
 #pragma unroll
-      for (int o = 0; o < 16; ++o) {
-        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */
-        const float s0 = (wb[p][j] >> bit & 1u) ? -g0[p] : g0[p];
-        const float s1 = (wb[p][j] >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-        a0[o] = fmaf(s0, hv[o], a0[o]);
-        a1[o] = fmaf(s1, hv[o], a1[o]);
-      }
-    }
-    if (K % 16 == 0) { /* rows are 32-byte aligned: two 16-byte stores a row */
-      unsigned v0[8], v1[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < 4; ++i) {
         v0[i] = (unsigned)rb_f2h(a0[2 * i]) | (unsigned)rb_f2h(a0[2 * i + 1]) << 16;
         v1[i] = (unsigned)rb_f2h(a1[2 * i]) | (unsigned)rb_f2h(a1[2 * i + 1]) << 16;
       }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
+                   :: "l"(w0 + col), "r"(v0[0]), "r"(v0[1]), "r"(v0[2]), "r"(v0[3]) : "memory");
+      if (live1)
         asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                     :: "l"(w0 + col0 + 8 * i), "r"(v0[4 * i]), "r"(v0[4 * i + 1]), "r"(v0[4 * i + 2]),
-                        "r"(v0[4 * i + 3]) : "memory");
-        if (live1)
-          asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                       :: "l"(w1 + col0 + 8 * i), "r"(v1[4 * i]), "r"(v1[4 * i + 1]), "r"(v1[4 * i + 2]),
-                          "r"(v1[4 * i + 3]) : "memory");
-      }
-    } else {
-#pragma unroll
-      for (int o = 0; o < 16; ++o)
-        if (col0 + o < K) {
-          w0[col0 + o] = rb_f2h(a0[o]);
-          if (live1) w1[col0 + o] = rb_f2h(a1[o]);
-        }
+                     :: "l"(w1 + col), "r"(v1[0]), "r"(v1[1]), "r"(v1[2]), "r"(v1[3]) : "memory");
     }
   }
 }
@@ -2799,7 +2751,8 @@ __device__ __forceinline__ void rb_grid_enter(void) {
  * are exactly rows gid and gid + 8 at the 16 columns 256 c + 64 j + 16 tig .. + 15 (the
  * layout's permutation, see the repack): column o of the 16, row half rh is bit
  * (o & ~1) + rh + 16 (o & 1). The warp writes 16 rows of 128 contiguous bytes per step,
- * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce.
+ * so the stores, the traffic that matters (2 bytes a weight against k/8 read), coalesce;
+ * with K % 16 == 0 each store writes whole 32-byte sectors (the lane pairs, see the loop).
  * Each element is fmaf(+-g_p, h_p, acc) over the paths in order from 0, in fp32, then
  * rounded to nearest even: the bits a CPU loop of the same fmaf gives. Pad rows and
  * columns are not written; W_hat holds no pad. The GEMM that follows is the runtime's. */
@@ -2834,79 +2787,66 @@ rb_linear_swiglu_dequant_n160x2_k64_p2_b512(rb_half *w, const unsigned *bits, co
   const int nrows = seg_rows(seg), n0 = tl * 16 + gid; /* this lane's rows n0, n0 + 8 of the segment */
   const bool live0 = n0 < nrows, live1 = n0 + 8 < nrows;
   if (!live0) return; /* a pad row, and so is n0 + 8 */
-  unsigned wb[PATHS][4];
   float g0[PATHS], g1[PATHS];
 #pragma unroll
   for (int p = 0; p < PATHS; ++p) {
-    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(wb[p][0]), "=r"(wb[p][1]), "=r"(wb[p][2]), "=r"(wb[p][3]) : "l"(src));
     const rb_half *gp = g + (size_t)p * NTOT + seg_row0(seg);
     g0[p] = rb_h2f(gp[n0]);
     g1[p] = live1 ? rb_h2f(gp[n0 + 8]) : 0.0f;
   }
   rb_half *w0 = w + (size_t)(seg_row0(seg) + n0) * K, *w1 = w0 + (size_t)8 * K;
+  const int e = tig & 1; /* the half of each of the pair's sectors this lane writes */
+  unsigned wb[2][PATHS][4]; /* the bits of the pair's lanes tig & ~1 and tig | 1 */
+#pragma unroll
+  for (int q = 0; q < 2; ++q)
+#pragma unroll
+    for (int p = 0; p < PATHS; ++p) {
+      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
+      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+    }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
 #pragma unroll 1
   for (int j = 0; j < 4; ++j) {
-    const int col0 = c * 256 + j * 64 + tig * 16;
-    if (col0 >= K) break;
-    float a0[16], a1[16];
+    const int pair0 = c * 256 + j * 64 + (tig & ~1) * 16; /* the pair's first sector */
+    if (pair0 >= K) break;
 #pragma unroll
-    for (int o = 0; o < 16; ++o) a0[o] = a1[o] = 0.0f;
+    for (int q = 0; q < 2; ++q) {
+      const int col = pair0 + 16 * q + 8 * e; /* this lane's 8 columns of sector q */
+      if (col >= K) break; /* sector 1 past K (then so is the rest of the pair's step) */
+      float a0[8], a1[8];
 #pragma unroll
-    for (int p = 0; p < PATHS; ++p) {
-      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;
-      float hv[16];
-      if (K % 16 == 0) { /* then col0 + 16 <= K: two 16-byte loads */
-        unsigned v[8];
+      for (int o = 0; o < 8; ++o) a0[o] = a1[o] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < PATHS; ++p) {
+        /* Word j of sector q's lane, moved so that column o of this half is bit
+         * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
+        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(hp));
-        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-            : "=r"(v[4]), "=r"(v[5]), "=r"(v[6]), "=r"(v[7]) : "l"(hp + 8));
+            : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          hv[2 * i] = rb_h2f((rb_half)v[i]);
-          hv[2 * i + 1] = rb_h2f((rb_half)(v[i] >> 16));
+        for (int o = 0; o < 8; ++o) {
+          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
+          const int bit = (o & ~1) + 16 * (o & 1);
+          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
+          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
+          a0[o] = fmaf(s0, hv, a0[o]);
+          a1[o] = fmaf(s1, hv, a1[o]);
         }
-      } else {
-#pragma unroll
-        for (int o = 0; o < 16; ++o) hv[o] = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;
       }
+      unsigned v0[4], v1[4];
 #pragma unroll
-      for (int o = 0; o < 16; ++o) {
-        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */
-        const float s0 = (wb[p][j] >> bit & 1u) ? -g0[p] : g0[p];
-        const float s1 = (wb[p][j] >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-        a0[o] = fmaf(s0, hv[o], a0[o]);
-        a1[o] = fmaf(s1, hv[o], a1[o]);
-      }
-    }
-    if (K % 16 == 0) { /* rows are 32-byte aligned: two 16-byte stores a row */
-      unsigned v0[8], v1[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
+      for (int i = 0; i < 4; ++i) {
         v0[i] = (unsigned)rb_f2h(a0[2 * i]) | (unsigned)rb_f2h(a0[2 * i + 1]) << 16;
         v1[i] = (unsigned)rb_f2h(a1[2 * i]) | (unsigned)rb_f2h(a1[2 * i + 1]) << 16;
       }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
+      asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
+                   :: "l"(w0 + col), "r"(v0[0]), "r"(v0[1]), "r"(v0[2]), "r"(v0[3]) : "memory");
+      if (live1)
         asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                     :: "l"(w0 + col0 + 8 * i), "r"(v0[4 * i]), "r"(v0[4 * i + 1]), "r"(v0[4 * i + 2]),
-                        "r"(v0[4 * i + 3]) : "memory");
-        if (live1)
-          asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
-                       :: "l"(w1 + col0 + 8 * i), "r"(v1[4 * i]), "r"(v1[4 * i + 1]), "r"(v1[4 * i + 2]),
-                          "r"(v1[4 * i + 3]) : "memory");
-      }
-    } else {
-#pragma unroll
-      for (int o = 0; o < 16; ++o)
-        if (col0 + o < K) {
-          w0[col0 + o] = rb_f2h(a0[o]);
-          if (live1) w1[col0 + o] = rb_f2h(a1[o]);
-        }
+                     :: "l"(w1 + col), "r"(v1[0]), "r"(v1[1]), "r"(v1[2]), "r"(v1[3]) : "memory");
     }
   }
 }

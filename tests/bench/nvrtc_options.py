@@ -13,6 +13,7 @@ measurement before it becomes a default.
 
   python3 tests/bench/nvrtc_options.py DIR [--reps N] [--each] [--arch sm_90] -- \\
       "-lineinfo" "" "--Ofast-compile=mid" ...
+With --save OUT, set i's cubins go to OUT/i/ (cuobjdump -sass reads them).
 Each argument after "--" is one set, added to the fixed numerics
 options of runtime/jit/nvrtc.c (without -lineinfo; give it to measure it).
 A set with its own --gpu-architecture=compute_90 measures PTX alone (no ptxas),
@@ -90,6 +91,7 @@ def main():
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--reps", type=int, default=1, help="compile each kernel N times, keep the fastest")
     ap.add_argument("--each", action="store_true", help="print every kernel's time")
+    ap.add_argument("--save", metavar="OUT", help="write each set's cubins to OUT/SET_INDEX/NAME.cubin, for cuobjdump")
     a = ap.parse_args()
     files = sorted(glob.glob(os.path.join(a.dir, "*.cu")))
     if not files:
@@ -99,7 +101,7 @@ def main():
     base = None
     print(f"{len(files)} kernels, {a.arch}, load {os.getloadavg()[0]:.2f}")
     print(f"{'options':40} {'CPU s':>7} {'slowest s':>9} {'cubin KB':>8} {'SASS same':>9}")
-    for s in a.sets:
+    for si, s in enumerate(a.sets):
         arch = [] if "--gpu-architecture=" in s else [f"--gpu-architecture={a.arch}"]
         opts = arch + FIXED + s.split()
         times, digests, size = [], [], 0
@@ -110,6 +112,11 @@ def main():
                 best = t if best is None else min(best, t)
             times.append(best)
             digests.append(sass_digest(cubin))
+            if a.save and not cubin.startswith(b"PTX"):
+                os.makedirs(os.path.join(a.save, str(si)), exist_ok=True)
+                name = os.path.splitext(os.path.basename(f))[0] + ".cubin"
+                with open(os.path.join(a.save, str(si), name), "wb") as out:
+                    out.write(cubin)
             size += len(cubin)
         if base is None:
             base = digests

@@ -54,6 +54,8 @@
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
 #   explore  the GPU tests named in TESTS (default none), then batch-1 schedules by hand
 #          (EXPLORE_TILES) for xor and lop3 per shape, and ncu of a few (EXPLORE_NCU)
+#   stepprof  one decode step of smollm2-135m and llama2-7b kernel by kernel (ncu, serialized;
+#          tests/bench/ncu_step.py), beside the step's own time
 #   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
 #   dqprobe  the dequant table cases and the GPU tests in TESTS, ncu of the dequant prefill kernel,
 #          the prefill layers at DEQUANT_WPB warps per block, llama2-7b's rabit bench; with
@@ -526,6 +528,15 @@ case $mode in
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
   tune) tune_model ;;
+  stepprof) # one decode step of each model, kernel by kernel (ncu, serialized), beside the step's own time
+    for m in smollm2-135m llama2-7b; do
+      run "bench_$m" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16
+      run "ncu_$m" timeout 200 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+          "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16 --steps ${PROF_STEPS:-20}
+      grep -E "decode" "$L/bench_$m.log"
+      # the decode runs once, 5 warm replays, then the timed steps (cmd_bench.c)
+      python3 tests/bench/ncu_step.py "$L/ncu_$m.log" $((${PROF_STEPS:-20} + 6)) | head -n 24
+    done ;;
   tune1) rm -rf "$RABIT_CACHE_DIR" # one tuning, its export, the tuned model beside the fp16 peer
          run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
          run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
@@ -548,7 +559,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

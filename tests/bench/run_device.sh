@@ -534,8 +534,7 @@ case $mode in
       run "ncu_$m" timeout 200 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
           "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16 --steps ${PROF_STEPS:-20}
       grep -E "decode" "$L/bench_$m.log"
-      # the decode runs once, 5 warm replays, then the timed steps (cmd_bench.c)
-      python3 tests/bench/ncu_step.py "$L/ncu_$m.log" $((${PROF_STEPS:-20} + 6)) | head -n 24
+      python3 tests/bench/ncu_step.py "$L/ncu_$m.log" | head -n 24 # the last whole decode step
     done ;;
   tune1) rm -rf "$RABIT_CACHE_DIR" # one tuning, its export, the tuned model beside the fp16 peer
          run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir

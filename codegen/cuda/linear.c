@@ -916,6 +916,25 @@ static void emit_tile_segment(RbBuf *b, const CgOp *s, const Plan *pl) {
   rb_buf_puts(b, "  *seg = 0;\n  *tl = t;\n}\n\n");
 }
 
+/* What both forms of the dequant kernel's steps share. */
+static const char dequant_helpers[] =
+    "/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */\n"
+    "__device__ __forceinline__ void dq_bits(unsigned (&w)[4], const unsigned *src) {\n"
+    "  asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+    "      : \"=r\"(w[0]), \"=r\"(w[1]), \"=r\"(w[2]), \"=r\"(w[3]) : \"l\"(src));\n"
+    "}\n\n"
+    "/* Word j of the four: j is the rolled step loop's counter, and a select chain keeps the\n"
+    " * words in registers where an index would put them in local memory. */\n"
+    "__device__ __forceinline__ unsigned dq_word(const unsigned (&w)[4], int j) {\n"
+    "  return j == 0 ? w[0] : j == 1 ? w[1] : j == 2 ? w[2] : w[3];\n"
+    "}\n\n"
+    "/* One path's term of a column for rows n0 and n0 + 8: their signs are bits `bit` and\n"
+    " * `bit + 1` of the word (row halves 0 and 1), times h_p of the column. */\n"
+    "__device__ __forceinline__ void dq_fma(float &a0, float &a1, unsigned w, int bit, float hv, float g0, float g1) {\n"
+    "  a0 = fmaf((w >> bit & 1u) ? -g0 : g0, hv, a0);\n"
+    "  a1 = fmaf((w >> (bit + 1) & 1u) ? -g1 : g1, hv, a1);\n"
+    "}\n\n";
+
 /* The dequant kernel's steps for K % 16 == 0, where a row's 16-column pieces are whole 32-byte
  * sectors. A lane's own bits cover one sector a row (its 16 columns), but one 16-byte store
  * writes half of one, and half-sector writes were what bound the kernel (ncu: L2 throughput
@@ -932,9 +951,7 @@ static void emit_dequant_pairs(RbBuf *b) {
       "  for (int q = 0; q < 2; ++q)\n"
       "#pragma unroll\n"
       "    for (int p = 0; p < PATHS; ++p) {\n"
-      "      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;\n"
-      "      asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
-      "          : \"=r\"(wb[q][p][0]), \"=r\"(wb[q][p][1]), \"=r\"(wb[q][p][2]), \"=r\"(wb[q][p][3]) : \"l\"(src));\n"
+      "      dq_bits(wb[q][p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4);\n"
       "    }\n"
       "  /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of\n"
       "   * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */\n"
@@ -953,19 +970,13 @@ static void emit_dequant_pairs(RbBuf *b) {
       "      for (int p = 0; p < PATHS; ++p) {\n"
       "        /* Word j of sector q's lane, moved so that column o of this half is bit\n"
       "         * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */\n"
-      "        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);\n"
+      "        const unsigned wj = dq_word(wb[q][p], j) >> (8 * e);\n"
       "        unsigned v[4];\n"
       "        asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
       "            : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(h + ((size_t)seg * PATHS + p) * K + col));\n"
       "#pragma unroll\n"
-      "        for (int o = 0; o < 8; ++o) {\n"
-      "          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));\n"
-      "          const int bit = (o & ~1) + 16 * (o & 1);\n"
-      "          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];\n"
-      "          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];\n"
-      "          a0[o] = fmaf(s0, hv, a0[o]);\n"
-      "          a1[o] = fmaf(s1, hv, a1[o]);\n"
-      "        }\n"
+      "        for (int o = 0; o < 8; ++o)\n"
+      "          dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1)))), g0[p], g1[p]);\n"
       "      }\n"
       "      unsigned v0[4], v1[4];\n"
       "#pragma unroll\n"
@@ -988,9 +999,7 @@ static void emit_dequant_lanes(RbBuf *b) {
       "  unsigned wb[PATHS][4];\n"
       "#pragma unroll\n"
       "  for (int p = 0; p < PATHS; ++p) {\n"
-      "    const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4;\n"
-      "    asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
-      "        : \"=r\"(wb[p][0]), \"=r\"(wb[p][1]), \"=r\"(wb[p][2]), \"=r\"(wb[p][3]) : \"l\"(src));\n"
+      "    dq_bits(wb[p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + lane * 4);\n"
       "  }\n"
       "#pragma unroll 1\n"
       "  for (int j = 0; j < 4; ++j) {\n"
@@ -1002,16 +1011,10 @@ static void emit_dequant_lanes(RbBuf *b) {
       "#pragma unroll\n"
       "    for (int p = 0; p < PATHS; ++p) {\n"
       "      const rb_half *hp = h + ((size_t)seg * PATHS + p) * K + col0;\n"
-      "      const unsigned wj = j == 0 ? wb[p][0] : j == 1 ? wb[p][1] : j == 2 ? wb[p][2] : wb[p][3];\n"
+      "      const unsigned wj = dq_word(wb[p], j);\n"
       "#pragma unroll\n"
-      "      for (int o = 0; o < 16; ++o) {\n"
-      "        const float hv = col0 + o < K ? rb_h2f(hp[o]) : 0.0f;\n"
-      "        const int bit = (o & ~1) + 16 * (o & 1); /* row half 0; row half 1 is the next bit */\n"
-      "        const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];\n"
-      "        const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];\n"
-      "        a0[o] = fmaf(s0, hv, a0[o]);\n"
-      "        a1[o] = fmaf(s1, hv, a1[o]);\n"
-      "      }\n"
+      "      for (int o = 0; o < 16; ++o)\n"
+      "        dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), col0 + o < K ? rb_h2f(hp[o]) : 0.0f, g0[p], g1[p]);\n"
       "    }\n"
       "#pragma unroll\n"
       "    for (int o = 0; o < 16; ++o)\n"
@@ -1043,6 +1046,7 @@ static void emit_dequant(const CgOp *s, const Plan *pl, RbBuf *b, const char *en
   rb_buf_printf(b, "#define WPB %d  /* warps per block, one (tile, group) each */\n\n", pl->WPB);
   emit_segment_tables(b, s, pl, 1);
   emit_tile_segment(b, s, pl);
+  rb_buf_puts(b, dequant_helpers);
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(WPB * 32)\n"
       "%s(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {\n"
@@ -1208,7 +1212,7 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
  * one n8 batch tile), up to 16 (decode with several sequences) strategy mma in
  * the register design (batch tiles of 16), large ones (prefill, evaluation) the
  * dequant strategy: the bits expanded to fp16, then cuBLAS (per layer at batch 512
- * 5-6x the staged mma kernels' speed, KERNEL_NOTES.md; RABIT_PREFILL=mma keeps those). */
+ * 7-8x the staged mma kernels' speed, KERNEL_NOTES.md; RABIT_PREFILL=mma keeps those). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
       {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_DEQUANT, 512}};

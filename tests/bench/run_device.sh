@@ -58,8 +58,7 @@
 #          tests/bench/ncu_step.py), beside the step's own time
 #   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
 #   dqprobe  the dequant table cases and the GPU tests in TESTS, ncu of the dequant prefill kernel,
-#          the prefill layers at DEQUANT_WPB warps per block, llama2-7b's rabit bench; with
-#          THEN_TUNE=1, then what tune does
+#          the prefill layers at DEQUANT_WPB warps per block, llama2-7b's rabit bench
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
 #          in one call with its plot; the database comes back as tuning-h200.json,
 #          the model's speed before and after it beside each other
@@ -387,11 +386,12 @@ tile_sweep() {
 # lop3), then ncu of 22016 x 4096 under each of EXPLORE_NCU: where each one's time goes.
 explore() {
   tiles=${EXPLORE_TILES:-0,0,0,0 4,4,0,0 1,1,4,0 1,1,8,0 2,1,4,0 1,2,4,0 2,2,4,0 4,1,4,0 4,2,4,0}
+  profiled=${EXPLORE_NCU-0,0,0,0 1,1,4,0 2,2,4,0 4,4,0,0}
   for t in $tiles; do
     run "explore_$t" env RABIT_TILE_XOR=$t RABIT_TILE_LOP3=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=1 \
         RABIT_BENCH_STRATEGY=xor,lop3 "$B/tests/gpu/gpu_test_linear" --bench-only
   done
-  for t in ${EXPLORE_NCU-0,0,0,0 1,1,4,0 2,2,4,0 4,4,0,0}; do
+  for t in $profiled; do
     run "ncu_$t" timeout 120 env RABIT_TILE_XOR=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=1 RABIT_BENCH_STRATEGY=xor \
         ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
         --section LaunchStats --section InstructionStats -k regex:xor_n22016_k4096_p2 -c 1 \
@@ -409,7 +409,7 @@ explore() {
   for t in $tiles; do
     echo "== tiles $t"; grep -E "^bench [ 0-9]" "$L/explore_$t.log" | sed "s/ of bits//"
   done
-  for t in ${EXPLORE_NCU-0,0,0,0 1,1,4,0 2,2,4,0 4,4,0,0}; do
+  for t in $profiled; do
     echo "== ncu $t"
     grep -E "Duration|DRAM Throughput|Issue Slots|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Block Limit|Executed Instructions  " "$L/ncu_$t.log" | head -n 24
   done
@@ -422,16 +422,38 @@ explore() {
 # The dequant prefill kernel: where its time goes (ncu of the 4096 x 4096 one at batch 512), and the
 # prefill layers at other warps per block (DEQUANT_WPB).
 dequant_probe() {
+  wpbs=${DEQUANT_WPB:-4 16}
   run ncu_dequant timeout 120 env RABIT_BENCH_BATCH=512 ncu --clock-control none --section SpeedOfLight \
       --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
       --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes_write.sum,dram__bytes_read.sum" \
       -k regex:dequant_n4096_k4096 -c 1 "$B/tests/gpu/gpu_test_linear" --bench-only
-  for w in ${DEQUANT_WPB:-4 16}; do
+  for w in $wpbs; do
     run "prefill_wpb$w" env RABIT_TILE_DEQUANT=$w,0,0,0 RABIT_BENCH_BATCH=512 "$B/tests/gpu/gpu_test_linear" --bench-only
   done
   grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Cache Throughput|Achieved Occupancy|Registers Per|stalled|inst_executed|issue_active|dram__bytes|Block Limit Reg" "$L/ncu_dequant.log" | \
     awk '!/stalled/ || $NF+0 >= 0.1' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
-  for w in ${DEQUANT_WPB:-4 16}; do echo "== wpb $w"; grep -E "^bench prefill" "$L/prefill_wpb$w.log"; done
+  for w in $wpbs; do echo "== wpb $w"; grep -E "^bench prefill" "$L/prefill_wpb$w.log"; done
+}
+
+# The dequant kernel's table cases, the GPU tests in TESTS, its probe, and llama2-7b's rabit bench.
+dequant_check() {
+  run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
+  run table_dequant env RABIT_TABLE_ONLY=dequant "$B/tests/gpu/gpu_test_linear" samples
+  gpu_tests "${TESTS-}" ""
+  dequant_probe
+  run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
+  grep -vE "^$" "$L/bench_llama.log" | tail -n 6
+}
+
+# One decode step of each model, kernel by kernel (ncu, serialized), beside the step's own time.
+step_profile() {
+  for m in smollm2-135m llama2-7b; do
+    run "bench_$m" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16
+    run "ncu_$m" timeout 200 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+        "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16 --steps ${PROF_STEPS:-20}
+    grep -E "decode" "$L/bench_$m.log"
+    python3 tests/bench/ncu_step.py "$L/ncu_$m.log" | head -n 24 # the last whole decode step
+  done
 }
 
 # The lop3 decode's table cases against the reference, then memcheck of an eighth of them.
@@ -470,10 +492,8 @@ lop3_check() {
   for f in "$L"/model_*.log "$L/peer_fp16_decode.log"; do echo "== $(basename $f)"; grep -E "decode|prefill|fp16 graph" "$f"; done
 }
 
-# The lop3 decode's cases, then one tuning of llama2-7b with lop3 in the space, its export,
-# and the tuned model beside the fp16 peer.
-lop3_tune() {
-  lop3_cases
+# One tuning of llama2-7b from an empty cache, its export, and the tuned model beside the fp16 peer.
+tune_once() {
   rm -rf "$RABIT_CACHE_DIR"
   run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
   run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
@@ -528,33 +548,15 @@ case $mode in
   overlap) gpu_tests "test_ops test_model" "${MEMCHECK-test_ops}"; overlap_compare ;;
   outputs) same_outputs ;;
   tune) tune_model ;;
-  stepprof) # one decode step of each model, kernel by kernel (ncu, serialized), beside the step's own time
-    for m in smollm2-135m llama2-7b; do
-      run "bench_$m" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16
-      run "ncu_$m" timeout 200 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
-          "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16 --steps ${PROF_STEPS:-20}
-      grep -E "decode" "$L/bench_$m.log"
-      python3 tests/bench/ncu_step.py "$L/ncu_$m.log" | head -n 24 # the last whole decode step
-    done ;;
-  tune1) rm -rf "$RABIT_CACHE_DIR" # one tuning, its export, the tuned model beside the fp16 peer
-         run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
-         run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
-         run bench_llama_tuned "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
-         run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
-         tail -n 30 "$L/tune_llama.log"; grep -vE "^$" "$L/bench_llama_tuned.log" | tail -n 6; cat "$L/peer_fp16_decode.log" ;;
+  stepprof) step_profile ;;
+  tune1) tune_once ;;
   nll) nll_compare ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
   explore) gpu_tests "${TESTS-}" ""; explore ;;
-  dqprobe) run smoke "$B/tests/runtime/runtime_test_gpu_smoke"
-           run table_dequant env RABIT_TABLE_ONLY=dequant "$B/tests/gpu/gpu_test_linear" samples
-           gpu_tests "${TESTS-}" ""
-           dequant_probe
-           run bench_llama "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights
-           grep -vE "^$" "$L/bench_llama.log" | tail -n 6
-           [ -n "${THEN_TUNE:-}" ] && tune_model ;;
+  dqprobe) dequant_check ;;
   lop3) lop3_check ;;
-  lop3b) lop3_tune ;;
+  lop3b) lop3_cases; tune_once ;;
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;

@@ -366,6 +366,25 @@ __device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {
   *tl = t;
 }
 
+/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */
+__device__ __forceinline__ void dq_bits(unsigned (&w)[4], const unsigned *src) {
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(src));
+}
+
+/* Word j of the four: j is the rolled step loop's counter, and a select chain keeps the
+ * words in registers where an index would put them in local memory. */
+__device__ __forceinline__ unsigned dq_word(const unsigned (&w)[4], int j) {
+  return j == 0 ? w[0] : j == 1 ? w[1] : j == 2 ? w[2] : w[3];
+}
+
+/* One path's term of a column for rows n0 and n0 + 8: their signs are bits `bit` and
+ * `bit + 1` of the word (row halves 0 and 1), times h_p of the column. */
+__device__ __forceinline__ void dq_fma(float &a0, float &a1, unsigned w, int bit, float hv, float g0, float g1) {
+  a0 = fmaf((w >> bit & 1u) ? -g0 : g0, hv, a0);
+  a1 = fmaf((w >> (bit + 1) & 1u) ? -g1 : g1, hv, a1);
+}
+
 extern "C" __global__ void __launch_bounds__(WPB * 32)
 rb_linear_add_dequant_n64_k160_p1_b512(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {
   rb_grid_enter();
@@ -392,9 +411,7 @@ rb_linear_add_dequant_n64_k160_p1_b512(rb_half *w, const unsigned *bits, const r
   for (int q = 0; q < 2; ++q)
 #pragma unroll
     for (int p = 0; p < PATHS; ++p) {
-      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
-      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+      dq_bits(wb[q][p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4);
     }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
@@ -413,19 +430,13 @@ rb_linear_add_dequant_n64_k160_p1_b512(rb_half *w, const unsigned *bits, const r
       for (int p = 0; p < PATHS; ++p) {
         /* Word j of sector q's lane, moved so that column o of this half is bit
          * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
-        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        const unsigned wj = dq_word(wb[q][p], j) >> (8 * e);
         unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
             : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int o = 0; o < 8; ++o) {
-          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
-          const int bit = (o & ~1) + 16 * (o & 1);
-          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
-          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-          a0[o] = fmaf(s0, hv, a0[o]);
-          a1[o] = fmaf(s1, hv, a1[o]);
-        }
+        for (int o = 0; o < 8; ++o)
+          dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1)))), g0[p], g1[p]);
       }
       unsigned v0[4], v1[4];
 #pragma unroll
@@ -506,6 +517,25 @@ __device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {
   *tl = t;
 }
 
+/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */
+__device__ __forceinline__ void dq_bits(unsigned (&w)[4], const unsigned *src) {
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(src));
+}
+
+/* Word j of the four: j is the rolled step loop's counter, and a select chain keeps the
+ * words in registers where an index would put them in local memory. */
+__device__ __forceinline__ unsigned dq_word(const unsigned (&w)[4], int j) {
+  return j == 0 ? w[0] : j == 1 ? w[1] : j == 2 ? w[2] : w[3];
+}
+
+/* One path's term of a column for rows n0 and n0 + 8: their signs are bits `bit` and
+ * `bit + 1` of the word (row halves 0 and 1), times h_p of the column. */
+__device__ __forceinline__ void dq_fma(float &a0, float &a1, unsigned w, int bit, float hv, float g0, float g1) {
+  a0 = fmaf((w >> bit & 1u) ? -g0 : g0, hv, a0);
+  a1 = fmaf((w >> (bit + 1) & 1u) ? -g1 : g1, hv, a1);
+}
+
 extern "C" __global__ void __launch_bounds__(WPB * 32)
 rb_linear_add_dequant_n64_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {
   rb_grid_enter();
@@ -532,9 +562,7 @@ rb_linear_add_dequant_n64_k64_p2_b512(rb_half *w, const unsigned *bits, const rb
   for (int q = 0; q < 2; ++q)
 #pragma unroll
     for (int p = 0; p < PATHS; ++p) {
-      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
-      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+      dq_bits(wb[q][p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4);
     }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
@@ -553,19 +581,13 @@ rb_linear_add_dequant_n64_k64_p2_b512(rb_half *w, const unsigned *bits, const rb
       for (int p = 0; p < PATHS; ++p) {
         /* Word j of sector q's lane, moved so that column o of this half is bit
          * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
-        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        const unsigned wj = dq_word(wb[q][p], j) >> (8 * e);
         unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
             : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int o = 0; o < 8; ++o) {
-          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
-          const int bit = (o & ~1) + 16 * (o & 1);
-          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
-          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-          a0[o] = fmaf(s0, hv, a0[o]);
-          a1[o] = fmaf(s1, hv, a1[o]);
-        }
+        for (int o = 0; o < 8; ++o)
+          dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1)))), g0[p], g1[p]);
       }
       unsigned v0[4], v1[4];
 #pragma unroll
@@ -1878,6 +1900,25 @@ __device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {
   *tl = t;
 }
 
+/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */
+__device__ __forceinline__ void dq_bits(unsigned (&w)[4], const unsigned *src) {
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(src));
+}
+
+/* Word j of the four: j is the rolled step loop's counter, and a select chain keeps the
+ * words in registers where an index would put them in local memory. */
+__device__ __forceinline__ unsigned dq_word(const unsigned (&w)[4], int j) {
+  return j == 0 ? w[0] : j == 1 ? w[1] : j == 2 ? w[2] : w[3];
+}
+
+/* One path's term of a column for rows n0 and n0 + 8: their signs are bits `bit` and
+ * `bit + 1` of the word (row halves 0 and 1), times h_p of the column. */
+__device__ __forceinline__ void dq_fma(float &a0, float &a1, unsigned w, int bit, float hv, float g0, float g1) {
+  a0 = fmaf((w >> bit & 1u) ? -g0 : g0, hv, a0);
+  a1 = fmaf((w >> (bit + 1) & 1u) ? -g1 : g1, hv, a1);
+}
+
 extern "C" __global__ void __launch_bounds__(WPB * 32)
 rb_linear_dequant_n32_k64_p3_b512(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {
   rb_grid_enter();
@@ -1904,9 +1945,7 @@ rb_linear_dequant_n32_k64_p3_b512(rb_half *w, const unsigned *bits, const rb_hal
   for (int q = 0; q < 2; ++q)
 #pragma unroll
     for (int p = 0; p < PATHS; ++p) {
-      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
-      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+      dq_bits(wb[q][p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4);
     }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
@@ -1925,19 +1964,13 @@ rb_linear_dequant_n32_k64_p3_b512(rb_half *w, const unsigned *bits, const rb_hal
       for (int p = 0; p < PATHS; ++p) {
         /* Word j of sector q's lane, moved so that column o of this half is bit
          * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
-        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        const unsigned wj = dq_word(wb[q][p], j) >> (8 * e);
         unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
             : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int o = 0; o < 8; ++o) {
-          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
-          const int bit = (o & ~1) + 16 * (o & 1);
-          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
-          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-          a0[o] = fmaf(s0, hv, a0[o]);
-          a1[o] = fmaf(s1, hv, a1[o]);
-        }
+        for (int o = 0; o < 8; ++o)
+          dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1)))), g0[p], g1[p]);
       }
       unsigned v0[4], v1[4];
 #pragma unroll
@@ -2019,6 +2052,25 @@ __device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {
   *tl = t;
 }
 
+/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */
+__device__ __forceinline__ void dq_bits(unsigned (&w)[4], const unsigned *src) {
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(src));
+}
+
+/* Word j of the four: j is the rolled step loop's counter, and a select chain keeps the
+ * words in registers where an index would put them in local memory. */
+__device__ __forceinline__ unsigned dq_word(const unsigned (&w)[4], int j) {
+  return j == 0 ? w[0] : j == 1 ? w[1] : j == 2 ? w[2] : w[3];
+}
+
+/* One path's term of a column for rows n0 and n0 + 8: their signs are bits `bit` and
+ * `bit + 1` of the word (row halves 0 and 1), times h_p of the column. */
+__device__ __forceinline__ void dq_fma(float &a0, float &a1, unsigned w, int bit, float hv, float g0, float g1) {
+  a0 = fmaf((w >> bit & 1u) ? -g0 : g0, hv, a0);
+  a1 = fmaf((w >> (bit + 1) & 1u) ? -g1 : g1, hv, a1);
+}
+
 extern "C" __global__ void __launch_bounds__(WPB * 32)
 rb_linear_dequant_n64_32_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {
   rb_grid_enter();
@@ -2045,9 +2097,7 @@ rb_linear_dequant_n64_32_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_
   for (int q = 0; q < 2; ++q)
 #pragma unroll
     for (int p = 0; p < PATHS; ++p) {
-      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
-      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+      dq_bits(wb[q][p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4);
     }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
@@ -2066,19 +2116,13 @@ rb_linear_dequant_n64_32_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_
       for (int p = 0; p < PATHS; ++p) {
         /* Word j of sector q's lane, moved so that column o of this half is bit
          * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
-        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        const unsigned wj = dq_word(wb[q][p], j) >> (8 * e);
         unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
             : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int o = 0; o < 8; ++o) {
-          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
-          const int bit = (o & ~1) + 16 * (o & 1);
-          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
-          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-          a0[o] = fmaf(s0, hv, a0[o]);
-          a1[o] = fmaf(s1, hv, a1[o]);
-        }
+        for (int o = 0; o < 8; ++o)
+          dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1)))), g0[p], g1[p]);
       }
       unsigned v0[4], v1[4];
 #pragma unroll
@@ -2775,6 +2819,25 @@ __device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {
   *tl = t;
 }
 
+/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */
+__device__ __forceinline__ void dq_bits(unsigned (&w)[4], const unsigned *src) {
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(src));
+}
+
+/* Word j of the four: j is the rolled step loop's counter, and a select chain keeps the
+ * words in registers where an index would put them in local memory. */
+__device__ __forceinline__ unsigned dq_word(const unsigned (&w)[4], int j) {
+  return j == 0 ? w[0] : j == 1 ? w[1] : j == 2 ? w[2] : w[3];
+}
+
+/* One path's term of a column for rows n0 and n0 + 8: their signs are bits `bit` and
+ * `bit + 1` of the word (row halves 0 and 1), times h_p of the column. */
+__device__ __forceinline__ void dq_fma(float &a0, float &a1, unsigned w, int bit, float hv, float g0, float g1) {
+  a0 = fmaf((w >> bit & 1u) ? -g0 : g0, hv, a0);
+  a1 = fmaf((w >> (bit + 1) & 1u) ? -g1 : g1, hv, a1);
+}
+
 extern "C" __global__ void __launch_bounds__(WPB * 32)
 rb_linear_swiglu_dequant_n160x2_k64_p2_b512(rb_half *w, const unsigned *bits, const rb_half *g, const rb_half *h) {
   rb_grid_enter();
@@ -2801,9 +2864,7 @@ rb_linear_swiglu_dequant_n160x2_k64_p2_b512(rb_half *w, const unsigned *bits, co
   for (int q = 0; q < 2; ++q)
 #pragma unroll
     for (int p = 0; p < PATHS; ++p) {
-      const unsigned *src = bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4;
-      asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(wb[q][p][0]), "=r"(wb[q][p][1]), "=r"(wb[q][p][2]), "=r"(wb[q][p][3]) : "l"(src));
+      dq_bits(wb[q][p], bits + (((size_t)p * TT + t) * C256 + c) * 128 + (gid * 4 + (tig & ~1) + q) * 4);
     }
   /* Not unrolled: each step is 16 x PATHS x 2 fmaf and 4 stores, and the other warps of
    * the SM hide its loads; unrolled, the kernel took 2x the compile (0.15 s a kernel). */
@@ -2822,19 +2883,13 @@ rb_linear_swiglu_dequant_n160x2_k64_p2_b512(rb_half *w, const unsigned *bits, co
       for (int p = 0; p < PATHS; ++p) {
         /* Word j of sector q's lane, moved so that column o of this half is bit
          * (o & ~1) + 16 (o & 1) (row half 0) and the next bit (row half 1). */
-        const unsigned wj = (j == 0 ? wb[q][p][0] : j == 1 ? wb[q][p][1] : j == 2 ? wb[q][p][2] : wb[q][p][3]) >> (8 * e);
+        const unsigned wj = dq_word(wb[q][p], j) >> (8 * e);
         unsigned v[4];
         asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
             : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(h + ((size_t)seg * PATHS + p) * K + col));
 #pragma unroll
-        for (int o = 0; o < 8; ++o) {
-          const float hv = rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1))));
-          const int bit = (o & ~1) + 16 * (o & 1);
-          const float s0 = (wj >> bit & 1u) ? -g0[p] : g0[p];
-          const float s1 = (wj >> (bit + 1) & 1u) ? -g1[p] : g1[p];
-          a0[o] = fmaf(s0, hv, a0[o]);
-          a1[o] = fmaf(s1, hv, a1[o]);
-        }
+        for (int o = 0; o < 8; ++o)
+          dq_fma(a0[o], a1[o], wj, (o & ~1) + 16 * (o & 1), rb_h2f((rb_half)(v[o >> 1] >> (16 * (o & 1)))), g0[p], g1[p]);
       }
       unsigned v0[4], v1[4];
 #pragma unroll

@@ -383,6 +383,7 @@ static const char ring_prologue[] =
     "                   bp[sb][rt] + ((size_t)p * TT * C256 + c + st * KS) * 128);\n"
     "    cp_commit(); /* empty past K: the groups still count */\n"
     "  }\n"
+    "  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */\n"
     "  unsigned xv[NBU][8], hv[PATHS][NSB][8];\n"
     "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);\n"
     "  for (int it = 0; c < C256; c += KS, ++it) {\n"
@@ -554,6 +555,7 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "        for (int rt = 0; rt < RT; ++rt)\n"
       "          ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);\n"
+      "  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */\n"
       "  unsigned xv[NBU][8], hv[PATHS][NSB][8];\n"
       "  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);\n"
       "  for (; c < C256; c += KS) {\n"
@@ -677,7 +679,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
       "    const rb_half *res, int batch) {\n"
-      "  rb_grid_enter();\n",
+      "  /* weights first: kloop issues the first bits and g loads, then waits for the previous\n"
+      "   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */\n",
       entry);
   rb_buf_puts(b,
       "  extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */\n"

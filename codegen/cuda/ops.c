@@ -108,7 +108,15 @@ static void emit_rmsnorm(const CgKernel *k, RbBuf *b, const char *entry) {
                 " * x, y (T, D); w (D); grid (T), block (THREADS). y may alias x. */\n"
                 "extern \"C\" __global__ void __launch_bounds__(THREADS)\n"
                 "%s(rb_half *y, const rb_half *x, const rb_half *__restrict__ w, int T) {\n"
-"  rb_grid_enter();\n"
+                "  /* weights first: w is no kernel's output, so its loads go out before the wait\n"
+                "   * for the previous kernel (the bits streamed since the last norm evicted it). */\n"
+                "  float wv[PER];\n"
+                "#pragma unroll\n"
+                "  for (int k = 0; k < PER; k++) {\n"
+                "    const int i = threadIdx.x + k * THREADS;\n"
+                "    wv[k] = i < D ? rb_h2f(w[i]) : 0.0f;\n"
+                "  }\n"
+                "  rb_grid_enter();\n"
                 "  const int t = blockIdx.x;\n"
                 "  if (t >= T) return;\n"
                 "  const rb_half *xr = x + (long long)t * D;\n"
@@ -137,7 +145,7 @@ static void emit_rmsnorm(const CgKernel *k, RbBuf *b, const char *entry) {
                 "#pragma unroll\n"
                 "  for (int k = 0; k < PER; k++) {\n"
                 "    const int i = threadIdx.x + k * THREADS;\n"
-                "    if (i < D) yr[i] = rb_f2h(v[k] * r * rb_h2f(w[i]));\n"
+                "    if (i < D) yr[i] = rb_f2h(v[k] * r * wv[k]);\n"
                 "  }\n"
                 "}\n",
                 s->dim, threads, per, eps, invd, entry);
@@ -242,10 +250,10 @@ static int att_keys_per_warp(const CgOp *s) { return 32 / att_lanes_per_key(s) *
  * are spread over the warps: each group of G lanes scores one key (every lane
  * holds 8*CPL dims of q, k and v, 16-byte loads) and keeps an online softmax
  * of its keys; groups merge by shuffles, warps through shared memory, in a
- * fixed order. A decode launch (T <= NSMALL) splits the context over
- * gridDim.x / H blocks besides (flash-decoding): each writes its softmax state
- * to the workspace, and the last of them to arrive merges all of them in split
- * order. Results never depend on scheduling. */
+ * fixed order. A decode launch (T <= NSMALL) splits the context over up to
+ * gridDim.x / H blocks besides (flash-decoding), as many as its keys fill: each
+ * writes its softmax state to the workspace, and the last of them to arrive
+ * merges all of them in split order. Results never depend on scheduling. */
 static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   int hd = s->head_dim, nchunk = hd / 8;
@@ -289,24 +297,30 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       " * (position pos0+t) of head h attends to cache positions 0 .. pos0+t of kv\n"
       " * head h / GROUP. q (T, ldq) with heads at h*HD, already rotated; out (T, H*HD).\n"
       " * pos0 = *pos0p is read on the device, so a captured decode step replays anywhere.\n"
-      " * grid (H * nsplit, T), block (32 * warps), warps <= MAXW; nsplit > 1 only when\n"
+      " * grid (H * ngrid, T), block (32 * warps), warps <= MAXW; ngrid > 1 only when\n"
       " * T <= NSMALL. ws: (NSMALL, H) arrival counters, zero between launches, then\n"
-      " * (NSMALL, H, nsplit, 2 + HD) floats of split states (m, l, unnormalized out). */\n"
+      " * (NSMALL, H, ngrid, 2 + HD) floats of split states (m, l, unnormalized out). */\n"
       "extern \"C\" __global__ void __launch_bounds__(32 * MAXW)\n"
       "%s(rb_half *__restrict__ out, const rb_half *__restrict__ q, int ldq,\n"
       "    const rb_half *__restrict__ kcache, const rb_half *__restrict__ vcache,\n"
       "    const int *__restrict__ pos0p, int T, float *__restrict__ ws) {\n"
 "  rb_grid_enter();\n"
-      "  const int nsplit = gridDim.x / H;\n"
+      "  const int ngrid = gridDim.x / H;  /* splits launched: enough for a full cache */\n"
       "  const int h = blockIdx.x %% H, split = blockIdx.x / H, t = blockIdx.y;\n"
-      "  if (t >= T || (nsplit > 1 && T > NSMALL)) return;\n"
+      "  if (t >= T || (ngrid > 1 && T > NSMALL)) return;\n"
       "  const int pos0 = *pos0p;\n"
       "  const int nkeys = min(pos0 + t + 1, CTX);\n"
-      "  /* This block's keys: split of nsplit near-equal ranges (an empty one at a short context). */\n"
-      "  const int chunk = (nkeys + nsplit - 1) / nsplit;\n"
-      "  const int kbeg = min(split * chunk, nkeys), kend = min(kbeg + chunk, nkeys);\n"
       "  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;\n"
       "  const int nwarps = blockDim.x >> 5;\n"
+      "  /* Splits this row takes: each gets at least two block-wide steps of keys, since a\n"
+      "   * short context spread over every launched split pays the merge's round trip for a\n"
+      "   * few keys a block. The extra blocks leave at once; their states are never read. */\n"
+      "  const int step_keys = nwarps * KPW * U;\n"
+      "  const int nsplit = max(1, min(ngrid, (nkeys + 2 * step_keys - 1) / (2 * step_keys)));\n"
+      "  if (split >= nsplit) return;\n"
+      "  /* This block's keys: split of nsplit near-equal ranges. */\n"
+      "  const int chunk = (nkeys + nsplit - 1) / nsplit;\n"
+      "  const int kbeg = min(split * chunk, nkeys), kend = min(kbeg + chunk, nkeys);\n"
       "  const int grp = lane / G, gl = lane %% G;  /* key slot in the warp, lane in the group */\n"
       "  const rb_half *kb = kcache + (long long)(h / GROUP) * CTX * HD;\n"
       "  const rb_half *vb = vcache + (long long)(h / GROUP) * CTX * HD;\n"
@@ -439,7 +453,7 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
       "\n"
       "  /* A split: its state to the workspace (an empty split's is m = NEG_BIG, l = 0). */\n"
       "  unsigned int *count = (unsigned int *)ws + t * H + h;\n"
-      "  float *states = ws + NSMALL * H + (long long)(t * H + h) * nsplit * (2 + HD);\n"
+      "  float *states = ws + NSMALL * H + (long long)(t * H + h) * ngrid * (2 + HD);\n"
       "  float *mine = states + split * (2 + HD);\n"
       "  for (int d = threadIdx.x; d < HD; d += blockDim.x) {\n"
       "    float o = 0.0f;\n"

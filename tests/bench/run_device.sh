@@ -54,6 +54,9 @@
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
 #   explore  the GPU tests named in TESTS (default none), then batch-1 schedules by hand
 #          (EXPLORE_TILES) for xor and lop3 per shape, and ncu of a few (EXPLORE_NCU)
+#   decode  a decode-step change: the op, model, plan and linear tests, memcheck of the op
+#          test, logits with RABIT_PDL=0 and 1 (identical), old (.carry/old) and new whole models
+#          alternating beside the fp16 peer, then stepprof (PROF_MODELS)
 #   stepprof  one decode step of smollm2-135m and llama2-7b kernel by kernel (ncu, serialized;
 #          tests/bench/ncu_step.py), beside the step's own time
 #   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
@@ -73,6 +76,9 @@ B=${BUILD:-.carry/new}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export RABIT_CACHE_DIR=/tmp/rabit-cache PYTHONUNBUFFERED=1
+# Every build reads this tree's shipped tuning records: a binary names the folder of the tree it
+# was built from, which for .carry/old (built in /tmp/rabit-old-tree) is not on the device.
+export RABIT_SHIPPED_DIR="${RABIT_SHIPPED_DIR:-$PWD/autotune/shipped}"
 export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" # libcjson
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 summary="$OUT/summary-$mode.txt"
@@ -263,7 +269,7 @@ same_outputs() {
 
 # Overlapped launches (programmatic dependent launch) against plain ones: the same
 # random models give the same logits byte for byte, then decode and prefill speed of each.
-overlap_compare() {
+overlap_ids() { # the same random models with overlapped launches off and on: identical bytes out
   printf '%-16s %-6s %-6s %-18s %-18s %s\n' model path prompt plain overlapped same >> "$summary"
   for m in tiny smollm2-135m llama2-7b; do
     for p in 1 12 100; do
@@ -276,6 +282,10 @@ overlap_compare() {
       printf '%-16s %-6s %-6s %-18s %-18s %s\n' $m 2bit $p $sum_0 $sum_1 "$([ "$sum_0" = "$sum_1" ] && echo yes || echo NO)" >> "$summary"
     done
   done
+}
+
+overlap_compare() {
+  overlap_ids
   for round in 1 2; do
     for pdl in 0 1; do
       for m in smollm2-135m llama2-7b; do
@@ -446,8 +456,28 @@ dequant_check() {
 }
 
 # One decode step of each model, kernel by kernel (ncu, serialized), beside the step's own time.
+# A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op
+# test, the overlap's identical logits, old and new whole models alternating (2-bit, contexts
+# 128 and 1024) beside the fp16 peer, then one profiled step of each model (PROF_MODELS).
+decode_check() {
+  gpu_tests "test_ops test_model test_plan_api test_linear" "${MEMCHECK-test_ops}"
+  overlap_ids
+  for round in 1 2; do
+    for b in old new; do
+      for m in smollm2-135m llama2-7b; do
+        run "bench_${m}_${b}_$round" ".carry/$b/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+      done
+    done
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$L"/bench_*_old_*.log "$L"/bench_*_new_*.log "$L/peer_fp16_decode.log"; do
+    echo "== $(basename "$f")"; grep -E "decode|fp16 graph" "$f"
+  done
+  step_profile
+}
+
 step_profile() {
-  for m in smollm2-135m llama2-7b; do
+  for m in ${PROF_MODELS-smollm2-135m llama2-7b}; do
     run "bench_$m" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16
     run "ncu_$m" timeout 200 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
         "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16 --steps ${PROF_STEPS:-20}
@@ -549,6 +579,7 @@ case $mode in
   outputs) same_outputs ;;
   tune) tune_model ;;
   stepprof) step_profile ;;
+  decode) decode_check ;;
   tune1) tune_once ;;
   nll) nll_compare ;;
   ring) ring_bench ;;
@@ -560,7 +591,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -396,7 +396,7 @@ static void test_attention(const Shape *m, int T, int steps, int splits) {
     if (s == 0)
       snprintf(what, sizeof what, "attention %s prefill T=%d", m->name, T);
     else
-      snprintf(what, sizeof what, "attention %s decode pos=%d (ctx %d), %d splits", m->name, pos0, pos0 + 1,
+      snprintf(what, sizeof what, "attention %s decode pos=%d (ctx %d), %d splits launched", m->name, pos0, pos0 + 1,
                test_launch(&att.spec, 1).grid[0] / (unsigned)m->heads);
     /* Print every prefill and the first, last and every 8th decode step. */
     double err = rel_l2(got + (size_t)pos0 * qw, ref + (size_t)pos0 * qw, n * qw);
@@ -440,7 +440,8 @@ int main(void) {
     test_attention(m, 333, 3, 0);
     test_attention(m, 990, 34, 0);
     test_attention(m, 990, 10, 1);  /* unsplit decode, as before the splits */
-    test_attention(m, 3, 20, 32);   /* the most splits: most of them empty at these contexts */
+    test_attention(m, 3, 20, 32);   /* the most splits launched: one used at these contexts */
+    test_attention(m, 990, 34, 32); /* and at a long context, where several of them are used */
   }
   printf("%d passed, %d failed\n", npass, nfail);
   rt_gpu_close(gpu);

@@ -37,13 +37,14 @@ else
 fi
 check attention-op "$(grep -c '^; spec:   attention H=4 HKV=2 HD=16' "$tmp"/ll/rb_host_attention_*.ll)" -eq 1
 # The asm of the linear after the JIT's pipeline (default<O3>, then codegen
-# for this CPU): vpermps from the tables (AVX-512) or packed ands of the
-# table's masks, and packed adds.
+# for this CPU): vpermps from the tables (AVX-512; znver4's scheduling model picks
+# vpermd, the same permute in the integer domain) or packed ands of the table's
+# masks, and packed adds.
 if command -v opt-16 >/dev/null 2>&1 && command -v llc-16 >/dev/null 2>&1; then
   opt-16 -passes='default<O3>' -mcpu=native -o "$tmp/lin.bc" "$lin" &&
     llc-16 -O3 -mcpu=native -o "$tmp/lin.s" "$tmp/lin.bc"
   if [ "$avx512" -eq 1 ]; then
-    check asm-vpermps "$(grep -cE 'vpermps[[:space:]].*zmm' "$tmp/lin.s")" -ge 8
+    check asm-vpermps "$(grep -cE 'vperm(ps|d)[[:space:]].*zmm' "$tmp/lin.s")" -ge 8
   else
     check asm-vand "$(grep -cE '(v?andps|v?pand[dq]?)[[:space:]].*sign_masks' "$tmp/lin.s")" -ge 4
   fi

@@ -176,6 +176,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -254,7 +255,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n4096_k4096_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -691,6 +693,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -769,7 +772,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n4096_k4096_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;

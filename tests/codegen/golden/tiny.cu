@@ -64,24 +64,30 @@ __device__ __forceinline__ void rb_unpack8(const rb_chunk &c, float f[8]) {
  * (position pos0+t) of head h attends to cache positions 0 .. pos0+t of kv
  * head h / GROUP. q (T, ldq) with heads at h*HD, already rotated; out (T, H*HD).
  * pos0 = *pos0p is read on the device, so a captured decode step replays anywhere.
- * grid (H * nsplit, T), block (32 * warps), warps <= MAXW; nsplit > 1 only when
+ * grid (H * ngrid, T), block (32 * warps), warps <= MAXW; ngrid > 1 only when
  * T <= NSMALL. ws: (NSMALL, H) arrival counters, zero between launches, then
- * (NSMALL, H, nsplit, 2 + HD) floats of split states (m, l, unnormalized out). */
+ * (NSMALL, H, ngrid, 2 + HD) floats of split states (m, l, unnormalized out). */
 extern "C" __global__ void __launch_bounds__(32 * MAXW)
 rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *__restrict__ q, int ldq,
     const rb_half *__restrict__ kcache, const rb_half *__restrict__ vcache,
     const int *__restrict__ pos0p, int T, float *__restrict__ ws) {
   rb_grid_enter();
-  const int nsplit = gridDim.x / H;
+  const int ngrid = gridDim.x / H;  /* splits launched: enough for a full cache */
   const int h = blockIdx.x % H, split = blockIdx.x / H, t = blockIdx.y;
-  if (t >= T || (nsplit > 1 && T > NSMALL)) return;
+  if (t >= T || (ngrid > 1 && T > NSMALL)) return;
   const int pos0 = *pos0p;
   const int nkeys = min(pos0 + t + 1, CTX);
-  /* This block's keys: split of nsplit near-equal ranges (an empty one at a short context). */
-  const int chunk = (nkeys + nsplit - 1) / nsplit;
-  const int kbeg = min(split * chunk, nkeys), kend = min(kbeg + chunk, nkeys);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int nwarps = blockDim.x >> 5;
+  /* Splits this row takes: each gets at least two block-wide steps of keys, since a
+   * short context spread over every launched split pays the merge's round trip for a
+   * few keys a block. The extra blocks leave at once; their states are never read. */
+  const int step_keys = nwarps * KPW * U;
+  const int nsplit = max(1, min(ngrid, (nkeys + 2 * step_keys - 1) / (2 * step_keys)));
+  if (split >= nsplit) return;
+  /* This block's keys: split of nsplit near-equal ranges. */
+  const int chunk = (nkeys + nsplit - 1) / nsplit;
+  const int kbeg = min(split * chunk, nkeys), kend = min(kbeg + chunk, nkeys);
   const int grp = lane / G, gl = lane % G;  /* key slot in the warp, lane in the group */
   const rb_half *kb = kcache + (long long)(h / GROUP) * CTX * HD;
   const rb_half *vb = vcache + (long long)(h / GROUP) * CTX * HD;
@@ -214,7 +220,7 @@ rb_attention_h4_kv2_hd16_c2048_8bc015(rb_half *__restrict__ out, const rb_half *
 
   /* A split: its state to the workspace (an empty split's is m = NEG_BIG, l = 0). */
   unsigned int *count = (unsigned int *)ws + t * H + h;
-  float *states = ws + NSMALL * H + (long long)(t * H + h) * nsplit * (2 + HD);
+  float *states = ws + NSMALL * H + (long long)(t * H + h) * ngrid * (2 + HD);
   float *mine = states + split * (2 + HD);
   for (int d = threadIdx.x; d < HD; d += blockDim.x) {
     float o = 0.0f;
@@ -781,6 +787,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -859,7 +866,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k160_p1_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -1089,6 +1097,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -1167,7 +1176,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_mma_n64_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -1397,6 +1407,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -1475,7 +1486,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k160_p1(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -1705,6 +1717,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -1783,7 +1796,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_add_xor_n64_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -2316,6 +2330,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -2394,7 +2409,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n32_k64_p3_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -2624,6 +2640,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -2702,7 +2719,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_mma_n64_32_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -3083,6 +3101,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -3161,7 +3180,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_mma_n160x2_k64_p2_b16(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -3391,6 +3411,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -3469,7 +3490,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_swiglu_xor_n160x2_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -3699,6 +3721,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -3777,7 +3800,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n32_k64_p3(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -4007,6 +4031,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt)
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
+  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
   if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
@@ -4085,7 +4110,8 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_xor_n64_32_k64_p2(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
-  rb_grid_enter();
+  /* weights first: kloop issues the first bits and g loads, then waits for the previous
+   * kernel (rb_grid_enter) before it reads x; nothing is written before that. */
   extern __shared__ __align__(16) float red[]; /* (KS, RT, NSB, NB, 4, 32) partial sums */
   const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;
   int seg0, first;
@@ -4616,6 +4642,14 @@ __device__ __forceinline__ void rb_grid_enter(void) {
  * x, y (T, D); w (D); grid (T), block (THREADS). y may alias x. */
 extern "C" __global__ void __launch_bounds__(THREADS)
 rb_rmsnorm_d64_b50037(rb_half *y, const rb_half *x, const rb_half *__restrict__ w, int T) {
+  /* weights first: w is no kernel's output, so its loads go out before the wait
+   * for the previous kernel (the bits streamed since the last norm evicted it). */
+  float wv[PER];
+#pragma unroll
+  for (int k = 0; k < PER; k++) {
+    const int i = threadIdx.x + k * THREADS;
+    wv[k] = i < D ? rb_h2f(w[i]) : 0.0f;
+  }
   rb_grid_enter();
   const int t = blockIdx.x;
   if (t >= T) return;
@@ -4645,7 +4679,7 @@ rb_rmsnorm_d64_b50037(rb_half *y, const rb_half *x, const rb_half *__restrict__ 
 #pragma unroll
   for (int k = 0; k < PER; k++) {
     const int i = threadIdx.x + k * THREADS;
-    if (i < D) yr[i] = rb_f2h(v[k] * r * rb_h2f(w[i]));
+    if (i < D) yr[i] = rb_f2h(v[k] * r * wv[k]);
   }
 }
 //// rb_rope_kv_h4_kv2_hd16_c2048_39ec8d.cu

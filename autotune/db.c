@@ -12,11 +12,12 @@ int at_op_describe(const CgOp *op, char out[160]) {
   RbBuf b = {0};
   if (op->kind == CG_LINEAR) {
     /* cg_kernel_describe's linear line without the strategy, bucket and tiles. */
-    rb_buf_puts(&b, "linear");
+    rb_buf_puts(&b, op->eps > 0 ? "rmsnorm+linear" : "linear");
     if (op->epilogue != CG_EPI_NONE) rb_buf_printf(&b, "+%s", cg_epilogue_name(op->epilogue));
     rb_buf_puts(&b, " N=");
     for (int i = 0; i < op->nseg && i < CG_MAX_SEG; i++) rb_buf_printf(&b, "%s%d", i ? "+" : "", op->N[i]);
     rb_buf_printf(&b, " K=%d k=%d", op->K, op->paths);
+    if (op->eps > 0) rb_buf_printf(&b, " eps=%g", (double)op->eps);
   } else {
     /* Every other kind's description names its op fields alone. */
     CgKernel k = {.op = *op};

@@ -90,6 +90,9 @@ typedef struct CgOp {
   int dim;                /* rmsnorm/swiglu/add/embed width D */
   int vocab;              /* embed */
   int heads, kv_heads, head_dim, max_ctx; /* rope_kv, attention */
+  /* rmsnorm's epsilon. On a linear, eps > 0 makes it the linear of an RMS-normalized
+   * input (a fused rmsnorm): each row of x is scaled by rsqrt(mean(x^2) + eps) first,
+   * the norm's weight having been folded into h by the runtime (h_p .* w). */
   float eps, rope_theta;
 } CgOp;
 
@@ -358,6 +361,10 @@ typedef struct CgTarget {
   /* The default schedules of a quantized linear: one per batch bucket,
    * ascending batch_max, the last serving every larger batch. Returns the count. */
   int (*linear_buckets)(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
+  /* Whether a quantized linear under default schedule s can normalize its own input
+   * (CgOp.eps > 0), so that selection folds the rmsnorm before it into it at that
+   * bucket. NULL: never. */
+  int (*linear_prenorm)(const CgSchedule *s);
   /* Whether k's source is written for arch, the exact target its compiler gets
    * ("sm_90", "sm_90a"): RB_OK, or RB_EUSER with the archs it needs in err.
    * NULL: a target without architectures. */
@@ -502,7 +509,8 @@ double cg_ref_rel_l2(const double *a, const double *b, size_t n);
 int cg_ref_linear_width(const CgOp *op, int *ntot);
 /* One output row of the fused linear op: each segment s from bits[s], g[s]
  * (paths, N[s]) and h + s * paths * K, concatenated, then the epilogue (+ res
- * (Ntot) for add; silu(gate) * up for swiglu). seg: Ntot doubles of scratch. */
+ * (Ntot) for add; silu(gate) * up for swiglu). seg: Ntot doubles of scratch.
+ * With op->eps > 0 the sums are scaled by rsqrt(mean(x^2) + eps) before the epilogue. */
 void cg_ref_linear_row(const CgOp *op, double *y, const float *x, const uint32_t *const *bits, const float *const *g,
                        const float *h, const float *res, double *seg);
 /* The relative L2 error a linear kernel under s may show against the reference. */

@@ -99,6 +99,7 @@ int cg_kernel_equal(const CgKernel *a, const CgKernel *b) {
 
 void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
   const CgOp *s = &k->op;
+  if (s->kind == CG_LINEAR && s->eps > 0) rb_buf_puts(out, "rmsnorm+");
   rb_buf_printf(out, "%s", cg_kind_name(s->kind));
   switch (s->kind) {
   case CG_LINEAR:
@@ -109,6 +110,7 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
     rb_buf_puts(out, " N=");
     for (int i = 0; i < s->nseg; i++) rb_buf_printf(out, "%s%d", i ? "+" : "", s->N[i]);
     rb_buf_printf(out, " K=%d k=%d", s->K, s->paths);
+    if (s->kind == CG_LINEAR && s->eps > 0) rb_buf_printf(out, " eps=%g", s->eps);
     if (s->kind == CG_LINEAR)
       rb_buf_printf(out, " b<=%d tile=%d,%d,%d,%d", k->sched.batch_max, k->sched.tile[0], k->sched.tile[1],
                     k->sched.tile[2], k->sched.tile[3]);

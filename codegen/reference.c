@@ -65,6 +65,12 @@ void cg_ref_linear_row(const CgOp *op, double *y, const float *x, const uint32_t
   for (int s = 0, row0 = 0; s < op->nseg; row0 += op->N[s], s++)
     cg_ref_linear(seg + row0, x, bits[s], g[s], h + (size_t)s * P * K, 1, op->N[s], K, P);
   int ntot, nout = cg_ref_linear_width(op, &ntot);
+  if (op->eps > 0) { /* a fused rmsnorm: its weight is in h, its scale applies to the sums */
+    double ss = 0.0;
+    for (int j = 0; j < K; j++) ss += (double)x[j] * x[j];
+    double r = 1.0 / sqrt(ss / K + (double)op->eps);
+    for (int n = 0; n < ntot; n++) seg[n] *= r;
+  }
   if (op->epilogue == CG_EPI_SWIGLU) {
     for (int n = 0; n < nout; n++) y[n] = cg_ref_silu(seg[n]) * seg[op->N[0] + n];
     return;

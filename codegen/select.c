@@ -114,8 +114,23 @@ int cg_graph_check(const IrGraph *g, IrDiag *d) {
   return d->nerrors == before ? RB_OK : RB_EUSER;
 }
 
+/* The rmsnorm node whose output is linear node `node`'s input and nothing else's
+ * (nor the graph's result), or -1: the norm a decode bucket can fold in. */
+static int norm_before(const IrGraph *g, int node) {
+  int v = g->nodes[node].in[0], def = g->values[v].def;
+  if (def < 0 || g->nodes[def].dead || g->nodes[def].op != IR_RMSNORM || v == g->ret) return -1;
+  for (int i = 0; i < g->nnodes; i++) {
+    const IrNode *n = &g->nodes[i];
+    for (int j = 0; !n->dead && i != node && j < n->nin; j++)
+      if (n->in[j] == v) return -1;
+  }
+  return def;
+}
+
 /* A quantized linear node: its kernel per batch bucket (the target's
- * default schedules) and the repack of the layout they share. */
+ * default schedules) and the repack of the layout they share. A bucket the
+ * target can normalize in (linear_prenorm) takes the rmsnorm before it along
+ * (CgOp.eps): the executor then skips the norm at those batches. */
 static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, CgKernelSet *ks) {
   const IrNode *n = &g->nodes[node];
   CgNodeKernels *nk = &ks->node[node];
@@ -142,11 +157,13 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, CgKerne
     break;
   }
   CgSchedule buckets[CG_MAX_BUCKETS];
-  int nb = t->linear_buckets(s, buckets);
+  int nb = t->linear_buckets(s, buckets), norm = t->linear_prenorm ? norm_before(g, node) : -1;
   for (int b = 0; b < nb; b++) {
     k.sched = buckets[b];
+    s->eps = norm >= 0 && t->linear_prenorm(&buckets[b]) ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
     if (add_use(ks, &k, node, n->line, &nk->bucket[nk->nbucket++])) return RB_EINTERNAL;
   }
+  s->eps = 0.0f;
   /* The repack depends only on the layout (segments, K, paths), which every
    * schedule shares: one copy of a layer's bits serves all batch sizes. */
   CgKernel r;

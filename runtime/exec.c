@@ -37,6 +37,11 @@ typedef struct {
   int w_owned;
   RtDevPtr table, norm;   /* embed, rmsnorm */
   RtDevPtr kc, vc;        /* attention */
+  /* A fused rmsnorm (CgOp.eps on the linear's decode buckets): on the linear, the norm's
+   * step; on the norm, the linear's; -1 elsewhere. norm_host: the norm's weight, kept
+   * from its binding until the linear's folds it into h. */
+  int norm_step, fused_into;
+  uint16_t *norm_host;
 } StepState;
 
 #define POOL_SIZE (1u << 20)
@@ -216,6 +221,13 @@ static int bind_linear(RtModel *m, int step, RtSafetensors *f, RbBuf *err) {
   if (!rc)
     rc = rt_linear_bind(m->prog, step, (const uint32_t *const *)bits, (const uint16_t *const *)g,
                         (const uint16_t *const *)h, &ss->lin, err);
+  if (!rc && ss->norm_step >= 0) {
+    StepState *ns = &m->st[ss->norm_step];
+    rc = rt_linear_fold_norm(m->prog, ss->lin, (const uint16_t *const *)h, ns->norm_host, err);
+    if (!rc) m->weight_bytes += (size_t)op->nseg * k * K * 2;
+    rb_free(ns->norm_host);
+    ns->norm_host = NULL;
+  }
   for (int i = 0; i < op->nseg; i++) {
     if (!rc) m->weight_bytes += cg_packed_bytes(k, op->N[i], K);
     rb_free(bits[i]), rb_free(g[i]), rb_free(h[i]);
@@ -283,6 +295,7 @@ static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
       cg_dense_name(name, sizeof name, ps->weights[0]);
       rc = load_f16(m, f, name, 1, shape, 0, 1.0f, &h);
       if (!rc) rc = device_upload(m, &ss->norm, h, (size_t)ps->width[0] * 2);
+      if (!rc && ss->fused_into >= 0) ss->norm_host = h, h = NULL; /* the linear folds it in */
       break;
     }
     case IR_LINEAR:
@@ -314,6 +327,19 @@ static int bind_weights(RtModel *m, RtSafetensors *f, RbBuf *err) {
   return RB_OK;
 }
 
+/* ---- fused rmsnorms ---- */
+
+/* Pair each quantized linear whose decode buckets fold in an rmsnorm with that norm's step. */
+static int pair_norms(RtModel *m, RbBuf *err) {
+  for (int i = 0; i < m->p->nsteps; i++) m->st[i].norm_step = m->st[i].fused_into = -1;
+  for (int j = 0; j < m->p->nsteps; j++) {
+    int norm, rc = rt_linear_norm_step(m->p, j, &norm, err);
+    if (rc) return rc;
+    if (norm >= 0) m->st[j].norm_step = norm, m->st[norm].fused_into = j;
+  }
+  return RB_OK;
+}
+
 /* ---- activations ---- */
 
 /* A buffer of at least `bytes` for a new value: a free one, or a new one. */
@@ -337,6 +363,11 @@ static int plan_buffers(RtModel *m, RbBuf *err) {
   for (int i = 0; i < p->nsteps; i++)
     for (int j = 0; j < p->steps[i].nin; j++) m->val[p->steps[i].in[j]].last = i;
   if (p->ret >= 0) m->val[p->ret].last = p->nsteps; /* the output outlives the steps */
+  for (int i = 0; i < p->nsteps; i++) /* a linear folding in its rmsnorm reads the norm's input */
+    if (m->st[i].norm_step >= 0) {
+      Val *x = &m->val[p->steps[m->st[i].norm_step].in[0]];
+      if (x->last < i) x->last = i;
+    }
   m->val[0].width = 1; /* the token ids: read from m->tokens */
   for (int i = 0; i < p->nsteps; i++) {
     const RtPlanStep *ps = &p->steps[i];
@@ -389,6 +420,7 @@ static int run_embed(RtModel *m, int i, int T) {
 
 static int run_rmsnorm(RtModel *m, int i, int T) {
   const RtPlanStep *ps = &m->p->steps[i];
+  if (m->st[i].fused_into >= 0 && rt_linear_prenorm(m->p, m->st[i].fused_into, T)) return RB_OK; /* the linear's */
   CgRmsnormArgs a = {view(m, ps->out[0]), view(m, ps->in[0]), m->st[i].norm, T};
   CgArgv v;
   cg_rmsnorm_argv(&a, &v);
@@ -442,6 +474,7 @@ static int run_linear(RtModel *m, int i, int T) {
   const RtPlanStep *ps = &m->p->steps[i];
   StepState *ss = &m->st[i];
   RtDevPtr y = view(m, ps->out[0]), x = view(m, ps->in[0]);
+  if (ss->norm_step >= 0 && rt_linear_prenorm(m->p, i, T)) x = view(m, m->p->steps[ss->norm_step].in[0]);
   int add = ps->op == IR_LINEAR_ADD;
   RtDevPtr res = add ? view(m, ps->in[1]) : 0;
   if (ps->paths) return rt_linear_run(m->prog, ss->lin, T, y, x, res, m->stream, &m->lin);
@@ -646,7 +679,7 @@ int rt_model_open(RtProgram *pr, const char *weights, const RtModelOptions *o, R
     m->lin = (RtLinearScratch){m->blas, m->lin.w, m->scratch, w_bytes, (size_t)m->o.max_tokens * scratch_cols * 2};
     m->total_bytes += w_bytes;
   }
-  if ((rc = plan_buffers(m, err))) goto fail;
+  if ((rc = pair_norms(m, err)) || (rc = plan_buffers(m, err))) goto fail;
   if ((rc = bind_weights(m, f, err))) goto fail;
   rt_st_close(f);
   m->total_bytes += m->weight_bytes;
@@ -668,6 +701,7 @@ void rt_model_close(RtModel *m) {
     if (ss->w_owned) rt_program_free(m->prog, ss->w);
     if (ss->table) rt_program_free(m->prog, ss->table);
     if (ss->norm) rt_program_free(m->prog, ss->norm);
+    rb_free(ss->norm_host);
     if (ss->kc) rt_program_free(m->prog, ss->kc);
     if (ss->vc) rt_program_free(m->prog, ss->vc);
   }

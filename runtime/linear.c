@@ -5,12 +5,14 @@
  * strategy runs its kernel, cuBLAS and the epilogue over the executor's scratch. */
 #include <string.h>
 
+#include "ir/ir.h"
 #include "runtime/runtime.h"
 
 struct RtLinear {
   int step;
   RtDevPtr bits; /* the kernel layout, read by every batch bucket */
   RtDevPtr g, h;
+  RtDevPtr hn;   /* h_p .* w of the rmsnorm its decode buckets fold in (rt_linear_fold_norm), or 0 */
 };
 
 const CgOp *rt_linear_op(const RtPlan *p, int step) {
@@ -71,11 +73,28 @@ done:
   return RB_OK;
 }
 
+int rt_linear_fold_norm(RtProgram *pr, RtLinear *w, const uint16_t *const *h, const uint16_t *norm, RbBuf *err) {
+  const CgOp *op = rt_linear_op(rt_program_plan(pr), w->step);
+  size_t per = (size_t)op->paths * op->K, n = per * op->nseg;
+  uint16_t *hn = rb_malloc(n * 2);
+  int rc = hn ? RB_OK : RB_EINTERNAL;
+  /* fp16(h * w): the rounding the unfused path takes where the norm writes fp16(x r w) */
+  for (size_t i = 0; hn && i < n; i++)
+    hn[i] = rb_f16_from_f32(rb_f32_from_f16(h[i / per][i % per]) * rb_f32_from_f16(norm[i % op->K]));
+  if (!rc && !w->hn && (rc = rt_program_alloc(pr, &w->hn, n * 2))) w->hn = 0;
+  if (!rc) rc = rt_program_upload(pr, w->hn, hn, n * 2);
+  if (rc) rb_buf_printf(err, "folding the rmsnorm weight into step %d failed: %s", w->step,
+                        hn ? rt_program_error(pr) : "out of memory");
+  rb_free(hn);
+  return rc;
+}
+
 void rt_linear_free(RtProgram *pr, RtLinear *w) {
   if (!w) return;
   rt_program_free(pr, w->bits);
   rt_program_free(pr, w->g);
   rt_program_free(pr, w->h);
+  if (w->hn) rt_program_free(pr, w->hn);
   rb_free(w);
 }
 
@@ -145,6 +164,36 @@ int rt_linear_kernel(const RtPlan *p, int step, int batch) {
   return nk->bucket[nk->nbucket - 1];
 }
 
+int rt_linear_norm_step(const RtPlan *p, int step, int *norm, RbBuf *err) {
+  *norm = -1;
+  const RtPlanStep *ps = step >= 0 && step < p->nsteps ? &p->steps[step] : NULL;
+  float eps = 0;
+  for (int b = 0; ps && ps->paths && b < ps->kernels.nbucket; b++)
+    if (p->kernels[ps->kernels.bucket[b]].kernel.op.eps > 0) eps = p->kernels[ps->kernels.bucket[b]].kernel.op.eps;
+  if (!eps) return RB_OK;
+  /* The step writing its input, read by nothing else (what selection saw in the graph). */
+  int v = ps->in[0], at = -1, readers = 0;
+  for (int i = 0; i < p->nsteps; i++) {
+    if (p->steps[i].nout > 0 && p->steps[i].out[0] == v) at = i;
+    for (int k = 0; k < p->steps[i].nin; k++) readers += p->steps[i].in[k] == v;
+  }
+  const RtPlanStep *ns = at >= 0 ? &p->steps[at] : NULL;
+  const CgOp *op = rt_linear_op(p, step);
+  if (!ns || !op || ns->op != IR_RMSNORM || at > step || readers != 1 || v == p->ret || ns->kernels.main < 0 ||
+      p->kernels[ns->kernels.main].kernel.op.eps != eps || ns->width[0] != op->K) {
+    rb_buf_printf(err, "step %d (IR line %d) folds in an rmsnorm (eps %g), but its input is not the output of one "
+                  "rmsnorm step of that eps read by it alone: the plan is inconsistent (run rabitc again)",
+                  step, ps->line, (double)eps);
+    return RB_EUSER;
+  }
+  *norm = at;
+  return RB_OK;
+}
+
+int rt_linear_prenorm(const RtPlan *p, int step, int batch) {
+  return p->steps[step].paths && p->kernels[rt_linear_kernel(p, step, batch)].kernel.op.eps > 0;
+}
+
 int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDevPtr x, RtDevPtr res, RtStream s,
                   const RtLinearScratch *sc) {
   const RtPlan *p = rt_program_plan(pr);
@@ -154,12 +203,19 @@ int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDev
   /* The fused kernels load x and h 16 bytes at a time when K % 8 == 0 and trap on a base
    * that is not 16-byte aligned (a trap would end the context): said here instead. */
   const CgOp *op = &p->kernels[kernel].kernel.op;
-  if (op->K % 8 == 0 && ((x | w->h) & 15u)) {
+  RtDevPtr h = op->eps > 0 ? w->hn : w->h;
+  if (!h) {
+    rt_gpu_set_error(rt_program_gpu(pr), "step %d (IR line %d): its kernel at batch %d normalizes its input (a fused "
+                     "rmsnorm), and no norm weight was folded into it (rt_linear_fold_norm)", w->step,
+                     p->steps[w->step].line, batch);
+    return RB_EUSER;
+  }
+  if (op->K % 8 == 0 && ((x | h) & 15u)) {
     rt_gpu_set_error(rt_program_gpu(pr), "step %d (IR line %d): x (0x%llx) is not 16-byte aligned, as the linear's "
                      "kernel needs for K = %d", w->step, p->steps[w->step].line, (unsigned long long)x, op->K);
     return RB_EUSER;
   }
-  CgLinearArgs a = {y, x, w->bits, w->g, w->h, res, batch};
+  CgLinearArgs a = {y, x, w->bits, w->g, h, res, batch};
   CgArgv v;
   cg_linear_argv(&a, &v);
   return rt_program_launch(pr, kernel, batch, v.v, s);

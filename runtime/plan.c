@@ -505,6 +505,12 @@ int rt_plan_parse(const char *path, const char *text, RtPlan **out, RbBuf *err) 
   if (!c.failed && (!p->arch[0] || !p->compiler[0] || !p->target[0]))
     perr(&c, "the header lacks 'target', 'arch' or 'compiler'");
   if (!c.failed && !rt_plan_target(p)) perr(&c, "unknown target '%s'", p->target);
+  for (int i = 0; !c.failed && i < p->nsteps; i++) { /* a fused rmsnorm names its norm's step */
+    RbBuf why = {0};
+    int norm;
+    if (rt_linear_norm_step(p, i, &norm, &why)) perr(&c, "%s", why.data ? why.data : "out of memory");
+    rb_buf_free(&why);
+  }
   rb_free(copy);
   if (c.failed) {
     p->nsteps = ns; /* free only what was filled */

@@ -29,6 +29,12 @@ int rabit_plan_step_weights(const RabitPlan *plan, int step);      /* how many i
 const char *rabit_plan_step_weight(const RabitPlan *plan, int step, int i); /* Hugging Face name */
 /* A quantized linear step's shape: segments, their N, K and paths. 0 for other steps. */
 int rabit_plan_linear_shape(const RabitPlan *plan, int step, int *nseg, int N[4], int *K, int *paths);
+/* The rmsnorm step a quantized linear step folds in at its small batches (the decode
+ * buckets), or -1: at a batch where rabit_plan_linear_prenorm is 1, the linear's x is
+ * that norm's input, the norm step is not run, and the norm's weight must have been
+ * folded in (rabit_linear_fold_norm). -1 also for a step that is no quantized linear. */
+int rabit_plan_linear_norm(const RabitPlan *plan, int step);
+int rabit_plan_linear_prenorm(const RabitPlan *plan, int step, int batch);
 
 /* ---- sessions: a plan on a GPU ---- */
 /* Opens device `device` on its primary context and loads every kernel of the
@@ -53,6 +59,10 @@ int rabit_sync(RabitSession *s);
 int rabit_linear_bind(RabitSession *s, int step, const uint32_t *const *bits, const uint16_t *const *g,
                       const uint16_t *const *h, RabitLinear **out, char *err, size_t errlen);
 void rabit_linear_free(RabitSession *s, RabitLinear *w);
+/* For a step that folds in an rmsnorm (rabit_plan_linear_norm): h as bound, and the
+ * norm's weight (K fp16 bits); its small batches then compute linear(rmsnorm(x)). */
+int rabit_linear_fold_norm(RabitSession *s, RabitLinear *w, const uint16_t *const *h, const uint16_t *norm, char *err,
+                           size_t errlen);
 /* y = W x (+ res for a linear_add step; silu(gate) * up for linear_swiglu).
  * x (batch, K) and y (batch, out width) fp16 on the device; res (batch, N)
  * or 0. With K % 8 == 0, x must be 16-byte aligned (rabit_alloc's buffers are;

@@ -16,7 +16,7 @@
 
 /* ==== plan.c: the versioned plan, the contract between rabitc and its users ==== */
 
-#define RT_PLAN_VERSION 3 /* 3: the decode variant's grid x (split attention) */
+#define RT_PLAN_VERSION 4 /* 3: the decode variant's grid x (split attention); 4: a linear's eps (a fused rmsnorm) */
 #define RT_PLAN_MAX_BYTES (64ull << 20) /* a plan file is read whole: 64 MiB at most */
 
 /* One kernel: what it computes and how (the whole kernel, so a missing binary
@@ -253,6 +253,15 @@ typedef struct RtLinear RtLinear;
 int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const uint16_t *const *g,
                    const uint16_t *const *h, RtLinear **out, RbBuf *err);
 void rt_linear_free(RtProgram *pr, RtLinear *w);
+/* The step's buckets with a fused rmsnorm (CgOp.eps > 0) read h_p .* norm: fold the
+ * norm's weight norm (K fp16) into h (as rt_linear_bind took it) for them. */
+int rt_linear_fold_norm(RtProgram *pr, RtLinear *w, const uint16_t *const *h, const uint16_t *norm, RbBuf *err);
+/* The rmsnorm step a quantized linear step folds in at its decode buckets (CgOp.eps > 0)
+ * into *norm, or -1; RB_EUSER when the plan's steps do not bear that out. */
+int rt_linear_norm_step(const RtPlan *p, int step, int *norm, RbBuf *err);
+/* Whether the step's kernel at this batch folds in the rmsnorm before it (CgOp.eps > 0):
+ * then x is the norm's input, and the norm step does not run. */
+int rt_linear_prenorm(const RtPlan *p, int step, int batch);
 /* What a bucket under the dequant strategy borrows from its executor: one per
  * executor, allocated once and shared by every layer (never per call). blas is
  * cuBLAS bound to the stream the runs use; w the fp16 W_hat of the largest layer

@@ -86,6 +86,18 @@ int rabit_plan_linear_shape(const RabitPlan *plan, int step, int *nseg, int N[4]
   return 1;
 }
 
+int rabit_plan_linear_norm(const RabitPlan *plan, int step) {
+  RbBuf e = {0};
+  int norm;
+  if (rt_linear_norm_step(plan->p, step, &norm, &e)) norm = -1; /* rabit_plan_load checked the plan */
+  rb_buf_free(&e);
+  return norm;
+}
+
+int rabit_plan_linear_prenorm(const RabitPlan *plan, int step, int batch) {
+  return rabit_plan_linear_norm(plan, step) >= 0 && rt_linear_prenorm(plan->p, step, batch);
+}
+
 /* ---- sessions ---- */
 
 int rabit_session_open(const RabitPlan *plan, int device, RabitSession **out, char *err, size_t errlen) {
@@ -148,6 +160,15 @@ int rabit_linear_bind(RabitSession *s, int step, const uint32_t *const *bits, co
   } else {
     *out = l;
   }
+  rb_buf_free(&e);
+  return rc;
+}
+
+int rabit_linear_fold_norm(RabitSession *s, RabitLinear *w, const uint16_t *const *h, const uint16_t *norm, char *err,
+                           size_t errlen) {
+  RbBuf e = {0};
+  int rc = rt_linear_fold_norm(s->prog, w->w, h, norm, &e);
+  if (rc) say(err, errlen, &e);
   rb_buf_free(&e);
   return rc;
 }

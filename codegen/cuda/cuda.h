@@ -17,6 +17,8 @@ void cg_cuda_prelude(RbBuf *b, const CgKernel *k, const char *emitter);
  * storage type rb_bf16 and the conversions rb_bf2f / rb_f2bf (round to
  * nearest even). The training kernels (train_*.c) use it. */
 void cg_cuda_prelude_bf16(RbBuf *b);
+/* A C++ float literal that reads back as exactly the float v. */
+void cg_cuda_lit_float(char out[48], float v);
 /* k's entry-point name from its readable form (a C identifier saying what the
  * kernel is: "rb_linear_xor_n4096_k4096_p2"). hashed: the name leaves out
  * something of k's description (tiles, a float attribute), so "_" and 6 hex
@@ -31,6 +33,7 @@ int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err); /* linear 
 int cg_cuda_arch_check(const CgKernel *k, const char *arch, RbBuf *err); /* archs.c */
 uint64_t cg_layout_bytes_linear(const CgOp *op);
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
+int cg_linear_prenorm(const CgSchedule *s);
 
 /* ==== lop3.c: the lop3 strategy's decode table ==== */
 /* A register q (0..3) of k16 step s (0..3): (form(w) & mask) | con = C + bit, both halves. */

@@ -158,6 +158,11 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     pl->TT += pl->ntile[i];
   }
 
+  if (!(s->eps >= 0.0f) || (s->eps > 0 && (sc->strategy == CG_STRAT_DEQUANT || s->K % 8))) {
+    rb_buf_printf(err, "linear: a fused rmsnorm (eps %g) needs the register design and K %% 8 == 0 (here %s, K = %d)",
+                  (double)s->eps, cg_strategy_name(sc->strategy), s->K);
+    return RB_EUSER;
+  }
   if (sc->strategy == CG_STRAT_DEQUANT) return plan_dequant(sc, pl, err);
 
   int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
@@ -192,7 +197,8 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
       /* The reduction buffer (and with a bit ring, the rings) stays under the limit:
        * fewer warps, each with its stages. */
       const unsigned st = (unsigned)sc->tile[2] > 8 ? 0u : (unsigned)sc->tile[2];
-      while (ks > 1 && (unsigned)ks * pl->RT * pl->nsb * ((pl->BT / 8) + st * (unsigned)s->paths) * 512u >
+      const unsigned ssq = s->eps > 0 ? (unsigned)pl->BT * 4u : 0u; /* a fused rmsnorm's x.x per warp */
+      while (ks > 1 && (unsigned)ks * (pl->RT * pl->nsb * ((pl->BT / 8) + st * (unsigned)s->paths) * 512u + ssq) >
                            (st ? RING_SMEM_LIMIT : SMEM_LIMIT))
         ks--;
     }
@@ -208,8 +214,14 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     pl->threads = (unsigned)(pl->KS * 32);
     pl->smem = (unsigned)(pl->KS * pl->RT * pl->nsb * (pl->BT / 8) * 512);
     pl->smem += (unsigned)(pl->ST * pl->KS * s->paths * pl->nsb * pl->RT * 512); /* the rings */
+    if (s->eps > 0) pl->smem += (unsigned)(pl->KS * pl->BT * 4); /* the fused rmsnorm's x.x per warp and row */
     for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
   } else {
+    if (s->eps > 0) {
+      rb_buf_printf(err, "linear mma: batch tile %d is the staged design's, which does not fuse an rmsnorm (the "
+                    "register design's batch tiles: 8 or 16)", pl->BT);
+      return RB_EUSER;
+    }
     pl->KS = sc->tile[1] ? sc->tile[1] : (pl->BT <= 16 ? 4 : 2);
     pl->RT = sc->tile[0] ? sc->tile[0] : (pl->BT <= 16 ? 2 : 4);
     if (sc->tile[2]) {
@@ -255,14 +267,14 @@ static void name_rows(RbBuf *b, const CgOp *s) {
   for (int i = 0; i < s->nseg; i++) rb_buf_printf(b, "%s%d", i ? "_" : "n", s->N[i]);
 }
 
-/* A linear's entry: rb_linear[_add|_swiglu]_{xor|mma}_n.._k<K>_p<paths>, then
+/* A linear's entry: rb_linear[_rms][_add|_swiglu]_{xor|mma}_n.._k<K>_p<paths>, then
  * _b<batch_max> for mma (and for an xor bucket past 8), hashed when
  * a tile is set (the name does not say tiles). */
 static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   const CgOp *s = &k->op;
   const CgSchedule *sc = &k->sched;
   RbBuf b = {0};
-  rb_buf_puts(&b, "rb_linear_");
+  rb_buf_puts(&b, s->eps > 0 ? "rb_linear_rms_" : "rb_linear_");
   if (s->epilogue != CG_EPI_NONE) rb_buf_printf(&b, "%s_", cg_epilogue_name(s->epilogue));
   rb_buf_printf(&b, "%s_", cg_strategy_name(sc->strategy));
   name_rows(&b, s);
@@ -403,6 +415,7 @@ static const char ring_prologue[] =
     "    cp_commit();\n";
 
 static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
+  const int norm = s->eps > 0; /* a fused rmsnorm (CgOp.eps) */
   rb_buf_puts(b,
       "/* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group\n"
       " * of K. Per group it streams one 16-byte word set per tile and path (loaded one\n"
@@ -411,6 +424,13 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       " * lane's fragments are contiguous), decodes each A register to +-g_p with one\n"
       " * shift and one LOP3, and accumulates every path in one fp32 mma accumulator\n"
       " * set. The KS warps of a block reduce through shared memory in a fixed order. */\n\n");
+  if (norm)
+    rb_buf_puts(b,
+        "/* A fused rmsnorm: x is the norm's input and h_p holds h_p .* w. Each warp sums x.x\n"
+        " * per batch row of its columns with one more mma a k16 step (A = the x fragment in\n"
+        " * rows 0..7: the Gram matrix of the batch rows, whose diagonal is wanted; exact fp16\n"
+        " * products, fp32 sums), reduced with the partial sums; each output is scaled by\n"
+        " * rsqrt(mean(x^2) + eps) of its row before the epilogue. */\n\n");
   if (pl->lop3)
     rb_buf_puts(b,
         "/* Strategy lop3: each A register is C + bit from one LOP3 on one of four forms of\n"
@@ -432,11 +452,19 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_printf(b, "#define SETS %d  /* accumulator sets: %s */\n", pl->lop3 ? s->paths : 2,
                 pl->lop3 ? "one per path" : "every mma into set 0");
   rb_buf_puts(b, "#define NT (KS * 32)  /* threads per block */\n\n");
+  if (norm) {
+    char eps[48], invk[48];
+    cg_cuda_lit_float(eps, s->eps);
+    cg_cuda_lit_float(invk, (float)(1.0 / s->K));
+    rb_buf_printf(b, "#define EPS %s  /* the fused rmsnorm's */\n#define INV_K %s\n", eps, invk);
+    rb_buf_puts(b, "#define SSQ_FLOATS (KS * BT)  /* shared memory after the partial sums: each warp's x.x per row */\n\n");
+  }
   if (pl->ST) {
     rb_buf_printf(b, "#define STAGES %d  /* groups of bits in flight per warp, through its ring in shared memory */\n",
                   pl->ST);
     rb_buf_puts(b, "#define NWB (PATHS * NSB * RT)  /* 16-byte words a lane owns per group */\n");
-    rb_buf_puts(b, "#define RED_BYTES (KS * RT * NSB * NB * 512)  /* shared memory: the reduction's, then the rings */\n\n");
+    rb_buf_printf(b, "#define RED_BYTES (KS * RT * NSB * NB * 512%s)  /* shared memory: the reduction's, then the rings */\n\n",
+                  norm ? " + SSQ_FLOATS * 4" : "");
     rb_buf_puts(b, ring_helpers);
   }
   emit_segment_tables(b, s, pl, 1);
@@ -496,12 +524,15 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      ld8(hv[p][sb], hp, col);\n"
       "      ld8(hv[p][sb] + 4, hp, col + 8);\n"
       "    }\n"
-      "}\n\n"
+      "}\n\n");
+  rb_buf_printf(b,
       "/* The K loop of one warp over NBU (<= NB) live n8 batch tiles. */\n"
       "template <int NBU>\n"
-      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const rb_half *x,\n"
+      "__device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], %sconst rb_half *x,\n"
       "                                      const unsigned *bits, const rb_half *g, const rb_half *h,\n"
-      "                                      int batch, int seg0, int tb, int b0) {\n"
+      "                                      int batch, int seg0, int tb, int b0) {\n",
+      norm ? "float (&gram)[NB][4],\n                                      " : "");
+  rb_buf_puts(b,
       "  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5;\n"
       "  const int gid = lane >> 2, tig = lane & 3;\n"
       "  const int nrows = seg_rows(seg0), ntile = (nrows + 15) / 16;\n"
@@ -586,7 +617,17 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "#pragma unroll\n"
       "            for (int sb = 0; sb < NSB; ++sb) hn[p][sb][m] = 0u;\n"
       "        }\n"
-      "      }\n"
+      "      }\n");
+  if (norm)
+    rb_buf_puts(b,
+      "#pragma unroll\n"
+      "      for (int nb = 0; nb < NBU; ++nb) /* x.x of this step: the Gram fragment's diagonal */\n"
+      "#pragma unroll\n"
+      "        for (int s = 0; s < 4; ++s) {\n"
+      "          const unsigned a[4] = {xv[nb][2 * s], 0u, xv[nb][2 * s + 1], 0u};\n"
+      "          mma16816(gram[nb], a, xv[nb][2 * s], xv[nb][2 * s + 1]);\n"
+      "        }\n");
+  rb_buf_puts(b,
       "#pragma unroll\n"
       "      for (int p = 0; p < PATHS; ++p)\n"
       "#pragma unroll\n"
@@ -705,14 +746,30 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      for (int nb = 0; nb < NB; ++nb)\n"
       "#pragma unroll\n"
       "        for (int e = 0; e < SETS * 4; ++e) acc[rt][sb][nb][e >> 2][e & 3] = 0.0f;\n");
-  if (pl->short_tile)
+  if (norm)
     rb_buf_puts(b,
+        "  float gram[NB][4]; /* x x^T of the n8 tiles' rows over this warp's columns */\n"
+        "#pragma unroll\n"
+        "  for (int e = 0; e < NB * 4; ++e) gram[e >> 2][e & 3] = 0.0f;\n");
+  const char *accs = norm ? "acc, gram" : "acc";
+  if (pl->short_tile)
+    rb_buf_printf(b,
         "  if (batch - b0 <= 8) /* only the first n8 tile is live: skip the other's loads and mma */\n"
-        "    kloop<1>(acc, x, bits, g, h, batch, seg0, tb, b0);\n"
+        "    kloop<1>(%s, x, bits, g, h, batch, seg0, tb, b0);\n"
         "  else\n"
-        "    kloop<NB>(acc, x, bits, g, h, batch, seg0, tb, b0);\n");
+        "    kloop<NB>(%s, x, bits, g, h, batch, seg0, tb, b0);\n", accs, accs);
   else
-    rb_buf_printf(b, "  kloop<%s>(acc, x, bits, g, h, batch, seg0, tb, b0);\n", pl->BT > 8 ? "NB" : "1");
+    rb_buf_printf(b, "  kloop<%s>(%s, x, bits, g, h, batch, seg0, tb, b0);\n", pl->BT > 8 ? "NB" : "1", accs);
+  if (norm)
+    rb_buf_puts(b,
+        "  /* The diagonal: row i of tile nb is lane (i, i / 2)'s element i % 2. */\n"
+        "  float *ssq = red + KS * RT * NSB * NB * 128; /* (KS, BT) */\n"
+        "  {\n"
+        "    const int gid = lane >> 2, tig = lane & 3;\n"
+        "#pragma unroll\n"
+        "    for (int nb = 0; nb < NB; ++nb)\n"
+        "      if (tig == gid >> 1) ssq[ks * BT + nb * 8 + gid] = gram[nb][gid & 1];\n"
+        "  }\n");
   rb_buf_puts(b,
       "\n"
       "#pragma unroll\n"
@@ -739,6 +796,13 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "      v[sb] = 0.0f;\n"
       "      for (int k = 0; k < KS; ++k) v[sb] += red[((((k * RT + rt) * NSB + sb) * NB + nb) * 4 + e) * 32 + l];\n"
       "    }\n");
+  if (norm)
+    rb_buf_puts(b,
+      "    float xx = 0.0f; /* the row's x.x, over the KS warps in order */\n"
+      "    for (int k = 0; k < KS; ++k) xx += ssq[k * BT + brow - b0];\n"
+      "    const float r = rsqrtf(xx * INV_K + EPS);\n"
+      "#pragma unroll\n"
+      "    for (int sb = 0; sb < NSB; ++sb) v[sb] *= r;\n");
   emit_store(b, s, "    ", "v[0]", "v[NSB - 1]");
   rb_buf_puts(b, "  }\n}\n\n");
 }
@@ -1228,6 +1292,9 @@ int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   }
   return n;
 }
+
+/* The buckets up to batch 16 (the register design's) fold in the rmsnorm before them. */
+int cg_linear_prenorm(const CgSchedule *s) { return s->strategy != CG_STRAT_DEQUANT && s->batch_max <= 16; }
 
 /* ---- argument marshalling: the ABI of codegen.h ---- */
 

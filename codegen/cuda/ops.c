@@ -13,14 +13,6 @@
 
 /* ==== emission helpers ==== */
 
-/* A C++ float literal that reads back as exactly the float v ("1e-05" becomes
- * "9.99999975e-06f"; "1" becomes "1.0f", since "1f" is not a literal). */
-static void lit_float(char out[48], float v) {
-  snprintf(out, 48, "%.9g", (double)v);
-  if (!strpbrk(out, ".e")) strcat(out, ".0");
-  strcat(out, "f");
-}
-
 /* A C++ double literal that reads back as exactly v. */
 static void lit_double(char out[48], double v) {
   snprintf(out, 48, "%.17g", v);
@@ -93,8 +85,8 @@ static void emit_rmsnorm(const CgKernel *k, RbBuf *b, const char *entry) {
   int threads = rmsnorm_threads(s->dim);
   int per = (s->dim + threads - 1) / threads;
   char eps[48], invd[48];
-  lit_float(eps, s->eps);
-  lit_float(invd, (float)(1.0 / s->dim));
+  cg_cuda_lit_float(eps, s->eps);
+  cg_cuda_lit_float(invd, (float)(1.0 / s->dim));
   cg_cuda_prelude(b, k, "codegen/cuda/ops.c");
   rb_buf_printf(b,
                 "#define D %d\n"
@@ -261,7 +253,7 @@ static void emit_attention(const CgKernel *k, RbBuf *b, const char *entry) {
   int cpl = (nchunk + G - 1) / G;
   char scl[48];
   /* Scores go to base 2 (exp2f is one MUFU op): log2(e) / sqrt(HD) folded into q. */
-  lit_float(scl, (float)(1.4426950408889634 / sqrt((double)hd)));
+  cg_cuda_lit_float(scl, (float)(1.4426950408889634 / sqrt((double)hd)));
   cg_cuda_prelude(b, k, "codegen/cuda/ops.c");
   rb_buf_printf(b,
                 "#define H %d  /* query heads */\n"

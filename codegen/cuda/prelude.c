@@ -98,3 +98,11 @@ void cg_cuda_entry(const CgKernel *k, const char *readable, int hashed, char ent
   rb_buf_free(&d);
   snprintf(entry, CG_ENTRY_MAX, "%.*s_%06x", (int)n, readable, h);
 }
+
+/* A C++ float literal that reads back as exactly the float v ("1e-05" becomes
+ * "9.99999975e-06f"; "1" becomes "1.0f", since "1f" is not a literal). */
+void cg_cuda_lit_float(char out[48], float v) {
+  snprintf(out, 48, "%.9g", (double)v);
+  if (!strpbrk(out, ".en")) strcat(out, ".0"); /* "inf" and "nan" take no ".0" */
+  strcat(out, "f");
+}

@@ -46,5 +46,6 @@ const CgTarget cg_target_cuda = {
     .geometry = cuda_geometry,
     .layout_bytes = cg_layout_bytes_linear,
     .linear_buckets = cg_linear_buckets,
+    .linear_prenorm = cg_linear_prenorm,
     .arch_check = cg_cuda_arch_check,
 };

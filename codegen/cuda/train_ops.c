@@ -18,13 +18,6 @@
 
 /* ==== emission helpers ==== */
 
-/* A C++ float literal that reads back as exactly the float v. */
-static void lit_float(char out[48], float v) {
-  snprintf(out, 48, "%.9g", (double)v);
-  if (!strpbrk(out, ".en")) strcat(out, ".0");
-  strcat(out, "f");
-}
-
 static int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 /* Threads of a block that owns a row of width w: about `per` elements each,
@@ -302,7 +295,7 @@ static void emit_rmsnorm_fwd(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   int threads = row_threads(s->dim, 8), per = (s->dim + threads - 1) / threads;
   char eps[48];
-  lit_float(eps, s->eps);
+  cg_cuda_lit_float(eps, s->eps);
   prelude(b, k);
   rb_buf_printf(b,
                 "#define D %d\n"
@@ -345,7 +338,7 @@ static void emit_rmsnorm_grad(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   int threads = row_threads(s->dim, 8), per = (s->dim + threads - 1) / threads;
   char eps[48];
-  lit_float(eps, s->eps);
+  cg_cuda_lit_float(eps, s->eps);
   prelude(b, k);
   rb_buf_printf(b,
                 "#define D %d\n"
@@ -397,7 +390,7 @@ static void emit_heads(const CgKernel *k, RbBuf *b, const char *entry) {
   int split = s->kind == CG_HEADS_SPLIT;
   int threads = row_threads(s->heads * (s->head_dim / 2), 1);
   char theta[48];
-  lit_float(theta, s->rope_theta);
+  cg_cuda_lit_float(theta, s->rope_theta);
   prelude(b, k);
   rb_buf_printf(b,
                 "#define H %d  /* heads */\n"
@@ -483,7 +476,7 @@ static void emit_heads(const CgKernel *k, RbBuf *b, const char *entry) {
 static void emit_softmax(const CgKernel *k, RbBuf *b, const char *entry) {
   const CgOp *s = &k->op;
   char scale[48];
-  lit_float(scale, (float)(1.0 / sqrt((double)s->head_dim)));
+  cg_cuda_lit_float(scale, (float)(1.0 / sqrt((double)s->head_dim)));
   prelude(b, k);
   rb_buf_printf(b,
                 "#define HD %d  /* head dim: the scale is 1/sqrt(HD) */\n"

@@ -1,5 +1,6 @@
 /* bench_chain: the 32 layers of Llama-2-7B linears (fused qkv, o + residual,
- * gate/up + SwiGLU, down + residual) through the runtime's API, captured as one
+ * gate/up + SwiGLU, down + residual; q/k/v and gate/up fold in the rmsnorm before
+ * them at these batches, as in a decode step) through the runtime's API, captured as one
  * CUDA graph and timed by replays, at batch 1, 4 and 16. The peer is the
  * same chain of fp16 products on cuBLAS (rt_blas_linear: the same shapes,
  * dense fp16 weights of their own, one graph), measured in the same run on
@@ -104,6 +105,23 @@ int main(int argc, char **argv) {
                        (const uint16_t *const *)h, &L->w, &err)) {
       fprintf(stderr, "bench_chain: %s\n", err.data);
       return 1;
+    }
+    /* A layer whose decode kernels fold in the rmsnorm before it: a random norm weight
+     * folded in, so that the chain runs the kernels a decode step runs. */
+    int norm;
+    if (rt_linear_norm_step(plan, st, &norm, &err)) {
+      fprintf(stderr, "bench_chain: %s\n", err.data);
+      return 1;
+    }
+    if (norm >= 0) {
+      uint16_t *nw = malloc((size_t)K * 2);
+      for (int j = 0; j < K; j++) nw[j] = rb_f16_from_f32(0.5f + (float)(rnd() % 1000) / 1000);
+      int rc = rt_linear_fold_norm(s, L->w, (const uint16_t *const *)h, nw, &err);
+      free(nw);
+      if (rc) {
+        fprintf(stderr, "bench_chain: %s\n", err.data);
+        return 1;
+      }
     }
     for (int i = 0; i < nseg; i++) free(bits[i]), free(g[i]), free(h[i]);
     if (K > maxk) maxk = K;

@@ -57,6 +57,9 @@
 #   decode  a decode-step change: the op, model, plan and linear tests, memcheck of the op
 #          test, logits with RABIT_PDL=0 and 1 (identical), old (.carry/old) and new whole models
 #          alternating beside the fp16 peer, then stepprof (PROF_MODELS)
+#   prenorm  the fused rmsnorm: the model, plan-API and linear tests, memcheck of the model test,
+#          logits with RABIT_PDL=0 and 1, one tuning of llama2-7b (exported), then old and new
+#          whole models alternating beside the fp16 peer
 #   stepprof  one decode step of smollm2-135m and llama2-7b kernel by kernel (ncu, serialized;
 #          tests/bench/ncu_step.py), beside the step's own time
 #   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
@@ -476,6 +479,29 @@ decode_check() {
   step_profile
 }
 
+# The fused rmsnorm (issue 11): the model, plan-API and linear tests, memcheck of the model
+# test, the overlap's identical logits, one tuning of llama2-7b (its kernels' keys changed;
+# the export comes back), then old and new whole models alternating beside the fp16 peer.
+prenorm_check() {
+  gpu_tests "test_model test_plan_api test_linear" "${MEMCHECK-test_model}"
+  overlap_ids
+  rm -rf "$RABIT_CACHE_DIR"
+  run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
+  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+  grep -A30 "^kernel  " "$L/tune_llama.log" | head -n 20
+  for round in 1 2; do
+    for b in old new; do
+      for m in smollm2-135m llama2-7b; do
+        run "bench_${m}_${b}_$round" ".carry/$b/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+      done
+    done
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$L"/bench_*_old_*.log "$L"/bench_*_new_*.log "$L/peer_fp16_decode.log"; do
+    echo "== $(basename "$f")"; grep -E "decode|prefill|fp16 graph" "$f"
+  done
+}
+
 step_profile() {
   for m in ${PROF_MODELS-smollm2-135m llama2-7b}; do
     run "bench_$m" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16
@@ -580,6 +606,7 @@ case $mode in
   tune) tune_model ;;
   stepprof) step_profile ;;
   decode) decode_check ;;
+  prenorm) prenorm_check ;;
   tune1) tune_once ;;
   nll) nll_compare ;;
   ring) ring_bench ;;
@@ -591,7 +618,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -1,6 +1,6 @@
 /* test_linear.c: GPU test of the generated linear and repack kernels against
  * the float64 reference (tests/ref). Table-driven over strategy x paths 1..4 x
- * shapes (odd and real, fused qkv, gate/up swiglu) x batches x epilogues, on
+ * shapes (odd and real, fused qkv, gate/up swiglu, a fused rmsnorm) x batches x epilogues, on
  * fresh random inputs, with every output poisoned with NaN before the launch.
  * The dequant strategy (prefill buckets, batches 17..4096) runs as the runtime runs it: its
  * kernel into an fp16 W_hat that must equal the CPU's fmaf bit for bit, then cuBLAS and the
@@ -153,7 +153,7 @@ static void ahead_free(void) {
  * Returns RB_OK or prints why not. */
 static int kernel_build(const CgKernel *s, int repack, Kernel *k) {
   RbBuf src = {0}, err = {0};
-  char entry[64];
+  char entry[64] = "(a kernel the emitter refused)";
   void *cubin = NULL;
   size_t len = 0;
   const Ahead *a = NULL;
@@ -398,7 +398,11 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
   size_t nx = (size_t)batch * K, ny = (size_t)batch * L->nout, nres = (size_t)batch * L->ntot;
   uint16_t *xh = malloc(nx * 2), *rh = malloc(nres * 2), *yh = malloc(ny * 2);
   float *xf = malloc(nx * sizeof(float)), *rf = malloc(nres * sizeof(float));
-  for (size_t i = 0; i < nx; i++) xh[i] = to_half(normal(), &xf[i]);
+  /* A fused rmsnorm's rows at scales 0.1..10 apart, so that a wrong per-row scale shows. */
+  for (size_t i = 0; i < nx; i++) {
+    double scale = s->op.eps > 0 ? 0.1 + 9.9 * (double)((i / (size_t)K) * 7 % 10) / 9.0 : 1.0;
+    xh[i] = to_half(normal() * scale, &xf[i]);
+  }
   for (size_t i = 0; i < nres; i++) rh[i] = to_half(normal(), &rf[i]);
 
   RtDevPtr d_x = 0, d_y = 0, d_res = 0;
@@ -465,16 +469,20 @@ typedef struct {
   const char *name;
   int nseg, N[3], K;
   CgEpilogue epi;
+  float eps; /* > 0: a fused rmsnorm (the register design's buckets only) */
 } Shape;
 
 static const Shape shapes[] = {
-    {"odd 100x70", 1, {100}, 70, CG_EPI_NONE},
-    {"odd 100x70 +res", 1, {100}, 70, CG_EPI_ADD},
-    {"odd 257x1000 +res", 1, {257}, 1000, CG_EPI_ADD},
-    {"4096x4096", 1, {4096}, 4096, CG_EPI_NONE},
-    {"qkv 576+192+192 x576", 3, {576, 192, 192}, 576, CG_EPI_NONE},
-    {"qkv 576+192+192 x576 +res", 3, {576, 192, 192}, 576, CG_EPI_ADD},
-    {"gate/up 1536+1536 x576 swiglu", 2, {1536, 1536}, 576, CG_EPI_SWIGLU},
+    {"odd 100x70", 1, {100}, 70, CG_EPI_NONE, 0},
+    {"odd 100x70 +res", 1, {100}, 70, CG_EPI_ADD, 0},
+    {"odd 257x1000 +res", 1, {257}, 1000, CG_EPI_ADD, 0},
+    {"4096x4096", 1, {4096}, 4096, CG_EPI_NONE, 0},
+    {"qkv 576+192+192 x576", 3, {576, 192, 192}, 576, CG_EPI_NONE, 0},
+    {"qkv 576+192+192 x576 +res", 3, {576, 192, 192}, 576, CG_EPI_ADD, 0},
+    {"gate/up 1536+1536 x576 swiglu", 2, {1536, 1536}, 576, CG_EPI_SWIGLU, 0},
+    {"rmsnorm qkv 576+192+192 x576", 3, {576, 192, 192}, 576, CG_EPI_NONE, 1e-5f},
+    {"rmsnorm gate/up 1536+1536 x576 swiglu", 2, {1536, 1536}, 576, CG_EPI_SWIGLU, 1e-5f},
+    {"rmsnorm 4096x4096 +res", 1, {4096}, 4096, CG_EPI_ADD, 1e-5f},
 };
 
 typedef struct {
@@ -519,6 +527,8 @@ static void run_table(void) {
         for (int i = 0; i < sh->nseg; i++) s.op.N[i] = sh->N[i];
         s.op.paths = paths;
         s.op.epilogue = sh->epi;
+        s.op.eps = sh->eps;
+        if (sh->eps > 0 && !cg_linear_prenorm(&s.sched)) continue; /* the staged and dequant designs do not fuse it */
         char desc[160], ring[16] = "";
         if (buckets[bi].stages) snprintf(ring, sizeof ring, " ring %d", buckets[bi].stages);
         snprintf(desc, sizeof desc, "%s k=%d %s b<=%d%s", sh->name, paths, cg_strategy_name(s.sched.strategy),

@@ -2,7 +2,8 @@
  * writes a plan for samples/tiny.ir and samples/smollm2-135m.ir; the plan is
  * loaded through rabit.h, opened on the GPU (all kernels from the cache), and
  * every quantized linear step is bound to fresh random weights in the
- * canonical format and run at several batches against the float64 reference.
+ * canonical format and run at several batches against the float64 reference
+ * (a step folding in its rmsnorm at small batches: rmsnorm, then the linear).
  * Then the cache is emptied and the session reopened: every kernel is rebuilt
  * from its spec in the plan, and the results are checked again; the prefill batches
  * (40, 600) take the dequant buckets, with the scratch and cuBLAS the session makes
@@ -70,9 +71,22 @@ static void check_linear(RabitSession *s, const RabitPlan *plan, int step, const
     nfail++;
     return;
   }
+  /* A step folding in its rmsnorm: a random norm weight into it; its small batches are then
+   * checked against rmsnorm (in double) then the linear. */
+  int norm = rabit_plan_linear_norm(plan, step);
+  uint16_t *nwh = NULL;
+  if (norm >= 0) {
+    nwh = malloc((size_t)K * 2);
+    for (int j = 0; j < K; j++) nwh[j] = rb_f16_from_f32((float)(0.5 + unif()));
+    if (rabit_linear_fold_norm(s, w, (const uint16_t *const *)hh, nwh, err, sizeof err)) {
+      printf("FAIL %s step %d: fold the norm of step %d: %s\n", tag, step, norm, err);
+      nfail++;
+    }
+  }
   static const int batches[] = {1, 3, 16, 40, 600};
   for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
     int B = batches[bi];
+    int prenorm = rabit_plan_linear_prenorm(plan, step, B);
     float *x = malloc((size_t)B * K * 4), *res = malloc((size_t)B * nout * 4);
     uint16_t *xh = malloc((size_t)B * K * 2), *rh = malloc((size_t)B * nout * 2), *yh = malloc((size_t)B * nout * 2);
     for (int j = 0; j < B * K; j++) x[j] = rb_f32_from_f16(xh[j] = rb_f16_from_f32((float)(2 * unif() - 1)));
@@ -93,6 +107,13 @@ static void check_linear(RabitSession *s, const RabitPlan *plan, int step, const
     int rc = rabit_linear_run(s, w, B, dy, dx, add ? dr : 0, NULL);
     rc |= rabit_sync(s);
     rabit_download(s, yh, dy, (size_t)B * nout * 2);
+    if (prenorm) /* the reference's input: x * rsqrt(mean(x^2) + eps) * w, from here on */
+      for (int b = 0; b < B; b++) {
+        double ss = 0;
+        for (int j = 0; j < K; j++) ss += (double)x[(size_t)b * K + j] * x[(size_t)b * K + j];
+        double r = 1.0 / sqrt(ss / K + 1e-5); /* the samples' EPS */
+        for (int j = 0; j < K; j++) x[(size_t)b * K + j] = (float)(x[(size_t)b * K + j] * r * rb_f32_from_f16(nwh[j]));
+      }
     /* Reference: each segment, then the epilogue, in double. */
     double *want = calloc((size_t)B * nout, sizeof(double)), *got = malloc((size_t)B * nout * sizeof(double));
     double *seg[4];
@@ -118,13 +139,14 @@ static void check_linear(RabitSession *s, const RabitPlan *plan, int step, const
     int ok = !rc && !nan && e < 1e-2;
     ok ? npass++ : nfail++;
     if (!ok || B == 1 || B == 600)
-      printf("%s %s step %d %s N=%d K=%d k=%d batch %d: rel err %.2e%s\n", ok ? "ok  " : "FAIL", tag, step, op,
-             ntot, K, k, B, e, nan ? " (unwritten outputs)" : "");
+      printf("%s %s step %d %s%s N=%d K=%d k=%d batch %d: rel err %.2e%s\n", ok ? "ok  " : "FAIL", tag, step,
+             prenorm ? "rmsnorm+" : "", op, ntot, K, k, B, e, nan ? " (unwritten outputs)" : "");
     for (int i = 0; i < nseg; i++) free(seg[i]);
     free(want), free(got), free(x), free(res), free(xh), free(rh), free(yh);
     rabit_free(s, dx), rabit_free(s, dy), rabit_free(s, dr);
   }
   rabit_linear_free(s, w);
+  free(nwh);
   for (int i = 0; i < nseg; i++) free(bits[i]), free(gh[i]), free(gf[i]), free(hh[i]), free(hf[i]);
 }
 

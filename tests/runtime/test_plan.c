@@ -107,12 +107,12 @@ int main(int argc, char **argv) {
     cut[strrchr(cut, '\n') - cut + 1] = 0; /* truncated at a line boundary */
     expect_refused("truncated", cut, "the plan is truncated");
     rb_free(cut);
-    expect_refused("version", t = replaced(tiny_text, "rabit-plan 3", "rabit-plan 7"), "plan version 7 is not supported");
+    expect_refused("version", t = replaced(tiny_text, "rabit-plan 4", "rabit-plan 7"), "plan version 7 is not supported");
     rb_free(t);
     expect_refused("magic", t = replaced(tiny_text, "rabit-plan", "rabbit-plan"), "not a rabit plan");
     rb_free(t);
     /* blank lines before the magic line do not skip its check (found by fuzz_plan) */
-    expect_refused("blank, then no magic", t = replaced(tiny_text, "rabit-plan 3", " \n  \nrabbit-plan 3"),
+    expect_refused("blank, then no magic", t = replaced(tiny_text, "rabit-plan 4", " \n  \nrabbit-plan 4"),
                    "not a rabit plan");
     rb_free(t);
     { /* the attention kernel's decode variant as version 2 wrote it: rows and block, no grid */
@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
       expect_refused("a version-2 decode variant", t = replaced(tiny_text, v3, v2), "field 'small' needs 3 values");
       rb_free(t);
     }
-    expect_refused("blank, then version 0", t = replaced(tiny_text, "rabit-plan 3", " \nrabit-plan 0"),
+    expect_refused("blank, then version 0", t = replaced(tiny_text, "rabit-plan 4", " \nrabit-plan 0"),
                    "plan version 0 is not supported");
     rb_free(t);
     expect_refused("kernel index", t = replaced(tiny_text, "main=0 ", "main=999 "), "field 'main'");

@@ -115,8 +115,8 @@ int main(int argc, char **argv) {
         "no note for the refused tile: %s", w);
   CHECK(strstr(w, "kernel 'linear+add dequant N=64 K=160 k=1 b<=512 tile=0,0,0,0' keeps its default schedule\n"),
         "the note does not name the kernel kept: %s", w);
-  CHECK(strstr(w, "note: shipped schedule ignored, the cuda target refuses 'linear+swiglu mma N=160+160 K=64 k=2 "
-                  "b<=32 tile=0,0,0,0': it serves batches up to 32, the kernel's bucket 16;"),
+  CHECK(strstr(w, "note: shipped schedule ignored, the cuda target refuses 'rmsnorm+linear+swiglu mma N=160+160 K=64 "
+                  "k=2 eps=1e-05 b<=32 tile=0,0,0,0': it serves batches up to 32, the kernel's bucket 16;"),
         "no note for the bucket change: %s", w);
   rt_compiled_free(&c);
   rt_compiled_free(&d);

@@ -168,8 +168,11 @@ int rt_linear_norm_step(const RtPlan *p, int step, int *norm, RbBuf *err) {
   *norm = -1;
   const RtPlanStep *ps = step >= 0 && step < p->nsteps ? &p->steps[step] : NULL;
   float eps = 0;
-  for (int b = 0; ps && ps->paths && b < ps->kernels.nbucket; b++)
-    if (p->kernels[ps->kernels.bucket[b]].kernel.op.eps > 0) eps = p->kernels[ps->kernels.bucket[b]].kernel.op.eps;
+  int mixed = 0; /* buckets folding in norms of two epsilons */
+  for (int b = 0; ps && ps->paths && b < ps->kernels.nbucket; b++) {
+    float e = p->kernels[ps->kernels.bucket[b]].kernel.op.eps;
+    if (e > 0) mixed |= eps > 0 && e != eps, eps = e;
+  }
   if (!eps) return RB_OK;
   /* The step writing its input, read by nothing else (what selection saw in the graph). */
   int v = ps->in[0], at = -1, readers = 0;
@@ -179,7 +182,7 @@ int rt_linear_norm_step(const RtPlan *p, int step, int *norm, RbBuf *err) {
   }
   const RtPlanStep *ns = at >= 0 ? &p->steps[at] : NULL;
   const CgOp *op = rt_linear_op(p, step);
-  if (!ns || !op || ns->op != IR_RMSNORM || at > step || readers != 1 || v == p->ret || ns->kernels.main < 0 ||
+  if (mixed || !ns || !op || ns->op != IR_RMSNORM || at > step || readers != 1 || v == p->ret || ns->kernels.main < 0 ||
       p->kernels[ns->kernels.main].kernel.op.eps != eps || ns->width[0] != op->K) {
     rb_buf_printf(err, "step %d (IR line %d) folds in an rmsnorm (eps %g), but its input is not the output of one "
                   "rmsnorm step of that eps read by it alone: the plan is inconsistent (run rabitc again)",

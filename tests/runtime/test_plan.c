@@ -111,6 +111,13 @@ int main(int argc, char **argv) {
     rb_free(t);
     expect_refused("magic", t = replaced(tiny_text, "rabit-plan", "rabbit-plan"), "not a rabit plan");
     rb_free(t);
+    /* a linear folding in its rmsnorm must name a norm of its own eps (the pairing the executor trusts) */
+    expect_refused("fused rmsnorm's eps",
+                   t = replaced(tiny_text, "epilogue=swiglu tile=0,0,0,0 dim=0 vocab=0 heads=0 kv_heads=0 head_dim=0 "
+                                "max_ctx=0 eps=0x1.4f8b58p-17", "epilogue=swiglu tile=0,0,0,0 dim=0 vocab=0 heads=0 "
+                                "kv_heads=0 head_dim=0 max_ctx=0 eps=0x1p-10"),
+                   "folds in an rmsnorm (eps 1e-05), but its input is not the output of one rmsnorm step");
+    rb_free(t);
     /* blank lines before the magic line do not skip its check (found by fuzz_plan) */
     expect_refused("blank, then no magic", t = replaced(tiny_text, "rabit-plan 4", " \n  \nrabbit-plan 4"),
                    "not a rabit plan");

@@ -458,37 +458,9 @@ dequant_check() {
   grep -vE "^$" "$L/bench_llama.log" | tail -n 6
 }
 
-# One decode step of each model, kernel by kernel (ncu, serialized), beside the step's own time.
-# A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op
-# test, the overlap's identical logits, old and new whole models alternating (2-bit, contexts
-# 128 and 1024) beside the fp16 peer, then one profiled step of each model (PROF_MODELS).
-decode_check() {
-  gpu_tests "test_ops test_model test_plan_api test_linear" "${MEMCHECK-test_ops}"
-  overlap_ids
-  for round in 1 2; do
-    for b in old new; do
-      for m in smollm2-135m llama2-7b; do
-        run "bench_${m}_${b}_$round" ".carry/$b/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
-      done
-    done
-  done
-  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
-  for f in "$L"/bench_*_old_*.log "$L"/bench_*_new_*.log "$L/peer_fp16_decode.log"; do
-    echo "== $(basename "$f")"; grep -E "decode|fp16 graph" "$f"
-  done
-  step_profile
-}
-
-# The fused rmsnorm (issue 11): the model, plan-API and linear tests, memcheck of the model
-# test, the overlap's identical logits, one tuning of llama2-7b (its kernels' keys changed;
-# the export comes back), then old and new whole models alternating beside the fp16 peer.
-prenorm_check() {
-  gpu_tests "test_model test_plan_api test_linear" "${MEMCHECK-test_model}"
-  overlap_ids
-  rm -rf "$RABIT_CACHE_DIR"
-  run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
-  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
-  grep -A30 "^kernel  " "$L/tune_llama.log" | head -n 20
+# Old (.carry/old) and new whole models alternating, two rounds (2-bit; decode at contexts 128 and
+# 1024, prefill), beside the fp16 decode peer.
+models_ab() {
   for round in 1 2; do
     for b in old new; do
       for m in smollm2-135m llama2-7b; do
@@ -502,6 +474,30 @@ prenorm_check() {
   done
 }
 
+# A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op
+# test, the overlap's identical logits, old and new whole models, then one profiled step of
+# each model (PROF_MODELS).
+decode_check() {
+  gpu_tests "test_ops test_model test_plan_api test_linear" "${MEMCHECK-test_ops}"
+  overlap_ids
+  models_ab
+  step_profile
+}
+
+# The fused rmsnorm (issue 11): the model, plan-API and linear tests, memcheck of the model
+# test, the overlap's identical logits, one tuning of llama2-7b (its kernels' keys changed;
+# the export comes back), then old and new whole models (both read the tuning).
+prenorm_check() {
+  gpu_tests "test_model test_plan_api test_linear" "${MEMCHECK-test_model}"
+  overlap_ids
+  rm -rf "$RABIT_CACHE_DIR"
+  run tune_llama "$B/tools/rabitc" tune samples/llama2-7b.ir
+  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+  grep -A30 "^kernel  " "$L/tune_llama.log" | head -n 20
+  models_ab
+}
+
+# One decode step of each model, kernel by kernel (ncu, serialized), beside the step's own time.
 step_profile() {
   for m in ${PROF_MODELS-smollm2-135m llama2-7b}; do
     run "bench_$m" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit --ctx 128 --prefill 16

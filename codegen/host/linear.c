@@ -38,6 +38,7 @@
 #define RB_TABLE_DEFAULT 16 /* the table's: 2.25 ms a 4096^2 k = 2 layer on one core, 2.85 at 8 rows (before the layout: 2.2 at 4) */
 #define MAXR 16      /* weight rows an item accumulates: G * RB */
 #define LUT_MAX_BYTES (1 << 20) /* the lut decode's tables, on the stack of the pool's threads */
+#define LAYOUT_TAIL 64          /* bytes past the layout's last word: the lut's offset loads read up to 3 */
 #define LUT_RB_DEFAULT 32       /* its rows per item: two blocks of 16 share each table load */
 #define LUT_BT 4                /* batch rows that share each sign load and shift (2 for swiglu: its accumulators double) */
 #define LUT_PREFETCH 1024       /* bytes ahead in each block's stream of signs: 400 us a 4096^2 layer, not 490 */
@@ -395,10 +396,26 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
       LLVMSetAlignment(v[gi][nb], 4);
       prefetch(h, cg_host_gep(h, h->i8, cg_host_gep(h, h->i32, bits, wi), cg_host_i64(h, LUT_PREFETCH)));
     }
+  /* vpermps reads an index's low 4 bits only, and on a little-endian host lane l's byte c
+   * (columns 8c .. 8c + 7 of its row) is byte 4l + c of the vector: the 16 lanes loaded
+   * from c bytes further hold groups 2c and 2c + 1 in their low byte, so four loads and
+   * four shifts give the 8 groups (one load and seven shifts did). The layout's tail
+   * (LAYOUT_TAIL) keeps the last vector's offset loads in bounds. */
+  LLVMValueRef vb[2][2][4];
+  for (int gi = 0; gi < G; gi++)
+    for (int nb = 0; nb < NB; nb++) {
+      vb[gi][nb][0] = v[gi][nb];
+      for (int c = 1; c < 4; c++) {
+        LLVMValueRef at = cg_host_gep(h, h->i8, LLVMGetOperand(v[gi][nb], 0), cg_host_i64(h, c));
+        vb[gi][nb][c] = LLVMBuildLoad2(h->b, h->vi, at, "signs.c");
+        LLVMSetAlignment(vb[gi][nb][c], 1);
+      }
+    }
   for (int q = 0; q < 8; q++) /* the word's 8 groups of 4 columns */
     for (int gi = 0; gi < G; gi++) {
       LLVMValueRef idx[2];
-      for (int nb = 0; nb < NB; nb++) idx[nb] = q ? LLVMBuildLShr(h->b, v[gi][nb], splat_i32(h, 4 * q, 16), "") : v[gi][nb];
+      for (int nb = 0; nb < NB; nb++)
+        idx[nb] = q & 1 ? LLVMBuildLShr(h->b, vb[gi][nb][q / 2], splat_i32(h, 4, 16), "") : vb[gi][nb][q / 2];
       /* group ((gi * P + p) * W + w) * 8 + q of the tables, one table a batch row */
       LLVMValueRef path = LLVMBuildAdd(h->b, cg_host_i64(h, gi * P), p, "");
       LLVMValueRef ti = LLVMBuildAdd(h->b, LLVMBuildMul(h->b, path, cg_host_i64(h, ng), ""),
@@ -683,7 +700,7 @@ uint64_t cg_host_layout_bytes(const CgOp *op) {
   if (bad) return 0;
   uint64_t ntot = 0; /* each segment padded to 16 rows */
   for (int i = 0; i < op->nseg; i++) ntot += ((uint64_t)op->N[i] + 15) / 16 * 16;
-  return ntot * (uint64_t)op->paths * (uint64_t)cg_packed_words(op->K) * 4;
+  return ntot * (uint64_t)op->paths * (uint64_t)cg_packed_words(op->K) * 4 + LAYOUT_TAIL;
 }
 
 /* One bucket: the kernel loops over any batch itself, and the last bucket

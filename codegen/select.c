@@ -163,7 +163,6 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, CgKerne
     s->eps = norm >= 0 && t->linear_prenorm(&buckets[b]) ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
     if (add_use(ks, &k, node, n->line, &nk->bucket[nk->nbucket++])) return RB_EINTERNAL;
   }
-  s->eps = 0.0f;
   /* The repack depends only on the layout (segments, K, paths), which every
    * schedule shares: one copy of a layer's bits serves all batch sizes. */
   CgKernel r;

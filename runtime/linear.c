@@ -81,7 +81,7 @@ int rt_linear_fold_norm(RtProgram *pr, RtLinear *w, const uint16_t *const *h, co
   /* fp16(h * w): the rounding the unfused path takes where the norm writes fp16(x r w) */
   for (size_t i = 0; hn && i < n; i++)
     hn[i] = rb_f16_from_f32(rb_f32_from_f16(h[i / per][i % per]) * rb_f32_from_f16(norm[i % op->K]));
-  if (!rc && !w->hn && (rc = rt_program_alloc(pr, &w->hn, n * 2))) w->hn = 0;
+  if (!rc && !w->hn) rc = rt_program_alloc(pr, &w->hn, n * 2); /* a second fold reuses it */
   if (!rc) rc = rt_program_upload(pr, w->hn, hn, n * 2);
   if (rc) rb_buf_printf(err, "folding the rmsnorm weight into step %d failed: %s", w->step,
                         hn ? rt_program_error(pr) : "out of memory");

@@ -388,14 +388,6 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
       for (int nb = 0; nb < NB; nb++)
         for (int a = 0; a < 2; a++) cg_host_set(h, acc[t][gi][nb][a], LLVMConstNull(h->vf));
   LLVMValueRef w = cg_host_loop_begin(h, &lw, cg_host_i64(h, 0), cg_host_i64(h, pl->W), "w");
-  LLVMValueRef v[2][2];
-  for (int gi = 0; gi < G; gi++)
-    for (int nb = 0; nb < NB; nb++) {
-      LLVMValueRef wi = layout_word(h, pl, P, prow[gi][nb], p, w);
-      v[gi][nb] = LLVMBuildLoad2(h->b, h->vi, cg_host_gep(h, h->i32, bits, wi), "signs");
-      LLVMSetAlignment(v[gi][nb], 4);
-      prefetch(h, cg_host_gep(h, h->i8, cg_host_gep(h, h->i32, bits, wi), cg_host_i64(h, LUT_PREFETCH)));
-    }
   /* vpermps reads an index's low 4 bits only, and on a little-endian host lane l's byte c
    * (columns 8c .. 8c + 7 of its row) is byte 4l + c of the vector: the 16 lanes loaded
    * from c bytes further hold groups 2c and 2c + 1 in their low byte, so four loads and
@@ -404,12 +396,12 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
   LLVMValueRef vb[2][2][4];
   for (int gi = 0; gi < G; gi++)
     for (int nb = 0; nb < NB; nb++) {
-      vb[gi][nb][0] = v[gi][nb];
-      for (int c = 1; c < 4; c++) {
-        LLVMValueRef at = cg_host_gep(h, h->i8, LLVMGetOperand(v[gi][nb], 0), cg_host_i64(h, c));
-        vb[gi][nb][c] = LLVMBuildLoad2(h->b, h->vi, at, "signs.c");
-        LLVMSetAlignment(vb[gi][nb][c], 1);
+      LLVMValueRef at = cg_host_gep(h, h->i32, bits, layout_word(h, pl, P, prow[gi][nb], p, w));
+      for (int c = 0; c < 4; c++) {
+        vb[gi][nb][c] = LLVMBuildLoad2(h->b, h->vi, c ? cg_host_gep(h, h->i8, at, cg_host_i64(h, c)) : at, "signs");
+        LLVMSetAlignment(vb[gi][nb][c], c ? 1 : 4);
       }
+      prefetch(h, cg_host_gep(h, h->i8, at, cg_host_i64(h, LUT_PREFETCH)));
     }
   for (int q = 0; q < 8; q++) /* the word's 8 groups of 4 columns */
     for (int gi = 0; gi < G; gi++) {

@@ -14,7 +14,7 @@
  *   LUT_MAX_BYTES): the rows in the 16 lanes, and per batch row a table of
  *   the 16 signed sums of each 4 columns of u = h_p .* x, from which vpermps
  *   picks each row's entry by its 4 sign bits: a shift, a vpermps and an add
- *   per 64 (weight, path). tile[0]: 16 or 32 rows an item (default 32).
+ *   per 64 (weight, path). tile[0]: 16, 32, 48 or 64 rows an item (default 48).
  * - 0 and 1 sum, per row and path, the u of the columns whose sign is -1
  *   (A), beside S = sum_j u_j shared by the item's rows, and take
  *   sum_j s_j u_j = S - 2 A. 0: one load from a 256-entry table of lane
@@ -39,9 +39,12 @@
 #define MAXR 16      /* weight rows an item accumulates: G * RB */
 #define LUT_MAX_BYTES (1 << 20) /* the lut decode's tables, on the stack of the pool's threads */
 #define LAYOUT_TAIL 64          /* bytes past the layout's last word: the lut's offset loads read up to 3 */
-#define LUT_RB_DEFAULT 32       /* its rows per item: two blocks of 16 share each table load */
+#define LUT_RB_DEFAULT 48       /* its rows per item: three blocks of 16 share each table load (KERNEL_NOTES.md,
+                                 * 2026-12-02: 10% faster than 32 on a Zen 4 at 4096^2; 64 slower again) */
 #define LUT_BT 4                /* batch rows that share each sign load and shift (2 for swiglu: its accumulators double) */
-#define LUT_PREFETCH 1024       /* bytes ahead in each block's stream of signs: 400 us a 4096^2 layer, not 490 */
+#define LUT_NB_MAX 4            /* 16-row blocks an item (tile[0] / 16) */
+#define LUT_PREFETCH 2048       /* bytes ahead in each block's stream of signs, into L2: on a Zen 4, 214 us a 4096^2
+                                 * layer from DRAM against 229 at 1024 into L1 (KERNEL_NOTES.md, 2026-12-02) */
 
 /* The segments' first rows in Ntot, and the work items before each segment. */
 typedef struct {
@@ -132,8 +135,8 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     pl->BT = LUT_BT / pl->G;
     while (pl->BT > 1 && pl->BT * lut_bytes > LUT_MAX_BYTES) pl->BT /= 2;
     pl->RB = k->sched.tile[0] ? k->sched.tile[0] : LUT_RB_DEFAULT;
-    if (pl->RB != 16 && pl->RB != 32) {
-      rb_buf_printf(err, "host linear: the lut decode takes 16 or 32 rows per item (tile[0]), not %d", pl->RB);
+    if (pl->RB % 16 || pl->RB < 16 || pl->RB > 16 * LUT_NB_MAX) {
+      rb_buf_printf(err, "host linear: the lut decode takes 16, 32, 48 or 64 rows per item (tile[0]), not %d", pl->RB);
       return RB_EUSER;
     }
   } else {
@@ -255,14 +258,15 @@ static void accumulate(CgHostFn *h, const Plan *pl, LLVMValueRef lut, LLVMValueR
  * (weight, path) that is a shift, a vpermps and an add, against 4 masked
  * adds for the predicates; two blocks share each table load. */
 
-/* A software prefetch of the line at ptr into L1 (llvm.prefetch: read, high locality, data). */
+/* A software prefetch of the line at ptr into L2 (llvm.prefetch: read, locality 2, data): far enough
+ * ahead to cover DRAM's latency, and out of the way of the tables in L1. */
 static void prefetch(CgHostFn *h, LLVMValueRef ptr) {
   static const char name[] = "llvm.prefetch.p0";
   LLVMTypeRef params[4] = {h->ptr, h->i32, h->i32, h->i32};
   LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(h->ctx), params, 4, 0);
   LLVMValueRef fn = LLVMGetNamedFunction(h->mod, name);
   if (!fn) fn = LLVMAddFunction(h->mod, name, ft);
-  LLVMValueRef args[4] = {ptr, cg_host_i32(h, 0), cg_host_i32(h, 3), cg_host_i32(h, 1)};
+  LLVMValueRef args[4] = {ptr, cg_host_i32(h, 0), cg_host_i32(h, 2), cg_host_i32(h, 1)};
   LLVMBuildCall2(h->b, ft, fn, args, 4, "");
 }
 
@@ -346,7 +350,7 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
   const int P = s->paths, NB = pl->RB / 16, G = pl->G, ng = (int)pl->W * 8;
   const int nseg = G == 2 ? 1 : s->nseg;
   LLVMValueRef cur = cg_host_var(h, h->i64, cg_host_i64(h, -1), "lut.seg"); /* the segment the tables hold */
-  LLVMValueRef acc[LUT_BT][2][2][2], yv[LUT_BT][2][2], tabt[LUT_BT];
+  LLVMValueRef acc[LUT_BT][2][LUT_NB_MAX][2], yv[LUT_BT][2][LUT_NB_MAX], tabt[LUT_BT];
   for (int t = 0; t < BT; t++) {
     tabt[t] = cg_host_gep(h, h->vf, tab, cg_host_i64(h, (long long)t * G * P * ng)); /* batch row b0 + t's tables */
     for (int gi = 0; gi < G; gi++)
@@ -371,7 +375,7 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
   cg_host_if_end(h, &fill);
   /* each block's first layout row, clamped to the segment's last block: a block
    * past it recomputes that one and stores nothing */
-  LLVMValueRef prow[2][2], r0[2];
+  LLVMValueRef prow[2][LUT_NB_MAX], r0[2];
   for (int gi = 0; gi < G; gi++) {
     LLVMValueRef sg = G == 2 ? cg_host_i64(h, gi) : seg;
     r0[gi] = pick(h, sg, pl->row0, s->nseg);
@@ -393,7 +397,7 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
    * from c bytes further hold groups 2c and 2c + 1 in their low byte, so four loads and
    * four shifts give the 8 groups (one load and seven shifts did). The layout's tail
    * (LAYOUT_TAIL) keeps the last vector's offset loads in bounds. */
-  LLVMValueRef vb[2][2][4];
+  LLVMValueRef vb[2][LUT_NB_MAX][4];
   for (int gi = 0; gi < G; gi++)
     for (int nb = 0; nb < NB; nb++) {
       LLVMValueRef at = cg_host_gep(h, h->i32, bits, layout_word(h, pl, P, prow[gi][nb], p, w));
@@ -405,7 +409,7 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
     }
   for (int q = 0; q < 8; q++) /* the word's 8 groups of 4 columns */
     for (int gi = 0; gi < G; gi++) {
-      LLVMValueRef idx[2];
+      LLVMValueRef idx[LUT_NB_MAX];
       for (int nb = 0; nb < NB; nb++)
         idx[nb] = q & 1 ? LLVMBuildLShr(h->b, vb[gi][nb][q / 2], splat_i32(h, 4, 16), "") : vb[gi][nb][q / 2];
       /* group ((gi * P + p) * W + w) * 8 + q of the tables, one table a batch row */
@@ -416,7 +420,9 @@ static void lut_rows(CgHostFn *h, const CgOp *s, const Plan *pl, LLVMValueRef y,
         LLVMValueRef tv = LLVMBuildLoad2(h->b, h->vf, cg_host_gep(h, h->vf, tabt[t], ti), "t");
         LLVMSetAlignment(tv, 64);
         for (int nb = 0; nb < NB; nb++) {
-          LLVMValueRef a = acc[t][gi][nb][q & 1];
+          /* one or two blocks: two accumulators each, so that a block's 8 adds a word form two
+           * chains; from three blocks on, the blocks' chains interleave and one suffices */
+          LLVMValueRef a = acc[t][gi][nb][NB > 2 ? 0 : q & 1];
           cg_host_set(h, a, LLVMBuildFAdd(h->b, cg_host_get(h, h->vf, a, ""), permvar(h, tv, idx[nb]), ""));
         }
       }

@@ -2,7 +2,7 @@
  * O3 and run on a 2-thread pool, against the independent float64 reference
  * (tests/ref) on fresh random fp16 inputs: the binary linear at k = 1..4 on
  * odd shapes (N and K not multiples of 8, 32 or 64), fused segments, the add
- * and swiglu epilogues, five schedules (the rows per item tile[0], the sign
+ * and swiglu epilogues, six schedules (the rows per item tile[0], the sign
  * decode tile[1]: table, predicates, lut; the lanes tile[2]; the CPU's
  * default), batch 1..16 (through the host repack); rmsnorm,
  * embed, swiglu, add, nll; rope_kv + attention as a prefill and a decode step.
@@ -131,9 +131,9 @@ static void test_linears(void) {
    * with 16 rows an item), then the one repack they all read (the same op:
    * one kernel, loaded once). Without AVX-512 the lut is refused, and its row
    * runs the predicates on 8 lanes again. */
-  static const int sched[][3] = {{0, 0, 8}, {0, 1, 8}, {16, 1, 16}, {0, 0, 0}, {16, 2, 0}};
+  static const int sched[][3] = {{0, 0, 8}, {0, 1, 8}, {16, 1, 16}, {0, 0, 0}, {16, 2, 0}, {64, 2, 0}};
   const int avx512 = __builtin_cpu_supports("avx512f");
-  enum { NS = 5, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
+  enum { NS = 6, NC = sizeof lin_cases / sizeof lin_cases[0], PER = NS + 1 };
   CgKernel ks[NC * 4 * PER];
   int n = 0;
   for (int c = 0; c < NC; c++)
@@ -352,9 +352,9 @@ static void test_refused(void) {
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER && strstr(err.data, "tile[1]"), "tile[1] = 3: %s",
         err.data ? err.data : "");
   rb_buf_free(&err);
-  bad.sched.tile[1] = 2, bad.sched.tile[0] = 8; /* the lut: 16 or 32 rows, on AVX-512 only */
+  bad.sched.tile[1] = 2, bad.sched.tile[0] = 8; /* the lut: 16, 32, 48 or 64 rows, on AVX-512 only */
   CHECK(cg_target_host.emit(&bad, &src, entry, &err) == RB_EUSER &&
-            strstr(err.data, __builtin_cpu_supports("avx512f") ? "16 or 32 rows per item" : "needs AVX-512"),
+            strstr(err.data, __builtin_cpu_supports("avx512f") ? "16, 32, 48 or 64 rows per item" : "needs AVX-512"),
         "lut, 8 rows: %s", err.data ? err.data : "");
   bad.sched.tile[0] = 0, bad.sched.tile[1] = 3;
   rb_buf_free(&err);

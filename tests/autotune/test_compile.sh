@@ -26,6 +26,8 @@ rec() { # rec DEVICE OP BATCH RT KS KC BT
   printf '{"device": "%s", "arch": "sm_90", "nvrtc": "%s", "op": "%s", "batch": %s, "schedule": {"strategy": "mma", "tile": [%s, %s, %s, %s]}, "us": 2.5, "default_us": 3, "date": "2026-12-01T00:00:00Z"}' \
     "$1" "$nvrtc" "$2" "$3" "$4" "$5" "$6" "$7"
 }
+# The records below name the fused rmsnorm+linear kernels, which RABIT_FUSE_NORM=1 turns on.
+export RABIT_FUSE_NORM=1
 down='linear+add N=64 K=160 k=1' qk='linear N=64+32 K=64 k=2' ffn='rmsnorm+linear+swiglu N=160+160 K=64 k=2 eps=1e-05' # the b<=16 kernel folds in its rmsnorm
 # Tuned: the down projection's b<=16 kernel with one row tile over batch tiles
 # of 8 (the default has 2 row tiles over 16), and the q/k projection's with

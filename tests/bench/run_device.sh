@@ -44,6 +44,11 @@
 #          PTQ k = 2 (checked by sha256 against the file the host run used) and a short
 #          RaBiT k = 2 training (NLL_TOKENS); the trained export comes back in 16 MB parts
 #          (trained-k2.part-*) for the host target to score the same file
+#   fusecheck  as qat2's setup (after qat1): the fused rmsnorm on real weights (a short training,
+#          PTQ k = 2): prompt logits with and without RABIT_FUSE_NORM=0, chat both ways
+#   fuseab  the model and plan-API tests, then both models with the fused rmsnorm off and on
+#          (RABIT_FUSE_NORM), alternating, beside the fp16 decode peer
+#   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
 #          2, 4 and 8 stages (RABIT_TILE_XOR / RABIT_TILE_MMA), one after the other
@@ -363,6 +368,43 @@ nll_compare() {
   grep -h '"validation"\|"test"' "$L"/eval8_*.log
 }
 
+# The fused rmsnorm on real weights (after qat1): a short RaBiT k = 2 training of SmolLM2, then
+# the prompt logits of the trained export and of PTQ k = 2 with the decode buckets' fused norms
+# (the default) and without them (RABIT_FUSE_NORM=0), prompts of 1, 5, 12 and 16 tokens (the b1,
+# b<=8 and b<=16 kernels) and 40 (the prefill kernels, which never fuse: the control), compared
+# by tests/bench/logits_diff.py; greedy chat both ways; the trained model's rabit bench.
+fuse_check() {
+  qat_setup
+  W=$Q/hf/model.safetensors
+  run quantize_k2 "$R" quantize $IR --paths 2 $W -o $Q/k2.safetensors
+  [ -n "${FUSE_REUSE:-}" ] && [ -f $Q/short/model.safetensors ] || \
+  run train_short "$R" train $IR --weights $W --data $Q/shards-train --eval-data $Q/shards-heldout \
+      --tokens ${NLL_TOKENS:-1100000} --method rabit --init rabit --lr-w 1e-3 --eval-every 100 --ckpt-every 0 -o $Q/short
+  for wt in ${FUSE_WEIGHTS:-short/model k2}; do
+    for p in ${FUSE_PROMPTS:-1 5 12 16 40}; do
+      toks=$(awk -v n=$p -v m=${FUSE_MUL:-7919} -v o=${FUSE_SKIP:-0} 'BEGIN { for (i = 1; i <= n; i++) printf "%s%d", (i > 1 ? "," : ""), ((i + o) * m + 13) % 49152 }')
+      for f in 1 0; do
+        RABIT_FUSE_NORM=$f run "logits_$(basename $wt)_p${p}_fuse$f" "$R" run $IR --weights $Q/$wt.safetensors \
+            --tokens "$toks" -n 1 --quiet --logits-out $Q/lg-$(basename $wt)-$p-$f.bin
+      done
+      python3 tests/bench/logits_diff.py "$(basename $wt) prompt $p" $Q/lg-$(basename $wt)-$p-1.bin \
+          $Q/lg-$(basename $wt)-$p-0.bin 49152 | tee -a "$summary"
+    done
+  done
+  if [ -n "${FUSE_EXPORT:-}" ]; then # the trained export and the logits, for the host target to score here
+    tar -C $Q -cf - short/model.safetensors $(cd $Q && ls lg-model-*.bin) | gzip -1 | split -b 16000000 - "$FUSE_EXPORT/fuse.tgz.part-"
+    ls -la "$FUSE_EXPORT"
+  fi
+  for f in 1 0; do
+    RABIT_FUSE_NORM=$f run "chat_fuse$f" "$R" run $IR --weights $Q/short/model.safetensors --tokenizer $G --chat \
+        --prompt "What is the capital of France?" -n 32 --quiet
+  done
+  grep -v "^rabit run: note" "$L/chat_fuse0.log" | cmp -s "$L/chat_fuse1.log" - && echo "chat: the same text fused and unfused" | tee -a "$summary" \
+    || echo "chat: the texts differ" | tee -a "$summary"
+  run bench_trained "$R" bench $IR --weights $Q/short/model.safetensors --fp16-weights $W
+  cat "$L/chat_fuse1.log" "$L/chat_fuse0.log"; grep -vE "^$" "$L/bench_trained.log" | tail -n 8
+}
+
 # The bit ring against the plain register loads, per shape, in one call.
 ring_bench() {
   gpu_tests "${TESTS-test_linear}" ""
@@ -470,6 +512,23 @@ models_ab() {
   done
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
   for f in "$L"/bench_*_old_*.log "$L"/bench_*_new_*.log "$L/peer_fp16_decode.log"; do
+    echo "== $(basename "$f")"; grep -E "decode|prefill|fp16 graph" "$f"
+  done
+}
+
+# The fused rmsnorm off (the default) and on (RABIT_FUSE_NORM=1): the model and plan-API tests,
+# then both whole models each way, twice, alternating, beside the fp16 decode peer.
+fuse_ab() {
+  gpu_tests "${TESTS-test_model test_plan_api}" ""
+  for round in 1 2; do
+    for f in 0 1; do
+      for m in smollm2-135m llama2-7b; do
+        RABIT_FUSE_NORM=$f run "bench_${m}_fuse${f}_$round" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+      done
+    done
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$L"/bench_*_fuse*.log "$L/peer_fp16_decode.log"; do
     echo "== $(basename "$f")"; grep -E "decode|prefill|fp16 graph" "$f"
   done
 }
@@ -605,6 +664,9 @@ case $mode in
   prenorm) prenorm_check ;;
   tune1) tune_once ;;
   nll) nll_compare ;;
+  fusecheck) fuse_check ;;
+  fuseab) fuse_ab ;;
+  probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
   explore) gpu_tests "${TESTS-}" ""; explore ;;
@@ -614,7 +676,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -1,0 +1,85 @@
+// probe_mma.cu: the tensor pipe's rate for the mma.sync shapes a binary GEMV could use, on this
+// GPU: m16n8k16 f16 (what the register kernels run), m16n8k32 s8 and m16n8k256 b1 (and.popc,
+// which would take the sign bits as they lie in memory). Each warp runs 8 independent chains so
+// that the pipe, not the latency, bounds it. Built and run on the device machine:
+//   nvcc -arch=sm_90a -o probe_mma probe_mma.cu && ./probe_mma
+// cuobjdump -sass says whether the b1 shape is one native instruction or an emulation.
+#include <cstdio>
+#include <cuda_runtime.h>
+
+enum { ITERS = 4096, CHAINS = 8, WARPS = 8 };
+
+__global__ void hmma(float *out, unsigned seed) {
+  unsigned a[4] = {seed, seed * 3, seed * 5, seed * 7}, b[2] = {seed * 11, seed * 13};
+  float c[CHAINS][4] = {};
+  for (int i = 0; i < ITERS; ++i)
+#pragma unroll
+    for (int j = 0; j < CHAINS; ++j)
+      asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                   : "+f"(c[j][0]), "+f"(c[j][1]), "+f"(c[j][2]), "+f"(c[j][3])
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  float s = 0;
+  for (int j = 0; j < CHAINS; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+  out[blockIdx.x * blockDim.x + threadIdx.x] = s;
+}
+
+__global__ void imma(float *out, unsigned seed) {
+  unsigned a[4] = {seed, seed * 3, seed * 5, seed * 7}, b[2] = {seed * 11, seed * 13};
+  int c[CHAINS][4] = {};
+  for (int i = 0; i < ITERS; ++i)
+#pragma unroll
+    for (int j = 0; j < CHAINS; ++j)
+      asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                   : "+r"(c[j][0]), "+r"(c[j][1]), "+r"(c[j][2]), "+r"(c[j][3])
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  int s = 0;
+  for (int j = 0; j < CHAINS; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+  out[blockIdx.x * blockDim.x + threadIdx.x] = (float)s;
+}
+
+__global__ void bmma(float *out, unsigned seed) {
+  unsigned a[4] = {seed, seed * 3, seed * 5, seed * 7}, b[2] = {seed * 11, seed * 13};
+  int c[CHAINS][4] = {};
+  for (int i = 0; i < ITERS; ++i)
+#pragma unroll
+    for (int j = 0; j < CHAINS; ++j)
+      asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                   : "+r"(c[j][0]), "+r"(c[j][1]), "+r"(c[j][2]), "+r"(c[j][3])
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  int s = 0;
+  for (int j = 0; j < CHAINS; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+  out[blockIdx.x * blockDim.x + threadIdx.x] = (float)s;
+}
+
+typedef void (*Kernel)(float *, unsigned);
+
+static void probe(const char *name, Kernel k, int kdim, int sms, float *out) {
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  const int blocks = sms * 4;
+  k<<<blocks, WARPS * 32>>>(out, 1u); // warm-up
+  cudaEventRecord(e0);
+  k<<<blocks, WARPS * 32>>>(out, 3u);
+  cudaEventRecord(e1);
+  cudaEventSynchronize(e1);
+  float ms;
+  cudaEventElapsedTime(&ms, e0, e1);
+  const double mmas = (double)blocks * WARPS * ITERS * CHAINS;
+  const double ops = mmas * 2.0 * 16 * 8 * kdim;
+  int clk_khz;
+  cudaDeviceGetAttribute(&clk_khz, cudaDevAttrClockRate, 0);
+  const double cyc = ms * 1e-3 * clk_khz * 1e3;
+  printf("%-28s %8.3f ms  %9.1f T ops/s  %6.2f cycles a warp mma on an SM sub-partition (at %d MHz)  %s\n", name, ms,
+         ops / (ms * 1e-3) / 1e12, cyc / (mmas / (sms * 4.0)), clk_khz / 1000, cudaGetErrorString(cudaGetLastError()));
+}
+
+int main() {
+  int sms;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  float *out;
+  cudaMalloc(&out, sizeof(float) * sms * 4 * WARPS * 32);
+  probe("m16n8k16 f16 -> f32", hmma, 16, sms, out);
+  probe("m16n8k32 s8 -> s32", imma, 32, sms, out);
+  probe("m16n8k256 b1 and.popc", bmma, 256, sms, out);
+  return 0;
+}

@@ -3,7 +3,11 @@
 // which would take the sign bits as they lie in memory). Each warp runs 8 independent chains so
 // that the pipe, not the latency, bounds it. Built and run on the device machine:
 //   nvcc -arch=sm_90a -o probe_mma probe_mma.cu && ./probe_mma
-// cuobjdump -sass says whether the b1 shape is one native instruction or an emulation.
+// cuobjdump -sass says whether the b1 shape is one native instruction or an emulation. Then one
+// b1 mma on random bits against the fragment layout a binary GEMV would rely on (checked on the
+// host): lane (g, t) = (lane / 4, lane % 4) holds A row g in a0 and row g + 8 in a1 for k = 32 t + i
+// (bit i), a2 and a3 the same rows for k = 128 + 32 t + i; B column g for those k in b0 and b1;
+// D rows g and g + 8, columns 2 t and 2 t + 1.
 #include <cstdio>
 #include <cuda_runtime.h>
 
@@ -51,6 +55,45 @@ __global__ void bmma(float *out, unsigned seed) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = (float)s;
 }
 
+__global__ void bmma_once(int *d, const unsigned *a, const unsigned *b) {
+  const int l = threadIdx.x;
+  int c[4] = {0, 0, 0, 0};
+  asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+               : "r"(a[4 * l]), "r"(a[4 * l + 1]), "r"(a[4 * l + 2]), "r"(a[4 * l + 3]), "r"(b[2 * l]), "r"(b[2 * l + 1]));
+  for (int e = 0; e < 4; ++e) d[4 * l + e] = c[e];
+}
+
+/* The layout above, on the host: bit k of A row r and of B column n, from the lanes' words. */
+static int abit(const unsigned *a, int r, int k) {
+  const int g = r % 8, t = k % 128 / 32, reg = (r >= 8) + 2 * (k >= 128);
+  return a[4 * (4 * g + t) + reg] >> (k % 32) & 1;
+}
+static int bbit(const unsigned *b, int n, int k) { return b[2 * (4 * n + k % 128 / 32) + (k >= 128)] >> (k % 32) & 1; }
+
+static int check_layout(void) {
+  unsigned ha[128], hb[64], x = 12345;
+  for (int i = 0; i < 128; ++i) ha[i] = x = x * 1664525u + 1013904223u;
+  for (int i = 0; i < 64; ++i) hb[i] = x = x * 1664525u + 1013904223u;
+  unsigned *da, *db;
+  int *dd, hd[128];
+  cudaMalloc(&da, sizeof ha), cudaMalloc(&db, sizeof hb), cudaMalloc(&dd, sizeof hd);
+  cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice), cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice);
+  bmma_once<<<1, 32>>>(dd, da, db);
+  cudaMemcpy(hd, dd, sizeof hd, cudaMemcpyDeviceToHost);
+  int bad = 0;
+  for (int l = 0; l < 32; ++l)
+    for (int e = 0; e < 4; ++e) {
+      const int r = l / 4 + 8 * (e >> 1), n = 2 * (l % 4) + (e & 1);
+      int want = 0;
+      for (int k = 0; k < 256; ++k) want += abit(ha, r, k) & bbit(hb, n, k);
+      bad += hd[4 * l + e] != want;
+    }
+  printf("b1 fragment layout: %d of 128 outputs differ from the host's popc(A_r AND B_n)\n", bad);
+  cudaFree(da), cudaFree(db), cudaFree(dd);
+  return bad != 0;
+}
+
 typedef void (*Kernel)(float *, unsigned);
 
 static void probe(const char *name, Kernel k, int kdim, int sms, float *out) {
@@ -81,5 +124,5 @@ int main() {
   probe("m16n8k16 f16 -> f32", hmma, 16, sms, out);
   probe("m16n8k32 s8 -> s32", imma, 32, sms, out);
   probe("m16n8k256 b1 and.popc", bmma, 256, sms, out);
-  return 0;
+  return check_layout();
 }

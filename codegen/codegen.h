@@ -406,7 +406,8 @@ int cg_kernel_equal(const CgKernel *a, const CgKernel *b);
 struct IrGraph;
 
 typedef struct {
-  int max_ctx; /* KV cache length the attention kernels are specialized for */
+  int max_ctx;   /* KV cache length the attention kernels are specialized for */
+  int fuse_norm; /* 1: a decode bucket the target can normalize in takes the rmsnorm before it */
 } CgTargetOptions;
 
 /* One distinct kernel and the IR it serves. */

@@ -128,10 +128,10 @@ static int norm_before(const IrGraph *g, int node) {
 }
 
 /* A quantized linear node: its kernel per batch bucket (the target's
- * default schedules) and the repack of the layout they share. A bucket the
- * target can normalize in (linear_prenorm) takes the rmsnorm before it along
- * (CgOp.eps): the executor then skips the norm at those batches. */
-static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, CgKernelSet *ks) {
+ * default schedules) and the repack of the layout they share. With fuse_norm,
+ * a bucket the target can normalize in (linear_prenorm) takes the rmsnorm
+ * before it along (CgOp.eps): the executor then skips the norm at those batches. */
+static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, int fuse_norm, CgKernelSet *ks) {
   const IrNode *n = &g->nodes[node];
   CgNodeKernels *nk = &ks->node[node];
   CgKernel k;
@@ -157,7 +157,7 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, CgKerne
     break;
   }
   CgSchedule buckets[CG_MAX_BUCKETS];
-  int nb = t->linear_buckets(s, buckets), norm = t->linear_prenorm ? norm_before(g, node) : -1;
+  int nb = t->linear_buckets(s, buckets), norm = fuse_norm && t->linear_prenorm ? norm_before(g, node) : -1;
   for (int b = 0; b < nb; b++) {
     k.sched = buckets[b];
     s->eps = norm >= 0 && t->linear_prenorm(&buckets[b]) ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
@@ -198,7 +198,7 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
     case IR_LINEAR:
     case IR_LINEAR_ADD:
     case IR_LINEAR_SWIGLU:
-      if (ir_node_paths(n)) rc = linear_kernels(g, i, t, ks);
+      if (ir_node_paths(n)) rc = linear_kernels(g, i, t, opt->fuse_norm, ks);
       else if (n->op == IR_LINEAR_SWIGLU) {
         /* Dense: cuBLAS computes gate and up side by side, this kernel the product. */
         s->kind = CG_SWIGLU;

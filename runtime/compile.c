@@ -99,7 +99,7 @@ static int apply_schedules(const RtCompileOptions *o, const CgTarget *t, RtCompi
 
 /* Strategy overrides from the environment, applied after the default and the hook
  * chose, so that one strategy can be measured against another whatever the default
- * (or a tuned record) is (and RABIT_FUSE_NORM, below):
+ * (or a tuned record) is:
  *   RABIT_PREFILL=mma   every quantized linear's bucket above batch 16 takes the staged
  *                       mma kernel (the fused decode and GEMM) instead of the dequant
  *                       strategy (the bits expanded to fp16, then cuBLAS: the default)
@@ -163,41 +163,38 @@ static int apply_override(const CgTarget *t, RtCompiled *c, const Override *ov) 
   return c->warnings.oom ? RB_EINTERNAL : RB_OK;
 }
 
-/* The decode buckets' fused rmsnorms (CgOp.eps) are opt-in: RABIT_FUSE_NORM=1 keeps the kernels
- * that fold the norm in; unset or "0" gives every such linear kernel its schedule without the
- * norm, which runs as its own kernel again. On real trained weights the fused products
- * (h w) x, rms(x) times the unfused ones, lost accuracy: SmolLM2-135M after 1.1 M tokens of
- * RaBiT, a prompt token's logits 0.31 (relative L2) from the fp32 host target's, against 0.066
- * unfused (tests/bench/RESULTS.md, 2026-12-02); they stay off until that is understood. */
-static int apply_unfuse(RtCompiled *c) {
-  const char *env = getenv("RABIT_FUSE_NORM");
-  if (env && strcmp(env, "1") == 0) return RB_OK;
-  if (env && *env && strcmp(env, "0") != 0) {
-    rb_buf_printf(&c->warnings, "note: RABIT_FUSE_NORM='%s' is neither '0' nor '1'; the norms stay apart\n", env);
-    if (c->warnings.oom) return RB_EINTERNAL;
-  }
-  for (int i = 0; i < c->kernels.n; i++) {
-    CgOp *op = &c->kernels.k[i].kernel.op;
-    if (op->kind == CG_LINEAR && op->eps > 0) op->eps = 0.0f;
-  }
-  return RB_OK;
-}
-
 static int apply_overrides(const CgTarget *t, RtCompiled *c) {
   for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++) {
     int rc = apply_override(t, c, &overrides[i]);
     if (rc) return rc;
   }
-  return apply_unfuse(c);
+  return RB_OK;
+}
+
+/* The decode buckets' fused rmsnorms (CgOp.eps) are opt-in: RABIT_FUSE_NORM=1 selects the
+ * kernels that fold the norm in; unset or "0" leaves every norm a kernel of its own. On real
+ * trained weights the fused products (h w) x, rms(x) times the unfused ones, lost accuracy:
+ * SmolLM2-135M after 1.1 M tokens of RaBiT, a prompt token's logits 0.31 (relative L2) from
+ * the fp32 host target's, against 0.066 unfused (tests/bench/RESULTS.md, 2026-12-02); they
+ * stay off until that is understood. Decided before selection, so that tuned and shipped
+ * records are looked up for the kernels that are built. */
+static int fuse_norm_wanted(RtCompiled *c, int *fuse) {
+  const char *env = getenv("RABIT_FUSE_NORM");
+  *fuse = env && strcmp(env, "1") == 0;
+  if (env && *env && !*fuse && strcmp(env, "0") != 0)
+    rb_buf_printf(&c->warnings, "note: RABIT_FUSE_NORM='%s' is neither '0' nor '1'; the norms stay apart\n", env);
+  return c->warnings.oom ? RB_EINTERNAL : RB_OK;
 }
 
 /* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
 static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   const CgTarget *t = o->target ? o->target : &cg_target_cuda;
-  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX};
+  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX, 0};
+  int rc = fuse_norm_wanted(c, &topt.fuse_norm);
+  if (rc) return rc;
   IrDiag d;
   ir_diag_init(&d, c->shown, c->text.data);
-  int rc = cg_kernels_from_graph(c->graph, t, &topt, &d, &c->kernels);
+  rc = cg_kernels_from_graph(c->graph, t, &topt, &d, &c->kernels);
   if (d.out.data) rb_buf_puts(&c->diag, d.out.data);
   ir_diag_free(&d);
   if (!rc) rc = apply_schedules(o, t, c);

@@ -21,7 +21,7 @@ static RtPlan *make_plan(const char *path, char **text_out) {
   if (fe_compile(path, src.data, NULL, &d, &g) == RB_OK && ir_graph_verify(g, &d) == RB_OK) {
     ir_fuse(g);
     CgKernelSet ks;
-    CgTargetOptions topt = {1024};
+    CgTargetOptions topt = {1024, 1}; /* the fused norms too: the plan carries them */
     if (cg_kernels_from_graph(g, &cg_target_cuda, &topt, &d, &ks) == RB_OK) {
       RtBuilt *built = rb_calloc((size_t)ks.n, sizeof *built);
       for (int i = 0; i < ks.n; i++) {

@@ -13,44 +13,34 @@
 
 enum { ITERS = 4096, CHAINS = 8, WARPS = 8 };
 
-__global__ void hmma(float *out, unsigned seed) {
-  unsigned a[4] = {seed, seed * 3, seed * 5, seed * 7}, b[2] = {seed * 11, seed * 13};
-  float c[CHAINS][4] = {};
-  for (int i = 0; i < ITERS; ++i)
-#pragma unroll
-    for (int j = 0; j < CHAINS; ++j)
-      asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                   : "+f"(c[j][0]), "+f"(c[j][1]), "+f"(c[j][2]), "+f"(c[j][3])
-                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  float s = 0;
-  for (int j = 0; j < CHAINS; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
-  out[blockIdx.x * blockDim.x + threadIdx.x] = s;
+// One mma.sync per shape, C += A B on registers; Acc is the accumulator's type.
+struct F16 { typedef float Acc; };
+struct S8 { typedef int Acc; };
+struct B1 { typedef int Acc; };
+__device__ __forceinline__ void mma(F16, float *c, const unsigned *a, const unsigned *b) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma(S8, int *c, const unsigned *a, const unsigned *b) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma(B1, int *c, const unsigned *a, const unsigned *b) {
+  asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-__global__ void imma(float *out, unsigned seed) {
+template <class Shape>
+__global__ void chains(float *out, unsigned seed) {
   unsigned a[4] = {seed, seed * 3, seed * 5, seed * 7}, b[2] = {seed * 11, seed * 13};
-  int c[CHAINS][4] = {};
+  typename Shape::Acc c[CHAINS][4] = {};
   for (int i = 0; i < ITERS; ++i)
 #pragma unroll
-    for (int j = 0; j < CHAINS; ++j)
-      asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                   : "+r"(c[j][0]), "+r"(c[j][1]), "+r"(c[j][2]), "+r"(c[j][3])
-                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  int s = 0;
-  for (int j = 0; j < CHAINS; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
-  out[blockIdx.x * blockDim.x + threadIdx.x] = (float)s;
-}
-
-__global__ void bmma(float *out, unsigned seed) {
-  unsigned a[4] = {seed, seed * 3, seed * 5, seed * 7}, b[2] = {seed * 11, seed * 13};
-  int c[CHAINS][4] = {};
-  for (int i = 0; i < ITERS; ++i)
-#pragma unroll
-    for (int j = 0; j < CHAINS; ++j)
-      asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                   : "+r"(c[j][0]), "+r"(c[j][1]), "+r"(c[j][2]), "+r"(c[j][3])
-                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  int s = 0;
+    for (int j = 0; j < CHAINS; ++j) mma(Shape(), c[j], a, b);
+  typename Shape::Acc s = 0;
   for (int j = 0; j < CHAINS; ++j) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
   out[blockIdx.x * blockDim.x + threadIdx.x] = (float)s;
 }
@@ -58,9 +48,7 @@ __global__ void bmma(float *out, unsigned seed) {
 __global__ void bmma_once(int *d, const unsigned *a, const unsigned *b) {
   const int l = threadIdx.x;
   int c[4] = {0, 0, 0, 0};
-  asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-               : "r"(a[4 * l]), "r"(a[4 * l + 1]), "r"(a[4 * l + 2]), "r"(a[4 * l + 3]), "r"(b[2 * l]), "r"(b[2 * l + 1]));
+  mma(B1(), c, a + 4 * l, b + 2 * l);
   for (int e = 0; e < 4; ++e) d[4 * l + e] = c[e];
 }
 
@@ -121,8 +109,8 @@ int main() {
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   float *out;
   cudaMalloc(&out, sizeof(float) * sms * 4 * WARPS * 32);
-  probe("m16n8k16 f16 -> f32", hmma, 16, sms, out);
-  probe("m16n8k32 s8 -> s32", imma, 32, sms, out);
-  probe("m16n8k256 b1 and.popc", bmma, 256, sms, out);
+  probe("m16n8k16 f16 -> f32", chains<F16>, 16, sms, out);
+  probe("m16n8k32 s8 -> s32", chains<S8>, 32, sms, out);
+  probe("m16n8k256 b1 and.popc", chains<B1>, 256, sms, out);
   return check_layout();
 }

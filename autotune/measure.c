@@ -3,8 +3,10 @@
  * pipeline's own), each is run on fresh random data (validate.c) and checked
  * against the CPU reference before it is timed, and timing is the graph
  * harness (runtime/cuda/timing.c) over copies of the weights rotating past
- * the L2. The broken-candidate hook runs a candidate with its g one row off:
- * an indexing bug that is exactly as fast as the right kernel. */
+ * the L2, each candidate launched as a plan launches it (rt_time_sequence: with
+ * programmatic overlap, and a bmma candidate after its planes pre-pass, which
+ * is part of its time). The broken-candidate hook runs a candidate with its g
+ * one row off: an indexing bug that is exactly as fast as the right kernel. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +35,8 @@ struct AtGpu {
   RtDevPtr rot;                    /* nrot slots of stride bytes: bits, g, h each */
   size_t stride;
   int nrot, launches;
+  Cand pre;                        /* the bmma candidates' planes pre-pass, when the space has one */
+  RtDevPtr planes;                 /* its output, which a bmma candidate reads in place of x */
 };
 
 static size_t up256(size_t v) { return (v + 255) & ~(size_t)255; }
@@ -48,13 +52,15 @@ static void unit_free(AtGpu *m) {
     for (int i = 0; i < m->s->n; i++)
       if (m->c[i].mod) rt_module_unload(m->c[i].mod);
   rb_free(m->c);
-  RtDevPtr all[] = {m->bits, m->g, m->h, m->x, m->res, m->y, m->rot};
+  if (m->pre.mod) rt_module_unload(m->pre.mod);
+  memset(&m->pre, 0, sizeof m->pre);
+  RtDevPtr all[] = {m->bits, m->g, m->h, m->x, m->res, m->y, m->rot, m->planes};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     if (all[i]) rt_mem_free(m->gpu, all[i]);
   rb_free(m->yh);
   at_linear_data_free(&m->data);
   m->c = NULL;
-  m->bits = m->g = m->h = m->x = m->res = m->y = m->rot = 0;
+  m->bits = m->g = m->h = m->x = m->res = m->y = m->rot = m->planes = 0;
   m->yh = NULL;
   m->u = NULL;
 }
@@ -165,12 +171,33 @@ static int gpu_begin(void *ctx, const AtUnit *u, const AtSpace *s, RbBuf *log) {
       rt_memcpy_htod(m->gpu, m->res, d->res16, (size_t)B * d->ntot * 2))
     return gpu_fail(m, log, "the unit's buffers");
   int rc = repack(m, log);
-  return rc ? rc : rotation(m, log);
+  if (!rc) rc = rotation(m, log);
+  /* The pre-pass the bmma candidates share: built once, its planes made again before each run. */
+  CgKernel pk;
+  int bmma = 0;
+  for (int i = 0; i < s->n && !bmma; i++) bmma = s->c[i].sched.strategy == CG_STRAT_BMMA;
+  if (!rc && bmma && cg_linear_planes_kernel(&(CgKernel){.op = *op, .sched = {CG_STRAT_BMMA, 1, {0}}}, &pk)) {
+    int ok = 0;
+    rc = build(m, &pk, 1, &m->pre, &ok, log);
+    if (!rc && !ok) rc = RB_EINTERNAL; /* its candidates cannot run without it */
+    if (!rc && (rt_mem_alloc(m->gpu, &m->planes, cg_planes_bytes(op)) || rt_memset8(m->gpu, m->planes, 0, cg_planes_bytes(op))))
+      rc = gpu_fail(m, log, "the bmma planes");
+  }
+  return rc;
 }
 
-/* The strategies whose time is one kernel's: dequant's is its kernel, the cuBLAS
- * GEMM and the epilogue together (rt_linear_run), which this backend does not run. */
-static int one_kernel(CgStrategy s) { return s == CG_STRAT_XOR || s == CG_STRAT_MMA || s == CG_STRAT_LOP3; }
+/* The pre-pass's launch for batch rows over h at h (a rotation slot's, or the validated one). */
+static void planes_launch(AtGpu *m, int batch, CgPlanesArgs *a, RtDevPtr h, CgArgv *v, CgLaunch *l) {
+  *a = (CgPlanesArgs){m->planes, m->x, h, batch};
+  cg_planes_argv(a, v);
+  *l = cg_geometry_launch(&m->pre.geo, batch);
+}
+
+/* The strategies this backend times: dequant's time is its kernel, the cuBLAS GEMM and the
+ * epilogue together (rt_linear_run), which it does not run. */
+static int measurable(CgStrategy s) {
+  return s == CG_STRAT_XOR || s == CG_STRAT_MMA || s == CG_STRAT_LOP3 || s == CG_STRAT_BMMA;
+}
 
 static int gpu_compile(void *ctx, int from, int to, int *ok, RbBuf *log) {
   AtGpu *m = ctx;
@@ -187,7 +214,7 @@ static int gpu_compile(void *ctx, int from, int to, int *ok, RbBuf *log) {
   int n = 0;
   for (int i = from; i < to; i++) {
     ok[i - from] = 0;
-    if (one_kernel(m->s->c[i].sched.strategy)) {
+    if (measurable(m->s->c[i].sched.strategy)) {
       at[n] = i;
       k[n++] = (CgKernel){.op = m->u->kernel.op, .sched = m->s->c[i].sched};
       continue;
@@ -217,12 +244,18 @@ static int gpu_validate(void *ctx, int i, int broken, int *valid, RbBuf *log) {
   for (int j = 0; j < m->u->nbatch && *valid; j++) {
     int batch = m->u->batch[j];
     size_t ybytes = (size_t)batch * d->nout * 2;
-    CgLinearArgs a = {m->y, m->x, m->bits, m->g + (broken ? 2 : 0), m->h,
+    const int bmma = m->s->c[i].sched.strategy == CG_STRAT_BMMA;
+    CgLinearArgs a = {m->y, bmma ? m->planes : m->x, m->bits, m->g + (broken ? 2 : 0), m->h,
                       m->u->kernel.op.epilogue == CG_EPI_ADD ? m->res : 0, batch};
-    CgArgv v;
+    CgArgv v, pv;
+    CgPlanesArgs pa;
+    CgLaunch pl;
     cg_linear_argv(&a, &v);
     CgLaunch l = cg_geometry_launch(&m->c[i].geo, batch);
-    if (rt_memset8(m->gpu, m->y, 0xFF, ybytes) || rt_launch(m->gpu, m->c[i].fn, l.grid, l.block, l.smem, NULL, v.v) ||
+    if (bmma) planes_launch(m, batch, &pa, m->h, &pv, &pl);
+    if (rt_memset8(m->gpu, m->y, 0xFF, ybytes) ||
+        (bmma && rt_launch(m->gpu, m->pre.fn, pl.grid, pl.block, pl.smem, NULL, pv.v)) ||
+        rt_launch(m->gpu, m->c[i].fn, l.grid, l.block, l.smem, NULL, v.v) ||
         rt_sync(m->gpu) || rt_memcpy_dtoh(m->gpu, m->yh, m->y, ybytes))
       return gpu_fail(m, log, "validating a candidate");
     *valid = at_linear_data_check(d, &m->s->c[i].sched, m->yh, batch, NULL, log);
@@ -233,22 +266,33 @@ static int gpu_validate(void *ctx, int i, int broken, int *valid, RbBuf *log) {
 static int gpu_time(void *ctx, int i, int batch, double *us, RbBuf *log) {
   AtGpu *m = ctx;
   RtDevPtr res = m->u->kernel.op.epilogue == CG_EPI_ADD ? m->res : 0;
+  const int bmma = m->s->c[i].sched.strategy == CG_STRAT_BMMA;
   CgLinearArgs *a = rb_malloc((size_t)m->nrot * sizeof *a);
-  CgArgv *v = rb_malloc((size_t)m->nrot * sizeof *v);
-  void ***args = rb_malloc((size_t)m->nrot * sizeof *args);
-  if (!a || !v || !args) {
-    rb_free(a), rb_free(v), rb_free(args);
-    return RB_EINTERNAL;
-  }
-  for (int r = 0; r < m->nrot; r++) {
-    RtDevPtr at = m->rot + m->stride * (size_t)r;
-    a[r] = (CgLinearArgs){m->y, m->x, at, at + up256(m->layout), at + up256(m->layout) + up256(m->gbytes), res, batch};
+  CgPlanesArgs *pa = rb_malloc((size_t)m->nrot * sizeof *pa);
+  CgArgv *v = rb_malloc((size_t)m->nrot * sizeof *v), *pv = rb_malloc((size_t)m->nrot * sizeof *pv);
+  void ***args = rb_malloc((size_t)m->nrot * sizeof *args), ***pargs = rb_malloc((size_t)m->nrot * sizeof *pargs);
+  const int oom = !a || !pa || !v || !pv || !args || !pargs;
+  int rc = oom ? RB_EINTERNAL : RB_OK;
+  CgLaunch pl = {{0}, {0}, 0};
+  for (int r = 0; r < m->nrot && !rc; r++) {
+    RtDevPtr at = m->rot + m->stride * (size_t)r, h = at + up256(m->layout) + up256(m->gbytes);
+    a[r] = (CgLinearArgs){m->y, bmma ? m->planes : m->x, at, at + up256(m->layout), h, res, batch};
     cg_linear_argv(&a[r], &v[r]);
     args[r] = v[r].v;
+    if (bmma) planes_launch(m, batch, &pa[r], h, &pv[r], &pl);
+    pargs[r] = pv[r].v;
   }
   CgLaunch l = cg_geometry_launch(&m->c[i].geo, batch);
-  int rc = rt_time_launches(m->gpu, m->c[i].fn, l.grid, l.block, l.smem, args, m->nrot, m->launches, 20, us);
-  rb_free(a), rb_free(v), rb_free(args);
+  RtTimedKernel seq[2];
+  int nk = 0;
+  if (bmma)
+    seq[nk++] = (RtTimedKernel){m->pre.fn, {pl.grid[0], pl.grid[1], pl.grid[2]}, {pl.block[0], pl.block[1], pl.block[2]},
+                                pl.smem, pargs, m->nrot};
+  seq[nk++] = (RtTimedKernel){m->c[i].fn, {l.grid[0], l.grid[1], l.grid[2]}, {l.block[0], l.block[1], l.block[2]},
+                              l.smem, args, m->nrot};
+  if (!rc) rc = rt_time_sequence(m->gpu, seq, nk, m->launches, 20, us);
+  rb_free(a), rb_free(pa), rb_free(v), rb_free(pv), rb_free(args), rb_free(pargs);
+  if (oom) return RB_EINTERNAL;
   return rc ? gpu_fail(m, log, "timing a candidate") : RB_OK;
 }
 

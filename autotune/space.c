@@ -132,6 +132,13 @@ static int regs_lop3(const LinShape *s, int rows, int bt) {
   return regs_reg(s, rows, bt) + rows * s->nsb * nb * 4 * sets + s->nsb * nb * s->paths * 4 + 12;
 }
 
+/* The bmma design's: the bits of this group and the next, its accumulators (rows x segments x
+ * batch rows x paths x 2), the g values, one group's planes (batch rows x 8) and the U sums. */
+static int regs_bmma(const LinShape *s, int rows, int nbr) {
+  return 2 * s->paths * s->nsb * rows * 4 + rows * s->nsb * nbr * s->paths * 2 + s->paths * s->nsb * rows * 2 +
+         nbr * 8 + s->nsb * nbr * s->paths;
+}
+
 /* The staged design's: its accumulators (segments x n8 tiles x 4), the g
  * pairs, one A fragment and the bit words. */
 static int regs_staged(const LinShape *s, int bt) { return s->nsb * (bt / 8) * 4 + s->nsb * 2 + 4 + s->nsb; }
@@ -150,19 +157,21 @@ static int bt_cover(int batch_max) { return batch_max <= 8 ? 8 : batch_max <= 16
 static void linear_space(Walk *w, const CgSchedule *def) {
   static const int bts[] = {8, 16, 32, 64};
   LinShape s = lin_shape(&w->k->op);
+  /* A bmma bucket's register-design alternative is spelled xor. */
+  const CgStrategy reg_strategy = def->strategy == CG_STRAT_BMMA ? CG_STRAT_XOR : def->strategy;
   int cover = bt_cover(def->batch_max);
   for (size_t b = 0; b < sizeof bts / sizeof bts[0] && bts[b] <= cover; b++) {
     int bt = bts[b], reg = bt <= 16;
     for (int rows = 1; rows <= 8; rows++) {
       if (!rows_useful(&s, rows)) continue;
-      CgSchedule sc = {.strategy = reg ? def->strategy : CG_STRAT_MMA, .batch_max = def->batch_max};
+      CgSchedule sc = {.strategy = reg ? reg_strategy : CG_STRAT_MMA, .batch_max = def->batch_max};
       sc.tile[0] = rows;
       sc.tile[3] = bt;
       if (reg) {
         /* lop3 at batch tiles of 8 only: with two n8 tiles its per-path sets and F mma double
          * and it measured 1.5-1.8x slower than mma on every 7B shape (RESULTS.md, 2026-12-02). */
         for (int lop3 = 0; lop3 <= (bt == 8); lop3++) {
-          sc.strategy = lop3 ? CG_STRAT_LOP3 : def->strategy;
+          sc.strategy = lop3 ? CG_STRAT_LOP3 : reg_strategy;
           for (int split = 1; split <= 32 && split <= s.C256; split++) {
             if (!split_useful(s.C256, split)) continue;
             sc.tile[1] = split;
@@ -180,6 +189,21 @@ static void linear_space(Walk *w, const CgSchedule *def) {
           consider(w, &sc, rows, regs_staged(&s, bt));
         }
       }
+    }
+  }
+}
+
+/* The bmma strategy (its buckets, up to CG_BMMA_BATCH_MAX): row tiles a warp (1..8), then the
+ * K split (1..32), before the register design's decodes (linear_space), which may beat it. */
+static void bmma_space(Walk *w, const CgSchedule *def) {
+  if (def->strategy != CG_STRAT_BMMA) return;
+  LinShape s = lin_shape(&w->k->op);
+  for (int rows = 1; rows <= 8; rows++) {
+    if (!rows_useful(&s, rows)) continue;
+    for (int split = 1; split <= 32 && split <= s.C256; split++) {
+      if (!split_useful(s.C256, split)) continue;
+      CgSchedule sc = {.strategy = CG_STRAT_BMMA, .batch_max = def->batch_max, .tile = {rows, split, 0, 0}};
+      consider(w, &sc, rows, regs_bmma(&s, rows, def->batch_max));
     }
   }
 }
@@ -206,6 +230,7 @@ static const struct {
   CgKind kind;
   SpaceFn fn;
 } spaces[] = {
+    {"cuda", CG_LINEAR, bmma_space},
     {"cuda", CG_LINEAR, linear_space},
     {"cuda", CG_LINEAR, dequant_space},
 };

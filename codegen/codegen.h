@@ -15,7 +15,7 @@
 
 #define CG_MAX_SEG 4     /* fused linears: q/k/v, gate/up */
 #define CG_MAX_TILE 4
-#define CG_MAX_BUCKETS 4  /* batch buckets of one quantized linear */
+#define CG_MAX_BUCKETS 6  /* batch buckets of one quantized linear */
 #define CG_ENTRY_MAX 64   /* a kernel's entry-point name, NUL included */
 
 /* Kernel kinds. X(name, printed-name). */
@@ -29,6 +29,7 @@
   X(CG_SWIGLU, "swiglu")           \
   X(CG_ADD, "add")                 \
   X(CG_NLL, "nll")                 \
+  X(CG_PLANES, "planes")           \
   CG_TRAIN_KINDS(X)
 
 /* The training kinds (TRAINING.md is their contract; cuda/train_ops.c and
@@ -106,8 +107,12 @@ typedef enum {
                      * epilogue (res added by the GEMM, swiglu by the step's product kernel, `main`) */
   CG_STRAT_LOP3, /* the register design (batch tiles of 8 or 16) with each sign put into an fp16 mantissa
                   * bit by one LOP3 (A = C + bit), the C part taken out by one constant mma a k16 step */
+  CG_STRAT_BMMA, /* batches 1..CG_BMMA_BATCH_MAX: no decode. The bits are the A operand of b1 mma.sync
+                  * (and + popc) as they lie; a pre-pass kernel (CG_PLANES) quantizes h_p .* x to int16
+                  * per 256 columns and writes its 16 bit planes as the B operand */
 } CgStrategy;
-#define CG_NSTRATEGY 5 /* the spellings a plan may hold: none, xor, mma, dequant, lop3 */
+#define CG_NSTRATEGY 6 /* the spellings a plan may hold: none, xor, mma, dequant, lop3, bmma */
+#define CG_BMMA_BATCH_MAX 4 /* the largest bucket the bmma strategy serves (and its planes hold) */
 
 /* Where a schedule came from (recorded in the plan). */
 typedef enum { CG_FROM_DEFAULT, CG_FROM_SHIPPED, CG_FROM_TUNED } CgScheduleSource;
@@ -177,6 +182,17 @@ typedef struct { CgDevPtr y, x, bits, g, h, res; int batch; } CgLinearArgs;
  * y = x W_hat^T (+ res) is one GEMM, and for CG_EPI_SWIGLU the GEMM's (batch, 2 N[0]) gate|up
  * goes through the CG_SWIGLU product kernel. The grid is fixed (it covers the weights). */
 typedef struct { CgDevPtr w, bits, g, h; } CgDequantArgs;
+/* CG_PLANES: a bmma bucket's pre-pass (op: the linear's K, paths and nseg; N stays 0: rows do not matter). For batch row b < batch,
+ * segment s, path p and 256-column group G, u = h_p .* x (fp32 products) is quantized to
+ * q = rint(u / sc), sc = max |u| / 32767, and its 16 two's-complement bit planes are written in
+ * the B-fragment layout the bmma kernel loads (cuda/bmma.c), then (sc, sc * sum q) as two floats.
+ * planes holds cg_planes_bytes(op); the bmma kernel takes it as its CgLinearArgs x. */
+typedef struct { CgDevPtr planes, x, h; int batch; } CgPlanesArgs;
+/* Bytes of a CG_PLANES buffer for op (batches up to CG_BMMA_BATCH_MAX); 0 for an invalid op. */
+uint64_t cg_planes_bytes(const CgOp *op);
+/* The CG_PLANES kernel a linear kernel k needs before it: 1 with it in *planes when k is under
+ * CG_STRAT_BMMA, else 0. */
+int cg_linear_planes_kernel(const CgKernel *k, CgKernel *planes);
 /* CG_REPACK: segment seg's canonical bits (paths, N[seg], ceil(K/32)) -> dst, the
  * kernel layout of the whole fused op, one layout for every schedule (so a
  * layer's bits are held once). Launched once per segment. */
@@ -213,6 +229,7 @@ typedef struct { CgDevPtr nll, logits, targets; int ld, T; } CgNllArgs;
 
 void cg_linear_argv(CgLinearArgs *a, CgArgv *out);
 void cg_dequant_argv(CgDequantArgs *a, CgArgv *out);
+void cg_planes_argv(CgPlanesArgs *a, CgArgv *out);
 void cg_repack_argv(CgRepackArgs *a, CgArgv *out);
 void cg_embed_argv(CgEmbedArgs *a, CgArgv *out);
 void cg_rmsnorm_argv(CgRmsnormArgs *a, CgArgv *out);
@@ -393,7 +410,7 @@ const char *cg_kind_name(CgKind k);
 /* RB_OK when the fields an op kernel (embed, rmsnorm, rope_kv, attention, swiglu,
  * add, nll) reads are usable on any target, else RB_EUSER with the reason in err. */
 int cg_op_check(const CgOp *s, RbBuf *err);
-const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "lop3", "none" */
+const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "lop3", "bmma", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
 /* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=8 tile=4,0,0,0".
@@ -408,6 +425,7 @@ struct IrGraph;
 typedef struct {
   int max_ctx;   /* KV cache length the attention kernels are specialized for */
   int fuse_norm; /* 1: a decode bucket the target can normalize in takes the rmsnorm before it */
+  int no_bmma;   /* 1: no bmma buckets (batches 1..4 take the next bucket's kernel) */
 } CgTargetOptions;
 
 /* One distinct kernel and the IR it serves. */
@@ -428,6 +446,7 @@ typedef struct {
                 * product kernel (CG_SWIGLU: dense, or a bucket under the dequant strategy) */
   int rope;    /* attention: rope_kv, launched before main */
   int repack;  /* quantized linear: writes the bit layout that every bucket reads */
+  int planes;  /* quantized linear with a bmma bucket: its activation planes pre-pass (CG_PLANES) */
   int nbucket; /* quantized linear: its kernels by batch, ascending batch_max */
   int bucket[CG_MAX_BUCKETS];
   int nll;     /* the node returning f32 logits: their per-row NLL (CG_NLL), for evaluation */

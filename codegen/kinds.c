@@ -19,6 +19,7 @@ const char *cg_strategy_name(CgStrategy s) {
   case CG_STRAT_MMA: return "mma";
   case CG_STRAT_DEQUANT: return "dequant";
   case CG_STRAT_LOP3: return "lop3";
+  case CG_STRAT_BMMA: return "bmma";
   default: return "none";
   }
 }
@@ -125,6 +126,7 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
   case CG_SWIGLU:
   case CG_ADD: rb_buf_printf(out, " D=%d", s->dim); break;
   case CG_NLL: rb_buf_printf(out, " V=%d", s->vocab); break;
+  case CG_PLANES: rb_buf_printf(out, " K=%d k=%d segments=%d", s->K, s->paths, s->nseg); break;
   /* training kinds: the op fields each reads (codegen.h) */
   case CG_EMBED_FWD:
   case CG_EMBED_GRAD: rb_buf_printf(out, " V=%d D=%d", s->vocab, s->dim); break;

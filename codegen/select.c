@@ -131,7 +131,7 @@ static int norm_before(const IrGraph *g, int node) {
  * default schedules) and the repack of the layout they share. With fuse_norm,
  * a bucket the target can normalize in (linear_prenorm) takes the rmsnorm
  * before it along (CgOp.eps): the executor then skips the norm at those batches. */
-static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, int fuse_norm, CgKernelSet *ks) {
+static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, const CgTargetOptions *opt, CgKernelSet *ks) {
   const IrNode *n = &g->nodes[node];
   CgNodeKernels *nk = &ks->node[node];
   CgKernel k;
@@ -157,11 +157,15 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, int fus
     break;
   }
   CgSchedule buckets[CG_MAX_BUCKETS];
-  int nb = t->linear_buckets(s, buckets), norm = fuse_norm && t->linear_prenorm ? norm_before(g, node) : -1;
+  int nb = t->linear_buckets(s, buckets), norm = opt->fuse_norm && t->linear_prenorm ? norm_before(g, node) : -1;
   for (int b = 0; b < nb; b++) {
+    if (opt->no_bmma && buckets[b].strategy == CG_STRAT_BMMA) continue;
     k.sched = buckets[b];
     s->eps = norm >= 0 && t->linear_prenorm(&buckets[b]) ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
     if (add_use(ks, &k, node, n->line, &nk->bucket[nk->nbucket++])) return RB_EINTERNAL;
+    CgKernel planes; /* a bmma bucket's pre-pass: one per node, whatever its buckets (the batch is its extent) */
+    if (nk->planes < 0 && cg_linear_planes_kernel(&k, &planes) && add_use(ks, &planes, node, n->line, &nk->planes))
+      return RB_EINTERNAL;
   }
   /* The repack depends only on the layout (segments, K, paths), which every
    * schedule shares: one copy of a layer's bits serves all batch sizes. */
@@ -184,7 +188,7 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
   ks->nnodes = g->nnodes;
   for (int i = 0; i < g->nnodes; i++) {
     CgNodeKernels *nk = &ks->node[i];
-    nk->main = nk->rope = nk->repack = nk->nll = -1;
+    nk->main = nk->rope = nk->repack = nk->planes = nk->nll = -1;
   }
   for (int i = 0; i < g->nnodes; i++) {
     const IrNode *n = &g->nodes[i];
@@ -198,7 +202,7 @@ int cg_kernels_from_graph(const IrGraph *g, const CgTarget *t, const CgTargetOpt
     case IR_LINEAR:
     case IR_LINEAR_ADD:
     case IR_LINEAR_SWIGLU:
-      if (ir_node_paths(n)) rc = linear_kernels(g, i, t, opt->fuse_norm, ks);
+      if (ir_node_paths(n)) rc = linear_kernels(g, i, t, opt, ks);
       else if (n->op == IR_LINEAR_SWIGLU) {
         /* Dense: cuBLAS computes gate and up side by side, this kernel the product. */
         s->kind = CG_SWIGLU;
@@ -267,9 +271,14 @@ int cg_kernels_complete(const IrGraph *g, CgKernelSet *ks) {
   for (int i = 0; i < g->nnodes && i < ks->nnodes; i++) {
     CgNodeKernels *nk = &ks->node[i];
     int dequant = 0, dim = 0;
+    CgKernel planes;
     for (int b = 0; b < nk->nbucket; b++) {
       const CgKernel *k = &ks->k[nk->bucket[b]].kernel;
       if (k->op.epilogue == CG_EPI_SWIGLU && k->sched.strategy == CG_STRAT_DEQUANT) dequant = 1, dim = k->op.N[0];
+      /* A bucket a schedule made bmma needs the pre-pass selection gives the default ones. */
+      if (nk->planes < 0 && cg_linear_planes_kernel(k, &planes) &&
+          add_use(ks, &planes, i, g->nodes[i].line, &nk->planes))
+        return RB_EINTERNAL;
     }
     if (!dequant || nk->main >= 0) continue;
     /* Its GEMM gives gate|up side by side, as a dense swiglu's cuBLAS product does. */

@@ -186,11 +186,22 @@ static int fuse_norm_wanted(RtCompiled *c, int *fuse) {
   return c->warnings.oom ? RB_EINTERNAL : RB_OK;
 }
 
+/* RABIT_BMMA=0 leaves out the bmma buckets (batches 1..4 then run the xor kernel), for A/B
+ * runs and as a way back should a model's activations suit the int16 planes badly. */
+static int bmma_wanted(RtCompiled *c, int *no_bmma) {
+  const char *env = getenv("RABIT_BMMA");
+  *no_bmma = env && strcmp(env, "0") == 0;
+  if (env && *env && !*no_bmma && strcmp(env, "1") != 0)
+    rb_buf_printf(&c->warnings, "note: RABIT_BMMA='%s' is neither '0' nor '1'; the bmma buckets stay\n", env);
+  return c->warnings.oom ? RB_EINTERNAL : RB_OK;
+}
+
 /* The back half: kernels -> binaries -> plan. Kernel failures go to c->built. */
 static int back_end(const RtCompileOptions *o, RtCompiled *c, RbBuf *err) {
   const CgTarget *t = o->target ? o->target : &cg_target_cuda;
-  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX, 0};
+  CgTargetOptions topt = {o->max_ctx ? o->max_ctx : RT_DEFAULT_MAX_CTX, 0, 0};
   int rc = fuse_norm_wanted(c, &topt.fuse_norm);
+  if (!rc) rc = bmma_wanted(c, &topt.no_bmma);
   if (rc) return rc;
   IrDiag d;
   ir_diag_init(&d, c->shown, c->text.data);

@@ -13,6 +13,10 @@ struct RtLinear {
   RtDevPtr bits; /* the kernel layout, read by every batch bucket */
   RtDevPtr g, h;
   RtDevPtr hn;   /* h_p .* w of the rmsnorm its decode buckets fold in (rt_linear_fold_norm), or 0 */
+  /* The bmma buckets' activation planes (CG_PLANES writes them, the bucket's kernel reads them
+   * next): the layer's own, so that no other layer's pre-pass can overwrite them between the
+   * two, whatever overlaps under programmatic launch. 0 without a bmma bucket. */
+  RtDevPtr planes;
 };
 
 const CgOp *rt_linear_op(const RtPlan *p, int step) {
@@ -53,6 +57,9 @@ int rt_linear_bind(RtProgram *pr, int step, const uint32_t *const *bits, const u
   for (int i = 0; i < op->nseg && !rc; i++) rc = rt_program_upload(pr, w->h + hseg * i, h[i], hseg);
   /* Clear (pad rows and columns must be 0), then repack every segment. */
   if (!rc && !(rc = rt_program_alloc(pr, &w->bits, st->layout_bytes))) rc = rt_program_fill(pr, w->bits, 0, st->layout_bytes);
+  /* Zeroed once: a bucket of 4 reads the planes of rows past the batch too (never stored). */
+  size_t pbytes = st->kernels.planes >= 0 ? cg_planes_bytes(op) : 0;
+  if (!rc && pbytes && !(rc = rt_program_alloc(pr, &w->planes, pbytes))) rc = rt_program_fill(pr, w->planes, 0, pbytes);
   for (int i = 0; i < op->nseg && !rc; i++) {
     if ((rc = rt_program_upload(pr, src, bits[i], cg_packed_part_bytes(CG_PACKED_BITS, k, op->N[i], K)))) break;
     CgRepackArgs a = {w->bits, src, i};
@@ -95,6 +102,7 @@ void rt_linear_free(RtProgram *pr, RtLinear *w) {
   rt_program_free(pr, w->g);
   rt_program_free(pr, w->h);
   if (w->hn) rt_program_free(pr, w->hn);
+  if (w->planes) rt_program_free(pr, w->planes);
   rb_free(w);
 }
 
@@ -218,8 +226,22 @@ int rt_linear_run(RtProgram *pr, const RtLinear *w, int batch, RtDevPtr y, RtDev
                      "kernel needs for K = %d", w->step, p->steps[w->step].line, (unsigned long long)x, op->K);
     return RB_EUSER;
   }
-  CgLinearArgs a = {y, x, w->bits, w->g, h, res, batch};
   CgArgv v;
+  if (p->kernels[kernel].kernel.sched.strategy == CG_STRAT_BMMA) {
+    /* The pre-pass turns x into the planes the kernel reads in its place. */
+    const int planes = p->steps[w->step].kernels.planes;
+    if (planes < 0 || !w->planes) {
+      rt_gpu_set_error(rt_program_gpu(pr), "step %d (IR line %d): a bmma bucket without its planes kernel or "
+                       "buffer (the plan is inconsistent: run rabitc again)", w->step, p->steps[w->step].line);
+      return RB_EUSER;
+    }
+    CgPlanesArgs pa = {w->planes, x, h, batch};
+    cg_planes_argv(&pa, &v);
+    int rc = rt_program_launch(pr, planes, batch, v.v, s);
+    if (rc) return rc;
+    x = w->planes;
+  }
+  CgLinearArgs a = {y, x, w->bits, w->g, h, res, batch};
   cg_linear_argv(&a, &v);
   return rt_program_launch(pr, kernel, batch, v.v, s);
 }

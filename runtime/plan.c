@@ -174,6 +174,7 @@ void rt_plan_format(const RtPlan *p, RbBuf *b) {
     put_role(b, "rope", s->kernels.rope);
     put_role(b, "repack", s->kernels.repack);
     if (s->kernels.nll >= 0) put_role(b, "nll", s->kernels.nll); /* optional: plans before it load */
+    if (s->kernels.planes >= 0) put_role(b, "planes", s->kernels.planes); /* optional likewise */
     put_list(b, "buckets", s->kernels.bucket, s->kernels.nbucket);
     put_list(b, "in", s->in, s->nin);
     put_list(b, "out", s->out, s->nout);
@@ -363,7 +364,9 @@ static void parse_kernel(Cursor *c, char **w, int n, RtPlanKernel *k) {
   s->epilogue = (CgEpilogue)get_name(c, w, n, "epilogue", epilogues, 3);
   sc->batch_max = (int)get_int(c, w, n, "batch", 0, 1 << 20);
   s->K = (int)get_int(c, w, n, "K", 0, 1 << 24);
-  s->nseg = get_list(c, w, n, "N", s->N, CG_MAX_SEG, 1, 1 << 24);
+  s->nseg = get_list(c, w, n, "N", s->N, CG_MAX_SEG, 0, 1 << 24);
+  for (int i = 0; i < s->nseg && s->kind != CG_PLANES; i++) /* a planes kernel counts segments, not rows */
+    if (s->N[i] < 1) perr(c, "field 'N' must be a list of at most %d integers in 1..%d, got %d", CG_MAX_SEG, 1 << 24, s->N[i]);
   s->paths = (int)get_int(c, w, n, "paths", 0, 4);
   if (get_list(c, w, n, "tile", sc->tile, CG_MAX_TILE, 0, 1 << 16) != CG_MAX_TILE)
     perr(c, "field 'tile' needs 4 values");
@@ -385,10 +388,14 @@ static void check_roles(Cursor *c, const RtPlanStep *s, const RtPlan *p) {
   for (int i = 0; i < k->nbucket; i++)
     if (p->kernels[k->bucket[i]].kernel.op.kind != CG_LINEAR) perr(c, "bucket %d is not a linear kernel", i);
   if (k->nll >= 0 && p->kernels[k->nll].kernel.op.kind != CG_NLL) perr(c, "'nll' is not an nll kernel");
+  if (k->planes >= 0 && p->kernels[k->planes].kernel.op.kind != CG_PLANES) perr(c, "'planes' is not a planes kernel");
+  for (int i = 0; i < k->nbucket && k->planes < 0; i++)
+    if (p->kernels[k->bucket[i]].kernel.sched.strategy == CG_STRAT_BMMA) perr(c, "a bmma bucket needs 'planes'");
   if (s->paths && (k->nbucket < 1 || k->repack < 0)) perr(c, "a quantized linear needs buckets and a repack");
   if (k->main >= 0) {
     CgKind kind = p->kernels[k->main].kernel.op.kind;
-    if (kind == CG_LINEAR || kind == CG_REPACK || kind == CG_ROPE_KV) perr(c, "'main' is a %s kernel", cg_kind_name(kind));
+    if (kind == CG_LINEAR || kind == CG_REPACK || kind == CG_ROPE_KV || kind == CG_PLANES)
+      perr(c, "'main' is a %s kernel", cg_kind_name(kind));
   }
   if (s->op == IR_ATTENTION && (k->main < 0 || k->rope < 0)) perr(c, "attention needs 'main' and 'rope'");
 }
@@ -403,6 +410,7 @@ static void parse_step(Cursor *c, char **w, int n, RtPlanStep *s, const RtPlan *
   s->kernels.rope = get_role(c, w, n, "rope", p->nkernels);
   s->kernels.repack = get_role(c, w, n, "repack", p->nkernels);
   s->kernels.nll = field(w, n, "nll", buf, 32) ? get_role(c, w, n, "nll", p->nkernels) : -1;
+  s->kernels.planes = field(w, n, "planes", buf, 32) ? get_role(c, w, n, "planes", p->nkernels) : -1;
   s->kernels.nbucket = get_list(c, w, n, "buckets", s->kernels.bucket, CG_MAX_BUCKETS, 0, p->nkernels - 1);
   s->nin = get_list(c, w, n, "in", s->in, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);
   s->nout = get_list(c, w, n, "out", s->out, RT_PLAN_MAX_VALUES, 0, p->nvalues - 1);

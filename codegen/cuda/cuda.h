@@ -35,6 +35,10 @@ uint64_t cg_layout_bytes_linear(const CgOp *op);
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
 int cg_linear_prenorm(const CgSchedule *s);
 
+/* ==== bmma.c: the bmma strategy's pre-pass (its linear kernel is emitted through linear.c) ==== */
+int cg_emit_planes(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err);
+int cg_geometry_planes(const CgKernel *k, CgGeometry *g, RbBuf *err);
+
 /* ==== lop3.c: the lop3 strategy's decode table ==== */
 /* A register q (0..3) of k16 step s (0..3): (form(w) & mask) | con = C + bit, both halves. */
 typedef struct {

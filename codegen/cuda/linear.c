@@ -54,35 +54,15 @@
 
 #include "codegen/codegen.h"
 #include "codegen/cuda/cuda.h"
+#include "codegen/cuda/linear_plan.h"
 
-#define SMEM_LIMIT 49152u /* default dynamic shared memory limit: no opt-in needed */
-/* With a bit ring the launch opts in to more (rt_launch does it above 48 KB): 96 KB
- * fits every arch the kernels compile for (sm_86 and sm_89 allow 99 KB a block). */
-#define RING_SMEM_LIMIT 98304u
 
-/* Everything the emitters derive from a spec, resolved once. */
-typedef struct {
-  int W, C64, C256, ntot, nsb; /* nsb: segments one block works on (2 for swiglu) */
-  int row0[CG_MAX_SEG];       /* first row of each segment in Ntot */
-  int ntile[CG_MAX_SEG], tile0[CG_MAX_SEG], TT; /* mma 16-row tiles */
-  int ngroup;                 /* block groups: segments, or 1 (gate+up) for swiglu */
-  int blk0[CG_MAX_SEG + 1];   /* first block of each group, then the total */
-  int reg;                    /* 1: the register design (xor, lop3, mma batch tiles 8/16); 0: staged */
-  int lop3;                   /* reg: the lop3 decode (signs in mantissa bits, per-path sums) */
-  int ST;                     /* reg: stages of the bit ring in shared memory (tile[2]; 0: none) */
-  int RT, KS, KC, BT;
-  int short_tile;             /* reg, BT 16: a block may see 8 batch rows or fewer (a second K loop) */
-  int WPB;                    /* dequant: warps per block */
-  unsigned threads, smem;
-} Plan;
-
-static int div_up(int a, int b) { return (a + b - 1) / b; }
 
 /* The dequant strategy's tiles: tile[0] warps per block (1..32, default 8), each warp
  * expanding one (16-row tile, 256-column group) of the layout; the rest unused. It serves
  * only buckets above batch 16: below that the GEMM would read the fp16 weights the bits
  * exist to avoid (the mma kernels read 1/8 of them at k = 2). */
-static int plan_dequant(const CgSchedule *sc, Plan *pl, RbBuf *err) {
+static int plan_dequant(const CgSchedule *sc, CgLinearPlan *pl, RbBuf *err) {
   if (sc->batch_max <= 16) {
     rb_buf_printf(err, "linear dequant: serves buckets above batch 16, not b<=%d", sc->batch_max);
     return RB_EUSER;
@@ -95,17 +75,17 @@ static int plan_dequant(const CgSchedule *sc, Plan *pl, RbBuf *err) {
   }
   pl->threads = (unsigned)(32 * pl->WPB);
   pl->smem = 0;
-  pl->blk0[pl->ngroup] = div_up(pl->TT * pl->C256, pl->WPB); /* the grid: every (tile, group) once */
+  pl->blk0[pl->ngroup] = cg_div_up(pl->TT * pl->C256, pl->WPB); /* the grid: every (tile, group) once */
   return RB_OK;
 }
 
 /* Check the spec and resolve the defaults. Returns RB_OK or RB_EUSER with a message. */
-static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
+int cg_linear_plan(const CgKernel *k, CgLinearPlan *pl, RbBuf *err) {
   const CgOp *s = &k->op;
   const CgSchedule *sc = &k->sched;
   memset(pl, 0, sizeof *pl);
   if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA && sc->strategy != CG_STRAT_DEQUANT &&
-      sc->strategy != CG_STRAT_LOP3) {
+      sc->strategy != CG_STRAT_LOP3 && sc->strategy != CG_STRAT_BMMA) {
     rb_buf_printf(err, "linear: unknown strategy %d", (int)sc->strategy);
     return RB_EUSER;
   }
@@ -147,13 +127,13 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     return RB_EUSER;
   }
   pl->ntot = (int)ntot;
-  pl->W = div_up(s->K, 32);
-  pl->C64 = div_up(s->K, 64);
-  pl->C256 = div_up(s->K, 256);
+  pl->W = cg_div_up(s->K, 32);
+  pl->C64 = cg_div_up(s->K, 64);
+  pl->C256 = cg_div_up(s->K, 256);
   pl->nsb = s->epilogue == CG_EPI_SWIGLU ? 2 : 1;
   pl->ngroup = s->epilogue == CG_EPI_SWIGLU ? 1 : s->nseg;
   for (int i = 0; i < s->nseg; i++) {
-    pl->ntile[i] = div_up(s->N[i], 16);
+    pl->ntile[i] = cg_div_up(s->N[i], 16);
     pl->tile0[i] = pl->TT;
     pl->TT += pl->ntile[i];
   }
@@ -164,6 +144,7 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     return RB_EUSER;
   }
   if (sc->strategy == CG_STRAT_DEQUANT) return plan_dequant(sc, pl, err);
+  if (sc->strategy == CG_STRAT_BMMA) return cg_bmma_plan(s, sc, pl, err);
 
   int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
   if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the b<=8 bucket: larger batches tile the grid's y */
@@ -189,7 +170,7 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
       int kmax = pl->C256 < 16 ? pl->C256 : 16;
       double best = 0;
       for (int split = kmax; split >= 1 && split >= kmax / 2; split--) {
-        double eff = (double)pl->C256 / (double)(div_up(pl->C256, split) * split);
+        double eff = (double)pl->C256 / (double)(cg_div_up(pl->C256, split) * split);
         if (eff > best + 0.03) best = eff, ks = split;
       }
       /* Many bit registers per lane (paths x segments x tiles): a smaller block. */
@@ -215,7 +196,7 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     pl->smem = (unsigned)(pl->KS * pl->RT * pl->nsb * (pl->BT / 8) * 512);
     pl->smem += (unsigned)(pl->ST * pl->KS * s->paths * pl->nsb * pl->RT * 512); /* the rings */
     if (s->eps > 0) pl->smem += (unsigned)(pl->KS * pl->BT * 4); /* the fused rmsnorm's x.x per warp and row */
-    for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
+    for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + cg_div_up(pl->ntile[gi], pl->RT);
   } else {
     if (s->eps > 0) {
       rb_buf_printf(err, "linear mma: batch tile %d is the staged design's, which does not fuse an rmsnorm (the "
@@ -245,7 +226,7 @@ static int plan_make(const CgKernel *k, Plan *pl, RbBuf *err) {
     unsigned u = (unsigned)(pl->nsb * pl->BT * (pl->KC + 4) * 2);
     unsigned red = (unsigned)((pl->KS - 1) * pl->RT * pl->nsb * (pl->BT / 8) * 4 * 32 * 4);
     pl->smem = u > red ? u : red;
-    for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + div_up(pl->ntile[gi], pl->RT);
+    for (int gi = 0; gi < pl->ngroup; gi++) pl->blk0[gi + 1] = pl->blk0[gi] + cg_div_up(pl->ntile[gi], pl->RT);
   }
   unsigned limit = pl->ST ? RING_SMEM_LIMIT : SMEM_LIMIT;
   if (pl->smem > limit) {
@@ -270,7 +251,7 @@ static void name_rows(RbBuf *b, const CgOp *s) {
 /* A linear's entry: rb_linear[_rms][_add|_swiglu]_{xor|mma}_n.._k<K>_p<paths>, then
  * _b<batch_max> for mma (and for an xor bucket past 8), hashed when
  * a tile is set (the name does not say tiles). */
-static void linear_entry(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
+void cg_linear_entry_name(const CgKernel *k, char entry[CG_ENTRY_MAX]) {
   const CgOp *s = &k->op;
   const CgSchedule *sc = &k->sched;
   RbBuf b = {0};
@@ -296,7 +277,7 @@ static void emit_table(RbBuf *b, const char *var, const int *v, int n) {
 }
 
 /* Segment tables as device functions of the segment index. */
-static void emit_segment_tables(RbBuf *b, const CgOp *s, const Plan *pl, int mma) {
+void cg_linear_emit_segment_tables(RbBuf *b, const CgOp *s, const CgLinearPlan *pl, int mma) {
   rb_buf_puts(b, "/* Segment tables: rows, first row in Ntot");
   rb_buf_puts(b, mma ? ", first 16-row tile in the bit layout. */\n" : ". */\n");
   rb_buf_puts(b, "__device__ __forceinline__ int seg_rows(int s) { return ");
@@ -314,7 +295,7 @@ static void emit_segment_tables(RbBuf *b, const CgOp *s, const Plan *pl, int mma
 
 /* Block -> (first segment it works on, its first block). Blocks never straddle
  * segments because each segment has its own h, hence its own u = h .* x. */
-static void emit_block_segment(RbBuf *b, const Plan *pl) {
+void cg_linear_emit_block_segment(RbBuf *b, const CgLinearPlan *pl) {
   rb_buf_puts(b, "__device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {\n");
   for (int gi = 0; gi < pl->ngroup - 1; gi++)
     rb_buf_printf(b, "  if (blk < %d) { *seg = %d; *first = %d; return; }\n", pl->blk0[gi + 1], gi,
@@ -323,7 +304,7 @@ static void emit_block_segment(RbBuf *b, const Plan *pl) {
 }
 
 /* The store of one output element v (fp32) for batch row `brow`, row n of segment seg0. */
-static void emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *v0, const char *v1) {
+void cg_linear_emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *v0, const char *v1) {
   switch (s->epilogue) {
   case CG_EPI_ADD:
     rb_buf_printf(b, "%sconst size_t o = (size_t)brow * NTOT + seg_row0(seg0) + n;\n", ind);
@@ -414,7 +395,7 @@ static const char ring_prologue[] =
     "        }\n"
     "    cp_commit();\n";
 
-static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
+static void emit_reg(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *entry) {
   const int norm = s->eps > 0; /* a fused rmsnorm (CgOp.eps) */
   rb_buf_puts(b,
       "/* Register design: a warp owns RT 16-row tiles and every KS-th 256-column group\n"
@@ -467,8 +448,8 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
                   norm ? " + SSQ_FLOATS * 4" : "");
     rb_buf_puts(b, ring_helpers);
   }
-  emit_segment_tables(b, s, pl, 1);
-  emit_block_segment(b, pl);
+  cg_linear_emit_segment_tables(b, s, pl, 1);
+  cg_linear_emit_block_segment(b, pl);
   rb_buf_puts(b,
       "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every\n"
       " * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one\n"
@@ -803,13 +784,13 @@ static void emit_reg(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "    const float r = rsqrtf(xx * INV_K + EPS);\n"
       "#pragma unroll\n"
       "    for (int sb = 0; sb < NSB; ++sb) v[sb] *= r;\n");
-  emit_store(b, s, "    ", "v[0]", "v[NSB - 1]");
+  cg_linear_emit_store(b, s, "    ", "v[0]", "v[NSB - 1]");
   rb_buf_puts(b, "  }\n}\n\n");
 }
 
 /* ---- the staged design (strategy mma with batch tiles of 32 or 64) ---- */
 
-static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
+static void emit_mma(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
       "/* Staged design: a warp owns one 16-row tile and a batch tile of BT rows.\n"
       " * Each lane loads one word per 64 columns holding exactly the signs of its\n"
@@ -835,8 +816,8 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
   rb_buf_printf(b, "#define BT %d  /* batch rows per block */\n", pl->BT);
   rb_buf_puts(b, "#define NB (BT / 8)  /* n8 tiles of the batch */\n");
   rb_buf_puts(b, "#define NT (RT * KS * 32)  /* threads per block */\n\n");
-  emit_segment_tables(b, s, pl, 1);
-  emit_block_segment(b, pl);
+  cg_linear_emit_segment_tables(b, s, pl, 1);
+  cg_linear_emit_block_segment(b, pl);
   rb_buf_printf(b,
       "extern \"C\" __global__ void __launch_bounds__(NT)\n"
       "%s(rb_half *y, const rb_half *x, const unsigned *bits, const rb_half *g, const rb_half *h,\n"
@@ -966,7 +947,7 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
       "    for (int e = 0; e < 4; ++e) {\n"
       "      const int n = tl * 16 + gid + 8 * (e >> 1), brow = b0 + nb * 8 + 2 * tig + (e & 1);\n"
       "      if (n < nrows && brow < batch) {\n");
-  emit_store(b, s, "        ", "acc[0][nb][e]", "acc[NSB - 1][nb][e]");
+  cg_linear_emit_store(b, s, "        ", "acc[0][nb][e]", "acc[NSB - 1][nb][e]");
   rb_buf_puts(b,
       "      }\n"
       "    }\n"
@@ -976,7 +957,7 @@ static void emit_mma(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry)
 /* ---- the dequant strategy: the bits expanded into the dense fp16 W_hat ---- */
 
 /* Tile t of the layout -> its segment and its 16-row tile within the segment. */
-static void emit_tile_segment(RbBuf *b, const CgOp *s, const Plan *pl) {
+static void emit_tile_segment(RbBuf *b, const CgOp *s, const CgLinearPlan *pl) {
   rb_buf_puts(b, "__device__ __forceinline__ void tile_segment(int t, int *seg, int *tl) {\n");
   for (int i = s->nseg - 1; i > 0; i--)
     rb_buf_printf(b, "  if (t >= %d) { *seg = %d; *tl = t - %d; return; }\n", pl->tile0[i], i, pl->tile0[i]);
@@ -1092,7 +1073,7 @@ static void emit_dequant_lanes(RbBuf *b) {
       "  }\n");
 }
 
-static void emit_dequant(const CgOp *s, const Plan *pl, RbBuf *b, const char *entry) {
+static void emit_dequant(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *entry) {
   rb_buf_puts(b,
       "/* Dequantize: W_hat (NTOT, K) fp16, row-major, = sum_p diag(g_p) B_p diag(h_p), read from the\n"
       " * kernel layout every bucket shares. A warp expands one (16-row tile, 256-column group):\n"
@@ -1111,7 +1092,7 @@ static void emit_dequant(const CgOp *s, const Plan *pl, RbBuf *b, const char *en
   rb_buf_printf(b, "#define NTOT %d  /* rows of all segments: W_hat's rows */\n", pl->ntot);
   rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
   rb_buf_printf(b, "#define WPB %d  /* warps per block, one (tile, group) each */\n\n", pl->WPB);
-  emit_segment_tables(b, s, pl, 1);
+  cg_linear_emit_segment_tables(b, s, pl, 1);
   emit_tile_segment(b, s, pl);
   rb_buf_puts(b, dequant_helpers);
   rb_buf_printf(b,
@@ -1147,17 +1128,19 @@ static void emit_dequant(const CgOp *s, const Plan *pl, RbBuf *b, const char *en
 /* Emit the linear kernel k. Returns RB_OK or RB_EUSER (message in err). */
 int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   const CgOp *s = &k->op;
-  Plan pl;
+  CgLinearPlan pl;
   if (s->kind != CG_LINEAR) {
     rb_buf_printf(err, "cg_emit_linear: kernel is not a linear");
     return RB_EUSER;
   }
-  int st = plan_make(k, &pl, err);
+  int st = cg_linear_plan(k, &pl, err);
   if (st) return st;
-  linear_entry(k, entry);
-  cg_cuda_prelude(src, k, "codegen/cuda/linear.c");
+  cg_linear_entry_name(k, entry);
+  cg_cuda_prelude(src, k, k->sched.strategy == CG_STRAT_BMMA ? "codegen/cuda/bmma.c" : "codegen/cuda/linear.c");
   if (k->sched.strategy == CG_STRAT_DEQUANT)
     emit_dequant(s, &pl, src, entry);
+  else if (k->sched.strategy == CG_STRAT_BMMA)
+    cg_bmma_emit(s, &pl, src, entry);
   else if (pl.reg)
     emit_reg(s, &pl, src, entry);
   else
@@ -1181,9 +1164,9 @@ static CgKernel repack_plan_kernel(const CgOp *op) {
  * share a layout share one repack binary. */
 int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBuf *err) {
   const CgOp *s = &k->op;
-  Plan pl;
+  CgLinearPlan pl;
   CgKernel rk = repack_plan_kernel(s);
-  int st = plan_make(&rk, &pl, err);
+  int st = cg_linear_plan(&rk, &pl, err);
   if (st) return st;
   /* Named and described as the layout alone (a repack kernel of the op), whatever
    * kernel of the layout asked: rb_repack_n.._k<K>_p<paths>. */
@@ -1207,7 +1190,7 @@ int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   rb_buf_printf(src, "#define PATHS %d\n", s->paths);
   rb_buf_printf(src, "#define C256 %d\n#define TT %d\n", pl.C256, pl.TT);
   rb_buf_puts(src, "\n");
-  emit_segment_tables(src, s, &pl, 1);
+  cg_linear_emit_segment_tables(src, s, &pl, 1);
   rb_buf_printf(src, "extern \"C\" __global__ void %s(unsigned *dst, const unsigned *src, int seg) {\n",
                 entry);
   rb_buf_puts(src,
@@ -1239,9 +1222,9 @@ int cg_emit_repack(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
 int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   const CgOp *s = &k->op;
   memset(g, 0, sizeof *g);
-  Plan pl;
+  CgLinearPlan pl;
   CgKernel rk = repack_plan_kernel(s);
-  int st = plan_make(s->kind == CG_REPACK ? &rk : k, &pl, err);
+  int st = cg_linear_plan(s->kind == CG_REPACK ? &rk : k, &pl, err);
   if (st) return st;
   g->grid[0] = g->grid[1] = g->grid[2] = g->block[1] = g->block[2] = 1;
   g->grow_axis = -1;
@@ -1258,7 +1241,9 @@ int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   g->block[0] = pl.threads;
   g->grid[0] = (unsigned)pl.blk0[pl.ngroup];
   g->smem = pl.smem;
-  if (k->sched.strategy == CG_STRAT_DEQUANT) return RB_OK; /* a fixed grid over the weights */
+  /* Fixed grids: over the weights (dequant); every batch row in each block (bmma, whose
+   * buckets end at CG_BMMA_BATCH_MAX, below the last). */
+  if (k->sched.strategy == CG_STRAT_DEQUANT || k->sched.strategy == CG_STRAT_BMMA) return RB_OK;
   g->grow_axis = 1;
   g->n_per_block = (unsigned)pl.BT;
   return RB_OK;
@@ -1266,10 +1251,10 @@ int cg_geometry_linear(const CgKernel *k, CgGeometry *g, RbBuf *err) {
 
 /* Bytes of the repacked bits (the kernel layout); 0 for an invalid op. */
 uint64_t cg_layout_bytes_linear(const CgOp *op) {
-  Plan pl;
+  CgLinearPlan pl;
   RbBuf err = {0};
   CgKernel rk = repack_plan_kernel(op);
-  int st = plan_make(&rk, &pl, &err);
+  int st = cg_linear_plan(&rk, &pl, &err);
   rb_buf_free(&err);
   if (st) return 0;
   return (uint64_t)op->paths * pl.TT * pl.C256 * 128 * 4;
@@ -1282,7 +1267,8 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
  * 7-8x the staged mma kernels' speed, KERNEL_NOTES.md; RABIT_PREFILL=mma keeps those). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
-      {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_DEQUANT, 512}};
+      {CG_STRAT_BMMA, 1}, {CG_STRAT_BMMA, CG_BMMA_BATCH_MAX}, {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16},
+      {CG_STRAT_DEQUANT, 512}};
   (void)op;
   int n = (int)(sizeof buckets / sizeof buckets[0]);
   for (int i = 0; i < n; i++) {
@@ -1294,7 +1280,9 @@ int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
 }
 
 /* The buckets up to batch 16 (the register design's) fold in the rmsnorm before them. */
-int cg_linear_prenorm(const CgSchedule *s) { return s->strategy != CG_STRAT_DEQUANT && s->batch_max <= 16; }
+int cg_linear_prenorm(const CgSchedule *s) {
+  return s->strategy != CG_STRAT_DEQUANT && s->strategy != CG_STRAT_BMMA && s->batch_max <= 16;
+}
 
 /* ---- argument marshalling: the ABI of codegen.h ---- */
 

@@ -7,6 +7,7 @@ static int cuda_emit(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], Rb
   switch (k->op.kind) {
   case CG_LINEAR: return cg_emit_linear(k, src, entry, err);
   case CG_REPACK: return cg_emit_repack(k, src, entry, err);
+  case CG_PLANES: return cg_emit_planes(k, src, entry, err);
   case CG_CAST_BF16: case CG_EMBED_FWD: case CG_EMBED_GRAD: case CG_RMSNORM_FWD: case CG_RMSNORM_GRAD:
   case CG_HEADS_SPLIT: case CG_HEADS_MERGE: case CG_SOFTMAX_FWD: case CG_SOFTMAX_GRAD: case CG_SWIGLU_FWD:
   case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_CE_LOSS: case CG_COL_ABS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:
@@ -25,6 +26,7 @@ static int cuda_geometry(const CgKernel *k, CgGeometry *g, RbBuf *err) {
   switch (k->op.kind) {
   case CG_LINEAR:
   case CG_REPACK: return cg_geometry_linear(k, g, err);
+  case CG_PLANES: return cg_geometry_planes(k, g, err);
   case CG_CAST_BF16: case CG_EMBED_FWD: case CG_EMBED_GRAD: case CG_RMSNORM_FWD: case CG_RMSNORM_GRAD:
   case CG_HEADS_SPLIT: case CG_HEADS_MERGE: case CG_SOFTMAX_FWD: case CG_SOFTMAX_GRAD: case CG_SWIGLU_FWD:
   case CG_SWIGLU_GRAD: case CG_ADD_FWD: case CG_KL_LOSS: case CG_CE_LOSS: case CG_COL_ABS: case CG_MSE_ROWS: case CG_MSE_GRAD: case CG_REDUCE:

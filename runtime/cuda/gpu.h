@@ -95,6 +95,17 @@ int rt_time_rotation(size_t bytes, int max);
  * replayed reps times and *us is the median replay divided by launches. */
 int rt_time_launches(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
                      void **const *args, int nargs, int launches, int reps, double *us);
+/* One kernel of a timed sequence: its launch, and its argument lists (rotating). */
+typedef struct {
+  RtFunction fn;
+  unsigned grid[3], block[3], smem;
+  void **const *args;
+  int nargs;
+} RtTimedKernel;
+/* rt_time_launches for a sequence: each of the `launches` steps launches the nk kernels in
+ * order (kernel j with args[i % nargs]), with programmatic overlap where rt_gpu_overlap says,
+ * as a plan's steps run; *us is the median replay divided by launches (one sequence). */
+int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int reps, double *us);
 /* The device's copy bandwidth: a device-to-device copy of `bytes`, 8 to a
  * graph, replayed reps times; bytes read plus written per second (median). */
 int rt_time_copy_bandwidth(RtGpu *g, size_t bytes, int reps, double *bytes_per_s);

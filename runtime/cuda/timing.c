@@ -44,6 +44,37 @@ int rt_time_launches(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsi
   return rc;
 }
 
+int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int reps, double *us) {
+  *us = 0;
+  if (nk < 1 || launches < 1 || reps < 1) return RB_EINTERNAL;
+  for (int j = 0; j < nk; j++)
+    if (k[j].nargs < 1) return RB_EINTERNAL;
+  RtStream s = NULL;
+  RtGraph *gr = NULL;
+  float ms = 0;
+  const int overlap = rt_gpu_overlap(g);
+  int rc = rt_stream_create(g, &s), capturing = 0;
+  for (int i = 0; i < 3 * nk && !rc; i++) {
+    const RtTimedKernel *t = &k[i % nk];
+    rc = rt_launch_ex(g, t->fn, t->grid, t->block, t->smem, s, t->args[i / nk % t->nargs], overlap);
+  }
+  if (!rc) rc = rt_sync(g);
+  if (!rc) capturing = (rc = rt_capture_begin(g, s)) == RB_OK;
+  for (int i = 0; i < launches * nk && !rc; i++) {
+    const RtTimedKernel *t = &k[i % nk];
+    rc = rt_launch_ex(g, t->fn, t->grid, t->block, t->smem, s, t->args[i / nk % t->nargs], overlap);
+  }
+  if (capturing) {
+    int end = rt_capture_end(g, s, &gr);
+    if (!rc) rc = end;
+  }
+  if (!rc) rc = rt_time_graph(g, gr, s, reps, &ms);
+  rt_graph_destroy(g, gr);
+  if (s) rt_stream_destroy(g, s);
+  if (!rc) *us = (double)ms * 1e3 / launches;
+  return rc;
+}
+
 int rt_time_copy_bandwidth(RtGpu *g, size_t bytes, int reps, double *bytes_per_s) {
   enum { COPIES = 8 };
   *bytes_per_s = 0;

@@ -71,15 +71,27 @@ static void check_kernel(const CgKernel *k, const AtLimits *lim) {
             "%s: out of order after candidate %d", cw, i - 1);
       for (int j = i + 1; j < s.n; j++)
         CHECK(s.c[j].sched.strategy == CG_STRAT_DEQUANT, "%s: candidate %d after the dequant tail", cw, j);
+    } else if (i > 0 && c->sched.strategy == CG_STRAT_BMMA) {
+      /* A bmma bucket's own knobs first: rows, then split, ascending; no batch tile. */
+      const CgSchedule *p = &s.c[i - 1].sched;
+      CHECK(k->sched.strategy == CG_STRAT_BMMA && c->sched.tile[0] >= 1 && c->sched.tile[1] >= 1 && !c->sched.tile[2] &&
+                !c->sched.tile[3],
+            "%s: a bmma candidate's knobs", cw);
+      CHECK(i == 1 || (p->strategy == CG_STRAT_BMMA && (p->tile[0] < c->sched.tile[0] ||
+                                                        (p->tile[0] == c->sched.tile[0] && p->tile[1] < c->sched.tile[1]))),
+            "%s: out of order after candidate %d", cw, i - 1);
     } else if (i > 0) {
+      /* The register design after a bmma bucket's own candidates is spelled xor. */
+      const CgStrategy reg = k->sched.strategy == CG_STRAT_BMMA ? CG_STRAT_XOR : k->sched.strategy;
       CHECK(c->sched.tile[0] >= 1 && c->sched.tile[1] >= 1 && c->sched.tile[3] >= 8, "%s: a knob left 0", cw);
-      CHECK(c->sched.tile[3] <= 16 ? c->sched.strategy == k->sched.strategy || c->sched.strategy == CG_STRAT_LOP3
+      CHECK(c->sched.tile[3] <= 16 ? c->sched.strategy == reg || c->sched.strategy == CG_STRAT_LOP3
                                    : c->sched.strategy == CG_STRAT_MMA,
             "%s: strategy", cw);
       CHECK(c->sched.strategy != CG_STRAT_LOP3 || c->sched.tile[3] == 8, "%s: lop3 at a batch tile of 16", cw);
       for (int j = 1; j < i; j++)
         CHECK(memcmp(&s.c[j].sched, &c->sched, sizeof c->sched) != 0, "%s: candidates %d and %d repeat", cw, j, i);
-      if (i > 1) CHECK(order_key_less(&s.c[i - 1].sched, &c->sched), "%s: out of order after candidate %d", cw, i - 1);
+      if (i > 1 && s.c[i - 1].sched.strategy != CG_STRAT_BMMA)
+        CHECK(order_key_less(&s.c[i - 1].sched, &c->sched), "%s: out of order after candidate %d", cw, i - 1);
     }
     /* The target emits it: the space holds nothing the emitter refuses. */
     RbBuf src = {0}, eerr = {0};
@@ -201,24 +213,30 @@ static void check_pruning(void) {
 
   /* Knob values that only add dead tiles or idle warps are left out: one
    * 16-row tile and one 256-column group leave rows 1 and split 1 alone. */
-  CgKernel tiny = linear(CG_STRAT_XOR, 1, 64, 1, 16, 0, CG_EPI_NONE);
+  CgKernel tiny = linear(CG_STRAT_XOR, 8, 64, 1, 16, 0, CG_EPI_NONE);
   CHECK(count(&tiny, NULL, &s) == 3 && s.c[1].sched.tile[0] == 1 && s.c[1].sched.tile[1] == 1 &&
             s.c[1].sched.tile[3] == 8 && s.c[2].sched.strategy == CG_STRAT_LOP3 &&
             !memcmp(s.c[2].sched.tile, s.c[1].sched.tile, sizeof s.c[1].sched.tile),
-        "N=16 K=64 b<=1: %d candidates (the default, then rows 1 split 1 as xor and as lop3)", s.n);
+        "N=16 K=64 b<=8: %d candidates (the default, then rows 1 split 1 as xor and as lop3)", s.n);
   at_space_free(&s);
-  /* Batch tiles past the bucket's batch are left out: b<=1 has the 8-row tile alone, spelled xor
+  /* The bmma bucket of the same: its own rows 1 split 1, then the register design's two. */
+  CgKernel tinyb = linear(CG_STRAT_BMMA, 1, 64, 1, 16, 0, CG_EPI_NONE);
+  CHECK(count(&tinyb, NULL, &s) == 4 && s.c[1].sched.strategy == CG_STRAT_BMMA && s.c[1].sched.tile[0] == 1 &&
+            s.c[1].sched.tile[1] == 1 && s.c[2].sched.strategy == CG_STRAT_XOR && s.c[3].sched.strategy == CG_STRAT_LOP3,
+        "N=16 K=64 b<=1: %d candidates (the default, then rows 1 split 1 as bmma, xor and lop3)", s.n);
+  at_space_free(&s);
+  /* Batch tiles past the bucket's batch are left out: b<=8 has the 8-row tile alone, spelled xor
    * or lop3 (the register design's two decodes), each at least once. */
-  CgKernel b1 = linear(CG_STRAT_XOR, 1, 4096, 1, 4096, 0, CG_EPI_NONE);
-  CHECK(count(&b1, &h200, &s) > 1, "b<=1 space");
+  CgKernel b8 = linear(CG_STRAT_XOR, 8, 4096, 1, 4096, 0, CG_EPI_NONE);
+  CHECK(count(&b8, &h200, &s) > 1, "b<=8 space");
   int nxor = 0, nlop3 = 0;
   for (int i = 1; i < s.n; i++) {
     CHECK(s.c[i].sched.tile[3] == 8 && s.c[i].sched.tile[2] == 0 &&
               (s.c[i].sched.strategy == CG_STRAT_XOR || s.c[i].sched.strategy == CG_STRAT_LOP3),
-          "b<=1 candidate %d: tile[3] %d, %s", i, s.c[i].sched.tile[3], cg_strategy_name(s.c[i].sched.strategy));
+          "b<=8 candidate %d: tile[3] %d, %s", i, s.c[i].sched.tile[3], cg_strategy_name(s.c[i].sched.strategy));
     nxor += s.c[i].sched.strategy == CG_STRAT_XOR, nlop3 += s.c[i].sched.strategy == CG_STRAT_LOP3;
   }
-  CHECK(nxor > 0 && nlop3 > 0, "b<=1: %d xor and %d lop3 candidates", nxor, nlop3);
+  CHECK(nxor > 0 && nlop3 > 0, "b<=8: %d xor and %d lop3 candidates", nxor, nlop3);
   at_space_free(&s);
   /* A kernel the target refuses is an error, not an empty space. */
   CgKernel bad = linear(CG_STRAT_XOR, 1, 4096, 1, 4096, 0, CG_EPI_NONE);

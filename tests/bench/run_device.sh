@@ -48,6 +48,9 @@
 #          PTQ k = 2): prompt logits with and without RABIT_FUSE_NORM=0, chat both ways
 #   fuseab  the model and plan-API tests, then both models with the fused rmsnorm off and on
 #          (RABIT_FUSE_NORM), alternating, beside the fp16 decode peer
+#   bmma   the bmma strategy: its linear cases and their memcheck, the model and plan-API tests,
+#          per-shape bmma beside xor and mma (batches 1, 4) with the peers, both models with and
+#          without it (RABIT_BMMA) beside the fp16 decode peer
 #   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
@@ -533,6 +536,29 @@ fuse_ab() {
   done
 }
 
+# The bmma strategy (issue 11): its linear cases (and memcheck of them), the model and plan-API
+# tests, per-shape timings of bmma beside xor at batch 1 and 4 with the peers, then both models
+# with and without it (RABIT_BMMA), alternating, beside the fp16 decode peer.
+bmma_check() {
+  RABIT_TABLE_ONLY=bmma gpu_tests "test_linear" "${MEMCHECK-test_linear}"
+  gpu_tests "${TESTS-test_model test_plan_api}" ""
+  RABIT_BENCH_PATHS=2 RABIT_BENCH_STRATEGY=bmma,xor,mma run bench_bmma "$B/tests/gpu/gpu_test_linear" --bench-only
+  grep -E "^bench" "$L/bench_bmma.log" | grep -v "b=16" | sed "s/ of bits//"
+  run peer_graph_bench python3 .carry/peers/graph_bench.py
+  tail -n 6 "$L/peer_graph_bench.log"
+  for round in 1 2; do
+    for v in 0 1; do
+      for m in smollm2-135m llama2-7b; do
+        RABIT_BMMA=$v run "bench_${m}_bmma${v}_$round" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+      done
+    done
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$L"/bench_*_bmma?_*.log "$L/peer_fp16_decode.log"; do
+    echo "== $(basename "$f")"; grep -E "decode|fp16 graph" "$f"
+  done
+}
+
 # A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op
 # test, the overlap's identical logits, old and new whole models, then one profiled step of
 # each model (PROF_MODELS).
@@ -666,6 +692,7 @@ case $mode in
   nll) nll_compare ;;
   fusecheck) fuse_check ;;
   fuseab) fuse_ab ;;
+  bmma) bmma_check ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;

@@ -2,7 +2,7 @@
 # strategy_archs.sh RABITC SAMPLE: every strategy's kernels compile through NVRTC for
 # each arch they are written for (codegen/cuda/archs.c: sm_80 on; no strategy is
 # sm_90a-only yet), and an arch below that is refused by name, before NVRTC, exit 1.
-# The default schedules give xor and mma; RABIT_PREFILL=dequant adds dequant, and
+# The default schedules give bmma (and its planes pre-pass), xor and mma; RABIT_PREFILL=dequant adds dequant, and
 # RABIT_DECODE=lop3 (in the same pass) the lop3 decode.
 rabitc=$1 sample=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -16,13 +16,16 @@ for arch in sm_80 sm_86 sm_89 sm_90 sm_90a; do
     elif ! grep -q " 0 failed" "$tmp/out"; then
       echo "FAIL: $arch (RABIT_PREFILL=$prefill): no '0 failed' in rabitc's summary"; fail=1
     fi
+    cp "$tmp/out" "$tmp/out.$prefill"
   done
   grep -q "dequant" "$tmp/out" || { echo "FAIL: $arch: no dequant kernel under RABIT_PREFILL=dequant"; fail=1; }
   grep -q "^linear.* lop3 " "$tmp/out" || { echo "FAIL: $arch: no lop3 kernel under RABIT_DECODE=lop3"; fail=1; }
+  grep -q "^linear.* bmma " "$tmp/out.mma" || { echo "FAIL: $arch: no bmma kernel in the default buckets"; fail=1; }
+  grep -q "^planes " "$tmp/out.mma" || { echo "FAIL: $arch: no planes kernel beside the bmma buckets"; fail=1; }
 done
 RABIT_PREFILL=dequant "$rabitc" --arch sm_75 -o "$tmp/p.rplan" "$sample" > "$tmp/out" 2>&1; rc=$?
 if [ $rc != 1 ] || ! grep -q "its source needs sm_80 or later, not sm_75" "$tmp/out" || grep -q "nvrtc" "$tmp/out"; then
   echo "FAIL: sm_75: rc=$rc (want 1, refused by name before NVRTC):"; tail -n 5 "$tmp/out"; fail=1
 fi
-[ $fail = 0 ] && echo "xor, mma, lop3 and dequant kernels of $(basename "$sample") compile for sm_80, 86, 89, 90 and 90a; sm_75 refused"
+[ $fail = 0 ] && echo "bmma, planes, xor, mma, lop3 and dequant kernels of $(basename "$sample") compile for sm_80, 86, 89, 90 and 90a; sm_75 refused"
 exit $fail

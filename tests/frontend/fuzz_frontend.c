@@ -27,7 +27,7 @@ static char *print(const IrGraph *g) {
  * and its name. A refusal (RB_EUSER: rabitc reports it at the op's line) is
  * an answer; an internal failure, or success without source, is a bug. */
 static void codegen(const IrGraph *g, size_t size) {
-  CgTargetOptions topt = {size % 2 ? 16 : 2048, 1}; /* two KV-cache lengths; the fused norms too */
+  CgTargetOptions topt = {size % 2 ? 16 : 2048, 1, 0}; /* two KV-cache lengths; the fused norms too */
   CgKernelSet ks;
   memset(&ks, 0, sizeof ks);
   IrDiag d;

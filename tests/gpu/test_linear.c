@@ -10,7 +10,7 @@
  * build, for sm_90, with no GPU: CI runs it. Otherwise it exits 77 after "SKIP:
  * <reason>" when there is no GPU or driver. Environment: RABIT_TABLE_PART="i/n" (every
  * n-th spec), RABIT_TABLE_ONLY=STRATEGY (its buckets alone), RABIT_BENCH_PATHS=P,
- * RABIT_TILE_XOR|MMA|LOP3="a,b,c,d" (the bench's tiles), RABIT_DUMP_CUBINS=DIR. */
+ * RABIT_TILE_XOR|MMA|LOP3|BMMA="a,b,c,d" (the bench's tiles), RABIT_DUMP_CUBINS=DIR. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,8 +78,14 @@ static Ahead *ahead;
 static int nahead, capahead, collecting; /* collecting: the loops only call ahead_add */
 static const char *arch;                 /* the GPU's, or sm_90 under --compile-only */
 
-static int emit(const CgKernel *s, int repack, RbBuf *src, char entry[64], RbBuf *err) {
-  return repack ? cg_emit_repack(s, src, entry, err) : cg_emit_linear(s, src, entry, err);
+/* What kernel_build makes of a linear's spec: the linear, its repack, or its bmma pre-pass. */
+enum { ROLE_LINEAR, ROLE_REPACK, ROLE_PLANES };
+
+static int emit(const CgKernel *s, int role, RbBuf *src, char entry[64], RbBuf *err) {
+  CgKernel pk;
+  if (role == ROLE_PLANES)
+    return cg_linear_planes_kernel(s, &pk) ? cg_emit_planes(&pk, src, entry, err) : RB_EUSER;
+  return role == ROLE_REPACK ? cg_emit_repack(s, src, entry, err) : cg_emit_linear(s, src, entry, err);
 }
 
 static const Ahead *ahead_find(const char *src) {
@@ -88,10 +94,10 @@ static const Ahead *ahead_find(const char *src) {
   return NULL;
 }
 
-static void ahead_add(const CgKernel *s, int repack) {
+static void ahead_add(const CgKernel *s, int role) {
   RbBuf src = {0}, err = {0};
   char entry[64];
-  if (emit(s, repack, &src, entry, &err) == RB_OK && src.data && !ahead_find(src.data)) {
+  if (emit(s, role, &src, entry, &err) == RB_OK && src.data && !ahead_find(src.data)) {
     if (nahead == capahead) {
       capahead = capahead ? 2 * capahead : 256;
       ahead = realloc(ahead, (size_t)capahead * sizeof *ahead);
@@ -149,16 +155,16 @@ static void ahead_free(void) {
   ahead = NULL, nahead = capahead = 0;
 }
 
-/* Emit (linear or repack) and compile for this GPU (or take the cubin compiled ahead).
+/* Emit (a ROLE_) and compile for this GPU (or take the cubin compiled ahead).
  * Returns RB_OK or prints why not. */
-static int kernel_build(const CgKernel *s, int repack, Kernel *k) {
+static int kernel_build(const CgKernel *s, int role, Kernel *k) {
   RbBuf src = {0}, err = {0};
   char entry[64] = "(a kernel the emitter refused)";
   void *cubin = NULL;
   size_t len = 0;
   const Ahead *a = NULL;
   memset(k, 0, sizeof *k);
-  int st = emit(s, repack, &src, entry, &err);
+  int st = emit(s, role, &src, entry, &err);
   if (st == RB_OK && (a = ahead_find(src.data)) != NULL) {
     st = a->st, cubin = a->cubin, len = a->len;
     if (st != RB_OK) rb_buf_puts(&err, a->log ? a->log : "");
@@ -391,8 +397,30 @@ static void ref_rows(void *ctx, int64_t begin, int64_t end) {
   }
 }
 
-/* Run one batch through the kernel and compare. Returns 1 on pass. */
-static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc) {
+/* The bmma strategy as runtime/linear.c runs it: the pre-pass writes the planes (into a
+ * buffer poisoned with 0xFF, so that planes it misses show, and the rows past the batch
+ * hold NaN scales the kernel must keep out of the live rows), then the kernel reads them
+ * in place of x. Returns the driver status. */
+static int bmma_run(const Layer *L, const Kernel *k, const Kernel *planes, int batch, RtDevPtr d_y, RtDevPtr d_x,
+                    RtDevPtr d_res) {
+  CgKernel pk;
+  cg_linear_planes_kernel(&L->s, &pk);
+  size_t bytes = cg_planes_bytes(&L->s.op);
+  RtDevPtr d_p = 0;
+  int rc = rt_mem_alloc(gpu, &d_p, bytes) || rt_memset8(gpu, d_p, 0xFF, bytes);
+  CgLaunch pl = test_launch(&pk, batch), l = test_launch(&L->s, batch);
+  void *pargs[] = {&d_p, &d_x, (void *)&L->d_h, &batch};
+  void *args[] = {&d_y, &d_p, (void *)&L->d_bits, (void *)&L->d_g, (void *)&L->d_h, &d_res, &batch};
+  if (!rc) rc = rt_launch(gpu, planes->fn, pl.grid, pl.block, pl.smem, NULL, pargs);
+  if (!rc) rc = rt_launch(gpu, k->fn, l.grid, l.block, l.smem, NULL, args);
+  if (!rc) rc = rt_sync(gpu);
+  if (d_p) rt_mem_free(gpu, d_p);
+  return rc;
+}
+
+/* Run one batch through the kernel (and its pre-pass, planes: NULL when it has none) and
+ * compare. Returns 1 on pass. */
+static int run_case(const Layer *L, const Kernel *k, const Kernel *planes, int batch, const char *desc) {
   const CgKernel *s = &L->s;
   int K = s->op.K, ok = 1;
   size_t nx = (size_t)batch * K, ny = (size_t)batch * L->nout, nres = (size_t)batch * L->ntot;
@@ -415,6 +443,7 @@ static int run_case(const Layer *L, const Kernel *k, int batch, const char *desc
   size_t wbad = 0;
   int dequant = s->sched.strategy == CG_STRAT_DEQUANT;
   if (!rc && dequant) rc = dequant_run(L, k, batch, d_y, d_x, d_resarg, &wbad);
+  else if (!rc && planes) rc = bmma_run(L, k, planes, batch, d_y, d_x, d_resarg);
   else if (!rc) rc = rt_launch(gpu, k->fn, l.grid, l.block, l.smem, NULL, args);
   if (!rc) rc = rt_sync(gpu);
   if (!rc) rc = rt_memcpy_dtoh(gpu, yh, d_y, ny * 2);
@@ -492,6 +521,8 @@ typedef struct {
 } Bucket;
 
 static const Bucket buckets[] = {
+    {CG_STRAT_BMMA, 1, {1}, 1, 0},
+    {CG_STRAT_BMMA, 4, {1, 2, 4}, 3, 0},
     {CG_STRAT_XOR, 16, {1, 3, 16}, 3, 0},
     {CG_STRAT_MMA, 16, {1, 3, 16}, 3, 0},
     {CG_STRAT_XOR, 8, {1, 5, 8}, 3, 4},  /* the bit ring, 4 stages */
@@ -534,14 +565,18 @@ static void run_table(void) {
         snprintf(desc, sizeof desc, "%s k=%d %s b<=%d%s", sh->name, paths, cg_strategy_name(s.sched.strategy),
                  s.sched.batch_max, ring);
         if (collecting) {
-          ahead_add(&s, 0), ahead_add(&s, 1);
+          ahead_add(&s, ROLE_LINEAR), ahead_add(&s, ROLE_REPACK);
+          if (s.sched.strategy == CG_STRAT_BMMA) ahead_add(&s, ROLE_PLANES);
           continue;
         }
-        Kernel lin, rep;
-        if (kernel_build(&s, 0, &lin) || kernel_build(&s, 1, &rep)) {
+        Kernel lin, rep, pre = {0};
+        const int bmma = s.sched.strategy == CG_STRAT_BMMA;
+        if (kernel_build(&s, ROLE_LINEAR, &lin) || kernel_build(&s, ROLE_REPACK, &rep) ||
+            (bmma && kernel_build(&s, ROLE_PLANES, &pre))) {
           printf("FAIL %s: build\n", desc);
           nfail += buckets[bi].nbatch;
           kernel_free(&lin);
+          kernel_free(&rep);
           continue;
         }
         Layer L;
@@ -550,7 +585,7 @@ static void run_table(void) {
           nfail += buckets[bi].nbatch;
         } else {
           for (int i = 0; i < buckets[bi].nbatch; i++) {
-            if (run_case(&L, &lin, buckets[bi].batches[i], desc))
+            if (run_case(&L, &lin, bmma ? &pre : NULL, buckets[bi].batches[i], desc))
               npass++;
             else
               nfail++;
@@ -559,6 +594,7 @@ static void run_table(void) {
         layer_free(&L);
         kernel_free(&lin);
         kernel_free(&rep);
+        kernel_free(&pre);
       }
     }
   }
@@ -566,14 +602,22 @@ static void run_table(void) {
 
 /* ---- --bench: steady-state time per launch, as graph_bench.py measures it ---- */
 
+/* Times one kernel alone (plain launches, "us"), and as a plan runs it ("seq": with its
+ * pre-pass under bmma, every launch with programmatic overlap where the GPU has it). */
 static void bench_one(const CgKernel *s, int batch) {
   enum { R = 64 };
+  const int bmma = s->sched.strategy == CG_STRAT_BMMA;
   if (collecting) {
-    ahead_add(s, 0);
+    ahead_add(s, ROLE_LINEAR);
+    if (bmma) ahead_add(s, ROLE_PLANES);
     return;
   }
-  Kernel k;
-  if (kernel_build(s, 0, &k)) return;
+  Kernel k, pre = {0};
+  if (kernel_build(s, ROLE_LINEAR, &k)) return;
+  if (bmma && kernel_build(s, ROLE_PLANES, &pre)) {
+    kernel_free(&k);
+    return;
+  }
   size_t bytes = cg_target_cuda.layout_bytes(&s->op);
   int P = s->op.paths, K = s->op.K, N = s->op.N[0];
   /* Rotating weight buffers, so that the 64 launches read past the L2 (timing.c). */
@@ -598,34 +642,52 @@ static void bench_one(const CgKernel *s, int batch) {
   free(hx);
   free(hg);
   free(hhh);
-  double us = 0;
+  double us = 0, seq = 0;
   CgLaunch l = test_launch(s, batch);
-  RtDevPtr nores = 0;
-  void *argv[R][7], **args[R];
+  RtDevPtr nores = 0, d_p = 0;
+  CgKernel pk;
+  if (bmma && !rc) {
+    cg_linear_planes_kernel(s, &pk);
+    rc = rt_mem_alloc(gpu, &d_p, cg_planes_bytes(&s->op)) || rt_memset8(gpu, d_p, 0, cg_planes_bytes(&s->op));
+  }
+  void *argv[R][7], **args[R], *pargv[4], **pargs[1] = {pargv};
   for (int i = 0; i < R; i++) {
-    void *one[] = {&d_y, &d_x, &bufs[i % nbuf], &d_g, &d_h, &nores, &batch};
+    void *one[] = {&d_y, bmma ? &d_p : &d_x, &bufs[i % nbuf], &d_g, &d_h, &nores, &batch};
     memcpy(argv[i], one, sizeof one);
     args[i] = argv[i];
   }
+  void *pone[] = {&d_p, &d_x, &d_h, &batch};
+  memcpy(pargv, pone, sizeof pone);
   if (!rc) rc = rt_time_launches(gpu, k.fn, l.grid, l.block, l.smem, args, R, R, 20, &us);
+  RtTimedKernel seqk[2];
+  int nk = 0;
+  if (bmma) {
+    CgLaunch pl = test_launch(&pk, batch);
+    seqk[nk++] = (RtTimedKernel){pre.fn, {pl.grid[0], pl.grid[1], pl.grid[2]}, {pl.block[0], pl.block[1], pl.block[2]},
+                                 pl.smem, pargs, 1};
+  }
+  seqk[nk++] = (RtTimedKernel){k.fn, {l.grid[0], l.grid[1], l.grid[2]}, {l.block[0], l.block[1], l.block[2]}, l.smem,
+                               args, R};
+  if (!rc) rc = rt_time_sequence(gpu, seqk, nk, R, 20, &seq);
   if (!rc) {
-    printf("bench %5dx%-5d k=%d b=%-2d %s  %8.2f us  %7.1f GB/s of bits\n", N, K, P, batch,
-           cg_strategy_name(s->sched.strategy), us, (double)bytes / (us * 1e3));
+    printf("bench %5dx%-5d k=%d b=%-2d %-4s %8.2f us  %7.1f GB/s of bits; seq %8.2f us%s\n", N, K, P, batch,
+           cg_strategy_name(s->sched.strategy), us, (double)bytes / (us * 1e3), seq, bmma ? " (with its planes)" : "");
   } else {
     printf("bench %dx%d k=%d b=%d: driver error\n", N, K, P, batch);
   }
   for (size_t i = 0; i < nbuf; i++)
     if (bufs[i]) rt_mem_free(gpu, bufs[i]);
-  RtDevPtr all[] = {d_x, d_y, d_g, d_h};
-  for (int i = 0; i < 4; i++)
+  RtDevPtr all[] = {d_x, d_y, d_g, d_h, d_p};
+  for (int i = 0; i < 5; i++)
     if (all[i]) rt_mem_free(gpu, all[i]);
   kernel_free(&k);
+  kernel_free(&pre);
 }
 
 static void run_bench(void) {
   static const int llama[4][2] = {{4096, 4096}, {12288, 4096}, {22016, 4096}, {4096, 11008}};
   static const int batches[3] = {1, 4, 16};
-  static const CgStrategy strategies[] = {CG_STRAT_XOR, CG_STRAT_MMA, CG_STRAT_LOP3};
+  static const CgStrategy strategies[] = {CG_STRAT_BMMA, CG_STRAT_XOR, CG_STRAT_MMA, CG_STRAT_LOP3};
   /* Exploration filters: RABIT_BENCH_PATHS="2" one path count, RABIT_BENCH_BATCH="1" one
    * batch, RABIT_BENCH_STRATEGY="xor,lop3" the strategies named. */
   const char *only = getenv("RABIT_BENCH_PATHS"), *only_b = getenv("RABIT_BENCH_BATCH");
@@ -637,6 +699,7 @@ static void run_bench(void) {
         for (size_t sti = 0; sti < sizeof strategies / sizeof strategies[0]; sti++) {
           const CgStrategy st = strategies[sti];
           if (st == CG_STRAT_XOR && batches[bi] > 1) continue; /* xor is the batch-1 kernel */
+          if (st == CG_STRAT_BMMA && batches[bi] > CG_BMMA_BATCH_MAX) continue;
           if ((only_b && atoi(only_b) != batches[bi]) || (only_st && !strstr(only_st, cg_strategy_name(st)))) continue;
           CgKernel s;
           memset(&s, 0, sizeof s);
@@ -648,7 +711,10 @@ static void run_bench(void) {
           s.op.N[0] = llama[si][0];
           s.op.paths = paths;
           /* RABIT_TILE_XOR / _MMA / _LOP3="a,b,c,d" override the default tiles (exploration). */
-          const char *t = getenv(st == CG_STRAT_XOR ? "RABIT_TILE_XOR" : st == CG_STRAT_MMA ? "RABIT_TILE_MMA" : "RABIT_TILE_LOP3");
+          const char *t = getenv(st == CG_STRAT_XOR    ? "RABIT_TILE_XOR"
+                                 : st == CG_STRAT_MMA  ? "RABIT_TILE_MMA"
+                                 : st == CG_STRAT_BMMA ? "RABIT_TILE_BMMA"
+                                                       : "RABIT_TILE_LOP3");
           if (t) sscanf(t, "%d,%d,%d,%d", &s.sched.tile[0], &s.sched.tile[1], &s.sched.tile[2], &s.sched.tile[3]);
           bench_one(&s, batches[bi]);
         }

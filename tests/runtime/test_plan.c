@@ -21,7 +21,7 @@ static RtPlan *make_plan(const char *path, char **text_out) {
   if (fe_compile(path, src.data, NULL, &d, &g) == RB_OK && ir_graph_verify(g, &d) == RB_OK) {
     ir_fuse(g);
     CgKernelSet ks;
-    CgTargetOptions topt = {1024, 1}; /* the fused norms too: the plan carries them */
+    CgTargetOptions topt = {1024, 1, 0}; /* the fused norms too: the plan carries them */
     if (cg_kernels_from_graph(g, &cg_target_cuda, &topt, &d, &ks) == RB_OK) {
       RtBuilt *built = rb_calloc((size_t)ks.n, sizeof *built);
       for (int i = 0; i < ks.n; i++) {
@@ -137,9 +137,14 @@ int main(int argc, char **argv) {
     rb_free(t);
     expect_refused("kernel index", t = replaced(tiny_text, "main=0 ", "main=999 "), "field 'main'");
     rb_free(t);
-    expect_refused("role kind", t = replaced(tiny_text, "repack=5 ", "repack=0 "), "'repack' is not a repack kernel");
+    expect_refused("role kind", t = replaced(tiny_text, "repack=8 ", "repack=0 "), "'repack' is not a repack kernel");
     rb_free(t);
-    expect_refused("bucket index", t = replaced(tiny_text, "buckets=2,3,4 ", "buckets=2,3,999 "), "field 'buckets'");
+    expect_refused("planes kind", t = replaced(tiny_text, "planes=3 ", "planes=0 "), "'planes' is not a planes kernel");
+    rb_free(t);
+    expect_refused("no planes", t = replaced(tiny_text, "planes=3 ", ""), "a bmma bucket needs 'planes'");
+    rb_free(t);
+    expect_refused("bucket index", t = replaced(tiny_text, "buckets=2,4,5,6,7 ", "buckets=2,4,5,6,999 "),
+                   "field 'buckets'");
     rb_free(t);
     expect_refused("geometry", t = replaced(tiny_text, "grow=1 per=1 ", "grow=1 per=0 "), "field 'per' must be positive");
     rb_free(t);

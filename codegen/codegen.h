@@ -379,8 +379,9 @@ typedef struct CgTarget {
    * ascending batch_max, the last serving every larger batch. Returns the count. */
   int (*linear_buckets)(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]);
   /* Whether a quantized linear under default schedule s can normalize its own input
-   * (CgOp.eps > 0), so that selection folds the rmsnorm before it into it at that
-   * bucket. NULL: never. */
+   * (CgOp.eps > 0), so that selection may fold the rmsnorm before it into it at that
+   * bucket: 0 no, CG_PRENORM_KERNEL in the kernel's own products, CG_PRENORM_EXACT in
+   * a pre-pass that loses nothing to it (CgTargetOptions.fuse_norm picks). NULL: never. */
   int (*linear_prenorm)(const CgSchedule *s);
   /* Whether k's source is written for arch, the exact target its compiler gets
    * ("sm_90", "sm_90a"): RB_OK, or RB_EUSER with the archs it needs in err.
@@ -422,9 +423,17 @@ int cg_kernel_equal(const CgKernel *a, const CgKernel *b);
 
 struct IrGraph;
 
+enum { CG_PRENORM_KERNEL = 1, CG_PRENORM_EXACT = 2 }; /* CgTarget.linear_prenorm's answers */
+/* CgTargetOptions.fuse_norm: which buckets take the rmsnorm before their linear in. */
+enum {
+  CG_FUSE_NONE,  /* none */
+  CG_FUSE_ALL,   /* every bucket the target can normalize in */
+  CG_FUSE_EXACT, /* those that normalize exactly (CG_PRENORM_EXACT): the compile's default */
+};
+
 typedef struct {
   int max_ctx;   /* KV cache length the attention kernels are specialized for */
-  int fuse_norm; /* 1: a decode bucket the target can normalize in takes the rmsnorm before it */
+  int fuse_norm; /* CG_FUSE_* */
   int no_bmma;   /* 1: no bmma buckets (batches 1..4 take the next bucket's kernel) */
 } CgTargetOptions;
 

@@ -100,7 +100,7 @@ int cg_kernel_equal(const CgKernel *a, const CgKernel *b) {
 
 void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
   const CgOp *s = &k->op;
-  if (s->kind == CG_LINEAR && s->eps > 0) rb_buf_puts(out, "rmsnorm+");
+  if ((s->kind == CG_LINEAR || s->kind == CG_PLANES) && s->eps > 0) rb_buf_puts(out, "rmsnorm+");
   rb_buf_printf(out, "%s", cg_kind_name(s->kind));
   switch (s->kind) {
   case CG_LINEAR:
@@ -126,7 +126,10 @@ void cg_kernel_describe(const CgKernel *k, RbBuf *out) {
   case CG_SWIGLU:
   case CG_ADD: rb_buf_printf(out, " D=%d", s->dim); break;
   case CG_NLL: rb_buf_printf(out, " V=%d", s->vocab); break;
-  case CG_PLANES: rb_buf_printf(out, " K=%d k=%d segments=%d", s->K, s->paths, s->nseg); break;
+  case CG_PLANES:
+    rb_buf_printf(out, " K=%d k=%d segments=%d", s->K, s->paths, s->nseg);
+    if (s->eps > 0) rb_buf_printf(out, " eps=%g", s->eps);
+    break;
   /* training kinds: the op fields each reads (codegen.h) */
   case CG_EMBED_FWD:
   case CG_EMBED_GRAD: rb_buf_printf(out, " V=%d D=%d", s->vocab, s->dim); break;

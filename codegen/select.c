@@ -128,9 +128,10 @@ static int norm_before(const IrGraph *g, int node) {
 }
 
 /* A quantized linear node: its kernel per batch bucket (the target's
- * default schedules) and the repack of the layout they share. With fuse_norm,
- * a bucket the target can normalize in (linear_prenorm) takes the rmsnorm
- * before it along (CgOp.eps): the executor then skips the norm at those batches. */
+ * default schedules) and the repack of the layout they share. A bucket the
+ * target can normalize in (linear_prenorm), as opt->fuse_norm allows, takes the
+ * rmsnorm before it along (CgOp.eps): the executor then skips the norm at those
+ * batches. */
 static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, const CgTargetOptions *opt, CgKernelSet *ks) {
   const IrNode *n = &g->nodes[node];
   CgNodeKernels *nk = &ks->node[node];
@@ -157,11 +158,14 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, const C
     break;
   }
   CgSchedule buckets[CG_MAX_BUCKETS];
-  int nb = t->linear_buckets(s, buckets), norm = opt->fuse_norm && t->linear_prenorm ? norm_before(g, node) : -1;
+  int nb = t->linear_buckets(s, buckets);
+  int norm = opt->fuse_norm != CG_FUSE_NONE && t->linear_prenorm ? norm_before(g, node) : -1;
   for (int b = 0; b < nb; b++) {
     if (opt->no_bmma && buckets[b].strategy == CG_STRAT_BMMA) continue;
     k.sched = buckets[b];
-    s->eps = norm >= 0 && t->linear_prenorm(&buckets[b]) ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
+    int how = norm >= 0 ? t->linear_prenorm(&buckets[b]) : 0;
+    int fold = how == CG_PRENORM_EXACT || (how == CG_PRENORM_KERNEL && opt->fuse_norm == CG_FUSE_ALL);
+    s->eps = fold ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
     if (add_use(ks, &k, node, n->line, &nk->bucket[nk->nbucket++])) return RB_EINTERNAL;
     CgKernel planes; /* a bmma bucket's pre-pass: one per node, whatever its buckets (the batch is its extent) */
     if (nk->planes < 0 && cg_linear_planes_kernel(&k, &planes) && add_use(ks, &planes, node, n->line, &nk->planes))

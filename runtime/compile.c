@@ -171,18 +171,21 @@ static int apply_overrides(const CgTarget *t, RtCompiled *c) {
   return RB_OK;
 }
 
-/* The decode buckets' fused rmsnorms (CgOp.eps) are opt-in: RABIT_FUSE_NORM=1 selects the
- * kernels that fold the norm in; unset or "0" leaves every norm a kernel of its own. On real
- * trained weights the fused products (h w) x, rms(x) times the unfused ones, lost accuracy:
- * SmolLM2-135M after 1.1 M tokens of RaBiT, a prompt token's logits 0.31 (relative L2) from
- * the fp32 host target's, against 0.066 unfused (tests/bench/RESULTS.md, 2026-12-02); they
- * stay off until that is understood. Decided before selection, so that tuned and shipped
- * records are looked up for the kernels that are built. */
+/* Which decode buckets fold the rmsnorm before their linear in (CgOp.eps). By default those
+ * that normalize exactly (CG_FUSE_EXACT: the bmma buckets, whose planes pre-pass quantizes
+ * x .* (h w) in fp32 with its own scale and applies rsqrt(mean(x^2) + eps) to that scale).
+ * RABIT_FUSE_NORM=1 folds it into the register design's buckets too, whose fp16 products
+ * (h w) x, rms(x) times the unfused ones, lost accuracy on real trained weights: SmolLM2-135M
+ * after 1.1 M tokens of RaBiT, a prompt token's logits 0.31 (relative L2) from the fp32 host
+ * target's, against 0.066 unfused (tests/bench/RESULTS.md, 2026-12-02). "0" folds none.
+ * Decided before selection, so that tuned and shipped records are looked up for the kernels
+ * that are built. */
 static int fuse_norm_wanted(RtCompiled *c, int *fuse) {
   const char *env = getenv("RABIT_FUSE_NORM");
-  *fuse = env && strcmp(env, "1") == 0;
-  if (env && *env && !*fuse && strcmp(env, "0") != 0)
-    rb_buf_printf(&c->warnings, "note: RABIT_FUSE_NORM='%s' is neither '0' nor '1'; the norms stay apart\n", env);
+  *fuse = !env || !*env ? CG_FUSE_EXACT : !strcmp(env, "1") ? CG_FUSE_ALL : !strcmp(env, "0") ? CG_FUSE_NONE : CG_FUSE_EXACT;
+  if (env && *env && strcmp(env, "0") != 0 && strcmp(env, "1") != 0)
+    rb_buf_printf(&c->warnings, "note: RABIT_FUSE_NORM='%s' is neither '0' nor '1'; the default holds (the bmma "
+                  "buckets fold the norm in, the others do not)\n", env);
   return c->warnings.oom ? RB_EINTERNAL : RB_OK;
 }
 

@@ -48,7 +48,8 @@ static uint64_t plane_units(const CgOp *op) { return (uint64_t)op->nseg * op->pa
 
 uint64_t cg_planes_bytes(const CgOp *op) {
   if (op->K < 1 || op->paths < 1 || op->paths > 4 || op->nseg < 1 || op->nseg > CG_MAX_SEG) return 0;
-  return (uint64_t)CG_BMMA_BATCH_MAX * plane_units(op) * (1024 + 8);
+  /* the planes and (sc, sc U) per unit, then a fused norm's x.x per row and group */
+  return (uint64_t)CG_BMMA_BATCH_MAX * (plane_units(op) * (1024 + 8) + (uint64_t)cg_div_up(op->K, 256) * 4);
 }
 
 int cg_linear_planes_kernel(const CgKernel *k, CgKernel *planes) {
@@ -58,16 +59,13 @@ int cg_linear_planes_kernel(const CgKernel *k, CgKernel *planes) {
   planes->op.K = k->op.K;
   planes->op.paths = k->op.paths;
   planes->op.nseg = k->op.nseg;
+  planes->op.eps = k->op.eps; /* a fused rmsnorm is the pre-pass's */
   return 1;
 }
 
 int cg_bmma_plan(const CgOp *s, const CgSchedule *sc, CgLinearPlan *pl, RbBuf *err) {
   if (sc->batch_max > CG_BMMA_BATCH_MAX) {
     rb_buf_printf(err, "linear bmma: serves buckets up to batch %d, not b<=%d", CG_BMMA_BATCH_MAX, sc->batch_max);
-    return RB_EUSER;
-  }
-  if (s->eps > 0) {
-    rb_buf_printf(err, "linear bmma: does not fuse an rmsnorm (its planes are made from the normalized x)");
     return RB_EUSER;
   }
   pl->BT = sc->batch_max;
@@ -103,8 +101,17 @@ static void emit_plane_defines(RbBuf *b, const CgOp *s) {
   rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", cg_div_up(s->K, 256));
   rb_buf_printf(b, "#define PATHS %d\n#define NSEG %d  /* segments, each with its own h */\n", s->paths, s->nseg);
   rb_buf_puts(b, "#define UNITS (NSEG * PATHS * C256)  /* (segment, path, group) per batch row */\n");
-  rb_buf_printf(b, "#define SCALES_AT (%d * UNITS * 256)  /* words: (sc, sc U) pairs after the planes */\n\n",
+  rb_buf_printf(b, "#define SCALES_AT (%d * UNITS * 256)  /* words: (sc, sc U) pairs after the planes */\n",
                 CG_BMMA_BATCH_MAX);
+  rb_buf_printf(b, "#define SSQ_AT (SCALES_AT + %d * UNITS * 2)  /* words: a fused norm's x.x per row and group */\n",
+                CG_BMMA_BATCH_MAX);
+  if (s->eps > 0) {
+    char eps[48], invk[48];
+    cg_cuda_lit_float(eps, s->eps);
+    cg_cuda_lit_float(invk, (float)(1.0 / s->K));
+    rb_buf_printf(b, "#define EPS %s  /* the fused rmsnorm's */\n#define INV_K %s\n", eps, invk);
+  }
+  rb_buf_puts(b, "\n");
 }
 
 static const char ld16[] =
@@ -252,7 +259,22 @@ void cg_bmma_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *e
       "          v += __shfl_xor_sync(0xffffffffu, v, 1);\n"
       "          v += __shfl_xor_sync(0xffffffffu, v, 2);\n"
       "          if (tig == 0) red[(((ks * RT + rt) * NSB + sb) * NBR + r) * 16 + gid + 8 * hi] = v;\n"
-      "        }\n"
+      "        }\n");
+  if (s->eps > 0)
+    rb_buf_puts(b,
+      "  /* The fused rmsnorm: r = rsqrt(mean(x^2) + eps) per batch row, from the groups' x.x the\n"
+      "   * pre-pass stored, summed in the same order by every warp (lane i takes groups i, i + 32..). */\n"
+      "  float rrow[NBR];\n"
+      "#pragma unroll\n"
+      "  for (int r = 0; r < NBR; ++r) {\n"
+      "    const float *ssq = (const float *)(planes + SSQ_AT) + (size_t)r * C256;\n"
+      "    float ss = 0.0f;\n"
+      "    for (int q = lane; q < C256; q += 32) ss += ssq[q];\n"
+      "#pragma unroll\n"
+      "    for (int o = 16; o; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);\n"
+      "    rrow[r] = rsqrtf(ss * INV_K + EPS);\n"
+      "  }\n");
+  rb_buf_puts(b,
       "  __syncthreads();\n"
       "  for (int t = threadIdx.x; t < RT * NBR * 16; t += NT) {\n"
       "    const int rt = t / (NBR * 16), brow = t / 16 % NBR, i = t % 16;\n"
@@ -264,6 +286,13 @@ void cg_bmma_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *e
       "      v[sb] = 0.0f;\n"
       "      for (int k = 0; k < KS; ++k) v[sb] += red[(((k * RT + rt) * NSB + sb) * NBR + brow) * 16 + i];\n"
       "    }\n");
+  if (s->eps > 0)
+    rb_buf_puts(b,
+      "    float rb = rrow[0];\n"
+      "#pragma unroll\n"
+      "    for (int r = 1; r < NBR; ++r) rb = brow == r ? rrow[r] : rb;\n"
+      "#pragma unroll\n"
+      "    for (int sb = 0; sb < NSB; ++sb) v[sb] *= rb;\n");
   cg_linear_emit_store(b, s, "    ", "v[0]", "v[NSB - 1]");
   rb_buf_puts(b, "  }\n}\n");
 }
@@ -271,9 +300,9 @@ void cg_bmma_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *e
 /* ---- CG_PLANES: the pre-pass ---- */
 
 static int planes_check(const CgOp *s, RbBuf *err) {
-  if (s->kind != CG_PLANES || !cg_planes_bytes(s)) {
-    rb_buf_printf(err, "planes: K %d, paths %d, segments %d (paths 1..4, segments 1..%d)", s->K, s->paths, s->nseg,
-                  CG_MAX_SEG);
+  if (s->kind != CG_PLANES || !cg_planes_bytes(s) || !(s->eps >= 0.0f)) {
+    rb_buf_printf(err, "planes: K %d, paths %d, segments %d, eps %g (paths 1..4, segments 1..%d, eps >= 0)", s->K,
+                  s->paths, s->nseg, (double)s->eps, CG_MAX_SEG);
     return RB_EUSER;
   }
   return RB_OK;
@@ -284,13 +313,21 @@ int cg_emit_planes(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   int st = planes_check(s, err);
   if (st) return st;
   char name[CG_ENTRY_MAX];
-  snprintf(name, sizeof name, "rb_planes_k%d_p%d_s%d", s->K, s->paths, s->nseg);
-  cg_cuda_entry(k, name, 0, entry);
+  const int norm = s->eps > 0;
+  snprintf(name, sizeof name, "rb_planes%s_k%d_p%d_s%d", norm ? "_rms" : "", s->K, s->paths, s->nseg);
+  cg_cuda_entry(k, name, norm, entry); /* the name does not say eps */
   cg_cuda_prelude(src, k, "codegen/cuda/bmma.c");
   rb_buf_puts(src,
       "/* The bmma kernels' pre-pass: one warp per (batch row, segment, path, 256-column group)\n"
       " * quantizes u = h_p .* x to int16 at sc = max |u| / 32767 and writes its 16 bit planes as\n"
       " * the b1 mma's B fragments, then sc and sc sum q (codegen/cuda/bmma.c). */\n\n");
+  if (norm)
+    rb_buf_puts(src,
+        "/* A fused rmsnorm: x is the norm's input and h holds h_p .* w. q does not depend on the row's\n"
+        " * scale r = rsqrt(mean(x^2) + eps) (it cancels in u / sc), so the warp quantizes x .* (h w),\n"
+        " * and the warps of segment 0, path 0 store their group's x.x, from which the bmma kernel\n"
+        " * takes r and multiplies its sums: the norm costs nothing in accuracy, unlike an fp16\n"
+        " * product, and no warp reads more of x than its group. */\n\n");
   emit_plane_defines(src, s);
   rb_buf_printf(src, "#define WARPS %d\n\n", PLANES_WARPS);
   rb_buf_puts(src,
@@ -366,9 +403,24 @@ int cg_emit_planes(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
       "    }\n"
       "    asm volatile(\"st.global.v4.u32 [%0], {%1, %2, %3, %4};\"\n"
       "                 :: \"l\"(dst + t * 128), \"r\"(o[0]), \"r\"(o[1]), \"r\"(o[2]), \"r\"(o[3]) : \"memory\");\n"
-      "  }\n"
+      "  }\n");
+  if (norm)
+    rb_buf_puts(src,
+      "  if (set == 0) { /* the group's x.x, once per row and group */\n"
+      "    float ss = 0.0f;\n"
+      "#pragma unroll\n"
+      "    for (int i = 0; i < 8; ++i) {\n"
+      "      const float f = rb_h2f((rb_half)(xv[i / 2] >> 16 * (i & 1)));\n"
+      "      ss = fmaf(f, f, ss);\n"
+      "    }\n"
+      "#pragma unroll\n"
+      "    for (int o = 16; o; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);\n"
+      "    if (lane == 0) ((float *)(planes + SSQ_AT))[(size_t)r * C256 + c] = ss;\n"
+      "  }\n");
+  rb_buf_puts(src,
       "  if (lane == 0) {\n"
-      "    float *sc = (float *)(planes + SCALES_AT) + 2 * ((size_t)r * UNITS + unit);\n"
+      "    float *sc = (float *)(planes + SCALES_AT) + 2 * ((size_t)r * UNITS + unit);\n");
+  rb_buf_puts(src,
       "    const float scale = m * (1.0f / 32767.0f);\n"
       "    sc[0] = scale;\n"
       "    sc[1] = scale * (float)sum;\n"

@@ -1260,15 +1260,16 @@ uint64_t cg_layout_bytes_linear(const CgOp *op) {
   return (uint64_t)op->paths * pl.TT * pl.C256 * 128 * 4;
 }
 
-/* The default batch buckets: batches 1..8 run strategy xor (the register design,
- * one n8 batch tile), up to 16 (decode with several sequences) strategy mma in
+/* The default batch buckets: batch 1 (decode) runs strategy bmma (bmma.c: 1.1-1.3x the read
+ * floor on the H200, the xor kernel 1.7-3.1x); a bmma bucket of 4 measured slower than xor's
+ * at 3 of the 4 Llama-2-7B shapes (RESULTS.md, 2026-12-02), so batches 2..8 run strategy xor
+ * (the register design, one n8 batch tile), up to 16 (decode with several sequences) strategy mma in
  * the register design (batch tiles of 16), large ones (prefill, evaluation) the
  * dequant strategy: the bits expanded to fp16, then cuBLAS (per layer at batch 512
  * 7-8x the staged mma kernels' speed, KERNEL_NOTES.md; RABIT_PREFILL=mma keeps those). */
 int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   static const struct { CgStrategy strat; int batch; } buckets[] = {
-      {CG_STRAT_BMMA, 1}, {CG_STRAT_BMMA, CG_BMMA_BATCH_MAX}, {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16},
-      {CG_STRAT_DEQUANT, 512}};
+      {CG_STRAT_BMMA, 1}, {CG_STRAT_XOR, 8}, {CG_STRAT_MMA, 16}, {CG_STRAT_DEQUANT, 512}};
   (void)op;
   int n = (int)(sizeof buckets / sizeof buckets[0]);
   for (int i = 0; i < n; i++) {
@@ -1279,9 +1280,11 @@ int cg_linear_buckets(const CgOp *op, CgSchedule out[CG_MAX_BUCKETS]) {
   return n;
 }
 
-/* The buckets up to batch 16 (the register design's) fold in the rmsnorm before them. */
+/* The buckets up to batch 16 (the register design's) can fold in the rmsnorm before them, in
+ * their fp16 products; the bmma buckets exactly, in their planes pre-pass. */
 int cg_linear_prenorm(const CgSchedule *s) {
-  return s->strategy != CG_STRAT_DEQUANT && s->strategy != CG_STRAT_BMMA && s->batch_max <= 16;
+  if (s->strategy == CG_STRAT_BMMA) return CG_PRENORM_EXACT; /* its planes pre-pass: bmma.c */
+  return s->strategy != CG_STRAT_DEQUANT && s->batch_max <= 16 ? CG_PRENORM_KERNEL : 0;
 }
 
 /* ---- argument marshalling: the ABI of codegen.h ---- */

@@ -40,47 +40,47 @@ expect import 0 "imported 2 records from $tmp/tuned.json into $db: 2 added" "$ra
 expect tuned 0 "wrote plan $plan" "$rabitc" --device 'NVIDIA H200' --arch sm_90 -o "$plan" "$ir"
 check plan-tuned-one "$(plan_lines ' schedule=tuned ')" -eq 1
 check plan-tuned-tiles "$(grep ' schedule=tuned ' "$plan" | grep -c 'kind=linear strategy=mma batch=16 K=160 N=64 paths=1 epilogue=add tile=1,1,0,8 ')" -eq 1
-check plan-default-rest "$(plan_lines ' schedule=default ')" -eq 39
-check plan-kernels "$(plan_lines '^kernel ')" -eq 40
+check plan-default-rest "$(plan_lines ' schedule=default ')" -eq 35
+check plan-kernels "$(plan_lines '^kernel ')" -eq 36
 check table-tuned "$(lines '^linear+add mma N=64 K=160 k=1 b<=16 tile=1,1,0,8  *25  *tuned ')" -eq 1
-check table-default "$(lines '^[a-z].* default  *\(hit\|miss\) ')" -eq 39
-check summary "$(lines '^40 kernels for sm_90: .* s wall; schedules 1 tuned, 0 shipped, 39 default; cache ')" -eq 1
+check table-default "$(lines '^[a-z].* default  *\(hit\|miss\) ')" -eq 35
+check summary "$(lines '^36 kernels for sm_90: .* s wall; schedules 1 tuned, 0 shipped, 35 default; cache ')" -eq 1
 check note-once "$(lines 'note: ')" -eq 1
 check note-refused "$(lines "^rabitc: note: tuned schedule ignored, the cuda target refuses 'linear mma N=64+32 K=64 k=2 b<=16 tile=99,1,0,16': linear mma: bad tile 99,1,0,16 .*; kernel 'linear mma N=64+32 K=64 k=2 b<=16 tile=0,0,0,0' keeps its default schedule\$")" -eq 1
 check refused-stays-default "$(lines '^linear mma N=64+32 K=64 k=2 b<=16 tile=0,0,0,0  *17  *default ')" -eq 1
 check no-warning "$(lines 'warning')" -eq 0
 
 # 2. Another GPU's name: nothing recorded for it, every kernel default, nothing said.
-expect other-device 0 "schedules 0 tuned, 0 shipped, 40 default" "$rabitc" --device 'NVIDIA H100 80GB HBM3' --arch sm_90 -o "$plan" "$ir"
-check other-plan-default "$(plan_lines ' schedule=default ')" -eq 40
+expect other-device 0 "schedules 0 tuned, 0 shipped, 36 default" "$rabitc" --device 'NVIDIA H100 80GB HBM3' --arch sm_90 -o "$plan" "$ir"
+check other-plan-default "$(plan_lines ' schedule=default ')" -eq 36
 check other-no-note "$(lines 'note: ')" -eq 0
 # The same GPU under another arch: another key.
-expect other-arch 0 "schedules 0 tuned, 0 shipped, 40 default" "$rabitc" --device 'NVIDIA H200' --arch sm_89 "$ir"
+expect other-arch 0 "schedules 0 tuned, 0 shipped, 36 default" "$rabitc" --device 'NVIDIA H200' --arch sm_89 "$ir"
 # No --device on a machine without a GPU: the defaults (with a GPU, its own name's records apply).
 expect no-device 0 "wrote plan" "$rabitc" -o "$plan" "$ir"
 if printf '%s\n' "$out" | grep -q 'no GPU here'; then
-  check no-device-default "$(plan_lines ' schedule=default ')" -eq 40
+  check no-device-default "$(plan_lines ' schedule=default ')" -eq 36
 fi
 
 # 3. Shipped records: used where no tuned one is; a tuned one beats them.
 mkdir -p "$tmp/shipped"
 printf '{"format": "rabit-tune", "version": 1, "records": [%s, %s]}\n' \
   "$(rec 'NVIDIA H200' "$ffn" 16 1 1 0 8)" "$(rec 'NVIDIA H200' "$down" 16 4 1 0 8)" > "$tmp/shipped/h200.json"
-expect shipped 0 "schedules 1 tuned, 1 shipped, 38 default" \
+expect shipped 0 "schedules 1 tuned, 1 shipped, 34 default" \
   env RABIT_SHIPPED_DIR="$tmp/shipped" "$rabitc" --device 'NVIDIA H200' --arch sm_90 -o "$plan" "$ir"
 check table-shipped "$(lines '^rmsnorm+linear+swiglu mma N=160+160 K=64 k=2 eps=1e-05 b<=16 tile=1,1,0,8  *23  *shipped ')" -eq 1
 check tuned-beats-shipped "$(lines '^linear+add mma N=64 K=160 k=1 b<=16 tile=1,1,0,8  *25  *tuned ')" -eq 1
 check plan-shipped "$(grep ' schedule=shipped ' "$plan" | grep -c 'epilogue=swiglu tile=1,1,0,8 ')" -eq 1
-check plan-shipped-rest "$(plan_lines ' schedule=default ')" -eq 38
+check plan-shipped-rest "$(plan_lines ' schedule=default ')" -eq 34
 
 # 4. A corrupted database in the cache: said once (two files in one run), ignored: defaults.
 printf '{"format": "rabit-tune", "version": 1, "records": [{"dev' > "$db"
-expect corrupted 0 "schedules 0 tuned, 0 shipped, 40 default" "$rabitc" --device 'NVIDIA H200' --arch sm_90 "$ir" "$ir"
+expect corrupted 0 "schedules 0 tuned, 0 shipped, 36 default" "$rabitc" --device 'NVIDIA H200' --arch sm_90 "$ir" "$ir"
 check corrupted-once "$(lines "^rabitc: warning: tuning database ignored: $db: not valid JSON")" -eq 1
-check corrupted-all-default "$(lines 'schedules 0 tuned, 0 shipped, 40 default')" -eq 2
+check corrupted-all-default "$(lines 'schedules 0 tuned, 0 shipped, 36 default')" -eq 2
 # An import replaces it, and the tuned record applies again.
 expect reimport 0 "2 added" "$rabitc" tune --import "$tmp/tuned.json"
-expect repaired 0 "schedules 1 tuned, 0 shipped, 39 default" "$rabitc" --device 'NVIDIA H200' --arch sm_90 "$ir"
+expect repaired 0 "schedules 1 tuned, 0 shipped, 35 default" "$rabitc" --device 'NVIDIA H200' --arch sm_90 "$ir"
 
 # 5. Usage.
 expect help 0 "take the tuned and shipped schedules recorded for the GPU" "$rabitc" --help

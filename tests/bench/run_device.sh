@@ -51,6 +51,10 @@
 #   bmma   the bmma strategy: its linear cases and their memcheck, the model and plan-API tests,
 #          per-shape bmma beside xor and mma (batches 1, 4) with the peers, both models with and
 #          without it (RABIT_BMMA) beside the fp16 decode peer
+#   bmma2  the bmma cases (fused norms too) and memcheck, the model, plan-API and op tests, bmma tiles
+#          by hand (BMMA_TILES1, BMMA_TILES4), the chain, both models three ways beside the fp16 peer
+#   bmma3  the model and plan-API tests, the chain with the norm in the planes and apart, both models
+#          (default twice, norms apart) beside the fp16 peer
 #   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
@@ -559,6 +563,60 @@ bmma_check() {
   done
 }
 
+# The bmma strategy, second look: its cases (fused rmsnorm shapes among them) and memcheck, the
+# model, plan-API and op tests, its tiles by hand at batch 1 and 4 (BMMA_TILES1, BMMA_TILES4), the
+# 32-layer chain, then both models three ways (RABIT_BMMA=0 with the norms apart, the bmma buckets
+# with their norms apart, the default: bmma with the norm in its planes) beside the fp16 peer.
+bmma_tiles() {
+  RABIT_TABLE_ONLY=bmma gpu_tests "test_linear" "${MEMCHECK-test_linear}"
+  gpu_tests "${TESTS-test_model test_plan_api test_ops}" ""
+  for b in 1 4; do
+    eval "tiles=\${BMMA_TILES$b}"
+    for t in 0,0,0,0 $tiles; do
+      RABIT_TILE_BMMA=$t RABIT_BENCH_BATCH=$b RABIT_BENCH_PATHS=2 RABIT_BENCH_STRATEGY=bmma \
+        run "tiles_b${b}_$t" "$B/tests/gpu/gpu_test_linear" --bench-only
+      grep -E "^bench" "$L/tiles_b${b}_$t.log" | sed "s/ of bits//; s/^/tile $t: /"
+    done
+  done
+  run rabitc_plan "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
+  run bench_chain "$B/tests/bench/bench_chain" /tmp/llama.rplan
+  grep -E "chain batch|fp16 peer" "$L/bench_chain.log"
+  for m in smollm2-135m llama2-7b; do
+    RABIT_BMMA=0 RABIT_FUSE_NORM=0 run "bench_${m}_xor" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+    RABIT_FUSE_NORM=0 run "bench_${m}_bmma" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+    run "bench_${m}_default" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$L"/bench_*_xor.log "$L"/bench_*_bmma.log "$L"/bench_*_default.log "$L/peer_fp16_decode.log"; do
+    echo "== $(basename "$f")"; grep -E "decode|fp16 graph" "$f"
+  done
+}
+
+# The bmma defaults, third look: the model and plan-API tests, the 32-layer chain with the norm in
+# the planes and apart (RABIT_FUSE_NORM=0), both models (default twice, and with the norms apart)
+# beside the fp16 peer.
+bmma_defaults() {
+  RABIT_TABLE_ONLY=bmma gpu_tests "test_linear" "${MEMCHECK-test_linear}"
+  gpu_tests "${TESTS-test_model test_plan_api}" ""
+  run rabitc_plan "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
+  run bench_chain "$B/tests/bench/bench_chain" /tmp/llama.rplan
+  RABIT_FUSE_NORM=0 run rabitc_plan0 "$B/tools/rabitc" -o /tmp/llama0.rplan samples/llama2-7b.ir
+  run bench_chain0 "$B/tests/bench/bench_chain" /tmp/llama0.rplan
+  for f in bench_chain bench_chain0; do echo "== $f"; grep -E "chain batch|fp16 peer" "$L/$f.log"; done
+  for r in 1 2; do
+    for m in smollm2-135m llama2-7b; do
+      run "bench_${m}_default$r" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+    done
+  done
+  for m in smollm2-135m llama2-7b; do
+    RABIT_FUSE_NORM=0 run "bench_${m}_apart" "$B/tools/rabit" bench samples/$m.ir --random-weights --only 2bit
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  for f in "$L"/bench_*_default?.log "$L"/bench_*_apart.log "$L/peer_fp16_decode.log"; do
+    echo "== $(basename "$f")"; grep -E "decode|prefill|fp16 graph" "$f"
+  done
+}
+
 # A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op
 # test, the overlap's identical logits, old and new whole models, then one profiled step of
 # each model (PROF_MODELS).
@@ -693,6 +751,8 @@ case $mode in
   fusecheck) fuse_check ;;
   fuseab) fuse_ab ;;
   bmma) bmma_check ;;
+  bmma2) bmma_tiles ;;
+  bmma3) bmma_defaults ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;

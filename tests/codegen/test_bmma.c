@@ -166,7 +166,7 @@ int main(void) {
   CgKernel pk;
   CHECK(cg_linear_planes_kernel(&k, &pk) && pk.op.kind == CG_PLANES && pk.op.K == 576 && pk.op.paths == 2,
         "a bmma kernel's pre-pass");
-  CHECK(cg_planes_bytes(&k.op) == (uint64_t)CG_BMMA_BATCH_MAX * 2 * 3 * 1032, "planes bytes %llu",
+  CHECK(cg_planes_bytes(&k.op) == (uint64_t)CG_BMMA_BATCH_MAX * (2 * 3 * 1032 + 3 * 4), "planes bytes %llu",
         (unsigned long long)cg_planes_bytes(&k.op));
   CgKernel x = k;
   x.sched.strategy = CG_STRAT_XOR;
@@ -174,8 +174,11 @@ int main(void) {
   CgKernel m = k;
   m.sched.batch_max = CG_BMMA_BATCH_MAX + 1;
   bad += refused(m, "serves buckets up to batch", "bmma past its batch");
-  m = k, m.op.eps = 1e-5f;
-  bad += refused(m, "does not fuse an rmsnorm", "bmma with a fused norm");
+  m = k, m.op.eps = 1e-5f; /* a fused rmsnorm is its pre-pass's */
+  CHECK(cg_linear_planes_kernel(&m, &pk) && pk.op.eps == 1e-5f, "a fused norm's pre-pass carries its eps");
+  CHECK(cg_linear_prenorm(&m.sched) == CG_PRENORM_EXACT, "bmma normalizes exactly");
+  pk.op.eps = -1.0f;
+  bad += refused(pk, "eps >= 0", "a pre-pass with a negative eps");
   m = k, m.sched.tile[3] = 8;
   bad += refused(m, "bad tile", "bmma with a batch tile");
   pk.op.paths = 5;

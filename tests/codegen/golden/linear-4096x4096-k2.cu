@@ -45,6 +45,7 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 #define NSEG 1  /* segments, each with its own h */
 #define UNITS (NSEG * PATHS * C256)  /* (segment, path, group) per batch row */
 #define SCALES_AT (4 * UNITS * 256)  /* words: (sc, sc U) pairs after the planes */
+#define SSQ_AT (SCALES_AT + 4 * UNITS * 2)  /* words: a fused norm's x.x per row and group */
 
 #define NTOT 4096  /* rows of all segments */
 #define TT 256  /* 16-row tiles of all segments */
@@ -79,213 +80,6 @@ __device__ __forceinline__ void bmma(int *d, const unsigned *a, unsigned b0, uns
 
 extern "C" __global__ void __launch_bounds__(NT)
 rb_linear_bmma_n4096_k4096_p2_b1(rb_half *y, const unsigned *planes, const unsigned *bits, const rb_half *g, const rb_half *h,
-    const rb_half *res, int batch) {
-  /* weights first: the bits and g are loaded before rb_grid_enter, the planes after it;
-   * nothing is written before it. */
-  extern __shared__ float red[]; /* (KS, RT, NSB, NBR, 16) partial sums */
-  (void)h; /* in the planes */
-  const int lane = threadIdx.x & 31, ks = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
-  int seg0, first;
-  block_segment(blockIdx.x, &seg0, &first);
-  const int nrows = seg_rows(seg0), ntile = (nrows + 15) / 16;
-  const int tb = ((int)blockIdx.x - first) * RT; /* the block's first tile within the segment */
-  /* The weights of this lane's D columns: tile t column 2 tig + e is plane 8 t + 2 tig + e. */
-  const int w00 = 1 << 2 * tig, w01 = 2 << 2 * tig, w10 = 256 << 2 * tig, w11 = tig == 3 ? -32768 : 512 << 2 * tig;
-  float gv[PATHS][NSB][RT][2]; /* g_p of rows gid and gid + 8; 0 past the segment */
-  const unsigned *bp[NSB][RT];
-#pragma unroll
-  for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-    for (int rt = 0; rt < RT; ++rt) {
-      const int tl = tb + rt < ntile ? tb + rt : ntile - 1; /* a dead tile reads a live one, g = 0 */
-      bp[sb][rt] = bits + (size_t)(seg_tile0(seg0 + sb) + tl) * C256 * 128 + lane * 4;
-#pragma unroll
-      for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          const int n = (tb + rt) * 16 + gid + 8 * hi;
-          gv[p][sb][rt][hi] = n < nrows ? rb_h2f(g[(size_t)p * NTOT + seg_row0(seg0 + sb) + n]) : 0.0f;
-        }
-    }
-  unsigned wc[PATHS][NSB][RT][4], wn[PATHS][NSB][RT][4];
-  int c = ks;
-  if (c < C256)
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) ld16(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
-  rb_grid_enter(); /* the planes are the pre-pass's output; the bits and g above are not */
-  const float *scales = (const float *)(planes + SCALES_AT);
-  float acc[RT][NSB][NBR][PATHS][2], su[NSB][NBR][PATHS];
-#pragma unroll
-  for (int i = 0; i < RT * NSB * NBR * PATHS * 2; ++i) (&acc[0][0][0][0][0])[i] = 0.0f;
-#pragma unroll
-  for (int i = 0; i < NSB * NBR * PATHS; ++i) (&su[0][0][0])[i] = 0.0f;
-  for (; c < C256; c += KS) {
-    if (c + KS < C256) /* the next group's bits, in flight while this one computes */
-#pragma unroll
-      for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-        for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-          for (int rt = 0; rt < RT; ++rt) ld16(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb) {
-        unsigned pv[NBR][2][4]; /* plane tiles 0 and 1: B of both mma */
-        float sc[NBR];
-#pragma unroll
-        for (int r = 0; r < NBR; ++r) {
-          const size_t at = ((size_t)r * NSEG + seg0 + sb) * PATHS * C256 + (size_t)p * C256 + c;
-          ld16(pv[r][0], planes + at * 256 + lane * 4);
-          ld16(pv[r][1], planes + at * 256 + 128 + lane * 4);
-          sc[r] = scales[2 * at];
-          su[sb][r][p] += scales[2 * at + 1];
-        }
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt) {
-          const unsigned *w = wc[p][sb][rt];
-          const unsigned a0[4] = {w[0], w[0] >> 1, w[1], w[1] >> 1}, a1[4] = {w[2], w[2] >> 1, w[3], w[3] >> 1};
-#pragma unroll
-          for (int r = 0; r < NBR; ++r) {
-            int d0[4] = {0, 0, 0, 0}, d1[4] = {0, 0, 0, 0};
-            bmma(d0, a0, pv[r][0][0], pv[r][0][1]);
-            bmma(d0, a1, pv[r][0][2], pv[r][0][3]);
-            bmma(d1, a0, pv[r][1][0], pv[r][1][1]);
-            bmma(d1, a1, pv[r][1][2], pv[r][1][3]);
-            /* sum_k w_k D_k over this lane's planes, rows gid and gid + 8 (exact: < 2^24) */
-            const int v0 = w00 * d0[0] + w01 * d0[1] + w10 * d1[0] + w11 * d1[1];
-            const int v1 = w00 * d0[2] + w01 * d0[3] + w10 * d1[2] + w11 * d1[3];
-            acc[rt][sb][r][p][0] += sc[r] * (float)v0;
-            acc[rt][sb][r][p][1] += sc[r] * (float)v1;
-          }
-        }
-      }
-#pragma unroll
-    for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-      for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-        for (int rt = 0; rt < RT; ++rt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) wc[p][sb][rt][i] = wn[p][sb][rt][i];
-  }
-  /* y = sum_p g_p (sum_G sc U - 2 sum_G sc v): the lanes of a row (tig 0..3) hold a quarter
-   * of the planes each; the U part is added once, by tig 0. */
-#pragma unroll
-  for (int rt = 0; rt < RT; ++rt)
-#pragma unroll
-    for (int sb = 0; sb < NSB; ++sb)
-#pragma unroll
-      for (int r = 0; r < NBR; ++r)
-#pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          float v = 0.0f;
-#pragma unroll
-          for (int p = 0; p < PATHS; ++p)
-            v += gv[p][sb][rt][hi] * ((tig == 0 ? su[sb][r][p] : 0.0f) - 2.0f * acc[rt][sb][r][p][hi]);
-          v += __shfl_xor_sync(0xffffffffu, v, 1);
-          v += __shfl_xor_sync(0xffffffffu, v, 2);
-          if (tig == 0) red[(((ks * RT + rt) * NSB + sb) * NBR + r) * 16 + gid + 8 * hi] = v;
-        }
-  __syncthreads();
-  for (int t = threadIdx.x; t < RT * NBR * 16; t += NT) {
-    const int rt = t / (NBR * 16), brow = t / 16 % NBR, i = t % 16;
-    const int n = (tb + rt) * 16 + i;
-    if (n >= nrows || brow >= batch) continue;
-    float v[NSB];
-#pragma unroll
-    for (int sb = 0; sb < NSB; ++sb) {
-      v[sb] = 0.0f;
-      for (int k = 0; k < KS; ++k) v[sb] += red[(((k * RT + rt) * NSB + sb) * NBR + brow) * 16 + i];
-    }
-    y[(size_t)brow * NTOT + seg_row0(seg0) + n] = rb_f2h(v[0]);
-  }
-}
-//// rb_linear_bmma_n4096_k4096_p2_b4.cu
-/* Generated by rabitc 0.1.0. Do not edit: the kernel is rebuilt from its spec.
- * spec:   linear bmma N=4096 K=4096 k=2 b<=4 tile=0,0,0,0
- * serves: linear-4096x4096-k2.ir:7 (1 op)
- *         the target, the compiler identity and the rabitc version)
- */
-/* rabit linear bmma N=4096 K=4096 k=2 b<=4 tile=0,0,0,0
- * Generated by rabitc (codegen/cuda/bmma.c). fp16 tensors are raw IEEE
- * half bits (rb_half), converted by PTX cvt: NVRTC sees no header, not even
- * cuda_fp16.h. */
-
-typedef unsigned short rb_half;
-
-__device__ __forceinline__ float rb_h2f(rb_half h) {
-  float f;
-  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-  return f;
-}
-
-__device__ __forceinline__ rb_half rb_f2h(float f) { /* round to nearest even */
-  rb_half h;
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-  return h;
-}
-
-/* Programmatic dependent launch (sm_90): launched with the overlap attribute,
- * this kernel may start while the previous one finishes. It waits for that one's
- * results before touching memory, then lets the next kernel start launching.
- * Launched plainly, or before sm_90, both are no-ops. */
-__device__ __forceinline__ void rb_grid_enter(void) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
-}
-
-/* bmma: the bits as the A operand of b1 mma.sync, the activations' int16 bit planes
- * (the CG_PLANES pre-pass, in `planes`) as B; see codegen/cuda/bmma.c. A warp owns RT
- * 16-row tiles and every KS-th 256-column group; the KS warps of a block reduce through
- * shared memory in a fixed order (deterministic). */
-
-#define K 4096  /* input width */
-#define C256 16  /* 256-column groups of K */
-#define PATHS 2
-#define NSEG 1  /* segments, each with its own h */
-#define UNITS (NSEG * PATHS * C256)  /* (segment, path, group) per batch row */
-#define SCALES_AT (4 * UNITS * 256)  /* words: (sc, sc U) pairs after the planes */
-
-#define NTOT 4096  /* rows of all segments */
-#define TT 256  /* 16-row tiles of all segments */
-#define NSB 1  /* segments a block works on (2: swiglu gate and up) */
-#define RT 2  /* row tiles a warp */
-#define KS 16  /* warps splitting K */
-#define NBR 4  /* batch rows (the bucket's) */
-#define NT (KS * 32)
-
-/* Segment tables: rows, first row in Ntot, first 16-row tile in the bit layout. */
-__device__ __forceinline__ int seg_rows(int s) { return (4096); }
-__device__ __forceinline__ int seg_row0(int s) { return (0); }
-__device__ __forceinline__ int seg_tile0(int s) { return (0); }
-
-__device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
-  *seg = 0;
-  *first = 0;
-}
-
-__device__ __forceinline__ void ld16(unsigned *v, const unsigned *p) {
-  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(p));
-}
-
-/* d += popc(A AND B) per output: m16n8k256, rows of A times columns of B. */
-__device__ __forceinline__ void bmma(int *d, const unsigned *a, unsigned b0, unsigned b1) {
-  asm volatile("mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc "
-               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-extern "C" __global__ void __launch_bounds__(NT)
-rb_linear_bmma_n4096_k4096_p2_b4(rb_half *y, const unsigned *planes, const unsigned *bits, const rb_half *g, const rb_half *h,
     const rb_half *res, int batch) {
   /* weights first: the bits and g are loaded before rb_grid_enter, the planes after it;
    * nothing is written before it. */
@@ -1227,6 +1021,7 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 #define NSEG 1  /* segments, each with its own h */
 #define UNITS (NSEG * PATHS * C256)  /* (segment, path, group) per batch row */
 #define SCALES_AT (4 * UNITS * 256)  /* words: (sc, sc U) pairs after the planes */
+#define SSQ_AT (SCALES_AT + 4 * UNITS * 2)  /* words: a fused norm's x.x per row and group */
 
 #define WARPS 4
 

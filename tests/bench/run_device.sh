@@ -55,6 +55,8 @@
 #          by hand (BMMA_TILES1, BMMA_TILES4), the chain, both models three ways beside the fp16 peer
 #   bmma3  the model and plan-API tests, the chain with the norm in the planes and apart, both models
 #          (default twice, norms apart) beside the fp16 peer
+#   realbmma  after qat1: a short RaBiT training of SmolLM2 k = 2, its held-out perplexity token by
+#          token through the bmma kernels and through the xor ones, and through the dequant prefill
 #   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
@@ -617,6 +619,29 @@ bmma_defaults() {
   done
 }
 
+# The bmma strategy on real weights (after qat1): a short RaBiT training of SmolLM2 k = 2, then
+# the held-out perplexity of the export three ways: --chunk 1 (every token a batch-1 forward: the
+# bmma kernels with the norm in their planes, the default), --chunk 1 with RABIT_BMMA=0
+# RABIT_FUSE_NORM=0 (the xor kernels, the norms apart: the previous default), and --chunk 256
+# (the dequant prefill: fp16 W_hat and cuBLAS, the reference on the GPU); then chat both ways.
+real_bmma() {
+  TESTS= qat_setup
+  W=$Q/hf/model.safetensors M=$Q/short/model.safetensors
+  run train_short "$R" train $IR --weights $W --data $Q/shards-train --eval-data $Q/shards-heldout \
+      --tokens ${NLL_TOKENS:-1100000} --method rabit --init rabit --lr-w 1e-3 --eval-every 100 --ckpt-every 0 -o $Q/short
+  P="$R ppl $IR --weights $M --tokenizer $G --text $Q/heldout.txt --ctx ${PPL_CTX:-512} --max-windows ${PPL_WINDOWS:-4} --quiet"
+  run ppl_bmma $P --chunk 1
+  RABIT_BMMA=0 RABIT_FUSE_NORM=0 run ppl_xor $P --chunk 1
+  run ppl_dequant $P --chunk 256
+  for f in ppl_bmma ppl_xor ppl_dequant; do echo "== $f: $(grep -iE "perplexity|nll" "$L/$f.log" | tail -n 2 | tr '\n' ' ')" | tee -a "$summary"; done
+  run chat_bmma "$R" run $IR --weights $M --tokenizer $G --chat --prompt "What is the capital of France?" -n 32 --quiet
+  RABIT_BMMA=0 RABIT_FUSE_NORM=0 run chat_xor "$R" run $IR --weights $M --tokenizer $G --chat \
+      --prompt "What is the capital of France?" -n 32 --quiet
+  cat "$L/chat_bmma.log" "$L/chat_xor.log"
+  run bench_trained "$R" bench $IR --weights $M --fp16-weights $W
+  grep -vE "^$" "$L/bench_trained.log" | tail -n 8
+}
+
 # A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op
 # test, the overlap's identical logits, old and new whole models, then one profiled step of
 # each model (PROF_MODELS).
@@ -753,6 +778,7 @@ case $mode in
   bmma) bmma_check ;;
   bmma2) bmma_tiles ;;
   bmma3) bmma_defaults ;;
+  realbmma) real_bmma ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;

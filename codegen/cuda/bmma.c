@@ -330,25 +330,8 @@ int cg_emit_planes(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
         " * product, and no warp reads more of x than its group. */\n\n");
   emit_plane_defines(src, s);
   rb_buf_printf(src, "#define WARPS %d\n\n", PLANES_WARPS);
+  rb_buf_puts(src, cg_linear_ld8);
   rb_buf_puts(src,
-      "/* Halves col .. col + 7 of a row of K as four pairs; 0 past K. */\n"
-      "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {\n"
-      "  if (K % 8 == 0) {\n"
-      "    if (col < K) {\n"
-      "      asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
-      "          : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(row + col));\n"
-      "    } else {\n"
-      "      v[0] = v[1] = v[2] = v[3] = 0u;\n"
-      "    }\n"
-      "  } else {\n"
-      "#pragma unroll\n"
-      "    for (int i = 0; i < 4; ++i) {\n"
-      "      const unsigned lo = col + 2 * i < K ? row[col + 2 * i] : 0u;\n"
-      "      const unsigned hi = col + 2 * i + 1 < K ? row[col + 2 * i + 1] : 0u;\n"
-      "      v[i] = lo | hi << 16;\n"
-      "    }\n"
-      "  }\n"
-      "}\n\n"
       "__device__ __forceinline__ int round_int(float f) {\n"
       "  int i;\n"
       "  asm(\"cvt.rni.s32.f32 %0, %1;\" : \"=r\"(i) : \"f\"(f));\n"

@@ -323,6 +323,29 @@ void cg_linear_emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *
 
 /* ---- the register design (strategy xor, and mma with batch tiles of 8 or 16) ---- */
 
+const char cg_linear_ld8[] =
+      "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every\n"
+      " * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one\n"
+      " * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost\n"
+      " * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */\n"
+      "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {\n"
+      "  if (K % 8 == 0) {\n"
+      "    if (col < K) {\n"
+      "      asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+      "          : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(row + col));\n"
+      "    } else {\n"
+      "      v[0] = v[1] = v[2] = v[3] = 0u;\n"
+      "    }\n"
+      "  } else {\n"
+      "#pragma unroll\n"
+      "    for (int i = 0; i < 4; ++i) {\n"
+      "      const unsigned lo = col + 2 * i < K ? row[col + 2 * i] : 0u;\n"
+      "      const unsigned hi = col + 2 * i + 1 < K ? row[col + 2 * i + 1] : 0u;\n"
+      "      v[i] = lo | hi << 16;\n"
+      "    }\n"
+      "  }\n"
+      "}\n\n";
+
 static const char mma_helpers[] =
     "__device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) {\n"
     "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 \"\n"
@@ -450,28 +473,8 @@ static void emit_reg(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char
   }
   cg_linear_emit_segment_tables(b, s, pl, 1);
   cg_linear_emit_block_segment(b, pl);
+  rb_buf_puts(b, cg_linear_ld8);
   rb_buf_puts(b,
-      "/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every\n"
-      " * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one\n"
-      " * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost\n"
-      " * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */\n"
-      "__device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {\n"
-      "  if (K % 8 == 0) {\n"
-      "    if (col < K) {\n"
-      "      asm(\"ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
-      "          : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(row + col));\n"
-      "    } else {\n"
-      "      v[0] = v[1] = v[2] = v[3] = 0u;\n"
-      "    }\n"
-      "  } else {\n"
-      "#pragma unroll\n"
-      "    for (int i = 0; i < 4; ++i) {\n"
-      "      const unsigned lo = col + 2 * i < K ? row[col + 2 * i] : 0u;\n"
-      "      const unsigned hi = col + 2 * i + 1 < K ? row[col + 2 * i + 1] : 0u;\n"
-      "      v[i] = lo | hi << 16;\n"
-      "    }\n"
-      "  }\n"
-      "}\n\n"
       "/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */\n"
       "__device__ __forceinline__ void ldbits(unsigned *v, const unsigned *p) {\n"
       "  asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"

@@ -41,6 +41,10 @@ void cg_linear_emit_block_segment(RbBuf *b, const CgLinearPlan *pl);
  * with the op's epilogue, indented by ind. */
 void cg_linear_emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *v0, const char *v1);
 
+/* The device function ld8(v, row, col): halves col .. col + 7 of a row of K (a #define) as four
+ * pairs, 16-byte loads when K % 8 == 0, 0 past K. */
+extern const char cg_linear_ld8[];
+
 /* bmma.c: the bmma strategy (batches 1..4) and its activation planes pre-pass. */
 int cg_bmma_plan(const CgOp *s, const CgSchedule *sc, CgLinearPlan *pl, RbBuf *err);
 void cg_bmma_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *entry);

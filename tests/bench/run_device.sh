@@ -640,6 +640,7 @@ real_bmma() {
   cat "$L/chat_bmma.log" "$L/chat_xor.log"
   run bench_trained "$R" bench $IR --weights $M --fp16-weights $W
   grep -vE "^$" "$L/bench_trained.log" | tail -n 8
+  gpu_tests "${TUNE_TESTS-test_tune}" "" # the tuner's GPU test: bmma candidates after their pre-pass
 }
 
 # A decode-step change (issue 11): the op, model, plan and linear tests, memcheck of the op

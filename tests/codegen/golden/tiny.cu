@@ -5358,7 +5358,10 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
-/* Halves col .. col + 7 of a row of K as four pairs; 0 past K. */
+/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
+ * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
+ * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
+ * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
     if (col < K) {
@@ -5488,7 +5491,10 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
-/* Halves col .. col + 7 of a row of K as four pairs; 0 past K. */
+/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
+ * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
+ * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
+ * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
     if (col < K) {
@@ -5618,7 +5624,10 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
-/* Halves col .. col + 7 of a row of K as four pairs; 0 past K. */
+/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
+ * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
+ * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
+ * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
     if (col < K) {
@@ -5748,7 +5757,10 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
-/* Halves col .. col + 7 of a row of K as four pairs; 0 past K. */
+/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
+ * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
+ * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
+ * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
     if (col < K) {
@@ -5886,7 +5898,10 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
-/* Halves col .. col + 7 of a row of K as four pairs; 0 past K. */
+/* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
+ * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
+ * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
+ * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
     if (col < K) {

@@ -57,6 +57,8 @@
 #          (default twice, norms apart) beside the fp16 peer
 #   realbmma  after qat1: a short RaBiT training of SmolLM2 k = 2, its held-out perplexity token by
 #          token through the bmma kernels and through the xor ones, and through the dequant prefill
+#   tuneb1 llama2-7b's batch-1 kernels tuned (TUNE_BUDGET seconds), exported, then the chain and
+#          both models with those records beside the fp16 peer
 #   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
@@ -724,6 +726,22 @@ tune_once() {
   grep -E "decode|prefill" "$L/bench_llama_tuned.log"; cat "$L/peer_fp16_decode.log"
 }
 
+# The batch-1 kernels tuned (the bmma buckets' space: their tiles, then xor and lop3), exported,
+# then the chain and llama2-7b with those records beside the fp16 peer.
+tune_b1() {
+  rm -rf "$RABIT_CACHE_DIR"
+  run tune_b1 "$B/tools/rabitc" tune samples/llama2-7b.ir --batch 1 --budget ${TUNE_BUDGET:-150}
+  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+  run rabitc_plan "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
+  run bench_chain "$B/tests/bench/bench_chain" /tmp/llama.rplan
+  run bench_llama_tuned "$B/tools/rabit" bench samples/llama2-7b.ir --random-weights --only 2bit
+  run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights --only 2bit
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  grep -A12 "^kernel  " "$L/tune_b1.log" | head -n 14
+  grep -E "chain batch" "$L/bench_chain.log"
+  grep -E "decode" "$L/bench_llama_tuned.log" "$L/bench_smollm2.log"; cat "$L/peer_fp16_decode.log"
+}
+
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
 # the database exported, and the model's decode speed with the defaults and tuned.
 tune_model() {
@@ -780,6 +798,7 @@ case $mode in
   bmma2) bmma_tiles ;;
   bmma3) bmma_defaults ;;
   realbmma) real_bmma ;;
+  tuneb1) tune_b1 ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;

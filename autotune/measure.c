@@ -286,10 +286,8 @@ static int gpu_time(void *ctx, int i, int batch, double *us, RbBuf *log) {
   RtTimedKernel seq[2];
   int nk = 0;
   if (bmma)
-    seq[nk++] = (RtTimedKernel){m->pre.fn, {pl.grid[0], pl.grid[1], pl.grid[2]}, {pl.block[0], pl.block[1], pl.block[2]},
-                                pl.smem, pargs, m->nrot};
-  seq[nk++] = (RtTimedKernel){m->c[i].fn, {l.grid[0], l.grid[1], l.grid[2]}, {l.block[0], l.block[1], l.block[2]},
-                              l.smem, args, m->nrot};
+    seq[nk++] = (RtTimedKernel){m->pre.fn, pl.grid, pl.block, pl.smem, pargs, m->nrot};
+  seq[nk++] = (RtTimedKernel){m->c[i].fn, l.grid, l.block, l.smem, args, m->nrot};
   if (!rc) rc = rt_time_sequence(m->gpu, seq, nk, m->launches, 20, us);
   rb_free(a), rb_free(pa), rb_free(v), rb_free(pv), rb_free(args), rb_free(pargs);
   if (oom) return RB_EINTERNAL;

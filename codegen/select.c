@@ -127,6 +127,15 @@ static int norm_before(const IrGraph *g, int node) {
   return def;
 }
 
+/* The planes pre-pass of node `node` when its kernel k needs one (a bmma bucket): one per
+ * node, whatever its buckets (the batch is its extent). */
+static int add_planes(CgKernelSet *ks, const CgKernel *k, int node, int line) {
+  CgNodeKernels *nk = &ks->node[node];
+  CgKernel planes;
+  if (nk->planes >= 0 || !cg_linear_planes_kernel(k, &planes)) return RB_OK;
+  return add_use(ks, &planes, node, line, &nk->planes);
+}
+
 /* A quantized linear node: its kernel per batch bucket (the target's
  * default schedules) and the repack of the layout they share. A bucket the
  * target can normalize in (linear_prenorm), as opt->fuse_norm allows, takes the
@@ -166,9 +175,7 @@ static int linear_kernels(const IrGraph *g, int node, const CgTarget *t, const C
     int how = norm >= 0 ? t->linear_prenorm(&buckets[b]) : 0;
     int fold = how == CG_PRENORM_EXACT || (how == CG_PRENORM_KERNEL && opt->fuse_norm == CG_FUSE_ALL);
     s->eps = fold ? (float)g->nodes[norm].attr[IR_A_EPS].f : 0.0f;
-    if (add_use(ks, &k, node, n->line, &nk->bucket[nk->nbucket++])) return RB_EINTERNAL;
-    CgKernel planes; /* a bmma bucket's pre-pass: one per node, whatever its buckets (the batch is its extent) */
-    if (nk->planes < 0 && cg_linear_planes_kernel(&k, &planes) && add_use(ks, &planes, node, n->line, &nk->planes))
+    if (add_use(ks, &k, node, n->line, &nk->bucket[nk->nbucket++]) || add_planes(ks, &k, node, n->line))
       return RB_EINTERNAL;
   }
   /* The repack depends only on the layout (segments, K, paths), which every
@@ -275,14 +282,12 @@ int cg_kernels_complete(const IrGraph *g, CgKernelSet *ks) {
   for (int i = 0; i < g->nnodes && i < ks->nnodes; i++) {
     CgNodeKernels *nk = &ks->node[i];
     int dequant = 0, dim = 0;
-    CgKernel planes;
     for (int b = 0; b < nk->nbucket; b++) {
-      const CgKernel *k = &ks->k[nk->bucket[b]].kernel;
-      if (k->op.epilogue == CG_EPI_SWIGLU && k->sched.strategy == CG_STRAT_DEQUANT) dequant = 1, dim = k->op.N[0];
+      /* A copy: add_use may move ks->k. */
+      const CgKernel k = ks->k[nk->bucket[b]].kernel;
+      if (k.op.epilogue == CG_EPI_SWIGLU && k.sched.strategy == CG_STRAT_DEQUANT) dequant = 1, dim = k.op.N[0];
       /* A bucket a schedule made bmma needs the pre-pass selection gives the default ones. */
-      if (nk->planes < 0 && cg_linear_planes_kernel(k, &planes) &&
-          add_use(ks, &planes, i, g->nodes[i].line, &nk->planes))
-        return RB_EINTERNAL;
+      if (add_planes(ks, &k, i, g->nodes[i].line)) return RB_EINTERNAL;
     }
     if (!dequant || nk->main >= 0) continue;
     /* Its GEMM gives gate|up side by side, as a dense swiglu's cuBLAS product does. */

@@ -70,16 +70,7 @@ int cg_bmma_plan(const CgOp *s, const CgSchedule *sc, CgLinearPlan *pl, RbBuf *e
   }
   pl->BT = sc->batch_max;
   pl->RT = sc->tile[0] ? sc->tile[0] : 2;
-  int ks = sc->tile[1];
-  if (!ks) { /* as the register design: up to 16 warps over the groups, with little imbalance */
-    int kmax = pl->C256 < 16 ? pl->C256 : 16;
-    double best = 0;
-    for (int split = kmax; split >= 1 && split >= kmax / 2; split--) {
-      double eff = (double)pl->C256 / (double)(cg_div_up(pl->C256, split) * split);
-      if (eff > best + 0.03) best = eff, ks = split;
-    }
-  }
-  pl->KS = ks;
+  pl->KS = sc->tile[1] ? sc->tile[1] : cg_linear_default_split(pl->C256);
   if (pl->RT < 1 || pl->RT > 8 || pl->KS < 1 || pl->KS > 32 || sc->tile[2] || sc->tile[3]) {
     rb_buf_printf(err, "linear bmma: bad tile %d,%d,%d,%d (row tiles a warp 1..8, k-split 1..32, the rest unused: 0)",
                   pl->RT, pl->KS, sc->tile[2], sc->tile[3]);

@@ -57,6 +57,15 @@
 #include "codegen/cuda/linear_plan.h"
 
 
+int cg_linear_default_split(int C256) {
+  int kmax = C256 < 16 ? C256 : 16, ks = 1;
+  double best = 0;
+  for (int split = kmax; split >= 1 && split >= kmax / 2; split--) {
+    double eff = (double)C256 / (double)(cg_div_up(C256, split) * split);
+    if (eff > best + 0.03) best = eff, ks = split;
+  }
+  return ks;
+}
 
 /* The dequant strategy's tiles: tile[0] warps per block (1..32, default 8), each warp
  * expanding one (16-row tile, 256-column group) of the layout; the rest unused. It serves
@@ -167,12 +176,7 @@ int cg_linear_plan(const CgKernel *k, CgLinearPlan *pl, RbBuf *err) {
     pl->RT = sc->tile[0] ? sc->tile[0] : 2;
     int ks = sc->tile[1];
     if (!ks) {
-      int kmax = pl->C256 < 16 ? pl->C256 : 16;
-      double best = 0;
-      for (int split = kmax; split >= 1 && split >= kmax / 2; split--) {
-        double eff = (double)pl->C256 / (double)(cg_div_up(pl->C256, split) * split);
-        if (eff > best + 0.03) best = eff, ks = split;
-      }
+      ks = cg_linear_default_split(pl->C256);
       /* Many bit registers per lane (paths x segments x tiles): a smaller block. */
       if (s->paths * pl->nsb * pl->RT > 4 && ks > 8) ks = 8;
       /* The reduction buffer (and with a bit ring, the rings) stays under the limit:

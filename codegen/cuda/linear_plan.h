@@ -31,6 +31,9 @@ static inline int cg_div_up(int a, int b) { return (a + b - 1) / b; }
 
 /* Check k's op and schedule and resolve the defaults. RB_OK or RB_EUSER with a message. */
 int cg_linear_plan(const CgKernel *k, CgLinearPlan *pl, RbBuf *err);
+/* The default K split of the register-style designs: as many warps over the C256 256-column
+ * groups as fill 16 with little imbalance (43 groups: 15 warps). */
+int cg_linear_default_split(int C256);
 /* The entry name rb_linear[_rms][_add|_swiglu]_<strategy>_n.._k<K>_p<paths>[_b<batch>][_hash]. */
 void cg_linear_entry_name(const CgKernel *k, char entry[CG_ENTRY_MAX]);
 /* Device functions seg_rows(s), seg_row0(s) and, with mma, seg_tile0(s) (16-row tiles). */

@@ -95,10 +95,12 @@ int rt_time_rotation(size_t bytes, int max);
  * replayed reps times and *us is the median replay divided by launches. */
 int rt_time_launches(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
                      void **const *args, int nargs, int launches, int reps, double *us);
-/* One kernel of a timed sequence: its launch, and its argument lists (rotating). */
+/* One kernel of a timed sequence: its launch (grid and block point at 3 sizes each, which
+ * outlive the timing), and its argument lists (rotating). */
 typedef struct {
   RtFunction fn;
-  unsigned grid[3], block[3], smem;
+  const unsigned *grid, *block;
+  unsigned smem;
   void **const *args;
   int nargs;
 } RtTimedKernel;

@@ -12,39 +12,11 @@ int rt_time_rotation(size_t bytes, int max) {
   return (int)n;
 }
 
-/* Capture `launches` launches (arguments rotating) on s, then time the graph. */
-static int capture_and_time(RtGpu *g, RtStream s, RtFunction fn, const unsigned grid[3], const unsigned block[3],
-                            unsigned smem, void **const *args, int nargs, int launches, int reps, float *ms) {
-  RtGraph *gr = NULL;
-  int rc = RB_OK;
-  for (int i = 0; i < 3 && !rc; i++) rc = rt_launch(g, fn, grid, block, smem, s, args[i % nargs]);
-  if (!rc) rc = rt_sync(g);
-  int capturing = 0;
-  if (!rc) capturing = (rc = rt_capture_begin(g, s)) == RB_OK;
-  for (int i = 0; i < launches && !rc; i++) rc = rt_launch(g, fn, grid, block, smem, s, args[i % nargs]);
-  if (capturing) { /* ended even after a failed launch, so the stream is usable again */
-    int end = rt_capture_end(g, s, &gr);
-    if (!rc) rc = end;
-  }
-  if (!rc) rc = rt_time_graph(g, gr, s, reps, ms);
-  rt_graph_destroy(g, gr);
-  return rc;
-}
-
-int rt_time_launches(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
-                     void **const *args, int nargs, int launches, int reps, double *us) {
-  *us = 0;
-  if (nargs < 1 || launches < 1 || reps < 1) return RB_EINTERNAL;
-  RtStream s = NULL;
-  float ms = 0;
-  int rc = rt_stream_create(g, &s);
-  if (!rc) rc = capture_and_time(g, s, fn, grid, block, smem, args, nargs, launches, reps, &ms);
-  if (s) rt_stream_destroy(g, s);
-  if (!rc) *us = (double)ms * 1e3 / launches;
-  return rc;
-}
-
-int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int reps, double *us) {
+/* Time a sequence on a stream of its own: 3 warm-up steps, then `launches` steps captured in
+ * one graph (step i launches the nk kernels in order, kernel j with its args[i % nargs]), the
+ * graph replayed reps times; *us is the median replay over launches. overlap: programmatic
+ * dependent launch where the GPU has it (rt_launch_ex). */
+static int time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int overlap, int launches, int reps, double *us) {
   *us = 0;
   if (nk < 1 || launches < 1 || reps < 1) return RB_EINTERNAL;
   for (int j = 0; j < nk; j++)
@@ -52,7 +24,6 @@ int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int
   RtStream s = NULL;
   RtGraph *gr = NULL;
   float ms = 0;
-  const int overlap = rt_gpu_overlap(g);
   int rc = rt_stream_create(g, &s), capturing = 0;
   for (int i = 0; i < 3 * nk && !rc; i++) {
     const RtTimedKernel *t = &k[i % nk];
@@ -64,7 +35,7 @@ int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int
     const RtTimedKernel *t = &k[i % nk];
     rc = rt_launch_ex(g, t->fn, t->grid, t->block, t->smem, s, t->args[i / nk % t->nargs], overlap);
   }
-  if (capturing) {
+  if (capturing) { /* ended even after a failed launch, so the stream is usable again */
     int end = rt_capture_end(g, s, &gr);
     if (!rc) rc = end;
   }
@@ -73,6 +44,16 @@ int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int
   if (s) rt_stream_destroy(g, s);
   if (!rc) *us = (double)ms * 1e3 / launches;
   return rc;
+}
+
+int rt_time_launches(RtGpu *g, RtFunction fn, const unsigned grid[3], const unsigned block[3], unsigned smem,
+                     void **const *args, int nargs, int launches, int reps, double *us) {
+  RtTimedKernel k = {fn, grid, block, smem, args, nargs};
+  return time_sequence(g, &k, 1, 0, launches, reps, us);
+}
+
+int rt_time_sequence(RtGpu *g, const RtTimedKernel *k, int nk, int launches, int reps, double *us) {
+  return time_sequence(g, k, nk, rt_gpu_overlap(g), launches, reps, us);
 }
 
 int rt_time_copy_bandwidth(RtGpu *g, size_t bytes, int reps, double *bytes_per_s) {

@@ -661,13 +661,9 @@ static void bench_one(const CgKernel *s, int batch) {
   if (!rc) rc = rt_time_launches(gpu, k.fn, l.grid, l.block, l.smem, args, R, R, 20, &us);
   RtTimedKernel seqk[2];
   int nk = 0;
-  if (bmma) {
-    CgLaunch pl = test_launch(&pk, batch);
-    seqk[nk++] = (RtTimedKernel){pre.fn, {pl.grid[0], pl.grid[1], pl.grid[2]}, {pl.block[0], pl.block[1], pl.block[2]},
-                                 pl.smem, pargs, 1};
-  }
-  seqk[nk++] = (RtTimedKernel){k.fn, {l.grid[0], l.grid[1], l.grid[2]}, {l.block[0], l.block[1], l.block[2]}, l.smem,
-                               args, R};
+  CgLaunch pl = bmma ? test_launch(&pk, batch) : l;
+  if (bmma) seqk[nk++] = (RtTimedKernel){pre.fn, pl.grid, pl.block, pl.smem, pargs, 1};
+  seqk[nk++] = (RtTimedKernel){k.fn, l.grid, l.block, l.smem, args, R};
   if (!rc) rc = rt_time_sequence(gpu, seqk, nk, R, 20, &seq);
   if (!rc) {
     printf("bench %5dx%-5d k=%d b=%-2d %-4s %8.2f us  %7.1f GB/s of bits; seq %8.2f us%s\n", N, K, P, batch,

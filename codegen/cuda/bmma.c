@@ -323,6 +323,19 @@ int cg_emit_planes(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
   rb_buf_printf(src, "#define WARPS %d\n\n", PLANES_WARPS);
   rb_buf_puts(src, cg_linear_ld8);
   rb_buf_puts(src,
+      "/* The pre-pass lets its dependent (the bmma kernel) start launching before it waits for\n"
+      " * its own predecessor, so that the bmma kernel's blocks are resident and loading their\n"
+      " * first bits while the kernel before this one still runs. Safe: the dependent waits for\n"
+      " * this grid to complete, and this grid completes only after its own wait. One level deep:\n"
+      " * the bmma kernel releases its dependents only after its wait, so at most three grids\n"
+      " * are in flight. */\n"
+      "__device__ __forceinline__ void rb_grid_release_enter(void) {\n"
+      "#if __CUDA_ARCH__ >= 900\n"
+      "  asm volatile(\"griddepcontrol.launch_dependents;\");\n"
+      "  asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");\n"
+      "#endif\n"
+      "}\n\n");
+  rb_buf_puts(src,
       "__device__ __forceinline__ int round_int(float f) {\n"
       "  int i;\n"
       "  asm(\"cvt.rni.s32.f32 %0, %1;\" : \"=r\"(i) : \"f\"(f));\n"
@@ -332,7 +345,7 @@ int cg_emit_planes(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
       "extern \"C\" __global__ void __launch_bounds__(WARPS * 32)\n"
       "%s(unsigned *planes, const rb_half *x, const rb_half *h, int batch) {\n", entry);
   rb_buf_puts(src,
-      "  rb_grid_enter();\n"
+      "  rb_grid_release_enter();\n"
       "  __shared__ unsigned pairs[WARPS][128]; /* q of columns 2 i, 2 i + 1 in word i */\n"
       "  const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, unit = blockIdx.x * WARPS + wp, r = blockIdx.y;\n"
       "  if (unit >= UNITS || r >= batch || r >= SCALES_AT / (UNITS * 256)) return;\n"

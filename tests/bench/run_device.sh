@@ -35,7 +35,8 @@
 #   json   bench and model in one call, then their numbers as results-h200.json
 #          (tests/bench/results_json.py; the speed issue's schema)
 #   report json's runs, then beside them in the same call: the old build's per-shape
-#          kernels (.carry/old, the regression check at k = 1..4), whole models with
+#          kernels (.carry/old, the regression check at k = 1..4), its chain and whole
+#          models (then the new chain again), whole models with
 #          overlapped launches off (RABIT_PDL=0) and llama2-7b with the dequant prefill
 #   ab     old against new build, kernels only: per-shape timings and the 32-layer chain of
 #          each, one after the other, then the tuner's GPU test (TESTS to change it)
@@ -336,7 +337,15 @@ speed_compare() {
 
 # What json leaves out, measured in the same call: the old kernels, PDL off, the dequant prefill.
 report_extra() {
-  [ -d .carry/old ] && run linear_old .carry/old/tests/gpu/gpu_test_linear --bench-only
+  if [ -d .carry/old ]; then
+    run linear_old .carry/old/tests/gpu/gpu_test_linear --bench-only
+    .carry/old/tools/rabitc -o /tmp/llama-old.rplan samples/llama2-7b.ir > /dev/null 2>&1
+    run chain_old .carry/old/tests/bench/bench_chain /tmp/llama-old.rplan
+    run bench_llama_old .carry/old/tools/rabit bench samples/llama2-7b.ir --random-weights
+    run bench_smollm2_old .carry/old/tools/rabit bench samples/smollm2-135m.ir --random-weights
+    run chain_again "$B/tests/bench/bench_chain" /tmp/llama.rplan # new, old, new: drift shows
+    grep -h "^chain" "$L/bench_chain.log" "$L/chain_old.log" "$L/chain_again.log"
+  fi
   for m in llama2-7b smollm2-135m; do
     run "bench_${m}_pdl0" env RABIT_PDL=0 "$B/tools/rabit" bench samples/$m.ir --random-weights
   done
@@ -346,7 +355,7 @@ report_extra() {
     grep -E "^bench" "$L/linear_old.log" > /tmp/old.txt; grep -E "^bench" "$L/bench_linear.log" > /tmp/new.txt
     paste -d'|' /tmp/old.txt /tmp/new.txt
   fi
-  for f in "$L"/bench_*_pdl0.log "$L"/bench_llama_dequant.log "$L"/bench_llama_mma.log; do
+  for f in "$L"/bench_*_old.log "$L"/bench_*_pdl0.log "$L"/bench_llama_dequant.log "$L"/bench_llama_mma.log; do
     echo "== $(basename $f)"; grep -vE "^$" "$f" | tail -n 8
   done
 }

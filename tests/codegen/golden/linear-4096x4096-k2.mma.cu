@@ -1104,6 +1104,19 @@ __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   }
 }
 
+/* The pre-pass lets its dependent (the bmma kernel) start launching before it waits for
+ * its own predecessor, so that the bmma kernel's blocks are resident and loading their
+ * first bits while the kernel before this one still runs. Safe: the dependent waits for
+ * this grid to complete, and this grid completes only after its own wait. One level deep:
+ * the bmma kernel releases its dependents only after its wait, so at most three grids
+ * are in flight. */
+__device__ __forceinline__ void rb_grid_release_enter(void) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ int round_int(float f) {
   int i;
   asm("cvt.rni.s32.f32 %0, %1;" : "=r"(i) : "f"(f));
@@ -1112,7 +1125,7 @@ __device__ __forceinline__ int round_int(float f) {
 
 extern "C" __global__ void __launch_bounds__(WARPS * 32)
 rb_planes_k4096_p2_s1(unsigned *planes, const rb_half *x, const rb_half *h, int batch) {
-  rb_grid_enter();
+  rb_grid_release_enter();
   __shared__ unsigned pairs[WARPS][128]; /* q of columns 2 i, 2 i + 1 in word i */
   const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, unit = blockIdx.x * WARPS + wp, r = blockIdx.y;
   if (unit >= UNITS || r >= batch || r >= SCALES_AT / (UNITS * 256)) return;

@@ -60,6 +60,7 @@
 #          token through the bmma kernels and through the xor ones, and through the dequant prefill
 #   tuneb1 llama2-7b's batch-1 kernels tuned (TUNE_BUDGET seconds), exported, then the chain and
 #          both models with those records beside the fp16 peer
+#   bmmaprof  ncu of the bmma kernel at batch 1 and 4 (stall reasons, pipes, hit rates)
 #   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
 #          among them), then the per-shape bench with the default loads and with rings of
@@ -494,6 +495,24 @@ explore() {
   done
 }
 
+# Why the bmma kernel at batch 4 takes 2.2-2.5x its batch-1 time: the stall reasons per
+# issued instruction, the pipes, occupancy and the L1 / L2 hit rates of its loads, at batch 1
+# and 4 on two shapes (BMMAPROF_SHAPES), then the same with RABIT_TILE_BMMA=$BMMAPROF_TILE.
+bmma_profile() {
+  for sh in ${BMMAPROF_SHAPES:-n4096_k4096 n12288_k4096}; do
+    for b in 1 4; do
+      run "bmmaprof_${sh}_b$b" timeout 120 env RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=$b RABIT_BENCH_STRATEGY=bmma \
+          ncu --clock-control none \
+          --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum,launch__registers_per_thread,launch__grid_size,launch__block_size,launch__occupancy_limit_registers,l1tex__t_sector_hit_rate.pct,lts__t_sector_hit_rate.pct,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__inst_executed_pipe_tensor.avg.pct_of_peak_sustained_active,sm__pipe_alu_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active" \
+          -k regex:bmma_${sh}_p2_b$b -c 1 "$B/tests/gpu/gpu_test_linear" --bench-only
+    done
+  done
+  for f in "$L"/bmmaprof_*.log; do
+    echo "== $(basename $f .log)"
+    grep -E "stalled|issue_active|inst_executed|warps_active|duration|registers|grid_size|block_size|occupancy|hit_rate|throughput|pipe" "$f" | awk '$NF+0 >= 0.05 || !/stalled/' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
+  done
+}
+
 # The dequant prefill kernel: where its time goes (ncu of the 4096 x 4096 one at batch 512), and the
 # prefill layers at other warps per block (DEQUANT_WPB).
 dequant_probe() {
@@ -808,6 +827,7 @@ case $mode in
   bmma3) bmma_defaults ;;
   realbmma) real_bmma ;;
   tuneb1) tune_b1 ;;
+  bmmaprof) bmma_profile ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
@@ -818,7 +838,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -60,6 +60,7 @@
 #          token through the bmma kernels and through the xor ones, and through the dequant prefill
 #   tuneb1 llama2-7b's batch-1 kernels tuned (TUNE_BUDGET seconds), exported, then the chain and
 #          both models with those records beside the fp16 peer
+#   bmmaab  a bmma kernel change: old against new (tests, memcheck, bench, chain, models, ncu)
 #   bmmaprof  ncu of the bmma kernel at batch 1 and 4 (stall reasons, pipes, hit rates)
 #   probe  tests/bench/probe_mma.cu: the tensor pipe's rate for f16, s8 and b1 mma.sync shapes
 #   ring   the register kernels' bit ring (tile[2]): gpu_test_linear's table (the ring cases
@@ -495,19 +496,47 @@ explore() {
   done
 }
 
+# A bmma kernel change, old (.carry/old) against new: the new bmma table cases and their
+# memcheck, the bmma rows of the per-shape bench and the chain for both builds (old, new, old,
+# new), the profile of both, and both whole models.
+bmma_ab() {
+  run table_bmma env RABIT_TABLE_ONLY=bmma "$B/tests/gpu/gpu_test_linear" samples
+  run memcheck_bmma env RABIT_TABLE_ONLY=bmma RABIT_TABLE_PART=1/8 compute-sanitizer --tool memcheck \
+      --error-exitcode 1 "$B/tests/gpu/gpu_test_linear" samples
+  for b in old new; do .carry/$b/tools/rabitc -o /tmp/llama-$b.rplan samples/llama2-7b.ir > /dev/null 2>&1; done
+  for i in 1 2; do
+    for b in old new; do
+      run "linear_${b}_$i" env RABIT_BENCH_STRATEGY=bmma .carry/$b/tests/gpu/gpu_test_linear --bench-only
+      run "chain_${b}_$i" .carry/$b/tests/bench/bench_chain /tmp/llama-$b.rplan
+    done
+  done
+  for b in old new; do
+    run "bench_llama_$b" .carry/$b/tools/rabit bench samples/llama2-7b.ir --random-weights --only 2bit
+    run "bench_smollm2_$b" .carry/$b/tools/rabit bench samples/smollm2-135m.ir --random-weights --only 2bit
+  done
+  run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
+  grep -E "^bench" "$L/linear_old_2.log" > /tmp/old.txt; grep -E "^bench" "$L/linear_new_2.log" > /tmp/new.txt
+  paste -d'|' /tmp/old.txt /tmp/new.txt | grep "k=2"
+  for b in old new; do for i in 1 2; do echo "== chain $b $i"; grep -h "^chain" "$L/chain_${b}_$i.log"; done; done
+  for b in old new; do grep -H "decode" "$L/bench_llama_$b.log" "$L/bench_smollm2_$b.log"; done
+  cat "$L/peer_fp16_decode.log"
+  for b in old new; do BMMAPROF_SHAPES=n12288_k4096 B=.carry/$b bmma_profile_named "$b"; done
+}
+
 # Why the bmma kernel at batch 4 takes 2.2-2.5x its batch-1 time: the stall reasons per
 # issued instruction, the pipes, occupancy and the L1 / L2 hit rates of its loads, at batch 1
 # and 4 on two shapes (BMMAPROF_SHAPES), then the same with RABIT_TILE_BMMA=$BMMAPROF_TILE.
-bmma_profile() {
+bmma_profile() { bmma_profile_named ""; }
+bmma_profile_named() { # $1: a prefix for the logs (the build's name)
   for sh in ${BMMAPROF_SHAPES:-n4096_k4096 n12288_k4096}; do
     for b in 1 4; do
-      run "bmmaprof_${sh}_b$b" timeout 120 env RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=$b RABIT_BENCH_STRATEGY=bmma \
+      run "bmmaprof$1_${sh}_b$b" timeout 120 env RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=$b RABIT_BENCH_STRATEGY=bmma \
           ncu --clock-control none \
           --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,gpu__time_duration.sum,launch__registers_per_thread,launch__grid_size,launch__block_size,launch__occupancy_limit_registers,l1tex__t_sector_hit_rate.pct,lts__t_sector_hit_rate.pct,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__inst_executed_pipe_tensor.avg.pct_of_peak_sustained_active,sm__pipe_alu_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active" \
           -k regex:bmma_${sh}_p2_b$b -c 1 "$B/tests/gpu/gpu_test_linear" --bench-only
     done
   done
-  for f in "$L"/bmmaprof_*.log; do
+  for f in "$L"/bmmaprof$1_*.log; do
     echo "== $(basename $f .log)"
     grep -E "stalled|issue_active|inst_executed|warps_active|duration|registers|grid_size|block_size|occupancy|hit_rate|throughput|pipe" "$f" | awk '$NF+0 >= 0.05 || !/stalled/' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
   done
@@ -758,6 +787,8 @@ tune_once() {
 # then the chain and llama2-7b with those records beside the fp16 peer.
 tune_b1() {
   rm -rf "$RABIT_CACHE_DIR"
+  "$B/tools/rabitc" -o /tmp/llama-shipped.rplan samples/llama2-7b.ir > /dev/null 2>&1
+  run bench_chain_shipped "$B/tests/bench/bench_chain" /tmp/llama-shipped.rplan # the records shipped, before tuning
   run tune_b1 "$B/tools/rabitc" tune samples/llama2-7b.ir --batch 1 --budget ${TUNE_BUDGET:-150}
   run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
   run rabitc_plan "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
@@ -766,7 +797,7 @@ tune_b1() {
   run bench_smollm2 "$B/tools/rabit" bench samples/smollm2-135m.ir --random-weights --only 2bit
   run peer_fp16_decode python3 .carry/peers/fp16_decode_peer.py
   grep -A12 "^kernel  " "$L/tune_b1.log" | head -n 14
-  grep -E "chain batch" "$L/bench_chain.log"
+  grep -H -E "chain batch" "$L/bench_chain_shipped.log" "$L/bench_chain.log"
   grep -E "decode" "$L/bench_llama_tuned.log" "$L/bench_smollm2.log"; cat "$L/peer_fp16_decode.log"
 }
 
@@ -828,6 +859,7 @@ case $mode in
   realbmma) real_bmma ;;
   tuneb1) tune_b1 ;;
   bmmaprof) bmma_profile ;;
+  bmmaab) bmma_ab ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
@@ -838,7 +870,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (bmmaab, bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -520,7 +520,7 @@ bmma_ab() {
   for b in old new; do for i in 1 2; do echo "== chain $b $i"; grep -h "^chain" "$L/chain_${b}_$i.log"; done; done
   for b in old new; do grep -H "decode" "$L/bench_llama_$b.log" "$L/bench_smollm2_$b.log"; done
   cat "$L/peer_fp16_decode.log"
-  for b in old new; do BMMAPROF_SHAPES=n12288_k4096 B=.carry/$b bmma_profile_named "$b"; done
+  [ "${BMMAAB_PROFILE:-1}" = 0 ] || for b in old new; do BMMAPROF_SHAPES=n12288_k4096 B=.carry/$b bmma_profile_named "$b"; done
 }
 
 # Why the bmma kernel at batch 4 takes 2.2-2.5x its batch-1 time: the stall reasons per

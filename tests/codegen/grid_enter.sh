@@ -5,7 +5,7 @@
 # could read its predecessor's output before that was written. A kernel may instead
 # open with a comment beginning "weights first:": it loads only weights (no kernel's
 # output) before it calls rb_grid_enter() further on, and writes nothing before that.
-# The bmma planes pre-pass opens with rb_grid_release_enter(): the same wait, after it
+# The bmma planes pre-pass calls rb_grid_release_enter() instead: the same wait, after it
 # lets its dependent start launching; safe, as that one waits for it to complete.
 rabitc=$1; shift
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -21,7 +21,7 @@ for sample in "$@"; do
     case $first in
       "  rb_grid_enter();" | "  rb_grid_release_enter();") ;;
       "  /* weights first:"*)
-        grep -q '^ *rb_grid_enter();' "$f" ||
+        grep -q '^ *rb_grid_\(release_\)\{0,1\}enter();' "$f" ||
           { echo "FAIL: $(basename "$f") ($sample) is marked weights first but never calls rb_grid_enter()"; fail=1; } ;;
       *) echo "FAIL: $(basename "$f") ($sample) begins with '$first', not rb_grid_enter()"; fail=1 ;;
     esac

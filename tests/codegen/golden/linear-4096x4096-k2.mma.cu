@@ -1125,15 +1125,17 @@ __device__ __forceinline__ int round_int(float f) {
 
 extern "C" __global__ void __launch_bounds__(WARPS * 32)
 rb_planes_k4096_p2_s1(unsigned *planes, const rb_half *x, const rb_half *h, int batch) {
-  rb_grid_release_enter();
+  /* weights first: h (the paths' scales, constant) is loaded before the wait, x after it;
+   * h comes from DRAM in a decode step, and its latency would otherwise follow the wait. */
   __shared__ unsigned pairs[WARPS][128]; /* q of columns 2 i, 2 i + 1 in word i */
   const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, unit = blockIdx.x * WARPS + wp, r = blockIdx.y;
   if (unit >= UNITS || r >= batch || r >= SCALES_AT / (UNITS * 256)) return;
   const int c = unit % C256, set = unit / C256; /* set: segment * PATHS + path, h's row */
   if (K % 8 == 0 && (((unsigned long long)x | (unsigned long long)h) & 15ull)) __trap();
   unsigned xv[4], hv[4];
-  ld8(xv, x + (size_t)r * K, c * 256 + lane * 8);
   ld8(hv, h + (size_t)set * K, c * 256 + lane * 8);
+  rb_grid_release_enter();
+  ld8(xv, x + (size_t)r * K, c * 256 + lane * 8);
   float u[8], m = 0.0f;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {

@@ -525,7 +525,7 @@ bmma_ab() {
 
 # Why the bmma kernel at batch 4 takes 2.2-2.5x its batch-1 time: the stall reasons per
 # issued instruction, the pipes, occupancy and the L1 / L2 hit rates of its loads, at batch 1
-# and 4 on two shapes (BMMAPROF_SHAPES), then the same with RABIT_TILE_BMMA=$BMMAPROF_TILE.
+# and 4 on two shapes (BMMAPROF_SHAPES).
 bmma_profile() { bmma_profile_named ""; }
 bmma_profile_named() { # $1: a prefix for the logs (the build's name)
   for sh in ${BMMAPROF_SHAPES:-n4096_k4096 n12288_k4096}; do

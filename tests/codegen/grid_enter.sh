@@ -5,8 +5,8 @@
 # could read its predecessor's output before that was written. A kernel may instead
 # open with a comment beginning "weights first:": it loads only weights (no kernel's
 # output) before it calls rb_grid_enter() further on, and writes nothing before that.
-# The bmma planes pre-pass calls rb_grid_release_enter() instead: the same wait, after it
-# lets its dependent start launching; safe, as that one waits for it to complete.
+# The bmma planes pre-pass (weights first) calls rb_grid_release_enter() instead: the same
+# wait, after it lets its dependent start launching; safe, as that one waits for it to complete.
 rabitc=$1; shift
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export RABIT_CACHE_DIR="$tmp/cache"
@@ -19,7 +19,7 @@ for sample in "$@"; do
     # the first statement after the line that opens the __global__ function's body
     first=$(awk '/__global__/ { g = 1 } g && /\) \{$/ { getline; print; exit }' "$f")
     case $first in
-      "  rb_grid_enter();" | "  rb_grid_release_enter();") ;;
+      "  rb_grid_enter();") ;;
       "  /* weights first:"*)
         grep -q '^ *rb_grid_\(release_\)\{0,1\}enter();' "$f" ||
           { echo "FAIL: $(basename "$f") ($sample) is marked weights first but never calls rb_grid_enter()"; fail=1; } ;;
@@ -28,5 +28,5 @@ for sample in "$@"; do
   done
 done
 [ "$n" -gt 0 ] || { echo "FAIL: no kernels emitted"; exit 1; }
-[ $fail = 0 ] && echo "$n kernels, each begins with rb_grid_enter() (or its releasing form) or loads only weights before it"
+[ $fail = 0 ] && echo "$n kernels, each begins with rb_grid_enter() or loads only weights before it (or its releasing form)"
 exit $fail

@@ -82,6 +82,10 @@
 #   stepprof  one decode step of smollm2-135m and llama2-7b kernel by kernel (ncu, serialized;
 #          tests/bench/ncu_step.py), beside the step's own time
 #   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
+#   tune4  the kernels serving batch 4 tuned (TUNE_BUDGET), exported; the chain of .carry/old (shipped
+#          records, its own cache) before and after, the new one's with the shipped records, then tuned
+#   chainprof  ncu over the chain's kernels (old and new, CHAINPROF_OLD / _NEW name regexes, 8 launches):
+#          the fused forms the model runs, serialized
 #   dqprobe  the dequant table cases and the GPU tests in TESTS, ncu of the dequant prefill kernel,
 #          the prefill layers at DEQUANT_WPB warps per block, llama2-7b's rabit bench
 #   tune   the tuner's GPU test, then rabitc tune of llama2-7b (batches 1, 4, 16) twice
@@ -801,6 +805,39 @@ tune_b1() {
   grep -E "decode" "$L/bench_llama_tuned.log" "$L/bench_smollm2.log"; cat "$L/peer_fp16_decode.log"
 }
 
+# The chain's own kernels at one batch under the profiler (serialized: no overlap), old and new:
+# the model runs the fused forms (q/k/v and gate/up with the rmsnorm, o and down with the residual),
+# whose times the per-shape bench does not show. CHAINPROF_OLD / _NEW: kernel name regexes.
+chain_profile() {
+  m="gpu__time_duration.sum,launch__registers_per_thread,launch__grid_size,launch__block_size,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed"
+  for b in old new; do
+    .carry/$b/tools/rabitc -o /tmp/llama-$b.rplan samples/llama2-7b.ir > /dev/null 2>&1
+    [ $b = old ] && re=${CHAINPROF_OLD:-xor} || re=${CHAINPROF_NEW:-xor}
+    run "chainprof_$b" timeout 150 ncu --clock-control none --metrics "$m" -k "regex:$re" -c 8 \
+        .carry/$b/tests/bench/bench_chain /tmp/llama-$b.rplan
+    echo "== $b ($re)"
+    grep -E "^  rb_|duration|registers|grid_size|inst_executed|warps_active|dram__" "$L/chainprof_$b.log" | sed -E 's/ +/ /g'
+  done
+}
+
+# The kernels serving batch 4 tuned, exported, with the chain of the old build (.carry/old, its
+# own cache: the shipped records) before and after, and the new one's chain with the shipped
+# records alone, then tuned.
+tune_b4() {
+  rm -rf "$RABIT_CACHE_DIR" /tmp/rabit-cache-old
+  RABIT_CACHE_DIR=/tmp/rabit-cache-old .carry/old/tools/rabitc -o /tmp/llama-old.rplan samples/llama2-7b.ir > /dev/null 2>&1
+  run chain_old env RABIT_CACHE_DIR=/tmp/rabit-cache-old .carry/old/tests/bench/bench_chain /tmp/llama-old.rplan
+  "$B/tools/rabitc" -o /tmp/llama-shipped.rplan samples/llama2-7b.ir > /dev/null 2>&1
+  run chain_shipped "$B/tests/bench/bench_chain" /tmp/llama-shipped.rplan
+  run tune_b4 "$B/tools/rabitc" tune samples/llama2-7b.ir --batch 4 --budget ${TUNE_BUDGET:-200}
+  run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
+  run rabitc_plan "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
+  run chain_tuned "$B/tests/bench/bench_chain" /tmp/llama.rplan
+  run chain_old2 env RABIT_CACHE_DIR=/tmp/rabit-cache-old .carry/old/tests/bench/bench_chain /tmp/llama-old.rplan
+  grep -A12 "^kernel  " "$L/tune_b4.log" | head -n 14
+  grep -H -E "chain batch" "$L/chain_old.log" "$L/chain_shipped.log" "$L/chain_tuned.log" "$L/chain_old2.log"
+}
+
 # The tuner on the GPU: its test, a whole model tuned twice (the choices must agree),
 # the database exported, and the model's decode speed with the defaults and tuned.
 tune_model() {
@@ -850,6 +887,8 @@ case $mode in
   decode) decode_check ;;
   prenorm) prenorm_check ;;
   tune1) tune_once ;;
+  tune4) tune_b4 ;;
+  chainprof) chain_profile ;;
   nll) nll_compare ;;
   fusecheck) fuse_check ;;
   fuseab) fuse_ab ;;
@@ -870,7 +909,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (bmmaab, bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tune4, chainprof, bmmaab, bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -465,28 +465,36 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
   return d;
 }
 
-/* One lane's 16 columns col .. col + 15 of x (live batch rows) and of every h_p. */
+/* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
+ * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
+__device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
+  if (K % 256 == 0)
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+  else
+    ld8(v, row, col);
+}
+
+/* One lane's 16 columns col .. col + 15 of x and of every h_p, col in a live group. A
+ * batch row past the batch reads row 0 (xr is clamped): its products reach only batch
+ * columns that are never stored, and no lane branches on it. */
 template <int NBU>
 __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATHS][NSB][8],
-                                     const rb_half *const (&xr)[NBU], const bool (&xok)[NBU],
-                                     const rb_half *h, int seg0, int col) {
+                                     const rb_half *const (&xr)[NBU], const rb_half *h, int seg0, int col) {
 #pragma unroll
   for (int nb = 0; nb < NBU; ++nb) {
-    if (xok[nb]) {
-      ld8(xv[nb], xr[nb], col);
-      ld8(xv[nb] + 4, xr[nb], col + 8);
-    } else {
-#pragma unroll
-      for (int m = 0; m < 8; ++m) xv[nb][m] = 0u;
-    }
+    ld8in(xv[nb], xr[nb], col);
+    ld8in(xv[nb] + 4, xr[nb], col + 8);
   }
+  const rb_half *hs = h + (size_t)seg0 * PATHS * K; /* one base: the rest are immediate offsets */
 #pragma unroll
   for (int p = 0; p < PATHS; ++p)
 #pragma unroll
     for (int sb = 0; sb < NSB; ++sb) {
-      const rb_half *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;
-      ld8(hv[p][sb], hp, col);
-      ld8(hv[p][sb] + 4, hp, col + 8);
+      const rb_half *hp = hs + (size_t)(sb * PATHS + p) * K;
+      ld8in(hv[p][sb], hp, col);
+      ld8in(hv[p][sb] + 4, hp, col + 8);
     }
 }
 
@@ -517,12 +525,10 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
         }
     }
   const rb_half *xr[NBU]; /* rows of x, clamped to row 0 when past the batch */
-  bool xok[NBU];
 #pragma unroll
   for (int nb = 0; nb < NBU; ++nb) {
     const int row = b0 + nb * 8 + gid;
-    xok[nb] = row < batch;
-    xr[nb] = x + (size_t)(xok[nb] ? row : 0) * K;
+    xr[nb] = x + (size_t)(row < batch ? row : 0) * K;
   }
 
   unsigned wc[PATHS][NSB][RT][4], wn[PATHS][NSB][RT][4];
@@ -537,7 +543,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
   rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
-  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
+  if (c < C256) ldxh<NBU>(xv, hv, xr, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
     if (c + KS < C256) /* the next group's bits, in flight while this one computes */
 #pragma unroll
@@ -549,22 +555,12 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
             ldbits(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);
 #pragma unroll
     for (int j = 0; j < 4; ++j) { /* 64-column steps */
-      /* x and h of the next step: L2 round trips in flight while this step computes. */
-      const int cn = j < 3 ? c : c + KS;
+      /* x and h of the next step: L2 round trips in flight while this step computes. After
+       * the warp's last group it reads its own group's first step again (L1 hits, never used):
+       * no branch and no zeroed registers (KERNEL_NOTES.md, 2026-12-04). */
+      const int cn = j < 3 || c + KS >= C256 ? c : c + KS;
       unsigned xn[NBU][8], hn[PATHS][NSB][8];
-      if (cn < C256) {
-        ldxh<NBU>(xn, hn, xr, xok, h, seg0, cn * 256 + ((j + 1) & 3) * 64 + tig * 16);
-      } else {
-#pragma unroll
-        for (int m = 0; m < 8; ++m) {
-#pragma unroll
-          for (int nb = 0; nb < NBU; ++nb) xn[nb][m] = 0u;
-#pragma unroll
-          for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-            for (int sb = 0; sb < NSB; ++sb) hn[p][sb][m] = 0u;
-        }
-      }
+      ldxh<NBU>(xn, hn, xr, h, seg0, cn * 256 + ((j + 1) & 3) * 64 + tig * 16);
 #pragma unroll
       for (int p = 0; p < PATHS; ++p)
 #pragma unroll
@@ -774,28 +770,36 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
   return d;
 }
 
-/* One lane's 16 columns col .. col + 15 of x (live batch rows) and of every h_p. */
+/* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
+ * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
+__device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
+  if (K % 256 == 0)
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+  else
+    ld8(v, row, col);
+}
+
+/* One lane's 16 columns col .. col + 15 of x and of every h_p, col in a live group. A
+ * batch row past the batch reads row 0 (xr is clamped): its products reach only batch
+ * columns that are never stored, and no lane branches on it. */
 template <int NBU>
 __device__ __forceinline__ void ldxh(unsigned (&xv)[NBU][8], unsigned (&hv)[PATHS][NSB][8],
-                                     const rb_half *const (&xr)[NBU], const bool (&xok)[NBU],
-                                     const rb_half *h, int seg0, int col) {
+                                     const rb_half *const (&xr)[NBU], const rb_half *h, int seg0, int col) {
 #pragma unroll
   for (int nb = 0; nb < NBU; ++nb) {
-    if (xok[nb]) {
-      ld8(xv[nb], xr[nb], col);
-      ld8(xv[nb] + 4, xr[nb], col + 8);
-    } else {
-#pragma unroll
-      for (int m = 0; m < 8; ++m) xv[nb][m] = 0u;
-    }
+    ld8in(xv[nb], xr[nb], col);
+    ld8in(xv[nb] + 4, xr[nb], col + 8);
   }
+  const rb_half *hs = h + (size_t)seg0 * PATHS * K; /* one base: the rest are immediate offsets */
 #pragma unroll
   for (int p = 0; p < PATHS; ++p)
 #pragma unroll
     for (int sb = 0; sb < NSB; ++sb) {
-      const rb_half *hp = h + ((size_t)(seg0 + sb) * PATHS + p) * K;
-      ld8(hv[p][sb], hp, col);
-      ld8(hv[p][sb] + 4, hp, col + 8);
+      const rb_half *hp = hs + (size_t)(sb * PATHS + p) * K;
+      ld8in(hv[p][sb], hp, col);
+      ld8in(hv[p][sb] + 4, hp, col + 8);
     }
 }
 
@@ -826,12 +830,10 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
         }
     }
   const rb_half *xr[NBU]; /* rows of x, clamped to row 0 when past the batch */
-  bool xok[NBU];
 #pragma unroll
   for (int nb = 0; nb < NBU; ++nb) {
     const int row = b0 + nb * 8 + gid;
-    xok[nb] = row < batch;
-    xr[nb] = x + (size_t)(xok[nb] ? row : 0) * K;
+    xr[nb] = x + (size_t)(row < batch ? row : 0) * K;
   }
 
   unsigned wc[PATHS][NSB][RT][4], wn[PATHS][NSB][RT][4];
@@ -846,7 +848,7 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
           ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);
   rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */
   unsigned xv[NBU][8], hv[PATHS][NSB][8];
-  if (c < C256) ldxh<NBU>(xv, hv, xr, xok, h, seg0, c * 256 + tig * 16);
+  if (c < C256) ldxh<NBU>(xv, hv, xr, h, seg0, c * 256 + tig * 16);
   for (; c < C256; c += KS) {
     if (c + KS < C256) /* the next group's bits, in flight while this one computes */
 #pragma unroll
@@ -858,22 +860,12 @@ __device__ __forceinline__ void kloop(float (&acc)[RT][NSB][NB][SETS][4], const 
             ldbits(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);
 #pragma unroll
     for (int j = 0; j < 4; ++j) { /* 64-column steps */
-      /* x and h of the next step: L2 round trips in flight while this step computes. */
-      const int cn = j < 3 ? c : c + KS;
+      /* x and h of the next step: L2 round trips in flight while this step computes. After
+       * the warp's last group it reads its own group's first step again (L1 hits, never used):
+       * no branch and no zeroed registers (KERNEL_NOTES.md, 2026-12-04). */
+      const int cn = j < 3 || c + KS >= C256 ? c : c + KS;
       unsigned xn[NBU][8], hn[PATHS][NSB][8];
-      if (cn < C256) {
-        ldxh<NBU>(xn, hn, xr, xok, h, seg0, cn * 256 + ((j + 1) & 3) * 64 + tig * 16);
-      } else {
-#pragma unroll
-        for (int m = 0; m < 8; ++m) {
-#pragma unroll
-          for (int nb = 0; nb < NBU; ++nb) xn[nb][m] = 0u;
-#pragma unroll
-          for (int p = 0; p < PATHS; ++p)
-#pragma unroll
-            for (int sb = 0; sb < NSB; ++sb) hn[p][sb][m] = 0u;
-        }
-      }
+      ldxh<NBU>(xn, hn, xr, h, seg0, cn * 256 + ((j + 1) & 3) * 64 + tig * 16);
 #pragma unroll
       for (int p = 0; p < PATHS; ++p)
 #pragma unroll

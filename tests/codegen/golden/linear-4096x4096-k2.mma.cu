@@ -280,18 +280,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -315,12 +319,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -793,18 +796,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -828,12 +835,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -1074,18 +1080,22 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {

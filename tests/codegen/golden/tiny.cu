@@ -1101,18 +1101,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -1136,12 +1140,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -1407,18 +1410,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -1442,12 +1449,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -1713,18 +1719,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -1748,12 +1758,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -2019,18 +2028,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -2054,12 +2067,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -3045,18 +3057,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -3080,12 +3096,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -3351,18 +3366,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 2;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -3386,12 +3405,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -4036,18 +4054,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -4071,12 +4093,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -4342,18 +4363,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -4377,12 +4402,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -4648,18 +4672,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 0;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -4683,12 +4711,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -4954,18 +4981,22 @@ __device__ __forceinline__ void block_segment(int blk, int *seg, int *first) {
   *first = 2;
 }
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -4989,12 +5020,11 @@ __device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {
 }
 
 /* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):
- * ld8 without its bound check, so that ptxas neither zeroes the registers nor
+ * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor
  * predicates the load (KERNEL_NOTES.md, 2026-12-04). */
 __device__ __forceinline__ void ld8in(unsigned *v, const rb_half *row, int col) {
   if (K % 256 == 0)
-    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+    ld8u(v, row, col);
   else
     ld8(v, row, col);
 }
@@ -5318,18 +5348,22 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -5466,18 +5500,22 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -5614,18 +5652,22 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -5762,18 +5804,22 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -5918,18 +5964,22 @@ __device__ __forceinline__ void rb_grid_enter(void) {
 
 #define WARPS 4
 
+/* Halves col .. col + 7 of a row, 16-byte aligned and inside it: one 16-byte load. */
+__device__ __forceinline__ void ld8u(unsigned *v, const rb_half *row, int col) {
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
+}
+
 /* Halves col .. col + 7 of a row of K as four half pairs; 0 past K. With K % 8 == 0 every
  * row of x and h starts 16-byte aligned (the kernel traps on a base that is not), so one
  * 16-byte load serves; the element loads are for odd K alone. An unaligned fallback cost
  * 60% of the register kernels' compile time (KERNEL_NOTES.md, 2026-12-02). */
 __device__ __forceinline__ void ld8(unsigned *v, const rb_half *row, int col) {
   if (K % 8 == 0) {
-    if (col < K) {
-      asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-          : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(row + col));
-    } else {
+    if (col < K)
+      ld8u(v, row, col);
+    else
       v[0] = v[1] = v[2] = v[3] = 0u;
-    }
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {

@@ -7,7 +7,8 @@
  *   the bytes written, median of R runs (pages touched first, so no fault is timed); by one
  *   thread, then split over every online core (the floor a multi-core kernel is held to).
  * sgemv: OpenBLAS cblas_sgemv, y = W x at 4096 x 4096 fp32, rotating over enough
- *   matrices (64 MiB each) to pass 128 MiB, so that each call streams its W from DRAM;
+ *   matrices (64 MiB each) to pass --rotate-mb (default: 128 MiB or twice this CPU's L3,
+ *   whichever is larger), so that each call streams its W from DRAM;
  *   the median time of one call and the bandwidth of its matrix bytes, with the fraction
  *   of the copy bandwidth. */
 #include <cblas.h>
@@ -117,15 +118,17 @@ static double sgemv_seconds(int n, int nmat, int reps) {
 }
 
 int main(int argc, char **argv) {
-  size_t mb = 1024;
+  size_t mb = 1024, rotate_mb = 0;
   int reps = 9;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--mb") && i + 1 < argc) {
       mb = (size_t)strtoul(argv[++i], NULL, 10);
+    } else if (!strcmp(argv[i], "--rotate-mb") && i + 1 < argc) {
+      rotate_mb = (size_t)strtoul(argv[++i], NULL, 10);
     } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = atoi(argv[++i]);
     } else {
-      fprintf(stderr, "usage: bench_host [--mb N] [--reps R]\n%s\n",
+      fprintf(stderr, "usage: bench_host [--mb N] [--reps R] [--rotate-mb N]\n%s\n",
               strcmp(argv[i], "--help") ? "bench_host: unknown option" : "");
       return strcmp(argv[i], "--help") ? 1 : 0;
     }
@@ -143,7 +146,11 @@ int main(int argc, char **argv) {
 
   const int n = 4096;
   const size_t mat = (size_t)n * n * sizeof(float);
-  int nmat = (int)((128u << 20) / mat) + 1; /* past 128 MiB */
+  if (!rotate_mb) { /* past the last-level cache: a 480 MiB L3 would hold 128 MiB of matrices */
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    rotate_mb = l3 > 0 && (size_t)(2 * l3) >> 20 > 128 ? (size_t)(2 * l3) >> 20 : 128;
+  }
+  int nmat = (int)((rotate_mb << 20) / mat) + 1;
   double s = sgemv_seconds(n, nmat, reps);
   double gbs = (double)mat / s / 1e9;
   printf("sgemv %dx%d fp32 (OpenBLAS, %d threads, rotating %d matrices, %zu MiB): %.1f us, "

@@ -7,16 +7,21 @@
  * predicates, 2 the lut), lanes its tile[2] (8 or 16; 0 with decode 0, the
  * default: this CPU's decode and lanes), rows its tile[0] (0: the default).
  *
- * Each of 9 passes over the layers follows a copy of 256 MiB by the same
- * pool's threads (bytes read + written), and the pass's ratio is to that
- * copy: on a shared machine whose bandwidth drifts by a third within minutes,
- * a ratio of two measurements taken milliseconds apart is the one to trust.
+ * Each of 9 passes over the layers follows a copy by the same pool's threads
+ * (bytes read + written), and the pass's ratio is to that copy: on a shared
+ * machine whose bandwidth drifts by a third within minutes, a ratio of two
+ * measurements taken milliseconds apart is the one to trust. The copy is
+ * 256 MiB or twice the L3, whichever is larger: glibc's memcpy switches to
+ * non-temporal stores only above a threshold scaled by the L3 (on a 480 MiB L3,
+ * 128 MiB a thread copied at 27 GB/s with cached stores, 256 MiB at 46 GB/s:
+ * RESULTS.md, 2026-12-04), and a copy below it understates the memory.
  * Prints the medians of the copy, the GEMV and the ratio, and the ratios'
  * range. Not run by ctest. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codegen/codegen.h"
 #include "runtime/jit/jit.h"
@@ -90,7 +95,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < P * N; i++) gg[i] = rb_f16_from_f32(0.01f);
   for (int i = 0; i < P * K; i++) hh[i] = rb_f16_from_f32(1.0f);
   for (int i = 0; i < K * B; i++) x[i] = rb_f16_from_f32((float)(i % 7) - 3.0f);
-  enum { PASSES = 9, COPY_MIB = 256 };
+  enum { PASSES = 9 };
+  long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const int COPY_MIB = l3 > 0 && 2 * (l3 >> 20) > 256 ? (int)(2 * (l3 >> 20)) : 256;
   char *ca = malloc((size_t)COPY_MIB << 20), *cb = malloc((size_t)COPY_MIB << 20);
   if (!ca || !cb) return fprintf(stderr, "bench_host_gemv: out of memory for the copy\n"), 1;
   memset(ca, 1, (size_t)COPY_MIB << 20), memset(cb, 2, (size_t)COPY_MIB << 20);

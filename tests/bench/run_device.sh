@@ -82,7 +82,8 @@
 #   stepprof  one decode step of smollm2-135m and llama2-7b kernel by kernel (ncu, serialized;
 #          tests/bench/ncu_step.py), beside the step's own time
 #   tune1  one tuning of llama2-7b (no test, no second run), its export, the tuned model and the peer
-#   tune4  the kernels serving batch 4 tuned (TUNE_BUDGET), exported; the chain of .carry/old (shipped
+#   wgprobe  the tensor pipe's rate for wgmma with A in registers at N = 8, 16, 32, beside mma.sync
+#   tune4  the kernels serving batch 4 (TUNE_BATCH) tuned (TUNE_BUDGET), exported; the chain of .carry/old (shipped
 #          records, its own cache) before and after, the new one's with the shipped records, then tuned
 #   chainprof  ncu over the chain's kernels (old and new, CHAINPROF_OLD / _NEW name regexes, 8 launches):
 #          the fused forms the model runs, serialized
@@ -810,13 +811,15 @@ tune_b1() {
 # whose times the per-shape bench does not show. CHAINPROF_OLD / _NEW: kernel name regexes.
 chain_profile() {
   m="gpu__time_duration.sum,launch__registers_per_thread,launch__grid_size,launch__block_size,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed"
-  for b in old new; do
+  # CHAINPROF_PIPES=1: where the issue slots go too (issue active, the tensor, ALU and FMA pipes, the stalls)
+  [ -n "${CHAINPROF_PIPES-}" ] && m="$m,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_wait_per_issue_active.ratio,smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_not_selected_per_issue_active.ratio,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_dispatch_stall_per_issue_active.ratio"
+  for b in ${CHAINPROF_BUILDS:-old new}; do
     .carry/$b/tools/rabitc -o /tmp/llama-$b.rplan samples/llama2-7b.ir > /dev/null 2>&1
     [ $b = old ] && re=${CHAINPROF_OLD:-xor} || re=${CHAINPROF_NEW:-xor}
     run "chainprof_$b" timeout 150 ncu --clock-control none --metrics "$m" -k "regex:$re" -c 8 \
         .carry/$b/tests/bench/bench_chain /tmp/llama-$b.rplan
     echo "== $b ($re)"
-    grep -E "^  rb_|duration|registers|grid_size|inst_executed|warps_active|dram__" "$L/chainprof_$b.log" | sed -E 's/ +/ /g'
+    grep -E "^  rb_|duration|registers|grid_size|inst_executed|warps_active|dram__|issue_active|pipe_|stalled" "$L/chainprof_$b.log" | sed -E 's/ +/ /g'
   done
 }
 
@@ -829,7 +832,7 @@ tune_b4() {
   run chain_old env RABIT_CACHE_DIR=/tmp/rabit-cache-old .carry/old/tests/bench/bench_chain /tmp/llama-old.rplan
   "$B/tools/rabitc" -o /tmp/llama-shipped.rplan samples/llama2-7b.ir > /dev/null 2>&1
   run chain_shipped "$B/tests/bench/bench_chain" /tmp/llama-shipped.rplan
-  run tune_b4 "$B/tools/rabitc" tune samples/llama2-7b.ir --batch 4 --budget ${TUNE_BUDGET:-200}
+  run tune_b4 "$B/tools/rabitc" tune samples/llama2-7b.ir --batch ${TUNE_BATCH:-4} --budget ${TUNE_BUDGET:-200}
   run tune_export "$B/tools/rabitc" tune --export "$OUT/tuning-h200.json"
   run rabitc_plan "$B/tools/rabitc" -o /tmp/llama.rplan samples/llama2-7b.ir
   run chain_tuned "$B/tests/bench/bench_chain" /tmp/llama.rplan
@@ -899,6 +902,7 @@ case $mode in
   tuneb1) tune_b1 ;;
   bmmaprof) bmma_profile ;;
   bmmaab) bmma_ab ;;
+  wgprobe) nvcc -gencode arch=compute_90a,code=sm_90a -o /tmp/probe_wgmma tests/bench/probe_wgmma.cu && /tmp/probe_wgmma ;;
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
@@ -909,7 +913,7 @@ case $mode in
   ab) kernels_ab; gpu_tests "${TESTS-test_tune}" "" ;;
   report) gpu_tests "${TESTS-test_linear}" ""; export OUT; kernel_bench; model_bench; report_extra
           cp "$OUT/graph_bench.json" "$L/" && python3 tests/bench/results_json.py "$L" "$OUT/results-h200.json" && head -c 600 "$OUT/results-h200.json" ;;
-  *) echo "run_device.sh: unknown mode '$mode' (tune4, chainprof, bmmaab, bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
+  *) echo "run_device.sh: unknown mode '$mode' (tune4, wgprobe, chainprof, bmmaab, bmmaprof, fusecheck, fuseab, probe, tests, gpu, bench, model, all, real1, real2, same, speed, json, prefill, overlap, ab, nll, ring, sweep, explore, dqprobe, lop3, lop3b, tune, tune1, stepprof, decode, prenorm, report, train, qat1, qat2, exp)"; exit 2 ;;
 esac
 echo "== $mode summary"
 cat "$summary"

@@ -148,7 +148,8 @@ int main(int argc, char **argv) {
   const size_t mat = (size_t)n * n * sizeof(float);
   if (!rotate_mb) { /* past the last-level cache: a 480 MiB L3 would hold 128 MiB of matrices */
     long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    rotate_mb = l3 > 0 && (size_t)(2 * l3) >> 20 > 128 ? (size_t)(2 * l3) >> 20 : 128;
+    size_t twice_l3_mb = l3 > 0 ? (size_t)l3 >> 19 : 0;
+    rotate_mb = twice_l3_mb > 128 ? twice_l3_mb : 128;
   }
   int nmat = (int)((rotate_mb << 20) / mat) + 1;
   double s = sgemv_seconds(n, nmat, reps);

@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < K * B; i++) x[i] = rb_f16_from_f32((float)(i % 7) - 3.0f);
   enum { PASSES = 9 };
   long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-  const int COPY_MIB = l3 > 0 && 2 * (l3 >> 20) > 256 ? (int)(2 * (l3 >> 20)) : 256;
+  const int twice_l3_mib = l3 > 0 ? (int)(l3 >> 19) : 0, COPY_MIB = twice_l3_mib > 256 ? twice_l3_mib : 256;
   char *ca = malloc((size_t)COPY_MIB << 20), *cb = malloc((size_t)COPY_MIB << 20);
   if (!ca || !cb) return fprintf(stderr, "bench_host_gemv: out of memory for the copy\n"), 1;
   memset(ca, 1, (size_t)COPY_MIB << 20), memset(cb, 2, (size_t)COPY_MIB << 20);

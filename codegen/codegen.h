@@ -110,8 +110,10 @@ typedef enum {
   CG_STRAT_BMMA, /* batches 1..CG_BMMA_BATCH_MAX: no decode. The bits are the A operand of b1 mma.sync
                   * (and + popc) as they lie; a pre-pass kernel (CG_PLANES) quantizes h_p .* x to int16
                   * per 256 columns and writes its 16 bit planes as the B operand */
+  CG_STRAT_XSMEM, /* batch tiles of 8 or 16: the register design's decode with each K group's x and h_p
+                   * staged once per block in shared memory, the block's warps splitting rows and K */
 } CgStrategy;
-#define CG_NSTRATEGY 6 /* the spellings a plan may hold: none, xor, mma, dequant, lop3, bmma */
+#define CG_NSTRATEGY 7 /* the spellings a plan may hold: none, xor, mma, dequant, lop3, bmma, xsmem */
 #define CG_BMMA_BATCH_MAX 4 /* the largest bucket the bmma strategy serves (and its planes hold) */
 
 /* Where a schedule came from (recorded in the plan). */
@@ -411,7 +413,7 @@ const char *cg_kind_name(CgKind k);
 /* RB_OK when the fields an op kernel (embed, rmsnorm, rope_kv, attention, swiglu,
  * add, nll) reads are usable on any target, else RB_EUSER with the reason in err. */
 int cg_op_check(const CgOp *s, RbBuf *err);
-const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "lop3", "bmma", "none" */
+const char *cg_strategy_name(CgStrategy s);         /* "xor", "mma", "dequant", "lop3", "bmma", "xsmem", "none" */
 const char *cg_epilogue_name(CgEpilogue e);         /* "none", "add", "swiglu" */
 const char *cg_schedule_source_name(CgScheduleSource s); /* "default", "shipped", "tuned" */
 /* A stable one-line description, e.g. "linear xor N=576+192+192 K=576 k=2 b<=8 tile=4,0,0,0".

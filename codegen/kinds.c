@@ -20,6 +20,7 @@ const char *cg_strategy_name(CgStrategy s) {
   case CG_STRAT_DEQUANT: return "dequant";
   case CG_STRAT_LOP3: return "lop3";
   case CG_STRAT_BMMA: return "bmma";
+  case CG_STRAT_XSMEM: return "xsmem";
   default: return "none";
   }
 }

@@ -105,6 +105,8 @@ static int apply_schedules(const RtCompileOptions *o, const CgTarget *t, RtCompi
  *                       strategy (the bits expanded to fp16, then cuBLAS: the default)
  *   RABIT_DECODE=lop3   every bucket up to batch 16 takes the lop3 decode
  *                       (codegen/cuda/lop3.c) in the register design
+ *   RABIT_DECODE=xsmem  every bucket up to batch 16 takes the xsmem strategy
+ *                       (codegen/cuda/xsmem.c: activations staged per block)
  * The other value ("dequant", "xor") or unset keeps the selection. The replacement takes
  * the default tiles; one the target refuses keeps its kernel, with a note, as the
  * hook's do. One note says what each did. */
@@ -119,13 +121,33 @@ static const Override overrides[] = {
     {"RABIT_PREFILL", "dequant", "mma", CG_STRAT_MMA, 1, "prefill kernel%s (batches above 16) under the staged "
                                                         "mma strategy (no cuBLAS)"},
     {"RABIT_DECODE", "xor", "lop3", CG_STRAT_LOP3, 0, "decode kernel%s (batches up to 16) under the lop3 decode"},
+    {"RABIT_DECODE", "xor", "xsmem", CG_STRAT_XSMEM, 0, "decode kernel%s (batches up to 16) under the xsmem "
+                                                        "strategy"},
 };
+
+/* The first override of variable env (the one that notes an unknown value). */
+static const Override *first_override(const char *env) {
+  for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
+    if (strcmp(overrides[i].env, env) == 0) return &overrides[i];
+  return NULL;
+}
+
+/* Whether some override of variable env replaces on value v. */
+static int override_value(const char *env, const char *v) {
+  for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
+    if (strcmp(overrides[i].env, env) == 0 && strcmp(overrides[i].value, v) == 0) return 1;
+  return 0;
+}
 
 static int apply_override(const CgTarget *t, RtCompiled *c, const Override *ov) {
   const char *env = getenv(ov->env);
   if (!env || !*env || strcmp(env, ov->keep) == 0) return RB_OK;
   if (strcmp(env, ov->value) != 0) {
-    rb_buf_printf(&c->warnings, "note: %s='%s' is neither '%s' nor '%s'; ignored\n", ov->env, env, ov->value, ov->keep);
+    if (override_value(ov->env, env) || ov != first_override(ov->env)) return RB_OK; /* another entry's, or said */
+    rb_buf_printf(&c->warnings, "note: %s='%s' is not one of '%s'", ov->env, env, ov->keep);
+    for (size_t i = 0; i < sizeof overrides / sizeof overrides[0]; i++)
+      if (strcmp(overrides[i].env, ov->env) == 0) rb_buf_printf(&c->warnings, ", '%s'", overrides[i].value);
+    rb_buf_puts(&c->warnings, "; ignored\n");
     return c->warnings.oom ? RB_EINTERNAL : RB_OK;
   }
   CgKernelSet *ks = &c->kernels;

@@ -2,7 +2,8 @@
  * the repack kernel that writes its bit layout, for its strategies (xor for
  * batches up to 8, mma up to 16, dequant for the prefill buckets: the layout
  * expanded into the dense fp16 W_hat for the runtime's GEMM; lop3, the register
- * design's second decode, where a tuned record picks it). Every shape, path count and tile
+ * design's second decode, and xsmem, where a tuned record picks them; bmma at batch 1 is
+ * bmma.c's, xsmem's emitter xsmem.c's). Every shape, path count and tile
  * parameter is a compile-time constant (a #define) of the emitted source,
  * which starts with the prelude of prelude.c. Both strategies sum with
  * mma.sync on A fragments decoded to +-g_p; "xor" names how a sign is applied
@@ -28,7 +29,7 @@
  *   (r = 4 s + q), so one shift and one LOP3 decode a register to +-g.
  *   Pad rows and columns are 0.
  *
- * Two kernel designs read it:
+ * Three kernel designs read it:
  *   reg (strategy xor, the b<=8 bucket, lop3, and mma with batch tiles of 8 or 16):
  *     no shared staging. A warp owns RT row tiles and every KS-th 256-column
  *     group of K; it streams its bits with 16-byte loads one group ahead,
@@ -45,6 +46,10 @@
  *     memory per K chunk, see emit_mma. tile[0] 16-row tiles per block,
  *     tile[1] warps splitting K inside the block, tile[2] columns of K staged
  *     per chunk (multiple of 64), tile[3] batch rows per block (32, 64).
+ *   xsmem (batch tiles of 8 or 16, where a tuned record picks it): the reg
+ *     design's decode and sums with each K group's x and h_p staged once per
+ *     block by cp.async and the block's warps splitting rows as well as K;
+ *     codegen/cuda/xsmem.c has its tiles.
  * And one writes it out whole:
  *   dequant (buckets above batch 16): W_hat (Ntot, K) fp16 into a scratch
  *     buffer, one warp per (16-row tile, 256-column group), see emit_dequant;
@@ -94,7 +99,7 @@ int cg_linear_plan(const CgKernel *k, CgLinearPlan *pl, RbBuf *err) {
   const CgSchedule *sc = &k->sched;
   memset(pl, 0, sizeof *pl);
   if (sc->strategy != CG_STRAT_XOR && sc->strategy != CG_STRAT_MMA && sc->strategy != CG_STRAT_DEQUANT &&
-      sc->strategy != CG_STRAT_LOP3 && sc->strategy != CG_STRAT_BMMA) {
+      sc->strategy != CG_STRAT_LOP3 && sc->strategy != CG_STRAT_BMMA && sc->strategy != CG_STRAT_XSMEM) {
     rb_buf_printf(err, "linear: unknown strategy %d", (int)sc->strategy);
     return RB_EUSER;
   }
@@ -154,6 +159,7 @@ int cg_linear_plan(const CgKernel *k, CgLinearPlan *pl, RbBuf *err) {
   }
   if (sc->strategy == CG_STRAT_DEQUANT) return plan_dequant(sc, pl, err);
   if (sc->strategy == CG_STRAT_BMMA) return cg_bmma_plan(s, sc, pl, err);
+  if (sc->strategy == CG_STRAT_XSMEM) return cg_xsmem_plan(s, sc, pl, err);
 
   int bt = sc->batch_max <= 8 ? 8 : sc->batch_max <= 16 ? 16 : sc->batch_max <= 32 ? 32 : 64;
   if (sc->strategy == CG_STRAT_XOR) bt = 8; /* the b<=8 bucket: larger batches tile the grid's y */
@@ -353,12 +359,24 @@ const char cg_linear_ld8[] =
       "  }\n"
       "}\n\n";
 
-static const char mma_helpers[] =
+const char cg_linear_mma_helpers[] =
     "__device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) {\n"
     "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 \"\n"
     "               \"{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\"\n"
     "               : \"+f\"(c[0]), \"+f\"(c[1]), \"+f\"(c[2]), \"+f\"(c[3])\n"
     "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1));\n"
+    "}\n\n";
+
+const char cg_linear_bits_helpers[] =
+    "/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */\n"
+    "__device__ __forceinline__ void ldbits(unsigned *v, const unsigned *p) {\n"
+    "  asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
+    "      : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(p));\n"
+    "}\n\n"
+    "__device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {\n"
+    "  unsigned d;\n"
+    "  asm(\"mul.rn.f16x2 %0, %1, %2;\" : \"=r\"(d) : \"r\"(a), \"r\"(b));\n"
+    "  return d;\n"
     "}\n\n";
 
 /* The bit ring (tile[2] = STAGES > 0): each warp keeps STAGES groups of its bits in
@@ -448,7 +466,7 @@ static void emit_reg(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char
         " * the word (lop3_a below), summed per path; one mma a k16 step with the constant\n"
         " * fragment F per path turns the sums into minus half the signed sums, and -2 g_p\n"
         " * multiplies at the end of the K loop. */\n\n");
-  rb_buf_puts(b, mma_helpers);
+  rb_buf_puts(b, cg_linear_mma_helpers);
   if (pl->lop3) cg_lop3_emit_helpers(b);
   rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
   rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", pl->C256);
@@ -481,17 +499,8 @@ static void emit_reg(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char
   cg_linear_emit_segment_tables(b, s, pl, 1);
   cg_linear_emit_block_segment(b, pl);
   rb_buf_puts(b, cg_linear_ld8);
+  rb_buf_puts(b, cg_linear_bits_helpers);
   rb_buf_puts(b,
-      "/* The 16 bytes of bits a lane owns in one tile and 256-column group: read once. */\n"
-      "__device__ __forceinline__ void ldbits(unsigned *v, const unsigned *p) {\n"
-      "  asm(\"ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\"\n"
-      "      : \"=r\"(v[0]), \"=r\"(v[1]), \"=r\"(v[2]), \"=r\"(v[3]) : \"l\"(p));\n"
-      "}\n\n"
-      "__device__ __forceinline__ unsigned hmul2(unsigned a, unsigned b) {\n"
-      "  unsigned d;\n"
-      "  asm(\"mul.rn.f16x2 %0, %1, %2;\" : \"=r\"(d) : \"r\"(a), \"r\"(b));\n"
-      "  return d;\n"
-      "}\n\n"
       "/* Halves col .. col + 7 of a row whose col + 7 < K is known (K % 256 == 0, a live group):\n"
       " * one ld8u, without ld8's bound check, so that ptxas neither zeroes the registers nor\n"
       " * predicates the load (KERNEL_NOTES.md, 2026-12-04). */\n"
@@ -804,7 +813,7 @@ static void emit_mma(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char
       " * staged in fp16 in shared memory per K chunk (row pitch KC + 4 halves:\n"
       " * conflict-free fragment reads). KS warps split K inside the block and hand\n"
       " * their sums to warp ks = 0 in a fixed order, so results are deterministic. */\n\n");
-  rb_buf_puts(b, mma_helpers);
+  rb_buf_puts(b, cg_linear_mma_helpers);
   rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
   rb_buf_printf(b, "#define C64 %d  /* 64-column steps of K (one bit word per lane each) */\n", pl->C64);
   rb_buf_printf(b, "#define C256 %d  /* 256-column groups of the bit layout */\n", pl->C256);
@@ -1137,14 +1146,19 @@ int cg_emit_linear(const CgKernel *k, RbBuf *src, char entry[CG_ENTRY_MAX], RbBu
     rb_buf_printf(err, "cg_emit_linear: kernel is not a linear");
     return RB_EUSER;
   }
-  int st = cg_linear_plan(k, &pl, err);
-  if (st) return st;
+  int rc = cg_linear_plan(k, &pl, err);
+  if (rc) return rc;
   cg_linear_entry_name(k, entry);
-  cg_cuda_prelude(src, k, k->sched.strategy == CG_STRAT_BMMA ? "codegen/cuda/bmma.c" : "codegen/cuda/linear.c");
-  if (k->sched.strategy == CG_STRAT_DEQUANT)
+  const CgStrategy st = k->sched.strategy;
+  cg_cuda_prelude(src, k, st == CG_STRAT_BMMA    ? "codegen/cuda/bmma.c"
+                          : st == CG_STRAT_XSMEM ? "codegen/cuda/xsmem.c"
+                                                 : "codegen/cuda/linear.c");
+  if (st == CG_STRAT_DEQUANT)
     emit_dequant(s, &pl, src, entry);
-  else if (k->sched.strategy == CG_STRAT_BMMA)
+  else if (st == CG_STRAT_BMMA)
     cg_bmma_emit(s, &pl, src, entry);
+  else if (st == CG_STRAT_XSMEM)
+    cg_xsmem_emit(s, &pl, src, entry);
   else if (pl.reg)
     emit_reg(s, &pl, src, entry);
   else

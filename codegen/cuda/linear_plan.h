@@ -22,6 +22,7 @@ typedef struct {
   int lop3;                   /* reg: the lop3 decode (signs in mantissa bits, per-path sums) */
   int ST;                     /* reg: stages of the bit ring in shared memory (tile[2]; 0: none) */
   int RT, KS, KC, BT;
+  int WR;                     /* xsmem: warps splitting a block's rows */
   int short_tile;             /* reg, BT 16: a block may see 8 batch rows or fewer (a second K loop) */
   int WPB;                    /* dequant: warps per block */
   unsigned threads, smem;
@@ -47,9 +48,17 @@ void cg_linear_emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *
 /* The device function ld8(v, row, col): halves col .. col + 7 of a row of K (a #define) as four
  * pairs, 16-byte loads when K % 8 == 0, 0 past K. */
 extern const char cg_linear_ld8[];
+/* mma16816(c, a, b0, b1): one m16n8k16 fp16 mma.sync into fp32 c. */
+extern const char cg_linear_mma_helpers[];
+/* ldbits(v, p): a lane's 16 bytes of bits (no L1 allocation); hmul2(a, b): an f16x2 product. */
+extern const char cg_linear_bits_helpers[];
 
 /* bmma.c: the bmma strategy (batches 1..4) and its activation planes pre-pass. */
 int cg_bmma_plan(const CgOp *s, const CgSchedule *sc, CgLinearPlan *pl, RbBuf *err);
 void cg_bmma_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *entry);
+
+/* xsmem.c: the xsmem strategy (batch tiles of 8 or 16). */
+int cg_xsmem_plan(const CgOp *s, const CgSchedule *sc, CgLinearPlan *pl, RbBuf *err);
+void cg_xsmem_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *entry);
 
 #endif

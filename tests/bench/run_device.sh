@@ -71,6 +71,7 @@
 #   lop3b  the lop3 cases and memcheck again, then one tuning of llama2-7b (lop3 in the space),
 #          its export, and the tuned model beside the fp16 peer
 #   sweep  the register kernels' row tiles and K split by hand (SWEEP_TILES), per shape at k = 2
+#   xsmem  the xsmem strategy: its table, memcheck over a sixth, its tiles (XSMEM_TILES) at XSMEM_BATCH
 #   explore  the GPU tests named in TESTS (default none), then batch-1 schedules by hand
 #          (EXPLORE_TILES) for xor and lop3 per shape, and ncu of a few (EXPLORE_NCU)
 #   decode  a decode-step change: the op, model, plan and linear tests, memcheck of the op
@@ -462,6 +463,30 @@ tile_sweep() {
   for t in $tiles; do
     echo "== tiles $t"; grep -E "^bench [ 0-9]" "$L/tiles_$t.log" | grep -v "b=16" | sed "s/ of bits//"
   done
+}
+
+# The xsmem strategy: its table (and memcheck over a sixth of it), then its tiles by hand at
+# XSMEM_BATCH (default 16), k = 2, beside the register design's mma at its default and shipped tiles.
+xsmem_sweep() {
+  run table_xsmem env RABIT_TABLE_ONLY=xsmem "$B/tests/gpu/gpu_test_linear"
+  run memcheck_xsmem timeout 240 env RABIT_TABLE_ONLY=xsmem RABIT_TABLE_PART=0/6 compute-sanitizer --tool memcheck \
+      --error-exitcode 9 "$B/tests/gpu/gpu_test_linear"
+  b=${XSMEM_BATCH:-16}
+  for t in 0,0,0,0 ${MMA_TILES:-3,4,0,16}; do
+    run "mma_$t" env RABIT_TILE_MMA=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=$b RABIT_BENCH_STRATEGY=mma \
+        "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  tiles=${XSMEM_TILES:-0,0,0,0 1,2,4,0 1,4,2,0 1,8,1,0 1,4,4,0 1,2,8,0 2,2,4,0 2,4,2,0 1,16,1,0 1,8,2,0}
+  for t in $tiles; do
+    run "xsmem_$t" env RABIT_TILE_XSMEM=$t RABIT_BENCH_PATHS=2 RABIT_BENCH_BATCH=$b RABIT_BENCH_STRATEGY=xsmem \
+        "$B/tests/gpu/gpu_test_linear" --bench-only
+  done
+  [ -n "${XSMEM_PEERS-1}" ] && run peer_graph_bench python3 .carry/peers/graph_bench.py
+  for t in 0,0,0,0 ${MMA_TILES:-3,4,0,16}; do echo "== mma $t"; grep -E "^bench [ 0-9]" "$L/mma_$t.log" | sed "s/ of bits//"; done
+  for t in $tiles; do echo "== xsmem $t"; grep -E "^bench [ 0-9]" "$L/xsmem_$t.log" | sed "s/ of bits//"; done
+  grep -E "FAIL" "$L/table_xsmem.log" | head -n 20
+  tail -n 3 "$L/memcheck_xsmem.log"
+  [ -f "$L/peer_graph_bench.log" ] && grep -iE "cublas|fp16" "$L/peer_graph_bench.log" | head -n 20
 }
 
 # Batch-1 schedules by hand (k = 2; EXPLORE_TILES of rows,split,stages,batch for xor and
@@ -906,6 +931,7 @@ case $mode in
   probe) nvcc -arch=sm_90a -o /tmp/probe_mma tests/bench/probe_mma.cu && /tmp/probe_mma; cuobjdump -sass /tmp/probe_mma | grep -oE "(HMMA|IMMA|BMMA)[.A-Z0-9_]*" | sort | uniq -c ;;
   ring) ring_bench ;;
   sweep) tile_sweep ;;
+  xsmem) xsmem_sweep ;;
   explore) gpu_tests "${TESTS-}" ""; explore ;;
   dqprobe) dequant_check ;;
   lop3) lop3_check ;;

@@ -10,7 +10,7 @@
  * build, for sm_90, with no GPU: CI runs it. Otherwise it exits 77 after "SKIP:
  * <reason>" when there is no GPU or driver. Environment: RABIT_TABLE_PART="i/n" (every
  * n-th spec), RABIT_TABLE_ONLY=STRATEGY (its buckets alone), RABIT_BENCH_PATHS=P,
- * RABIT_TILE_XOR|MMA|LOP3|BMMA="a,b,c,d" (the bench's tiles), RABIT_DUMP_CUBINS=DIR. */
+ * RABIT_TILE_XOR|MMA|LOP3|BMMA|XSMEM="a,b,c,d" (the bench's tiles), RABIT_DUMP_CUBINS=DIR. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -517,7 +517,7 @@ static const Shape shapes[] = {
 typedef struct {
   CgStrategy st;
   int batch_max, batches[4], nbatch;
-  int stages; /* the register design's bit ring (tile[2]); 0: none */
+  int tile2; /* tile[2]: the register design's bit ring stages, xsmem's row warps; 0: default */
 } Bucket;
 
 static const Bucket buckets[] = {
@@ -529,6 +529,9 @@ static const Bucket buckets[] = {
     {CG_STRAT_MMA, 16, {1, 9, 16}, 3, 2}, /* the bit ring at its smallest */
     {CG_STRAT_LOP3, 8, {1, 5, 8}, 3, 0},  /* the lop3 decode, one n8 tile */
     {CG_STRAT_LOP3, 16, {1, 9, 16}, 3, 0}, /* and two */
+    {CG_STRAT_XSMEM, 8, {1, 5, 8}, 3, 0},   /* x staged in shared memory, 4 row warps */
+    {CG_STRAT_XSMEM, 16, {1, 9, 16}, 3, 1}, /* one row warp, two n8 tiles */
+    {CG_STRAT_XSMEM, 32, {3, 20, 32}, 3, 0}, /* batch tiles of 16 over the grid: the second part-live */
     {CG_STRAT_MMA, 512, {64, 100, 512}, 3, 0},
     {CG_STRAT_DEQUANT, 512, {17, 100, 512}, 3, 0}, /* the prefill bucket's edge, odd, full */
     {CG_STRAT_DEQUANT, 4096, {1000, 4096}, 2, 0},  /* evaluation windows */
@@ -552,7 +555,7 @@ static void run_table(void) {
         s.op.kind = CG_LINEAR;
         s.sched.strategy = buckets[bi].st;
         s.sched.batch_max = buckets[bi].batch_max;
-        s.sched.tile[2] = buckets[bi].stages;
+        s.sched.tile[2] = buckets[bi].tile2;
         s.op.K = sh->K;
         s.op.nseg = sh->nseg;
         for (int i = 0; i < sh->nseg; i++) s.op.N[i] = sh->N[i];
@@ -561,7 +564,8 @@ static void run_table(void) {
         s.op.eps = sh->eps;
         if (sh->eps > 0 && !cg_linear_prenorm(&s.sched)) continue; /* the staged and dequant designs do not fuse it */
         char desc[160], ring[16] = "";
-        if (buckets[bi].stages) snprintf(ring, sizeof ring, " ring %d", buckets[bi].stages);
+        if (buckets[bi].tile2)
+          snprintf(ring, sizeof ring, " %s %d", s.sched.strategy == CG_STRAT_XSMEM ? "wr" : "ring", buckets[bi].tile2);
         snprintf(desc, sizeof desc, "%s k=%d %s b<=%d%s", sh->name, paths, cg_strategy_name(s.sched.strategy),
                  s.sched.batch_max, ring);
         if (collecting) {
@@ -683,7 +687,7 @@ static void bench_one(const CgKernel *s, int batch) {
 static void run_bench(void) {
   static const int llama[4][2] = {{4096, 4096}, {12288, 4096}, {22016, 4096}, {4096, 11008}};
   static const int batches[3] = {1, 4, 16};
-  static const CgStrategy strategies[] = {CG_STRAT_BMMA, CG_STRAT_XOR, CG_STRAT_MMA, CG_STRAT_LOP3};
+  static const CgStrategy strategies[] = {CG_STRAT_BMMA, CG_STRAT_XOR, CG_STRAT_MMA, CG_STRAT_LOP3, CG_STRAT_XSMEM};
   /* Exploration filters: RABIT_BENCH_PATHS="2" one path count, RABIT_BENCH_BATCH="1" one
    * batch, RABIT_BENCH_STRATEGY="xor,lop3" the strategies named. */
   const char *only = getenv("RABIT_BENCH_PATHS"), *only_b = getenv("RABIT_BENCH_BATCH");
@@ -695,6 +699,7 @@ static void run_bench(void) {
         for (size_t sti = 0; sti < sizeof strategies / sizeof strategies[0]; sti++) {
           const CgStrategy st = strategies[sti];
           if (st == CG_STRAT_XOR && batches[bi] > 1) continue; /* xor is the batch-1 kernel */
+          if (st == CG_STRAT_XSMEM && batches[bi] == 1) continue; /* xsmem is a batch-tile kernel */
           if (st == CG_STRAT_BMMA && batches[bi] > CG_BMMA_BATCH_MAX) continue;
           if ((only_b && atoi(only_b) != batches[bi]) || (only_st && !strstr(only_st, cg_strategy_name(st)))) continue;
           CgKernel s;
@@ -706,11 +711,12 @@ static void run_bench(void) {
           s.op.nseg = 1;
           s.op.N[0] = llama[si][0];
           s.op.paths = paths;
-          /* RABIT_TILE_XOR / _MMA / _LOP3="a,b,c,d" override the default tiles (exploration). */
-          const char *t = getenv(st == CG_STRAT_XOR    ? "RABIT_TILE_XOR"
-                                 : st == CG_STRAT_MMA  ? "RABIT_TILE_MMA"
-                                 : st == CG_STRAT_BMMA ? "RABIT_TILE_BMMA"
-                                                       : "RABIT_TILE_LOP3");
+          /* RABIT_TILE_XOR / _MMA / _LOP3 / _XSMEM="a,b,c,d" override the default tiles (exploration). */
+          const char *t = getenv(st == CG_STRAT_XOR     ? "RABIT_TILE_XOR"
+                                 : st == CG_STRAT_MMA   ? "RABIT_TILE_MMA"
+                                 : st == CG_STRAT_BMMA  ? "RABIT_TILE_BMMA"
+                                 : st == CG_STRAT_XSMEM ? "RABIT_TILE_XSMEM"
+                                                        : "RABIT_TILE_LOP3");
           if (t) sscanf(t, "%d,%d,%d,%d", &s.sched.tile[0], &s.sched.tile[1], &s.sched.tile[2], &s.sched.tile[3]);
           bench_one(&s, batches[bi]);
         }

@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
   RtCompiled c;
   if (select_kernels("tiny.ir", "cublas", &c) == RB_OK) {
     check_selection("tiny.ir", &c, 1);
-    CHECK(c.warnings.data && strstr(c.warnings.data, "note: RABIT_PREFILL='cublas' is neither 'mma' nor 'dequant'; ignored"),
+    CHECK(c.warnings.data && strstr(c.warnings.data, "note: RABIT_PREFILL='cublas' is not one of 'dequant', 'mma'; ignored"),
           "unknown value: %s", c.warnings.data ? c.warnings.data : "(no note)");
   }
   rt_compiled_free(&c);

@@ -22,7 +22,7 @@
 typedef struct {
   int regs_per_thread;   /* 255 on every GPU since Kepler */
   int regs_per_block;    /* CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK: 65536 */
-  int smem_per_block;    /* bytes a block gets without opting in: 49152 */
+  int smem_per_block;    /* bytes a block may opt in to (the launch does): 232448 on the H200 */
   int threads_per_block; /* CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: 1024 */
   int sm_count;          /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: 132 on the H200 */
 } AtLimits;

@@ -196,7 +196,7 @@ static void planes_launch(AtGpu *m, int batch, CgPlanesArgs *a, RtDevPtr h, CgAr
 /* The strategies this backend times: dequant's time is its kernel, the cuBLAS GEMM and the
  * epilogue together (rt_linear_run), which it does not run. */
 static int measurable(CgStrategy s) {
-  return s == CG_STRAT_XOR || s == CG_STRAT_MMA || s == CG_STRAT_LOP3 || s == CG_STRAT_BMMA;
+  return s == CG_STRAT_XOR || s == CG_STRAT_MMA || s == CG_STRAT_LOP3 || s == CG_STRAT_BMMA || s == CG_STRAT_XSMEM;
 }
 
 static int gpu_compile(void *ctx, int from, int to, int *ok, RbBuf *log) {

@@ -139,6 +139,15 @@ static int regs_bmma(const LinShape *s, int rows, int nbr) {
          nbr * 8 + s->nsb * nbr * s->paths;
 }
 
+/* The xsmem design's: the bits of this group and the next, the accumulators, the g pairs (as the
+ * register design's), this step's x fragments and products (2 x n8 tiles x 8) and h fragment (8),
+ * and ~24 of addresses and loop state (ptxas, 2026-12-05: 122 at RT 1 for gate/up b16, estimate
+ * 120; 178 at RT 2, estimate 176). */
+static int regs_xsmem(const LinShape *s, int rt, int bt) {
+  int nb = bt / 8;
+  return 2 * s->paths * s->nsb * rt * 4 + rt * s->nsb * nb * 4 + s->paths * s->nsb * rt * 2 + 2 * nb * 8 + 8 + 24;
+}
+
 /* The staged design's: its accumulators (segments x n8 tiles x 4), the g
  * pairs, one A fragment and the bit words. */
 static int regs_staged(const LinShape *s, int bt) { return s->nsb * (bt / 8) * 4 + s->nsb * 2 + 4 + s->nsb; }
@@ -208,6 +217,27 @@ static void bmma_space(Walk *w, const CgSchedule *def) {
   }
 }
 
+/* The xsmem strategy (buckets up to batch 16, above bmma's): batch tile (8, 16), row tiles a warp
+ * (1..3: 4 needs over 255 registers at two segments), row warps (1, 2, 4, 8), then K warp groups
+ * (1..32 / row warps), each ascending. rows (for the SM rule) is the block's row tiles. */
+static void xsmem_space(Walk *w, const CgSchedule *def) {
+  static const int bts[] = {8, 16}, wrs[] = {1, 2, 4, 8};
+  if (def->batch_max > 16 || def->batch_max <= CG_BMMA_BATCH_MAX) return;
+  LinShape s = lin_shape(&w->k->op);
+  int cover = bt_cover(def->batch_max);
+  for (size_t b = 0; b < sizeof bts / sizeof bts[0] && bts[b] <= cover; b++)
+    for (int rt = 1; rt <= 3; rt++)
+      for (size_t wi = 0; wi < sizeof wrs / sizeof wrs[0]; wi++) {
+        const int wr = wrs[wi];
+        if (!rows_useful(&s, rt * wr)) continue;
+        for (int ks = 1; ks * wr <= 32 && ks <= s.C256; ks++) {
+          if (!split_useful(s.C256, ks)) continue;
+          CgSchedule sc = {.strategy = CG_STRAT_XSMEM, .batch_max = def->batch_max, .tile = {rt, ks, wr, bts[b]}};
+          consider(w, &sc, rt * wr, regs_xsmem(&s, rt, bts[b]));
+        }
+      }
+}
+
 /* The dequant strategy (buckets above batch 16): the bits expanded to fp16 for a
  * cuBLAS GEMM, after every mma candidate, by warps per block (tile[0]: 4, 8, 16).
  * Its time is the kernel's, the GEMM's and the epilogue's together (rt_linear_run),
@@ -232,6 +262,7 @@ static const struct {
 } spaces[] = {
     {"cuda", CG_LINEAR, bmma_space},
     {"cuda", CG_LINEAR, linear_space},
+    {"cuda", CG_LINEAR, xsmem_space},
     {"cuda", CG_LINEAR, dequant_space},
 };
 

@@ -28,7 +28,7 @@ int rt_gpu_sm_count(const RtGpu *g);
 /* Device attributes the autotuner reads (its limits, the nominal bandwidth). */
 typedef enum {
   RT_GPU_REGS_PER_BLOCK,   /* 32-bit registers a block may hold */
-  RT_GPU_SMEM_PER_BLOCK,   /* shared memory bytes a block gets without opting in */
+  RT_GPU_SMEM_PER_BLOCK,   /* shared memory bytes a block may opt in to (rt_launch_ex does above 48 KiB) */
   RT_GPU_THREADS_PER_BLOCK,
   RT_GPU_MEM_CLOCK_KHZ,    /* peak memory clock */
   RT_GPU_MEM_BUS_BITS,     /* global memory bus width */

@@ -15,7 +15,7 @@
 #include "runtime/runtime.h"
 #include "tests/common/check.h"
 
-static const AtLimits h200 = {.regs_per_thread = 255, .regs_per_block = 65536, .smem_per_block = 49152,
+static const AtLimits h200 = {.regs_per_thread = 255, .regs_per_block = 65536, .smem_per_block = 232448,
                               .threads_per_block = 1024, .sm_count = 132};
 
 static void describe(const CgKernel *k, char *out, size_t n) {
@@ -80,6 +80,25 @@ static void check_kernel(const CgKernel *k, const AtLimits *lim) {
       CHECK(i == 1 || (p->strategy == CG_STRAT_BMMA && (p->tile[0] < c->sched.tile[0] ||
                                                         (p->tile[0] == c->sched.tile[0] && p->tile[1] < c->sched.tile[1]))),
             "%s: out of order after candidate %d", cw, i - 1);
+    } else if (i > 0 && c->sched.strategy == CG_STRAT_XSMEM) {
+      /* The xsmem tail of a bucket in 5..16: batch tile, row tiles, row warps, K groups ascending. */
+      const CgSchedule *p = &s.c[i - 1].sched;
+      CHECK(k->sched.batch_max > CG_BMMA_BATCH_MAX && k->sched.batch_max <= 16 && c->sched.tile[0] >= 1 &&
+                c->sched.tile[0] <= 3 && c->sched.tile[1] >= 1 && c->sched.tile[2] >= 1 &&
+                c->sched.tile[1] * c->sched.tile[2] <= 32 && (c->sched.tile[3] == 8 || c->sched.tile[3] == 16),
+            "%s: an xsmem candidate's knobs", cw);
+      const int ka[4] = {p->tile[3], p->tile[0], p->tile[2], p->tile[1]};
+      const int kb[4] = {c->sched.tile[3], c->sched.tile[0], c->sched.tile[2], c->sched.tile[1]};
+      int less = 0;
+      for (int e = 0; e < 4 && !less; e++) {
+        if (ka[e] != kb[e]) {
+          less = ka[e] < kb[e] ? 1 : -1;
+          break;
+        }
+      }
+      CHECK(p->strategy != CG_STRAT_XSMEM || less == 1, "%s: out of order after candidate %d", cw, i - 1);
+      for (int j = i + 1; j < s.n; j++)
+        CHECK(s.c[j].sched.strategy == CG_STRAT_XSMEM, "%s: candidate %d after the xsmem tail", cw, j);
     } else if (i > 0) {
       /* The register design after a bmma bucket's own candidates is spelled xor. */
       const CgStrategy reg = k->sched.strategy == CG_STRAT_BMMA ? CG_STRAT_XOR : k->sched.strategy;
@@ -214,10 +233,12 @@ static void check_pruning(void) {
   /* Knob values that only add dead tiles or idle warps are left out: one
    * 16-row tile and one 256-column group leave rows 1 and split 1 alone. */
   CgKernel tiny = linear(CG_STRAT_XOR, 8, 64, 1, 16, 0, CG_EPI_NONE);
-  CHECK(count(&tiny, NULL, &s) == 3 && s.c[1].sched.tile[0] == 1 && s.c[1].sched.tile[1] == 1 &&
+  CHECK(count(&tiny, NULL, &s) == 4 && s.c[1].sched.tile[0] == 1 && s.c[1].sched.tile[1] == 1 &&
             s.c[1].sched.tile[3] == 8 && s.c[2].sched.strategy == CG_STRAT_LOP3 &&
-            !memcmp(s.c[2].sched.tile, s.c[1].sched.tile, sizeof s.c[1].sched.tile),
-        "N=16 K=64 b<=8: %d candidates (the default, then rows 1 split 1 as xor and as lop3)", s.n);
+            !memcmp(s.c[2].sched.tile, s.c[1].sched.tile, sizeof s.c[1].sched.tile) &&
+            s.c[3].sched.strategy == CG_STRAT_XSMEM && s.c[3].sched.tile[0] == 1 && s.c[3].sched.tile[1] == 1 &&
+            s.c[3].sched.tile[2] == 1 && s.c[3].sched.tile[3] == 8,
+        "N=16 K=64 b<=8: %d candidates (the default, then rows 1 split 1 as xor, lop3 and xsmem)", s.n);
   at_space_free(&s);
   /* The bmma bucket of the same: its own rows 1 split 1, then the register design's two. */
   CgKernel tinyb = linear(CG_STRAT_BMMA, 1, 64, 1, 16, 0, CG_EPI_NONE);
@@ -226,17 +247,18 @@ static void check_pruning(void) {
         "N=16 K=64 b<=1: %d candidates (the default, then rows 1 split 1 as bmma, xor and lop3)", s.n);
   at_space_free(&s);
   /* Batch tiles past the bucket's batch are left out: b<=8 has the 8-row tile alone, spelled xor
-   * or lop3 (the register design's two decodes), each at least once. */
+   * or lop3 (the register design's two decodes) or xsmem, each at least once. */
   CgKernel b8 = linear(CG_STRAT_XOR, 8, 4096, 1, 4096, 0, CG_EPI_NONE);
   CHECK(count(&b8, &h200, &s) > 1, "b<=8 space");
-  int nxor = 0, nlop3 = 0;
+  int nxor = 0, nlop3 = 0, nxsmem = 0;
   for (int i = 1; i < s.n; i++) {
-    CHECK(s.c[i].sched.tile[3] == 8 && s.c[i].sched.tile[2] == 0 &&
-              (s.c[i].sched.strategy == CG_STRAT_XOR || s.c[i].sched.strategy == CG_STRAT_LOP3),
-          "b<=8 candidate %d: tile[3] %d, %s", i, s.c[i].sched.tile[3], cg_strategy_name(s.c[i].sched.strategy));
-    nxor += s.c[i].sched.strategy == CG_STRAT_XOR, nlop3 += s.c[i].sched.strategy == CG_STRAT_LOP3;
+    const CgStrategy st = s.c[i].sched.strategy;
+    CHECK(s.c[i].sched.tile[3] == 8 && (st == CG_STRAT_XSMEM ? s.c[i].sched.tile[2] >= 1 : s.c[i].sched.tile[2] == 0) &&
+              (st == CG_STRAT_XOR || st == CG_STRAT_LOP3 || st == CG_STRAT_XSMEM),
+          "b<=8 candidate %d: tile[3] %d, %s", i, s.c[i].sched.tile[3], cg_strategy_name(st));
+    nxor += st == CG_STRAT_XOR, nlop3 += st == CG_STRAT_LOP3, nxsmem += st == CG_STRAT_XSMEM;
   }
-  CHECK(nxor > 0 && nlop3 > 0, "b<=8: %d xor and %d lop3 candidates", nxor, nlop3);
+  CHECK(nxor > 0 && nlop3 > 0 && nxsmem > 0, "b<=8: %d xor, %d lop3 and %d xsmem candidates", nxor, nlop3, nxsmem);
   at_space_free(&s);
   /* A kernel the target refuses is an error, not an empty space. */
   CgKernel bad = linear(CG_STRAT_XOR, 1, 4096, 1, 4096, 0, CG_EPI_NONE);

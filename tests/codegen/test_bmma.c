@@ -15,26 +15,8 @@
 #include <time.h>
 
 #include "tests/common/check.h"
+#include "tests/common/layout.h"
 #include "tests/common/rng.h"
-
-/* Sign bit (1: -1) of row n, column col of path p, or 0 outside. */
-static unsigned sign_bit(const uint8_t *b, int N, int K, int p, int n, int col) {
-  return n < N && col < K ? b[((size_t)p * N + n) * K + col] : 0u;
-}
-
-/* The kernel layout's word j of lane (gid, tig), tile T, group c (linear.c's header):
- * bit r / r + 16 (r = 4 s + q) is row 16 T + gid + 8 (q & 1), column 256 c + 64 j + 16 tig
- * + 4 s + 2 (q >> 1) + {0, 1}. */
-static unsigned layout_word(const uint8_t *b, int N, int K, int p, int T, int c, int lane, int j) {
-  unsigned w = 0;
-  for (int bit = 0; bit < 32; bit++) {
-    int r = bit & 15, s = r >> 2, q = r & 3;
-    int n = T * 16 + (lane >> 2) + 8 * (q & 1);
-    int col = c * 256 + j * 64 + (lane & 3) * 16 + 4 * s + 2 * (q >> 1) + (bit >> 4);
-    w |= sign_bit(b, N, K, p, n, col) << bit;
-  }
-  return w;
-}
 
 /* popc(A_row AND B_col) of one m16n8k256 b1 mma over its fragments: lane (g, t) holds A rows
  * g (a0, a2) and g + 8 (a1, a3) at k = 32 t + i (a0, a1) and 128 + 32 t + i (a2, a3), B
@@ -137,16 +119,6 @@ static int run_case(int N, int K, int paths, uint64_t seed) {
   printf("%s %s: %.2e from the direct sum, %.2e from the reference\n", bad ? "FAIL" : "ok  ", what, e_alg, e_ref);
   free(b), free(x), free(h), free(g), free(y), free(yq), free(yr);
   return bad;
-}
-
-static int refused(CgKernel k, const char *want, const char *what) {
-  RbBuf src = {0}, err = {0};
-  char entry[CG_ENTRY_MAX];
-  int rc = cg_target_cuda.emit(&k, &src, entry, &err);
-  int ok = rc == RB_EUSER && err.data && strstr(err.data, want);
-  CHECK(ok, "%s: rc %d, message '%s' (want '%s')", what, rc, err.data ? err.data : "", want);
-  rb_buf_free(&src), rb_buf_free(&err);
-  return !ok;
 }
 
 int main(void) {

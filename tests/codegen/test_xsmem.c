@@ -14,26 +14,10 @@
 #include "codegen/codegen.h"
 #include "codegen/cuda/cuda.h"
 #include "tests/common/check.h"
+#include "tests/common/layout.h"
 #include "tests/common/rng.h"
 
 enum { XPITCH = 264 }; /* xsmem.c's x row pitch, in halves */
-
-/* Sign bit (1: -1) of row n, column col of path p, or 0 outside. */
-static unsigned sign_bit(const uint8_t *b, int N, int K, int p, int n, int col) {
-  return n < N && col < K ? b[((size_t)p * N + n) * K + col] : 0u;
-}
-
-/* The kernel layout's word j of lane (gid, tig), tile T, group c (linear.c's header). */
-static unsigned layout_word(const uint8_t *b, int N, int K, int p, int T, int c, int lane, int j) {
-  unsigned w = 0;
-  for (int bit = 0; bit < 32; bit++) {
-    int r = bit & 15, s = r >> 2, q = r & 3;
-    int n = T * 16 + (lane >> 2) + 8 * (q & 1);
-    int col = c * 256 + j * 64 + (lane & 3) * 16 + 4 * s + 2 * (q >> 1) + (bit >> 4);
-    w |= sign_bit(b, N, K, p, n, col) << bit;
-  }
-  return w;
-}
 
 /* One tile of 16 rows, all groups, two n8 batch tiles, as the kernel's warps sum it. */
 static int run_case(int N, int K, int paths, int batch, uint64_t seed) {
@@ -112,16 +96,6 @@ static int pitch_conflict_free(void) {
       }
     }
   return 1;
-}
-
-static int refused(CgKernel k, const char *want, const char *what) {
-  RbBuf src = {0}, err = {0};
-  char entry[CG_ENTRY_MAX];
-  int rc = cg_target_cuda.emit(&k, &src, entry, &err);
-  int ok = rc == RB_EUSER && err.data && strstr(err.data, want);
-  CHECK(ok, "%s: rc %d, message '%s' (want '%s')", what, rc, err.data ? err.data : "", want);
-  rb_buf_free(&src), rb_buf_free(&err);
-  return !ok;
 }
 
 int main(void) {

@@ -359,6 +359,15 @@ const char cg_linear_ld8[] =
       "  }\n"
       "}\n\n";
 
+void cg_linear_emit_shape(RbBuf *b, const CgOp *s, const CgLinearPlan *pl) {
+  rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
+  rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", pl->C256);
+  rb_buf_printf(b, "#define PATHS %d\n", s->paths);
+  rb_buf_printf(b, "#define NTOT %d  /* rows of all segments */\n", pl->ntot);
+  rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
+  rb_buf_printf(b, "#define NSB %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
+}
+
 const char cg_linear_mma_helpers[] =
     "__device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b0, unsigned b1) {\n"
     "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 \"\n"
@@ -468,12 +477,7 @@ static void emit_reg(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char
         " * multiplies at the end of the K loop. */\n\n");
   rb_buf_puts(b, cg_linear_mma_helpers);
   if (pl->lop3) cg_lop3_emit_helpers(b);
-  rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
-  rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", pl->C256);
-  rb_buf_printf(b, "#define PATHS %d\n", s->paths);
-  rb_buf_printf(b, "#define NTOT %d  /* rows of all segments */\n", pl->ntot);
-  rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
-  rb_buf_printf(b, "#define NSB %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
+  cg_linear_emit_shape(b, s, pl);
   rb_buf_printf(b, "#define RT %d  /* row tiles per block (every warp works on all of them) */\n", pl->RT);
   rb_buf_printf(b, "#define KS %d  /* warps splitting K */\n", pl->KS);
   rb_buf_printf(b, "#define BT %d  /* batch rows per block */\n", pl->BT);

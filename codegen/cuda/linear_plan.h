@@ -48,6 +48,8 @@ void cg_linear_emit_store(RbBuf *b, const CgOp *s, const char *ind, const char *
 /* The device function ld8(v, row, col): halves col .. col + 7 of a row of K (a #define) as four
  * pairs, 16-byte loads when K % 8 == 0, 0 past K. */
 extern const char cg_linear_ld8[];
+/* The #defines of the shape both 256-column designs (reg, xsmem) read: K, C256, PATHS, NTOT, TT, NSB. */
+void cg_linear_emit_shape(RbBuf *b, const CgOp *s, const CgLinearPlan *pl);
 /* mma16816(c, a, b0, b1): one m16n8k16 fp16 mma.sync into fp32 c. */
 extern const char cg_linear_mma_helpers[];
 /* ldbits(v, p): a lane's 16 bytes of bits (no L1 allocation); hmul2(a, b): an f16x2 product. */

@@ -108,6 +108,17 @@ static const char stage_helpers[] =
 
 /* The K loop: staging, the bits one group ahead, the decode and the sums. */
 static void emit_kloop(RbBuf *b, int norm) {
+  rb_buf_puts(b,
+      "/* Group c's bits of every path, segment and row tile of a warp (bp: its tiles' first words). */\n"
+      "__device__ __forceinline__ void ldgroup(unsigned (&w)[PATHS][NSB][RT][4], const unsigned *const (&bp)[NSB][RT],\n"
+      "                                        int c) {\n"
+      "#pragma unroll\n"
+      "  for (int p = 0; p < PATHS; ++p)\n"
+      "#pragma unroll\n"
+      "    for (int sb = 0; sb < NSB; ++sb)\n"
+      "#pragma unroll\n"
+      "      for (int rt = 0; rt < RT; ++rt) ldbits(w[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);\n"
+      "}\n\n");
   rb_buf_printf(b,
       "/* The K loop of warp (wr, ks) over NBU (<= NB) live n8 batch tiles. */\n"
       "template <int NBU>\n"
@@ -139,14 +150,7 @@ static void emit_kloop(RbBuf *b, int norm) {
       "    }\n"
       "  unsigned wc[PATHS][NSB][RT][4], wn[PATHS][NSB][RT][4];\n"
       "  int c = ks;\n"
-      "  if (c < C256)\n"
-      "#pragma unroll\n"
-      "    for (int p = 0; p < PATHS; ++p)\n"
-      "#pragma unroll\n"
-      "      for (int sb = 0; sb < NSB; ++sb)\n"
-      "#pragma unroll\n"
-      "        for (int rt = 0; rt < RT; ++rt)\n"
-      "          ldbits(wc[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c) * 128);\n"
+      "  if (c < C256) ldgroup(wc, bp, c);\n"
       "  rb_grid_enter(); /* x is the previous kernel's output; the bits and g above are not */\n"
       "  stage(sm, x, h, batch, b0, seg0, 0);\n"
       "  cp_commit();\n"
@@ -156,14 +160,7 @@ static void emit_kloop(RbBuf *b, int norm) {
       "    if (it + 1 < NIT) stage(sm + ((it + 1) & 1) * STAGE_HALVES, x, h, batch, b0, seg0, it + 1);\n"
       "    cp_commit();\n"
       "    if (c >= C256) continue; /* a K group past the last: only the barriers */\n"
-      "    if (c + KS < C256) /* the next group's bits, in flight while this one computes */\n"
-      "#pragma unroll\n"
-      "      for (int p = 0; p < PATHS; ++p)\n"
-      "#pragma unroll\n"
-      "        for (int sb = 0; sb < NSB; ++sb)\n"
-      "#pragma unroll\n"
-      "          for (int rt = 0; rt < RT; ++rt)\n"
-      "            ldbits(wn[p][sb][rt], bp[sb][rt] + ((size_t)p * TT * C256 + c + KS) * 128);\n"
+      "    if (c + KS < C256) ldgroup(wn, bp, c + KS); /* the next group's bits, in flight while this one computes */\n"
       "    const rb_half *xs = sm + (it & 1) * STAGE_HALVES + ks * GROUP_HALVES, *hsm = xs + BT * XP;\n"
       "#pragma unroll\n"
       "    for (int j = 0; j < 4; ++j) { /* 64-column steps: a lane's columns 64 j + 16 tig .. + 15 */\n"
@@ -235,12 +232,7 @@ void cg_xsmem_emit(const CgOp *s, const CgLinearPlan *pl, RbBuf *b, const char *
         " * x.x per batch row of their K groups with one more mma a k16 step (the Gram matrix of the\n"
         " * batch rows, whose diagonal is wanted); each output is scaled by rsqrt(mean(x^2) + eps). */\n\n");
   rb_buf_puts(b, cg_linear_mma_helpers);
-  rb_buf_printf(b, "#define K %d  /* input width */\n", s->K);
-  rb_buf_printf(b, "#define C256 %d  /* 256-column groups of K */\n", pl->C256);
-  rb_buf_printf(b, "#define PATHS %d\n", s->paths);
-  rb_buf_printf(b, "#define NTOT %d  /* rows of all segments */\n", pl->ntot);
-  rb_buf_printf(b, "#define TT %d  /* 16-row tiles of all segments */\n", pl->TT);
-  rb_buf_printf(b, "#define NSB %d  /* segments a block works on (2: swiglu gate and up) */\n", pl->nsb);
+  cg_linear_emit_shape(b, s, pl);
   rb_buf_printf(b, "#define RT %d  /* row tiles a warp */\n", pl->RT);
   rb_buf_printf(b, "#define WR %d  /* warps splitting the block's rows */\n", pl->WR);
   rb_buf_printf(b, "#define KS %d  /* warp groups splitting K */\n", pl->KS);
